@@ -1,0 +1,44 @@
+"""omnitok: token counting for LLM workloads, offline-first.
+
+    >>> import omnitok
+    >>> omnitok.count("hello world", model="gpt-4o").tokens
+    2
+
+Heavy modules load on first use, so `import omnitok` stays cheap.
+"""
+
+from ._version import __version__
+
+__all__ = [
+    "__version__",
+    "count",
+    "count_batch",
+    "count_files",
+    "load_tokenizer",
+    "resolve",
+    "Counter",
+    "CountResult",
+    "OmnitokError",
+]
+
+_LAZY = {
+    "count": "api",
+    "count_batch": "api",
+    "count_files": "api",
+    "load_tokenizer": "api",
+    "resolve": "api",
+    "Counter": "api",
+    "CountResult": "api",
+    "OmnitokError": "errors",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'omnitok' has no attribute {name!r}")

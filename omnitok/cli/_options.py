@@ -1,0 +1,91 @@
+"""Options shared by every subcommand that reads records (count now; compress, validate later)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+Files = Annotated[
+    list[str] | None,
+    typer.Argument(help="Input files (JSONL, Parquet, text; .gz by suffix). '-' or none: stdin.", show_default=False),
+]
+Model = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Model id, e.g. gpt-4o, gpt-4.1-mini, o3, text-embedding-3-small. Default: $OMNITOK_MODEL, else gpt-4o.",
+        show_default=False,
+    ),
+]
+Encoding = Annotated[
+    str | None,
+    typer.Option(
+        "--encoding",
+        help="Count with this encoding (o200k_base, cl100k_base, ...) instead of the model's.",
+        show_default=False,
+    ),
+]
+Field = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--field",
+        "-f",
+        help="Field to count: a name, a dotted path (meta.body), or a chat "
+        "'messages' array. Repeat or comma-separate to count several. Default: 'messages', "
+        "else 'text'.",
+        show_default=False,
+    ),
+]
+IdField = Annotated[
+    str,
+    typer.Option("--id-field", help="Field copied to the output as the record's id when present."),
+]
+InputFormat = Annotated[
+    str,
+    typer.Option(
+        "--input-format",
+        help="auto (by suffix; stdin: JSONL if the first line is a JSON object, else text), jsonl, parquet, text.",
+    ),
+]
+Lines = Annotated[
+    bool,
+    typer.Option("--lines", help="Text input: count each line as a record (default: the whole input)."),
+]
+Format = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="auto (a bare number for one text, else JSONL; or by -o suffix), "
+        "number, jsonl, json, csv, parquet, table.",
+    ),
+]
+Output = Annotated[
+    str | None,
+    typer.Option("--output", "-o", help="Write results here instead of stdout.", show_default=False),
+]
+OnError = Annotated[
+    str,
+    typer.Option(
+        "--on-error",
+        help="Bad record: stop (exit 1), skip (report on stderr, exit 4), or "
+        "record (an error row in the output, exit 4).",
+    ),
+]
+Jobs = Annotated[
+    int | None,
+    typer.Option("--jobs", "-j", help="Worker processes. Default: all cores.", show_default=False),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notes on stderr.")]
+Engine = Annotated[
+    str,
+    typer.Option("--engine", help="BPE engine: auto (fastest exact), gigatoken, tiktoken (the reference)."),
+]
+
+
+def split_fields(values: list[str] | None) -> tuple[str, ...] | None:
+    if not values:
+        return None
+    out = tuple(part.strip() for v in values for part in v.split(",") if part.strip())
+    return out or None

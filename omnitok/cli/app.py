@@ -1,0 +1,96 @@
+"""The `omnitok` command: one Typer app, one module per subcommand."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from .. import errors
+from .count import EPILOG as COUNT_EPILOG
+from .count import count
+
+app = typer.Typer(
+    name="omnitok",
+    help="Token counting for LLM workloads: exact, offline, fast enough to stream a corpus through.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("count", epilog=COUNT_EPILOG)(count)
+
+
+@app.command("models")
+def models_cmd(
+    json_out: bool = typer.Option(False, "--json", help="JSON lines instead of a table."),
+    model: str | None = typer.Argument(None, help="Resolve one model id and say how.", show_default=False),
+) -> None:
+    """List the known model ids and prefixes, or resolve one."""
+    from .. import models
+
+    if model:
+        r = models.resolve(model)
+        row = {
+            "model": r.model,
+            "family": r.family,
+            "encoding": r.encoding,
+            "chat_rule": r.chat_rule,
+            "reason": r.reason,
+        }
+        if json_out:
+            import orjson
+
+            sys.stdout.buffer.write(orjson.dumps(row) + b"\n")
+        else:
+            for k, v in row.items():
+                print(f"{k}: {v}")
+        return
+    rows = models.known_models()
+    if json_out:
+        import orjson
+
+        for name, kind, enc in rows:
+            sys.stdout.buffer.write(orjson.dumps({"model": name, "kind": kind, "encoding": enc}) + b"\n")
+        return
+    for name, kind, enc in rows:
+        print(f"{name:28} {kind:7} {enc}")
+
+
+@app.command("version")
+def version_cmd() -> None:
+    """Print omnitok's version."""
+    from .._version import __version__
+
+    print(__version__)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: turns user errors into a message and an exit code, never a traceback."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except errors.OmnitokError as e:
+        from ._output import report
+
+        sys.exit(report(e))
+    except KeyboardInterrupt:
+        sys.stderr.write("omnitok: interrupted\n")
+        sys.exit(errors.EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as other Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
+    except Exception as e:  # click's own usage errors
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Exit):
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.stderr.write("omnitok: aborted\n")
+            sys.exit(errors.EXIT_INTERRUPTED)
+        raise
+    sys.exit(result if isinstance(result, int) else 0)

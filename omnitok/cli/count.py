@@ -1,0 +1,184 @@
+"""`omnitok count`: token counts for files and streams."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from .. import errors
+from . import _options as opt
+from ._output import ProgressBar, error, info, warn
+
+EPILOG = """\
+Examples:
+
+  echo -n "hello world" | omnitok count -m gpt-4o            # 2
+
+  omnitok count -m gpt-4.1 data.jsonl --field body > counts.jsonl
+
+  cat chats.jsonl | omnitok count -m gpt-4o --summary       # chat 'messages' records
+
+  omnitok count -m gpt-4o docs.parquet --field text -o counts.parquet
+
+  omnitok count -m gpt-4o prompts.jsonl --max-tokens 8000   # CI gate: exit 3 if any is over
+
+  omnitok count -m gpt-4o in.jsonl --add-field n_tokens > out.jsonl
+"""
+
+
+def count(
+    files: opt.Files = None,
+    model: opt.Model = None,
+    encoding: opt.Encoding = None,
+    field: opt.Field = None,
+    id_field: opt.IdField = "id",
+    input_format: opt.InputFormat = "auto",
+    lines: opt.Lines = False,
+    fmt: opt.Format = "auto",
+    output: opt.Output = None,
+    summary: bool = typer.Option(
+        False,
+        "--summary",
+        help="Print totals, min/mean/p50/p95/max and errors "
+        "(to stdout; per-record results then go only to -o, if given).",
+    ),
+    add_field: str | None = typer.Option(
+        None,
+        "--add-field",
+        help="Write each input record back with its count added under this name (JSONL).",
+        show_default=False,
+    ),
+    max_tokens: int | None = typer.Option(
+        None,
+        "--max-tokens",
+        min=0,
+        help="CI gate: exit 3 and list the records over this many tokens.",
+        show_default=False,
+    ),
+    on_error: opt.OnError = "stop",
+    jobs: opt.Jobs = None,
+    engine: opt.Engine = "auto",
+    explain: bool = typer.Option(False, "--explain", help="Say on stderr how the model was resolved."),
+    quiet: opt.Quiet = False,
+) -> None:
+    """Count tokens of texts, JSONL records, chat messages or Parquet rows, exactly, offline.
+
+    Text that looks like a special token (<|endoftext|>) is counted as plain text, as tiktoken's
+    encode_ordinary and the APIs count user text.
+    """
+    from ..api import Counter
+    from ..io.readers import InputStream
+    from ..io.writers import format_for_output, make_sink, open_output
+    from ..pipeline import count_records, default_jobs
+    from ..records import Extractor
+    from ..summary import Summary
+
+    if on_error not in ("stop", "skip", "record"):
+        raise errors.UsageError(f"--on-error must be stop, skip or record, not {on_error!r}")
+    if jobs is not None and jobs < 1:
+        raise errors.UsageError("--jobs must be at least 1")
+    paths = list(files or [])
+    counter = Counter(model, encoding=encoding, engine=engine)
+    res, strategy = counter.resolution, counter.strategy
+    if explain:
+        info(
+            f"model {res.model!r} -> {res.family}, encoding {strategy.encoding} ({res.reason}); "
+            f"strategy {strategy.name} (exact={strategy.exact}), engine {strategy.engine}, "
+            f"chat framing {res.chat_rule}; vocabulary {strategy.source}; fingerprint {strategy.fingerprint}"
+        )
+    stream = InputStream(
+        paths,
+        Extractor(opt.split_fields(field), res.chat_rule, id_field or None),
+        input_format,
+        lines,
+        keep_raw=bool(add_field),
+    )
+    meta = {
+        "model": res.model,
+        "encoding": strategy.encoding,
+        "strategy": strategy.name,
+        "exact": strategy.exact,
+    }
+    stats = Summary(max_tokens_limit=max_tokens)
+    records_out = output if summary else output or "-"
+    sink = None
+    out, owned = None, False
+    if records_out is not None:
+        kind = format_for_output(fmt, records_out, stream.single_text)
+        out, owned = open_output(records_out)
+        sink = make_sink(kind, out, meta, len(stream.paths) > 1, add_field)
+    bar = ProgressBar(stream.progress, enabled=not quiet)
+    stopped = None
+    try:
+        for c in count_records(stream, strategy, jobs or default_jobs(), bar.update):
+            rec = c.record
+            if rec.error is not None:
+                message = f"{rec.where}: {rec.error}"
+                stats.add_error(message)
+                if on_error == "stop":
+                    stopped = message
+                    break
+                if on_error == "record" and sink is not None:
+                    sink.error(c)
+                else:
+                    bar.close()
+                    error(message)
+                continue
+            stats.add(c.tokens, rec.where, rec.id)
+            if sink is not None:
+                sink.result(c)
+    finally:
+        bar.close()
+        if sink is not None:
+            sink.close()
+        if owned:
+            out.close()
+    if summary:
+        _print_summary(stats, meta, fmt)
+    return _finish(stats, stopped, on_error, quiet)
+
+
+def _finish(stats, stopped: str | None, on_error: str, quiet: bool) -> int:
+    if stopped:
+        error(stopped, "--on-error skip or --on-error record carries on past bad records")
+        return errors.EXIT_ERROR
+    code = errors.EXIT_OK
+    if stats.over_limit:
+        limit = stats.max_tokens_limit
+        error(f"{stats.over_limit} of {stats.counted} records are over --max-tokens {limit}:")
+        for where, rid, tokens in stats.offenders[:50]:
+            label = f" (id {rid})" if rid is not None else ""
+            sys.stderr.write(f"  {where}{label}: {tokens} tokens\n")
+        if stats.over_limit > 50:
+            sys.stderr.write(f"  ... and {stats.over_limit - 50} more\n")
+        code = errors.EXIT_OVER_LIMIT
+    if stats.errors:
+        if not quiet:
+            warn(
+                f"{stats.errors} of {stats.records} records had errors ({on_error}ped: "
+                f"{stats.counted} counted + {stats.errors} errors = {stats.records} records in)"
+                if on_error == "skip"
+                else f"{stats.errors} of {stats.records} records had errors (written as error records)"
+            )
+        code = errors.EXIT_BAD_RECORDS
+    return code
+
+
+def _print_summary(stats, meta: dict, fmt: str) -> None:
+    data = {**stats.to_dict(), **meta}
+    if fmt in ("json", "jsonl") or not sys.stdout.isatty():
+        import orjson
+
+        sys.stdout.buffer.write(orjson.dumps(data) + b"\n")
+        sys.stdout.flush()
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{meta['model']} ({meta['encoding']}, {meta['strategy']}, exact={meta['exact']})")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    for key, value in stats.to_dict().items():
+        table.add_row(key, "" if value is None else str(value))
+    Console().print(table)

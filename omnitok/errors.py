@@ -1,0 +1,69 @@
+"""The errors users see. Each carries a message that says what was wrong and where, and the
+exit code the CLI returns for it (see README "Exit codes")."""
+
+from __future__ import annotations
+
+# Exit codes, documented in the README.
+EXIT_OK = 0
+EXIT_ERROR = 1  # bad input (stopped at the first bad record), missing asset, runtime failure
+EXIT_USAGE = 2  # bad command line (unknown model, bad option value): same code click uses
+EXIT_OVER_LIMIT = 3  # --max-tokens: at least one record is over the limit
+EXIT_BAD_RECORDS = 4  # --on-error skip|record: the run finished but some records were bad
+EXIT_INTERRUPTED = 130
+
+
+class OmnitokError(Exception):
+    """Base class: an error with a user-facing message and an exit code."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(OmnitokError):
+    """A bad option value or combination."""
+
+    exit_code = EXIT_USAGE
+
+
+class UnknownModelError(UsageError):
+    """A model id no registry entry matches."""
+
+    def __init__(self, model: str, suggestions: list[str]):
+        hint = None
+        if suggestions:
+            hint = "did you mean: " + ", ".join(suggestions) + "?"
+        super().__init__(
+            f"unknown model {model!r}; `omnitok models` lists the known ones, "
+            "and --encoding picks an encoding directly",
+            hint,
+        )
+        self.model = model
+        self.suggestions = suggestions
+
+
+class UnknownEncodingError(UsageError):
+    def __init__(self, encoding: str, known: list[str]):
+        super().__init__(f"unknown encoding {encoding!r}; known: {', '.join(known)}")
+        self.encoding = encoding
+
+
+class AssetError(OmnitokError):
+    """A tokenizer file that is missing or fails verification."""
+
+
+class InputError(OmnitokError):
+    """A bad input record or file, located by source and line (or row)."""
+
+    def __init__(self, source: str, line: int | None, message: str):
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {message}")
+        self.source = source
+        self.line = line
+        self.reason = message

@@ -1,0 +1,286 @@
+"""Sinks: results -> stdout or a file, in one of the output formats.
+
+Every sink takes results in input order. A result row holds the record's position (and id,
+source and line where they help), `tokens`, and the run's `model`, `encoding`, `strategy`,
+`exact`; an error row holds `error` and the offending `record`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from typing import IO, Any
+
+from ..errors import UsageError
+from ..pipeline import Counted
+
+OUTPUT_FORMATS = ("auto", "number", "jsonl", "json", "csv", "parquet", "table")
+COLUMNS = ["pos", "id", "source", "line", "tokens", "model", "encoding", "strategy", "exact", "error"]
+_SUFFIX_FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+}
+
+
+def format_for_output(fmt: str, output: str | None, single_text: bool) -> str:
+    if fmt != "auto":
+        return fmt
+    if output and output != "-":
+        for suffix, name in _SUFFIX_FORMATS.items():
+            if output.lower().endswith(suffix):
+                return name
+    return "number" if single_text else "jsonl"
+
+
+class Sink:
+    def __init__(self, out: IO[bytes], meta: dict, with_source: bool):
+        self.out = out
+        self.meta = meta
+        self.with_source = with_source
+
+    def row(self, c: Counted) -> dict:
+        rec = c.record
+        row: dict[str, Any] = {"pos": rec.pos}
+        if rec.id is not None:
+            row["id"] = rec.id
+        if self.with_source:
+            row["source"] = rec.source
+            row["line"] = rec.line
+        row["tokens"] = c.tokens
+        if c.parts is not None:
+            row["fields"] = dict(zip(rec.fields or [], c.parts, strict=True))
+        row.update(self.meta)
+        return row
+
+    def error_row(self, c: Counted) -> dict:
+        rec = c.record
+        row: dict[str, Any] = {"pos": rec.pos}
+        if rec.id is not None:
+            row["id"] = rec.id
+        row.update({"source": rec.source, "line": rec.line, "error": rec.error, "record": rec.raw})
+        return row
+
+    def result(self, c: Counted) -> None:
+        raise NotImplementedError
+
+    def error(self, c: Counted) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.out.flush()
+
+
+class JsonlSink(Sink):
+    def __init__(self, out, meta, with_source):
+        super().__init__(out, meta, with_source)
+        import orjson
+
+        self._dumps = orjson.dumps
+
+    def result(self, c: Counted) -> None:
+        self.out.write(self._dumps(self.row(c)) + b"\n")
+
+    def error(self, c: Counted) -> None:
+        self.out.write(self._dumps(self.error_row(c), default=str) + b"\n")
+
+
+class AddFieldSink(JsonlSink):
+    """Each input record written back with its count added under `name`."""
+
+    def __init__(self, out, meta, with_source, name: str):
+        super().__init__(out, meta, with_source)
+        self.name = name
+
+    def result(self, c: Counted) -> None:
+        raw = c.record.raw
+        obj = dict(raw) if isinstance(raw, dict) else {"text": raw}
+        obj[self.name] = c.tokens
+        self.out.write(self._dumps(obj, default=str) + b"\n")
+
+
+class NumberSink(Sink):
+    """A bare number a record; an error record leaves an empty line, so lines stay aligned."""
+
+    def result(self, c: Counted) -> None:
+        self.out.write(b"%d\n" % c.tokens)
+
+    def error(self, c: Counted) -> None:
+        self.out.write(b"\n")
+
+
+class JsonSink(JsonlSink):
+    """One JSON document: an object for a single result, an array for several."""
+
+    def __init__(self, out, meta, with_source):
+        super().__init__(out, meta, with_source)
+        self._first: bytes | None = None
+        self._array = False
+
+    def _emit(self, data: bytes) -> None:
+        if self._first is None and not self._array:
+            self._first = data
+            return
+        if not self._array:
+            self.out.write(b"[\n" + self._first)
+            self._array = True
+            self._first = None
+        self.out.write(b",\n" + data)
+
+    def result(self, c: Counted) -> None:
+        self._emit(self._dumps(self.row(c)))
+
+    def error(self, c: Counted) -> None:
+        self._emit(self._dumps(self.error_row(c), default=str))
+
+    def close(self) -> None:
+        if self._array:
+            self.out.write(b"\n]\n")
+        elif self._first is not None:
+            self.out.write(self._first + b"\n")
+        super().close()
+
+
+class CsvSink(Sink):
+    def __init__(self, out, meta, with_source):
+        super().__init__(out, meta, with_source)
+        self._text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+        self._csv = csv.writer(self._text)
+        self._csv.writerow(COLUMNS)
+
+    def _flat(self, c: Counted, error: str | None) -> list:
+        rec = c.record
+        return [rec.pos, rec.id, rec.source, rec.line, c.tokens, *self.meta.values(), error]
+
+    def result(self, c: Counted) -> None:
+        self._csv.writerow(self._flat(c, None))
+
+    def error(self, c: Counted) -> None:
+        self._csv.writerow(self._flat(c, c.record.error))
+
+    def close(self) -> None:
+        self._text.flush()
+        self._text.detach()
+        super().close()
+
+
+class ParquetSink(Sink):
+    _ROWS = 65536
+
+    def __init__(self, out, meta, with_source):
+        super().__init__(out, meta, with_source)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self._pa = pa
+        self._schema = pa.schema(
+            [
+                ("pos", pa.int64()),
+                ("id", pa.string()),
+                ("source", pa.string()),
+                ("line", pa.int64()),
+                ("tokens", pa.int64()),
+                ("model", pa.string()),
+                ("encoding", pa.string()),
+                ("strategy", pa.string()),
+                ("exact", pa.bool_()),
+                ("error", pa.string()),
+            ]
+        )
+        self._writer = pq.ParquetWriter(out, self._schema)
+        self._rows: list[dict] = []
+
+    def _add(self, c: Counted, error: str | None) -> None:
+        rec = c.record
+        row = {"pos": rec.pos, "id": None if rec.id is None else str(rec.id), "source": rec.source}
+        row.update({"line": rec.line, "tokens": c.tokens, **self.meta, "error": error})
+        self._rows.append(row)
+        if len(self._rows) >= self._ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._rows:
+            self._writer.write_table(self._pa.Table.from_pylist(self._rows, schema=self._schema))
+            self._rows = []
+
+    def result(self, c: Counted) -> None:
+        self._add(c, None)
+
+    def error(self, c: Counted) -> None:
+        self._add(c, c.record.error)
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
+        super().close()
+
+
+class TableSink(Sink):
+    """A rich table for people; rows are kept until the end."""
+
+    def __init__(self, out, meta, with_source):
+        super().__init__(out, meta, with_source)
+        self._rows: list[tuple] = []
+
+    def result(self, c: Counted) -> None:
+        rec = c.record
+        self._rows.append((rec.pos, rec.id, rec.where, c.tokens, None))
+
+    def error(self, c: Counted) -> None:
+        rec = c.record
+        self._rows.append((rec.pos, rec.id, rec.where, None, rec.error))
+
+    def close(self) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        m = self.meta
+        table = Table(title=f"{m['model']} ({m['encoding']}, {m['strategy']}, exact={m['exact']})")
+        for col in ("pos", "id", "where", "tokens", "error"):
+            table.add_column(col, justify="right" if col in ("pos", "tokens") else "left")
+        for pos, rid, where, tokens, err in self._rows:
+            table.add_row(
+                str(pos),
+                "" if rid is None else str(rid),
+                where,
+                "" if tokens is None else str(tokens),
+                err or "",
+            )
+        text = io.TextIOWrapper(self.out, encoding="utf-8", write_through=True)
+        Console(file=text, width=max(80, Console().width)).print(table)
+        text.flush()
+        text.detach()
+        super().close()
+
+
+def open_output(output: str | None) -> tuple[IO[bytes], bool]:
+    """(binary stream, whether we own it)."""
+    if not output or output == "-":
+        return sys.stdout.buffer, False
+    try:
+        return open(output, "wb"), True  # noqa: SIM115 - closed by the caller
+    except OSError as e:
+        raise UsageError(f"cannot write {output}: {e.strerror}") from None
+
+
+def make_sink(fmt: str, out: IO[bytes], meta: dict, with_source: bool, add_field: str | None) -> Sink:
+    if add_field:
+        if fmt not in ("jsonl", "auto", "number"):
+            raise UsageError("--add-field writes JSONL records; use it without --format or with --format jsonl")
+        return AddFieldSink(out, meta, with_source, add_field)
+    sinks = {
+        "number": NumberSink,
+        "jsonl": JsonlSink,
+        "json": JsonSink,
+        "csv": CsvSink,
+        "parquet": ParquetSink,
+        "table": TableSink,
+    }
+    if fmt not in sinks:
+        raise UsageError(f"unknown output format {fmt!r}; one of {', '.join(OUTPUT_FORMATS)}")
+    if fmt == "parquet" and out is sys.stdout.buffer and out.isatty():
+        raise UsageError("--format parquet writes binary data; give -o FILE.parquet")
+    return sinks[fmt](out, meta, with_source)

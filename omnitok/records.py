@@ -1,0 +1,153 @@
+"""Records and text extraction: what in each input record is counted.
+
+A record becomes a list of texts plus a fixed overhead (chat framing), so every stage can batch
+the texts of many records into one engine call and add the overhead back afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .models import CHAT_RULES
+
+
+@dataclass(slots=True)
+class Record:
+    pos: int  # 0-based position across all inputs, in input order
+    source: str  # file name, or <stdin>
+    line: int | None  # 1-based line (JSONL, text --lines) or row (Parquet)
+    id: Any = None
+    texts: list[str] = field(default_factory=list)
+    overhead: int = 0  # tokens added by chat framing
+    fields: list[str] | None = None  # names of the texts when several fields are counted
+    raw: Any = None  # the input record, kept for --add-field and error records
+    error: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}" if self.line is not None else self.source
+
+
+class ExtractError(ValueError):
+    """Why a record's text could not be taken out of it."""
+
+
+_MISSING = object()
+
+
+def get_path(obj: Any, path: str) -> Any:
+    """Value at a dotted path (`meta.body`, `messages.0.content`); _MISSING if absent."""
+    if isinstance(obj, dict) and path in obj:
+        return obj[path]
+    cur = obj
+    for part in path.split("."):
+        if isinstance(cur, dict):
+            cur = cur.get(part, _MISSING)
+        elif isinstance(cur, list) and part.lstrip("-").isdigit():
+            idx = int(part)
+            cur = cur[idx] if -len(cur) <= idx < len(cur) else _MISSING
+        else:
+            return _MISSING
+        if cur is _MISSING:
+            return _MISSING
+    return cur
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else {dict: "object", list: "array"}.get(type(value), type(value).__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Extractor:
+    """Takes the countable text out of a record.
+
+    fields: dotted paths; None means auto: a bare JSON string, else `messages` (chat), else `text`.
+    chat_rule: the model's chat framing (models.CHAT_RULES).
+    """
+
+    fields: tuple[str, ...] | None = None
+    chat_rule: str = "openai-chat"
+    id_field: str | None = "id"
+
+    def record_id(self, obj: Any) -> Any:
+        if self.id_field is None or not isinstance(obj, dict):
+            return None
+        value = get_path(obj, self.id_field)
+        return value if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+
+    def extract(self, obj: Any) -> tuple[list[str], int, list[str] | None]:
+        """(texts, overhead, field names or None); raises ExtractError."""
+        if self.fields is None:
+            if isinstance(obj, str):
+                return [obj], 0, None
+            if not isinstance(obj, dict):
+                raise ExtractError(f"record is a JSON {_type_name(obj)}; expected an object or a string")
+            if "messages" in obj:
+                return self._one(obj, "messages")
+            if "text" in obj:
+                return self._one(obj, "text")
+            keys = ", ".join(list(obj)[:10]) or "none"
+            raise ExtractError(f"no 'text' or 'messages' field; pass --field (record has: {keys})")
+        if len(self.fields) == 1:
+            return self._one(obj, self.fields[0])
+        texts: list[str] = []
+        for name in self.fields:
+            value = self._value(obj, name)
+            if not isinstance(value, str):
+                raise ExtractError(f"field {name!r} is {_type_name(value)}, expected a string")
+            texts.append(value)
+        return texts, 0, list(self.fields)
+
+    def _value(self, obj: Any, name: str) -> Any:
+        value = get_path(obj, name) if isinstance(obj, (dict, list)) else _MISSING
+        if value is _MISSING:
+            keys = ", ".join(list(obj)[:10]) if isinstance(obj, dict) else _type_name(obj)
+            raise ExtractError(f"field {name!r} missing (record has: {keys})")
+        return value
+
+    def _one(self, obj: Any, name: str) -> tuple[list[str], int, None]:
+        value = self._value(obj, name)
+        if isinstance(value, str):
+            return [value], 0, None
+        if isinstance(value, list):
+            texts, overhead = chat_texts(value, self.chat_rule, name)
+            return texts, overhead, None
+        raise ExtractError(f"field {name!r} is {_type_name(value)}, expected a string or a messages array")
+
+
+def chat_texts(messages: list, rule: str = "openai-chat", where: str = "messages") -> tuple[list[str], int]:
+    """The texts of a chat `messages` array and its framing overhead in tokens.
+
+    OpenAI's rule (openai-cookbook, How_to_count_tokens_with_tiktoken): every message costs
+    `per_message` tokens plus the tokens of each of its string fields (role, content, name, ...),
+    plus `per_name` when it has a name; the reply is primed with `reply` tokens. A content given
+    as parts counts its text parts; other parts (images, audio) cannot be counted offline and
+    are an error rather than a silent undercount.
+    """
+    per_message, per_name, reply = CHAT_RULES[rule]
+    texts: list[str] = []
+    overhead = reply
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise ExtractError(f"{where}[{i}] is {_type_name(msg)}, expected an object")
+        overhead += per_message
+        for key, value in msg.items():
+            if isinstance(value, str):
+                texts.append(value)
+            elif value is None:
+                continue
+            elif key == "content" and isinstance(value, list):
+                for j, part in enumerate(value):
+                    if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                        texts.append(part["text"])
+                    else:
+                        kind = part.get("type") if isinstance(part, dict) else _type_name(part)
+                        raise ExtractError(
+                            f"{where}[{i}].content[{j}]: a {kind!r} part cannot be counted offline; only text parts can"
+                        )
+            else:
+                raise ExtractError(f"{where}[{i}].{key} is {_type_name(value)}; only string fields are counted")
+            if key == "name":
+                overhead += per_name
+    return texts, overhead

@@ -1,0 +1,72 @@
+"""Run statistics: records, errors, token totals and percentiles, limit offenders.
+
+Percentiles are exact (nearest rank) from a histogram of counts, so memory is bounded by the
+number of distinct counts, not the number of records.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from dataclasses import dataclass, field
+
+MAX_LISTED = 1000  # offenders and errors kept for listing; the totals count all
+
+
+@dataclass
+class Summary:
+    records: int = 0
+    counted: int = 0
+    errors: int = 0
+    total_tokens: int = 0
+    max_tokens_limit: int | None = None
+    over_limit: int = 0
+    offenders: list[tuple[str, object, int]] = field(default_factory=list)  # (where, id, tokens)
+    error_list: list[str] = field(default_factory=list)
+    _hist: collections.Counter = field(default_factory=collections.Counter)
+
+    def add(self, tokens: int, where: str, rec_id: object = None) -> None:
+        self.records += 1
+        self.counted += 1
+        self.total_tokens += tokens
+        self._hist[tokens] += 1
+        if self.max_tokens_limit is not None and tokens > self.max_tokens_limit:
+            self.over_limit += 1
+            if len(self.offenders) < MAX_LISTED:
+                self.offenders.append((where, rec_id, tokens))
+
+    def add_error(self, message: str) -> None:
+        self.records += 1
+        self.errors += 1
+        if len(self.error_list) < MAX_LISTED:
+            self.error_list.append(message)
+
+    def percentile(self, p: float) -> int | None:
+        if not self.counted:
+            return None
+        rank = max(1, math.ceil(p / 100 * self.counted))
+        seen = 0
+        for value in sorted(self._hist):
+            seen += self._hist[value]
+            if seen >= rank:
+                return value
+        return None
+
+    def to_dict(self) -> dict:
+        hist = self._hist
+        return {
+            "records": self.records,
+            "counted": self.counted,
+            "errors": self.errors,
+            "total_tokens": self.total_tokens,
+            "min": min(hist) if hist else None,
+            "mean": round(self.total_tokens / self.counted, 3) if self.counted else None,
+            "p50": self.percentile(50),
+            "p95": self.percentile(95),
+            "max": max(hist) if hist else None,
+            **(
+                {"max_tokens": self.max_tokens_limit, "over_limit": self.over_limit}
+                if self.max_tokens_limit is not None
+                else {}
+            ),
+        }

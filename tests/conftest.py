@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import io
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: bytes
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out.decode()
+
+    def jsonl(self) -> list[dict]:
+        import orjson
+
+        return [orjson.loads(line) for line in self.out.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    """Run `omnitok ARGS` in-process with bytes on stdin; returns exit code, stdout bytes, stderr."""
+    from omnitok.cli.app import main
+
+    def run(*args: str, stdin: bytes = b"") -> CliResult:
+        out, err = io.BytesIO(), io.StringIO()
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+        monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out, write_through=True))
+        monkeypatch.setattr(sys, "stderr", err)
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        sys.stdout.flush()
+        return CliResult(code, out.getvalue(), err.getvalue())
+
+    return run
+
+
+def reference_encoding(name: str):
+    """tiktoken's own definition of an encoding (openai_public), with the rank file read from
+    omnitok's embedded copy instead of the network: the reference every count is checked against."""
+    import tiktoken
+    import tiktoken_ext.openai_public as public
+
+    from omnitok.tokenizers.openai_encodings import ENCODINGS
+
+    spec = ENCODINGS[name]
+    import omnitok
+
+    path = str(__import__("pathlib").Path(omnitok.__file__).parent / "assets/data/openai" / f"{spec.file}.tiktoken")
+    real_load = public.load_tiktoken_bpe
+    public.load_tiktoken_bpe = lambda url, expected_hash=None: real_load(path, expected_hash=expected_hash)
+    try:
+        kwargs = getattr(public, name)()
+    finally:
+        public.load_tiktoken_bpe = real_load
+    return tiktoken.Encoding(**kwargs)
+
+
+@pytest.fixture(scope="session")
+def ref_o200k():
+    return reference_encoding("o200k_base")
+
+
+@pytest.fixture(scope="session")
+def ref_cl100k():
+    return reference_encoding("cl100k_base")

@@ -157,8 +157,8 @@ class InputStream:
         self.progress.records += 1
         return pos
 
-    def _record(self, source: str, line: int | None, obj: Any) -> Record:
-        ex = self.extractor
+    def _record(self, source: str, line: int | None, obj: Any, extractor: Extractor | None = None) -> Record:
+        ex = extractor or self.extractor
         rec = Record(self._next_pos(), source, line, ex.record_id(obj))
         if self.keep_raw:
             rec.raw = obj
@@ -284,14 +284,7 @@ class InputStream:
             for batch in pf.iter_batches(batch_size=4096, columns=columns):
                 for obj in batch.to_pylist():
                     row += 1
-                    rec = Record(self._next_pos(), source, row, extractor.record_id(obj))
-                    if self.keep_raw:
-                        rec.raw = obj
-                    try:
-                        rec.texts, rec.overhead, rec.fields = extractor.extract(obj)
-                    except ExtractError as e:
-                        rec.error = str(e)
-                    yield rec
+                    yield self._record(source, row, obj, extractor)
                 self.progress.done += size * batch.num_rows // rows_total
         except (pa.ArrowException, OSError) as e:
             yield self._error(source, row + 1, f"cannot read Parquet row group: {e}")

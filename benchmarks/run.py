@@ -1,0 +1,194 @@
+"""`make bench`: omnitok against references measured in the same run, reported as ratios.
+
+1. Throughput: `omnitok count` end to end (a process reading the JSONL corpus and writing JSONL
+   results) vs raw tiktoken `encode_ordinary_batch` (2 threads) over the same texts already in
+   memory; counts compared document by document.
+2. Start-up: `echo hello | omnitok count -m gpt-4o` vs a one-line `python -c` tiktoken count with
+   the same encoding (its file in tiktoken's cache), medians of interleaved runs.
+3. Memory: peak RSS of the whole process tree counting the corpus 1x and 5x.
+
+Environment: OMNITOK_BENCH_MB (default 200) sets the corpus size in MB of text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import orjson
+
+from .corpus import build
+
+WORK = Path(__file__).parent / ".work"
+OMNITOK = [sys.executable, "-m", "omnitok"]
+OMNITOK_BIN = str(Path(sys.executable).parent / "omnitok")
+
+
+def reference_encoding(name: str):
+    import tiktoken
+    import tiktoken_ext.openai_public as public
+
+    import omnitok
+
+    path = Path(omnitok.__file__).parent / "assets/data/openai" / f"{name}.tiktoken"
+    real = public.load_tiktoken_bpe
+    public.load_tiktoken_bpe = lambda url, expected_hash=None: real(str(path), expected_hash=expected_hash)
+    try:
+        return tiktoken.Encoding(**getattr(public, name)())
+    finally:
+        public.load_tiktoken_bpe = real
+
+
+def peak_rss(cmd: list[str], **kw) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB summed over the process tree, sampled every 20 ms)."""
+    import psutil
+
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, **kw)
+    ps = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            total = ps.memory_info().rss + sum(c.memory_info().rss for c in ps.children(recursive=True))
+            peak = max(peak, total)
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(cmd)}")
+    return wall, peak / 1e6
+
+
+def timed(cmd: list[str], **kw) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, **kw)
+    return time.perf_counter() - start
+
+
+def throughput(corpus: Path, text_mb: float, model: str, encoding: str, results: list[str]) -> None:
+    texts = [orjson.loads(line)["text"] for line in corpus.open("rb")]
+    enc = reference_encoding(encoding)
+    start = time.perf_counter()
+    ref = [len(t) for t in enc.encode_ordinary_batch(texts, num_threads=2)]
+    ref_s = time.perf_counter() - start
+    del texts
+
+    out = WORK / "counts.jsonl"
+    with open(out, "wb") as f:
+        e2e_s = timed([OMNITOK_BIN, "count", "-m", model, "-q", str(corpus)], stdout=f)
+    ours = [orjson.loads(line)["tokens"] for line in out.open("rb")]
+    diffs = sum(a != b for a, b in zip(ours, ref, strict=True))
+    one_s = timed([OMNITOK_BIN, "count", "-m", model, "-q", "--jobs", "1", str(corpus), "-o", os.devnull])
+    tk_s = timed([OMNITOK_BIN, "count", "-m", model, "-q", "--engine", "tiktoken", str(corpus), "-o", os.devnull])
+    results += [
+        f"### Throughput, {model} ({encoding}), {len(ref):,} records, {text_mb:.0f} MB of text",
+        "",
+        "| run | seconds | MB/s | vs raw tiktoken |",
+        "|---|---:|---:|---:|",
+        f"| raw tiktoken `encode_ordinary_batch`, 2 threads, texts in memory | {ref_s:.2f} | {text_mb / ref_s:.1f} | 1.00x |",
+        f"| `omnitok count` end to end (JSONL in, JSONL out, default --jobs) | {e2e_s:.2f} | {text_mb / e2e_s:.1f} | **{ref_s / e2e_s:.2f}x** |",
+        f"| `omnitok count --jobs 1` | {one_s:.2f} | {text_mb / one_s:.1f} | {ref_s / one_s:.2f}x |",
+        f"| `omnitok count --engine tiktoken` | {tk_s:.2f} | {text_mb / tk_s:.1f} | {ref_s / tk_s:.2f}x |",
+        "",
+        f"Counts differing from tiktoken: **{diffs}** of {len(ref):,} documents "
+        f"(total {sum(ours):,} vs {sum(ref):,} tokens).",
+        "",
+    ]
+
+
+def startup(results: list[str], runs: int = 15) -> None:
+    cache = WORK / "tiktoken-cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    import omnitok
+
+    url = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
+    src = Path(omnitok.__file__).parent / "assets/data/openai/o200k_base.tiktoken"
+    shutil.copy(src, cache / hashlib.sha1(url.encode()).hexdigest())
+    env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(cache)}
+    ref_cmd = [
+        sys.executable,
+        "-c",
+        "import sys, tiktoken; print(len(tiktoken.get_encoding('o200k_base').encode_ordinary(sys.stdin.read())))",
+    ]
+    ours_cmd = [OMNITOK_BIN, "count", "-m", "gpt-4o"]
+    ref_t, ours_t = [], []
+    for _ in range(runs):
+        for cmd, bucket in ((ref_cmd, ref_t), (ours_cmd, ours_t)):
+            start = time.perf_counter()
+            r = subprocess.run(cmd, input=b"hello\n", env=env, capture_output=True, check=True)
+            bucket.append(time.perf_counter() - start)
+            assert r.stdout.strip() == b"2", r.stdout
+    ref_m, ours_m = statistics.median(ref_t), statistics.median(ours_t)
+    results += [
+        f"### Start-up, `echo hello | omnitok count -m gpt-4o`, median of {runs} interleaved runs",
+        "",
+        "| command | seconds | vs reference |",
+        "|---|---:|---:|",
+        f"| `python -c` tiktoken o200k count (file in TIKTOKEN_CACHE_DIR) | {ref_m:.3f} | 1.00x |",
+        f"| `omnitok count -m gpt-4o` | {ours_m:.3f} | **{ours_m / ref_m:.2f}x** |",
+        "",
+    ]
+
+
+def memory(corpus: Path, results: list[str]) -> None:
+    big = WORK / "corpus-5x.jsonl"
+    if not big.exists() or big.stat().st_size != 5 * corpus.stat().st_size:
+        with open(big, "wb") as out:
+            for _ in range(5):
+                with open(corpus, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 24)
+    rows = []
+    for label, path in (("1x", corpus), ("5x", big)):
+        wall, peak = peak_rss([OMNITOK_BIN, "count", "-m", "gpt-4o", "-q", str(path), "-o", os.devnull])
+        rows.append((label, path.stat().st_size / 1e6, wall, peak))
+    ratio = rows[1][3] / rows[0][3]
+    results += [
+        "### Memory, peak RSS of the process tree (main + workers), `omnitok count -m gpt-4o`",
+        "",
+        "| input | file MB | seconds | peak RSS MB |",
+        "|---|---:|---:|---:|",
+        *[f"| corpus {label} | {mb:.0f} | {wall:.2f} | {peak:.0f} |" for label, mb, wall, peak in rows],
+        "",
+        f"5x / 1x peak RSS: **{ratio:.2f}x**",
+        "",
+    ]
+
+
+def main() -> None:
+    target_mb = int(os.environ.get("OMNITOK_BENCH_MB", "200"))
+    corpus = WORK / "corpus.jsonl"
+    print(f"building corpus ({target_mb} MB of text) in {corpus} ...", file=sys.stderr, flush=True)
+    records, text_bytes = build(corpus, target_mb * 1_000_000)
+    text_mb = text_bytes / 1e6
+    results = [
+        f"## omnitok benchmarks ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python {sys.version.split()[0]})",
+        "",
+        f"Corpus: {records:,} JSONL records of ~2 KB, {text_mb:.0f} MB of text, "
+        f"{corpus.stat().st_size / 1e6:.0f} MB on disk: Python sources and docs found on this machine.",
+        "",
+    ]
+    steps = [
+        ("throughput o200k", lambda: throughput(corpus, text_mb, "gpt-4o", "o200k_base", results)),
+        ("throughput cl100k", lambda: throughput(corpus, text_mb, "gpt-4", "cl100k_base", results)),
+        ("start-up", lambda: startup(results)),
+        ("memory", lambda: memory(corpus, results)),
+    ]
+    for name, step in steps:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        step()
+    text = "\n".join(results)
+    (Path(__file__).parent / "RESULTS.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "bench"
+    main()

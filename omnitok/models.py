@@ -88,13 +88,69 @@ DEFAULT_MODEL = "gpt-4o"
 
 @dataclass(frozen=True, slots=True)
 class Resolution:
-    """What a model id resolved to, and why."""
+    """What a model id resolved to, and why.
+
+    family: openai | hf | claude; `encoding` is what that family loads: an OpenAI encoding,
+    a Hugging Face model id, or a Claude calibration generation.
+    """
 
     model: str
     family: str
     encoding: str
     chat_rule: str
     reason: str
+
+
+# Served or hosted ids that name a Hugging Face model (litellm-style prefixes).
+_HF_PREFIXES = ("hf:", "huggingface/", "vllm/", "hosted_vllm/")
+
+# Bedrock ids of open-weight models -> the Hugging Face repo with the same tokenizer.
+BEDROCK_HF: dict[str, str] = {
+    "meta.llama3-1-8b-instruct": "meta-llama/Llama-3.1-8B-Instruct",
+    "meta.llama3-1-70b-instruct": "meta-llama/Llama-3.1-70B-Instruct",
+    "meta.llama3-1-405b-instruct": "meta-llama/Llama-3.1-405B-Instruct",
+    "meta.llama3-2-1b-instruct": "meta-llama/Llama-3.2-1B-Instruct",
+    "meta.llama3-2-3b-instruct": "meta-llama/Llama-3.2-3B-Instruct",
+    "meta.llama3-3-70b-instruct": "meta-llama/Llama-3.3-70B-Instruct",
+    "meta.llama3-8b-instruct": "meta-llama/Meta-Llama-3-8B-Instruct",
+    "meta.llama3-70b-instruct": "meta-llama/Meta-Llama-3-70B-Instruct",
+    "mistral.mistral-7b-instruct": "mistralai/Mistral-7B-Instruct-v0.2",
+    "mistral.mixtral-8x7b-instruct": "mistralai/Mixtral-8x7B-Instruct-v0.1",
+}
+_BEDROCK_REGIONS = ("us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.")
+
+
+def _strip_bedrock(name: str) -> str:
+    """`us.meta.llama3-1-8b-instruct-v1:0` -> `meta.llama3-1-8b-instruct`."""
+    for region in _BEDROCK_REGIONS:
+        if name.startswith(region):
+            name = name[len(region) :]
+            break
+    base = name.split(":")[0]
+    for suffix in ("-v1", "-v2", "-v3"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    return base
+
+
+def _resolve_other(model: str, name: str) -> Resolution | None:
+    from . import claude
+
+    gen = claude.generation(name)
+    if gen is not None:
+        return Resolution(model, "claude", gen, "claude", f"Claude id {name!r}: calibrated estimate ({gen})")
+    for prefix in _HF_PREFIXES:
+        if name.startswith(prefix):
+            target = name[len(prefix) :]
+            return Resolution(model, "hf", target, "template", f"{prefix!r} prefix: Hugging Face model {target!r}")
+    bedrock = _strip_bedrock(name)
+    if bedrock in BEDROCK_HF:
+        target = BEDROCK_HF[bedrock]
+        return Resolution(model, "hf", target, "template", f"Bedrock id {bedrock!r}: same tokenizer as {target!r}")
+    org, sep, rest = name.partition("/")
+    if sep and org and rest and not name.startswith(("http:", "https:")):
+        return Resolution(model, "hf", name, "template", "an org/name id: a Hugging Face model")
+    return None
 
 
 def resolve(model: str) -> Resolution:
@@ -104,6 +160,10 @@ def resolve(model: str) -> Resolution:
         if name.startswith(prefix):
             name = name[len(prefix) :]
             break
+    else:
+        other = _resolve_other(model, name)
+        if other is not None:
+            return other
     rule = CHAT_RULE_OVERRIDES.get(name, "openai-chat")
     if name in OPENAI_MODELS:
         return Resolution(model, "openai", OPENAI_MODELS[name], rule, f"exact id {name!r}")

@@ -63,12 +63,18 @@ class Extractor:
     """Takes the countable text out of a record.
 
     fields: dotted paths; None means auto: a bare JSON string, else `messages` (chat), else `text`.
-    chat_rule: the model's chat framing (models.CHAT_RULES).
+    framing: the model's framing (omnitok.framing): text -> texts + overhead, chat likewise.
     """
 
     fields: tuple[str, ...] | None = None
-    chat_rule: str = "openai-chat"
+    framing: Any = None
     id_field: str | None = "id"
+
+    def __post_init__(self):
+        if self.framing is None:
+            from .framing import OpenAIFraming
+
+            object.__setattr__(self, "framing", OpenAIFraming())
 
     def record_id(self, obj: Any) -> Any:
         if self.id_field is None or not isinstance(obj, dict):
@@ -80,7 +86,7 @@ class Extractor:
         """(texts, overhead, field names or None); raises ExtractError."""
         if self.fields is None:
             if isinstance(obj, str):
-                return [obj], 0, None
+                return (*self.framing.text(obj), None)
             if not isinstance(obj, dict):
                 raise ExtractError(f"record is a JSON {_type_name(obj)}; expected an object or a string")
             if "messages" in obj:
@@ -92,12 +98,15 @@ class Extractor:
         if len(self.fields) == 1:
             return self._one(obj, self.fields[0])
         texts: list[str] = []
+        overhead = 0
         for name in self.fields:
             value = self._value(obj, name)
             if not isinstance(value, str):
                 raise ExtractError(f"field {name!r} is {_type_name(value)}, expected a string")
-            texts.append(value)
-        return texts, 0, list(self.fields)
+            framed, extra = self.framing.text(value)
+            texts += framed
+            overhead += extra
+        return texts, overhead, list(self.fields)
 
     def _value(self, obj: Any, name: str) -> Any:
         value = get_path(obj, name) if isinstance(obj, (dict, list)) else _MISSING
@@ -109,10 +118,9 @@ class Extractor:
     def _one(self, obj: Any, name: str) -> tuple[list[str], int, None]:
         value = self._value(obj, name)
         if isinstance(value, str):
-            return [value], 0, None
+            return (*self.framing.text(value), None)
         if isinstance(value, list):
-            texts, overhead = chat_texts(value, self.chat_rule, name)
-            return texts, overhead, None
+            return (*self.framing.chat(value, name), None)
         raise ExtractError(f"field {name!r} is {_type_name(value)}, expected a string or a messages array")
 
 

@@ -80,7 +80,30 @@ Jobs = Annotated[
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notes on stderr.")]
 Engine = Annotated[
     str,
-    typer.Option("--engine", help="BPE engine: auto (fastest exact), gigatoken, tiktoken (the reference)."),
+    typer.Option(
+        "--engine",
+        help="Engine: auto (fastest exact), gigatoken, tiktoken (OpenAI reference), "
+        "tokenizers (Hugging Face reference), transformers.",
+    ),
+]
+
+
+Tokenizer = Annotated[
+    str | None,
+    typer.Option(
+        "--tokenizer",
+        help="Hugging Face models: a directory (or tokenizer.json) holding the "
+        "tokenizer files, instead of looking them up.",
+        show_default=False,
+    ),
+]
+NoSpecialTokens = Annotated[
+    bool,
+    typer.Option(
+        "--no-special-tokens",
+        help="Hugging Face models: leave out the special tokens (BOS, ...) "
+        "the tokenizer adds to a text. Chats are framed by their template either way.",
+    ),
 ]
 
 

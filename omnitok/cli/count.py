@@ -59,6 +59,8 @@ def count(
     on_error: opt.OnError = "stop",
     jobs: opt.Jobs = None,
     engine: opt.Engine = "auto",
+    tokenizer: opt.Tokenizer = None,
+    no_special_tokens: opt.NoSpecialTokens = False,
     explain: bool = typer.Option(False, "--explain", help="Say on stderr how the model was resolved."),
     quiet: opt.Quiet = False,
 ) -> None:
@@ -79,7 +81,9 @@ def count(
     if jobs is not None and jobs < 1:
         raise errors.UsageError("--jobs must be at least 1")
     paths = list(files or [])
-    counter = Counter(model, encoding=encoding, engine=engine)
+    counter = Counter(
+        model, encoding=encoding, engine=engine, tokenizer=tokenizer, special_tokens=not no_special_tokens
+    )
     res, strategy = counter.resolution, counter.strategy
     if explain:
         info(
@@ -89,17 +93,12 @@ def count(
         )
     stream = InputStream(
         paths,
-        Extractor(opt.split_fields(field), res.chat_rule, id_field or None),
+        Extractor(opt.split_fields(field), counter.framing, id_field or None),
         input_format,
         lines,
         keep_raw=bool(add_field),
     )
-    meta = {
-        "model": res.model,
-        "encoding": strategy.encoding,
-        "strategy": strategy.name,
-        "exact": strategy.exact,
-    }
+    meta = counter.meta
     stats = Summary(max_tokens_limit=max_tokens)
     records_out = output if summary else output or "-"
     sink = None

@@ -278,7 +278,7 @@ class InputStream:
         # Progress is in file bytes; a Parquet file's share is spread over its rows.
         size = 0 if path == STDIN else os.path.getsize(path)
         rows_total = max(pf.metadata.num_rows, 1)
-        extractor = ex if ex.fields else Extractor((wanted[0],), ex.chat_rule, ex.id_field)
+        extractor = ex if ex.fields else Extractor((wanted[0],), ex.framing, ex.id_field)
         row = 0
         try:
             for batch in pf.iter_batches(batch_size=4096, columns=columns):

@@ -1,0 +1,46 @@
+"""Framing: how a model turns a record into texts to tokenize plus a fixed number of tokens.
+
+Plain text is the text itself (plus the special tokens a Hugging Face tokenizer adds). A chat
+`messages` array is framed the way the model's provider does it: OpenAI's documented per-message
+overhead, or a Hugging Face model's own chat template.
+"""
+
+from __future__ import annotations
+
+from .records import ExtractError, chat_texts
+
+
+class OpenAIFraming:
+    def __init__(self, rule: str = "openai-chat"):
+        self.rule = rule
+
+    def text(self, text: str) -> tuple[list[str], int]:
+        return [text], 0
+
+    def chat(self, messages: list, where: str = "messages") -> tuple[list[str], int]:
+        return chat_texts(messages, self.rule, where)
+
+
+class HFFraming:
+    """`len(tokenizer(text).input_ids)` for text; `apply_chat_template(..., add_generation_prompt=True)`
+    for chats (rendered, then tokenized without extra special tokens, as transformers does)."""
+
+    def __init__(self, strategy, special_tokens: bool = True):
+        self.strategy = strategy
+        self.added = strategy.specials_added if special_tokens else 0
+
+    def text(self, text: str) -> tuple[list[str], int]:
+        return [text], self.added
+
+    def chat(self, messages: list, where: str = "messages") -> tuple[list[str], int]:
+        for i, msg in enumerate(messages):
+            if not isinstance(msg, dict):
+                raise ExtractError(f"{where}[{i}] is not an object")
+        try:
+            return [self.strategy.render_chat(messages)], 0
+        except ExtractError:
+            raise
+        except Exception as e:  # jinja2 TemplateError, raise_exception() in the template, ...
+            if type(e).__name__ == "UsageError":
+                raise
+            raise ExtractError(f"{where}: the chat template of {self.strategy.model_id} failed: {e}") from None

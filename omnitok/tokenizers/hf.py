@@ -1,0 +1,197 @@
+"""Hugging Face tokenizers, exact offline.
+
+Counts equal `len(AutoTokenizer.from_pretrained(dir)(text).input_ids)`: the special tokens the
+tokenizer's post-processor adds (BOS, ...) are included unless the caller leaves them out.
+Engines, fastest first: gigatoken on tokenizer.json, then the `tokenizers` library (the
+reference), then transformers' AutoTokenizer for models with no tokenizer.json (SentencePiece
+`tokenizer.model`); no torch is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import AssetError, UsageError
+
+HF_RULE_VERSION = 1
+
+# transformers prints an advisory on import when torch is absent; counting never needs torch.
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+HF_ENGINES = ("auto", "gigatoken", "tokenizers", "transformers")
+
+
+def _template_specials(proc: dict | None) -> int | None:
+    """Special tokens a tokenizer.json post-processor adds to a single sequence, or None if unknown."""
+    if proc is None:
+        return 0
+    kind = proc.get("type")
+    if kind == "TemplateProcessing":
+        return sum(1 for piece in proc.get("single", []) if "SpecialToken" in piece)
+    if kind in ("BertProcessing", "RobertaProcessing"):
+        return 2
+    if kind == "ByteLevel":
+        return 0
+    if kind == "Sequence":
+        parts = [_template_specials(p) for p in proc.get("processors", [])]
+        return None if None in parts else sum(parts)
+    return None
+
+
+class _Gigatoken:
+    name = "gigatoken"
+
+    def __init__(self, path: Path):
+        import gigatoken
+
+        self._tok = gigatoken.Tokenizer(str(path))
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        encode = self._tok.encode
+        return [len(encode(t)) for t in texts]
+
+
+class _Tokenizers:
+    name = "tokenizers"
+
+    def __init__(self, path: Path):
+        from tokenizers import Tokenizer
+
+        self.tok = Tokenizer.from_file(str(path))
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        return [len(e.ids) for e in self.tok.encode_batch(list(texts), add_special_tokens=False)]
+
+
+class _Transformers:
+    name = "transformers"
+
+    def __init__(self, directory: Path):
+        try:
+            from transformers import AutoTokenizer
+        except ImportError:
+            raise AssetError(
+                f"{directory} has no tokenizer.json; reading its tokenizer needs transformers",
+                hint="pip install 'omnitok[hf]'",
+            ) from None
+        self.tok = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self.tok(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+class HFStrategy:
+    """Exact counts with a Hugging Face model's own tokenizer files."""
+
+    name = "hf-tokenizer"
+    exact = True
+
+    def __init__(self, model_id: str, directory: Path, engine: str = "auto", where: str = ""):
+        if engine not in HF_ENGINES:
+            raise UsageError(f"engine {engine!r} does not apply to Hugging Face models; one of {', '.join(HF_ENGINES)}")
+        self.model_id = model_id
+        self.directory = directory
+        self.encoding = f"hf:{model_id}"
+        self.source = f"{where}: {directory}" if where else str(directory)
+        tj = directory / "tokenizer.json"
+        self._config = _read_json(directory / "tokenizer_config.json")
+        digest = hashlib.sha256()
+        if tj.is_file():
+            data = tj.read_bytes()
+            digest.update(data)
+            specials = _template_specials(json.loads(data).get("post_processor"))
+            self._engine = self._load_json_engine(tj, engine)
+            if specials is None:
+                ref = self._engine if isinstance(self._engine, _Tokenizers) else _Tokenizers(tj)
+                specials = len(ref.tok.encode("").ids) - len(ref.tok.encode("", add_special_tokens=False).ids)
+        else:
+            if engine not in ("auto", "transformers"):
+                raise UsageError(f"{directory} has no tokenizer.json: only the transformers engine can read it")
+            for name in ("tokenizer.model", "vocab.json", "merges.txt"):
+                if (directory / name).is_file():
+                    digest.update((directory / name).read_bytes())
+            self._engine = _Transformers(directory)
+            tok = self._engine.tok
+            specials = len(tok("")["input_ids"]) - len(tok("", add_special_tokens=False)["input_ids"])
+        self.specials_added = specials
+        digest.update(json.dumps(self._config, sort_keys=True).encode())
+        digest.update(f"\0hf-rule-v{HF_RULE_VERSION}".encode())
+        self.engine = self._engine.name
+        self.fingerprint = f"hf:{model_id}:" + digest.hexdigest()[:16]
+
+    @staticmethod
+    def _load_json_engine(path: Path, engine: str):
+        if engine in ("auto", "gigatoken"):
+            try:
+                return _Gigatoken(path)
+            except Exception as e:  # a tokenizer.json gigatoken does not support
+                if engine == "gigatoken":
+                    raise UsageError(f"gigatoken cannot load {path}: {e}") from None
+        if engine == "transformers":
+            return _Transformers(path.parent)
+        return _Tokenizers(path)
+
+    def count(self, text: str) -> int:
+        return self._engine.count_batch([text])[0]
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        """Counts without the post-processor's special tokens (the framing adds them)."""
+        return self._engine.count_batch(texts)
+
+    # --- chat -------------------------------------------------------------------------------
+
+    def chat_template(self) -> str | None:
+        for name in ("chat_template.jinja",):
+            if (self.directory / name).is_file():
+                return (self.directory / name).read_text(encoding="utf-8")
+        tpl = self._config.get("chat_template")
+        if tpl is None and (self.directory / "chat_template.json").is_file():
+            tpl = _read_json(self.directory / "chat_template.json").get("chat_template")
+        if isinstance(tpl, list):  # named templates: use "default"
+            named = {t.get("name"): t.get("template") for t in tpl if isinstance(t, dict)}
+            tpl = named.get("default") or next(iter(named.values()), None)
+        return tpl or None
+
+    def special_tokens_map(self) -> dict:
+        out = {}
+        for key in ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"):
+            value = self._config.get(key)
+            if isinstance(value, dict):
+                value = value.get("content")
+            if isinstance(value, str):
+                out[key] = value
+        extra = self._config.get("additional_special_tokens")
+        if isinstance(extra, list):
+            out["additional_special_tokens"] = [t.get("content") if isinstance(t, dict) else t for t in extra]
+        return out
+
+    def render_chat(self, messages: list) -> str:
+        """The chat as the model's template renders it, as transformers' apply_chat_template does."""
+        template = self.chat_template()
+        if template is None:
+            raise UsageError(f"{self.model_id} has no chat template; count a text field instead (--field)")
+        try:
+            from transformers.utils.chat_template_utils import render_jinja_template
+        except ImportError:
+            raise UsageError(
+                "rendering a Hugging Face chat template needs transformers", hint="pip install 'omnitok[hf]'"
+            ) from None
+        rendered, _ = render_jinja_template(
+            conversations=[messages],
+            chat_template=template,
+            add_generation_prompt=True,
+            **self.special_tokens_map(),
+        )
+        return rendered[0]
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AssetError(f"{path}: not valid JSON: {e}") from None

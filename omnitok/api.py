@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from . import models
 from .errors import UsageError
@@ -50,52 +48,10 @@ def resolve(model: str | None = None, encoding: str | None = None) -> models.Res
 def load_tokenizer(
     model: str | None = None, *, encoding: str | None = None, engine: str = "auto", tokenizer: str | None = None
 ):
-    """The loaded counting strategy for a model (cached per process)."""
-    return _load(resolve(model, encoding), engine, tokenizer)
+    """The loaded offline counting strategy for a model (cached per process)."""
+    from .chain import Options, offline
 
-
-@functools.lru_cache(maxsize=32)
-def _load_hf(model_id: str, directory: str, where: str, engine: str):
-    from .tokenizers.hf import HFStrategy
-
-    return HFStrategy(model_id, Path(directory), engine, where)
-
-
-@functools.lru_cache(maxsize=8)
-def _load_claude(gen: str, engine: str):
-    from .claude import ClaudeEstimate
-
-    return ClaudeEstimate(gen, engine)
-
-
-def _load(res: models.Resolution, engine: str = "auto", tokenizer: str | None = None):
-    if res.family == "hf":
-        from .assets.hf import find_hf_tokenizer
-
-        directory, where = find_hf_tokenizer(res.encoding, tokenizer)
-        return _load_hf(res.encoding, str(directory), where, engine)
-    if tokenizer:
-        raise UsageError(f"--tokenizer applies to Hugging Face models, not to {res.model!r} ({res.family})")
-    if res.family == "claude":
-        return _load_claude(res.encoding, engine)
-    from .tokenizers import load_strategy
-
-    return load_strategy(res.encoding, engine)
-
-
-def framing_for(res: models.Resolution, strategy, special_tokens: bool = True):
-    """How records become texts for this model: plain text, and chats in the provider's framing."""
-    if res.family == "hf":
-        from .framing import HFFraming
-
-        return HFFraming(strategy, special_tokens)
-    if res.family == "claude":
-        from .claude import ClaudeFraming
-
-        return ClaudeFraming()
-    from .framing import OpenAIFraming
-
-    return OpenAIFraming(res.chat_rule)
+    return offline(resolve(model, encoding), Options(engine=engine, tokenizer=tokenizer))
 
 
 class Counter:
@@ -109,19 +65,24 @@ class Counter:
         engine: str = "auto",
         tokenizer: str | None = None,
         special_tokens: bool = True,
+        online: bool | None = None,
+        strict: bool = False,
+        concurrency: int = 8,
+        timeout: float = 30.0,
+        retries: int = 2,
     ):
+        from .chain import Options, plan
+
         self.resolution = resolve(model, encoding)
-        self.strategy = _load(self.resolution, engine, tokenizer)
-        self.framing = framing_for(self.resolution, self.strategy, special_tokens)
+        self.options = Options(engine, tokenizer, special_tokens, online, strict, concurrency, timeout, retries)
+        self.strategy, self.framing = plan(self.resolution, self.options)
 
     @property
     def meta(self) -> dict:
-        """The fields every result of this counter carries."""
-        s = self.strategy
-        out = {"model": self.resolution.model, "encoding": s.encoding, "strategy": s.name, "exact": s.exact}
-        if not s.exact:
-            out["error_band"] = s.error_band
-        return out
+        """The fields every result of this counter carries (unless a fallback counted it)."""
+        from .chain import meta_of
+
+        return meta_of(self.strategy, self.resolution.model)
 
     def _result(self, tokens: int) -> CountResult:
         s = self.strategy
@@ -138,51 +99,36 @@ class Counter:
         raise TypeError(f"expected a string or a list of chat messages, got {type(item).__name__}")
 
     def count(self, item: str | Sequence[dict]) -> CountResult:
-        texts, overhead = self._pieces(item)
-        return self._result(sum(self.strategy.count_batch(texts)) + overhead)
+        return self.count_batch([item])[0]
 
     def count_batch(self, items: Iterable[str | Sequence[dict]]) -> list[CountResult]:
         pieces = [self._pieces(item) for item in items]
         counts = self.strategy.count_batch([t for texts, _ in pieces for t in texts])
+        metas = getattr(self.strategy, "last_meta", None)
         out, i = [], 0
         for texts, overhead in pieces:
-            out.append(self._result(sum(counts[i : i + len(texts)]) + overhead))
-            i += len(texts)
+            n = len(texts)
+            meta = next((m for m in metas[i : i + n] if m), None) if metas else None
+            tokens = sum(counts[i : i + n]) + overhead
+            out.append(CountResult(tokens, **meta) if meta else self._result(tokens))
+            i += n
         return out
 
 
-def count(
-    text: str | Sequence[dict],
-    model: str | None = None,
-    *,
-    encoding: str | None = None,
-    engine: str = "auto",
-    tokenizer: str | None = None,
-    special_tokens: bool = True,
-) -> CountResult:
+def count(text: str | Sequence[dict], model: str | None = None, **options) -> CountResult:
     """Count the tokens of a text, or of a chat `messages` list with the model's framing.
+
+    `options` are Counter's: encoding, engine, tokenizer, special_tokens, online, strict, ...
 
     >>> omnitok.count("hello world", model="gpt-4o").tokens
     2
     """
-    return Counter(model, encoding=encoding, engine=engine, tokenizer=tokenizer, special_tokens=special_tokens).count(
-        text
-    )
+    return Counter(model, **options).count(text)
 
 
-def count_batch(
-    texts: Iterable[str | Sequence[dict]],
-    model: str | None = None,
-    *,
-    encoding: str | None = None,
-    engine: str = "auto",
-    tokenizer: str | None = None,
-    special_tokens: bool = True,
-) -> list[CountResult]:
+def count_batch(texts: Iterable[str | Sequence[dict]], model: str | None = None, **options) -> list[CountResult]:
     """Count many texts (or message lists) in one engine call; results in input order."""
-    return Counter(
-        model, encoding=encoding, engine=engine, tokenizer=tokenizer, special_tokens=special_tokens
-    ).count_batch(texts)
+    return Counter(model, **options).count_batch(texts)
 
 
 def count_files(
@@ -193,6 +139,8 @@ def count_files(
     engine: str = "auto",
     tokenizer: str | None = None,
     special_tokens: bool = True,
+    online: bool | None = None,
+    strict: bool = False,
     fields: Sequence[str] | None = None,
     id_field: str | None = "id",
     input_format: str = "auto",
@@ -206,7 +154,15 @@ def count_files(
     """
     from .io.readers import InputStream
 
-    counter = Counter(model, encoding=encoding, engine=engine, tokenizer=tokenizer, special_tokens=special_tokens)
+    counter = Counter(
+        model,
+        encoding=encoding,
+        engine=engine,
+        tokenizer=tokenizer,
+        special_tokens=special_tokens,
+        online=online,
+        strict=strict,
+    )
     stream = InputStream(
         paths,
         Extractor(tuple(fields) if fields else None, counter.framing, id_field),

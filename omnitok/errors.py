@@ -9,6 +9,7 @@ EXIT_ERROR = 1  # bad input (stopped at the first bad record), missing asset, ru
 EXIT_USAGE = 2  # bad command line (unknown model, bad option value): same code click uses
 EXIT_OVER_LIMIT = 3  # --max-tokens: at least one record is over the limit
 EXIT_BAD_RECORDS = 4  # --on-error skip|record: the run finished but some records were bad
+EXIT_NOT_EXACT = 5  # --strict: a count would not be exact (no exact strategy, or a fallback)
 EXIT_INTERRUPTED = 130
 
 
@@ -52,6 +53,21 @@ class UnknownEncodingError(UsageError):
     def __init__(self, encoding: str, known: list[str]):
         super().__init__(f"unknown encoding {encoding!r}; known: {', '.join(known)}")
         self.encoding = encoding
+
+
+class NotExactError(OmnitokError):
+    """--strict: the count would come from an estimate."""
+
+    exit_code = EXIT_NOT_EXACT
+
+
+class RemoteError(OmnitokError):
+    """An online count API failed (after its retries); the message never holds a credential."""
+
+    def __init__(self, provider: str, message: str, status: int | None = None):
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.status = status
 
 
 class AssetError(OmnitokError):

@@ -44,3 +44,18 @@ class HFFraming:
             if type(e).__name__ == "UsageError":
                 raise
             raise ExtractError(f"{where}: the chat template of {self.strategy.model_id} failed: {e}") from None
+
+
+class OnlineFraming:
+    """For count APIs: texts go as they are, a chat goes whole (the API frames it)."""
+
+    def text(self, text: str) -> tuple[list, int]:
+        return [text], 0
+
+    def chat(self, messages: list, where: str = "messages") -> tuple[list, int]:
+        from .remote.providers import ChatRequest
+
+        for i, msg in enumerate(messages):
+            if not isinstance(msg, dict):
+                raise ExtractError(f"{where}[{i}] is not an object")
+        return [ChatRequest(tuple(messages))], 0

@@ -139,6 +139,11 @@ def _resolve_other(model: str, name: str) -> Resolution | None:
     gen = claude.generation(name)
     if gen is not None:
         return Resolution(model, "claude", gen, "claude", f"Claude id {name!r}: calibrated estimate ({gen})")
+    gemini = name.removeprefix("gemini/").removeprefix("vertex_ai/").removeprefix("models/")
+    if gemini.startswith("gemini-"):
+        return Resolution(
+            model, "gemini", gemini, "gemini", "Gemini id: exact online (countTokens); offline the heuristic"
+        )
     for prefix in _HF_PREFIXES:
         if name.startswith(prefix):
             target = name[len(prefix) :]

@@ -28,6 +28,7 @@ class Counted:
     record: Record
     tokens: int | None = None
     parts: list[int] | None = None  # per-field counts when several fields were counted
+    meta: dict | None = None  # set when a fallback strategy counted this record
 
 
 def batched(records: Iterable[Record], max_chars: int | None = None, max_records: int | None = None):
@@ -128,8 +129,11 @@ def count_records(
     on_batch: Callable[[], None] | None = None,
 ) -> Iterator[Counted]:
     """Count every record; error records pass through with their error."""
+    if getattr(strategy, "in_process", False):
+        jobs = 1  # online strategies run their requests on threads here
     counter = BatchCounter(strategy.count_batch, strategy, jobs)
     for batch, counts in counter.run(batched(records)):
+        metas = getattr(strategy, "last_meta", None)
         i = 0
         for rec in batch:
             if rec.error is not None:
@@ -137,7 +141,8 @@ def count_records(
                 continue
             n = len(rec.texts)
             part = counts[i : i + n]
+            meta = next((m for m in metas[i : i + n] if m), None) if metas else None
             i += n
-            yield Counted(rec, sum(part) + rec.overhead, part if rec.fields else None)
+            yield Counted(rec, sum(part) + rec.overhead, part if rec.fields else None, meta)
         if on_batch is not None:
             on_batch()

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import omnitok
 from omnitok import config
-from omnitok.errors import EXIT_ERROR
+from omnitok.errors import EXIT_NOT_EXACT
 
 from .hf_assets import TOKENIZERS
 
@@ -144,15 +144,32 @@ def test_config_file_local_model_dirs(tmp_path, monkeypatch, auto):
         config.settings.cache_clear()
 
 
-def test_missing_assets_clear_error(cli, tmp_path, monkeypatch):
+def test_missing_assets_fall_back_to_heuristic_once(cli, tmp_path, monkeypatch):
+    from omnitok.heuristic import HeuristicStrategy
+
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("OMNITOK_HOME", str(tmp_path / "omnitok"))
-    r = cli("count", "-m", "Qwen/Qwen2.5-72B-Instruct", stdin=b"x")
-    assert r.code == EXIT_ERROR
-    assert r.err.splitlines()[0].startswith(
-        "omnitok: error: no tokenizer files for 'Qwen/Qwen2.5-72B-Instruct' on this machine"
-    )
-    assert "hf download Qwen/Qwen2.5-72B-Instruct" in r.err
+    rows = b'{"text": "hello there, general"}\n{"text": "second record"}\n'
+    r = cli("count", "-m", "Qwen/Qwen2.5-72B-Instruct", stdin=rows)
+    assert r.code == 0
+    heur = HeuristicStrategy("qwen2")
+    out = r.jsonl()
+    assert [x["tokens"] for x in out] == heur.count_batch(["hello there, general", "second record"])
+    assert {(x["strategy"], x["exact"], x["encoding"], x["error_band"]) for x in out} == {
+        ("heuristic", False, "heuristic:qwen2", heur.error_band)
+    }
+    warnings = [line for line in r.err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "no tokenizer files for 'Qwen/Qwen2.5-72B-Instruct'" in warnings[0]
+    assert "hf download Qwen/Qwen2.5-72B-Instruct" in warnings[0]
+
+
+def test_missing_assets_strict_is_an_error(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("OMNITOK_HOME", str(tmp_path / "omnitok"))
+    r = cli("count", "--strict", "-m", "Qwen/Qwen2.5-72B-Instruct", stdin=b"x")
+    assert r.code == EXIT_NOT_EXACT
+    assert r.err.startswith("omnitok: error: Qwen/Qwen2.5-72B-Instruct: no tokenizer files on this machine")
+    assert "--strict asks for exact counts" in r.err
 
 
 def test_jsonl_stream_hf(cli, auto):

@@ -107,6 +107,26 @@ NoSpecialTokens = Annotated[
 ]
 
 
+Online = Annotated[
+    bool | None,
+    typer.Option(
+        "--online/--offline",
+        help="Use the provider's count API where one exists (Anthropic, "
+        "Gemini, Bedrock, vLLM) with its credentials from the environment. Default: the "
+        "config's prefer_offline (offline).",
+        show_default=False,
+    ),
+]
+Strict = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Fail (exit 5) instead of giving an estimate: no heuristic, no "
+        "calibrated estimate, no fallback from an exact count to an estimate.",
+    ),
+]
+
+
 def split_fields(values: list[str] | None) -> tuple[str, ...] | None:
     if not values:
         return None

@@ -61,6 +61,15 @@ def count(
     engine: opt.Engine = "auto",
     tokenizer: opt.Tokenizer = None,
     no_special_tokens: opt.NoSpecialTokens = False,
+    online: opt.Online = None,
+    strict: opt.Strict = False,
+    timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="Online: seconds per request."),
+    retries: int = typer.Option(
+        2,
+        "--retries",
+        min=0,
+        help="Online: retries on 408/409/429/5xx and connection errors, with backoff honouring retry-after.",
+    ),
     explain: bool = typer.Option(False, "--explain", help="Say on stderr how the model was resolved."),
     quiet: opt.Quiet = False,
 ) -> None:
@@ -81,8 +90,20 @@ def count(
     if jobs is not None and jobs < 1:
         raise errors.UsageError("--jobs must be at least 1")
     paths = list(files or [])
+    from .. import notices
+
+    notices.reset()  # one warning per cause, per run
+    notices.set_handler(warn)
     counter = Counter(
-        model, encoding=encoding, engine=engine, tokenizer=tokenizer, special_tokens=not no_special_tokens
+        model,
+        encoding=encoding,
+        engine=engine,
+        tokenizer=tokenizer,
+        special_tokens=not no_special_tokens,
+        online=online,
+        strict=strict,
+        timeout=timeout,
+        retries=retries,
     )
     res, strategy = counter.resolution, counter.strategy
     if explain:

@@ -16,7 +16,7 @@ from ..errors import UsageError
 from ..pipeline import Counted
 
 OUTPUT_FORMATS = ("auto", "number", "jsonl", "json", "csv", "parquet", "table")
-COLUMNS = ["pos", "id", "source", "line", "tokens", "model", "encoding", "strategy", "exact", "error"]
+COLUMNS = ["pos", "id", "source", "line", "tokens", "model", "encoding", "strategy", "exact", "error_band", "error"]
 _SUFFIX_FORMATS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
@@ -53,7 +53,7 @@ class Sink:
         row["tokens"] = c.tokens
         if c.parts is not None:
             row["fields"] = dict(zip(rec.fields or [], c.parts, strict=True))
-        row.update(self.meta)
+        row.update(c.meta or self.meta)
         return row
 
     def error_row(self, c: Counted) -> dict:
@@ -153,7 +153,9 @@ class CsvSink(Sink):
 
     def _flat(self, c: Counted, error: str | None) -> list:
         rec = c.record
-        return [rec.pos, rec.id, rec.source, rec.line, c.tokens, *self.meta.values(), error]
+        m = c.meta or self.meta
+        fixed = [m["model"], m["encoding"], m["strategy"], m["exact"], m.get("error_band")]
+        return [rec.pos, rec.id, rec.source, rec.line, c.tokens, *fixed, error]
 
     def result(self, c: Counted) -> None:
         self._csv.writerow(self._flat(c, None))
@@ -187,6 +189,7 @@ class ParquetSink(Sink):
                 ("encoding", pa.string()),
                 ("strategy", pa.string()),
                 ("exact", pa.bool_()),
+                ("error_band", pa.float64()),
                 ("error", pa.string()),
             ]
         )
@@ -196,7 +199,9 @@ class ParquetSink(Sink):
     def _add(self, c: Counted, error: str | None) -> None:
         rec = c.record
         row = {"pos": rec.pos, "id": None if rec.id is None else str(rec.id), "source": rec.source}
-        row.update({"line": rec.line, "tokens": c.tokens, **self.meta, "error": error})
+        m = c.meta or self.meta
+        row.update({"line": rec.line, "tokens": c.tokens, "error": error})
+        row.update({k: m.get(k) for k in ("model", "encoding", "strategy", "exact", "error_band")})
         self._rows.append(row)
         if len(self._rows) >= self._ROWS:
             self._flush()

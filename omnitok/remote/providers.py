@@ -1,0 +1,257 @@
+"""The providers' token-count APIs, in their real wire formats (../shared/reference/provider-apis.md).
+
+Each provider counts one item: a text, or a ChatRequest holding a whole `messages` array.
+Credentials and base URLs come from the environment variables each provider's own SDK reads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .http import HttpPolicy, post_json
+
+# The framing of a one-message Claude request: count_tokens of a single user message is its text
+# plus 3 (Rando & Tramer's Claude 3 measurement); a text's own count is the answer minus this.
+CLAUDE_MESSAGE_OVERHEAD = 3
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A chat record passed whole to an online count API."""
+
+    messages: tuple
+
+    def __len__(self) -> int:  # batching weighs items by size
+        return sum(len(str(m)) for m in self.messages)
+
+
+def _split_system(messages: Sequence[dict]) -> tuple[str | None, list[dict]]:
+    system = [m.get("content") for m in messages if m.get("role") == "system"]
+    rest = [m for m in messages if m.get("role") != "system"]
+    texts = [s if isinstance(s, str) else "".join(b.get("text", "") for b in s or []) for s in system]
+    return ("\n\n".join(texts) if texts else None), rest
+
+
+class Provider:
+    name = "provider"
+    secrets: tuple[str, ...] = ()
+
+    def __init__(self, model: str, policy: HttpPolicy | None = None):
+        self.model = model
+        self.policy = policy or HttpPolicy()
+
+    @classmethod
+    def available(cls) -> str | None:
+        """None if credentials/endpoint are configured, else what is missing."""
+        return None
+
+    def count_one(self, item) -> int:
+        raise NotImplementedError
+
+    def _post(self, url: str, body: dict, headers: dict, sign=None) -> dict:
+        return post_json(self.name, url, body, headers, self.policy, self.secrets, sign)
+
+
+class Anthropic(Provider):
+    name = "anthropic"
+    strategy = "anthropic-api"
+
+    @classmethod
+    def available(cls) -> str | None:
+        return None if os.environ.get("ANTHROPIC_API_KEY") else "ANTHROPIC_API_KEY is not set"
+
+    def __init__(self, model, policy=None):
+        super().__init__(model, policy)
+        self.key = os.environ.get("ANTHROPIC_API_KEY", "")
+        self.secrets = (self.key,)
+        self.url = os.environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com").rstrip("/")
+        self.url += "/v1/messages/count_tokens"
+
+    def count_one(self, item) -> int:
+        headers = {"x-api-key": self.key, "anthropic-version": "2023-06-01"}
+        if isinstance(item, ChatRequest):
+            system, messages = _split_system(item.messages)
+            body = {"model": self.model, "messages": messages}
+            if system is not None:
+                body["system"] = system
+            return _int(self.name, self._post(self.url, body, headers), "input_tokens")
+        body = {"model": self.model, "messages": [{"role": "user", "content": item}]}
+        return max(0, _int(self.name, self._post(self.url, body, headers), "input_tokens") - CLAUDE_MESSAGE_OVERHEAD)
+
+
+class Gemini(Provider):
+    name = "gemini"
+    strategy = "gemini-api"
+
+    @classmethod
+    def available(cls) -> str | None:
+        return None if _gemini_key() else "GOOGLE_API_KEY (or GEMINI_API_KEY) is not set"
+
+    def __init__(self, model, policy=None):
+        super().__init__(model, policy)
+        self.key = _gemini_key()
+        self.secrets = (self.key,)
+        base = os.environ.get("GOOGLE_GEMINI_BASE_URL", "https://generativelanguage.googleapis.com").rstrip("/")
+        name = model.removeprefix("models/")
+        self.url = f"{base}/v1beta/models/{name}:countTokens"
+        self.model_path = f"models/{name}"
+
+    def count_one(self, item) -> int:
+        headers = {"x-goog-api-key": self.key}
+        if isinstance(item, ChatRequest):
+            system, messages = _split_system(item.messages)
+            contents = [
+                {"role": "model" if m.get("role") == "assistant" else "user", "parts": _parts(m.get("content"))}
+                for m in messages
+            ]
+            req = {"model": self.model_path, "contents": contents}
+            if system is not None:
+                req["systemInstruction"] = {"parts": [{"text": system}]}
+            body = {"generateContentRequest": req}
+        else:
+            body = {"contents": [{"role": "user", "parts": [{"text": item}]}]}
+        return _int(self.name, self._post(self.url, body, headers), "totalTokens")
+
+
+class VLLM(Provider):
+    """vLLM's OpenAI-compatible server: POST /tokenize at the server root."""
+
+    name = "vllm"
+    strategy = "vllm-api"
+
+    @classmethod
+    def available(cls) -> str | None:
+        return None if os.environ.get("VLLM_ENDPOINT") else "VLLM_ENDPOINT is not set"
+
+    def __init__(self, model, policy=None, special_tokens: bool = True):
+        super().__init__(model, policy)
+        self.key = os.environ.get("VLLM_API_KEY", "")
+        self.secrets = (self.key,)
+        base = os.environ.get("VLLM_ENDPOINT", "").rstrip("/")
+        self.url = base.removesuffix("/v1") + "/tokenize"
+        self.special_tokens = special_tokens
+
+    def count_one(self, item) -> int:
+        headers = {"authorization": f"Bearer {self.key}"} if self.key else {}
+        if isinstance(item, ChatRequest):
+            body = {
+                "model": self.model,
+                "messages": list(item.messages),
+                "add_generation_prompt": True,
+                "add_special_tokens": False,
+            }
+        else:
+            body = {"model": self.model, "prompt": item, "add_special_tokens": self.special_tokens}
+        return _int(self.name, self._post(self.url, body, headers), "count")
+
+
+class Bedrock(Provider):
+    """AWS Bedrock Runtime CountTokens (Claude models), signed with SigV4 through botocore."""
+
+    name = "bedrock"
+    strategy = "bedrock-api"
+
+    @classmethod
+    def available(cls) -> str | None:
+        try:
+            import botocore.session
+        except ImportError:
+            return "botocore is not installed (pip install 'omnitok[bedrock]')"
+        if botocore.session.get_session().get_credentials() is None:
+            return "no AWS credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
+        return None
+
+    def __init__(self, model, policy=None):
+        super().__init__(model, policy)
+        import botocore.session
+
+        session = botocore.session.get_session()
+        self.region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        self.credentials = session.get_credentials()
+        frozen = self.credentials.get_frozen_credentials()
+        self.secrets = tuple(s for s in (frozen.secret_key, frozen.token) if s)
+        base = (
+            os.environ.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME") or f"https://bedrock-runtime.{self.region}.amazonaws.com"
+        )
+        self.url = f"{base.rstrip('/')}/model/{_bedrock_base_id(model)}/count-tokens"
+
+    def _sign(self, method, url, headers, data):
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        req = AWSRequest(method=method, url=url, data=data, headers=headers)
+        SigV4Auth(self.credentials, "bedrock", self.region).add_auth(req)
+        return dict(req.headers.items())
+
+    def count_one(self, item) -> int:
+        if isinstance(item, ChatRequest):
+            system, messages = _split_system(item.messages)
+            converse = {
+                "messages": [{"role": m.get("role", "user"), "content": _blocks(m.get("content"))} for m in messages]
+            }
+            if system is not None:
+                converse["system"] = [{"text": system}]
+            body = {"input": {"converse": converse}}
+            return _int(self.name, self._post(self.url, body, {}, self._sign), "inputTokens")
+        body = {"input": {"converse": {"messages": [{"role": "user", "content": [{"text": item}]}]}}}
+        total = _int(self.name, self._post(self.url, body, {}, self._sign), "inputTokens")
+        return max(0, total - CLAUDE_MESSAGE_OVERHEAD)
+
+
+def _bedrock_base_id(model: str) -> str:
+    """Bedrock counts need the bare foundation-model id: no cross-region prefix."""
+    for region in ("us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au."):
+        if model.startswith(region):
+            return model[len(region) :]
+    return model
+
+
+def _gemini_key() -> str:
+    return os.environ.get("GOOGLE_API_KEY") or os.environ.get("GEMINI_API_KEY") or ""
+
+
+def _parts(content) -> list[dict]:
+    if isinstance(content, str):
+        return [{"text": content}]
+    return [{"text": b.get("text", "")} for b in content or [] if isinstance(b, dict)]
+
+
+def _blocks(content) -> list[dict]:
+    return _parts(content)
+
+
+def _int(provider: str, data: dict, key: str) -> int:
+    from ..errors import RemoteError
+
+    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise RemoteError(provider, f"the answer has no usable {key!r} (got {str(data)[:120]})")
+    return value
+
+
+class RemoteStrategy:
+    """Exact counts from a provider's API, several requests in flight at once."""
+
+    exact = True
+    in_process = True  # I/O bound: threads here, never forked workers
+
+    def __init__(self, provider: Provider, concurrency: int = 8):
+        self.provider = provider
+        self.name = provider.strategy
+        self.encoding = f"{provider.name}:{provider.model}"
+        self.engine = provider.name
+        self.source = provider.url
+        self.fingerprint = f"{self.name}:{provider.model}"
+        self.concurrency = concurrency
+
+    def count(self, item) -> int:
+        return self.count_batch([item])[0]
+
+    def count_batch(self, items: Sequence) -> list[int]:
+        if len(items) <= 1 or self.concurrency <= 1:
+            return [self.provider.count_one(item) for item in items]
+        with ThreadPoolExecutor(min(self.concurrency, len(items))) as pool:
+            return list(pool.map(self.provider.count_one, items))

@@ -1,0 +1,162 @@
+"""A real HTTP server on 127.0.0.1 that speaks the providers' count-token wire formats
+(../shared/reference/provider-apis.md), validates what clients send, and can be told to fail."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+API_KEY = "sk-test-SECRET-0123456789"
+
+
+def words(text: str) -> int:
+    """The mock's deterministic 'tokenizer': whitespace-separated words."""
+    return len(text.split())
+
+
+def _text_of(content) -> str:
+    if isinstance(content, str):
+        return content
+    return " ".join(b.get("text", "") for b in content)
+
+
+class MockProviders:
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.script: dict[str, deque] = {}  # route -> queued (status, headers, body, delay)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def fail(self, route: str, *responses: tuple) -> None:
+        """Queue responses for a route ('anthropic', 'gemini', 'vllm', 'bedrock'): (status, headers,
+        body[, delay seconds]); served before the normal answer."""
+        self.script.setdefault(route, deque()).extend(responses)
+
+    def count(self, route: str) -> int:
+        return sum(1 for r in self.requests if r["route"] == route)
+
+    def _handler(self):
+        mock = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status: int, body, headers: dict | None = None):
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("content-length", 0)))
+                route, answer = self._route(raw)
+                mock.requests.append({"route": route, "path": self.path, "headers": dict(self.headers), "raw": raw})
+                queue = mock.script.get(route)
+                if queue:
+                    status, headers, body, *delay = queue.popleft()
+                    if delay:
+                        time.sleep(delay[0])
+                    return self._send(status, body, headers)
+                self._send(*answer)
+
+            def _route(self, raw: bytes):
+                try:
+                    body = json.loads(raw)
+                except json.JSONDecodeError:
+                    return "bad", (400, {"error": {"message": "body is not JSON"}})
+                h = {k.lower(): v for k, v in self.headers.items()}
+                if h.get("content-type") != "application/json":
+                    return "bad", (400, {"error": {"message": "content-type must be application/json"}})
+                if self.path == "/v1/messages/count_tokens":
+                    return "anthropic", self._anthropic(body, h)
+                m = re.fullmatch(r"/v1beta/models/([\w.\-]+):countTokens", self.path)
+                if m:
+                    return "gemini", self._gemini(body, h, m.group(1))
+                if self.path == "/tokenize":
+                    return "vllm", self._vllm(body, h)
+                m = re.fullmatch(r"/model/([\w.:\-]+)/count-tokens", self.path)
+                if m:
+                    return "bedrock", self._bedrock(body, h, m.group(1))
+                return "unknown", (404, {"error": {"message": f"no route {self.path}"}})
+
+            def _anthropic(self, body, h):
+                key = h.get("x-api-key") or h.get("authorization", "").removeprefix("Bearer ")
+                if key != API_KEY:
+                    return 401, {
+                        "type": "error",
+                        "error": {"type": "authentication_error", "message": "invalid x-api-key"},
+                    }
+                if not h.get("anthropic-version"):
+                    return 400, {"type": "error", "error": {"type": "invalid_request_error", "message": "no version"}}
+                if "max_tokens" in body or not isinstance(body.get("messages"), list) or not body.get("model"):
+                    return 400, {"type": "error", "error": {"type": "invalid_request_error", "message": "bad body"}}
+                for m in body["messages"]:
+                    if m.get("role") not in ("user", "assistant"):
+                        return 400, {"type": "error", "error": {"type": "invalid_request_error", "message": "role"}}
+                n = sum(words(_text_of(m["content"])) + 3 for m in body["messages"])
+                system = body.get("system")
+                if system is not None:
+                    n += words(_text_of(system)) + 3
+                return 200, {"input_tokens": n}
+
+            def _gemini(self, body, h, model):
+                if h.get("x-goog-api-key") != API_KEY:
+                    return 403, {"error": {"code": 403, "message": "API key not valid", "status": "PERMISSION_DENIED"}}
+                if ("contents" in body) == ("generateContentRequest" in body):
+                    return 400, {"error": {"code": 400, "message": "exactly one", "status": "INVALID_ARGUMENT"}}
+                req = body.get("generateContentRequest")
+                if req is not None and req.get("model") != f"models/{model}":
+                    return 400, {"error": {"code": 400, "message": "model", "status": "INVALID_ARGUMENT"}}
+                contents = (req or body)["contents"]
+                n = sum(words(p["text"]) for c in contents for p in c["parts"])
+                if req and "systemInstruction" in req:
+                    n += sum(words(p["text"]) for p in req["systemInstruction"]["parts"])
+                return 200, {
+                    "totalTokens": n,
+                    "cachedContentTokenCount": 0,
+                    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": n}],
+                }
+
+            def _vllm(self, body, h):
+                if "model" not in body or ("prompt" in body) == ("messages" in body):
+                    return 400, {"error": {"message": "bad", "type": "BadRequestError", "param": None, "code": 400}}
+                if "prompt" in body:
+                    n = words(body["prompt"]) + (1 if body.get("add_special_tokens", True) else 0)
+                else:
+                    n = sum(words(_text_of(m["content"])) + 2 for m in body["messages"]) + 1
+                return 200, {"count": n, "max_model_len": 8192, "tokens": list(range(n))}
+
+            def _bedrock(self, body, h, model_id):
+                auth = h.get("authorization", "")
+                ok = re.match(
+                    r"AWS4-HMAC-SHA256 Credential=AKIDTEST/\d{8}/us-west-2/bedrock/aws4_request, "
+                    r"SignedHeaders=[a-z0-9;\-]+, Signature=[0-9a-f]{64}$",
+                    auth,
+                )
+                if not ok or not h.get("x-amz-date"):
+                    return 403, {"message": "The request signature we calculated does not match"}
+                if model_id.startswith("us."):
+                    return 400, {"message": "The provided model identifier is invalid."}
+                conv = body.get("input", {}).get("converse")
+                if not conv:
+                    return 400, {"message": "input.converse is required"}
+                n = sum(words(_text_of(m["content"])) + 3 for m in conv["messages"])
+                n += sum(words(s["text"]) + 3 for s in conv.get("system", []))
+                return 200, {"inputTokens": n}
+
+        return Handler

@@ -1,0 +1,149 @@
+"""Online exact counts against a real loopback server speaking the providers' formats, and the
+documented fallbacks when it fails."""
+
+import json
+
+import pytest
+
+import omnitok
+from omnitok.errors import EXIT_NOT_EXACT
+
+from .hf_assets import TOKENIZERS
+from .mock_providers import API_KEY, MockProviders, words
+
+TEXT = "the quick brown fox jumps over the lazy dog"
+
+
+@pytest.fixture
+def mock(monkeypatch):
+    m = MockProviders()
+    monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", m.url)
+    monkeypatch.setenv("GOOGLE_API_KEY", API_KEY)
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", m.url)
+    monkeypatch.setenv("VLLM_ENDPOINT", m.url + "/v1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-SECRET-value")
+    monkeypatch.setenv("AWS_REGION", "us-west-2")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", m.url)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    yield m
+    m.close()
+
+
+def jsonl(*rows) -> bytes:
+    return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+
+
+def test_anthropic_text_and_chat(cli, mock):
+    chat = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]
+    r = cli("count", "--online", "-m", "claude-sonnet-4-5", stdin=jsonl({"text": TEXT}, {"messages": chat}))
+    assert r.code == 0, r.err
+    rows = r.jsonl()
+    assert [x["tokens"] for x in rows] == [words(TEXT), (2 + 3) + (2 + 3)]
+    assert {(x["strategy"], x["exact"]) for x in rows} == {("anthropic-api", True)}
+    sent = sorted((json.loads(q["raw"]) for q in mock.requests), key=lambda b: "system" in b)  # concurrent
+    assert sent[0] == {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": TEXT}]}
+    assert sent[1] == {"model": "claude-sonnet-4-5", "messages": [chat[1]], "system": "be brief"}
+    assert all(
+        {k.lower(): v for k, v in q["headers"].items()}["anthropic-version"] == "2023-06-01" for q in mock.requests
+    )
+
+
+def test_retry_after_honoured(cli, mock):
+    mock.fail("anthropic", (429, {"retry-after": "0"}, {"type": "error", "error": {"type": "rate_limit_error"}}))
+    r = cli("count", "--online", "-m", "claude-sonnet-4-5", "--format", "json", stdin=TEXT.encode())
+    assert r.code == 0 and json.loads(r.out)["strategy"] == "anthropic-api"
+    assert mock.count("anthropic") == 2 and r.err == ""
+
+
+@pytest.mark.parametrize(
+    "failure,reason",
+    [
+        ((401, {}, {"type": "error", "error": {"type": "authentication_error", "message": "no"}}), "HTTP 401"),
+        ((500, {"retry-after": "0"}, {"type": "error", "error": {"type": "api_error", "message": "boom"}}), "HTTP 500"),
+        ((200, {}, b"<html>not json</html>"), "not JSON"),
+        ((200, {}, {"unexpected": 1}), "no usable 'input_tokens'"),
+        ((200, {}, {"input_tokens": 5}, 3.0), "cannot reach"),  # answers after the timeout
+    ],
+)
+def test_failures_fall_back_once(cli, mock, failure, reason, ref_o200k):
+    mock.fail("anthropic", *[failure] * 9)  # 3 records x 3 attempts, requests run concurrently
+    rows = jsonl({"text": TEXT}, {"text": "second one"}, {"text": "third"})
+    r = cli("count", "--online", "--timeout", "1", "--retries", "2", "-m", "claude-sonnet-4-5", stdin=rows)
+    assert r.code == 0, r.err
+    out = r.jsonl()
+    assert {(x["strategy"], x["exact"]) for x in out} == {("claude-calibrated", False)}
+    assert [x["tokens"] for x in out] == [
+        round(len(ref_o200k.encode_ordinary(t)) * 1.16) for t in (TEXT, "second one", "third")
+    ]
+    warnings = [line for line in r.err.splitlines() if line.startswith("omnitok: warning")]
+    assert len(warnings) == 1 and reason in warnings[0] and "counting the rest offline" in warnings[0]
+    assert API_KEY not in r.err and API_KEY not in r.text
+
+
+def test_connection_refused_falls_back(cli, mock, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")  # discard port: nothing listens
+    r = cli("count", "--online", "--retries", "0", "-m", "claude-opus-4-7", stdin=TEXT.encode())
+    assert r.code == 0 and "cannot reach http://127.0.0.1:9" in r.err
+
+
+def test_strict_refuses_estimate_fallback(cli, mock):
+    mock.fail("anthropic", (401, {}, {"type": "error", "error": {"type": "authentication_error", "message": "x"}}))
+    r = cli("count", "--online", "--strict", "-m", "claude-sonnet-4-5", stdin=TEXT.encode())
+    assert r.code == EXIT_NOT_EXACT and "--strict asks for exact counts" in r.err
+    r = cli("count", "--strict", "-m", "claude-sonnet-4-5", stdin=TEXT.encode())  # offline: an estimate
+    assert r.code == EXIT_NOT_EXACT
+
+
+def test_missing_key_warns_and_counts_offline(cli, mock, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    r = cli("count", "--online", "-m", "claude-sonnet-4-5", "--format", "json", stdin=TEXT.encode())
+    assert r.code == 0 and json.loads(r.out)["strategy"] == "claude-calibrated"
+    assert "ANTHROPIC_API_KEY is not set" in r.err and mock.count("anthropic") == 0
+
+
+def test_offline_by_default(cli, mock):
+    r = cli("count", "-m", "claude-sonnet-4-5", "--format", "json", stdin=TEXT.encode())
+    assert json.loads(r.out)["strategy"] == "claude-calibrated" and mock.requests == []
+
+
+def test_gemini_text_and_chat(mock):
+    results = omnitok.count_batch(
+        [TEXT, [{"role": "system", "content": "sys prompt"}, {"role": "user", "content": "a b c"}]],
+        model="gemini-2.5-flash",
+        online=True,
+    )
+    assert [(r.tokens, r.strategy, r.exact) for r in results] == [
+        (words(TEXT), "gemini-api", True),
+        (2 + 3, "gemini-api", True),
+    ]
+    assert {q["path"] for q in mock.requests} == {"/v1beta/models/gemini-2.5-flash:countTokens"}
+    chat_req = next(json.loads(q["raw"]) for q in mock.requests if b"generateContentRequest" in q["raw"])
+    assert chat_req["generateContentRequest"]["systemInstruction"] == {"parts": [{"text": "sys prompt"}]}
+
+
+def test_vllm_and_exact_fallback_to_local_tokenizer(mock, auto_qwen):
+    directory, model_id = TOKENIZERS["qwen2.5"]
+    r = omnitok.count(TEXT, model="vllm/" + model_id, online=True, tokenizer=str(directory))
+    assert (r.tokens, r.strategy, r.exact) == (words(TEXT) + 1, "vllm-api", True)
+    assert json.loads(mock.requests[0]["raw"]) == {"model": model_id, "prompt": TEXT, "add_special_tokens": True}
+    mock.fail("vllm", *[(503, {"retry-after": "0"}, {"object": "error", "message": "down", "code": 503})] * 3)
+    r = omnitok.Counter("vllm/" + model_id, online=True, tokenizer=str(directory)).count(TEXT)
+    assert (r.tokens, r.strategy, r.exact) == (len(auto_qwen(TEXT).input_ids), "hf-tokenizer", True)
+
+
+def test_bedrock_sigv4(mock):
+    pytest.importorskip("botocore")
+    r = omnitok.count(TEXT, model="us.anthropic.claude-sonnet-4-5-20250929-v1:0", online=True)
+    assert (r.tokens, r.strategy, r.exact) == (words(TEXT), "bedrock-api", True)
+    assert mock.requests[0]["path"] == "/model/anthropic.claude-sonnet-4-5-20250929-v1:0/count-tokens"
+    assert "aws-SECRET-value" not in json.dumps(mock.requests[0]["headers"])
+
+
+@pytest.fixture(scope="module")
+def auto_qwen():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(TOKENIZERS["qwen2.5"][0]))

@@ -66,7 +66,45 @@ def _heuristic(family: str):
     return HeuristicStrategy(family)
 
 
+@functools.lru_cache(maxsize=4)
+def _gemma_spm(name: str, path: str, where: str):
+    from .gemini import GemmaSentencePiece
+
+    return GemmaSentencePiece(name, Path(path), where)
+
+
+def _gemini(res: models.Resolution, opts: Options):
+    from . import gemini
+
+    name = gemini.tokenizer_name(res.encoding)
+    try:
+        if name is None:
+            raise AssetError(f"no Gemma vocabulary is known for {res.encoding!r}")
+        if name in gemini.HF_TOKENIZERS:
+            from .assets.hf import find_hf_tokenizer
+
+            hf_id = gemini.HF_TOKENIZERS[name]
+            directory, where = find_hf_tokenizer(hf_id, opts.tokenizer)
+            return _hf(hf_id, str(directory), where, opts.engine)
+        path, where = gemini.find_spm(name)
+        return _gemma_spm(name, str(path), where)
+    except AssetError as e:
+        strategy = _heuristic("generic")
+        if opts.strict and not opts.online_allowed:
+            raise _not_exact(res, strategy, e.message) from None
+        notices.warn_once(
+            f"no-assets:{res.encoding}",
+            f"{e.message}; counting {res.model} with the heuristic (exact: false, about "
+            f"±{strategy.error_band:.0%}). {e.hint or ''}".rstrip(),
+        )
+        return strategy
+
+
 def _framing(res: models.Resolution, strategy, opts: Options):
+    if res.family == "gemini":
+        from .gemini import GeminiFraming
+
+        return GeminiFraming()
     if strategy.name == "hf-tokenizer":
         from .framing import HFFraming
 
@@ -115,7 +153,7 @@ def offline(res: models.Resolution, opts: Options):
     if res.family == "claude":
         return _claude(res.encoding, opts.engine)
     if res.family == "gemini":
-        return _heuristic("generic")
+        return _gemini(res, opts)
     from .tokenizers import load_strategy
 
     return load_strategy(res.encoding, opts.engine)

@@ -8,13 +8,11 @@ With `strict`, any step down from exact is an error (exit 5) instead.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from . import models, notices
 from .config import settings
-from .errors import AssetError, NotExactError, OmnitokError, RemoteError, UsageError
+from .errors import NotExactError, OmnitokError, RemoteError
 from .records import ExtractError
 
 
@@ -42,83 +40,7 @@ def meta_of(strategy, model: str) -> dict:
     return out
 
 
-# --- offline strategies, cached per process -------------------------------------------------
-
-
-@functools.lru_cache(maxsize=32)
-def _hf(model_id: str, directory: str, where: str, engine: str):
-    from .tokenizers.hf import HFStrategy
-
-    return HFStrategy(model_id, Path(directory), engine, where)
-
-
-@functools.lru_cache(maxsize=8)
-def _claude(gen: str, engine: str):
-    from .claude import ClaudeEstimate
-
-    return ClaudeEstimate(gen, engine)
-
-
-@functools.lru_cache(maxsize=8)
-def _heuristic(family: str):
-    from .heuristic import HeuristicStrategy
-
-    return HeuristicStrategy(family)
-
-
-@functools.lru_cache(maxsize=4)
-def _gemma_spm(name: str, path: str, where: str):
-    from .gemini import GemmaSentencePiece
-
-    return GemmaSentencePiece(name, Path(path), where)
-
-
-def _gemini(res: models.Resolution, opts: Options):
-    from . import gemini
-
-    name = gemini.tokenizer_name(res.encoding)
-    try:
-        if name is None:
-            raise AssetError(f"no Gemma vocabulary is known for {res.encoding!r}")
-        if name in gemini.HF_TOKENIZERS:
-            from .assets.hf import find_hf_tokenizer
-
-            hf_id = gemini.HF_TOKENIZERS[name]
-            directory, where = find_hf_tokenizer(hf_id, opts.tokenizer)
-            return _hf(hf_id, str(directory), where, opts.engine)
-        path, where = gemini.find_spm(name)
-        return _gemma_spm(name, str(path), where)
-    except AssetError as e:
-        strategy = _heuristic("generic")
-        if opts.strict and not opts.online_allowed:
-            raise _not_exact(res, strategy, e.message) from None
-        notices.warn_once(
-            f"no-assets:{res.encoding}",
-            f"{e.message}; counting {res.model} with the heuristic (exact: false, about "
-            f"±{strategy.error_band:.0%}). {e.hint or ''}".rstrip(),
-        )
-        return strategy
-
-
-def _framing(res: models.Resolution, strategy, opts: Options):
-    if res.family == "gemini":
-        from .gemini import GeminiFraming
-
-        return GeminiFraming()
-    if strategy.name == "hf-tokenizer":
-        from .framing import HFFraming
-
-        return HFFraming(strategy, opts.special_tokens)
-    if res.family == "claude":
-        from .claude import ClaudeFraming
-
-        return ClaudeFraming()
-    from .framing import OpenAIFraming
-
-    return OpenAIFraming(res.chat_rule if res.family == "openai" else "openai-chat")
-
-
-def _not_exact(res: models.Resolution, strategy, why: str) -> NotExactError:
+def not_exact(res: models.Resolution, strategy, why: str) -> NotExactError:
     return NotExactError(
         f"{res.model}: {why}; the count would be an estimate (strategy {strategy.name}, "
         f"about ±{strategy.error_band:.0%}) and --strict asks for exact counts",
@@ -127,48 +49,10 @@ def _not_exact(res: models.Resolution, strategy, why: str) -> NotExactError:
 
 
 def offline(res: models.Resolution, opts: Options):
-    """The best local strategy for a resolution."""
-    if res.family == "hf":
-        from .assets.hf import find_hf_tokenizer
+    """The best local strategy for a resolution (its family decides)."""
+    from .families import family
 
-        try:
-            directory, where = find_hf_tokenizer(res.encoding, opts.tokenizer)
-        except AssetError as e:
-            if opts.tokenizer:
-                raise
-            from .heuristic import family_for
-
-            strategy = _heuristic(family_for(res.encoding))
-            if opts.strict:
-                raise _not_exact(res, strategy, f"no tokenizer files on this machine ({e.message})") from None
-            notices.warn_once(
-                f"no-assets:{res.encoding}",
-                f"no tokenizer files for {res.encoding!r} on this machine; counting with the heuristic "
-                f"(exact: false, about ±{strategy.error_band:.0%}). {e.hint}",
-            )
-            return strategy
-        return _hf(res.encoding, str(directory), where, opts.engine)
-    if opts.tokenizer:
-        raise UsageError(f"--tokenizer applies to Hugging Face models, not to {res.model!r} ({res.family})")
-    if res.family == "claude":
-        return _claude(res.encoding, opts.engine)
-    if res.family == "gemini":
-        return _gemini(res, opts)
-    from .tokenizers import load_strategy
-
-    return load_strategy(res.encoding, opts.engine)
-
-
-def _provider_class(res: models.Resolution):
-    from .remote import providers
-
-    if res.family == "claude":
-        return providers.Bedrock if "anthropic." in res.model else providers.Anthropic
-    if res.family == "gemini":
-        return providers.Gemini
-    if res.family == "hf":
-        return providers.VLLM
-    return None
+    return family(res.family).offline(res, opts)
 
 
 def _provider(cls, res: models.Resolution, opts: Options):
@@ -177,15 +61,19 @@ def _provider(cls, res: models.Resolution, opts: Options):
     policy = HttpPolicy(timeout=opts.timeout, retries=opts.retries)
     if res.family == "hf":
         return cls(res.encoding, policy, special_tokens=opts.special_tokens)
-    name = res.model.split("/", 1)[1] if res.model.startswith(("anthropic/", "gemini/", "vertex_ai/")) else res.model
-    return cls(name, policy)
+    if res.family == "gemini":
+        return cls(res.encoding, policy)
+    return cls(res.model.removeprefix("anthropic/"), policy)
 
 
 def plan(res: models.Resolution, opts: Options):
     """(strategy, framing) for a resolution under the options."""
-    base = offline(res, opts)
-    base_framing = _framing(res, base, opts)
-    cls = _provider_class(res) if opts.online_allowed else None
+    from .families import family
+
+    fam = family(res.family)
+    base = fam.offline(res, opts)
+    base_framing = fam.framing(res, base, opts)
+    cls = fam.provider(res) if opts.online_allowed else None
     if cls is not None:
         missing = cls.available()
         if missing is None:
@@ -200,7 +88,7 @@ def plan(res: models.Resolution, opts: Options):
             f"online counting for {res.model} is unavailable ({missing}); counting offline with {base.name}",
         )
     if opts.strict and not base.exact:
-        raise _not_exact(res, base, "no exact strategy is available offline")
+        raise not_exact(res, base, "no exact strategy is available offline")
     return base, base_framing
 
 

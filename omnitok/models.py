@@ -80,9 +80,6 @@ OPENAI_PREFIXES: dict[str, str] = {
 # Ids whose chat framing differs from the family default.
 CHAT_RULE_OVERRIDES: dict[str, str] = {"gpt-3.5-turbo-0301": "openai-chat-0301"}
 
-# Provider prefixes users write in front of an OpenAI id (litellm style).
-_PROVIDER_PREFIXES = ("openai/", "azure/")
-
 DEFAULT_MODEL = "gpt-4o"
 
 
@@ -90,8 +87,8 @@ DEFAULT_MODEL = "gpt-4o"
 class Resolution:
     """What a model id resolved to, and why.
 
-    family: openai | hf | claude; `encoding` is what that family loads: an OpenAI encoding,
-    a Hugging Face model id, or a Claude calibration generation.
+    family: openai | claude | gemini | hf | a plugin's; `encoding` is what that family loads: an
+    OpenAI encoding, a Claude calibration generation, a Gemini id, a Hugging Face model id.
     """
 
     model: str
@@ -100,9 +97,6 @@ class Resolution:
     chat_rule: str
     reason: str
 
-
-# Served or hosted ids that name a Hugging Face model (litellm-style prefixes).
-_HF_PREFIXES = ("hf:", "huggingface/", "vllm/", "hosted_vllm/")
 
 # Bedrock ids of open-weight models -> the Hugging Face repo with the same tokenizer.
 BEDROCK_HF: dict[str, str] = {
@@ -120,7 +114,7 @@ BEDROCK_HF: dict[str, str] = {
 _BEDROCK_REGIONS = ("us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.")
 
 
-def _strip_bedrock(name: str) -> str:
+def strip_bedrock(name: str) -> str:
     """`us.meta.llama3-1-8b-instruct-v1:0` -> `meta.llama3-1-8b-instruct`."""
     for region in _BEDROCK_REGIONS:
         if name.startswith(region):
@@ -128,55 +122,23 @@ def _strip_bedrock(name: str) -> str:
             break
     base = name.split(":")[0]
     for suffix in ("-v1", "-v2", "-v3"):
-        if base.endswith(suffix):
-            base = base[: -len(suffix)]
+        base = base.removesuffix(suffix)
     return base
 
 
-def _resolve_other(model: str, name: str) -> Resolution | None:
-    from . import claude
-
-    gen = claude.generation(name)
-    if gen is not None:
-        return Resolution(model, "claude", gen, "claude", f"Claude id {name!r}: calibrated estimate ({gen})")
-    gemini = name.removeprefix("gemini/").removeprefix("vertex_ai/").removeprefix("models/")
-    if gemini.startswith("gemini-"):
-        return Resolution(
-            model, "gemini", gemini, "gemini", "Gemini id: exact online (countTokens); offline the heuristic"
-        )
-    for prefix in _HF_PREFIXES:
-        if name.startswith(prefix):
-            target = name[len(prefix) :]
-            return Resolution(model, "hf", target, "template", f"{prefix!r} prefix: Hugging Face model {target!r}")
-    bedrock = _strip_bedrock(name)
-    if bedrock in BEDROCK_HF:
-        target = BEDROCK_HF[bedrock]
-        return Resolution(model, "hf", target, "template", f"Bedrock id {bedrock!r}: same tokenizer as {target!r}")
-    org, sep, rest = name.partition("/")
-    if sep and org and rest and not name.startswith(("http:", "https:")):
-        return Resolution(model, "hf", name, "template", "an org/name id: a Hugging Face model")
-    return None
-
-
 def resolve(model: str) -> Resolution:
-    """Map a model id to its family, encoding and chat framing; raise UnknownModelError."""
-    name = model.strip()
-    for prefix in _PROVIDER_PREFIXES:
-        if name.startswith(prefix):
-            name = name[len(prefix) :]
-            break
-    else:
-        other = _resolve_other(model, name)
-        if other is not None:
-            return other
-    rule = CHAT_RULE_OVERRIDES.get(name, "openai-chat")
-    if name in OPENAI_MODELS:
-        return Resolution(model, "openai", OPENAI_MODELS[name], rule, f"exact id {name!r}")
-    matches = [p for p in OPENAI_PREFIXES if name.startswith(p)]
-    if matches:
-        prefix = max(matches, key=len)
-        return Resolution(model, "openai", OPENAI_PREFIXES[prefix], rule, f"prefix {prefix!r}")
-    raise UnknownModelError(model, suggest(name))
+    """Map a model id to its family and what that family loads; raise UnknownModelError.
+
+    Families are asked in order (omnitok.families): OpenAI, Claude, Gemini, plugins, then the
+    Hugging Face org/name catch-all.
+    """
+    from .families import families
+
+    for fam in families():
+        res = fam.resolve(model)
+        if res is not None:
+            return res
+    raise UnknownModelError(model, suggest(model.strip()))
 
 
 def for_encoding(encoding: str, model: str | None = None) -> Resolution:
@@ -184,13 +146,8 @@ def for_encoding(encoding: str, model: str | None = None) -> Resolution:
     return Resolution(model or encoding, "openai", encoding, "openai-chat", f"--encoding {encoding}")
 
 
-def known_models() -> list[tuple[str, str, str]]:
-    """(id or prefix, kind, encoding) rows for `omnitok models`."""
-    rows = [(m, "id", e) for m, e in OPENAI_MODELS.items()]
-    rows += [(p + "*", "prefix", e) for p, e in OPENAI_PREFIXES.items()]
-    return rows
-
-
 def suggest(name: str, n: int = 3) -> list[str]:
-    candidates = dict.fromkeys(list(OPENAI_MODELS) + [p.rstrip("-.") for p in OPENAI_PREFIXES])
+    from .families import families
+
+    candidates = dict.fromkeys(c.rstrip("-.") for fam in families() for c in fam.names())
     return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.5)

@@ -40,11 +40,11 @@ def gemma(tmp_path, monkeypatch):
         gemini.SpmVocabulary(vocab.url, hashlib.sha256(buf.getvalue()).hexdigest(), vocab.filename),
     )
     monkeypatch.setenv("OMNITOK_HOME", str(home))
-    from omnitok import chain
+    from omnitok import families
 
-    chain._gemma_spm.cache_clear()
+    families._gemma_spm.cache_clear()
     yield spm.SentencePieceProcessor(model_file=str(target)), target
-    chain._gemma_spm.cache_clear()
+    families._gemma_spm.cache_clear()
 
 
 TEXTS = ["The quick brown fox jumps over the lazy dog.", "", "  spaces\n\nand 中文 and ünïcödé 🎉"]

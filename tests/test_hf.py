@@ -168,7 +168,9 @@ def test_missing_assets_strict_is_an_error(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("OMNITOK_HOME", str(tmp_path / "omnitok"))
     r = cli("count", "--strict", "-m", "Qwen/Qwen2.5-72B-Instruct", stdin=b"x")
     assert r.code == EXIT_NOT_EXACT
-    assert r.err.startswith("omnitok: error: Qwen/Qwen2.5-72B-Instruct: no tokenizer files on this machine")
+    assert r.err.startswith(
+        "omnitok: error: Qwen/Qwen2.5-72B-Instruct: no tokenizer files for 'Qwen/Qwen2.5-72B-Instruct' on this machine"
+    )
     assert "--strict asks for exact counts" in r.err
 
 

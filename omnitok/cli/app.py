@@ -10,6 +10,7 @@ import typer
 from .. import errors
 from .count import EPILOG as COUNT_EPILOG
 from .count import count
+from .models import models_cmd
 
 app = typer.Typer(
     name="omnitok",
@@ -21,40 +22,7 @@ app = typer.Typer(
 app.command("count", epilog=COUNT_EPILOG)(count)
 
 
-@app.command("models")
-def models_cmd(
-    json_out: bool = typer.Option(False, "--json", help="JSON lines instead of a table."),
-    model: str | None = typer.Argument(None, help="Resolve one model id and say how.", show_default=False),
-) -> None:
-    """List the known model ids and prefixes, or resolve one."""
-    from .. import models
-
-    if model:
-        r = models.resolve(model)
-        row = {
-            "model": r.model,
-            "family": r.family,
-            "encoding": r.encoding,
-            "chat_rule": r.chat_rule,
-            "reason": r.reason,
-        }
-        if json_out:
-            import orjson
-
-            sys.stdout.buffer.write(orjson.dumps(row) + b"\n")
-        else:
-            for k, v in row.items():
-                print(f"{k}: {v}")
-        return
-    rows = models.known_models()
-    if json_out:
-        import orjson
-
-        for name, kind, enc in rows:
-            sys.stdout.buffer.write(orjson.dumps({"model": name, "kind": kind, "encoding": enc}) + b"\n")
-        return
-    for name, kind, enc in rows:
-        print(f"{name:28} {kind:7} {enc}")
+app.command("models")(models_cmd)
 
 
 @app.command("version")

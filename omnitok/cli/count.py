@@ -105,13 +105,11 @@ def count(
         timeout=timeout,
         retries=retries,
     )
-    res, strategy = counter.resolution, counter.strategy
+    strategy = counter.strategy
     if explain:
-        info(
-            f"model {res.model!r} -> {res.family}, encoding {strategy.encoding} ({res.reason}); "
-            f"strategy {strategy.name} (exact={strategy.exact}), engine {strategy.engine}, "
-            f"chat framing {res.chat_rule}; vocabulary {strategy.source}; fingerprint {strategy.fingerprint}"
-        )
+        from .models import explain as explain_counter
+
+        info("; ".join(f"{k}: {v}" for k, v in explain_counter(counter).items()))
     stream = InputStream(
         paths,
         Extractor(opt.split_fields(field), counter.framing, id_field or None),

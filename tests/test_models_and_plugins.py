@@ -1,0 +1,105 @@
+"""`omnitok models`, `--explain`, and third-party families through the entry-point group."""
+
+from importlib.metadata import EntryPoint
+
+import orjson
+import pytest
+
+import omnitok
+from omnitok import families, models
+
+
+def test_models_json(cli):
+    r = cli("models", "--json")
+    assert r.code == 0
+    data = orjson.loads(r.out)
+    assert [f["family"] for f in data["families"]] == ["openai", "claude", "gemini", "hf"]
+    openai = data["families"][0]["models"]
+    assert {"model": "gpt-4o", "kind": "id", "target": "o200k_base"} in openai
+    assert {"model": "gpt-4o-*", "kind": "prefix", "target": "o200k_base"} in openai
+    claude = {row["target"]: row["error_band"] for row in data["families"][1]["models"]}
+    assert claude == {"claude-2": 0.05, "claude-3": 0.16, "claude-4.7": 0.25}
+    assets = {(a["family"], a["asset"]): a for a in data["assets"]}
+    assert assets[("openai", "o200k_base")]["present"] and assets[("openai", "o200k_base")]["where"] == "embedded"
+
+
+def test_models_one_id(cli):
+    r = cli("models", "--json", "gpt-4o-mini")
+    info = orjson.loads(r.out)
+    assert (info["family"], info["target"], info["strategy"], info["exact"]) == (
+        "openai",
+        "o200k_base",
+        "tiktoken",
+        True,
+    )
+    assert info["reason"] == "prefix 'gpt-4o-'" and info["fingerprint"].startswith("tiktoken:o200k_base:")
+
+
+def test_count_explain(cli):
+    r = cli("count", "-m", "claude-opus-4-7", "--explain", stdin=b"hi")
+    assert "family: claude" in r.err and "strategy: claude-calibrated" in r.err and "exact: False" in r.err
+
+
+class ToyFamily(families.Family):
+    """A plugin family: 'toy-*' ids counted one token per character."""
+
+    name = "toy"
+    order = 5
+    chain = "local exact (one token per character)"
+
+    class Strategy:
+        name = "toy-chars"
+        exact = True
+        encoding = "toy"
+        engine = "toy"
+        source = "plugin"
+        fingerprint = "toy:v1"
+
+        def count_batch(self, texts):
+            return [len(t) for t in texts]
+
+    def resolve(self, model):
+        return models.Resolution(model, "toy", "toy", "toy", "toy plugin") if model.startswith("toy-") else None
+
+    def offline(self, res, opts):
+        return self.Strategy()
+
+    def rows(self):
+        return [{"model": "toy-*", "kind": "prefix", "target": "toy"}]
+
+
+@pytest.fixture
+def with_plugin(monkeypatch):
+    real = families.entry_points
+
+    def fake(group):
+        eps = list(real(group=group))
+        if group == "omnitok.families":
+            eps.append(EntryPoint("toy", "tests.test_models_and_plugins:ToyFamily", group))
+        return eps
+
+    monkeypatch.setattr(families, "entry_points", fake)
+    families.families.cache_clear()
+    yield
+    families.families.cache_clear()
+
+
+def test_plugin_family_through_entry_points(with_plugin, cli):
+    assert [f.name for f in families.families()] == ["toy", "openai", "claude", "gemini", "hf"]
+    r = omnitok.count("hello", model="toy-1")
+    assert (r.tokens, r.strategy, r.exact) == (5, "toy-chars", True)
+    out = cli("count", "-m", "toy-2", "--format", "json", stdin=b"abc")
+    assert orjson.loads(out.out)["tokens"] == 3
+    assert omnitok.count("hello", model="gpt-4o").tokens == 1  # built-ins still resolve
+
+
+def test_builtins_are_registered_as_entry_points():
+    from importlib.metadata import entry_points
+
+    names = {ep.name: ep.value for ep in entry_points(group="omnitok.families")}
+    assert names == {
+        "openai": "omnitok.families:OpenAIFamily",
+        "claude": "omnitok.families:ClaudeFamily",
+        "gemini": "omnitok.families:GeminiFamily",
+        "hf": "omnitok.families:HFFamily",
+    }

@@ -7,7 +7,8 @@
    the same encoding (its file in tiktoken's cache), medians of interleaved runs.
 3. Memory: peak RSS of the whole process tree counting the corpus 1x and 5x.
 
-Environment: OMNITOK_BENCH_MB (default 200) sets the corpus size in MB of text.
+Environment: OMNITOK_BENCH_MB (default 200) sets the corpus size in MB of text; OMNITOK_BENCH_ONLY
+(comma-separated step names) runs some steps and writes RESULTS.partial.md instead.
 """
 
 from __future__ import annotations
@@ -104,6 +105,48 @@ def throughput(corpus: Path, text_mb: float, model: str, encoding: str, results:
     ]
 
 
+def throughput_hf(corpus: Path, results: list[str], mb: int = 60) -> None:
+    """Hugging Face tokenizers: omnitok end to end vs the `tokenizers` library's encode_batch."""
+    from tokenizers import Tokenizer
+
+    from .hf_refs import hf_reference_dirs
+
+    subset = WORK / f"corpus-{mb}mb.jsonl"
+    texts, size = [], 0
+    with open(corpus, "rb") as src, open(subset, "wb") as dst:
+        for line in src:
+            text = orjson.loads(line)["text"]
+            texts.append(text)
+            size += len(text.encode())
+            dst.write(line)
+            if size >= mb * 1_000_000:
+                break
+    text_mb = size / 1e6
+    results += [
+        f"### Throughput, Hugging Face tokenizers, {len(texts):,} records, {text_mb:.0f} MB of text",
+        "",
+        "| tokenizer | `tokenizers` encode_batch (all threads), MB/s | `omnitok count` end to end, MB/s | ratio | counts differing |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for family in ("qwen2", "llama3"):
+        directory, model_id = hf_reference_dirs()[family]
+        tok = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        start = time.perf_counter()
+        ref = [len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=True)]
+        ref_s = time.perf_counter() - start
+        out = WORK / "counts-hf.jsonl"
+        with open(out, "wb") as f:
+            e2e_s = timed(
+                [OMNITOK_BIN, "count", "-m", model_id, "--tokenizer", str(directory), "-q", str(subset)], stdout=f
+            )
+        ours = [orjson.loads(line)["tokens"] for line in out.open("rb")]
+        diffs = sum(a != b for a, b in zip(ours, ref, strict=True))
+        results.append(
+            f"| {model_id} | {text_mb / ref_s:.1f} | {text_mb / e2e_s:.1f} | **{ref_s / e2e_s:.1f}x** | {diffs} of {len(ref):,} |"
+        )
+    results.append("")
+
+
 def startup(results: list[str], runs: int = 15) -> None:
     cache = WORK / "tiktoken-cache"
     cache.mkdir(parents=True, exist_ok=True)
@@ -175,17 +218,23 @@ def main() -> None:
         f"{corpus.stat().st_size / 1e6:.0f} MB on disk: Python sources and docs found on this machine.",
         "",
     ]
+    only = set(filter(None, os.environ.get("OMNITOK_BENCH_ONLY", "").split(",")))
     steps = [
         ("throughput o200k", lambda: throughput(corpus, text_mb, "gpt-4o", "o200k_base", results)),
         ("throughput cl100k", lambda: throughput(corpus, text_mb, "gpt-4", "cl100k_base", results)),
+        ("throughput hf", lambda: throughput_hf(corpus, results)),
         ("start-up", lambda: startup(results)),
         ("memory", lambda: memory(corpus, results)),
     ]
     for name, step in steps:
+        if only and name not in only:
+            continue
         print(f"running {name} ...", file=sys.stderr, flush=True)
         step()
     text = "\n".join(results)
-    (Path(__file__).parent / "RESULTS.md").write_text(text)
+    # A partial run (OMNITOK_BENCH_ONLY) must not replace the full figures.
+    name = "RESULTS.partial.md" if only else "RESULTS.md"
+    (Path(__file__).parent / name).write_text(text)
     print(text)
 
 

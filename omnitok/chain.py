@@ -60,7 +60,7 @@ def _provider(cls, res: models.Resolution, opts: Options):
 
     policy = HttpPolicy(timeout=opts.timeout, retries=opts.retries)
     if res.family == "hf":
-        return cls(res.encoding, policy, special_tokens=opts.special_tokens)
+        return cls(res.encoding, policy, special_tokens=opts.special_tokens)  # vLLM or self-hosted
     if res.family == "gemini":
         return cls(res.encoding, policy)
     return cls(res.model.removeprefix("anthropic/"), policy)

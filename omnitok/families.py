@@ -226,7 +226,7 @@ class GeminiFamily(Family):
 class HFFamily(Family):
     name = "hf"
     order = 90
-    chain = "online exact (vLLM /tokenize) -> local exact (tokenizer files) -> heuristic"
+    chain = "online exact (vLLM, TGI or llama.cpp /tokenize) -> local exact (tokenizer files) -> heuristic"
     _PREFIXES = ("hf:", "huggingface/", "vllm/", "hosted_vllm/")
 
     def resolve(self, model):
@@ -270,8 +270,12 @@ class HFFamily(Family):
         return OpenAIFraming()
 
     def provider(self, res):
+        import os
+
         from .remote import providers
 
+        if not os.environ.get("VLLM_ENDPOINT") and os.environ.get("OMNITOK_TOKENIZE_URL"):
+            return providers.SelfHosted
         return providers.VLLM
 
     def rows(self):

@@ -89,6 +89,12 @@ class MockProviders:
                     return "gemini", self._gemini(body, h, m.group(1))
                 if self.path == "/tokenize":
                     return "vllm", self._vllm(body, h)
+                if self.path == "/tgi/tokenize":
+                    n = words(body["inputs"]) + (1 if body.get("add_special_tokens", True) else 0)
+                    return "tgi", (200, [{"id": i, "text": "w", "start": 0, "stop": 1} for i in range(n)])
+                if self.path == "/llamacpp/tokenize":
+                    n = words(body["content"]) + (1 if body.get("add_special") else 0)
+                    return "llamacpp", (200, {"tokens": list(range(n))})
                 m = re.fullmatch(r"/model/([\w.:\-]+)/count-tokens", self.path)
                 if m:
                     return "bedrock", self._bedrock(body, h, m.group(1))

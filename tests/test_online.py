@@ -147,3 +147,14 @@ def auto_qwen():
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(TOKENIZERS["qwen2.5"][0]))
+
+
+@pytest.mark.parametrize("kind", ["tgi", "llamacpp"])
+def test_self_hosted_tokenize(mock, monkeypatch, kind):
+    monkeypatch.delenv("VLLM_ENDPOINT")
+    monkeypatch.setenv("OMNITOK_TOKENIZE_URL", f"{mock.url}/{kind}")
+    monkeypatch.setenv("OMNITOK_TOKENIZE_KIND", kind)
+    directory, model_id = TOKENIZERS["qwen2.5"]
+    r = omnitok.count(TEXT, model=model_id, online=True, tokenizer=str(directory))
+    assert (r.tokens, r.strategy, r.exact) == (words(TEXT) + 1, "self-hosted-api", True)
+    assert mock.count(kind) == 1

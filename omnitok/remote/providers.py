@@ -148,6 +148,49 @@ class VLLM(Provider):
         return _int(self.name, self._post(self.url, body, headers), "count")
 
 
+class SelfHosted(Provider):
+    """Another self-hosted server's tokenize endpoint: OMNITOK_TOKENIZE_URL, with
+    OMNITOK_TOKENIZE_KIND = tgi (text-generation-inference: POST /tokenize {"inputs"} -> [tokens])
+    or llamacpp (llama.cpp server: POST /tokenize {"content", "add_special"} -> {"tokens"})."""
+
+    name = "self-hosted"
+    strategy = "self-hosted-api"
+    KINDS = ("tgi", "llamacpp")
+
+    @classmethod
+    def available(cls) -> str | None:
+        if not os.environ.get("OMNITOK_TOKENIZE_URL"):
+            return "neither VLLM_ENDPOINT nor OMNITOK_TOKENIZE_URL is set"
+        kind = os.environ.get("OMNITOK_TOKENIZE_KIND", "tgi")
+        return None if kind in cls.KINDS else f"OMNITOK_TOKENIZE_KIND must be one of {', '.join(cls.KINDS)}"
+
+    def __init__(self, model, policy=None, special_tokens: bool = True):
+        super().__init__(model, policy)
+        self.kind = os.environ.get("OMNITOK_TOKENIZE_KIND", "tgi")
+        self.key = os.environ.get("OMNITOK_TOKENIZE_API_KEY", "")
+        self.secrets = (self.key,)
+        base = os.environ.get("OMNITOK_TOKENIZE_URL", "").rstrip("/")
+        self.url = base if base.endswith("/tokenize") else base + "/tokenize"
+        self.special_tokens = special_tokens
+
+    def count_one(self, item) -> int:
+        from ..errors import RemoteError
+
+        if isinstance(item, ChatRequest):
+            raise RemoteError(self.name, f"a {self.kind} tokenize endpoint cannot frame chats")
+        headers = {"authorization": f"Bearer {self.key}"} if self.key else {}
+        if self.kind == "tgi":
+            data = self._post(self.url, {"inputs": item, "add_special_tokens": self.special_tokens}, headers)
+            if not isinstance(data, list):
+                raise RemoteError(self.name, f"expected a list of tokens, got {str(data)[:120]}")
+            return len(data)
+        data = self._post(self.url, {"content": item, "add_special": self.special_tokens}, headers)
+        tokens = data.get("tokens") if isinstance(data, dict) else None
+        if not isinstance(tokens, list):
+            raise RemoteError(self.name, f"the answer has no 'tokens' list (got {str(data)[:120]})")
+        return len(tokens)
+
+
 class Bedrock(Provider):
     """AWS Bedrock Runtime CountTokens (Claude models), signed with SigV4 through botocore."""
 

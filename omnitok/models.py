@@ -129,12 +129,12 @@ def strip_bedrock(name: str) -> str:
 def resolve(model: str) -> Resolution:
     """Map a model id to its family and what that family loads; raise UnknownModelError.
 
-    Families are asked in order (omnitok.families): OpenAI, Claude, Gemini, plugins, then the
-    Hugging Face org/name catch-all.
+    Families are asked in order: OpenAI, Claude, Gemini, plugins (omnitok.families entry points,
+    scanned only when reached), then the Hugging Face org/name catch-all.
     """
-    from .families import families
+    from .families import resolution_order
 
-    for fam in families():
+    for fam in resolution_order():
         res = fam.resolve(model)
         if res is not None:
             return res

@@ -79,13 +79,13 @@ def with_plugin(monkeypatch):
         return eps
 
     monkeypatch.setattr(families, "entry_points", fake)
-    families.families.cache_clear()
+    families.plugin_families.cache_clear()
     yield
-    families.families.cache_clear()
+    families.plugin_families.cache_clear()
 
 
 def test_plugin_family_through_entry_points(with_plugin, cli):
-    assert [f.name for f in families.families()] == ["toy", "openai", "claude", "gemini", "hf"]
+    assert [f.name for f in families.families()] == ["openai", "claude", "gemini", "toy", "hf"]
     r = omnitok.count("hello", model="toy-1")
     assert (r.tokens, r.strategy, r.exact) == (5, "toy-chars", True)
     out = cli("count", "-m", "toy-2", "--format", "json", stdin=b"abc")

@@ -1,5 +1,5 @@
-"""Engine discovery: built-in engines register through the `omnitok.engines` entry-point group,
-the same way a third-party plugin does."""
+"""Engine discovery: built-in engines are registered in the `omnitok.engines` entry-point group
+the same way a third-party plugin is; --engine NAME scans the group for names not built in."""
 
 from __future__ import annotations
 
@@ -12,20 +12,23 @@ from ..errors import UsageError
 AUTO_ORDER = ("gigatoken", "tiktoken")
 
 
+def builtin_engines() -> dict[str, type]:
+    from . import engines
+
+    return {"gigatoken": engines.GigatokenEngine, "tiktoken": engines.TiktokenEngine}
+
+
 @functools.cache
 def engine_classes() -> dict[str, type]:
-    found = {}
-    for ep in entry_points(group="omnitok.engines"):
-        found[ep.name] = ep
-    if not found:  # running from a source tree that was never installed
-        from . import engines
-
-        return {"gigatoken": engines.GigatokenEngine, "tiktoken": engines.TiktokenEngine}
-    return {name: ep.load() for name, ep in found.items()}
+    """Built-in engines plus those of plugins (the entry points are scanned here, on demand)."""
+    found = {ep.name: ep for ep in entry_points(group="omnitok.engines")}
+    return {**{name: ep.load() for name, ep in found.items()}, **builtin_engines()}
 
 
 def engine_class(name: str) -> type:
-    classes = engine_classes()
+    classes = builtin_engines()
+    if name not in classes:
+        classes = engine_classes()
     if name not in classes:
         raise UsageError(f"unknown engine {name!r}; available: {', '.join(sorted(classes))}, auto")
     return classes[name]
@@ -38,8 +41,8 @@ def pick_engine(spec, requested: str = "auto") -> type:
         if not cls.supports(spec):
             raise UsageError(f"engine {requested!r} cannot load {spec.name}")
         return cls
-    classes = engine_classes()
-    names = [n for n in AUTO_ORDER if n in classes] + sorted(set(classes) - set(AUTO_ORDER))
+    classes = builtin_engines()
+    names = [n for n in AUTO_ORDER if n in classes]
     for name in names:
         if classes[name].supports(spec):
             return classes[name]

@@ -70,12 +70,36 @@ class Counter:
         concurrency: int = 8,
         timeout: float = 30.0,
         retries: int = 2,
+        cache: str = "auto",
+        cache_dir: str | None = None,
+        l3_url: str | None = None,
     ):
         from .chain import Options, plan
 
         self.resolution = resolve(model, encoding)
         self.options = Options(engine, tokenizer, special_tokens, online, strict, concurrency, timeout, retries)
-        self.strategy, self.framing = plan(self.resolution, self.options)
+        strategy, self.framing = plan(self.resolution, self.options)
+        self.cache = None
+        if cache != "off":
+            from .cache import MODES, settings_from, wrap
+
+            if cache not in MODES:
+                raise UsageError(f"cache mode must be one of {', '.join(MODES)}, not {cache!r}")
+            tag = f"special={int(special_tokens)}" if self.resolution.family == "hf" else ""
+            strategy, self.cache = wrap(strategy, cache, settings_from(cache_dir, l3_url), tag)
+        self.strategy = strategy
+
+    def close(self) -> None:
+        """Save cache statistics and the Bloom filter; release connections."""
+        if self.cache is not None:
+            self.cache.close()
+            self.cache = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     @property
     def meta(self) -> dict:

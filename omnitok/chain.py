@@ -99,6 +99,7 @@ class Fallback:
 
     exact = True
     in_process = True
+    cache_policy = "all"
 
     def __init__(self, primary, secondary, secondary_framing, model: str, strict: bool):
         self.primary = primary

@@ -6,6 +6,9 @@ The config file is TOML at $OMNITOK_CONFIG, else $XDG_CONFIG_HOME/omnitok/config
     prefer_offline = true            # online count APIs only with --online or when false
     [local_model_dirs]               # model id -> directory holding its tokenizer files
     "meta-llama/Llama-3.1-8B" = "/models/llama-3.1-8b"
+    [cache]                          # omnitok.cache.CacheSettings fields
+    directory = "/var/cache/omnitok"
+    l3_url = "redis://127.0.0.1:6379/0"
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from .errors import UsageError
 class Settings:
     prefer_offline: bool = True
     local_model_dirs: dict[str, str] = field(default_factory=dict)
+    cache: dict = field(default_factory=dict)  # the [cache] table (CacheSettings fields)
     source: str | None = None  # the config file read, if any
 
 
@@ -69,4 +73,7 @@ def settings() -> Settings:
     env = _env_bool("OMNITOK_PREFER_OFFLINE")
     if env is not None:
         prefer_offline = env
-    return Settings(bool(prefer_offline), dict(dirs), str(path) if data else None)
+    cache = data.get("cache", {})
+    if not isinstance(cache, dict):
+        raise UsageError(f"{path}: [cache] must be a table")
+    return Settings(bool(prefer_offline), dict(dirs), dict(cache), str(path) if data else None)

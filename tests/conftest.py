@@ -73,3 +73,10 @@ def ref_o200k():
 @pytest.fixture(scope="session")
 def ref_cl100k():
     return reference_encoding("cl100k_base")
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own L2 directory and no L3, so no test sees another's cached counts."""
+    monkeypatch.setenv("OMNITOK_CACHE_DIR", str(tmp_path / "omnitok-cache"))
+    monkeypatch.delenv("L3_CACHE_URL", raising=False)

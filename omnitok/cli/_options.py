@@ -127,6 +127,23 @@ Strict = Annotated[
 ]
 
 
+CacheMode = Annotated[
+    str,
+    typer.Option("--cache", help="auto (cache what is dear: online counts), on (cache every count), off."),
+]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Same as --cache off.")]
+CacheDir = Annotated[
+    str | None,
+    typer.Option("--cache-dir", help="L2 disk cache directory. Default: $XDG_CACHE_HOME/omnitok.", show_default=False),
+]
+L3Url = Annotated[
+    str | None,
+    typer.Option(
+        "--l3-url", help="L3 Redis/Valkey URL (redis://host:port/db). Default: $L3_CACHE_URL.", show_default=False
+    ),
+]
+
+
 def split_fields(values: list[str] | None) -> tuple[str, ...] | None:
     if not values:
         return None

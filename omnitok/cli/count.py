@@ -70,6 +70,10 @@ def count(
         min=0,
         help="Online: retries on 408/409/429/5xx and connection errors, with backoff honouring retry-after.",
     ),
+    cache: opt.CacheMode = "auto",
+    no_cache: opt.NoCache = False,
+    cache_dir: opt.CacheDir = None,
+    l3_url: opt.L3Url = None,
     explain: bool = typer.Option(False, "--explain", help="Say on stderr how the model was resolved."),
     quiet: opt.Quiet = False,
 ) -> None:
@@ -104,6 +108,9 @@ def count(
         strict=strict,
         timeout=timeout,
         retries=retries,
+        cache="off" if no_cache else cache,
+        cache_dir=cache_dir,
+        l3_url=l3_url,
     )
     strategy = counter.strategy
     if explain:
@@ -152,8 +159,10 @@ def count(
             sink.close()
         if owned:
             out.close()
+        cache_stats = counter.cache.run_stats() if counter.cache is not None else None
+        counter.close()
     if summary:
-        _print_summary(stats, meta, fmt)
+        _print_summary(stats, meta, fmt, cache_stats)
     return _finish(stats, stopped, on_error, quiet)
 
 
@@ -183,8 +192,10 @@ def _finish(stats, stopped: str | None, on_error: str, quiet: bool) -> int:
     return code
 
 
-def _print_summary(stats, meta: dict, fmt: str) -> None:
+def _print_summary(stats, meta: dict, fmt: str, cache_stats: dict | None = None) -> None:
     data = {**stats.to_dict(), **meta}
+    if cache_stats is not None:
+        data["cache"] = cache_stats
     if fmt in ("json", "jsonl") or not sys.stdout.isatty():
         import orjson
 
@@ -197,6 +208,9 @@ def _print_summary(stats, meta: dict, fmt: str) -> None:
     table = Table(title=f"{meta['model']} ({meta['encoding']}, {meta['strategy']}, exact={meta['exact']})")
     table.add_column("")
     table.add_column("value", justify="right")
-    for key, value in stats.to_dict().items():
+    rows = dict(stats.to_dict())
+    if cache_stats is not None:
+        rows.update({f"cache {k}": v for k, v in cache_stats.items()})
+    for key, value in rows.items():
         table.add_row(key, "" if value is None else str(value))
     Console().print(table)

@@ -280,6 +280,7 @@ class RemoteStrategy:
 
     exact = True
     in_process = True  # I/O bound: threads here, never forked workers
+    cache_policy = "all"  # tens of ms a request: always worth a cache lookup
 
     def __init__(self, provider: Provider, concurrency: int = 8):
         self.provider = provider

@@ -1,0 +1,45 @@
+"""Cache keys: a hash over the strategy's fingerprint, the options that change a result, and the
+item (a text, or a chat sent whole to an API). Two tokenizers never share a key: the fingerprint
+changes with the vocabulary, the counting rule and omnitok's version of that rule."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+ALGORITHMS = ("blake3", "sha256")
+
+
+def hasher(algorithm: str = "blake3"):
+    if algorithm == "blake3":
+        try:
+            from blake3 import blake3
+
+            return blake3
+        except ImportError:  # the cache extra is not installed: same keys cannot be promised
+            raise ImportError("hash_algorithm blake3 needs the blake3 package (pip install 'omnitok[cache]')") from None
+    if algorithm == "sha256":
+        return hashlib.sha256
+    raise ValueError(f"unknown hash_algorithm {algorithm!r}; one of {', '.join(ALGORITHMS)}")
+
+
+def item_bytes(item) -> bytes:
+    if isinstance(item, str):
+        return b"t\0" + item.encode("utf-8", "surrogatepass")
+    messages = getattr(item, "messages", None)
+    if messages is not None:
+        return b"c\0" + json.dumps(list(messages), sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    raise TypeError(f"cannot key a {type(item).__name__}")
+
+
+class KeyMaker:
+    """Keys for one strategy and option set: `<tag>:<hex digest>` (the tag lets `cache clear
+    --model` find one tokenizer's entries)."""
+
+    def __init__(self, fingerprint: str, options: str = "", algorithm: str = "blake3"):
+        self._new = hasher(algorithm)
+        self.tag = self._new((fingerprint + "\0" + options).encode()).hexdigest()[:16]
+        self._prefix = f"{algorithm}\0{fingerprint}\0{options}\0".encode()
+
+    def key(self, item) -> str:
+        return f"{self.tag}:{self._new(self._prefix + item_bytes(item)).hexdigest()}"

@@ -3,6 +3,7 @@ documented fallbacks when it fails."""
 
 import json
 
+import orjson
 import pytest
 
 import omnitok
@@ -158,3 +159,19 @@ def test_self_hosted_tokenize(mock, monkeypatch, kind):
     r = omnitok.count(TEXT, model=model_id, online=True, tokenizer=str(directory))
     assert (r.tokens, r.strategy, r.exact) == (words(TEXT) + 1, "self-hosted-api", True)
     assert mock.count(kind) == 1
+
+
+def test_online_counts_cached_fallback_estimates_not(cli, mock):
+    rows = jsonl({"text": TEXT}, {"text": "second text here"})
+    r = cli("count", "--online", "-m", "claude-sonnet-4-5", stdin=rows)
+    assert r.code == 0 and mock.count("anthropic") == 2
+    r = cli(
+        "count", "--online", "-m", "claude-sonnet-4-5", "--summary", "--format", "json", "-o", "/dev/null", stdin=rows
+    )
+    assert mock.count("anthropic") == 2  # served from the L2 cache
+    assert orjson.loads(r.out)["cache"]["l2_hits"] == 2
+    mock.fail("anthropic", *[(500, {"retry-after": "0"}, {"type": "error", "error": {"type": "api_error"}})] * 3)
+    r = cli("count", "--online", "--retries", "2", "-m", "claude-sonnet-4-5", stdin=jsonl({"text": "brand new"}))
+    assert r.jsonl()[0]["strategy"] == "claude-calibrated"
+    r = cli("count", "--online", "-m", "claude-sonnet-4-5", stdin=jsonl({"text": "brand new"}))
+    assert r.jsonl()[0]["strategy"] == "anthropic-api"  # the estimate was not cached as an exact count

@@ -66,12 +66,13 @@ class DiskTier:
         return out
 
     def set_many(self, items: dict[str, object]) -> None:
-        with self.cache.transact(retry=True):
-            for key, value in items.items():
-                self.cache.set(key, value, tag=key.split(":", 1)[0], retry=True)
+        # One transaction per entry: inside diskcache.transact() its size-limit culling misfires
+        # (measured: a 1 MB cache emptied itself completely).
+        for key, value in items.items():
+            self.cache.set(key, value, tag=key.split(":", 1)[0], retry=True)
 
     def size(self) -> int:
-        return len(self.cache)
+        return len(self.cache) - (STATS_KEY in self.cache)
 
     def volume_bytes(self) -> int:
         return self.cache.volume()
@@ -80,8 +81,9 @@ class DiskTier:
         if tag is None:
             stats = self.cache.get(STATS_KEY)
             n = self.cache.clear(retry=True)
-            if stats is not None:
+            if stats is not None:  # the statistics outlive a clear
                 self.cache.set(STATS_KEY, stats)
+                n -= 1
             return n
         return self.cache.evict(tag, retry=True)
 
@@ -92,6 +94,19 @@ class DiskTier:
 
     def close(self) -> None:
         self.cache.close()
+
+
+def _union(a, b):
+    """Bit-OR of two filters with the same parameters. pybloom-live's own union() fails when one
+    side was read from a file (its bit array is padded to whole bytes), so the bits are
+    truncated to the filter's size first."""
+    if (a.capacity, a.error_rate, a.num_bits) != (b.capacity, b.error_rate, b.num_bits):
+        raise ValueError("Bloom filters with different parameters")
+    merged = a.copy()
+    n = a.num_bits
+    merged.bitarray = a.bitarray[:n] | b.bitarray[:n]
+    merged.count = max(a.count, b.count)
+    return merged
 
 
 class Bloom:
@@ -148,7 +163,7 @@ class Bloom:
                 if self.path.is_file():
                     with open(self.path, "rb") as f:
                         on_disk = BloomFilter.fromfile(f)
-                    merged = merged.union(on_disk)
+                    merged = _union(merged, on_disk)
             tmp = self.path.with_suffix(f".tmp{os.getpid()}")
             with open(tmp, "wb") as f:
                 merged.tofile(f)

@@ -8,6 +8,7 @@ import sys
 import typer
 
 from .. import errors
+from .cache import app as cache_app
 from .count import EPILOG as COUNT_EPILOG
 from .count import count
 from .models import models_cmd
@@ -23,6 +24,7 @@ app.command("count", epilog=COUNT_EPILOG)(count)
 
 
 app.command("models")(models_cmd)
+app.add_typer(cache_app, name="cache")
 
 
 @app.command("version")

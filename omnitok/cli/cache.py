@@ -1,0 +1,198 @@
+"""`omnitok cache`: statistics, clearing, where it lives, warming and verifying."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from .. import errors
+from . import _options as opt
+
+app = typer.Typer(help="The three-tier cache: L1 memory, L2 disk (diskcache), L3 Redis/Valkey.", no_args_is_help=True)
+
+
+def _open(cache_dir, l3_url):
+    from ..cache import TieredCache, settings_from
+
+    return TieredCache(settings_from(cache_dir, l3_url))
+
+
+def _emit(data: dict, json_out: bool) -> None:
+    import orjson
+
+    if json_out or not sys.stdout.isatty():
+        sys.stdout.buffer.write(orjson.dumps(data) + b"\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False)
+    for key, value in data.items():
+        table.add_row(key, str(value))
+    Console().print(table)
+
+
+@app.command("path")
+def path_cmd(cache_dir: opt.CacheDir = None, l3_url: opt.L3Url = None) -> None:
+    """Print where the L2 cache lives (and the L3 URL, password hidden)."""
+    from ..cache import settings_from
+    from ..cache.tiered import _redact
+
+    s = settings_from(cache_dir, l3_url)
+    print(s.directory)
+    if s.l3_url:
+        print(_redact(s.l3_url))
+
+
+@app.command("stats")
+def stats_cmd(
+    json_out: bool = typer.Option(False, "--json", help="JSON instead of a table."),
+    cache_dir: opt.CacheDir = None,
+    l3_url: opt.L3Url = None,
+) -> None:
+    """Sizes and the hit/miss counts kept across runs (L2, L3)."""
+    cache = _open(cache_dir, l3_url)
+    try:
+        stored = cache.stored_stats()
+        data = {
+            "l2_dir": str(cache.settings.directory),
+            "l2_size": cache.l2.size() if cache.l2 is not None else None,
+            "l2_bytes": cache.l2.volume_bytes() if cache.l2 is not None else None,
+            "l3": cache.l3 is not None,
+            "l3_size": cache.l3.size() if cache.l3 is not None else None,
+            "bloom_entries": cache.bloom.filter.count if cache.bloom is not None else None,
+            "bloom_false_positive_rate": cache.settings.bloom_error_rate,
+        }
+        for tier, counts in stored.items():
+            hits = sum(v for k, v in counts.items() if k.endswith("_hits"))
+            total = hits + counts.get("misses", 0)
+            for key in ("l1_hits", "l2_hits", "l3_hits", "misses", "bloom_skips", "malformed"):
+                data[f"{tier}_recorded_{key}"] = counts.get(key, 0)
+            data[f"{tier}_recorded_hit_rate"] = round(hits / total, 4) if total else None
+    finally:
+        cache.close()
+    _emit(data, json_out)
+
+
+def _tags_for(model: str, special: bool) -> list[str]:
+    """The key tags a model's entries carry: its offline strategy's and its online one's."""
+    from ..api import resolve
+    from ..cache import settings_from
+    from ..cache.keys import KeyMaker
+    from ..chain import Options, offline
+
+    res = resolve(model)
+    algorithm = settings_from().hash_algorithm
+    fingerprints = [offline(res, Options()).fingerprint]
+    from ..families import family
+
+    provider = family(res.family).provider(res)
+    if provider is not None:
+        name = res.encoding if res.family in ("hf", "gemini") else res.model.removeprefix("anthropic/")
+        fingerprints.append(f"{provider.strategy}:{name}")
+    options = [f"special={int(special)}"] if res.family == "hf" else [""]
+    return [KeyMaker(fp, o, algorithm).tag for fp in fingerprints for o in options]
+
+
+@app.command("clear")
+def clear_cmd(
+    tier: str = typer.Option("all", "--tier", help="l1, l2, l3 or all."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Only this model's entries.", show_default=False),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    cache_dir: opt.CacheDir = None,
+    l3_url: opt.L3Url = None,
+) -> None:
+    """Remove cached entries (all, per tier, or per model)."""
+    if tier not in ("l1", "l2", "l3", "all"):
+        raise errors.UsageError(f"--tier must be l1, l2, l3 or all, not {tier!r}")
+    what = f"{tier} cache entries" + (f" of {model}" if model else "")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise errors.UsageError(f"refusing to clear {what} without --yes (no terminal to ask on)")
+        if not typer.confirm(f"Clear {what}?"):
+            raise typer.Exit(1)
+    tags = _tags_for(model, True) + _tags_for(model, False) if model else [None]
+    cache = _open(cache_dir, l3_url)
+    removed: dict[str, int] = {}
+    try:
+        for tag in dict.fromkeys(tags):
+            for t, n in cache.clear(tier, tag).items():
+                removed[t] = removed.get(t, 0) + n
+    finally:
+        cache.close()
+    _emit({"cleared": removed}, json_out=True)
+
+
+@app.command("warm")
+def warm_cmd(
+    files: opt.Files = None,
+    model: opt.Model = None,
+    encoding: opt.Encoding = None,
+    field: opt.Field = None,
+    online: opt.Online = None,
+    cache_dir: opt.CacheDir = None,
+    l3_url: opt.L3Url = None,
+) -> None:
+    """Pre-fill the cache from a corpus (every count is cached, whatever the policy)."""
+    from ..api import Counter
+    from ..io.readers import InputStream
+    from ..pipeline import count_records
+    from ..records import Extractor
+
+    counter = Counter(model, encoding=encoding, online=online, cache="on", cache_dir=cache_dir, l3_url=l3_url)
+    stream = InputStream(list(files or []), Extractor(opt.split_fields(field), counter.framing))
+    n = bad = 0
+    try:
+        for c in count_records(stream, counter.strategy, 1):
+            bad += c.record.error is not None
+            n += 1
+        stats = counter.cache.run_stats()
+    finally:
+        counter.close()
+    _emit({"records": n, "errors": bad, "stored": stats["misses"], "already_cached": stats["total_hits"]}, True)
+    if bad:
+        raise typer.Exit(errors.EXIT_BAD_RECORDS)
+
+
+@app.command("verify")
+def verify_cmd(
+    files: opt.Files = None,
+    model: opt.Model = None,
+    encoding: opt.Encoding = None,
+    field: opt.Field = None,
+    sample: int = typer.Option(1000, "--sample", min=1, help="How many records to check."),
+    cache_dir: opt.CacheDir = None,
+    l3_url: opt.L3Url = None,
+) -> None:
+    """Re-count a sample of a corpus and compare with what the cache holds (exit 1 on a mismatch)."""
+    import itertools
+
+    from ..api import Counter
+    from ..io.readers import InputStream
+    from ..records import Extractor
+
+    cached = Counter(model, encoding=encoding, cache="on", cache_dir=cache_dir, l3_url=l3_url)
+    fresh = Counter(model, encoding=encoding, cache="off")
+    stream = InputStream(list(files or []), Extractor(opt.split_fields(field), fresh.framing))
+    checked = present = mismatched = 0
+    examples = []
+    try:
+        keys = cached.strategy.keys
+        for rec in itertools.islice((r for r in stream if r.error is None), sample):
+            for text in rec.texts:
+                checked += 1
+                value = cached.cache.get_many([keys.key(text)])[0]
+                if value is None:
+                    continue
+                present += 1
+                truth = fresh.strategy.count(text)
+                if truth != value:
+                    mismatched += 1
+                    if len(examples) < 10:
+                        examples.append({"where": rec.where, "cached": value, "recounted": truth})
+    finally:
+        cached.close()
+    _emit({"checked": checked, "cached": present, "mismatched": mismatched, "examples": examples}, True)
+    if mismatched:
+        raise typer.Exit(errors.EXIT_ERROR)

@@ -205,6 +205,21 @@ def memory(corpus: Path, results: list[str]) -> None:
     ]
 
 
+def cache_step(corpus: Path, results: list[str]) -> None:
+    from . import cache_bench
+
+    subset = WORK / "corpus-20mb.jsonl"
+    if not subset.exists():
+        with open(corpus, "rb") as src, open(subset, "wb") as dst:
+            size = 0
+            for line in src:
+                dst.write(line)
+                size += len(line)
+                if size >= 20_000_000:
+                    break
+    cache_bench.main(corpus, WORK, OMNITOK_BIN, results, timed)
+
+
 def main() -> None:
     target_mb = int(os.environ.get("OMNITOK_BENCH_MB", "200"))
     corpus = WORK / "corpus.jsonl"
@@ -224,6 +239,7 @@ def main() -> None:
         ("throughput cl100k", lambda: throughput(corpus, text_mb, "gpt-4", "cl100k_base", results)),
         ("throughput hf", lambda: throughput_hf(corpus, results)),
         ("start-up", lambda: startup(results)),
+        ("cache", lambda: cache_step(corpus, results)),
         ("memory", lambda: memory(corpus, results)),
     ]
     for name, step in steps:

@@ -23,10 +23,12 @@ def settings_from(cache_dir: str | None = None, l3_url: str | None = None) -> Ca
 
     cfg = dict(settings().cache)
     directory = cache_dir or os.environ.get("OMNITOK_CACHE_DIR") or cfg.pop("directory", None) or default_dir()
+    if str(directory).lower() == "none":  # no disk tier: L1 (+ L3)
+        directory = None
     url = l3_url or os.environ.get("L3_CACHE_URL") or cfg.pop("l3_url", None)
     allowed = set(CacheSettings.__dataclass_fields__) - {"directory", "l3_url"}
     extra = {k: v for k, v in cfg.items() if k in allowed}
-    return CacheSettings(Path(directory).expanduser(), url, **extra)
+    return CacheSettings(Path(directory).expanduser() if directory else None, url, **extra)
 
 
 def wrap(strategy, mode: str, settings: CacheSettings, options: str = ""):

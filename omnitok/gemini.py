@@ -127,19 +127,6 @@ class GeminiFraming:
         return [text], 0
 
     def chat(self, messages: list, where: str = "messages") -> tuple[list[str], int]:
-        from .records import ExtractError
+        from .framing import message_texts
 
-        texts: list[str] = []
-        for i, msg in enumerate(messages):
-            if not isinstance(msg, dict):
-                raise ExtractError(f"{where}[{i}] is not an object")
-            content = msg.get("content", msg.get("parts"))
-            if isinstance(content, str):
-                texts.append(content)
-                continue
-            for j, part in enumerate(content or []):
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    texts.append(part["text"])
-                else:
-                    raise ExtractError(f"{where}[{i}].content[{j}]: only text parts can be counted offline")
-        return texts, 0
+        return message_texts(messages, where, "part"), 0

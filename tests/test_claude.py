@@ -60,5 +60,5 @@ def test_cli_marks_estimates(cli):
 
 def test_image_block_is_an_error():
     msgs = [{"role": "user", "content": [{"type": "image", "source": {}}]}]
-    with pytest.raises(omnitok.OmnitokError, match=r"a 'image' block cannot be estimated offline"):
+    with pytest.raises(omnitok.OmnitokError, match=r"a 'image' block cannot be counted offline"):
         omnitok.count(msgs, model="claude-sonnet-4-5")

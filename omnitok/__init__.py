@@ -19,6 +19,7 @@ __all__ = [
     "Counter",
     "CountResult",
     "OmnitokError",
+    "pre_download",
 ]
 
 _LAZY = {
@@ -30,6 +31,7 @@ _LAZY = {
     "Counter": "api",
     "CountResult": "api",
     "OmnitokError": "errors",
+    "pre_download": "bundle",
 }
 
 

@@ -8,6 +8,7 @@ import sys
 import typer
 
 from .. import errors
+from .bundle import app as bundle_app
 from .cache import app as cache_app
 from .count import EPILOG as COUNT_EPILOG
 from .count import count
@@ -25,6 +26,7 @@ app.command("count", epilog=COUNT_EPILOG)(count)
 
 app.command("models")(models_cmd)
 app.add_typer(cache_app, name="cache")
+app.add_typer(bundle_app, name="bundle")
 
 
 @app.command("version")

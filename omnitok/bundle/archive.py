@@ -1,0 +1,138 @@
+"""The bundle archive: a manifest plus files, written deterministically (same inputs, same bytes).
+
+Layout: `manifest.json` first, then `files/<path>` in sorted order; every member a regular file
+with mtime 0, uid/gid 0, no user names, mode 0644; gzip without a timestamp or file name (zstd
+with `--compression zstd`). The manifest has no dates either.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+
+from .._version import __version__
+from .sources import BundleError, gather
+
+FORMAT = "omnitok-bundle"
+FORMAT_VERSION = 1
+
+
+def _hashes(path: Path) -> tuple[str, str, int]:
+    from blake3 import blake3
+
+    sha, b3, size = hashlib.sha256(), blake3(), 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+            b3.update(block)
+            size += len(block)
+    return sha.hexdigest(), b3.hexdigest(), size
+
+
+def compression_for(output: str, compression: str | None) -> str:
+    if compression:
+        if compression not in ("gzip", "zstd", "none"):
+            raise BundleError(f"--compression must be gzip, zstd or none, not {compression!r}")
+        return compression
+    if output.endswith((".zst", ".tzst")):
+        return "zstd"
+    return "none" if output.endswith(".tar") else "gzip"
+
+
+def _info(name: str, size: int) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.size, ti.mtime, ti.mode = size, 0, 0o644
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = ""
+    ti.type = tarfile.REGTYPE
+    return ti
+
+
+class _Plain:
+    def __init__(self, f):
+        self.f = f
+
+    def __enter__(self):
+        return self.f
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _compressor(f, kind: str):
+    """A write stream that compresses into `f` (streaming: memory does not grow with the bundle)."""
+    if kind == "gzip":
+        return gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=9)
+    if kind == "zstd":
+        try:
+            import zstandard
+        except ImportError:
+            raise BundleError("--compression zstd needs the zstandard package (pip install zstandard)") from None
+        return zstandard.ZstdCompressor(level=10).stream_writer(f, closefd=False)
+    return _Plain(f)
+
+
+def create(recipe, output: str, compression: str | None = None, workdir: str | None = None) -> Path:
+    """Gather the recipe's files and write the bundle to `output`; returns its path."""
+    out = Path(output)
+    kind = compression_for(str(out), compression)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        assets, by_model, revisions = gather(recipe, Path(tmp))
+        files = []
+        for a in assets:
+            sha, b3, size = _hashes(a.local)
+            files.append(
+                {
+                    "path": a.path,
+                    "size": size,
+                    "sha256": sha,
+                    "blake3": b3,
+                    "source": a.source,
+                    "revision": a.revision,
+                    "license": a.license,
+                }
+            )
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "omnitok_version": __version__,
+            "name": recipe.name,
+            "models": {m: sorted(p) for m, p in sorted(by_model.items())},
+            "hf_revisions": dict(sorted(revisions.items())),
+            "files": files,
+        }
+        data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        tmp_out = out.with_name(out.name + ".part")
+        with (
+            open(tmp_out, "wb") as f,
+            _compressor(f, kind) as stream,
+            tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+        ):
+            tar.addfile(_info("manifest.json", len(data)), io.BytesIO(data))
+            for a in assets:
+                with open(a.local, "rb") as src:
+                    tar.addfile(_info("files/" + a.path, os.path.getsize(a.local)), src)
+        os.replace(tmp_out, out)
+    return out
+
+
+def inspect(path: str) -> dict:
+    """The manifest of a bundle (read through the same checks as an install)."""
+    from .install import Limits, read_manifest
+
+    return read_manifest(path, Limits())
+
+
+def verify(path: str) -> list[str]:
+    """Every problem found re-hashing a bundle: an empty list means it is intact."""
+    from .install import Limits, check_members
+
+    problems: list[str] = []
+    check_members(path, Limits(), None, problems)
+    return problems

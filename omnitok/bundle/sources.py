@@ -1,0 +1,166 @@
+"""Where a bundle's files come from: the registry says which assets a model needs; they are taken
+from this machine when present and verified, else fetched (the hub through huggingface_hub, which
+honours HF_ENDPOINT and HF_TOKEN; OpenAI's and Google's public URLs, checked against their
+pinned sha256). Never model weights."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import OmnitokError
+
+# Tokenizer files a hub repository may hold; nothing else (weights) is ever fetched.
+HF_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "chat_template.jinja",
+    "chat_template.json",
+    "config.json",
+)
+
+
+class BundleError(OmnitokError):
+    """A bundle that cannot be created, read or installed; says which entry and why."""
+
+
+@dataclass
+class Asset:
+    path: str  # inside the bundle and the store: tiktoken/..., hf/<org>--<name>/..., gemini/...
+    local: Path  # a file holding the bytes
+    source: str
+    revision: str | None = None
+    license: str | None = None
+
+
+def _download(url: str, dest: Path, sha256: str) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp, open(dest, "wb") as out:
+            shutil.copyfileobj(resp, out)
+    except OSError as e:
+        raise BundleError(f"cannot download {url}: {e}") from None
+    actual = hashlib.sha256(dest.read_bytes()).hexdigest()
+    if actual != sha256:
+        dest.unlink()
+        raise BundleError(f"{url}: sha256 {actual} does not match the pinned {sha256}")
+    return dest
+
+
+def openai_assets(encoding: str, work: Path) -> list[Asset]:
+    from ..assets.store import find_tiktoken_file
+    from ..errors import AssetError
+    from ..tokenizers.openai_encodings import ENCODINGS
+
+    spec = ENCODINGS[encoding]
+    try:
+        path, where = find_tiktoken_file(spec.file, spec.url, spec.sha256)
+        source = spec.url if where != "embedded" else f"{spec.url} (embedded copy)"
+    except AssetError:
+        path, source = _download(spec.url, work / "dl" / f"{spec.file}.tiktoken", spec.sha256), spec.url
+    return [Asset(f"tiktoken/{spec.file}.tiktoken", path, source, None, "MIT (tiktoken, OpenAI)")]
+
+
+def gemma_assets(name: str, work: Path) -> list[Asset]:
+    from .. import gemini
+    from ..errors import AssetError
+
+    vocab = gemini.SENTENCEPIECE[name]
+    try:
+        path, _ = gemini.find_spm(name)
+    except AssetError:
+        path = _download(vocab.url, work / "dl" / vocab.filename, vocab.sha256)
+    return [Asset(f"gemini/{vocab.filename}", path, vocab.url, None, "Apache-2.0 (Google, gemma_pytorch)")]
+
+
+def hf_assets(repo: str, work: Path, revision: str | None = None, local_dir: str | None = None) -> list[Asset]:
+    prefix = "hf/" + repo.replace("/", "--")
+    if local_dir:
+        d = Path(local_dir).expanduser()
+        files = [d / n for n in HF_FILES if (d / n).is_file()]
+        if not any(f.name in ("tokenizer.json", "tokenizer.model", "vocab.json") for f in files):
+            raise BundleError(f"{local_dir}: no tokenizer files for {repo}")
+        return [Asset(f"{prefix}/{f.name}", f, f"local:{d}", None, None) for f in files]
+    try:
+        from huggingface_hub import HfApi, hf_hub_download
+        from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+    except ImportError:
+        raise BundleError(
+            "fetching from the Hugging Face hub needs huggingface_hub (pip install 'omnitok[hf]')"
+        ) from None
+    try:
+        info = HfApi().model_info(repo, revision=revision)
+        names = sorted({s.rfilename for s in info.siblings or []} & set(HF_FILES))
+        if not names:
+            raise BundleError(f"{repo}@{info.sha}: the repository has no tokenizer files")
+        license_ = None
+        card = getattr(info, "card_data", None)
+        if card is not None:
+            license_ = getattr(card, "license", None) or (card.get("license") if hasattr(card, "get") else None)
+        cache = work / "hub"
+        out = []
+        for name in names:
+            local = hf_hub_download(repo, name, revision=info.sha, cache_dir=str(cache))
+            out.append(Asset(f"{prefix}/{name}", Path(local), f"hf://{repo}/{name}", info.sha, license_))
+        return out
+    except GatedRepoError:
+        raise BundleError(
+            f"{repo} is gated on the Hugging Face hub: accept its licence on the model page and set HF_TOKEN "
+            "to a token that has access"
+        ) from None
+    except RepositoryNotFoundError:
+        raise BundleError(f"{repo}: no such repository on the hub (or it is private: set HF_TOKEN)") from None
+    except HfHubHTTPError as e:
+        raise BundleError(f"{repo}: the hub answered {e}") from None
+    except OSError as e:  # connection refused, DNS, timeouts
+        raise BundleError(f"{repo}: cannot reach the Hugging Face hub ({type(e).__name__}: {e})") from None
+
+
+def gather(recipe, work: Path) -> tuple[list[Asset], dict[str, list[str]], dict[str, str]]:
+    """(assets, model -> bundle paths, hf repo -> revision) for every model of a recipe."""
+    from .. import gemini
+    from ..claude import GENERATIONS
+    from ..models import resolve
+
+    assets: dict[str, Asset] = {}
+    by_model: dict[str, list[str]] = {}
+    revisions: dict[str, str] = {}
+    for model in recipe.models:
+        res = resolve(model)
+        if res.family == "openai":
+            found = openai_assets(res.encoding, work)
+        elif res.family == "claude":
+            found = openai_assets(GENERATIONS[res.encoding][0], work)
+        elif res.family == "gemini":
+            name = gemini.tokenizer_name(res.encoding)
+            if name is None:
+                raise BundleError(f"{model}: no Gemma vocabulary is known for it")
+            if name in gemini.HF_TOKENIZERS:
+                repo = gemini.HF_TOKENIZERS[name]
+                found = hf_assets(repo, work, recipe.revisions.get(repo), recipe.local_dirs.get(repo))
+            else:
+                found = gemma_assets(name, work)
+        elif res.family == "hf":
+            repo = res.encoding
+            found = hf_assets(
+                repo, work, recipe.revisions.get(repo), recipe.local_dirs.get(repo) or recipe.local_dirs.get(model)
+            )
+        else:
+            raise BundleError(f"{model}: the {res.family} family has no files to bundle")
+        for a in found:
+            assets.setdefault(a.path, a)
+            if a.revision and a.path.startswith("hf/"):
+                revisions[a.path.split("/")[1].replace("--", "/", 1)] = a.revision
+        by_model[model] = [a.path for a in found]
+    return [assets[p] for p in sorted(assets)], by_model, revisions

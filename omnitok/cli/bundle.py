@@ -1,0 +1,134 @@
+"""`omnitok bundle`: create verified tokenizer bundles online, install them on air-gapped hosts."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from .. import errors
+
+app = typer.Typer(
+    help="Tokenizer bundles for air-gapped hosts: create online, verify, install offline.", no_args_is_help=True
+)
+
+
+def _emit(data, json_out: bool = True) -> None:
+    import orjson
+
+    sys.stdout.buffer.write(orjson.dumps(data) + b"\n")
+
+
+@app.command("create", epilog="Example: omnitok bundle create --models gpt-4o,Qwen/Qwen2.5-7B-Instruct -o tok.tar.gz")
+def create_cmd(
+    output: str = typer.Option(
+        "tokenizers.tar.gz", "--output", "-o", help="The bundle to write (.tar.gz, .tar.zst, .tar)."
+    ),
+    models: str | None = typer.Option(None, "--models", help="Comma-separated model ids.", show_default=False),
+    recipe: str | None = typer.Option(
+        None, "--recipe", help="A recipe name (bundles/*.toml) or a .toml path.", show_default=False
+    ),
+    revision: list[str] | None = typer.Option(
+        None, "--revision", help="Pin a hub repo: REPO=COMMIT (repeatable).", show_default=False
+    ),
+    local: list[str] | None = typer.Option(
+        None, "--local", help="Take a model's files from a directory: ID=DIR.", show_default=False
+    ),
+    compression: str | None = typer.Option(
+        None, "--compression", help="gzip (default), zstd, none; or by suffix.", show_default=False
+    ),
+) -> None:
+    """Gather the tokenizer files of some models (never weights) into one verified, deterministic archive."""
+    import dataclasses
+
+    from ..bundle import Recipe, create, load_recipe
+
+    if bool(models) == bool(recipe):
+        raise errors.UsageError("give either --models or --recipe")
+    r = load_recipe(recipe) if recipe else Recipe("custom", [m.strip() for m in models.split(",") if m.strip()])
+    pins = dict(_pairs(revision, "--revision"))
+    dirs = dict(_pairs(local, "--local"))
+    r = dataclasses.replace(r, revisions={**r.revisions, **pins}, local_dirs={**r.local_dirs, **dirs})
+    sys.stderr.write(f"omnitok: gathering {len(r.models)} model(s) for bundle {r.name!r} ...\n")
+    path = create(r, output, compression)
+    from ..bundle import inspect
+
+    m = inspect(str(path))
+    _emit(
+        {
+            "bundle": str(path),
+            "name": m["name"],
+            "files": len(m["files"]),
+            "bytes": path.stat().st_size,
+            "models": list(m["models"]),
+        }
+    )
+
+
+def _pairs(values: list[str] | None, option: str):
+    for v in values or []:
+        key, sep, value = v.partition("=")
+        if not sep or not key or not value:
+            raise errors.UsageError(f"{option} expects KEY=VALUE, got {v!r}")
+        yield key.strip(), value.strip()
+
+
+@app.command("inspect")
+def inspect_cmd(
+    bundle: str = typer.Argument(..., help="A bundle archive."),
+    json_out: bool = typer.Option(False, "--json", help="The manifest as JSON."),
+) -> None:
+    """Show a bundle's manifest: models, files, sizes, hashes, sources, licences."""
+    from ..bundle import inspect
+
+    m = inspect(bundle)
+    if json_out or not sys.stdout.isatty():
+        _emit(m)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{m['name']} (format {m['format_version']}, omnitok {m['omnitok_version']})")
+    for col in ("path", "size", "sha256", "source", "revision", "license"):
+        table.add_column(col)
+    for e in m["files"]:
+        table.add_row(
+            e["path"], str(e["size"]), e["sha256"][:16], e["source"], e.get("revision") or "", e.get("license") or ""
+        )
+    Console().print(table)
+
+
+@app.command("verify")
+def verify_cmd(bundle: str = typer.Argument(..., help="A bundle archive.")) -> None:
+    """Re-hash every file of a bundle against its manifest (exit 1 on any mismatch)."""
+    from ..bundle import verify
+
+    problems = verify(bundle)
+    _emit({"bundle": bundle, "ok": not problems, "problems": problems})
+    if problems:
+        raise typer.Exit(errors.EXIT_ERROR)
+
+
+@app.command("install")
+def install_cmd(
+    bundle: str = typer.Argument(..., help="A bundle archive."),
+    hf_cache: bool = typer.Option(False, "--hf-cache", help="Also into the Hugging Face cache layout (HF_HOME)."),
+    tiktoken_cache: bool = typer.Option(False, "--tiktoken-cache", help="Also into TIKTOKEN_CACHE_DIR's layout."),
+    max_member_mb: float = typer.Option(2048, "--max-member-mb", help="Refuse members larger than this."),
+    max_total_mb: float = typer.Option(16384, "--max-total-mb", help="Refuse archives unpacking past this."),
+) -> None:
+    """Verify a bundle and install it into omnitok's asset store ($OMNITOK_HOME/assets), atomically."""
+    from ..bundle import install
+    from ..bundle.install import Limits
+
+    limits = Limits(int(max_member_mb * 1_000_000), int(max_total_mb * 1_000_000))
+    _emit(install(bundle, limits, hf_cache=hf_cache, tiktoken_cache=tiktoken_cache))
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """The bundles installed in omnitok's asset store."""
+    from ..bundle import installed
+
+    for row in installed():
+        _emit(row)

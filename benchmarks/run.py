@@ -205,6 +205,40 @@ def memory(corpus: Path, results: list[str]) -> None:
     ]
 
 
+def bundle_step(results: list[str], runs: int = 5) -> None:
+    """Size and create/install time of the `default` recipe's bundle (median of interleaved runs)."""
+    out = WORK / "default.tar.gz"
+    create_t, install_t = [], []
+    for i in range(runs):
+        create_t.append(
+            timed(
+                [OMNITOK_BIN, "bundle", "create", "--recipe", "default", "-o", str(out)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        env = {
+            **os.environ,
+            "OMNITOK_HOME": str(WORK / f"bundle-home-{i}"),
+            "TIKTOKEN_CACHE_DIR": str(WORK / f"tk-{i}"),
+        }
+        install_t.append(
+            timed([OMNITOK_BIN, "bundle", "install", str(out), "--tiktoken-cache"], stdout=subprocess.DEVNULL, env=env)
+        )
+        shutil.rmtree(WORK / f"bundle-home-{i}", ignore_errors=True)
+        shutil.rmtree(WORK / f"tk-{i}", ignore_errors=True)
+    results += [
+        "### Bundles: the `default` recipe (o200k_base + cl100k_base)",
+        "",
+        "| measure | value |",
+        "|---|---:|",
+        f"| bundle size | {out.stat().st_size / 1e6:.2f} MB |",
+        f"| `omnitok bundle create --recipe default` (median of {runs}) | {statistics.median(create_t):.2f} s |",
+        f"| `omnitok bundle install` with `--tiktoken-cache` (median of {runs}) | {statistics.median(install_t):.2f} s |",
+        "",
+    ]
+
+
 def cache_step(corpus: Path, results: list[str]) -> None:
     from . import cache_bench
 
@@ -240,6 +274,7 @@ def main() -> None:
         ("throughput hf", lambda: throughput_hf(corpus, results)),
         ("start-up", lambda: startup(results)),
         ("cache", lambda: cache_step(corpus, results)),
+        ("bundle", lambda: bundle_step(results)),
         ("memory", lambda: memory(corpus, results)),
     ]
     for name, step in steps:

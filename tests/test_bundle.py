@@ -266,3 +266,13 @@ def test_unsafe_path_in_manifest_refused(tmp_path):
     )
     with pytest.raises(BundleError, match=r"manifest entry .* has an unsafe path"):
         install(path, store=tmp_path / "store")
+
+
+def test_zstd_bundle_round_trip(tmp_path):
+    pytest.importorskip("zstandard")
+    z = create(Recipe("z", ["gpt-4o"]), str(tmp_path / "z.tar.zst"), workdir=str(tmp_path))
+    assert z.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"
+    assert z.read_bytes() == create(Recipe("z", ["gpt-4o"]), str(tmp_path / "z2.tar.zst")).read_bytes()
+    assert verify(str(z)) == []
+    out = install(str(z), store=tmp_path / "store")
+    assert out["files"] == 1 and (tmp_path / "store" / "tiktoken" / "o200k_base.tiktoken").is_file()

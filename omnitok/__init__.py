@@ -20,6 +20,7 @@ __all__ = [
     "CountResult",
     "OmnitokError",
     "pre_download",
+    "validate",
 ]
 
 _LAZY = {
@@ -32,6 +33,7 @@ _LAZY = {
     "CountResult": "api",
     "OmnitokError": "errors",
     "pre_download": "bundle",
+    "validate": "validation",
 }
 
 

@@ -10,6 +10,7 @@ EXIT_USAGE = 2  # bad command line (unknown model, bad option value): same code 
 EXIT_OVER_LIMIT = 3  # --max-tokens: at least one record is over the limit
 EXIT_BAD_RECORDS = 4  # --on-error skip|record: the run finished but some records were bad
 EXIT_NOT_EXACT = 5  # --strict: a count would not be exact (no exact strategy, or a fallback)
+EXIT_GATE_FAILED = 6  # validate: a quality threshold failed
 EXIT_INTERRUPTED = 130
 
 

@@ -13,6 +13,8 @@ from .cache import app as cache_app
 from .count import EPILOG as COUNT_EPILOG
 from .count import count
 from .models import models_cmd
+from .validate import EPILOG as VALIDATE_EPILOG
+from .validate import validate_cmd
 
 app = typer.Typer(
     name="omnitok",
@@ -25,6 +27,7 @@ app.command("count", epilog=COUNT_EPILOG)(count)
 
 
 app.command("models")(models_cmd)
+app.command("validate", epilog=VALIDATE_EPILOG)(validate_cmd)
 app.add_typer(cache_app, name="cache")
 app.add_typer(bundle_app, name="bundle")
 

@@ -1,0 +1,143 @@
+"""`omnitok validate`: ROUGE-L and compression of compressed prompts vs originals, as a CI gate."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from .. import errors
+from . import _options as opt
+
+EPILOG = """\
+Examples:
+
+  omnitok validate pairs.jsonl --min-rouge-l 0.5 --format junit -o report.xml
+
+  omnitok validate --original "$(cat long.txt)" --compressed "$(cat short.txt)" --metrics rouge-l,compression -m gpt-4o
+
+  omnitok validate pairs.jsonl --min-rouge-l 0.6 --fail-on p10 --format github
+"""
+
+
+def validate_cmd(
+    files: opt.Files = None,
+    original: str | None = typer.Option(None, "--original", help="One pair: the original text.", show_default=False),
+    compressed: str | None = typer.Option(
+        None, "--compressed", help="One pair: the compressed text.", show_default=False
+    ),
+    original_field: str = typer.Option("original", "--original-field", help="Field of the original text."),
+    compressed_field: str = typer.Option("compressed", "--compressed-field", help="Field of the compressed text."),
+    id_field: opt.IdField = "id",
+    input_format: opt.InputFormat = "auto",
+    metrics: str = typer.Option("rouge-l", "--metrics", help="Comma-separated: rouge-l, compression."),
+    model: opt.Model = None,
+    stem: bool = typer.Option(False, "--stem", help="ROUGE-L with Porter stemming (rouge-score's use_stemmer)."),
+    min_rouge_l: float | None = typer.Option(
+        None, "--min-rouge-l", help="Gate: ROUGE-L F1 at least this.", show_default=False
+    ),
+    max_ratio: float | None = typer.Option(
+        None, "--max-ratio", help="Gate: compressed/original tokens at most this.", show_default=False
+    ),
+    fail_on: str = typer.Option("any", "--fail-on", help="any (every pair), mean, or p10 (the 10th percentile)."),
+    fmt: str = typer.Option(
+        "auto", "--format", help="table, jsonl, json, junit, github, markdown (auto: table on a terminal, else jsonl)."
+    ),
+    output: opt.Output = None,
+    on_error: opt.OnError = "stop",
+    quiet: opt.Quiet = False,
+) -> int:
+    """Score (original, compressed) pairs with ROUGE-L and token compression; exit 6 when a gate fails."""
+    from ..api import Counter
+    from ..io.readers import InputStream
+    from ..io.writers import open_output
+    from ..records import Extractor
+    from ..validation import FAIL_ON, METRICS, Thresholds, aggregate, failures, score_pair
+    from ..validation.report import FORMATS, write
+    from ._output import error
+
+    chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    for m in chosen:
+        if m not in METRICS:
+            raise errors.UsageError(f"unknown metric {m!r}; available: {', '.join(METRICS)}")
+    if fail_on not in FAIL_ON:
+        raise errors.UsageError(f"--fail-on must be one of {', '.join(FAIL_ON)}")
+    if fmt == "auto":
+        fmt = "table" if (output is None and sys.stdout.isatty()) else "jsonl"
+    if fmt not in FORMATS:
+        raise errors.UsageError(f"--format must be one of {', '.join(FORMATS)}")
+    counter = Counter(model) if "compression" in chosen else None
+    thresholds = Thresholds(min_rouge_l, max_ratio)
+    if (original is None) != (compressed is None):
+        raise errors.UsageError("give both --original and --compressed, or neither")
+    if original is not None:
+        if files:
+            raise errors.UsageError("give files or --original/--compressed, not both")
+        pairs = [(0, None, "--original/--compressed", original, compressed, None)]
+    else:
+        stream = InputStream(
+            list(files or []), Extractor((original_field, compressed_field), None, id_field or None), input_format
+        )
+        pairs = ((r.pos, r.id, r.where, *(r.texts or [None, None]), r.error) for r in stream)
+    rows, bad, stopped = [], 0, None
+    for pos, rid, where, orig, comp, err in pairs:
+        if err is not None:
+            bad += 1
+            if on_error == "stop":
+                stopped = f"{where}: {err}"
+                break
+            if on_error == "record":
+                rows.append({"pos": pos, "where": where, "error": err, "passed": False, "failures": []})
+            else:
+                error(f"{where}: {err}")
+            continue
+        scores = score_pair(orig, comp, chosen, counter, stem)
+        fails = failures(scores, thresholds) if fail_on == "any" else []
+        row = {
+            "pos": pos,
+            **({"id": rid} if rid is not None else {}),
+            "where": where,
+            **scores,
+            "passed": not fails,
+            "failures": fails,
+        }
+        rows.append(row)
+    if stopped:
+        error(stopped, "--on-error skip or --on-error record carries on past bad records")
+        return errors.EXIT_ERROR
+    scored = [r for r in rows if "error" not in r]
+    agg = {}
+    for key in ("rouge_l_f1", "ratio"):
+        values = [r[key] for r in scored if key in r]
+        if values:
+            agg[key] = aggregate(values)
+    gate_fail = [r for r in scored if r["failures"]] if fail_on == "any" else []
+    if fail_on in ("mean", "p10"):
+        point = {k: v[fail_on] for k, v in agg.items()}
+        gate_fail = failures(point, thresholds)
+    summary = {
+        "records": len(rows),
+        "errors": bad,
+        "fail_on": fail_on,
+        "passed": not gate_fail and not bad,
+        "aggregate": agg,
+        "thresholds": {"min_rouge_l": min_rouge_l, "max_ratio": max_ratio},
+    }
+    if fail_on != "any":
+        summary["gate_failures"] = gate_fail
+    out, owned = open_output(output)
+    try:
+        write(fmt, rows, summary, out)
+        out.flush()
+    finally:
+        if owned:
+            out.close()
+    if gate_fail:
+        if not quiet:
+            n = len(gate_fail)
+            error(
+                f"quality gate failed ({fail_on}): "
+                + (f"{n} of {len(scored)} pairs below threshold" if fail_on == "any" else "; ".join(gate_fail))
+            )
+        return errors.EXIT_GATE_FAILED
+    return errors.EXIT_BAD_RECORDS if bad else errors.EXIT_OK

@@ -69,6 +69,13 @@ class GigatokenEngine:
             raise ValueError(f"gigatoken cannot load {spec.name}")
         # No special tokens: `<|endoftext|>` in text is plain text, as in encode_ordinary.
         self._tok = BPETokenizer.from_tiktoken(str(path), spec.gigatoken_pretokenizer, {})
+        self._spec, self._path = spec, path
+        self._reference: TiktokenEngine | None = None
+
+    def _reference_count(self, text: str) -> int:
+        if self._reference is None:
+            self._reference = TiktokenEngine(self._spec, self._path)
+        return self._reference.count_batch([text])[0]
 
     @classmethod
     def supports(cls, spec: EncodingSpec) -> bool:
@@ -82,9 +89,14 @@ class GigatokenEngine:
         # One call per text: gigatoken's per-text encode is faster than its batch calls once
         # their results are turned into Python objects, and it holds no GIL-free parallelism
         # we could use from threads; the pipeline uses processes for both cores.
+        from .unicode_guard import needs_reference
+
         encode = self._tok.encode
         out = []
         for text in texts:
+            if needs_reference(text):  # newer Unicode than gigatoken's tables: tiktoken decides
+                out.append(self._reference_count(text))
+                continue
             try:
                 out.append(len(encode(text)))
             except (UnicodeEncodeError, TypeError):  # lone surrogates

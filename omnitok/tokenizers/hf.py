@@ -48,10 +48,22 @@ class _Gigatoken:
         import gigatoken
 
         self._tok = gigatoken.Tokenizer(str(path))
+        self._path = path
+        self._reference: _Tokenizers | None = None
 
     def count_batch(self, texts: Sequence[str]) -> list[int]:
+        from .unicode_guard import needs_reference
+
         encode = self._tok.encode
-        return [len(encode(t)) for t in texts]
+        out = []
+        for t in texts:
+            if needs_reference(t):  # newer Unicode than gigatoken's tables: `tokenizers` decides
+                if self._reference is None:
+                    self._reference = _Tokenizers(self._path)
+                out.append(self._reference.count_batch([t])[0])
+            else:
+                out.append(len(encode(t)))
+        return out
 
 
 class _Tokenizers:

@@ -10,6 +10,7 @@ reference engine. ASCII texts skip the check; others cost one regex search.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 from pathlib import Path
@@ -18,7 +19,10 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "unassigned.json"
 
 
 @functools.cache
-def _pattern():
+def _tables():
+    """(BMP class, astral finder, astral range starts, astral range ends). A character class of
+    BMP ranges compiles to a bitmap in Python's re (one lookup per character); the few astral
+    characters of a text (emoji, rare CJK) are looked up by bisection in the sorted ranges."""
     import re
 
     ranges = json.loads(DATA.read_text())["ranges"]
@@ -26,10 +30,22 @@ def _pattern():
     def esc(cp: int) -> str:
         return re.escape(chr(cp)) if cp >= 0x20 else f"\\x{cp:02x}"
 
-    body = "".join(esc(a) if a == b else f"{esc(a)}-{esc(b)}" for a, b in ranges if not 0xD800 <= a <= 0xDFFF)
-    return re.compile(f"[{body}]")
+    bmp = [(a, min(b, 0xFFFF)) for a, b in ranges if a <= 0xFFFF and not 0xD800 <= a <= 0xDFFF]
+    bmp_class = re.compile("[" + "".join(esc(a) if a == b else f"{esc(a)}-{esc(b)}" for a, b in bmp) + "]")
+    astral = [(max(a, 0x10000), b) for a, b in ranges if b >= 0x10000]
+    return bmp_class, re.compile("[\\U00010000-\\U0010ffff]"), [a for a, _ in astral], [b for _, b in astral]
 
 
 def needs_reference(text: str) -> bool:
     """True if the text holds a code point newer than the fast engine's Unicode tables."""
-    return not text.isascii() and _pattern().search(text) is not None
+    if text.isascii():
+        return False
+    bmp, astral_re, starts, ends = _tables()
+    if bmp.search(text) is not None:
+        return True
+    for ch in astral_re.findall(text):
+        cp = ord(ch)
+        i = bisect.bisect_right(starts, cp) - 1
+        if i >= 0 and cp <= ends[i]:
+            return True
+    return False

@@ -76,6 +76,12 @@ class BatchCounter:
             return False
         global _WORKER_STRATEGY
         _WORKER_STRATEGY = self.strategy
+        # Load what workers might need lazily (a reference engine for rare texts) once, here:
+        # forked workers share it instead of each loading a copy, so memory does not depend on
+        # how many workers happen to meet such a text.
+        prepare = getattr(self.strategy, "prepare_for_fork", None)
+        if prepare is not None:
+            prepare()
         self._pool = multiprocessing.get_context("fork").Pool(self.jobs)
         return True
 

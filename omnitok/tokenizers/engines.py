@@ -72,9 +72,12 @@ class GigatokenEngine:
         self._spec, self._path = spec, path
         self._reference: TiktokenEngine | None = None
 
-    def _reference_count(self, text: str) -> int:
+    def prepare_for_fork(self) -> None:
         if self._reference is None:
             self._reference = TiktokenEngine(self._spec, self._path)
+
+    def _reference_count(self, text: str) -> int:
+        self.prepare_for_fork()
         return self._reference.count_batch([text])[0]
 
     @classmethod

@@ -51,6 +51,10 @@ class _Gigatoken:
         self._path = path
         self._reference: _Tokenizers | None = None
 
+    def prepare_for_fork(self) -> None:
+        if self._reference is None:
+            self._reference = _Tokenizers(self._path)
+
     def count_batch(self, texts: Sequence[str]) -> list[int]:
         from .unicode_guard import needs_reference
 
@@ -58,8 +62,7 @@ class _Gigatoken:
         out = []
         for t in texts:
             if needs_reference(t):  # newer Unicode than gigatoken's tables: `tokenizers` decides
-                if self._reference is None:
-                    self._reference = _Tokenizers(self._path)
+                self.prepare_for_fork()
                 out.append(self._reference.count_batch([t])[0])
             else:
                 out.append(len(encode(t)))
@@ -145,6 +148,11 @@ class HFStrategy:
         if engine == "transformers":
             return _Transformers(path.parent)
         return _Tokenizers(path)
+
+    def prepare_for_fork(self) -> None:
+        prepare = getattr(self._engine, "prepare_for_fork", None)
+        if prepare is not None:
+            prepare()
 
     def count(self, text: str) -> int:
         return self._engine.count_batch([text])[0]

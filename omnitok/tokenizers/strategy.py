@@ -34,6 +34,11 @@ class TiktokenStrategy:
         rule = f"{spec.sha256}\0{spec.pat_str}\0ordinary\0v{TIKTOKEN_RULE_VERSION}"
         self.fingerprint = f"tiktoken:{encoding}:" + hashlib.sha256(rule.encode()).hexdigest()[:16]
 
+    def prepare_for_fork(self) -> None:
+        prepare = getattr(self._engine, "prepare_for_fork", None)
+        if prepare is not None:
+            prepare()
+
     def count(self, text: str) -> int:
         return self._engine.count_batch([text])[0]
 

@@ -33,3 +33,22 @@ class Strategy(Protocol):
     def count(self, text: str) -> int: ...
 
     def count_batch(self, texts: Sequence[str]) -> list[int]: ...
+
+
+class EngineStrategy:
+    """A strategy whose counting is one engine's: the delegation both local strategies share."""
+
+    _engine: Engine
+
+    def prepare_for_fork(self) -> None:
+        """Load, before the pipeline forks workers, what the engine would otherwise load lazily
+        in each of them (a reference engine for rare texts)."""
+        prepare = getattr(self._engine, "prepare_for_fork", None)
+        if prepare is not None:
+            prepare()
+
+    def count(self, text: str) -> int:
+        return self._engine.count_batch([text])[0]
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        return self._engine.count_batch(texts)

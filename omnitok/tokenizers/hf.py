@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import AssetError, UsageError
+from .base import EngineStrategy
 
 HF_RULE_VERSION = 1
 
@@ -98,7 +99,7 @@ class _Transformers:
         return [len(ids) for ids in self.tok(list(texts), add_special_tokens=False)["input_ids"]]
 
 
-class HFStrategy:
+class HFStrategy(EngineStrategy):
     """Exact counts with a Hugging Face model's own tokenizer files."""
 
     name = "hf-tokenizer"
@@ -149,17 +150,8 @@ class HFStrategy:
             return _Transformers(path.parent)
         return _Tokenizers(path)
 
-    def prepare_for_fork(self) -> None:
-        prepare = getattr(self._engine, "prepare_for_fork", None)
-        if prepare is not None:
-            prepare()
-
-    def count(self, text: str) -> int:
-        return self._engine.count_batch([text])[0]
-
-    def count_batch(self, texts: Sequence[str]) -> list[int]:
-        """Counts without the post-processor's special tokens (the framing adds them)."""
-        return self._engine.count_batch(texts)
+    # count / count_batch (EngineStrategy) give counts without the post-processor's special
+    # tokens: the framing adds them.
 
     # --- chat -------------------------------------------------------------------------------
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Sequence
 
 from ..assets.store import find_tiktoken_file
 from ..errors import UnknownEncodingError
+from .base import EngineStrategy
 from .openai_encodings import ENCODINGS
 from .registry import pick_engine
 
@@ -15,7 +15,7 @@ from .registry import pick_engine
 TIKTOKEN_RULE_VERSION = 1
 
 
-class TiktokenStrategy:
+class TiktokenStrategy(EngineStrategy):
     """Exact local counts for an OpenAI encoding, as tiktoken's encode_ordinary counts them."""
 
     name = "tiktoken"
@@ -33,17 +33,6 @@ class TiktokenStrategy:
         self.engine = self._engine.name
         rule = f"{spec.sha256}\0{spec.pat_str}\0ordinary\0v{TIKTOKEN_RULE_VERSION}"
         self.fingerprint = f"tiktoken:{encoding}:" + hashlib.sha256(rule.encode()).hexdigest()[:16]
-
-    def prepare_for_fork(self) -> None:
-        prepare = getattr(self._engine, "prepare_for_fork", None)
-        if prepare is not None:
-            prepare()
-
-    def count(self, text: str) -> int:
-        return self._engine.count_batch([text])[0]
-
-    def count_batch(self, texts: Sequence[str]) -> list[int]:
-        return self._engine.count_batch(texts)
 
     def __repr__(self) -> str:
         return f"TiktokenStrategy({self.encoding!r}, engine={self.engine!r})"

@@ -66,7 +66,11 @@ def models_cmd(
     if model:
         from ..api import Counter
 
-        info = explain(Counter(model, online=online))
+        counter = Counter(model, online=online)
+        try:
+            info = explain(counter)
+        finally:
+            counter.close()
         if json_out:
             sys.stdout.buffer.write(orjson.dumps(info) + b"\n")
         else:

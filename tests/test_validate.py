@@ -163,3 +163,42 @@ def test_tokenizer_identical_to_rouge_score(text, stem):
     from omnitok.validation.metrics import tokenize
 
     assert tokenize(text, stem) == tokenizers.DefaultTokenizer(use_stemmer=stem).tokenize(text)
+
+
+def test_two_files_aligned_by_line_and_id(cli, tmp_path):
+    a = tmp_path / "orig.txt"
+    b = tmp_path / "comp.txt"
+    a.write_text("the cat sat on the mat\none two three four\n")
+    b.write_text("cat on mat\none two\n")
+    r = cli("validate", "--original-file", str(a), "--compressed-file", str(b), "--format", "json")
+    rows = orjson.loads(r.out)["records"]
+    assert [x["rouge_l_f1"] for x in rows] == [
+        rouge_l("the cat sat on the mat", "cat on mat").f1,
+        rouge_l("one two three four", "one two").f1,
+    ]
+    b.write_text("cat on mat\n")
+    r = cli("validate", "--original-file", str(a), "--compressed-file", str(b))
+    assert r.code == EXIT_ERROR and "has no record to pair with this one" in r.err
+    ja, jb = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    ja.write_bytes(b'{"id": 1, "text": "alpha beta gamma"}\n{"id": 2, "text": "delta epsilon"}\n')
+    jb.write_bytes(b'{"id": 2, "text": "delta"}\n{"id": 1, "text": "alpha gamma"}\n')
+    r = cli(
+        "validate",
+        "--original-file",
+        str(ja),
+        "--compressed-file",
+        str(jb),
+        "--align",
+        "id",
+        "--original-field",
+        "text",
+        "--compressed-field",
+        "text",
+        "--format",
+        "json",
+    )
+    rows = orjson.loads(r.out)["records"]
+    assert [(x["id"], x["rouge_l_f1"]) for x in rows] == [
+        (1, rouge_l("alpha beta gamma", "alpha gamma").f1),
+        (2, rouge_l("delta epsilon", "delta").f1),
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 
 import typer
@@ -26,6 +27,19 @@ def validate_cmd(
     compressed: str | None = typer.Option(
         None, "--compressed", help="One pair: the compressed text.", show_default=False
     ),
+    original_file: str | None = typer.Option(
+        None,
+        "--original-file",
+        help="Originals, one record a line (text, or JSONL with --original-field), aligned with --compressed-file.",
+        show_default=False,
+    ),
+    compressed_file: str | None = typer.Option(
+        None,
+        "--compressed-file",
+        help="Compressed texts, aligned line by line (or by --id-field with --align id).",
+        show_default=False,
+    ),
+    align: str = typer.Option("line", "--align", help="Two files: pair records by line or by id."),
     original_field: str = typer.Option("original", "--original-field", help="Field of the original text."),
     compressed_field: str = typer.Option("compressed", "--compressed-field", help="Field of the compressed text."),
     id_field: opt.IdField = "id",
@@ -70,10 +84,18 @@ def validate_cmd(
     thresholds = Thresholds(min_rouge_l, max_ratio)
     if (original is None) != (compressed is None):
         raise errors.UsageError("give both --original and --compressed, or neither")
+    if (original_file is None) != (compressed_file is None):
+        raise errors.UsageError("give both --original-file and --compressed-file, or neither")
     if original is not None:
         if files:
             raise errors.UsageError("give files or --original/--compressed, not both")
         pairs = [(0, None, "--original/--compressed", original, compressed, None)]
+    elif original_file is not None:
+        if files:
+            raise errors.UsageError("give pair files or --original-file/--compressed-file, not both")
+        pairs = _aligned(
+            original_file, compressed_file, original_field, compressed_field, id_field, align, input_format
+        )
     else:
         stream = InputStream(
             list(files or []), Extractor((original_field, compressed_field), None, id_field or None), input_format
@@ -141,3 +163,40 @@ def validate_cmd(
             )
         return errors.EXIT_GATE_FAILED
     return errors.EXIT_BAD_RECORDS if bad else errors.EXIT_OK
+
+
+def _aligned(a_path, b_path, a_field, b_field, id_field, align, input_format):
+    """Pairs from two files: record i of one with record i of the other, or by id."""
+    from ..io.readers import InputStream, detect_format
+    from ..records import Extractor
+
+    if align not in ("line", "id"):
+        raise errors.UsageError("--align must be line or id")
+
+    def stream(path, field):
+        fmt = input_format if input_format != "auto" else detect_format(path)
+        fields = (field,) if fmt != "text" else None
+        return InputStream([path], Extractor(fields, None, id_field or None), fmt, lines=(fmt == "text"))
+
+    a, b = stream(a_path, a_field), stream(b_path, b_field)
+    if align == "id":
+        by_id = {}
+        for r in b:
+            if r.error is None and r.id is not None:
+                by_id[r.id] = r
+        for r in a:
+            other = by_id.pop(r.id, None) if r.id is not None else None
+            err = r.error or (None if other is not None else f"no record with id {r.id!r} in {b_path}")
+            err = err or other.error
+            yield (r.pos, r.id, r.where, r.texts[0] if not err else None, other.texts[0] if not err else None, err)
+        for rid, r in by_id.items():
+            yield (r.pos, rid, r.where, None, None, f"no record with id {rid!r} in {a_path}")
+        return
+    for ra, rb in itertools.zip_longest(a, b):
+        if ra is None or rb is None:
+            r = ra or rb
+            missing = b_path if rb is None else a_path
+            yield (r.pos, r.id, r.where, None, None, f"{missing} has no record to pair with this one")
+            continue
+        err = ra.error or rb.error
+        yield (ra.pos, ra.id, ra.where, None if err else ra.texts[0], None if err else rb.texts[0], err)

@@ -103,3 +103,8 @@ def test_builtins_are_registered_as_entry_points():
         "gemini": "omnitok.families:GeminiFamily",
         "hf": "omnitok.families:HFFamily",
     }
+
+
+def test_version_flag(cli):
+    r = cli("--version")
+    assert (r.code, r.text) == (0, f"omnitok {omnitok.__version__}\n")

@@ -23,6 +23,25 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .._version import __version__
+
+        print(f"omnitok {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", "-V", callback=_version, is_eager=True, help="Print omnitok's version and exit."
+    ),
+) -> None:
+    """Token counting for LLM workloads: exact, offline, fast enough to stream a corpus through."""
+
+
 app.command("count", epilog=COUNT_EPILOG)(count)
 
 

@@ -206,17 +206,12 @@ def memory(corpus: Path, results: list[str]) -> None:
     ]
 
 
-def rouge_step(corpus: Path, results: list[str], n: int = 2000) -> None:  # noqa: ARG001 - prose, not the corpus
-    """ROUGE-L pairs/second: omnitok's scorer vs rouge-score's RougeScorer, identical scores."""
+def prose_pairs(n: int) -> list[tuple[str, str]]:
+    """Prose, as prompts are: Wikipedia passages (../shared/data) joined into 2-4 KB originals,
+    "compressed" by deleting 40% of the words."""
     import gzip
     import random
 
-    from rouge_score import rouge_scorer
-
-    from omnitok.validation.metrics import rouge_l
-
-    # Prose, as prompts are: Wikipedia passages (../shared/data) joined into 2-4 KB originals,
-    # "compressed" by deleting 40% of the words.
     rng = random.Random(7)
     passages = []
     with gzip.open(Path(__file__).resolve().parents[2] / "shared/data/nq-open-oracle.jsonl.gz", "rt") as f:
@@ -232,6 +227,16 @@ def rouge_step(corpus: Path, results: list[str], n: int = 2000) -> None:  # noqa
         original = buf[:target]
         kept = [w for w in original.split() if rng.random() < 0.6]
         pairs.append((original, " ".join(kept)))
+    return pairs
+
+
+def rouge_step(corpus: Path, results: list[str], n: int = 2000) -> None:  # noqa: ARG001 - prose, not the corpus
+    """ROUGE-L pairs/second: omnitok's scorer vs rouge-score's RougeScorer, identical scores."""
+    from rouge_score import rouge_scorer
+
+    from omnitok.validation.metrics import rouge_l
+
+    pairs = prose_pairs(n)
     ref_scorer = rouge_scorer.RougeScorer(["rougeL"])
     sample = pairs[:100]  # the reference runs at a few pairs per second
     start = time.perf_counter()
@@ -250,6 +255,34 @@ def rouge_step(corpus: Path, results: list[str], n: int = 2000) -> None:  # noqa
         f"| omnitok (rouge-score's tokenizer, rapidfuzz LCS) | {1 / ours_s:.0f} | **{ref_s / ours_s:.0f}x** |",
         "",
         f"Largest F1 difference on the {len(sample)} pairs both scored: {worst:.1e}.",
+        "",
+    ]
+
+
+def bertscore_step(results: list[str], n: int = 200) -> None:
+    """BERTScore pairs/second: omnitok vs bert-score's score() with the same model, same pairs."""
+    from bert_score import score as bert_score
+
+    from omnitok.validation.bertscore import BERTScorer, default_model_dir
+
+    pairs = prose_pairs(n)
+    cands, refs = [c for _, c in pairs], [o for o, _ in pairs]
+    start = time.perf_counter()
+    P, R, F = bert_score(cands, refs, model_type=str(default_model_dir()), num_layers=6, batch_size=64)
+    ref_s = time.perf_counter() - start
+    start = time.perf_counter()
+    ours = BERTScorer().score(cands, refs)  # includes loading the model, as score() does
+    ours_s = time.perf_counter() - start
+    worst = max(abs(o[2] - F[i].item()) for i, o in enumerate(ours))
+    results += [
+        f"### BERTScore, {n} pairs of 2-4 KB prose, all-MiniLM-L6-v2 (layer 6), model load included",
+        "",
+        "| scorer | seconds | pairs/s | vs bert-score |",
+        "|---|---:|---:|---:|",
+        f"| bert-score `score()` | {ref_s:.2f} | {n / ref_s:.1f} | 1.00x |",
+        f"| omnitok | {ours_s:.2f} | {n / ours_s:.1f} | **{ref_s / ours_s:.2f}x** |",
+        "",
+        f"Largest F1 difference: {worst:.1e}.",
         "",
     ]
 
@@ -325,6 +358,7 @@ def main() -> None:
         ("cache", lambda: cache_step(corpus, results)),
         ("bundle", lambda: bundle_step(results)),
         ("rouge", lambda: rouge_step(corpus, results)),
+        ("bertscore", lambda: bertscore_step(results)),
         ("memory", lambda: memory(corpus, results)),
     ]
     for name, step in steps:

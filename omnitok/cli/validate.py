@@ -53,6 +53,17 @@ def validate_cmd(
     max_ratio: float | None = typer.Option(
         None, "--max-ratio", help="Gate: compressed/original tokens at most this.", show_default=False
     ),
+    min_bertscore: float | None = typer.Option(
+        None, "--min-bertscore", help="Gate: BERTScore F1 at least this.", show_default=False
+    ),
+    bertscore_model: str | None = typer.Option(
+        None,
+        "--bertscore-model",
+        help="BERTScore: a local model directory (default: all-MiniLM-L6-v2, shipped).",
+        show_default=False,
+    ),
+    idf: bool = typer.Option(False, "--idf", help="BERTScore: idf weighting over the originals."),
+    rescale: bool = typer.Option(False, "--rescale", help="BERTScore: rescale with the model's baseline."),
     fail_on: str = typer.Option("any", "--fail-on", help="any (every pair), mean, or p10 (the 10th percentile)."),
     fmt: str = typer.Option(
         "auto", "--format", help="table, jsonl, json, junit, github, markdown (auto: table on a terminal, else jsonl)."
@@ -66,7 +77,7 @@ def validate_cmd(
     from ..io.readers import InputStream
     from ..io.writers import open_output
     from ..records import Extractor
-    from ..validation import FAIL_ON, METRICS, Thresholds, aggregate, failures, score_pair
+    from ..validation import FAIL_ON, METRICS, Thresholds, add_bertscore, aggregate, failures, score_pair
     from ..validation.report import FORMATS, write
     from ._output import error
 
@@ -81,7 +92,7 @@ def validate_cmd(
     if fmt not in FORMATS:
         raise errors.UsageError(f"--format must be one of {', '.join(FORMATS)}")
     counter = Counter(model) if "compression" in chosen else None
-    thresholds = Thresholds(min_rouge_l, max_ratio)
+    thresholds = Thresholds(min_rouge_l, max_ratio, min_bertscore)
     if (original is None) != (compressed is None):
         raise errors.UsageError("give both --original and --compressed, or neither")
     if (original_file is None) != (compressed_file is None):
@@ -101,7 +112,7 @@ def validate_cmd(
             list(files or []), Extractor((original_field, compressed_field), None, id_field or None), input_format
         )
         pairs = ((r.pos, r.id, r.where, *(r.texts or [None, None]), r.error) for r in stream)
-    rows, bad, stopped = [], 0, None
+    rows, bad, stopped, texts = [], 0, None, []
     for pos, rid, where, orig, comp, err in pairs:
         if err is not None:
             bad += 1
@@ -114,22 +125,19 @@ def validate_cmd(
                 error(f"{where}: {err}")
             continue
         scores = score_pair(orig, comp, chosen, counter, stem)
-        fails = failures(scores, thresholds) if fail_on == "any" else []
-        row = {
-            "pos": pos,
-            **({"id": rid} if rid is not None else {}),
-            "where": where,
-            **scores,
-            "passed": not fails,
-            "failures": fails,
-        }
-        rows.append(row)
+        rows.append({"pos": pos, **({"id": rid} if rid is not None else {}), "where": where, **scores})
+        texts.append((orig, comp))
     if stopped:
         error(stopped, "--on-error skip or --on-error record carries on past bad records")
         return errors.EXIT_ERROR
     scored = [r for r in rows if "error" not in r]
+    if "bertscore" in chosen and scored:
+        add_bertscore(scored, texts, bertscore_model, idf, rescale)
+    for row in scored:
+        fails = failures(row, thresholds) if fail_on == "any" else []
+        row.update(passed=not fails, failures=fails)
     agg = {}
-    for key in ("rouge_l_f1", "ratio"):
+    for key in ("rouge_l_f1", "bertscore_f1", "ratio"):
         values = [r[key] for r in scored if key in r]
         if values:
             agg[key] = aggregate(values)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from .metrics import RougeL, rouge_l
 
-METRICS = ("rouge-l", "compression")
+METRICS = ("rouge-l", "compression", "bertscore")
 FAIL_ON = ("any", "mean", "p10")
 
 
@@ -15,6 +15,7 @@ FAIL_ON = ("any", "mean", "p10")
 class Thresholds:
     min_rouge_l: float | None = None
     max_ratio: float | None = None
+    min_bertscore: float | None = None
 
 
 @dataclass
@@ -32,6 +33,8 @@ def score_pair(original: str, compressed: str, metrics=("rouge-l",), counter=Non
         if metric == "rouge-l":
             r: RougeL = rouge_l(original, compressed, stem)
             out.update(rouge_l_precision=r.precision, rouge_l_recall=r.recall, rouge_l_f1=r.f1)
+        elif metric == "bertscore":
+            continue  # scored in batches by add_bertscore (one model call for many pairs)
         elif metric == "compression":
             if counter is None:
                 from ..api import Counter
@@ -46,8 +49,19 @@ def score_pair(original: str, compressed: str, metrics=("rouge-l",), counter=Non
     return out
 
 
+def add_bertscore(rows: list[dict], pairs: list[tuple[str, str]], model_dir=None, idf=False, rescale=False) -> None:
+    """BERTScore precision/recall/F1 for many (original, compressed) pairs at once."""
+    from .bertscore import scorer
+
+    results = scorer(model_dir, idf, rescale).score([c for _, c in pairs], [o for o, _ in pairs])
+    for row, (p, r, f) in zip(rows, results, strict=True):
+        row.update(bertscore_precision=p, bertscore_recall=r, bertscore_f1=f)
+
+
 def failures(scores: dict, t: Thresholds) -> list[str]:
     out = []
+    if t.min_bertscore is not None and "bertscore_f1" in scores and scores["bertscore_f1"] < t.min_bertscore:
+        out.append(f"bertscore f1 {scores['bertscore_f1']:.4f} < {t.min_bertscore}")
     if t.min_rouge_l is not None and "rouge_l_f1" in scores and scores["rouge_l_f1"] < t.min_rouge_l:
         out.append(f"rouge-l f1 {scores['rouge_l_f1']:.4f} < {t.min_rouge_l}")
     if t.max_ratio is not None and "ratio" in scores and scores["ratio"] > t.max_ratio:
@@ -63,6 +77,10 @@ def validate(
     max_ratio: float | None = None,
     model: str | None = None,
     stem: bool = False,
+    min_bertscore: float | None = None,
+    bertscore_model: str | None = None,
+    idf: bool = False,
+    rescale: bool = False,
 ) -> ValidationResult:
     """The spec's Python form: `omnitok.validate(original, compressed, metrics=["rouge-l"])`."""
     counter = None
@@ -71,7 +89,9 @@ def validate(
 
         counter = Counter(model)
     scores = score_pair(original, compressed, tuple(metrics), counter, stem)
-    fails = failures(scores, Thresholds(min_rouge_l, max_ratio))
+    if "bertscore" in metrics:
+        add_bertscore([scores], [(original, compressed)], bertscore_model, idf, rescale)
+    fails = failures(scores, Thresholds(min_rouge_l, max_ratio, min_bertscore))
     return ValidationResult(not fails, scores.get("rouge_l_f1"), scores, fails)
 
 

@@ -100,3 +100,18 @@ def test_cli_gate_offline(tmp_path):
     expected = BERTScorer().score([CANDS[0]], [REFS[0]])[0]
     assert row["bertscore_f1"] == pytest.approx(expected[2], abs=1e-6)
     assert b"Loading weights" not in r.stderr
+
+
+def test_scores_cached_across_runs(cli, tmp_path):
+    f = tmp_path / "p.jsonl"
+    f.write_bytes(
+        b"".join(orjson.dumps({"original": r, "compressed": c}) + b"\n" for c, r in zip(CANDS, REFS, strict=True))
+    )
+    d = str(tmp_path / "cache")
+    first = orjson.loads(cli("validate", str(f), "--metrics", "bertscore", "--format", "json", "--cache-dir", d).out)
+    assert first["summary"]["cache"]["misses"] == len(CANDS)
+    second = orjson.loads(cli("validate", str(f), "--metrics", "bertscore", "--format", "json", "--cache-dir", d).out)
+    assert second["summary"]["cache"]["l2_hits"] == len(CANDS) and second["summary"]["cache"]["misses"] == 0
+    assert [r["bertscore_f1"] for r in second["records"]] == [r["bertscore_f1"] for r in first["records"]]
+    third = orjson.loads(cli("validate", str(f), "--metrics", "bertscore", "--format", "json", "--no-cache").out)
+    assert "cache" not in third["summary"]

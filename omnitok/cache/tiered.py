@@ -54,6 +54,27 @@ def parse_count(value) -> int | None:
     return None
 
 
+def parse_scores(value) -> list[float] | None:
+    """Cached scores: a JSON array of finite numbers (metrics store them as text)."""
+    import math
+
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return None
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError:
+        return None
+    if (
+        isinstance(data, list)
+        and data
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in data)
+    ):
+        return [float(x) for x in data]
+    return None
+
+
 def _redact(url: str) -> str:
     from urllib.parse import urlsplit, urlunsplit
 
@@ -119,8 +140,8 @@ class TieredCache:
         self._warn("l3", f"L3 cache failed mid-run ({type(e).__name__}); carrying on with L1+L2")
         self.l3 = None
 
-    def _decode(self, tier: str, key: str, raw):
-        value = parse_count(raw)
+    def _decode(self, tier: str, key: str, raw, decode=parse_count):
+        value = decode(raw)
         if value is None:
             self.stats["malformed"] += 1
             notices.warn_once(f"cache-malformed-{tier}", f"cache: a malformed value in {tier} was ignored (key {key})")
@@ -128,8 +149,10 @@ class TieredCache:
 
     # --- the interface --------------------------------------------------------------------------
 
-    def get_many(self, keys: list[str]) -> list[int | None]:
-        found: list[int | None] = list(self.l1.get_many(keys))
+    def get_many(self, keys: list[str], decode=parse_count) -> list:
+        """Values for keys (None for a miss). `decode` validates what L2/L3 return: counts by
+        default; a malformed or foreign value is a miss and a warning."""
+        found: list = list(self.l1.get_many(keys))
         hits = sum(v is not None for v in found)
         self.stats["l1_hits"] += hits
         todo = [i for i, v in enumerate(found) if v is None]
@@ -148,7 +171,7 @@ class TieredCache:
                 self._l2_failed(e)
                 values = [None] * len(todo)
             for i, raw in zip(todo, values, strict=True):
-                value = None if raw is None else self._decode("l2", keys[i], raw)
+                value = None if raw is None else self._decode("l2", keys[i], raw, decode)
                 if value is None:
                     still.append(i)
                 else:
@@ -164,7 +187,7 @@ class TieredCache:
                 self._l3_failed(e)
                 values = [None] * len(todo)
             for i, raw in zip(todo, values, strict=True):
-                value = None if raw is None else self._decode("l3", keys[i], raw)
+                value = None if raw is None else self._decode("l3", keys[i], raw, decode)
                 if value is not None:
                     found[i] = value
                     l3_promote[keys[i]] = value
@@ -200,7 +223,7 @@ class TieredCache:
         except (OSError, sqlite3.Error) as e:
             self._l2_failed(e)
 
-    def set_many(self, items: dict[str, int]) -> None:
+    def set_many(self, items: dict) -> None:
         if not items:
             return
         self.l1.set_many(items)

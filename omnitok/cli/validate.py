@@ -64,6 +64,8 @@ def validate_cmd(
     ),
     idf: bool = typer.Option(False, "--idf", help="BERTScore: idf weighting over the originals."),
     rescale: bool = typer.Option(False, "--rescale", help="BERTScore: rescale with the model's baseline."),
+    no_cache: opt.NoCache = False,
+    cache_dir: opt.CacheDir = None,
     fail_on: str = typer.Option("any", "--fail-on", help="any (every pair), mean, or p10 (the 10th percentile)."),
     fmt: str = typer.Option(
         "auto", "--format", help="table, jsonl, json, junit, github, markdown (auto: table on a terminal, else jsonl)."
@@ -131,8 +133,11 @@ def validate_cmd(
         error(stopped, "--on-error skip or --on-error record carries on past bad records")
         return errors.EXIT_ERROR
     scored = [r for r in rows if "error" not in r]
+    cache_stats = None
     if "bertscore" in chosen and scored:
-        add_bertscore(scored, texts, bertscore_model, idf, rescale)
+        cache_stats = add_bertscore(
+            scored, texts, bertscore_model, idf, rescale, "off" if no_cache else "auto", cache_dir
+        )
     for row in scored:
         fails = failures(row, thresholds) if fail_on == "any" else []
         row.update(passed=not fails, failures=fails)
@@ -155,6 +160,8 @@ def validate_cmd(
     }
     if fail_on != "any":
         summary["gate_failures"] = gate_fail
+    if cache_stats is not None:
+        summary["cache"] = cache_stats
     out, owned = open_output(output)
     try:
         write(fmt, rows, summary, out)

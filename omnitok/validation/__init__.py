@@ -49,13 +49,49 @@ def score_pair(original: str, compressed: str, metrics=("rouge-l",), counter=Non
     return out
 
 
-def add_bertscore(rows: list[dict], pairs: list[tuple[str, str]], model_dir=None, idf=False, rescale=False) -> None:
-    """BERTScore precision/recall/F1 for many (original, compressed) pairs at once."""
+def add_bertscore(
+    rows: list[dict],
+    pairs: list[tuple[str, str]],
+    model_dir=None,
+    idf=False,
+    rescale=False,
+    cache: str = "auto",
+    cache_dir: str | None = None,
+) -> dict | None:
+    """BERTScore precision/recall/F1 for many (original, compressed) pairs at once.
+
+    Scores are cached through the three-tier cache by model, layer, rescaling and both texts
+    (~300 ms a pair on CPU is dear); not with idf, whose weights depend on the whole set.
+    Returns the cache's run statistics, if a cache was used."""
+    import json
+
     from .bertscore import scorer
 
-    results = scorer(model_dir, idf, rescale).score([c for _, c in pairs], [o for o, _ in pairs])
-    for row, (p, r, f) in zip(rows, results, strict=True):
+    s = scorer(model_dir, idf, rescale)
+    tiered = keys = None
+    found: list = [None] * len(pairs)
+    if cache != "off" and not idf:
+        from ..cache import TieredCache, settings_from
+        from ..cache.keys import KeyMaker
+        from ..cache.tiered import parse_scores
+
+        tiered = TieredCache(settings_from(cache_dir))
+        keys = KeyMaker(f"bertscore:{s.model_fingerprint}", f"rescale={int(rescale)}", tiered.algorithm)
+        found = tiered.get_many([keys.key(o + "\0" + c) for o, c in pairs], decode=parse_scores)
+    todo = [i for i, v in enumerate(found) if v is None]
+    if todo:
+        fresh = s.score([pairs[i][1] for i in todo], [pairs[i][0] for i in todo])
+        for i, v in zip(todo, fresh, strict=True):
+            found[i] = list(v)
+        if tiered is not None:
+            tiered.set_many({keys.key(pairs[i][0] + "\0" + pairs[i][1]): json.dumps(found[i]) for i in todo})
+    for row, (p, r, f) in zip(rows, found, strict=True):
         row.update(bertscore_precision=p, bertscore_recall=r, bertscore_f1=f)
+    if tiered is None:
+        return None
+    stats = tiered.run_stats()
+    tiered.close()
+    return stats
 
 
 def failures(scores: dict, t: Thresholds) -> list[str]:

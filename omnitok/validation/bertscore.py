@@ -65,6 +65,15 @@ class BERTScorer:
         model.encoder.layer = torch.nn.ModuleList(list(layers[: self.num_layers]))
         self.model = model
         self.model_name = directory.name if model_dir else "all-MiniLM-L6-v2"
+        import hashlib
+
+        weights = sorted(directory.glob("*.safetensors")) + sorted(directory.glob("*.bin"))
+        digest = hashlib.sha256()
+        for w in weights:  # name, size and mtime: cheap, and changes when the weights do
+            st = w.stat()
+            digest.update(f"{w.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+        digest.update(f"layers={self.num_layers}:omnitok-bertscore-v1".encode())
+        self.model_fingerprint = f"{self.model_name}:{digest.hexdigest()[:16]}"
         self.idf = idf
         self.batch_size = batch_size
         self.baseline = self._baseline(baseline) if rescale else None

@@ -8,7 +8,7 @@ With `strict`, any step down from exact is an error (exit 5) instead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import models, notices
 from .config import settings
@@ -26,7 +26,6 @@ class Options:
     concurrency: int = 8
     timeout: float = 30.0
     retries: int = 2
-    extra: dict = field(default_factory=dict)
 
     @property
     def online_allowed(self) -> bool:

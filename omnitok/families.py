@@ -108,14 +108,11 @@ class OpenAIFamily(Family):
         name = model.strip()
         for prefix in self._PREFIXES:
             name = name.removeprefix(prefix)
+        found = models.lookup(name, models.OPENAI_MODELS, models.OPENAI_PREFIXES)
+        if found is None:
+            return None
         rule = models.CHAT_RULE_OVERRIDES.get(name, "openai-chat")
-        if name in models.OPENAI_MODELS:
-            return models.Resolution(model, "openai", models.OPENAI_MODELS[name], rule, f"exact id {name!r}")
-        matches = [p for p in models.OPENAI_PREFIXES if name.startswith(p)]
-        if matches:
-            prefix = max(matches, key=len)
-            return models.Resolution(model, "openai", models.OPENAI_PREFIXES[prefix], rule, f"prefix {prefix!r}")
-        return None
+        return models.Resolution(model, "openai", found[0], rule, found[1])
 
     def offline(self, res, opts):
         if opts.tokenizer:
@@ -130,9 +127,7 @@ class OpenAIFamily(Family):
         return OpenAIFraming(res.chat_rule)
 
     def rows(self):
-        out = [{"model": m, "kind": "id", "target": e} for m, e in models.OPENAI_MODELS.items()]
-        out += [{"model": p + "*", "kind": "prefix", "target": e} for p, e in models.OPENAI_PREFIXES.items()]
-        return out
+        return models.table_rows(models.OPENAI_MODELS, models.OPENAI_PREFIXES)
 
 
 class ClaudeFamily(Family):
@@ -221,9 +216,7 @@ class GeminiFamily(Family):
     def rows(self):
         from . import gemini
 
-        out = [{"model": m, "kind": "id", "target": t} for m, t in gemini.MODELS.items()]
-        out += [{"model": p + "*", "kind": "prefix", "target": t} for p, t in gemini.PREFIXES.items()]
-        return out
+        return models.table_rows(gemini.MODELS, gemini.PREFIXES)
 
 
 class HFFamily(Family):

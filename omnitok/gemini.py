@@ -65,10 +65,10 @@ PREFIXES = {
 
 
 def tokenizer_name(model: str) -> str | None:
-    if model in MODELS:
-        return MODELS[model]
-    matches = [p for p in PREFIXES if model.startswith(p)]
-    return PREFIXES[max(matches, key=len)] if matches else None
+    from .models import lookup
+
+    found = lookup(model, MODELS, PREFIXES)
+    return found[0] if found else None
 
 
 def spm_candidates(vocab: SpmVocabulary) -> list[tuple[Path, str]]:

@@ -141,6 +141,25 @@ def resolve(model: str) -> Resolution:
     raise UnknownModelError(model, suggest(model.strip()))
 
 
+def lookup(name: str, exact: dict[str, str], prefixes: dict[str, str]) -> tuple[str, str] | None:
+    """(value, how it matched) for an id: an exact entry first, else the longest matching prefix
+    (tiktoken's model.py rule), else None. Every id table of the registry is read this way."""
+    if name in exact:
+        return exact[name], f"exact id {name!r}"
+    matches = [p for p in prefixes if name.startswith(p)]
+    if matches:
+        prefix = max(matches, key=len)
+        return prefixes[prefix], f"prefix {prefix!r}"
+    return None
+
+
+def table_rows(exact: dict[str, str], prefixes: dict[str, str]) -> list[dict]:
+    """An id table as `omnitok models` rows."""
+    out = [{"model": m, "kind": "id", "target": t} for m, t in exact.items()]
+    out += [{"model": p + "*", "kind": "prefix", "target": t} for p, t in prefixes.items()]
+    return out
+
+
 def for_encoding(encoding: str, model: str | None = None) -> Resolution:
     """A resolution for an explicit --encoding (the model id, if any, is only a label)."""
     return Resolution(model or encoding, "openai", encoding, "openai-chat", f"--encoding {encoding}")

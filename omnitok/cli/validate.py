@@ -44,7 +44,7 @@ def validate_cmd(
     compressed_field: str = typer.Option("compressed", "--compressed-field", help="Field of the compressed text."),
     id_field: opt.IdField = "id",
     input_format: opt.InputFormat = "auto",
-    metrics: str = typer.Option("rouge-l", "--metrics", help="Comma-separated: rouge-l, compression."),
+    metrics: str = typer.Option("rouge-l", "--metrics", help="Comma-separated: rouge-l, bertscore, compression."),
     model: opt.Model = None,
     stem: bool = typer.Option(False, "--stem", help="ROUGE-L with Porter stemming (rouge-score's use_stemmer)."),
     min_rouge_l: float | None = typer.Option(

@@ -85,7 +85,9 @@ class Counter:
 
             if cache not in MODES:
                 raise UsageError(f"cache mode must be one of {', '.join(MODES)}, not {cache!r}")
-            tag = f"special={int(special_tokens)}" if self.resolution.family == "hf" else ""
+            from .chain import cache_options
+
+            tag = cache_options(self.resolution, special_tokens)
             strategy, self.cache = wrap(strategy, cache, settings_from(cache_dir, l3_url), tag)
         self.strategy = strategy
 

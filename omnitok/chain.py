@@ -54,15 +54,26 @@ def offline(res: models.Resolution, opts: Options):
     return family(res.family).offline(res, opts)
 
 
+def provider_model(res: models.Resolution) -> str:
+    """The model name a provider's count API is sent: the HF repo or Gemini id the family
+    resolved to, else the id as given (without a litellm-style `anthropic/`)."""
+    if res.family in ("hf", "gemini"):
+        return res.encoding
+    return res.model.removeprefix("anthropic/")
+
+
+def cache_options(res: models.Resolution, special_tokens: bool) -> str:
+    """The options that change a strategy's counts for this family (part of every cache key)."""
+    return f"special={int(special_tokens)}" if res.family == "hf" else ""
+
+
 def _provider(cls, res: models.Resolution, opts: Options):
     from .remote.http import HttpPolicy
 
     policy = HttpPolicy(timeout=opts.timeout, retries=opts.retries)
-    if res.family == "hf":
-        return cls(res.encoding, policy, special_tokens=opts.special_tokens)  # vLLM or self-hosted
-    if res.family == "gemini":
-        return cls(res.encoding, policy)
-    return cls(res.model.removeprefix("anthropic/"), policy)
+    if res.family == "hf":  # vLLM or self-hosted
+        return cls(provider_model(res), policy, special_tokens=opts.special_tokens)
+    return cls(provider_model(res), policy)
 
 
 def plan(res: models.Resolution, opts: Options):

@@ -80,19 +80,17 @@ def _tags_for(model: str, special: bool) -> list[str]:
     from ..api import resolve
     from ..cache import settings_from
     from ..cache.keys import KeyMaker
-    from ..chain import Options, offline
+    from ..chain import Options, cache_options, offline, provider_model
+    from ..families import family
+    from ..remote.providers import fingerprint
 
     res = resolve(model)
-    algorithm = settings_from().hash_algorithm
     fingerprints = [offline(res, Options()).fingerprint]
-    from ..families import family
-
     provider = family(res.family).provider(res)
     if provider is not None:
-        name = res.encoding if res.family in ("hf", "gemini") else res.model.removeprefix("anthropic/")
-        fingerprints.append(f"{provider.strategy}:{name}")
-    options = [f"special={int(special)}"] if res.family == "hf" else [""]
-    return [KeyMaker(fp, o, algorithm).tag for fp in fingerprints for o in options]
+        fingerprints.append(fingerprint(provider.strategy, provider_model(res)))
+    algorithm = settings_from().hash_algorithm
+    return [KeyMaker(fp, cache_options(res, special), algorithm).tag for fp in fingerprints]
 
 
 @app.command("clear")

@@ -275,6 +275,11 @@ def _int(provider: str, data: dict, key: str) -> int:
     return value
 
 
+def fingerprint(strategy: str, model: str) -> str:
+    """An online strategy's fingerprint: the provider's strategy name and the model it is sent."""
+    return f"{strategy}:{model}"
+
+
 class RemoteStrategy:
     """Exact counts from a provider's API, several requests in flight at once."""
 
@@ -288,7 +293,7 @@ class RemoteStrategy:
         self.encoding = f"{provider.name}:{provider.model}"
         self.engine = provider.name
         self.source = provider.url
-        self.fingerprint = f"{self.name}:{provider.model}"
+        self.fingerprint = fingerprint(provider.strategy, provider.model)
         self.concurrency = concurrency
 
     def count(self, item) -> int:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .openai_encodings import EncodingSpec
+from .unicode_guard import ReferenceGuarded
 
 
 def _clean_surrogates(text: str) -> str:
@@ -59,7 +60,7 @@ class TiktokenEngine:
         return [len(t) for t in self._enc.encode_ordinary_batch(list(texts), num_threads=self.threads)]
 
 
-class GigatokenEngine:
+class GigatokenEngine(ReferenceGuarded):
     name = "gigatoken"
 
     def __init__(self, spec: EncodingSpec, path: Path, threads: int = 1):
@@ -69,16 +70,8 @@ class GigatokenEngine:
             raise ValueError(f"gigatoken cannot load {spec.name}")
         # No special tokens: `<|endoftext|>` in text is plain text, as in encode_ordinary.
         self._tok = BPETokenizer.from_tiktoken(str(path), spec.gigatoken_pretokenizer, {})
+        self._encode = self._tok.encode
         self._spec, self._path = spec, path
-        self._reference: TiktokenEngine | None = None
-
-    def prepare_for_fork(self) -> None:
-        if self._reference is None:
-            self._reference = TiktokenEngine(self._spec, self._path)
-
-    def _reference_count(self, text: str) -> int:
-        self.prepare_for_fork()
-        return self._reference.count_batch([text])[0]
 
     @classmethod
     def supports(cls, spec: EncodingSpec) -> bool:
@@ -88,20 +81,11 @@ class GigatokenEngine:
             return False
         return spec.gigatoken_pretokenizer is not None
 
-    def count_batch(self, texts: Sequence[str]) -> list[int]:
-        # One call per text: gigatoken's per-text encode is faster than its batch calls once
-        # their results are turned into Python objects, and it holds no GIL-free parallelism
-        # we could use from threads; the pipeline uses processes for both cores.
-        from .unicode_guard import needs_reference
+    def _reference_factory(self):  # newer Unicode than gigatoken's tables: tiktoken decides
+        return TiktokenEngine(self._spec, self._path)
 
-        encode = self._tok.encode
-        out = []
-        for text in texts:
-            if needs_reference(text):  # newer Unicode than gigatoken's tables: tiktoken decides
-                out.append(self._reference_count(text))
-                continue
-            try:
-                out.append(len(encode(text)))
-            except (UnicodeEncodeError, TypeError):  # lone surrogates
-                out.append(len(encode(_clean_surrogates(text))))
-        return out
+    def _count_fast(self, text: str) -> int:
+        try:
+            return len(self._encode(text))
+        except (UnicodeEncodeError, TypeError):  # lone surrogates
+            return len(self._encode(_clean_surrogates(text)))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import AssetError, UsageError
 from .base import EngineStrategy
+from .unicode_guard import ReferenceGuarded
 
 HF_RULE_VERSION = 1
 
@@ -42,32 +43,21 @@ def _template_specials(proc: dict | None) -> int | None:
     return None
 
 
-class _Gigatoken:
+class _Gigatoken(ReferenceGuarded):
     name = "gigatoken"
 
     def __init__(self, path: Path):
         import gigatoken
 
         self._tok = gigatoken.Tokenizer(str(path))
+        self._encode = self._tok.encode
         self._path = path
-        self._reference: _Tokenizers | None = None
 
-    def prepare_for_fork(self) -> None:
-        if self._reference is None:
-            self._reference = _Tokenizers(self._path)
+    def _reference_factory(self):  # newer Unicode than gigatoken's tables: `tokenizers` decides
+        return _Tokenizers(self._path)
 
-    def count_batch(self, texts: Sequence[str]) -> list[int]:
-        from .unicode_guard import needs_reference
-
-        encode = self._tok.encode
-        out = []
-        for t in texts:
-            if needs_reference(t):  # newer Unicode than gigatoken's tables: `tokenizers` decides
-                self.prepare_for_fork()
-                out.append(self._reference.count_batch([t])[0])
-            else:
-                out.append(len(encode(t)))
-        return out
+    def _count_fast(self, text: str) -> int:
+        return len(self._encode(text))
 
 
 class _Tokenizers:

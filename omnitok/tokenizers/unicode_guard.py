@@ -49,3 +49,34 @@ def needs_reference(text: str) -> bool:
         if i >= 0 and cp <= ends[i]:
             return True
     return False
+
+
+class ReferenceGuarded:
+    """A fast engine with a reference engine behind it for the texts it may count differently
+    (needs_reference). Subclasses give `_reference_factory` and `_count_fast`."""
+
+    _reference = None
+
+    def _reference_factory(self):
+        raise NotImplementedError
+
+    def _count_fast(self, text: str) -> int:
+        raise NotImplementedError
+
+    def prepare_for_fork(self) -> None:
+        """Load the reference now (before the pipeline forks), not lazily in every worker."""
+        if self._reference is None:
+            self._reference = self._reference_factory()
+
+    def count_batch(self, texts) -> list[int]:
+        # One call per text: gigatoken's per-text encode is faster than its batch calls once their
+        # results are turned into Python objects; the pipeline uses processes for both cores.
+        out = []
+        count = self._count_fast
+        for text in texts:
+            if needs_reference(text):
+                self.prepare_for_fork()
+                out.append(self._reference.count_batch([text])[0])
+            else:
+                out.append(count(text))
+        return out

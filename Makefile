@@ -14,6 +14,8 @@ $(BIN)/omnitok: pyproject.toml
 	@# An editable install is not byte-compiled, and PYTHONDONTWRITEBYTECODE may be set: compile
 	@# once so that start-up is what a regular install gives.
 	$(BIN)/python -m compileall -q omnitok
+	@# llama.cpp's tokenizer test vectors (GGUF vocabularies), from its sdist on PyPI, for the tests.
+	$(BIN)/python -m tests.assets.llama_vocab
 	@touch $@
 
 test: install

@@ -1,6 +1,7 @@
 """Finding a Hugging Face model's tokenizer files offline.
 
-Search order: an explicit --tokenizer path; the config's local_model_dirs; omnitok's asset store
+Search order: an explicit --tokenizer path (a directory, a file in one, or a GGUF model file whose
+vocabulary is converted once and cached); the config's local_model_dirs; omnitok's asset store
 ($OMNITOK_HOME/assets/hf/<org>--<name>/, where bundles install); the Hugging Face cache
 (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub), read offline.
 """
@@ -30,6 +31,16 @@ def has_tokenizer(path: Path) -> bool:
     return path.is_dir() and any((path / name).is_file() for name in TOKENIZER_FILES[:3])
 
 
+def is_gguf(path: Path) -> bool:
+    return path.suffix.lower() == ".gguf" and path.is_file()
+
+
+def _gguf_dir(path: Path) -> Path:
+    from ..tokenizers.gguf import converted_dir
+
+    return converted_dir(path)
+
+
 def _from_hf_cache(model_id: str) -> Path | None:
     repo = hf_cache_dir() / ("models--" + model_id.replace("/", "--"))
     snapshots = repo / "snapshots"
@@ -56,13 +67,19 @@ def find_hf_tokenizer(model_id: str, explicit: str | None = None) -> tuple[Path,
     """(directory, where) holding the model's tokenizer files, or raise AssetError."""
     if explicit:
         path = Path(explicit).expanduser()
+        if is_gguf(path):
+            return _gguf_dir(path), f"--tokenizer (GGUF {path})"
         if path.is_file():
             path = path.parent
         if not has_tokenizer(path):
-            raise AssetError(f"--tokenizer {explicit}: no tokenizer.json, tokenizer.model or vocab.json there")
+            raise AssetError(
+                f"--tokenizer {explicit}: no tokenizer.json, tokenizer.model or vocab.json there, and not a .gguf file"
+            )
         return path, "--tokenizer"
     looked = []
     for path, where in candidates(model_id):
+        if is_gguf(path):
+            return _gguf_dir(path), f"{where} (GGUF {path})"
         if has_tokenizer(path):
             return path, where
         looked.append(str(path))

@@ -83,7 +83,7 @@ Engine = Annotated[
     typer.Option(
         "--engine",
         help="Engine: auto (fastest exact), gigatoken, tiktoken (OpenAI reference), "
-        "tokenizers (Hugging Face reference), transformers.",
+        "tokenizers (Hugging Face reference), sentencepiece (tokenizer.model), transformers.",
     ),
 ]
 
@@ -93,7 +93,7 @@ Tokenizer = Annotated[
     typer.Option(
         "--tokenizer",
         help="Hugging Face models: a directory (or tokenizer.json) holding the "
-        "tokenizer files, instead of looking them up.",
+        "tokenizer files, or a llama.cpp .gguf model file, instead of looking them up.",
         show_default=False,
     ),
 ]

@@ -3,8 +3,10 @@
 Counts equal `len(AutoTokenizer.from_pretrained(dir)(text).input_ids)`: the special tokens the
 tokenizer's post-processor adds (BOS, ...) are included unless the caller leaves them out.
 Engines, fastest first: gigatoken on tokenizer.json, then the `tokenizers` library (the
-reference), then transformers' AutoTokenizer for models with no tokenizer.json (SentencePiece
-`tokenizer.model`); no torch is needed.
+reference); for models with no tokenizer.json, `sentencepiece` on their tokenizer.model (BOS/EOS
+as tokenizer_config.json's add_bos_token / add_eos_token say), else transformers' AutoTokenizer
+(vocab.json + merges.txt); no torch is needed. A GGUF file is converted to these files first
+(omnitok/tokenizers/gguf.py).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +26,7 @@ HF_RULE_VERSION = 1
 
 # transformers prints an advisory on import when torch is absent; counting never needs torch.
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-HF_ENGINES = ("auto", "gigatoken", "tokenizers", "transformers")
+HF_ENGINES = ("auto", "gigatoken", "tokenizers", "sentencepiece", "transformers")
 
 
 def _template_specials(proc: dict | None) -> int | None:
@@ -72,6 +75,41 @@ class _Tokenizers:
         return [len(e.ids) for e in self.tok.encode_batch(list(texts), add_special_tokens=False)]
 
 
+class _SentencePiece:
+    name = "sentencepiece"
+
+    def __init__(self, path: Path):
+        try:
+            import sentencepiece as spm
+        except ImportError:
+            raise AssetError(
+                f"{path} is a SentencePiece model; reading it needs sentencepiece", hint="pip install 'omnitok[hf]'"
+            ) from None
+        try:
+            self._sp = sp = spm.SentencePieceProcessor(model_file=str(path))
+        except (OSError, RuntimeError) as e:
+            raise AssetError(f"{path}: not a SentencePiece model: {e}") from None
+        # Control pieces (<s>, </s>, ...) written in a text, as a chat template writes them, are one
+        # token each, as transformers' added tokens are; SentencePiece alone would spell them out.
+        controls = sorted(
+            (sp.id_to_piece(i) for i in range(sp.get_piece_size()) if sp.is_control(i) and sp.id_to_piece(i)),
+            key=len,
+            reverse=True,
+        )
+        self._controls = re.compile("|".join(map(re.escape, controls))) if controls else None
+
+    def _count_one(self, text: str) -> int:
+        parts = self._controls.split(text)
+        return len(parts) - 1 + sum(len(ids) for ids in self._sp.encode([p for p in parts if p]))
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        if self._controls is not None and any(self._controls.search(t) for t in texts):
+            return [self._count_one(t) for t in texts]
+        return [len(ids) for ids in self._sp.encode(list(texts))]
+
+
 class _Transformers:
     name = "transformers"
 
@@ -114,14 +152,20 @@ class HFStrategy(EngineStrategy):
                 ref = self._engine if isinstance(self._engine, _Tokenizers) else _Tokenizers(tj)
                 specials = len(ref.tok.encode("").ids) - len(ref.tok.encode("", add_special_tokens=False).ids)
         else:
-            if engine not in ("auto", "transformers"):
-                raise UsageError(f"{directory} has no tokenizer.json: only the transformers engine can read it")
+            spm = directory / "tokenizer.model"
+            usable = ("auto", "sentencepiece", "transformers") if spm.is_file() else ("auto", "transformers")
+            if engine not in usable:
+                raise UsageError(f"{directory} has no tokenizer.json: the {' or '.join(usable[1:])} engine reads it")
             for name in ("tokenizer.model", "vocab.json", "merges.txt"):
                 if (directory / name).is_file():
                     digest.update((directory / name).read_bytes())
-            self._engine = _Transformers(directory)
-            tok = self._engine.tok
-            specials = len(tok("")["input_ids"]) - len(tok("", add_special_tokens=False)["input_ids"])
+            if spm.is_file() and engine != "transformers":
+                self._engine = _SentencePiece(spm)
+                specials = sum(bool(self._config.get(k)) for k in ("add_bos_token", "add_eos_token"))
+            else:
+                self._engine = _Transformers(directory)
+                tok = self._engine.tok
+                specials = len(tok("")["input_ids"]) - len(tok("", add_special_tokens=False)["input_ids"])
         self.specials_added = specials
         digest.update(json.dumps(self._config, sort_keys=True).encode())
         digest.update(f"\0hf-rule-v{HF_RULE_VERSION}".encode())

@@ -1,0 +1,388 @@
+"""Tokenizers inside GGUF files (llama.cpp's model format), converted for exact offline counts.
+
+A GGUF file carries its model's vocabulary in its metadata (`tokenizer.ggml.*`). This module
+reads that metadata only (the header; tensors are never touched, so a multi-GB model file costs
+what its vocabulary costs) and writes the equivalent files the Hugging Face strategy reads:
+
+- `gpt2` (byte-level BPE: Llama 3, Qwen2, GPT-2 style) -> tokenizer.json, with the
+  pre-tokenizer regex the `tokenizer.ggml.pre` name stands for in llama.cpp;
+- `llama` (SentencePiece BPE: Llama 2, Mistral v1, Phi-3) -> tokenizer.model, a SentencePiece
+  model built from the pieces, scores and types, counted by `sentencepiece` itself;
+- `gemma4` (SentencePiece-style BPE with merges and byte fallback) -> tokenizer.json.
+
+Plus tokenizer_config.json with the BOS/EOS tokens, whether BOS is added, and the chat template.
+Counts equal llama.cpp's `llama_tokenize` (checked against llama.cpp's own test vectors).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import AssetError
+
+CONVERTER_VERSION = 2
+MAGIC = b"GGUF"
+
+# GGUF value types -> struct format (None: variable length).
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+
+# llama.cpp pre-tokenizer names -> the regex of the model's original tokenizer.json.
+_LLAMA3 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+_QWEN2 = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+# name -> (regex, ignore_merges, add_bos by default)
+PRE_TOKENIZERS = {
+    "llama-bpe": (_LLAMA3, True, True),
+    "llama3": (_LLAMA3, True, True),
+    "smaug-bpe": (_LLAMA3, True, True),
+    "qwen2": (_QWEN2, False, False),
+    "gpt-2": (_GPT2, False, False),
+    "default": (_GPT2, False, False),
+}
+MODELS = ("gpt2", "llama", "gemma4")
+
+# GGUF token types (the same numbering as SentencePiece's piece types).
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+
+
+@dataclass
+class GGUFVocab:
+    path: Path
+    model: str
+    pre: str | None
+    tokens: list[str]
+    types: list[int]
+    scores: list[float] = field(default_factory=list)
+    merges: list[str] = field(default_factory=list)
+    bos_id: int | None = None
+    eos_id: int | None = None
+    unk_id: int | None = None
+    add_bos: bool | None = None
+    add_eos: bool | None = None
+    add_space_prefix: bool | None = None
+    chat_template: str | None = None
+    name: str | None = None
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+class _Reader:
+    def __init__(self, fh: BinaryIO, path: Path):
+        self.fh, self.path = fh, path
+
+    def take(self, n: int) -> bytes:
+        data = self.fh.read(n)
+        if len(data) != n:
+            raise AssetError(f"{self.path}: truncated GGUF header")
+        return data
+
+    def scalar(self, fmt: str):
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
+
+    def string(self) -> str:
+        n = self.scalar("<Q")
+        return self.take(n).decode("utf-8", errors="surrogateescape")
+
+    def value(self, kind: int):
+        if kind == _STRING:
+            return self.string()
+        if kind in _SCALARS:
+            return self.scalar(_SCALARS[kind])
+        if kind == _ARRAY:
+            item, n = self.scalar("<I"), self.scalar("<Q")
+            if item in _SCALARS:
+                fmt = _SCALARS[item]
+                return [v[0] for v in struct.iter_unpack(fmt, self.take(n * struct.calcsize(fmt)))]
+            return [self.value(item) for _ in range(n)]
+        raise AssetError(f"{self.path}: unknown GGUF value type {kind}")
+
+
+def read_metadata(path: Path) -> dict:
+    """The key/value metadata of a GGUF file (its header; tensor data is not read)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            return _read_header(_Reader(fh, path))
+    except OSError as e:
+        raise AssetError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def _read_header(r: _Reader) -> dict:
+    path, fh = r.path, r.fh
+    if fh.read(4) != MAGIC:
+        raise AssetError(f"{path}: not a GGUF file (no GGUF magic)")
+    version = r.scalar("<I")
+    if version not in (2, 3):
+        raise AssetError(f"{path}: GGUF version {version} is not supported (2 and 3 are)")
+    r.scalar("<Q")  # tensor count
+    n_kv = r.scalar("<Q")
+    meta = {}
+    for _ in range(n_kv):
+        key = r.string()
+        meta[key] = r.value(r.scalar("<I"))
+    return meta
+
+
+def read_vocab(path: Path) -> GGUFVocab:
+    meta = read_metadata(path)
+    g = lambda key, default=None: meta.get(f"tokenizer.ggml.{key}", default)  # noqa: E731
+    model = g("model")
+    if model is None or "tokenizer.ggml.tokens" not in meta:
+        raise AssetError(f"{path}: this GGUF file carries no tokenizer (no tokenizer.ggml.model / tokens)")
+    if model not in MODELS:
+        raise AssetError(
+            f"{path}: GGUF tokenizer model {model!r} is not supported (supported: {', '.join(MODELS)})",
+            hint="count with the model's Hugging Face tokenizer files instead (--tokenizer DIR)",
+        )
+    tokens = g("tokens")
+    return GGUFVocab(
+        path=Path(path),
+        model=model,
+        pre=g("pre"),
+        tokens=tokens,
+        types=g("token_type") or [NORMAL] * len(tokens),
+        scores=g("scores") or [],
+        merges=g("merges") or [],
+        bos_id=g("bos_token_id"),
+        eos_id=g("eos_token_id"),
+        unk_id=g("unknown_token_id"),
+        add_bos=g("add_bos_token"),
+        add_eos=g("add_eos_token"),
+        add_space_prefix=g("add_space_prefix"),
+        chat_template=meta.get("tokenizer.chat_template"),
+        name=meta.get("general.name"),
+    )
+
+
+# --- converting ------------------------------------------------------------------------------
+
+
+def _added_tokens(v: GGUFVocab) -> list[dict]:
+    """Control and user-defined tokens: matched whole in the text, as llama.cpp does."""
+    return [
+        {
+            "id": i,
+            "content": tok,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": t == CONTROL,
+        }
+        for i, (tok, t) in enumerate(zip(v.tokens, v.types, strict=True))
+        if t in (CONTROL, USER_DEFINED)
+    ]
+
+
+def _post_processor(v: GGUFVocab, add_bos: bool, add_eos: bool) -> dict | None:
+    single, specials = [{"Sequence": {"id": "A", "type_id": 0}}], {}
+    for where, flag, tid in ((0, add_bos, v.bos_id), (1, add_eos, v.eos_id)):
+        if flag and tid is not None:
+            token = v.tokens[tid]
+            single.insert(where if where == 0 else len(single), {"SpecialToken": {"id": token, "type_id": 0}})
+            specials[token] = {"id": token, "ids": [tid], "tokens": [token]}
+    if not specials:
+        return None
+    return {"type": "TemplateProcessing", "single": single, "pair": single, "special_tokens": specials}
+
+
+def _merges(v: GGUFVocab) -> list[list[str]]:
+    out = []
+    for m in v.merges:
+        a, sep, b = m.partition(" ")
+        if not sep:
+            raise AssetError(f"{v.path}: malformed merge {m!r}")
+        out.append([a, b])
+    return out
+
+
+def _bpe_json(v: GGUFVocab) -> tuple[dict, bool]:
+    """tokenizer.json for the byte-level BPE (gpt2) and Gemma 4 models, and whether BOS is added."""
+    vocab = {tok: i for i, tok in enumerate(v.tokens)}
+    if v.model == "gpt2":
+        pre = v.pre or "default"
+        if pre not in PRE_TOKENIZERS:
+            raise AssetError(
+                f"{v.path}: GGUF pre-tokenizer {pre!r} is not supported "
+                f"(supported: {', '.join(sorted(PRE_TOKENIZERS))})",
+                hint="count with the model's Hugging Face tokenizer files instead (--tokenizer DIR)",
+            )
+        regex, ignore_merges, bos_default = PRE_TOKENIZERS[pre]
+        model = {"type": "BPE", "vocab": vocab, "merges": _merges(v), "ignore_merges": ignore_merges}
+        normalizer = None
+        pre_tokenizer = {
+            "type": "Sequence",
+            "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False},
+                {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
+            ],
+        }
+    else:  # gemma4: spaces -> U+2581, BPE over each run of non-newlines and each run of newlines
+        bos_default = True
+        unk = v.tokens[v.unk_id] if v.unk_id is not None else None
+        model = {
+            "type": "BPE",
+            "vocab": vocab,
+            "merges": _merges(v),
+            "byte_fallback": True,
+            "unk_token": unk,
+            "ignore_merges": False,
+        }
+        normalizer = {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}
+        # llama.cpp splits the text into runs of newlines and runs of the rest before merging. When
+        # no token mixes the two (Gemma 4's vocabulary), no merge can cross such a boundary and the
+        # split changes nothing; leaving it out lets gigatoken load the file (it has no Split for
+        # SentencePiece-style models), 5x faster than `tokenizers` here.
+        mixed = any("\n" in tok and tok.strip("\n") for tok in v.tokens)
+        pre_tokenizer = (
+            {"type": "Split", "pattern": {"Regex": r"\n+"}, "behavior": "Isolated", "invert": False} if mixed else None
+        )
+    add_bos = bos_default if v.add_bos is None else bool(v.add_bos)
+    if v.model == "gemma4":
+        add_bos = True  # llama.cpp forces BOS for Gemma 4 whatever the file says
+    doc = {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": _added_tokens(v),
+        "normalizer": normalizer,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": _post_processor(v, add_bos, bool(v.add_eos)),
+        "decoder": None,
+        "model": model,
+    }
+    return doc, add_bos
+
+
+# A SentencePiece ModelProto, written with the protobuf wire format directly (no protobuf runtime).
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    n &= (1 << 64) - 1
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(num: int, wire: int, payload: bytes) -> bytes:
+    return _varint(num << 3 | wire) + payload
+
+
+def _pb_int(num: int, value: int) -> bytes:
+    return _field(num, 0, _varint(value))
+
+
+def _pb_bytes(num: int, value: bytes) -> bytes:
+    return _field(num, 2, _varint(len(value)) + value)
+
+
+def _pb_float(num: int, value: float) -> bytes:
+    return _field(num, 5, struct.pack("<f", value))
+
+
+def _sentencepiece_model(v: GGUFVocab) -> tuple[bytes, bool]:
+    """The SentencePiece BPE model the GGUF `llama` vocabulary came from, and whether BOS is added."""
+    unk_id = v.unk_id if v.unk_id is not None else 0
+    scores = v.scores or [0.0] * len(v.tokens)
+    pieces = bytearray()
+    for i, (tok, kind, score) in enumerate(zip(v.tokens, v.types, scores, strict=True)):
+        kind = UNKNOWN if i == unk_id else (NORMAL if kind == UNKNOWN or kind not in (1, 3, 4, 5, 6) else kind)
+        body = _pb_bytes(1, tok.encode("utf-8", errors="surrogateescape")) + _pb_float(2, score) + _pb_int(3, kind)
+        pieces += _pb_bytes(1, body)
+    has_bytes = any(t == BYTE for t in v.types)
+    trainer = (
+        _pb_int(3, 2)  # model_type: BPE
+        + _pb_int(4, len(v.tokens))
+        + _pb_int(35, int(has_bytes))  # byte_fallback
+        + _pb_int(40, unk_id)
+        + _pb_int(41, v.bos_id if v.bos_id is not None else -1)
+        + _pb_int(42, v.eos_id if v.eos_id is not None else -1)
+        + _pb_int(43, -1)  # pad_id: none
+    )
+    add_prefix = True if v.add_space_prefix is None else bool(v.add_space_prefix)
+    normalizer = (
+        _pb_bytes(1, b"identity")
+        + _pb_int(3, int(add_prefix))  # add_dummy_prefix
+        + _pb_int(4, 0)  # remove_extra_whitespaces: llama.cpp keeps them
+        + _pb_int(5, 1)  # escape_whitespaces
+    )
+    proto = bytes(pieces) + _pb_bytes(2, trainer) + _pb_bytes(3, normalizer)
+    add_bos = True if v.add_bos is None else bool(v.add_bos)
+    return proto, add_bos
+
+
+def _config(v: GGUFVocab, add_bos: bool) -> dict:
+    def tok(tid):
+        return v.tokens[tid] if tid is not None and 0 <= tid < len(v.tokens) else None
+
+    config = {
+        "add_bos_token": add_bos,
+        "add_eos_token": bool(v.add_eos),
+        "bos_token": tok(v.bos_id),
+        "eos_token": tok(v.eos_id),
+        "unk_token": tok(v.unk_id),
+        "source": f"converted by omnitok from GGUF ({v.model}, pre={v.pre})",
+    }
+    if v.chat_template:
+        config["chat_template"] = v.chat_template
+    return {k: val for k, val in config.items() if val is not None}
+
+
+def convert(v: GGUFVocab, out_dir: Path) -> Path:
+    """Write the tokenizer files for `v` into out_dir (created); returns out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if v.model == "llama":
+        proto, add_bos = _sentencepiece_model(v)
+        (out_dir / "tokenizer.model").write_bytes(proto)
+    else:
+        doc, add_bos = _bpe_json(v)
+        (out_dir / "tokenizer.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(_config(v, add_bos), ensure_ascii=False), "utf-8")
+    return out_dir
+
+
+def _header_digest(path: Path) -> str:
+    """Identity of a GGUF file for the conversion cache: size, mtime and its first 16 MiB."""
+    st = path.stat()
+    h = hashlib.blake2b(f"{st.st_size}:{st.st_mtime_ns}:v{CONVERTER_VERSION}".encode(), digest_size=16)
+    with open(path, "rb") as fh:
+        h.update(fh.read(16 << 20))
+    return h.hexdigest()
+
+
+def converted_dir(path: Path) -> Path:
+    """The converted tokenizer directory for a GGUF file, cached under $OMNITOK_HOME/assets/gguf/."""
+    from ..assets.store import omnitok_home
+
+    path = Path(path).expanduser()
+    target = omnitok_home() / "assets" / "gguf" / _header_digest(path)
+    if (target / "tokenizer_config.json").is_file():
+        return target
+    vocab = read_vocab(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    convert(vocab, tmp)
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process converted it first
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

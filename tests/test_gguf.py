@@ -1,0 +1,143 @@
+"""GGUF vocabularies: converted tokenizers reproduce llama.cpp's own test vectors, id for id.
+
+The files are llama.cpp's `models/ggml-vocab-*.gguf` with their `.inp`/`.out` vectors, from the
+llama-cpp-python sdist on PyPI (fetched by `make install`, tests/assets/llama_vocab.py).
+"""
+
+import json
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+import omnitok
+from omnitok.tokenizers import gguf
+
+from .assets import llama_vocab
+
+if not llama_vocab.present():
+    pytest.fail(
+        f"llama.cpp test vectors missing in {llama_vocab.ROOT}: run `make install` "
+        "(or `python -m tests.assets.llama_vocab`)",
+        pytrace=False,
+    )
+
+# vocabulary -> (tokenizer file written, BOS added by llama.cpp)
+KINDS = {
+    "gemma-4": ("tokenizer.json", True),
+    "llama-bpe": ("tokenizer.json", True),
+    "qwen2": ("tokenizer.json", False),
+    "llama-spm": ("tokenizer.model", True),
+    "phi-3": ("tokenizer.model", True),
+}
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gguf")
+    return {name: gguf.convert(gguf.read_vocab(llama_vocab.path(name)), root / name) for name in KINDS}
+
+
+def _encoder(directory):
+    if (directory / "tokenizer.json").is_file():
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        return lambda text: tok.encode(text, add_special_tokens=False).ids
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(directory / "tokenizer.model"))
+    return sp.encode
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_converted_ids_equal_llama_cpp_vectors(name, converted):
+    directory = converted[name]
+    assert sorted(p.name for p in directory.iterdir()) == sorted([KINDS[name][0], "tokenizer_config.json"])
+    encode = _encoder(directory)
+    vectors = llama_vocab.vectors(name)
+    assert len(vectors) >= 45
+    assert [(text, encode(text)) for text, _ in vectors] == vectors
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+@pytest.mark.parametrize("engine", ["auto", "tokenizers"])
+def test_counts_through_omnitok(name, engine, monkeypatch, tmp_path):
+    monkeypatch.setenv("OMNITOK_HOME", str(tmp_path))
+    if KINDS[name][0] == "tokenizer.model" and engine == "tokenizers":
+        engine = "sentencepiece"
+    texts, ids = zip(*llama_vocab.vectors(name), strict=True)
+    path = str(llama_vocab.path(name))
+    counter = omnitok.Counter(f"local/{name}", tokenizer=path, engine=engine, special_tokens=False)
+    got = counter.count_batch(list(texts))
+    assert [r.tokens for r in got] == [len(i) for i in ids]
+    assert {(r.strategy, r.exact) for r in got} == {("hf-tokenizer", True)}
+    bos = int(KINDS[name][1])
+    assert omnitok.count("", model=f"local/{name}", tokenizer=path, engine=engine).tokens == bos
+    expected_engine = {"tokenizer.json": "gigatoken", "tokenizer.model": "sentencepiece"}[KINDS[name][0]]
+    assert counter.strategy.engine == (expected_engine if engine == "auto" else engine)
+    # converted once, then read from $OMNITOK_HOME/assets/gguf/
+    assert len(list((tmp_path / "assets" / "gguf").iterdir())) == 1
+
+
+def test_gemini_31_counts_googles_example_with_gemma4(monkeypatch, tmp_path):
+    """Google's documented example: "The quick brown fox jumps over the lazy dog." is 10 tokens;
+    Gemini counts text with no BOS."""
+    monkeypatch.setenv("OMNITOK_HOME", str(tmp_path))
+    path = str(llama_vocab.path("gemma-4"))
+    r = omnitok.count("The quick brown fox jumps over the lazy dog.", model="gemini-3.1-pro-preview", tokenizer=path)
+    assert (r.tokens, r.exact, r.strategy) == (10, True, "hf-tokenizer")
+    texts, ids = zip(*llama_vocab.vectors("gemma-4"), strict=True)
+    got = omnitok.count_batch(list(texts), model="gemini-3.5-flash", tokenizer=path)
+    assert [g.tokens for g in got] == [len(i) for i in ids]
+
+
+@pytest.fixture(scope="module")
+def gemma4_pair(converted, tmp_path_factory):
+    """Gemma 4 as converted (no pre-tokenizer, gigatoken) and with llama.cpp's newline split (tokenizers)."""
+    from tokenizers import Tokenizer
+
+    doc = json.loads((converted["gemma-4"] / "tokenizer.json").read_text(encoding="utf-8"))
+    assert doc["pre_tokenizer"] is None
+    doc["pre_tokenizer"] = {"type": "Split", "pattern": {"Regex": r"\n+"}, "behavior": "Isolated", "invert": False}
+    split = Tokenizer.from_str(json.dumps(doc))
+    fast = omnitok.load_tokenizer("local/gemma-4", tokenizer=str(converted["gemma-4"]))
+    assert fast.engine == "gigatoken"
+    return fast, split
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    text=st.one_of(st.text(), st.lists(st.sampled_from([" ", "\n", "\n\n", "a", "中", "▁", "\t", "é"])).map("".join))
+)
+@example(text="a\n\n\nb \n ")
+def test_gemma4_without_newline_split_is_the_same(gemma4_pair, text):
+    fast, split = gemma4_pair
+    assert fast.count(text) == len(split.encode(text, add_special_tokens=False).ids)
+
+
+def test_spm_control_tokens_in_text_count_once(converted, monkeypatch, tmp_path):
+    """A chat template writes <s>; it is one token, as transformers' added tokens are."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(converted["phi-3"] / "tokenizer.model"))
+    counter = omnitok.Counter("local/phi-3", tokenizer=str(converted["phi-3"]), special_tokens=False)
+    assert counter.count("<s>hello</s>").tokens == 2 + len(sp.encode("hello")) == 3
+    assert len(sp.encode("<s>hello</s>")) > 3  # spelled out by SentencePiece alone
+    chat = [{"role": "user", "content": "Hello there"}]
+    # phi-3's template renders "<s><|user|>\nHello there<|end|>\n<|assistant|>\n"; all four are control
+    # tokens in this vocabulary.
+    assert all(sp.is_control(sp.piece_to_id(t)) for t in ("<s>", "<|user|>", "<|end|>", "<|assistant|>"))
+    assert counter.count(chat).tokens == 4 + sum(len(sp.encode(p)) for p in ("\nHello there", "\n", "\n")) == 12
+
+
+def test_bad_gguf_files_say_what_is_wrong(cli, tmp_path):
+    notgguf = tmp_path / "model.gguf"
+    notgguf.write_bytes(b"not a gguf file at all")
+    r = cli("count", "-m", "local/x", "--tokenizer", str(notgguf), stdin=b"hi")
+    assert r.code == 1 and f"{notgguf}: not a GGUF file (no GGUF magic)" in r.err
+    assert "Traceback" not in r.err
+    truncated = tmp_path / "cut.gguf"
+    truncated.write_bytes(llama_vocab.path("phi-3").read_bytes()[:5000])
+    r = cli("count", "-m", "local/x", "--tokenizer", str(truncated), stdin=b"hi")
+    assert r.code == 1 and f"{truncated}: truncated GGUF header" in r.err

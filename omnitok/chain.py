@@ -152,7 +152,9 @@ class Fallback:
         for item in items:
             try:
                 texts, overhead = (
-                    self.framing.chat(list(item.messages)) if isinstance(item, ChatRequest) else ([item], 0)
+                    self.framing.chat(list(item.messages), tools=list(item.tools))
+                    if isinstance(item, ChatRequest)
+                    else ([item], 0)
                 )
             except ExtractError as e:
                 raise OmnitokError(str(e)) from None

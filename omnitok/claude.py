@@ -119,17 +119,39 @@ class ClaudeEstimate:
         return [round(n * ratios[content_type(t)]) for n, t in zip(counts, texts, strict=True)]
 
 
+# Tools: a request with tools gets a fixed tool-use system prompt plus its definitions. Anthropic's
+# documented example (claude-sonnet-4-5): system "You are a scientist" + "Hello, Claude" = 14,
+# the same plus one get_weather(location) tool = 403. The definitions are estimated as their
+# compact JSON (61 for that tool), so the fixed part is 403 - 14 - 61 = 328 Claude-3-generation
+# tokens, scaled by the generation's prose ratio. One calibration point: the error band applies.
+TOOL_PROMPT = 328
+
+
 class ClaudeFraming:
     """Chats as Anthropic's count_tokens reports them: the text of each message (and of a system
-    message) plus 3 tokens a message. Roles are not text. Image and document blocks cannot be
-    estimated offline and are an error."""
+    message) plus 3 tokens a message, plus the tool-use prompt and each tool's definition when the
+    request has tools. Roles are not text. Image and document blocks cannot be estimated offline
+    and are an error."""
 
     PER_MESSAGE = 3
+
+    def __init__(self, generation: str = "claude-3"):
+        ratios = GENERATIONS[generation][1]
+        self.tool_prompt = round(TOOL_PROMPT * ratios["prose"] / GENERATIONS["claude-3"][1]["prose"])
 
     def text(self, text: str) -> tuple[list[str], int]:
         return [text], 0
 
-    def chat(self, messages: list, where: str = "messages") -> tuple[list[str], int]:
-        from .framing import message_texts
+    def chat(self, messages: list, where: str = "messages", tools: list | None = None) -> tuple[list[str], int]:
+        import json
 
-        return message_texts(messages, where, "block"), self.PER_MESSAGE * len(messages)
+        from .framing import message_texts, tool_spec
+
+        texts = message_texts(messages, where, "block")
+        overhead = self.PER_MESSAGE * len(messages)
+        if tools:
+            for i, tool in enumerate(tools):
+                tool_spec(tool, f"tools[{i}]")
+                texts.append(json.dumps(tool, ensure_ascii=False, separators=(",", ":")))
+            overhead += self.tool_prompt
+        return texts, overhead

@@ -149,9 +149,9 @@ class ClaudeFamily(Family):
         return _claude(res.encoding, opts.engine)
 
     def framing(self, res, strategy, opts):
-        from .claude import ClaudeFraming
+        from .claude import GENERATIONS, ClaudeFraming
 
-        return ClaudeFraming()
+        return ClaudeFraming(res.encoding if res.encoding in GENERATIONS else "claude-3")
 
     def provider(self, res):
         from .remote import providers

@@ -33,6 +33,27 @@ def message_texts(messages: list, where: str = "messages", unit: str = "part") -
     return texts
 
 
+def no_tools(tools: list | None, who: str) -> None:
+    """Tool definitions where no published rule says how they are counted: an error, never a
+    silent undercount."""
+    if tools:
+        raise ExtractError(
+            f"tools: {len(tools)} tool definition(s) cannot be counted offline for {who} (no published rule); "
+            "count online (--online) or leave the 'tools' field out"
+        )
+
+
+def tool_spec(tool: dict, where: str = "tools") -> tuple[str, str, dict]:
+    """(name, description, JSON schema) of a tool in Anthropic's shape ({name, description,
+    input_schema}) or OpenAI's ({type: function, function: {name, description, parameters}})."""
+    fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+    name = fn.get("name")
+    if not isinstance(name, str):
+        raise ExtractError(f"{where}: a tool definition has no 'name'")
+    schema = fn.get("input_schema", fn.get("parameters", {}))
+    return name, fn.get("description") or "", schema if isinstance(schema, dict) else {}
+
+
 class OpenAIFraming:
     def __init__(self, rule: str = "openai-chat"):
         self.rule = rule
@@ -40,7 +61,8 @@ class OpenAIFraming:
     def text(self, text: str) -> tuple[list[str], int]:
         return [text], 0
 
-    def chat(self, messages: list, where: str = "messages") -> tuple[list[str], int]:
+    def chat(self, messages: list, where: str = "messages", tools: list | None = None) -> tuple[list[str], int]:
+        no_tools(tools, "OpenAI models")
         return chat_texts(messages, self.rule, where)
 
 
@@ -55,12 +77,12 @@ class HFFraming:
     def text(self, text: str) -> tuple[list[str], int]:
         return [text], self.added
 
-    def chat(self, messages: list, where: str = "messages") -> tuple[list[str], int]:
+    def chat(self, messages: list, where: str = "messages", tools: list | None = None) -> tuple[list[str], int]:
         for i, msg in enumerate(messages):
             if not isinstance(msg, dict):
                 raise ExtractError(f"{where}[{i}] is not an object")
         try:
-            return [self.strategy.render_chat(messages)], 0
+            return [self.strategy.render_chat(messages, tools)], 0
         except ExtractError:
             raise
         except Exception as e:  # jinja2 TemplateError, raise_exception() in the template, ...
@@ -75,10 +97,12 @@ class OnlineFraming:
     def text(self, text: str) -> tuple[list, int]:
         return [text], 0
 
-    def chat(self, messages: list, where: str = "messages") -> tuple[list, int]:
+    def chat(self, messages: list, where: str = "messages", tools: list | None = None) -> tuple[list, int]:
         from .remote.providers import ChatRequest
 
         for i, msg in enumerate(messages):
             if not isinstance(msg, dict):
                 raise ExtractError(f"{where}[{i}] is not an object")
-        return [ChatRequest(tuple(messages))], 0
+        for tool in tools or ():
+            tool_spec(tool)
+        return [ChatRequest(tuple(messages), tuple(tools or ()))], 0

@@ -126,7 +126,9 @@ class GeminiFraming:
     def text(self, text: str) -> tuple[list[str], int]:
         return [text], 0
 
-    def chat(self, messages: list, where: str = "messages") -> tuple[list[str], int]:
-        from .framing import message_texts
+    def chat(self, messages: list, where: str = "messages", tools: list | None = None) -> tuple[list[str], int]:
+        from .framing import message_texts, no_tools
+
+        no_tools(tools, "Gemini (countTokens does not publish how function declarations are counted)")
 
         return message_texts(messages, where, "part"), 0

@@ -120,7 +120,20 @@ class Extractor:
         if isinstance(value, str):
             return (*self.framing.text(value), None)
         if isinstance(value, list):
-            return (*self.framing.chat(value, name), None)
+            messages, extra = value, {}
+            if isinstance(obj, dict) and name in obj:  # a top-level chat: its request's system and tools
+                system = obj.get("system")
+                if system is not None:
+                    if not isinstance(system, (str, list)):
+                        raise ExtractError(f"field 'system' is {_type_name(system)}, expected a string or blocks")
+                    messages = [{"role": "system", "content": system}, *value]
+                tools = obj.get("tools")
+                if tools is not None:
+                    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+                        raise ExtractError("field 'tools' must be an array of tool definitions (objects)")
+                    if tools:
+                        extra["tools"] = tools
+            return (*self.framing.chat(messages, name, **extra), None)
         raise ExtractError(f"field {name!r} is {_type_name(value)}, expected a string or a messages array")
 
 

@@ -18,6 +18,20 @@ def words(text: str) -> int:
     return len(text.split())
 
 
+TOOL_COST = 100  # the mock's price of one tool definition
+
+
+def _tools_ok(tools, name_key, schema_path) -> bool:
+    """Each tool has a string name and an object schema at schema_path (a tuple of keys)."""
+    for tool in tools:
+        schema = tool
+        for key in schema_path:
+            schema = schema.get(key) if isinstance(schema, dict) else None
+        if not isinstance(tool.get(name_key) if name_key else tool, (str, dict)) or not isinstance(schema, dict):
+            return False
+    return True
+
+
 def _text_of(content) -> str:
     if isinstance(content, str):
         return content
@@ -118,7 +132,10 @@ class MockProviders:
                 system = body.get("system")
                 if system is not None:
                     n += words(_text_of(system)) + 3
-                return 200, {"input_tokens": n}
+                tools = body.get("tools", [])
+                if not _tools_ok(tools, "name", ("input_schema",)):
+                    return 400, {"type": "error", "error": {"type": "invalid_request_error", "message": "tools"}}
+                return 200, {"input_tokens": n + TOOL_COST * len(tools)}
 
             def _gemini(self, body, h, model):
                 if h.get("x-goog-api-key") != API_KEY:
@@ -132,6 +149,10 @@ class MockProviders:
                 n = sum(words(p["text"]) for c in contents for p in c["parts"])
                 if req and "systemInstruction" in req:
                     n += sum(words(p["text"]) for p in req["systemInstruction"]["parts"])
+                decls = [d for t in (req or {}).get("tools", []) for d in t["functionDeclarations"]]
+                if not _tools_ok(decls, "name", ("parameters",)):
+                    return 400, {"error": {"code": 400, "message": "tools", "status": "INVALID_ARGUMENT"}}
+                n += TOOL_COST * len(decls)
                 return 200, {
                     "totalTokens": n,
                     "cachedContentTokenCount": 0,
@@ -163,6 +184,9 @@ class MockProviders:
                     return 400, {"message": "input.converse is required"}
                 n = sum(words(_text_of(m["content"])) + 3 for m in conv["messages"])
                 n += sum(words(s["text"]) + 3 for s in conv.get("system", []))
-                return 200, {"inputTokens": n}
+                specs = [t.get("toolSpec", {}) for t in conv.get("toolConfig", {}).get("tools", [])]
+                if not _tools_ok(specs, "name", ("inputSchema", "json")):
+                    return 400, {"message": "toolConfig.tools[].toolSpec is invalid"}
+                return 200, {"inputTokens": n + TOOL_COST * len(specs)}
 
         return Handler

@@ -23,9 +23,23 @@ class ChatRequest:
     """A chat record passed whole to an online count API."""
 
     messages: tuple
+    tools: tuple = ()
 
     def __len__(self) -> int:  # batching weighs items by size
-        return sum(len(str(m)) for m in self.messages)
+        return sum(len(str(m)) for m in self.messages) + sum(len(str(t)) for t in self.tools)
+
+
+def _anthropic_tools(tools) -> list[dict]:
+    from ..framing import tool_spec
+
+    out = []
+    for tool in tools:
+        if "input_schema" in tool or "type" in tool and tool.get("type") != "function":
+            out.append(tool)  # Anthropic's shape, or one of its server tools: as given
+        else:
+            name, description, schema = tool_spec(tool)
+            out.append({"name": name, "description": description, "input_schema": schema})
+    return out
 
 
 def _split_system(messages: Sequence[dict]) -> tuple[str | None, list[dict]]:
@@ -77,6 +91,8 @@ class Anthropic(Provider):
             body = {"model": self.model, "messages": messages}
             if system is not None:
                 body["system"] = system
+            if item.tools:
+                body["tools"] = _anthropic_tools(item.tools)
             return _int(self.name, self._post(self.url, body, headers), "input_tokens")
         body = {"model": self.model, "messages": [{"role": "user", "content": item}]}
         return max(0, _int(self.name, self._post(self.url, body, headers), "input_tokens") - CLAUDE_MESSAGE_OVERHEAD)
@@ -110,6 +126,13 @@ class Gemini(Provider):
             req = {"model": self.model_path, "contents": contents}
             if system is not None:
                 req["systemInstruction"] = {"parts": [{"text": system}]}
+            if item.tools:
+                from ..framing import tool_spec
+
+                decls = [
+                    dict(zip(("name", "description", "parameters"), tool_spec(t), strict=True)) for t in item.tools
+                ]
+                req["tools"] = [{"functionDeclarations": decls}]
             body = {"generateContentRequest": req}
         else:
             body = {"contents": [{"role": "user", "parts": [{"text": item}]}]}
@@ -143,6 +166,8 @@ class VLLM(Provider):
                 "add_generation_prompt": True,
                 "add_special_tokens": False,
             }
+            if item.tools:
+                body["tools"] = list(item.tools)
         else:
             body = {"model": self.model, "prompt": item, "add_special_tokens": self.special_tokens}
         return _int(self.name, self._post(self.url, body, headers), "count")
@@ -237,6 +262,15 @@ class Bedrock(Provider):
             }
             if system is not None:
                 converse["system"] = [{"text": system}]
+            if item.tools:
+                from ..framing import tool_spec
+
+                specs = [tool_spec(t) for t in item.tools]
+                converse["toolConfig"] = {
+                    "tools": [
+                        {"toolSpec": {"name": n, "description": d, "inputSchema": {"json": j}}} for n, d, j in specs
+                    ]
+                }
             body = {"input": {"converse": converse}}
             return _int(self.name, self._post(self.url, body, {}, self._sign), "inputTokens")
         body = {"input": {"converse": {"messages": [{"role": "user", "content": [{"text": item}]}]}}}

@@ -214,7 +214,7 @@ class HFStrategy(EngineStrategy):
             out["additional_special_tokens"] = [t.get("content") if isinstance(t, dict) else t for t in extra]
         return out
 
-    def render_chat(self, messages: list) -> str:
+    def render_chat(self, messages: list, tools: list | None = None) -> str:
         """The chat as the model's template renders it, as transformers' apply_chat_template does."""
         template = self.chat_template()
         if template is None:
@@ -228,6 +228,7 @@ class HFStrategy(EngineStrategy):
         rendered, _ = render_jinja_template(
             conversations=[messages],
             chat_template=template,
+            tools=tools or None,
             add_generation_prompt=True,
             **self.special_tokens_map(),
         )

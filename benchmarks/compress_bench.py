@@ -14,7 +14,7 @@ last two under the same exact-budget selector. Weights are tuned on a dev split 
 disjoint from the reported ones. Throughput (MB of context per second, cold caches) and peak
 memory are measured per method in a fresh process.
 
-    python -m benchmarks.compress_bench            # prints the tables (OMNITOK_BENCH_COMPRESS_N=500)
+    python -m benchmarks.compress_bench    # writes benchmarks/COMPRESS.md (OMNITOK_BENCH_COMPRESS_N=500)
 """
 
 from __future__ import annotations
@@ -333,4 +333,6 @@ if __name__ == "__main__":
         result["contexts"] = 150
         Path(sys.argv[3]).write_text(json.dumps(result))
     else:
-        print("\n".join(main()))
+        text = "\n".join(main())
+        (Path(__file__).parent / "COMPRESS.md").write_text(text + "\n")
+        print(text)

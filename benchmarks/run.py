@@ -336,6 +336,12 @@ def cache_step(corpus: Path, results: list[str]) -> None:
     cache_bench.main(corpus, WORK, OMNITOK_BIN, results, timed)
 
 
+def compress_step(results: list[str]) -> None:
+    from . import compress_bench
+
+    compress_bench.main(results)
+
+
 def main() -> None:
     target_mb = int(os.environ.get("OMNITOK_BENCH_MB", "200"))
     corpus = WORK / "corpus.jsonl"
@@ -360,6 +366,7 @@ def main() -> None:
         ("rouge", lambda: rouge_step(corpus, results)),
         ("bertscore", lambda: bertscore_step(results)),
         ("memory", lambda: memory(corpus, results)),
+        ("compress", lambda: compress_step(results)),
     ]
     for name, step in steps:
         if only and name not in only:

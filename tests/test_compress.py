@@ -321,3 +321,16 @@ def test_results_are_cached(tmp_path, monkeypatch):
     monkeypatch.setattr(again, "_compress", lambda *a: pytest.fail("not served from the cache"))
     assert again.compress(CONTEXT, QUERY, budget=30) == first
     again.close()
+
+
+def test_auto_method_needs_the_model(monkeypatch):
+    from omnitok import compression, notices
+
+    assert Compressor("gpt-4o", cache="off").method == "combined"
+    monkeypatch.setattr(compression, "_local_model_installed", lambda: False)
+    monkeypatch.setattr(notices, "_seen", set())
+    monkeypatch.setattr(notices, "_handler", None)
+    with pytest.warns(notices.OmnitokWarning, match="compressing with BM25 only"):
+        assert Compressor("gpt-4o", cache="off").method == "bm25"
+    with pytest.raises(omnitok.OmnitokError, match="--method must be one of auto, combined, bm25, dense"):
+        Compressor("gpt-4o", method="magic")

@@ -59,7 +59,10 @@ def compress_cmd(
     id_field: opt.IdField = "id",
     input_format: opt.InputFormat = "auto",
     method: str = typer.Option(
-        "combined", "--method", help="combined (BM25 + embeddings), bm25 (fast, no model), dense (embeddings)."
+        "auto",
+        "--method",
+        help="combined (BM25 + embeddings), bm25 (fast, no model), dense (embeddings); "
+        "auto: combined if the embedding model is installed (or --embedding-url given), else bm25.",
     ),
     embedding_url: str | None = typer.Option(
         None,

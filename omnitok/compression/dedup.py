@@ -10,6 +10,7 @@ per-object path costs ~50 ms for a 250-sentence context, this ~1 ms.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import zlib
 
@@ -62,7 +63,7 @@ def signatures(texts: list[str], num_perm: int = NUM_PERM, seed: int = SEED) -> 
     a, b, _, _ = _params(num_perm, seed, THRESHOLD)
     sh = [shingles(t) for t in texts]
     counts = np.array([len(s) for s in sh])
-    hv = np.fromiter((crc32(x) for s in sh for x in s), dtype=np.uint64, count=int(counts.sum()))
+    hv = np.fromiter(map(zlib.crc32, itertools.chain.from_iterable(sh)), dtype=np.uint64, count=int(counts.sum()))
     with np.errstate(over="ignore"):
         phv = ((hv[:, None] * a + b) % _MERSENNE) & _MAX_HASH
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])

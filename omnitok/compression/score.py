@@ -9,6 +9,7 @@ context before signals are mixed, so weights mean the same thing for every conte
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -90,6 +91,7 @@ STOPWORDS = frozenset(
 K1, B = 1.2, 0.75
 
 
+@functools.lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
     """A light English suffix stripper: plurals, -ing, -ed (enough for BM25 matching)."""
     if len(word) > 4 and word.endswith("ies"):

@@ -54,6 +54,14 @@ def get_path(obj: Any, path: str) -> Any:
     return cur
 
 
+def record_id(obj: Any, id_field: str | None) -> Any:
+    """A record's id for the output: the (dotted) field's string or integer value, else None."""
+    if id_field is None or not isinstance(obj, dict):
+        return None
+    value = get_path(obj, id_field)
+    return value if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+
+
 def _type_name(value: Any) -> str:
     return "null" if value is None else {dict: "object", list: "array"}.get(type(value), type(value).__name__)
 
@@ -77,10 +85,7 @@ class Extractor:
             object.__setattr__(self, "framing", OpenAIFraming())
 
     def record_id(self, obj: Any) -> Any:
-        if self.id_field is None or not isinstance(obj, dict):
-            return None
-        value = get_path(obj, self.id_field)
-        return value if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+        return record_id(obj, self.id_field)
 
     def extract(self, obj: Any) -> tuple[list[str], int, list[str] | None]:
         """(texts, overhead, field names or None); raises ExtractError."""

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..records import _MISSING, ExtractError, get_path
+from ..records import _MISSING, ExtractError, get_path, record_id
 from .segment import SegmentError
 
 CONTEXT_FIELDS = ("context", "documents", "passages", "ctxs", "text")
@@ -34,10 +34,7 @@ class CompressExtractor:
         return None
 
     def record_id(self, obj: Any) -> Any:
-        if self.id_field is None or not isinstance(obj, dict):
-            return None
-        value = get_path(obj, self.id_field)
-        return value if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+        return record_id(obj, self.id_field)
 
     def extract(self, obj: Any) -> tuple[list, int, None]:
         if isinstance(obj, str):  # a whole text input

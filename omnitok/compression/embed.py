@@ -47,7 +47,7 @@ class _Cached:
 
 
 class LocalEmbedder(_Cached):
-    def __init__(self, model_dir: str | None = None, batch_size: int = 64):
+    def __init__(self, model_dir: str | None = None, batch_size: int = 8):
         super().__init__()
         try:
             import torch

@@ -87,6 +87,20 @@ class Extractor:
     def record_id(self, obj: Any) -> Any:
         return record_id(obj, self.id_field)
 
+    def for_columns(self, names: list[str]) -> tuple[Extractor, list[str] | None]:
+        """For a table with these columns: the extractor to use on its rows (auto mode picks
+        `messages` or `text`) and the top-level columns it reads (None: all)."""
+        wanted = list(self.fields) if self.fields else [c for c in ("messages", "text") if c in names][:1]
+        if not wanted:
+            raise ExtractError(f"no 'text' or 'messages' column; pass --field (columns: {', '.join(names)})")
+        tops = []
+        for name in wanted:
+            top = name if name in names else name.split(".")[0]
+            if top not in names:
+                raise ExtractError(f"no column {top!r} (columns: {', '.join(names)})")
+            tops.append(top)
+        return (self if self.fields else Extractor((wanted[0],), self.framing, self.id_field)), tops
+
     def extract(self, obj: Any) -> tuple[list[str], int, list[str] | None]:
         """(texts, overhead, field names or None); raises ExtractError."""
         if self.fields is None:

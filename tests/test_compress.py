@@ -334,3 +334,16 @@ def test_auto_method_needs_the_model(monkeypatch):
         assert Compressor("gpt-4o", cache="off").method == "bm25"
     with pytest.raises(omnitok.OmnitokError, match="--method must be one of auto, combined, bm25, dense"):
         Compressor("gpt-4o", method="magic")
+
+
+def test_cli_parquet_rows(cli, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "rag.parquet"
+    pq.write_table(pa.table({"id": ["a", "b"], "context": [CONTEXT, FILLER[0]], "query": [QUERY, None]}), path)
+    budget = omnitok.count(ANSWER).tokens
+    r = cli("compress", "--method", "bm25", "--budget", str(budget), str(path))
+    assert r.code == 0, r.err
+    rows = [json.loads(x) for x in r.out.splitlines()]
+    assert [(x["id"], x["compressed_text"]) for x in rows] == [("a", ANSWER), ("b", FILLER[0])]

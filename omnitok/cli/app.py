@@ -64,6 +64,11 @@ def version_cmd() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: turns user errors into a message and an exit code, never a traceback."""
+    from .. import notices
+    from ._output import warn
+
+    notices.reset()  # one warning per cause, per run, as "omnitok: warning: ..." on stderr
+    notices.set_handler(warn)
     try:
         result = app(args=argv, standalone_mode=False)
     except errors.OmnitokError as e:

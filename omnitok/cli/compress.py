@@ -104,8 +104,7 @@ def compress_cmd(
     check_budget(budget, ratio, target_compression)
     if fmt not in FORMATS:
         raise errors.UsageError(f"--format must be one of {', '.join(FORMATS)}")
-    if on_error not in ("stop", "skip", "record"):
-        raise errors.UsageError("--on-error must be stop, skip or record")
+    opt.check_on_error(on_error)
     if cache not in ("auto", "on", "off"):
         raise errors.UsageError("--cache must be auto, on or off")
     if context is not None:

@@ -89,15 +89,10 @@ def count(
     from ..records import Extractor
     from ..summary import Summary
 
-    if on_error not in ("stop", "skip", "record"):
-        raise errors.UsageError(f"--on-error must be stop, skip or record, not {on_error!r}")
+    opt.check_on_error(on_error)
     if jobs is not None and jobs < 1:
         raise errors.UsageError("--jobs must be at least 1")
     paths = list(files or [])
-    from .. import notices
-
-    notices.reset()  # one warning per cause, per run
-    notices.set_handler(warn)
     counter = Counter(
         model,
         encoding=encoding,

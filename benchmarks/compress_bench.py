@@ -156,17 +156,11 @@ class Runner:
                 Unit(i, i, "".join((x.sep if k else "") + x.text for k, x in enumerate(us)), PASSAGE_SEP if i else "")
                 for i, us in enumerate(by.values())
             ]
-        texts = [u.sep + u.text if i else u.text for i, u in enumerate(units)]
-        for u, n in zip(units, base_counts(self, texts), strict=True):
-            u.tokens = n
+        self.comp["bm25"].measure(units)
         scores = np.array([self.rng.random() for _ in units])
         for u in units:
             u.kind = "sentence"  # a title is a unit like any other for the random baselines
         return select(units, scores, budget, self.count, gamma=0.0)[1]
-
-
-def base_counts(runner: Runner, texts: list[str]) -> list[int]:
-    return runner.comp["bm25"].strategy.count_batch(texts)
 
 
 def load_embeddings(embedder) -> None:

@@ -145,6 +145,12 @@ class Compressor:
     def count(self, text: str) -> int:
         return self.strategy.count(text) if text else 0
 
+    def measure(self, units: list[Unit]) -> None:
+        """Each unit's tokens, counted with the separator that precedes it, in one batch."""
+        texts = [u.sep + u.text if i else u.text for i, u in enumerate(units)]
+        for u, n in zip(units, self.strategy.count_batch(texts), strict=True):
+            u.tokens = n
+
     def embedder(self):
         if self._embedder is None:
             from .embed import LocalEmbedder, RemoteEmbedder
@@ -208,9 +214,7 @@ class Compressor:
                 kept_units=len(units), total_units=len(units), duplicates=0,
                 kept_passages=sorted({u.passage for u in units}), **base,
             )  # fmt: skip
-        texts = [u.sep + u.text if i else u.text for i, u in enumerate(units)]
-        for u, n in zip(units, self.strategy.count_batch(texts), strict=True):
-            u.tokens = n
+        self.measure(units)
         excluded: set[int] = set()
         if self.dedup:
             from .dedup import near_duplicates

@@ -100,7 +100,8 @@ class RemoteEmbedder(_Cached):
         self.model = model or os.environ.get("OMNITOK_EMBEDDING_MODEL", "text-embedding-3-small")
         self.key = os.environ.get("OMNITOK_EMBEDDING_API_KEY") or os.environ.get("OPENAI_API_KEY", "")
         self.policy = HttpPolicy(timeout=timeout, retries=retries)
-        self.fallback = fallback
+        self._fallback_factory = fallback  # builds the local embedder, only if it is needed
+        self._fallback = None
         self.failed = False
         self.name = f"remote:{self.model}"
 
@@ -109,7 +110,7 @@ class RemoteEmbedder(_Cached):
             try:
                 return self._remote(texts)
             except RemoteError as e:
-                if self.fallback is None:
+                if self._fallback_factory is None:
                     raise
                 self.failed = True
                 notices.warn_once(
@@ -118,9 +119,9 @@ class RemoteEmbedder(_Cached):
         return self._local()(texts)
 
     def _local(self):
-        if callable(self.fallback) and not isinstance(self.fallback, _Cached):
-            self.fallback = self.fallback()
-        return self.fallback
+        if self._fallback is None:
+            self._fallback = self._fallback_factory()
+        return self._fallback
 
     def _remote(self, texts: list[str]) -> np.ndarray:
         from ..remote.http import post_json

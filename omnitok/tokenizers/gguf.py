@@ -71,7 +71,6 @@ class GGUFVocab:
     add_eos: bool | None = None
     add_space_prefix: bool | None = None
     chat_template: str | None = None
-    name: str | None = None
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -161,7 +160,6 @@ def read_vocab(path: Path) -> GGUFVocab:
         add_eos=g("add_eos_token"),
         add_space_prefix=g("add_space_prefix"),
         chat_template=meta.get("tokenizer.chat_template"),
-        name=meta.get("general.name"),
     )
 
 
@@ -186,14 +184,16 @@ def _added_tokens(v: GGUFVocab) -> list[dict]:
 
 
 def _post_processor(v: GGUFVocab, add_bos: bool, add_eos: bool) -> dict | None:
-    single, specials = [{"Sequence": {"id": "A", "type_id": 0}}], {}
-    for where, flag, tid in ((0, add_bos, v.bos_id), (1, add_eos, v.eos_id)):
-        if flag and tid is not None:
-            token = v.tokens[tid]
-            single.insert(where if where == 0 else len(single), {"SpecialToken": {"id": token, "type_id": 0}})
-            specials[token] = {"id": token, "ids": [tid], "tokens": [token]}
-    if not specials:
+    bos = [v.bos_id] if add_bos and v.bos_id is not None else []
+    eos = [v.eos_id] if add_eos and v.eos_id is not None else []
+    if not bos and not eos:
         return None
+
+    def special(tid: int) -> dict:
+        return {"SpecialToken": {"id": v.tokens[tid], "type_id": 0}}
+
+    single = [*map(special, bos), {"Sequence": {"id": "A", "type_id": 0}}, *map(special, eos)]
+    specials = {v.tokens[t]: {"id": v.tokens[t], "ids": [t], "tokens": [v.tokens[t]]} for t in bos + eos}
     return {"type": "TemplateProcessing", "single": single, "pair": single, "special_tokens": specials}
 
 
@@ -219,6 +219,7 @@ def _bpe_json(v: GGUFVocab) -> tuple[dict, bool]:
                 hint="count with the model's Hugging Face tokenizer files instead (--tokenizer DIR)",
             )
         regex, ignore_merges, bos_default = PRE_TOKENIZERS[pre]
+        add_bos = bos_default if v.add_bos is None else bool(v.add_bos)
         model = {"type": "BPE", "vocab": vocab, "merges": _merges(v), "ignore_merges": ignore_merges}
         normalizer = None
         pre_tokenizer = {
@@ -229,7 +230,7 @@ def _bpe_json(v: GGUFVocab) -> tuple[dict, bool]:
             ],
         }
     else:  # gemma4: spaces -> U+2581, BPE over each run of non-newlines and each run of newlines
-        bos_default = True
+        add_bos = True  # llama.cpp forces BOS for Gemma 4 whatever the file says
         unk = v.tokens[v.unk_id] if v.unk_id is not None else None
         model = {
             "type": "BPE",
@@ -248,9 +249,6 @@ def _bpe_json(v: GGUFVocab) -> tuple[dict, bool]:
         pre_tokenizer = (
             {"type": "Split", "pattern": {"Regex": r"\n+"}, "behavior": "Isolated", "invert": False} if mixed else None
         )
-    add_bos = bos_default if v.add_bos is None else bool(v.add_bos)
-    if v.model == "gemma4":
-        add_bos = True  # llama.cpp forces BOS for Gemma 4 whatever the file says
     doc = {
         "version": "1.0",
         "truncation": None,

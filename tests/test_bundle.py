@@ -177,6 +177,20 @@ def test_malicious_members_refused(tmp_path, case):
     assert set(os.listdir(tmp_path)) == outside and not os.path.exists("/tmp/omnitok-evil")
 
 
+def hash_mismatch_bundle(path):
+    """A bundle whose one file does not match the sha256 its manifest lists."""
+    return make_bundle(
+        path,
+        [("files/x", b"12345", "reg")],
+        manifest={
+            "format": "omnitok-bundle",
+            "format_version": 1,
+            "name": "b",
+            "files": [{"path": "x", "size": 5, "sha256": "0" * 64}],
+        },
+    )
+
+
 def test_unlisted_and_mismatched_and_limits(tmp_path):
     store = tmp_path / "store"
     path = make_bundle(
@@ -186,16 +200,7 @@ def test_unlisted_and_mismatched_and_limits(tmp_path):
     )
     with pytest.raises(BundleError, match="'files/x' refused: not listed in the manifest"):
         install(path, store=store)
-    path = make_bundle(
-        tmp_path / "b.tar.gz",
-        [("files/x", b"12345", "reg")],
-        manifest={
-            "format": "omnitok-bundle",
-            "format_version": 1,
-            "name": "b",
-            "files": [{"path": "x", "size": 5, "sha256": "0" * 64}],
-        },
-    )
+    path = hash_mismatch_bundle(tmp_path / "b.tar.gz")
     with pytest.raises(BundleError, match="'files/x' refused: hash mismatch"):
         install(path, store=store)
     assert verify(path) and "hash mismatch" in verify(path)[0]
@@ -212,16 +217,7 @@ def test_unlisted_and_mismatched_and_limits(tmp_path):
 
 
 def test_verify_cli_exit_code(tmp_path, cli):
-    path = make_bundle(
-        tmp_path / "b.tar.gz",
-        [("files/x", b"12345", "reg")],
-        manifest={
-            "format": "omnitok-bundle",
-            "format_version": 1,
-            "name": "b",
-            "files": [{"path": "x", "size": 5, "sha256": "0" * 64}],
-        },
-    )
+    path = hash_mismatch_bundle(tmp_path / "b.tar.gz")
     r = cli("bundle", "verify", path)
     assert r.code == 1 and json.loads(r.out)["ok"] is False
 

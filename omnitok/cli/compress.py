@@ -98,8 +98,8 @@ def compress_cmd(
 
     from ..compression import Compressor, check_budget
     from ..compression.stream import CompressExtractor, compress_stream
+    from ..io.output import open_output
     from ..io.readers import InputStream
-    from ..io.writers import open_output
 
     check_budget(budget, ratio, target_compression)
     if fmt not in FORMATS:
@@ -127,7 +127,9 @@ def compress_cmd(
     stream = InputStream(list(files or []), extractor, input_format)
     if fmt == "auto":
         fmt = "text" if stream.single_text else "jsonl"
-    out, owned = open_output(output)
+    output_file = open_output(output, stream.paths)
+    out = output_file.stream
+    done = False
     bar = ProgressBar(stream.progress, enabled=not quiet, label="compressing")
     rows, bad, below, total_in, total_out, n = [], 0, 0, 0, 0, 0
     try:
@@ -140,6 +142,7 @@ def compress_cmd(
                 bad += 1
                 if on_error == "stop":
                     bar.close()
+                    output_file.close(commit=False)
                     error(f"{rec.where}: {err}", "--on-error skip or --on-error record carries on past bad records")
                     return errors.EXIT_ERROR
                 if on_error == "skip":
@@ -166,12 +169,13 @@ def compress_cmd(
                 orjson.dumps(rows[0] if len(rows) == 1 and stream.single_text else rows, option=orjson.OPT_INDENT_2)
             )
             out.write(b"\n")
-        out.flush()
+        done = True
     finally:
         bar.close()
-        comp.close()
-        if owned:
-            out.close()
+        try:
+            output_file.close(commit=done)  # a failed run leaves an existing -o file as it was
+        finally:
+            comp.close()
     if not quiet and n and (n > 1 or sys.stderr.isatty()):
         info(
             f"omnitok: compressed {n} context(s): {total_in:,} -> {total_out:,} tokens "

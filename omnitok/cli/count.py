@@ -83,8 +83,9 @@ def count(
     encode_ordinary and the APIs count user text.
     """
     from ..api import Counter
+    from ..io.output import open_output
     from ..io.readers import InputStream
-    from ..io.writers import format_for_output, make_sink, open_output
+    from ..io.writers import format_for_output, make_sink
     from ..pipeline import count_records, default_jobs
     from ..records import Extractor
     from ..summary import Summary
@@ -123,13 +124,18 @@ def count(
     stats = Summary(max_tokens_limit=max_tokens)
     records_out = output if summary else output or "-"
     sink = None
-    out, owned = None, False
+    out = None
     if records_out is not None:
         kind = format_for_output(fmt, records_out, stream.single_text)
-        out, owned = open_output(records_out)
-        sink = make_sink(kind, out, meta, len(stream.paths) > 1, add_field)
+        out = open_output(records_out, stream.paths)
+        try:
+            sink = make_sink(kind, out.stream, meta, len(stream.paths) > 1, add_field)
+        except BaseException:
+            out.close(commit=False)
+            raise
     bar = ProgressBar(stream.progress, enabled=not quiet)
     stopped = None
+    ended = False
     try:
         for c in count_records(stream, strategy, jobs or default_jobs(), bar.update):
             rec = c.record
@@ -148,14 +154,20 @@ def count(
             stats.add(c.tokens, rec.where, rec.id)
             if sink is not None:
                 sink.result(c)
+        ended = True
     finally:
         bar.close()
-        if sink is not None:
-            sink.close()
-        if owned:
-            out.close()
-        cache_stats = counter.cache.run_stats() if counter.cache is not None else None
-        counter.close()
+        try:
+            try:
+                if sink is not None and ended:
+                    sink.close()
+            finally:
+                if out is not None:
+                    # A run that stopped at a bad record or failed leaves an existing -o file as it was.
+                    out.close(commit=ended and stopped is None)
+        finally:
+            cache_stats = counter.cache.run_stats() if counter.cache is not None else None
+            counter.close()
     if summary:
         _print_summary(stats, meta, fmt, cache_stats)
     return _finish(stats, stopped, on_error, quiet)

@@ -76,8 +76,8 @@ def validate_cmd(
 ) -> int:
     """Score (original, compressed) pairs with ROUGE-L and token compression; exit 6 when a gate fails."""
     from ..api import Counter
+    from ..io.output import check_output, open_output
     from ..io.readers import InputStream
-    from ..io.writers import open_output
     from ..records import Extractor
     from ..validation import FAIL_ON, METRICS, Thresholds, add_bertscore, aggregate, failures, score_pair
     from ..validation.report import FORMATS, write
@@ -114,6 +114,8 @@ def validate_cmd(
             list(files or []), Extractor((original_field, compressed_field), None, id_field or None), input_format
         )
         pairs = ((r.pos, r.id, r.where, *(r.texts or [None, None]), r.error) for r in stream)
+    if original is None:
+        check_output(output, [original_file, compressed_file] if original_file is not None else files or ["-"])
     rows, bad, stopped, texts = [], 0, None, []
     for pos, rid, where, orig, comp, err in pairs:
         if err is not None:
@@ -162,13 +164,8 @@ def validate_cmd(
         summary["gate_failures"] = gate_fail
     if cache_stats is not None:
         summary["cache"] = cache_stats
-    out, owned = open_output(output)
-    try:
-        write(fmt, rows, summary, out)
-        out.flush()
-    finally:
-        if owned:
-            out.close()
+    with open_output(output) as out:
+        write(fmt, rows, summary, out.stream)
     if gate_fail:
         if not quiet:
             n = len(gate_fail)

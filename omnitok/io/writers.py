@@ -261,16 +261,6 @@ class TableSink(Sink):
         super().close()
 
 
-def open_output(output: str | None) -> tuple[IO[bytes], bool]:
-    """(binary stream, whether we own it)."""
-    if not output or output == "-":
-        return sys.stdout.buffer, False
-    try:
-        return open(output, "wb"), True  # noqa: SIM115 - closed by the caller
-    except OSError as e:
-        raise UsageError(f"cannot write {output}: {e.strerror}") from None
-
-
 def make_sink(fmt: str, out: IO[bytes], meta: dict, with_source: bool, add_field: str | None) -> Sink:
     if add_field:
         if fmt not in ("jsonl", "auto", "number"):

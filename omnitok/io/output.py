@@ -1,0 +1,143 @@
+"""Where a command's results go: stdout, or a file that appears whole or not at all.
+
+A file output is written to a temporary file beside the target and renamed over it only when
+the run finishes (`commit`); a run that stops at a bad record, is interrupted or fails leaves
+an existing file byte-for-byte as it was (`discard`). Before anything is read, an output that
+is also an input (the same file, through any name, link or stdin redirection) is refused, so
+`omnitok count f.jsonl --add-field n -o f.jsonl` cannot empty its input.
+
+Targets that are not regular files (/dev/null, a FIFO, a terminal) are written in place: a
+rename would replace the device with a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import sys
+import uuid
+from collections.abc import Iterable
+from typing import IO
+
+from ..errors import UsageError
+
+STDIO = "-"
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _input_stats(inputs: Iterable[str]) -> list[tuple[str, os.stat_result]]:
+    found = []
+    for path in inputs:
+        try:
+            st = os.fstat(sys.stdin.fileno()) if path == STDIO else os.stat(path)
+        except (OSError, ValueError, AttributeError):
+            continue  # a missing input is reported by the reader, with its own message
+        if stat.S_ISREG(st.st_mode):
+            found.append(("stdin" if path == STDIO else path, st))
+    return found
+
+
+def _refuse_input(path: str, existing: os.stat_result, inputs: Iterable[str], option: str) -> None:
+    for name, st in _input_stats(inputs):
+        if _same_file(existing, st):
+            raise UsageError(f"{option} {path} is also an input ({name}); write the results to another file")
+
+
+def check_output(path: str | None, inputs: Iterable[str], option: str = "-o") -> None:
+    """Refuse, before anything is read, an output file that is also an input."""
+    if path and path != STDIO:
+        with contextlib.suppress(OSError):
+            _refuse_input(path, os.stat(path), inputs, option)
+
+
+class Output:
+    """A binary output stream; `close(commit)` publishes or drops what was written."""
+
+    def __init__(self, path: str | None, inputs: Iterable[str] = (), option: str = "-o"):
+        self.path = None if not path or path == STDIO else path
+        self._tmp: str | None = None
+        self._target: str | None = None
+        self._closed = False
+        if self.path is None:
+            self.stream: IO[bytes] = sys.stdout.buffer
+            return
+        target = os.path.realpath(self.path)
+        try:
+            existing = os.stat(target)
+        except FileNotFoundError:
+            existing = None
+        except OSError as e:
+            raise UsageError(f"cannot write {self.path}: {e.strerror}") from None
+        if existing is not None and stat.S_ISDIR(existing.st_mode):
+            raise UsageError(f"cannot write {self.path}: it is a directory")
+        if existing is not None:
+            _refuse_input(self.path, existing, inputs, option)
+        if existing is not None and not stat.S_ISREG(existing.st_mode):
+            self.stream = self._open(target, os.O_WRONLY)  # a device or FIFO: written in place
+            return
+        directory, name = os.path.split(target)
+        self._tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
+        self._target = target
+        # 0o666 less the umask, as a plain open() would give; an existing file keeps its mode.
+        self.stream = self._open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        if existing is not None:
+            with contextlib.suppress(OSError):
+                os.chmod(self._tmp, stat.S_IMODE(existing.st_mode))
+
+    def _open(self, path: str, flags: int, mode: int = 0o666) -> IO[bytes]:
+        try:
+            fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), mode)
+        except OSError as e:
+            raise UsageError(f"cannot write {self.path}: {e.strerror}") from None
+        return os.fdopen(fd, "wb")
+
+    def close(self, commit: bool) -> None:
+        """Flush and publish (commit) or drop what was written. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.path is None:
+            with contextlib.suppress(BrokenPipeError, ValueError):
+                self.stream.flush()
+            return
+        try:
+            self.stream.flush()
+            if commit and self._tmp is not None:
+                os.fsync(self.stream.fileno())
+        except OSError as e:
+            commit = False
+            failure: OSError | None = e
+        else:
+            failure = None
+        finally:
+            with contextlib.suppress(OSError):
+                self.stream.close()
+        if self._tmp is None:
+            if failure is not None:
+                raise UsageError(f"cannot write {self.path}: {failure.strerror}") from None
+            return
+        if commit:
+            try:
+                os.replace(self._tmp, self._target)
+                return
+            except OSError as e:
+                failure = e
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp)
+        if failure is not None:
+            raise UsageError(f"cannot write {self.path}: {failure.strerror}; it was left as it was") from None
+
+    def __enter__(self) -> Output:
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        self.close(commit=kind is None)
+
+
+def open_output(output: str | None, inputs: Iterable[str] = ()) -> Output:
+    """The output for `-o` (None or '-' is stdout), refused when it is one of `inputs`."""
+    return Output(output, inputs)

@@ -1,19 +1,32 @@
 """A small JSON-over-HTTP client for the count APIs: timeouts, retries with backoff that honour
-`retry-after-ms` / `retry-after` on 408/409/429/5xx, and errors that never carry a credential."""
+`retry-after-ms` / `retry-after` on 408/409/429/5xx, and errors that never carry a credential.
+
+Every answer is treated as hostile: redirects are refused (a 3xx is an error, never followed to
+another host with the key), bodies are read up to MAX_BODY within the request's time, and any of
+the provider's text shown in an error is scrubbed of the secrets before it is cut short."""
 
 from __future__ import annotations
 
+import base64
 import email.utils
+import functools
+import http.client
 import json
+import math
 import random
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from ..errors import RemoteError
+from .redact import excerpt, origin, split_userinfo, url_secrets
 
 RETRY_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504, 529}
+MAX_BODY = 8 * 1024 * 1024  # a count answer is tens of bytes; more than this is refused
+MAX_ERROR_BODY = 64 * 1024  # of an error answer, only the message is wanted
+MAX_COUNT = 2**63 - 1  # the largest count a cache or an Arrow int64 column holds
 
 
 @dataclass
@@ -25,42 +38,88 @@ class HttpPolicy:
     max_retry_after: float = 60.0
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse every redirect: the 3xx comes back as an HTTPError, the key never leaves for the
+    host it names."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+@functools.cache
+def _opener() -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(_NoRedirect)
+
+
 def _retry_after(headers) -> float | None:
+    """Seconds the server asked to wait, or None; never negative, NaN or a crash on a bad date."""
     if headers is None:
         return None
-    ms = headers.get("retry-after-ms")
-    if ms:
+    wait = _seconds(headers.get("retry-after-ms"), 1000)
+    if wait is None:
+        wait = _seconds(headers.get("retry-after"), 1)
+    if wait is None and headers.get("retry-after"):
         try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
+            parsed = email.utils.parsedate_to_datetime(headers.get("retry-after"))
+            wait = parsed.timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return None if wait is None or math.isnan(wait) else max(0.0, wait)
+
+
+def _seconds(value: str | None, per_second: int) -> float | None:
     try:
-        return float(value)
+        return float(value) / per_second if value else None
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+        return None
 
 
-def _error_text(provider: str, body: bytes) -> str:
-    """The provider's own error message, from any of the shapes the APIs use."""
+def _error_text(body: bytes) -> str:
+    """The provider's own error message, from any of the shapes the APIs use (unscrubbed: the
+    caller scrubs it before cutting it short)."""
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return body[:200].decode("utf-8", "replace").strip() or "no error body"
+        return _message_of(json.loads(body))
+    except (ValueError, TypeError, RecursionError):  # not JSON, or JSON too odd to render
+        return body.decode("utf-8", "replace").strip() or "no error body"
+
+
+def _message_of(data) -> str:
     if isinstance(data, dict):
         err = data.get("error", data)
         if isinstance(err, dict):
             kind = err.get("type") or err.get("status") or ""
             msg = err.get("message") or data.get("message") or ""
-            return f"{kind}: {msg}".strip(": ") or json.dumps(data)[:200]
+            return f"{kind}: {msg}".strip(": ") or json.dumps(data)
         if isinstance(err, str):
             return err
         if "message" in data:
             return str(data["message"])
-    return json.dumps(data)[:200]
+    return json.dumps(data)
+
+
+def _basic_auth(url: str) -> tuple[str, str | None]:
+    """(the URL without userinfo, a Basic authorization value for the userinfo, or None)."""
+    bare, info = split_userinfo(url, strict=True)
+    if info is None:
+        return url, None
+    user, _, password = info.partition(":")
+    return bare, "Basic " + base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+
+
+def _read(resp, limit: int, deadline: float) -> bytes:
+    """At most `limit` + 1 bytes of a body, given up on once `deadline` (monotonic) has passed:
+    a server dripping an endless body neither fills memory nor holds the request forever."""
+    read = getattr(resp, "read1", None) or resp.read
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = read(min(65536, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if time.monotonic() > deadline:
+            raise TimeoutError("the answer took longer than the timeout to arrive")
+    return b"".join(chunks)
 
 
 def post_json(
@@ -74,50 +133,92 @@ def post_json(
 ) -> dict:
     """POST `body` as JSON and return the decoded JSON answer, retrying what is worth retrying.
 
-    `sign(method, url, headers, data)` may add authentication headers (SigV4). Any secret
-    value is scrubbed from error messages.
+    `sign(method, url, headers, data)` may add authentication headers (SigV4). A password in the
+    URL is sent as Basic authorization (unless `headers` authorize already) and never shown. Any
+    secret value is scrubbed from error messages.
     """
+    secrets = (*secrets, *url_secrets(url))
+    shown = origin(url)
+    if not url.lower().startswith(("http://", "https://")):
+        raise RemoteError(provider, f"the base URL {shown or '(empty)'} does not start with http:// or https://")
+    url, basic = _basic_auth(url)
     data = json.dumps(body).encode()
     attempt = 0
     while True:
         hdrs = {"content-type": "application/json", "accept": "application/json", **headers}
-        if sign is not None:
-            hdrs = sign("POST", url, hdrs, data)
-        req = urllib.request.Request(url, data=data, headers=hdrs, method="POST")
+        if basic and not any(k.lower() == "authorization" for k in hdrs):
+            hdrs["authorization"] = basic
         wait = None
         try:
-            with urllib.request.urlopen(req, timeout=policy.timeout) as resp:
-                raw = resp.read()
+            if sign is not None:
+                hdrs = sign("POST", url, hdrs, data)
+            req = urllib.request.Request(url, data=data, headers=hdrs, method="POST")
+            deadline = time.monotonic() + policy.timeout
+            with _opener().open(req, timeout=policy.timeout) as resp:
+                raw = _read(resp, MAX_BODY, deadline)
+            if len(raw) > MAX_BODY:
+                raise RemoteError(provider, f"the API answered with more than {MAX_BODY // 2**20} MB; refused")
             try:
                 return json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (ValueError, RecursionError):  # not JSON, not UTF-8, too deep, 4300+ digit ints
                 raise RemoteError(provider, "the API answered with a body that is not JSON") from None
         except urllib.error.HTTPError as e:
             status = e.code
-            text = _scrub(_error_text(provider, e.read() or b""), secrets)
+            if 300 <= status < 400:
+                location = e.headers.get("location") if e.headers else None
+                where = f" to {origin(location)}" if location and "://" in location else ""
+                raise RemoteError(
+                    provider,
+                    f"HTTP {status}: the API redirected{where}; redirects are not followed "
+                    f"(is the base URL {shown} right?)",
+                    status,
+                ) from None
+            try:
+                text = excerpt(_error_text(_read(e, MAX_ERROR_BODY, time.monotonic() + policy.timeout)), secrets)
+            except (OSError, http.client.HTTPException):
+                text = "the error body could not be read"
             if status not in RETRY_STATUSES or attempt >= policy.retries:
                 hint = " (check the API key)" if status in (401, 403) else ""
                 raise RemoteError(provider, f"HTTP {status}: {text}{hint}", status) from None
             wait = _retry_after(e.headers)
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-            reason = getattr(e, "reason", e)
+        except (ValueError, http.client.InvalidURL) as e:  # a bad port or host, a header it cannot encode
+            # urllib's own words quote the URL: only the kind of error is shown
+            raise RemoteError(provider, f"the request to {shown} could not be sent ({type(e).__name__})") from None
+        except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, resets, bad answers
             if attempt >= policy.retries:
-                raise RemoteError(provider, f"cannot reach {_origin(url)}: {_scrub(str(reason), secrets)}") from None
+                raise RemoteError(provider, f"cannot reach {shown}: {_reason(e, secrets)}") from None
         attempt += 1
         if wait is None:
             wait = min(policy.max_backoff, policy.backoff * 2 ** (attempt - 1)) * (0.75 + random.random() / 2)
         time.sleep(min(wait, policy.max_retry_after))
 
 
-def _origin(url: str) -> str:
-    from urllib.parse import urlsplit
+def _reason(e: BaseException, secrets) -> str:
+    """Why a connection failed, in the socket's words (scrubbed); urllib's own text reasons
+    (which quote the URL) only by kind."""
+    reason = getattr(e, "reason", None) or e
+    if isinstance(reason, str):
+        return type(e).__name__
+    if isinstance(reason, TimeoutError):
+        return "timed out"
+    return excerpt(str(reason) or type(reason).__name__, secrets)
 
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+
+def describe(data, secrets=(), limit: int = 120) -> str:
+    """A short, scrubbed rendering of a decoded answer, for an error that says what came back."""
+    try:
+        text = json.dumps(data)[: 4 * limit + 4096]
+    except (TypeError, ValueError, RecursionError):
+        text = type(data).__name__
+    return excerpt(text, secrets, limit)
 
 
-def _scrub(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+def count_field(provider: str, data, key: str, secrets=()) -> int:
+    """The token count under `key` of a decoded answer: a non-negative int below 2**63 (bools,
+    floats and strings refused), else a RemoteError naming the provider."""
+    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RemoteError(provider, f"the answer has no usable {key!r} (got {describe(data, secrets)})")
+    if not 0 <= value <= MAX_COUNT:
+        raise RemoteError(provider, f"implausible token count {key!r} in the answer (not in 0 .. 2**63-1)")
+    return value

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .http import HttpPolicy, post_json
+from .http import HttpPolicy, count_field, describe, post_json
+from .redact import redact_url, url_secrets
 
 # The framing of a one-message Claude request: count_tokens of a single user message is its text
 # plus 3 (Rando & Tramer's Claude 3 measurement); a text's own count is the answer minus this.
@@ -68,6 +69,14 @@ class Provider:
     def _post(self, url: str, body: dict, headers: dict, sign=None) -> dict:
         return post_json(self.name, url, body, headers, self.policy, self.secrets, sign)
 
+    def _hidden(self) -> tuple[str, ...]:
+        """What no message may show: the credentials, and any userinfo in the URL."""
+        return (*self.secrets, *url_secrets(self.url))
+
+    def _count(self, data, key: str) -> int:
+        """The count under `key` of an answer, checked (see http.count_field)."""
+        return count_field(self.name, data, key, self._hidden())
+
 
 class Anthropic(Provider):
     name = "anthropic"
@@ -93,9 +102,9 @@ class Anthropic(Provider):
                 body["system"] = system
             if item.tools:
                 body["tools"] = _anthropic_tools(item.tools)
-            return _int(self.name, self._post(self.url, body, headers), "input_tokens")
+            return self._count(self._post(self.url, body, headers), "input_tokens")
         body = {"model": self.model, "messages": [{"role": "user", "content": item}]}
-        return max(0, _int(self.name, self._post(self.url, body, headers), "input_tokens") - CLAUDE_MESSAGE_OVERHEAD)
+        return max(0, self._count(self._post(self.url, body, headers), "input_tokens") - CLAUDE_MESSAGE_OVERHEAD)
 
 
 class Gemini(Provider):
@@ -136,7 +145,7 @@ class Gemini(Provider):
             body = {"generateContentRequest": req}
         else:
             body = {"contents": [{"role": "user", "parts": [{"text": item}]}]}
-        return _int(self.name, self._post(self.url, body, headers), "totalTokens")
+        return self._count(self._post(self.url, body, headers), "totalTokens")
 
 
 class VLLM(Provider):
@@ -170,7 +179,7 @@ class VLLM(Provider):
                 body["tools"] = list(item.tools)
         else:
             body = {"model": self.model, "prompt": item, "add_special_tokens": self.special_tokens}
-        return _int(self.name, self._post(self.url, body, headers), "count")
+        return self._count(self._post(self.url, body, headers), "count")
 
 
 class SelfHosted(Provider):
@@ -207,12 +216,12 @@ class SelfHosted(Provider):
         if self.kind == "tgi":
             data = self._post(self.url, {"inputs": item, "add_special_tokens": self.special_tokens}, headers)
             if not isinstance(data, list):
-                raise RemoteError(self.name, f"expected a list of tokens, got {str(data)[:120]}")
+                raise RemoteError(self.name, f"expected a list of tokens, got {describe(data, self._hidden())}")
             return len(data)
         data = self._post(self.url, {"content": item, "add_special": self.special_tokens}, headers)
         tokens = data.get("tokens") if isinstance(data, dict) else None
         if not isinstance(tokens, list):
-            raise RemoteError(self.name, f"the answer has no 'tokens' list (got {str(data)[:120]})")
+            raise RemoteError(self.name, f"the answer has no 'tokens' list (got {describe(data, self._hidden())})")
         return len(tokens)
 
 
@@ -240,7 +249,7 @@ class Bedrock(Provider):
         self.region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         self.credentials = session.get_credentials()
         frozen = self.credentials.get_frozen_credentials()
-        self.secrets = tuple(s for s in (frozen.secret_key, frozen.token) if s)
+        self.secrets = tuple(s for s in (frozen.secret_key, frozen.token, frozen.access_key) if s)
         base = (
             os.environ.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME") or f"https://bedrock-runtime.{self.region}.amazonaws.com"
         )
@@ -272,9 +281,9 @@ class Bedrock(Provider):
                     ]
                 }
             body = {"input": {"converse": converse}}
-            return _int(self.name, self._post(self.url, body, {}, self._sign), "inputTokens")
+            return self._count(self._post(self.url, body, {}, self._sign), "inputTokens")
         body = {"input": {"converse": {"messages": [{"role": "user", "content": [{"text": item}]}]}}}
-        total = _int(self.name, self._post(self.url, body, {}, self._sign), "inputTokens")
+        total = self._count(self._post(self.url, body, {}, self._sign), "inputTokens")
         return max(0, total - CLAUDE_MESSAGE_OVERHEAD)
 
 
@@ -300,15 +309,6 @@ def _blocks(content) -> list[dict]:
     return _parts(content)
 
 
-def _int(provider: str, data: dict, key: str) -> int:
-    from ..errors import RemoteError
-
-    value = data.get(key) if isinstance(data, dict) else None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise RemoteError(provider, f"the answer has no usable {key!r} (got {str(data)[:120]})")
-    return value
-
-
 def fingerprint(strategy: str, model: str) -> str:
     """An online strategy's fingerprint: the provider's strategy name and the model it is sent."""
     return f"{strategy}:{model}"
@@ -326,7 +326,7 @@ class RemoteStrategy:
         self.name = provider.strategy
         self.encoding = f"{provider.name}:{provider.model}"
         self.engine = provider.name
-        self.source = provider.url
+        self.source = redact_url(provider.url)  # shown by --explain and `omnitok models`
         self.fingerprint = fingerprint(provider.strategy, provider.model)
         self.concurrency = concurrency
 

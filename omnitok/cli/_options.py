@@ -6,6 +6,19 @@ from typing import Annotated
 
 import typer
 
+
+def number(low=None, high=None, *, low_open: bool = False, integer: bool = False):
+    """A callback for a numeric option: finite and within the bounds (omnitok.numbers.checked),
+    else a usage error naming the option (exit 2)."""
+    from ..numbers import checked
+
+    def callback(param: typer.CallbackParam, value):
+        name = max(param.opts, key=len) if param.opts else param.name
+        return checked(name, value, low, high, low_open=low_open, integer=integer)
+
+    return callback
+
+
 Files = Annotated[
     list[str] | None,
     typer.Argument(help="Input files (JSONL, Parquet, text; .gz by suffix). '-' or none: stdin.", show_default=False),
@@ -75,7 +88,13 @@ OnError = Annotated[
 ]
 Jobs = Annotated[
     int | None,
-    typer.Option("--jobs", "-j", help="Worker processes. Default: all cores.", show_default=False),
+    typer.Option(
+        "--jobs",
+        "-j",
+        callback=number(1, 1024, integer=True),
+        help="Worker processes. Default: all cores.",
+        show_default=False,
+    ),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notes on stderr.")]
 Engine = Annotated[

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -83,16 +84,62 @@ def main(argv: list[str] | None = None) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(0)
-    except Exception as e:  # click's own usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.stderr.write("omnitok: aborted\n")
-            sys.exit(errors.EXIT_INTERRUPTED)
-        raise
+    except Exception as e:
+        code = _click_exit(e)
+        if code is None:
+            raise
+        sys.exit(code)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+@functools.cache
+def _click_kinds() -> dict[str, tuple[type, ...]]:
+    """click's exception classes, from click itself and from the copy typer ships (typer >= 0.2x
+    vendors click as `typer._click`, so `click.exceptions.UsageError` no longer matches what
+    typer raises): each kind is the tuple of every class found."""
+    import importlib
+
+    kinds: dict[str, list[type]] = {"no_args": [], "usage": [], "click": [], "exit": [], "abort": []}
+    names = {"no_args": "NoArgsIsHelpError", "usage": "UsageError", "click": "ClickException"}
+    names.update(exit="Exit", abort="Abort")
+    for module in ("typer._click.exceptions", "click.exceptions", "typer.exceptions"):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        for kind, attr in names.items():
+            cls = getattr(mod, attr, None)
+            if isinstance(cls, type) and cls not in kinds[kind]:
+                kinds[kind].append(cls)
+    return {kind: tuple(found) for kind, found in kinds.items()}
+
+
+def _click_exit(e: Exception) -> int | None:
+    """Report a click/typer exception the omnitok way and give its exit code; None if it is not one.
+
+    A usage error is one line on stderr and exit 2; a group called without a command shows its
+    help and exits 2 (as click does); Exit keeps its code; Abort is an interruption.
+    """
+    from ._output import error
+
+    kinds = _click_kinds()
+    if isinstance(e, kinds["exit"]):
+        return getattr(e, "exit_code", 0)
+    if isinstance(e, kinds["abort"]):
+        sys.stderr.write("omnitok: interrupted\n")
+        return errors.EXIT_INTERRUPTED
+    if isinstance(e, kinds["no_args"]):
+        text = e.format_message().strip("\n")  # typer's rich help is printed already, on stdout
+        if text:
+            sys.stderr.write(text + "\n")
+        return errors.EXIT_USAGE
+    if isinstance(e, kinds["usage"]):
+        ctx = getattr(e, "ctx", None)
+        command = ctx.command_path if ctx is not None else "omnitok"
+        message = " ".join(e.format_message().split())
+        error(f"{message} (see '{command} --help')")
+        return errors.EXIT_USAGE
+    if isinstance(e, kinds["click"]):
+        error(" ".join(e.format_message().split()))
+        return getattr(e, "exit_code", errors.EXIT_ERROR)
+    return None

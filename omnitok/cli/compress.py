@@ -34,12 +34,18 @@ FORMATS = ("auto", "jsonl", "json", "text")
 def compress_cmd(
     files: opt.Files = None,
     model: opt.Model = None,
-    budget: int | None = typer.Option(None, "--budget", "-b", help="Keep at most N tokens.", show_default=False),
+    budget: int | None = typer.Option(
+        None, "--budget", "-b", callback=opt.number(0, integer=True), help="Keep at most N tokens.", show_default=False
+    ),
     ratio: float | None = typer.Option(
-        None, "--ratio", help="Keep this share of the tokens (0..1).", show_default=False
+        None, "--ratio", callback=opt.number(0, 1), help="Keep this share of the tokens (0..1).", show_default=False
     ),
     target_compression: float | None = typer.Option(
-        None, "--target-compression", help="Remove this share of the tokens (0.944: keep 5.6%).", show_default=False
+        None,
+        "--target-compression",
+        callback=opt.number(0, 1),
+        help="Remove this share of the tokens (0.944: keep 5.6%).",
+        show_default=False,
     ),
     query: str | None = typer.Option(
         None, "--query", help="The query (for records without their own).", show_default=False
@@ -78,7 +84,11 @@ def compress_cmd(
     ),
     no_dedup: bool = typer.Option(False, "--no-dedup", help="Keep near-duplicate units."),
     min_quality: float | None = typer.Option(
-        None, "--min-quality", help="Gate: exit 6 if any quality_score is below this.", show_default=False
+        None,
+        "--min-quality",
+        callback=opt.number(0, 1),
+        help="Gate: exit 6 if any quality_score is below this.",
+        show_default=False,
     ),
     tokenizer: opt.Tokenizer = None,
     engine: opt.Engine = "auto",

@@ -52,7 +52,7 @@ def count(
     max_tokens: int | None = typer.Option(
         None,
         "--max-tokens",
-        min=0,
+        callback=opt.number(0, integer=True),
         help="CI gate: exit 3 and list the records over this many tokens.",
         show_default=False,
     ),
@@ -63,11 +63,13 @@ def count(
     no_special_tokens: opt.NoSpecialTokens = False,
     online: opt.Online = None,
     strict: opt.Strict = False,
-    timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="Online: seconds per request."),
+    timeout: float = typer.Option(
+        30.0, "--timeout", callback=opt.number(0.1, 3600), help="Online: seconds per request."
+    ),
     retries: int = typer.Option(
         2,
         "--retries",
-        min=0,
+        callback=opt.number(0, 100, integer=True),
         help="Online: retries on 408/409/429/5xx and connection errors, with backoff honouring retry-after.",
     ),
     cache: opt.CacheMode = "auto",
@@ -91,8 +93,6 @@ def count(
     from ..summary import Summary
 
     opt.check_on_error(on_error)
-    if jobs is not None and jobs < 1:
-        raise errors.UsageError("--jobs must be at least 1")
     paths = list(files or [])
     counter = Counter(
         model,

@@ -48,13 +48,21 @@ def validate_cmd(
     model: opt.Model = None,
     stem: bool = typer.Option(False, "--stem", help="ROUGE-L with Porter stemming (rouge-score's use_stemmer)."),
     min_rouge_l: float | None = typer.Option(
-        None, "--min-rouge-l", help="Gate: ROUGE-L F1 at least this.", show_default=False
+        None, "--min-rouge-l", callback=opt.number(0, 1), help="Gate: ROUGE-L F1 at least this.", show_default=False
     ),
     max_ratio: float | None = typer.Option(
-        None, "--max-ratio", help="Gate: compressed/original tokens at most this.", show_default=False
+        None,
+        "--max-ratio",
+        callback=opt.number(0),
+        help="Gate: compressed/original tokens at most this.",
+        show_default=False,
     ),
     min_bertscore: float | None = typer.Option(
-        None, "--min-bertscore", help="Gate: BERTScore F1 at least this.", show_default=False
+        None,
+        "--min-bertscore",
+        callback=opt.number(-1, 1),
+        help="Gate: BERTScore F1 at least this.",
+        show_default=False,
     ),
     bertscore_model: str | None = typer.Option(
         None,
@@ -79,7 +87,16 @@ def validate_cmd(
     from ..io.output import check_output, open_output
     from ..io.readers import InputStream
     from ..records import Extractor
-    from ..validation import FAIL_ON, METRICS, Thresholds, add_bertscore, aggregate, failures, score_pair
+    from ..validation import (
+        FAIL_ON,
+        METRICS,
+        Thresholds,
+        add_bertscore,
+        aggregate,
+        failures,
+        score_pair,
+        with_gated,
+    )
     from ..validation.report import FORMATS, write
     from ._output import error
 
@@ -87,6 +104,8 @@ def validate_cmd(
     for m in chosen:
         if m not in METRICS:
             raise errors.UsageError(f"unknown metric {m!r}; available: {', '.join(METRICS)}")
+    thresholds = Thresholds(min_rouge_l, max_ratio, min_bertscore)
+    chosen = with_gated(chosen, thresholds)  # a gate on a metric turns the metric on
     if fail_on not in FAIL_ON:
         raise errors.UsageError(f"--fail-on must be one of {', '.join(FAIL_ON)}")
     if fmt == "auto":
@@ -94,7 +113,6 @@ def validate_cmd(
     if fmt not in FORMATS:
         raise errors.UsageError(f"--format must be one of {', '.join(FORMATS)}")
     counter = Counter(model) if "compression" in chosen else None
-    thresholds = Thresholds(min_rouge_l, max_ratio, min_bertscore)
     if (original is None) != (compressed is None):
         raise errors.UsageError("give both --original and --compressed, or neither")
     if (original_file is None) != (compressed_file is None):
@@ -158,7 +176,7 @@ def validate_cmd(
         "fail_on": fail_on,
         "passed": not gate_fail and not bad,
         "aggregate": agg,
-        "thresholds": {"min_rouge_l": min_rouge_l, "max_ratio": max_ratio},
+        "thresholds": {"min_rouge_l": min_rouge_l, "max_ratio": max_ratio, "min_bertscore": min_bertscore},
     }
     if fail_on != "any":
         summary["gate_failures"] = gate_fail

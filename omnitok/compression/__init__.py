@@ -76,12 +76,11 @@ def check_budget(budget=None, ratio=None, target_compression=None) -> None:
     """Raise UsageError unless exactly one budget form is given, in range."""
     if sum(x is not None for x in (budget, ratio, target_compression)) != 1:
         raise UsageError("give exactly one of --budget N, --ratio R or --target-compression C")
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 0):
-        raise UsageError(f"--budget is a number of tokens, 0 or more; got {budget!r}")
-    if ratio is not None and not 0 <= ratio <= 1:
-        raise UsageError(f"--ratio is the share of tokens to keep, 0..1; got {ratio}")
-    if target_compression is not None and not 0 <= target_compression <= 1:
-        raise UsageError(f"--target-compression is the share of tokens to remove, 0..1; got {target_compression}")
+    from ..numbers import checked
+
+    checked("--budget", budget, 0, integer=True)
+    checked("--ratio", ratio, 0, 1)
+    checked("--target-compression", target_compression, 0, 1)
 
 
 def budget_of(original_tokens: int, budget=None, ratio=None, target_compression=None) -> int:

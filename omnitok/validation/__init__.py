@@ -17,6 +17,18 @@ class Thresholds:
     max_ratio: float | None = None
     min_bertscore: float | None = None
 
+    def __post_init__(self) -> None:
+        from ..numbers import checked
+
+        checked("--min-rouge-l", self.min_rouge_l, 0, 1)
+        checked("--max-ratio", self.max_ratio, 0)
+        checked("--min-bertscore", self.min_bertscore, -1, 1)
+
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics these thresholds need: a gate on a metric turns the metric on."""
+        need = (("rouge-l", self.min_rouge_l), ("compression", self.max_ratio), ("bertscore", self.min_bertscore))
+        return tuple(metric for metric, threshold in need if threshold is not None)
+
 
 @dataclass
 class ValidationResult:
@@ -94,14 +106,27 @@ def add_bertscore(
     return stats
 
 
+def with_gated(metrics, t: Thresholds) -> tuple[str, ...]:
+    """`metrics` plus every metric a threshold gates on, in order, without repeats."""
+    return tuple(dict.fromkeys((*metrics, *t.metrics())))
+
+
 def failures(scores: dict, t: Thresholds) -> list[str]:
+    """The gates `scores` fail; a gated score that is missing fails too (a gate never passes unread)."""
     out = []
-    if t.min_bertscore is not None and "bertscore_f1" in scores and scores["bertscore_f1"] < t.min_bertscore:
-        out.append(f"bertscore f1 {scores['bertscore_f1']:.4f} < {t.min_bertscore}")
-    if t.min_rouge_l is not None and "rouge_l_f1" in scores and scores["rouge_l_f1"] < t.min_rouge_l:
-        out.append(f"rouge-l f1 {scores['rouge_l_f1']:.4f} < {t.min_rouge_l}")
-    if t.max_ratio is not None and "ratio" in scores and scores["ratio"] > t.max_ratio:
-        out.append(f"ratio {scores['ratio']:.4f} > {t.max_ratio}")
+    gates = (
+        ("bertscore f1", "bertscore_f1", t.min_bertscore, "<"),
+        ("rouge-l f1", "rouge_l_f1", t.min_rouge_l, "<"),
+        ("ratio", "ratio", t.max_ratio, ">"),
+    )
+    for label, key, threshold, fails_when in gates:
+        if threshold is None:
+            continue
+        value = scores.get(key)
+        if value is None:
+            out.append(f"{label} not scored")
+        elif (value < threshold) if fails_when == "<" else (value > threshold):
+            out.append(f"{label} {value:.4f} {fails_when} {threshold}")
     return out
 
 
@@ -119,15 +144,17 @@ def validate(
     rescale: bool = False,
 ) -> ValidationResult:
     """The spec's Python form: `omnitok.validate(original, compressed, metrics=["rouge-l"])`."""
+    thresholds = Thresholds(min_rouge_l, max_ratio, min_bertscore)
+    metrics = with_gated(metrics, thresholds)
     counter = None
     if "compression" in metrics:
         from ..api import Counter
 
         counter = Counter(model)
-    scores = score_pair(original, compressed, tuple(metrics), counter, stem)
+    scores = score_pair(original, compressed, metrics, counter, stem)
     if "bertscore" in metrics:
         add_bertscore([scores], [(original, compressed)], bertscore_model, idf, rescale)
-    fails = failures(scores, Thresholds(min_rouge_l, max_ratio, min_bertscore))
+    fails = failures(scores, thresholds)
     return ValidationResult(not fails, scores.get("rouge_l_f1"), scores, fails)
 
 

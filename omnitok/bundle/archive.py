@@ -17,10 +17,8 @@ import tempfile
 from pathlib import Path
 
 from .._version import __version__
+from .manifest import FORMAT, FORMAT_VERSION, check, is_name
 from .sources import BundleError, gather
-
-FORMAT = "omnitok-bundle"
-FORMAT_VERSION = 1
 
 
 def _hashes(path: Path) -> tuple[str, str, int]:
@@ -82,6 +80,10 @@ def create(recipe, output: str, compression: str | None = None, workdir: str | N
     """Gather the recipe's files and write the bundle to `output`; returns its path."""
     out = Path(output)
     kind = compression_for(str(out), compression)
+    if not is_name(recipe.name):
+        raise BundleError(
+            f"bundle name {recipe.name!r} must be [A-Za-z0-9._-], 1-128 characters, not starting with '.'"
+        )
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         assets, by_model, revisions = gather(recipe, Path(tmp))
         files = []
@@ -107,6 +109,7 @@ def create(recipe, output: str, compression: str | None = None, workdir: str | N
             "hf_revisions": dict(sorted(revisions.items())),
             "files": files,
         }
+        check(manifest, str(out))  # never write a bundle that install would refuse
         data = json.dumps(manifest, indent=1, sort_keys=True).encode()
         tmp_out = out.with_name(out.name + ".part")
         with (
@@ -130,9 +133,13 @@ def inspect(path: str) -> dict:
 
 
 def verify(path: str) -> list[str]:
-    """Every problem found re-hashing a bundle: an empty list means it is intact."""
+    """Every problem found checking a bundle as an install would: an empty list means it is
+    intact and would be accepted (a refusal is listed as the one problem it stops at)."""
     from .install import Limits, check_members
 
     problems: list[str] = []
-    check_members(path, Limits(), None, problems)
+    try:
+        check_members(path, Limits(), None, problems)
+    except BundleError as e:
+        problems.append(str(e))
     return problems

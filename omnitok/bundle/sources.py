@@ -108,6 +108,10 @@ def hf_assets(repo: str, work: Path, revision: str | None = None, local_dir: str
         card = getattr(info, "card_data", None)
         if card is not None:
             license_ = getattr(card, "license", None) or (card.get("license") if hasattr(card, "get") else None)
+        if isinstance(license_, (list, tuple)):  # a model card may list several
+            license_ = ", ".join(map(str, license_))
+        elif license_ is not None:
+            license_ = str(license_)
         cache = work / "hub"
         out = []
         for name in names:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 import typer
@@ -87,14 +88,17 @@ def inspect_cmd(
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"{m['name']} (format {m['format_version']}, omnitok {m['omnitok_version']})")
+    # The manifest's types are checked (bundle/manifest.py); Text() keeps its strings from being
+    # read as rich markup.
+    version = m.get("omnitok_version") or "?"
+    table = Table(title=Text(f"{m['name']} (format {m['format_version']}, omnitok {version})"))
     for col in ("path", "size", "sha256", "source", "revision", "license"):
         table.add_column(col)
     for e in m["files"]:
-        table.add_row(
-            e["path"], str(e["size"]), e["sha256"][:16], e["source"], e.get("revision") or "", e.get("license") or ""
-        )
+        cells = (e["path"], e["size"], e["sha256"][:16], e.get("source"), e.get("revision"), e.get("license"))
+        table.add_row(*(Text("" if c is None else str(c)) for c in cells))
     Console().print(table)
 
 
@@ -121,8 +125,15 @@ def install_cmd(
     from ..bundle import install
     from ..bundle.install import Limits
 
-    limits = Limits(int(max_member_mb * 1_000_000), int(max_total_mb * 1_000_000))
+    limits = Limits(_megabytes(max_member_mb, "--max-member-mb"), _megabytes(max_total_mb, "--max-total-mb"))
     _emit(install(bundle, limits, hf_cache=hf_cache, tiktoken_cache=tiktoken_cache))
+
+
+def _megabytes(value: float, option: str) -> int:
+    """A size option in MB as bytes: a finite number > 0, else a usage error (never a traceback)."""
+    if not math.isfinite(value) or value <= 0 or not math.isfinite(value * 1_000_000):
+        raise errors.UsageError(f"{option} must be a finite number of megabytes > 0, not {value!r}")
+    return max(1, int(value * 1_000_000))
 
 
 @app.command("list")

@@ -162,22 +162,30 @@ def test_invalid_utf8_text(cli, tmp_path):
     )
 
 
-@pytest.mark.parametrize("name", ["empty.jsonl", "empty.txt", "empty.parquet"])
-def test_empty_file(cli, tmp_path, name):
+@pytest.mark.parametrize("name", ["empty.jsonl", "blank.jsonl"])
+def test_records_input_with_no_records_is_no_rows_and_a_warning(cli, tmp_path, name):
+    # The one rule for empty input (README "Input formats"): no records, no rows, said on stderr.
     p = tmp_path / name
+    p.write_bytes(b"" if name == "empty.jsonl" else b"\n  \n")
+    r = cli("count", str(p))
+    assert (r.code, r.out, r.err) == (0, b"", f"omnitok: warning: {p}: no records (the input is empty or blank)\n")
+
+
+def test_empty_text_is_zero_tokens(cli, tmp_path):
+    # As tiktoken (len(enc.encode(""))) and ttok count it, and as {"text": ""} counts.
+    p = tmp_path / "empty.txt"
+    p.write_bytes(b"")
+    assert (cli("count", str(p)).code, cli("count", str(p)).out) == (0, b"0\n")
+    assert cli("count", "-m", "gpt-4o", stdin=b"").out == b"0\n"
+    assert cli("count", stdin=b'{"text": ""}\n').jsonl()[0]["tokens"] == 0
+
+
+def test_empty_parquet_file_is_not_a_parquet_file(cli, tmp_path):
+    p = tmp_path / "empty.parquet"
     p.write_bytes(b"")
     r = cli("count", str(p))
-    assert (r.code, r.err.splitlines()[0]) == (EXIT_ERROR, f"omnitok: error: {p}: file is empty (0 bytes)")
-
-
-def test_blank_jsonl_has_no_records(cli, tmp_path):
-    p = tmp_path / "blank.jsonl"
-    p.write_bytes(b"\n  \n")
-    r = cli("count", str(p))
-    assert (r.code, r.err.splitlines()[0]) == (
-        EXIT_ERROR,
-        f"omnitok: error: {p}: no records (input is empty or blank)",
-    )
+    assert r.code == EXIT_ERROR
+    assert r.err.startswith(f"omnitok: error: {p}: not a readable Parquet file")
 
 
 def test_missing_file_and_directory(cli, tmp_path):

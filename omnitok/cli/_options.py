@@ -59,7 +59,8 @@ InputFormat = Annotated[
     str,
     typer.Option(
         "--input-format",
-        help="auto (by suffix; stdin: JSONL if the first line is a JSON object, else text), jsonl, parquet, text.",
+        help="auto (by suffix; stdin and pipes: JSONL if the first non-blank line is {...}, "
+        "Parquet if it starts with PAR1, else text), jsonl, parquet, text.",
     ),
 ]
 Lines = Annotated[

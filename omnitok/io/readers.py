@@ -4,10 +4,21 @@ Formats: JSONL (one JSON value a line; blank lines are not records), Parquet (st
 batch), plain text (the whole input is one record, or one record a line with `lines=True`).
 `.gz` inputs are decompressed by suffix. A bad record becomes a Record with `error` set; the
 pipeline decides whether that stops the run.
+
+One rule picks the format (`input_format="auto"`): a file named .jsonl/.ndjson/.json is JSONL,
+.parquet/.pq is Parquet (a trailing .gz is looked through), any other named file is text. An
+input with no telling name (stdin, a pipe, a FIFO, process substitution, /dev/stdin) is sniffed:
+gzip is looked through; Parquet if it starts with PAR1; JSONL if its first non-blank line (a UTF-8 BOM aside) starts
+with `{` and ends with `}`, so a malformed first record is the same `<stdin>:1: invalid JSON`
+error a .jsonl file gives; otherwise text. A BOM before a JSONL file's first record is skipped.
+
+Empty input is not an error: empty text is one text of 0 tokens (as tiktoken and ttok count
+it); JSONL or Parquet with no records gives no records, and the run says so on stderr.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
@@ -16,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from .. import notices
 from ..errors import InputError, UsageError
 from ..records import ExtractError, Extractor, Record
 
@@ -74,6 +86,11 @@ class _Counted(io.RawIOBase):
         return n
 
 
+BOM = b"\xef\xbb\xbf"
+GZIP_MAGIC = b"\x1f\x8b"
+_SNIFF_BLANK_LINES = 10_000  # blank lines looked past before a stream is called text
+
+
 def _open(path: str, progress: Progress) -> IO[bytes]:
     if path == STDIN:
         raw: IO[bytes] = sys.stdin.buffer
@@ -86,10 +103,42 @@ def _open(path: str, progress: Progress) -> IO[bytes]:
             raise InputError(path, None, "is a directory, not a file") from None
         except PermissionError:
             raise InputError(path, None, "permission denied") from None
+        except OSError as e:
+            raise InputError(path, None, f"cannot open: {e.strerror}") from None
     counted = io.BufferedReader(_Counted(raw, progress), buffer_size=1 << 20)
     if path != STDIN and path.lower().endswith(".gz"):
         return gzip.GzipFile(fileobj=counted, mode="rb")  # type: ignore[return-value]
     return counted
+
+
+def is_stream(path: str) -> bool:
+    """stdin, a pipe, a FIFO or a device: an input that has no size and cannot seek."""
+    if path == STDIN or path.startswith(("/dev/", "/proc/")):  # /dev/stdin, /dev/fd/63: names of streams
+        return True
+    try:
+        return not os.path.isdir(path) and not os.path.isfile(path) and os.path.exists(path)
+    except OSError:
+        return False
+
+
+def _sniff(f: IO[bytes]) -> tuple[str, list[bytes]]:
+    """(format, lines read) of an unnamed stream, by the module's rule."""
+    try:
+        if f.peek(4)[:4] == b"PAR1":  # type: ignore[attr-defined]
+            return "parquet", []
+    except (AttributeError, OSError, EOFError):
+        pass
+    head: list[bytes] = []
+    while len(head) < _SNIFF_BLANK_LINES:
+        line = f.readline()
+        if not line:
+            break
+        head.append(line)
+        first = line.removeprefix(BOM) if len(head) == 1 else line
+        if first.strip():
+            s = first.strip()
+            return ("jsonl" if s.startswith(b"{") and s.endswith(b"}") else "text"), head
+    return "text", head
 
 
 class InputStream:
@@ -116,31 +165,46 @@ class InputStream:
         self.keep_raw = keep_raw
         self.progress = Progress(total=self._total_bytes())
         self._pos = 0
-        self._stdin: IO[bytes] | None = None
-        self._stdin_head: list[bytes] = []
-        self._stdin_format = "text"
-        if STDIN in paths and input_format == "auto":
-            # Sniff now, so the output format can depend on what stdin holds.
-            self._stdin = _open(STDIN, self.progress)
-            first = self._stdin.readline()
-            self._stdin_head = [first]
-            self._stdin_format = "jsonl" if _looks_like_jsonl(first) else "text"
+        # Streams sniffed (or opened) ahead of reading: path -> (stream, lines read, format).
+        self._opened: dict[str, tuple[IO[bytes], list[bytes], str]] = {}
+        if len(paths) == 1 and self._sniffed(paths[0]):
+            # Sniff now, so the output format can depend on what the stream holds.
+            self._open_sniffed(paths[0])
 
     def _total_bytes(self) -> int | None:
         total = 0
         for p in self.paths:
-            if p == STDIN:
-                return None
             try:
+                if p == STDIN or not os.path.isfile(p):
+                    return None
                 total += os.path.getsize(p)
             except OSError:
                 return None
         return total
 
+    def _sniffed(self, path: str) -> bool:
+        """Whether the format of `path` is found by looking at its bytes (the module's rule)."""
+        if self.input_format != "auto":
+            return False
+        return path == STDIN or (detect_format(path) == "text" and not path.lower().endswith(".gz") and is_stream(path))
+
+    def _open_sniffed(self, path: str) -> tuple[IO[bytes], list[bytes], str]:
+        if path not in self._opened:
+            f = _open(path, self.progress)
+            with contextlib.suppress(AttributeError, OSError):
+                if f.peek(2)[:2] == GZIP_MAGIC:  # type: ignore[attr-defined]
+                    f = gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[assignment]
+                    f = io.BufferedReader(f, buffer_size=1 << 20)  # type: ignore[arg-type]
+            fmt, head = _sniff(f)
+            self._opened[path] = (f, head, fmt)
+        return self._opened[path]
+
     def format_of(self, path: str) -> str:
         if self.input_format != "auto":
             return self.input_format
-        return self._stdin_format if path == STDIN else detect_format(path)
+        if path in self._opened:
+            return self._opened[path][2]
+        return "text" if self._sniffed(path) else detect_format(path)
 
     @property
     def single_text(self) -> bool:
@@ -174,27 +238,26 @@ class InputStream:
 
     def _read(self, path: str) -> Iterator[Record]:
         source = source_name(path)
+        head: list[bytes] = []
         try:
-            if path != STDIN and os.path.exists(path) and os.path.getsize(path) == 0:
-                yield self._error(source, None, "file is empty (0 bytes)")
-                return
-            fmt = self.format_of(path)
+            if self._sniffed(path):
+                f, head, fmt = self._open_sniffed(path)
+            else:
+                fmt = self.format_of(path)
+                f = None if fmt == "parquet" else _open(path, self.progress)
             if fmt == "parquet":
-                yield from self._read_parquet(path, source)
+                yield from self._read_parquet(path, source, f)
                 return
-            f = self._stdin if path == STDIN and self._stdin is not None else _open(path, self.progress)
         except InputError as e:
             yield self._error(source, None, e.reason)
             return
-        head = self._stdin_head if path == STDIN else []
         try:
             if fmt == "jsonl":
                 yield from self._read_jsonl(f, source, head)
             else:
                 yield from self._read_text(f, source, head)
-        except (OSError, EOFError) as e:  # truncated gzip, I/O errors
-            yield self._error(source, None, f"cannot read: {e}")
         finally:
+            self._opened.pop(path, None)
             if path != STDIN:
                 f.close()
 
@@ -204,26 +267,33 @@ class InputStream:
         loads = orjson.loads
         seen = False
         lineno = 0
-        for chunk in (head, f):
-            for line in chunk:
-                lineno += 1
-                if not line.strip():
-                    continue
-                seen = True
-                try:
-                    obj = loads(line)
-                except orjson.JSONDecodeError as e:
-                    yield self._error(source, lineno, _json_error(line, e), raw=_raw_line(line))
-                    continue
-                yield self._record(source, lineno, obj)
+        try:
+            for chunk in (head, f):
+                for line in chunk:
+                    lineno += 1
+                    if lineno == 1:
+                        line = line.removeprefix(BOM)
+                    if not line.strip():
+                        continue
+                    seen = True
+                    try:
+                        obj = loads(line)
+                    except orjson.JSONDecodeError as e:
+                        yield self._error(source, lineno, _json_error(line, e), raw=_raw_line(line))
+                        continue
+                    yield self._record(source, lineno, obj)
+        except (OSError, EOFError) as e:  # a truncated .gz, an I/O error: where the reading stopped
+            yield self._error(source, lineno + 1, f"cannot read past line {lineno}: {_read_error(e)}")
+            return
         if not seen:
-            yield self._error(source, None, "no records (input is empty or blank)")
+            notices.warn_once(f"no-records:{source}", f"{source}: no records (the input is empty or blank)")
 
     def _read_text(self, f: IO[bytes], source: str, head: list[bytes]) -> Iterator[Record]:
         if not self.lines:
-            data = b"".join(head) + f.read()
-            if not data:
-                yield self._error(source, None, "input is empty (0 bytes)")
+            try:
+                data = b"".join(head) + f.read()
+            except (OSError, EOFError) as e:
+                yield self._error(source, None, f"cannot read: {_read_error(e)}")
                 return
             try:
                 text = data.decode("utf-8")
@@ -234,29 +304,38 @@ class InputStream:
             yield self._record(source, None, text)
             return
         lineno = 0
-        for chunk in (head, f):
-            for raw in chunk:
-                lineno += 1
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    _, msg = _utf8_error(raw, e)
-                    yield self._error(source, lineno, msg, raw=_raw_line(raw))
-                    continue
-                if text.endswith("\n"):
-                    text = text[:-2] if text.endswith("\r\n") else text[:-1]
-                yield self._record(source, lineno, text)
+        try:
+            for chunk in (head, f):
+                for raw in chunk:
+                    lineno += 1
+                    try:
+                        text = raw.decode("utf-8")
+                    except UnicodeDecodeError as e:
+                        _, msg = _utf8_error(raw, e)
+                        yield self._error(source, lineno, msg, raw=_raw_line(raw))
+                        continue
+                    if text.endswith("\n"):
+                        text = text[:-2] if text.endswith("\r\n") else text[:-1]
+                    yield self._record(source, lineno, text)
+        except (OSError, EOFError) as e:
+            yield self._error(source, lineno + 1, f"cannot read past line {lineno}: {_read_error(e)}")
+            return
         if lineno == 0:
-            yield self._error(source, None, "input is empty (0 bytes)")
+            notices.warn_once(f"no-records:{source}", f"{source}: no lines (the input is empty)")
 
-    def _read_parquet(self, path: str, source: str) -> Iterator[Record]:
+    def _read_parquet(self, path: str, source: str, stream: IO[bytes] | None = None) -> Iterator[Record]:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:
-            target = io.BytesIO(sys.stdin.buffer.read()) if path == STDIN else path
+            if stream is not None or path == STDIN:  # cannot seek: read it whole
+                with stream or _open(path, self.progress) as f:
+                    target: Any = io.BytesIO(f.read())
+                size = 0
+            else:
+                target, size = path, os.path.getsize(path)
             pf = pq.ParquetFile(target)
-        except (pa.ArrowException, OSError) as e:
+        except (pa.ArrowException, OSError, EOFError) as e:
             yield self._error(source, None, f"not a readable Parquet file: {e}")
             return
         names = pf.schema_arrow.names
@@ -270,32 +349,31 @@ class InputStream:
         if not self.keep_raw and tops is not None:
             columns = sorted(set(tops) | ({id_field} & set(names) if id_field else set()))
         # Progress is in file bytes; a Parquet file's share is spread over its rows.
-        size = 0 if path == STDIN else os.path.getsize(path)
-        rows_total = max(pf.metadata.num_rows, 1)
+        meta = pf.metadata
+        rows_total = max(meta.num_rows, 1)
         row = 0
-        try:
-            for batch in pf.iter_batches(batch_size=4096, columns=columns):
-                for obj in batch.to_pylist():
+        for group in range(meta.num_row_groups):
+            # Row group by row group: a damaged group is an error record for each of its rows
+            # (row numbers from the footer), and the groups after it are still read.
+            end = row + meta.row_group(group).num_rows
+            try:
+                for batch in pf.iter_batches(batch_size=4096, columns=columns, row_groups=[group]):
+                    for obj in batch.to_pylist():
+                        row += 1
+                        yield self._record(source, row, obj, extractor)
+                    self.progress.done += size * batch.num_rows // rows_total
+            except (pa.ArrowException, OSError, EOFError) as e:
+                reason = f"cannot read Parquet row group {group}: {_read_error(e)}"
+                while row < end:
                     row += 1
-                    yield self._record(source, row, obj, extractor)
-                self.progress.done += size * batch.num_rows // rows_total
-        except (pa.ArrowException, OSError) as e:
-            yield self._error(source, row + 1, f"cannot read Parquet row group: {e}")
-            return
+                    yield self._error(source, row, reason)
         if row == 0:
-            yield self._error(source, None, "no rows")
+            notices.warn_once(f"no-records:{source}", f"{source}: no rows")
 
 
-def _looks_like_jsonl(first: bytes) -> bool:
-    s = first.strip()
-    if not s.startswith(b"{"):
-        return False
-    import orjson
-
-    try:
-        return isinstance(orjson.loads(s), dict)
-    except orjson.JSONDecodeError:
-        return False
+def _read_error(e: BaseException) -> str:
+    text = " ".join(str(e).split())[:300]
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _raw_line(line: bytes) -> str:

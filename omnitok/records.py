@@ -22,6 +22,7 @@ class Record:
     overhead: int = 0  # tokens added by chat framing
     fields: list[str] | None = None  # names of the texts when several fields are counted
     raw: Any = None  # the input record, kept for --add-field and error records
+    raw_json: bytes | None = None  # its JSON text as read (kept with raw), so fields come back byte-for-byte
     error: str | None = None
 
     @property

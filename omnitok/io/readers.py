@@ -221,11 +221,13 @@ class InputStream:
         self.progress.records += 1
         return pos
 
-    def _record(self, source: str, line: int | None, obj: Any, extractor: Extractor | None = None) -> Record:
+    def _record(
+        self, source: str, line: int | None, obj: Any, extractor: Extractor | None = None, text: bytes | None = None
+    ) -> Record:
         ex = extractor or self.extractor
         rec = Record(self._next_pos(), source, line, ex.record_id(obj))
         if self.keep_raw:
-            rec.raw = obj
+            rec.raw, rec.raw_json = obj, text
         try:
             rec.texts, rec.overhead, rec.fields = ex.extract(obj)
         except ExtractError as e:
@@ -281,7 +283,7 @@ class InputStream:
                     except orjson.JSONDecodeError as e:
                         yield self._error(source, lineno, _json_error(line, e), raw=_raw_line(line))
                         continue
-                    yield self._record(source, lineno, obj)
+                    yield self._record(source, lineno, obj, text=line if self.keep_raw else None)
         except (OSError, EOFError) as e:  # a truncated .gz, an I/O error: where the reading stopped
             yield self._error(source, lineno + 1, f"cannot read past line {lineno}: {_read_error(e)}")
             return

@@ -96,10 +96,33 @@ class AddFieldSink(JsonlSink):
         self.name = name
 
     def result(self, c: Counted) -> None:
-        raw = c.record.raw
+        raw, text = c.record.raw, c.record.raw_json
+        if text is not None and isinstance(raw, dict):
+            self.out.write(self._added(text, raw, c.tokens) + b"\n")
+            return
         obj = dict(raw) if isinstance(raw, dict) else {"text": raw}
         obj[self.name] = c.tokens
         self.out.write(self._dumps(obj, default=str) + b"\n")
+
+    def _added(self, text: bytes, obj: dict, tokens: int) -> bytes:
+        """The record's own JSON text with the count added: every input field comes back
+        byte-for-byte (orjson would turn an integer past 64 bits into a float)."""
+        body = text.strip()
+        if self.name not in obj and body.endswith(b"}"):
+            head = body[:-1].rstrip()
+            return head + (b"," if obj else b"") + self._dumps(self.name) + b":%d}" % tokens
+        # The field is there already (a count from an earlier run): replace its value; numbers are
+        # carried over as written.
+        import json
+
+        import orjson
+
+        def as_written(literal: str):
+            return orjson.Fragment(literal)
+
+        exact = json.loads(body, parse_int=as_written, parse_float=as_written, parse_constant=as_written)
+        exact[self.name] = tokens
+        return self._dumps(exact)
 
 
 class NumberSink(Sink):

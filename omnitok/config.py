@@ -9,24 +9,244 @@ The config file is TOML at $OMNITOK_CONFIG, else $XDG_CONFIG_HOME/omnitok/config
     [cache]                          # omnitok.cache.CacheSettings fields
     directory = "/var/cache/omnitok"
     l3_url = "redis://127.0.0.1:6379/0"
+
+Everything read is checked here, in one place: a value of the wrong type or out of range is a
+UsageError naming the file, the key and what is allowed; an unknown key or section is a warning
+with the closest known name. The [cache] rules (`check_cache_value`) also serve the cache options
+of the command line and of the library, through omnitok.cache.CacheSettings.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import notices
 from .errors import UsageError
+
+HASH_ALGORITHMS = ("blake3", "sha256")
+L3_SCHEMES = ("redis", "rediss", "valkey", "valkeys", "unix")
+MAX_BLOOM_BITS = 2**32  # 512 MiB of filter: a bound on what a setting (or a file) can make us allocate
+TOP_LEVEL = ("prefer_offline", "local_model_dirs", "cache")
 
 
 @dataclass(frozen=True)
 class Settings:
     prefer_offline: bool = True
     local_model_dirs: dict[str, str] = field(default_factory=dict)
-    cache: dict = field(default_factory=dict)  # the [cache] table (CacheSettings fields)
+    cache: dict = field(default_factory=dict)  # the [cache] table, checked (CacheSettings fields)
     source: str | None = None  # the config file read, if any
+
+
+# --- checking values --------------------------------------------------------------------------
+
+
+class Invalid(ValueError):
+    """A value a rule refuses; the message says what is allowed (`must be ..., not ...`)."""
+
+
+def shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _whole(value, low: int, high: int) -> int:
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise Invalid(f"must be a whole number from {low:,} to {high:,}, not {shown(value)}")
+    return value
+
+
+def _number(value, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        lo = f"{'above' if low_open else 'at least'} {low:g}"
+        hi = f"{'below' if high_open else 'at most'} {high:g}"
+        raise Invalid(f"must be a finite number {lo} and {hi}, not {shown(value)}")
+    return value
+
+
+def _none(value) -> bool:
+    return isinstance(value, str) and value.strip().lower() == "none"
+
+
+def _bool(value) -> bool:
+    if not isinstance(value, bool):
+        raise Invalid(f"must be true or false (a TOML boolean, unquoted), not {shown(value)}")
+    return value
+
+
+def _directory(value):
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise Invalid(f"must be a directory path, or 'none' for no disk tier, not {shown(value)}")
+    return value
+
+
+def _ttl(value, *, whole: bool, high: float):
+    if value is None or _none(value):
+        return None
+    try:
+        return _whole(value, 1, int(high)) if whole else _number(value, 0, high)
+    except Invalid:
+        kind = f"a whole number of seconds from 1 to {int(high):,}" if whole else f"seconds from 0 to {high:g}"
+        raise Invalid(f"must be {kind}, or 'none' for no expiry, not {shown(value)}") from None
+
+
+def _prefix(value) -> str:
+    if not isinstance(value, str) or not value or len(value) > 256 or any(c in value for c in "*?[]\\\0\n\r"):
+        # SCAN MATCH prefix* finds what `cache clear` deletes: a glob character or an empty prefix
+        # would reach keys that are not omnitok's.
+        raise Invalid(f"must be a non-empty key prefix (no * ? [ ] \\, at most 256 characters), not {shown(value)}")
+    return value
+
+
+def _algorithm(value) -> str:
+    if value not in HASH_ALGORITHMS:
+        raise Invalid(f"must be one of {', '.join(HASH_ALGORITHMS)}, not {shown(value)}")
+    return value
+
+
+_SECRET_PARAM = re.compile(r"(?i)([?&;](?:password|passwd|pass|pwd|secret|token|auth)=)[^&;#]*")
+
+
+def redact_url(url: str) -> str:
+    """`url` fit to print: a password in its userinfo (`user:***@`) and secret query parameters
+    masked. Works on the text, not on a parse, so a URL that urlsplit refuses
+    (`redis://u:pw@[::1:6379/0`) is masked too; when in doubt it masks more."""
+    if not isinstance(url, str):
+        return "***"
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    if "@" in rest[:end]:
+        at = rest[:end].rfind("@")
+    elif ":" in rest[:end] and "@" in rest[end:]:
+        at = rest.find("@")  # user:pa/ss@host: the password ran past the authority
+    else:
+        at = -1
+    if at >= 0:
+        user, colon, _ = rest[:at].partition(":")
+        info = f"{user}:***" if colon and not any(c in user for c in "/?#") else ("***" if colon else user)
+        rest = f"{info}@{rest[at + 1 :]}"
+    return _SECRET_PARAM.sub(r"\1***", f"{scheme}{sep}{rest}")
+
+
+def l3_url(value) -> str:
+    """An L3 URL redis-py (or valkey) can connect with: a known scheme, a host (or a socket path for
+    unix://), a port and a database number that parse. Messages show the URL with its password
+    hidden."""
+    from urllib.parse import parse_qs, urlsplit
+
+    schemes = ", ".join(s + "://" for s in L3_SCHEMES)
+    if not isinstance(value, str):
+        raise Invalid(f"must be a {schemes} URL, not {shown(value)}")
+    safe = shown(redact_url(value))
+    scheme, sep, _ = value.partition("://")
+    if not sep or scheme.lower() not in L3_SCHEMES:
+        raise Invalid(f"must be a {schemes} URL, not {safe}")
+    if len(value) > 4096 or any(c.isspace() or ord(c) < 32 for c in value):
+        raise Invalid(f"must be a URL without spaces or control characters, at most 4096 long, not {safe}")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+        query = parse_qs(parts.query, strict_parsing=False)
+    except ValueError as e:
+        raise Invalid(f"must be a valid URL, not {safe} ({e})") from None
+    if scheme.lower() == "unix":
+        if not parts.path:
+            raise Invalid(f"must name a socket path (unix:///run/redis.sock), not {safe}")
+    else:
+        if port == 0:
+            raise Invalid(f"must have a port from 1 to 65535, not {safe}")
+        db = parts.path.strip("/")
+        if db and not (db.isdigit() and int(db) < 2**31):
+            raise Invalid(f"must end in a database number (/0), not {safe}")
+    for name in ("db", "socket_timeout", "socket_connect_timeout"):
+        for v in query.get(name, []):
+            try:
+                float(v) if name != "db" else int(v)
+            except ValueError:
+                raise Invalid(f"has a bad {name} parameter in {safe}") from None
+    return value
+
+
+def bloom_shape(capacity: int, error_rate: float) -> tuple[int, int]:
+    """(hash functions, bits per slice) of a Bloom filter (pybloom-live's formula)."""
+    slices = int(math.ceil(math.log(1.0 / error_rate, 2)))
+    bits_per_slice = int(math.ceil((capacity * abs(math.log(error_rate))) / (slices * (math.log(2) ** 2))))
+    return slices, bits_per_slice
+
+
+def check_bloom(capacity: int, error_rate: float) -> None:
+    slices, per_slice = bloom_shape(capacity, error_rate)
+    if slices * per_slice > MAX_BLOOM_BITS:
+        raise Invalid(
+            f"a capacity of {capacity:,} at an error rate of {error_rate:g} needs a "
+            f"{slices * per_slice / 8 / 2**20:,.0f} MiB Bloom filter, more than the {MAX_BLOOM_BITS // 8 // 2**20} MiB "
+            "allowed: lower bloom_capacity or raise bloom_error_rate"
+        )
+
+
+CACHE_RULES = {
+    "directory": _directory,
+    "l3_url": l3_url,
+    "l1_max_entries": lambda v: _whole(v, 1, 10**9),
+    "l1_ttl": lambda v: _ttl(v, whole=False, high=10 * 365 * 86400),
+    "l2_size_mb": lambda v: _number(v, 0, 10**9, low_open=True),
+    "l3_ttl": lambda v: _ttl(v, whole=True, high=100 * 365 * 86400),
+    "l3_prefix": _prefix,
+    "l3_timeout": lambda v: _number(v, 0, 3600, low_open=True),
+    "hash_algorithm": _algorithm,
+    "bloom": _bool,
+    "bloom_capacity": lambda v: _whole(v, 1, 10**9),
+    "bloom_error_rate": lambda v: _number(v, 0, 1, low_open=True, high_open=True),
+}
+
+
+def check_cache_value(key: str, value, where: str):
+    """`value` for the [cache] key `key`, normalised ('none' TTL -> None), or a UsageError
+    `<where>: must be ..., not ...`."""
+    try:
+        return CACHE_RULES[key](value)
+    except Invalid as e:
+        raise UsageError(f"{where}: {e}") from None
+
+
+def check_cache_table(table: dict, where: str) -> dict:
+    """The [cache] table checked key by key (errors name `where` and the key); unknown keys are
+    warned about and dropped."""
+    out = {}
+    for key, value in table.items():
+        if key not in CACHE_RULES:
+            _unknown(f"{where}: unknown key {key!r} in [cache]", key, CACHE_RULES)
+            continue
+        out[key] = check_cache_value(key, value, f"{where}: [cache] {key}")
+    capacity, rate = out.get("bloom_capacity", 5_000_000), out.get("bloom_error_rate", 0.01)
+    try:
+        check_bloom(capacity, rate)
+    except Invalid as e:
+        key = "bloom_capacity" if "bloom_capacity" in out else "bloom_error_rate"
+        raise UsageError(f"{where}: [cache] {key}: {e}") from None
+    return out
+
+
+def _unknown(message: str, key: str, known) -> None:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+    notices.warn_once(f"config-unknown:{message}", f"{message}{hint}; ignored")
+
+
+# --- the file and the environment ---------------------------------------------------------------
 
 
 def config_path() -> Path:
@@ -36,33 +256,54 @@ def config_path() -> Path:
     return Path(base) / "omnitok" / "config.toml"
 
 
-def _read_file(path: Path) -> dict:
-    if not path.is_file():
+def _read_file(path: Path, named: bool) -> dict:
+    """The parsed file; {} when the default file is absent. A file named by OMNITOK_CONFIG must
+    exist, and whichever path is used must be a readable file."""
+    where = f"OMNITOK_CONFIG={path}" if named else str(path)
+    if not path.exists():
+        if named:
+            raise UsageError(f"{where}: no such file")
         return {}
+    if not path.is_file():
+        raise UsageError(f"{where}: not a file (a directory?); a TOML file is expected")
     try:
         import tomllib
     except ImportError:  # Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UsageError(f"{where}: cannot read it ({e.strerror or e})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UsageError(f"{path}: not valid TOML: {e}") from None
 
 
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def _env_bool(name: str) -> bool | None:
     value = os.environ.get(name)
-    if value is None or value == "":
+    if value is None or value.strip() == "":
         return None
-    return value.strip().lower() in ("1", "true", "yes", "on")
+    if value.strip().lower() in TRUE:
+        return True
+    if value.strip().lower() in FALSE:
+        return False
+    raise UsageError(f"{name} must be one of {'/'.join(TRUE)} or {'/'.join(FALSE)}, not {shown(value)}")
 
 
 @functools.cache
 def settings() -> Settings:
     path = config_path()
-    data = _read_file(path)
+    data = _read_file(path, bool(os.environ.get("OMNITOK_CONFIG")))
+    for key, value in data.items():
+        if key not in TOP_LEVEL:
+            kind = "section" if isinstance(value, dict) else "key"
+            shown_key = f"[{key}]" if isinstance(value, dict) else repr(key)
+            _unknown(f"{path}: unknown {kind} {shown_key}", key, TOP_LEVEL)
     dirs = data.get("local_model_dirs", {})
     if not isinstance(dirs, dict) or not all(isinstance(v, str) for v in dirs.values()):
-        raise UsageError(f"{path}: local_model_dirs must map model ids to directory strings")
+        raise UsageError(f"{path}: local_model_dirs must be a table mapping model ids to directory strings")
     # OMNITOK_LOCAL_MODEL_DIRS="id=dir;id2=dir2" adds to (and overrides) the file's table.
     for item in filter(None, os.environ.get("OMNITOK_LOCAL_MODEL_DIRS", "").split(";")):
         key, sep, value = item.partition("=")
@@ -70,10 +311,13 @@ def settings() -> Settings:
             raise UsageError(f"OMNITOK_LOCAL_MODEL_DIRS: expected id=dir, got {item!r}")
         dirs = {**dirs, key.strip(): value.strip()}
     prefer_offline = data.get("prefer_offline", True)
+    if not isinstance(prefer_offline, bool):
+        raise UsageError(f"{path}: prefer_offline must be true or false (a TOML boolean), not {shown(prefer_offline)}")
     env = _env_bool("OMNITOK_PREFER_OFFLINE")
     if env is not None:
         prefer_offline = env
     cache = data.get("cache", {})
     if not isinstance(cache, dict):
-        raise UsageError(f"{path}: [cache] must be a table")
-    return Settings(bool(prefer_offline), dict(dirs), dict(cache), str(path) if data else None)
+        raise UsageError(f"{path}: cache must be a table ([cache]), not {shown(cache)}")
+    cache = check_cache_table(cache, str(path))
+    return Settings(prefer_offline, dict(dirs), cache, str(path) if data else None)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .tiered import CacheSettings, TieredCache
+from ..config import redact_url
+from .tiered import CacheError, CacheSettings, TieredCache
 
-__all__ = ["CacheSettings", "TieredCache", "default_dir", "settings_from", "wrap"]
+__all__ = ["CacheError", "CacheSettings", "TieredCache", "default_dir", "redact_url", "settings_from", "wrap"]
 
 MODES = ("auto", "on", "off")
 
@@ -17,18 +18,30 @@ def default_dir() -> Path:
     return Path(base) / "omnitok"
 
 
+def _pick(key: str, flag: str, flag_value, env: str, cfg: dict):
+    """The first of flag, environment variable and config value that is set, checked by the
+    [cache] rule for `key`; an error names where the bad value came from."""
+    from ..config import check_cache_value
+
+    if flag_value:
+        return check_cache_value(key, flag_value, flag)
+    if os.environ.get(env):
+        return check_cache_value(key, os.environ[env], env)
+    return cfg.get(key)  # checked with the file
+
+
 def settings_from(cache_dir: str | None = None, l3_url: str | None = None) -> CacheSettings:
-    """Cache settings: defaults < config file [cache] < environment < flags."""
+    """Cache settings: defaults < config file [cache] < environment < flags (each value checked:
+    a bad one is a UsageError naming the file and key, the variable or the option)."""
     from ..config import settings
 
-    cfg = dict(settings().cache)
-    directory = cache_dir or os.environ.get("OMNITOK_CACHE_DIR") or cfg.pop("directory", None) or default_dir()
-    if str(directory).lower() == "none":  # no disk tier: L1 (+ L3)
+    cfg = {k: v for k, v in settings().cache.items() if k not in ("directory", "l3_url")}
+    file_cfg = settings().cache
+    directory = _pick("directory", "--cache-dir", cache_dir, "OMNITOK_CACHE_DIR", file_cfg) or default_dir()
+    if str(directory).strip().lower() == "none":  # no disk tier: L1 (+ L3)
         directory = None
-    url = l3_url or os.environ.get("L3_CACHE_URL") or cfg.pop("l3_url", None)
-    allowed = set(CacheSettings.__dataclass_fields__) - {"directory", "l3_url"}
-    extra = {k: v for k, v in cfg.items() if k in allowed}
-    return CacheSettings(Path(directory).expanduser() if directory else None, url, **extra)
+    url = _pick("l3_url", "--l3-url", l3_url, "L3_CACHE_URL", file_cfg)
+    return CacheSettings(Path(directory).expanduser() if directory else None, url, **cfg)
 
 
 def wrap(strategy, mode: str, settings: CacheSettings, options: str = ""):

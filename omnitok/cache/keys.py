@@ -7,7 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-ALGORITHMS = ("blake3", "sha256")
+from ..config import HASH_ALGORITHMS as ALGORITHMS
+from ..errors import UsageError
 
 
 def hasher(algorithm: str = "blake3"):
@@ -16,11 +17,14 @@ def hasher(algorithm: str = "blake3"):
             from blake3 import blake3
 
             return blake3
-        except ImportError:  # the cache extra is not installed: same keys cannot be promised
-            raise ImportError("hash_algorithm blake3 needs the blake3 package (pip install 'omnitok[cache]')") from None
+        except ImportError:  # the package is missing: the same keys cannot be promised
+            raise UsageError(
+                "hash_algorithm blake3 needs the blake3 package",
+                hint='pip install blake3, or set hash_algorithm = "sha256" in the config\'s [cache]',
+            ) from None
     if algorithm == "sha256":
         return hashlib.sha256
-    raise ValueError(f"unknown hash_algorithm {algorithm!r}; one of {', '.join(ALGORITHMS)}")
+    raise UsageError(f"hash_algorithm must be one of {', '.join(ALGORITHMS)}, not {algorithm!r}")
 
 
 def item_bytes(item) -> bytes:

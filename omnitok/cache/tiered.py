@@ -7,12 +7,27 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter as Tally
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .. import notices
-from .disk import BLOOM_FILE, STATS_KEY, Bloom, DiskTier, UnsafeValue
+from ..config import redact_url
+from ..errors import OmnitokError, UsageError
+from .disk import (
+    BLOOM_FILE,
+    DB_FILE,
+    MAX_VALUE_BYTES,
+    STATS_KEY,
+    Bloom,
+    DamagedBloom,
+    DamagedCache,
+    DiskTier,
+    UnsafeValue,
+    is_corruption,
+    remove_database,
+)
 from .memory import MemoryTier
+from .redis import Oversized
 
 STAT_FIELDS = (
     "l1_hits",
@@ -29,6 +44,10 @@ STAT_FIELDS = (
 
 @dataclass(frozen=True)
 class CacheSettings:
+    """Where and how to cache. Every field is checked when the object is made (the rules are the
+    config file's [cache] rules, omnitok.config.CACHE_RULES): a bad value is a UsageError, whatever
+    front end built it."""
+
     directory: Path | None  # L2; None: no L2
     l3_url: str | None = None
     l1_max_entries: int = 100_000
@@ -42,16 +61,39 @@ class CacheSettings:
     bloom_capacity: int = 5_000_000
     bloom_error_rate: float = 0.01
 
+    def __post_init__(self):
+        from ..config import Invalid, check_bloom, check_cache_value
+
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.name in ("directory", "l3_url"):
+                continue
+            value = check_cache_value(f.name, value, f"cache settings: {f.name}")
+            if f.name == "directory":
+                value = Path(value)
+            object.__setattr__(self, f.name, value)
+        try:
+            check_bloom(self.bloom_capacity, self.bloom_error_rate)
+        except Invalid as e:
+            raise UsageError(f"cache settings: {e}") from None
+
+
+class CacheError(OmnitokError):
+    """A cache command that could not do what was asked of a tier (down, damaged, read-only)."""
+
 
 def parse_count(value) -> int | None:
     """A cached count: a non-negative int (or its decimal text from Redis); anything else is foreign."""
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
-    if isinstance(value, str) and value.isdigit() and len(value) < 19:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     return None
+
+
+parse_count.max_bytes = 20  # what L3 may send back for one count
 
 
 def parse_scores(value) -> list[float] | None:
@@ -75,14 +117,7 @@ def parse_scores(value) -> list[float] | None:
     return None
 
 
-def _redact(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+_redact = redact_url  # the old private name, until every caller imports redact_url
 
 
 class TieredCache:
@@ -94,64 +129,108 @@ class TieredCache:
         self.l3 = None
         self.bloom: Bloom | None = None
         self.stats: Tally = Tally()
+        self.writes: Tally = Tally()  # entries stored per tier this run
+        self.failed: dict[str, str] = {}  # tier -> why it is not in use (its first failure)
+        self.damaged: DamagedCache | None = None  # L2's database is damaged: `clear` rebuilds it
+        self.rebuilt: dict[str, str] = {}  # tier -> what `clear` rebuilt
         if settings.directory is not None:
-            try:
-                self.l2 = DiskTier(settings.directory, settings.l2_size_mb)
-            except (OSError, sqlite3.Error) as e:
-                self._warn("l2", f"the disk cache at {settings.directory} is unusable ({e}); using memory only")
-        if self.l2 is not None and settings.bloom:
-            self._open_bloom()
+            self._open_l2()
         if settings.l3_url:
-            try:
-                from .redis import RedisTier
-
-                self.l3 = RedisTier(settings.l3_url, settings.l3_prefix, settings.l3_ttl, settings.l3_timeout)
-            except ImportError:
-                self._warn("l3", "L3 needs redis-py (pip install 'omnitok[cache]'); carrying on with L1+L2")
-            except Exception as e:  # redis.exceptions.ConnectionError, TimeoutError, bad URL
-                self._warn(
-                    "l3",
-                    f"L3 cache {_redact(settings.l3_url)} unreachable ({type(e).__name__}); carrying on with L1+L2",
-                )
+            self._open_l3()
 
     # --- set-up and failure handling ---------------------------------------------------------
 
-    def _warn(self, tier: str, message: str) -> None:
+    def _open_l2(self) -> None:
+        s = self.settings
+        try:
+            self.l2 = DiskTier(s.directory, s.l2_size_mb)
+        except DamagedCache as e:
+            self._l2_damaged(e)
+        except (OSError, sqlite3.Error) as e:
+            if is_corruption(e):
+                self._l2_damaged(DamagedCache(s.directory / DB_FILE, "damaged", f"is damaged ({e})"))
+            else:
+                self._warn("l2", f"the disk cache at {s.directory} is unusable ({_why(e)})", "using memory only")
+        if self.l2 is not None and s.bloom:
+            try:
+                self._open_bloom()
+            except (OSError, sqlite3.Error) as e:
+                self._l2_failed(e)
+
+    def _l2_damaged(self, e: DamagedCache) -> None:
+        self.l2, self.bloom = None, None
+        if e.kind == "damaged":
+            self.damaged = e
+            then = "`omnitok cache clear --tier l2` rebuilds it"
+        else:
+            then = "omnitok leaves it alone: choose another --cache-dir"
+        self._warn("l2", str(e), f"using memory only ({then})")
+
+    def _open_l3(self) -> None:
+        s = self.settings
+        try:
+            from .redis import RedisTier
+
+            self.l3 = RedisTier(s.l3_url, s.l3_prefix, s.l3_ttl, s.l3_timeout)
+        except ImportError:
+            self._warn("l3", "L3 needs redis-py (pip install 'omnitok[cache]')", "carrying on with L1+L2")
+        except Exception as e:  # redis.exceptions.ConnectionError, TimeoutError, AuthenticationError
+            self._warn("l3", f"L3 cache {redact_url(s.l3_url)} unreachable ({_why(e)})", "carrying on with L1+L2")
+
+    def _warn(self, tier: str, reason: str, then: str) -> None:
+        """Report a tier's failure once (`reason; then`); `failures()` keeps the first reason."""
         self.stats[f"{tier}_errors"] += 1
-        notices.warn_once(f"cache-{tier}", f"cache: {message}")
+        self.failed.setdefault(tier, reason)
+        notices.warn_once(f"cache-{tier}", f"cache: {reason}; {then}")
 
     def _open_bloom(self) -> None:
         s = self.settings
         path = self.l2.directory / BLOOM_FILE
         try:
             self.bloom = Bloom(path, s.bloom_capacity, s.bloom_error_rate)
-        except (OSError, ValueError) as e:
+        except (OSError, DamagedBloom) as e:
             notices.warn_once("cache-bloom", f"cache: the Bloom filter {path} is damaged ({e}); rebuilding it from L2")
-            path.unlink(missing_ok=True)
-            self.bloom = Bloom(path, s.bloom_capacity, s.bloom_error_rate)
+            try:
+                path.unlink(missing_ok=True)
+                self.bloom = Bloom(path, s.bloom_capacity, s.bloom_error_rate)
+            except (OSError, DamagedBloom):
+                self.bloom = None  # cannot replace it: go without the filter
+                return
         if not self.bloom.loaded_from_disk and self.l2.size():
             self.bloom.add_many(self.l2.keys())  # a filter that missed L2's keys would hide them
 
     def _l2_failed(self, e: Exception) -> None:
-        self._warn("l2", f"the disk cache failed ({type(e).__name__}: {e}); using memory only")
+        if is_corruption(e) and self.l2 is not None:
+            self._l2_damaged(DamagedCache(self.l2.directory / DB_FILE, "damaged", f"is damaged ({e})"))
+            return
+        self._warn("l2", f"the disk cache at {self.settings.directory} failed ({_why(e)})", "using memory only")
         self.l2, self.bloom = None, None
 
     def _l3_failed(self, e: Exception) -> None:
-        self._warn("l3", f"L3 cache failed mid-run ({type(e).__name__}); carrying on with L1+L2")
+        url = redact_url(self.settings.l3_url)
+        self._warn("l3", f"L3 cache {url} failed mid-run ({_why(e)})", "carrying on with L1+L2")
         self.l3 = None
 
     def _decode(self, tier: str, key: str, raw, decode=parse_count):
-        value = decode(raw)
+        try:
+            value = None if isinstance(raw, Oversized) else decode(raw)
+        except (ValueError, TypeError, RecursionError):  # json.loads and friends on foreign data
+            value = None
         if value is None:
             self.stats["malformed"] += 1
             notices.warn_once(f"cache-malformed-{tier}", f"cache: a malformed value in {tier} was ignored (key {key})")
         return value
 
+    def failures(self, tiers=("l2", "l3")) -> dict[str, str]:
+        """Why each of `tiers` that was asked for (configured) is not in use, if it is not."""
+        return {t: self.failed[t] for t in tiers if t in self.failed}
+
     # --- the interface --------------------------------------------------------------------------
 
     def get_many(self, keys: list[str], decode=parse_count) -> list:
         """Values for keys (None for a miss). `decode` validates what L2/L3 return: counts by
-        default; a malformed or foreign value is a miss and a warning."""
+        default; a malformed or foreign value is a miss and a warning. A value longer than
+        `decode.max_bytes` (MAX_VALUE_BYTES if it has none) is never read from L3."""
         found: list = list(self.l1.get_many(keys))
         hits = sum(v is not None for v in found)
         self.stats["l1_hits"] += hits
@@ -182,7 +261,7 @@ class TieredCache:
         l3_promote: dict[str, int] = {}
         if todo and self.l3 is not None:
             try:
-                values = self.l3.get_many([keys[i] for i in todo])
+                values = self.l3.get_many([keys[i] for i in todo], getattr(decode, "max_bytes", MAX_VALUE_BYTES))
             except Exception as e:  # redis errors, sockets
                 self._l3_failed(e)
                 values = [None] * len(todo)
@@ -218,6 +297,7 @@ class TieredCache:
             return
         try:
             self.l2.set_many(items)
+            self.writes["l2"] += len(items)
             if self.bloom is not None:
                 self.bloom.add_many(items)
         except (OSError, sqlite3.Error) as e:
@@ -227,38 +307,101 @@ class TieredCache:
         if not items:
             return
         self.l1.set_many(items)
+        self.writes["l1"] += len(items)
         self._set_l2(items)
         if self.l3 is not None:
             try:
-                self.l3.set_many(items)
+                self.writes["l3"] += self.l3.set_many(items, MAX_VALUE_BYTES)
             except Exception as e:
                 self._l3_failed(e)
 
     def clear(self, tier: str = "all", tag: str | None = None) -> dict[str, int]:
+        """Entries removed per tier. A tier that could not be cleared is left out and its reason
+        is in `failures()`; a damaged L2 database is removed and made afresh when all of L2 is
+        cleared (`rebuilt` says so)."""
         out = {}
         if tier in ("all", "l1"):
             out["l1"] = self.l1.clear(tag)
-        if tier in ("all", "l2") and self.l2 is not None:
-            out["l2"] = self.l2.clear(tag)
-            if tag is None and self.bloom is not None:
-                (self.l2.directory / BLOOM_FILE).unlink(missing_ok=True)
-                self.bloom = None
+        if tier in ("all", "l2") and self.settings.directory is not None:
+            if self.l2 is not None:
+                try:
+                    out["l2"] = self.l2.clear(tag)
+                    if tag is None:
+                        (self.l2.directory / BLOOM_FILE).unlink(missing_ok=True)
+                        self.bloom = None
+                except (OSError, sqlite3.Error) as e:
+                    self._l2_failed(e)
+            if self.l2 is None and self.damaged is not None and tag is None:
+                out["l2"] = self._rebuild_l2()
         if tier in ("all", "l3") and self.l3 is not None:
-            out["l3"] = self.l3.clear(tag)
+            try:
+                out["l3"] = self.l3.clear(tag)
+            except Exception as e:
+                self._l3_failed(e)
         return out
 
+    def _rebuild_l2(self) -> int:
+        damaged, directory = self.damaged, self.settings.directory
+        try:
+            remove_database(directory)
+            self.l2 = DiskTier(directory, self.settings.l2_size_mb)
+        except (OSError, sqlite3.Error) as e:
+            self.failed["l2"] = f"{damaged}; removing it failed ({_why(e)})"
+            return 0
+        self.damaged = None
+        self.failed.pop("l2", None)
+        self.rebuilt["l2"] = f"{damaged}: removed it and made a new one"
+        notices.warn_once("cache-l2-rebuilt", f"cache: {self.rebuilt['l2']}")
+        return 0
+
+    def integrity(self) -> str | None:
+        """SQLite's quick check of L2's database ('ok', or the problems, also recorded as L2's
+        failure); None without L2. Reads the whole file."""
+        if self.l2 is None:
+            return None
+        try:
+            result = self.l2.integrity()
+        except (OSError, sqlite3.Error) as e:
+            self._l2_failed(e)
+            return self.failed.get("l2", str(e))
+        if result != "ok":
+            self.damaged = DamagedCache(self.l2.directory / DB_FILE, "damaged", f"is damaged ({result})")
+            self.failed.setdefault("l2", str(self.damaged))
+        return result
+
     # --- statistics ------------------------------------------------------------------------
+
+    def sizes(self) -> dict:
+        """Entries and bytes in L2, keys in L3 (None for a tier not in use)."""
+        out = {"l2_size": None, "l2_bytes": None, "l3_size": None}
+        if self.l2 is not None:
+            try:
+                out.update(l2_size=self.l2.size(), l2_bytes=self.l2.volume_bytes())
+            except (OSError, sqlite3.Error) as e:
+                self._l2_failed(e)
+        if self.l3 is not None:
+            try:
+                out["l3_size"] = self.l3.size()
+            except Exception as e:  # redis errors, sockets
+                self._l3_failed(e)
+        return out
 
     def run_stats(self) -> dict:
         s = {f: self.stats.get(f, 0) for f in STAT_FIELDS}
         hits = s["l1_hits"] + s["l2_hits"] + s["l3_hits"]
         total = hits + s["misses"]
+        l2_size = None
+        if self.l2 is not None:
+            try:
+                l2_size = self.l2.size()
+            except (OSError, sqlite3.Error) as e:
+                self._l2_failed(e)
         s.update(
             total_hits=hits,
             total_requests=total,
             hit_rate=round(hits / total, 4) if total else None,
             l1_size=self.l1.size(),
-            l2_size=self.l2.size() if self.l2 is not None else None,
+            l2_size=l2_size,
         )
         if self.bloom is not None:
             s["bloom"] = {
@@ -269,18 +412,36 @@ class TieredCache:
             }
         return s
 
+    def _l2_stats(self) -> dict[str, int]:
+        """The statistics kept in L2; a damaged entry is reported once and read as empty."""
+        raw = self.l2.stats_raw()
+        if raw is None:
+            return {}
+        parsed = parse_stats(raw)
+        if parsed is None:
+            self.stats["malformed"] += 1
+            notices.warn_once("cache-stats-l2", "cache: the statistics stored in L2 are damaged; starting them afresh")
+            return {}
+        return parsed
+
     def stored_stats(self) -> dict:
         """Counts kept across runs: in L2 (JSON under a reserved key) and in L3 (a hash)."""
         out = {}
         if self.l2 is not None:
-            raw = self.l2.cache.get(STATS_KEY)
             try:
-                out["l2"] = json.loads(raw) if isinstance(raw, str) else {}
-            except json.JSONDecodeError:
-                out["l2"] = {}
+                out["l2"] = self._l2_stats()
+            except (OSError, sqlite3.Error) as e:
+                self._l2_failed(e)
         if self.l3 is not None:
             try:
-                out["l3"] = self.l3.stored_stats()
+                raw = self.l3.stored_stats(STAT_FIELDS)
+                counts = {f: parse_count(v) for f, v in zip(STAT_FIELDS, raw, strict=True) if v is not None}
+                if any(v is None for v in counts.values()):
+                    notices.warn_once("cache-stats-l3", "cache: some statistics stored in L3 are damaged; ignored")
+                out["l3"] = {f: v for f, v in counts.items() if v is not None}
+            except ValueError as e:
+                notices.warn_once("cache-stats-l3", f"cache: {e}; ignored")
+                out["l3"] = {}
             except Exception as e:
                 self._l3_failed(e)
         return out
@@ -290,19 +451,49 @@ class TieredCache:
         if self.l2 is not None:
             try:
                 with self.l2.cache.transact(retry=True):
-                    raw = self.l2.cache.get(STATS_KEY)
-                    total = json.loads(raw) if isinstance(raw, str) else {}
+                    total = self._l2_stats()
                     for k, v in run.items():
                         total[k] = total.get(k, 0) + v
                     self.l2.cache.set(STATS_KEY, json.dumps(total))
                 if self.bloom is not None:
                     self.bloom.save()
                 self.l2.close()
-            except (OSError, sqlite3.Error, json.JSONDecodeError) as e:
-                self._warn("l2", f"could not save cache statistics ({e})")
+            except (OSError, sqlite3.Error) as e:
+                self._warn("l2", f"could not save cache statistics to {self.settings.directory} ({_why(e)})", "skipped")
         if self.l3 is not None:
             try:
-                self.l3.incr_stats(run)
+                if not self.l3.incr_stats(run):
+                    notices.warn_once(
+                        "cache-stats-l3", "cache: the statistics stored in L3 were damaged; started afresh"
+                    )
                 self.l3.close()
             except Exception as e:
                 self._l3_failed(e)
+
+
+def parse_stats(raw) -> dict[str, int] | None:
+    """Stored statistics: a JSON object of known fields with non-negative integer values."""
+    if not isinstance(raw, str) or len(raw) > 4096:
+        return None
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    out = {}
+    for key, value in data.items():
+        if key in STAT_FIELDS:
+            if parse_count(value) is None:
+                return None
+            out[key] = value
+    return out
+
+
+def _why(e: BaseException) -> str:
+    """An exception as `Type: message`, one line, any URL in it with its password hidden."""
+    text = " ".join(str(e).split())
+    if "://" in text:
+        text = " ".join(redact_url(w) if "://" in w else w for w in text.split())
+    text = text[:300]
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

@@ -12,10 +12,31 @@ from . import _options as opt
 app = typer.Typer(help="The three-tier cache: L1 memory, L2 disk (diskcache), L3 Redis/Valkey.", no_args_is_help=True)
 
 
-def _open(cache_dir, l3_url):
+def _open(cache_dir, l3_url, tier: str = "all"):
+    """The cache with the tiers `tier` names (all: every configured one); asking for a tier that
+    is not configured is a usage error."""
+    from dataclasses import replace
+
     from ..cache import TieredCache, settings_from
 
-    return TieredCache(settings_from(cache_dir, l3_url))
+    s = settings_from(cache_dir, l3_url)
+    if tier == "l2" and s.directory is None:
+        raise errors.UsageError("--tier l2: there is no disk tier (--cache-dir none)")
+    if tier == "l3" and not s.l3_url:
+        raise errors.UsageError("--tier l3: no L3 is configured (--l3-url, L3_CACHE_URL or [cache] l3_url)")
+    if tier in ("l1", "l3"):
+        s = replace(s, directory=None)
+    if tier in ("l1", "l2"):
+        s = replace(s, l3_url=None)
+    return TieredCache(s)
+
+
+def _failed(command: str, failures: dict[str, str], undone: str) -> errors.OmnitokError:
+    """The error (exit 1) for tiers that could not do what was asked: `cache clear: l3 not
+    cleared: <why>`."""
+    from ..cache import CacheError
+
+    return CacheError(f"cache {command}: " + "; ".join(f"{tier} {undone}: {why}" for tier, why in failures.items()))
 
 
 def _emit(data: dict, json_out: bool) -> None:
@@ -36,13 +57,12 @@ def _emit(data: dict, json_out: bool) -> None:
 @app.command("path")
 def path_cmd(cache_dir: opt.CacheDir = None, l3_url: opt.L3Url = None) -> None:
     """Print where the L2 cache lives (and the L3 URL, password hidden)."""
-    from ..cache import settings_from
-    from ..cache.tiered import _redact
+    from ..cache import redact_url, settings_from
 
     s = settings_from(cache_dir, l3_url)
     print(s.directory)
     if s.l3_url:
-        print(_redact(s.l3_url))
+        print(redact_url(s.l3_url))
 
 
 @app.command("stats")
@@ -51,19 +71,16 @@ def stats_cmd(
     cache_dir: opt.CacheDir = None,
     l3_url: opt.L3Url = None,
 ) -> None:
-    """Sizes and the hit/miss counts kept across runs (L2, L3)."""
+    """Sizes and the hit/miss counts kept across runs (L2, L3); exit 1 if a configured tier is
+    down or damaged."""
     cache = _open(cache_dir, l3_url)
     try:
         stored = cache.stored_stats()
-        data = {
-            "l2_dir": str(cache.settings.directory),
-            "l2_size": cache.l2.size() if cache.l2 is not None else None,
-            "l2_bytes": cache.l2.volume_bytes() if cache.l2 is not None else None,
-            "l3": cache.l3 is not None,
-            "l3_size": cache.l3.size() if cache.l3 is not None else None,
-            "bloom_entries": cache.bloom.filter.count if cache.bloom is not None else None,
-            "bloom_false_positive_rate": cache.settings.bloom_error_rate,
-        }
+        sizes = cache.sizes()
+        data = {"l2_dir": str(cache.settings.directory), "l2_size": sizes["l2_size"], "l2_bytes": sizes["l2_bytes"]}
+        data.update(l3=cache.l3 is not None, l3_size=sizes["l3_size"])
+        data["bloom_entries"] = cache.bloom.filter.count if cache.bloom is not None else None
+        data["bloom_false_positive_rate"] = cache.settings.bloom_error_rate
         for tier, counts in stored.items():
             hits = sum(v for k, v in counts.items() if k.endswith("_hits"))
             total = hits + counts.get("misses", 0)
@@ -72,7 +89,12 @@ def stats_cmd(
             data[f"{tier}_recorded_hit_rate"] = round(hits / total, 4) if total else None
     finally:
         cache.close()
+    failures = cache.failures()
+    if failures:
+        data["failed"] = failures
     _emit(data, json_out)
+    if failures:
+        raise _failed("stats", failures, "unreadable")
 
 
 def _tags_for(model: str, special: bool) -> list[str]:
@@ -101,7 +123,8 @@ def clear_cmd(
     cache_dir: opt.CacheDir = None,
     l3_url: opt.L3Url = None,
 ) -> None:
-    """Remove cached entries (all, per tier, or per model)."""
+    """Remove cached entries (all, per tier, or per model); exit 1 if a tier asked for could not
+    be cleared (down, read-only). A damaged disk cache is removed and made afresh."""
     if tier not in ("l1", "l2", "l3", "all"):
         raise errors.UsageError(f"--tier must be l1, l2, l3 or all, not {tier!r}")
     what = f"{tier} cache entries" + (f" of {model}" if model else "")
@@ -111,7 +134,7 @@ def clear_cmd(
         if not typer.confirm(f"Clear {what}?"):
             raise typer.Exit(1)
     tags = _tags_for(model, True) + _tags_for(model, False) if model else [None]
-    cache = _open(cache_dir, l3_url)
+    cache = _open(cache_dir, l3_url, tier)
     removed: dict[str, int] = {}
     try:
         for tag in dict.fromkeys(tags):
@@ -119,7 +142,15 @@ def clear_cmd(
                 removed[t] = removed.get(t, 0) + n
     finally:
         cache.close()
-    _emit({"cleared": removed}, json_out=True)
+    out: dict = {"cleared": removed}
+    if cache.rebuilt:
+        out["rebuilt"] = cache.rebuilt
+    failures = cache.failures()
+    if failures:
+        out["failed"] = failures
+    _emit(out, json_out=True)
+    if failures:
+        raise _failed("clear", failures, "not cleared")
 
 
 @app.command("warm")
@@ -132,23 +163,37 @@ def warm_cmd(
     cache_dir: opt.CacheDir = None,
     l3_url: opt.L3Url = None,
 ) -> None:
-    """Pre-fill the cache from a corpus (every count is cached, whatever the policy)."""
+    """Pre-fill the cache from a corpus (every count is cached, whatever the policy); exit 1 if a
+    configured tier could not store them (down, damaged, read-only)."""
     from ..api import Counter
     from ..io.readers import InputStream
     from ..pipeline import count_records
     from ..records import Extractor
 
     counter = Counter(model, encoding=encoding, online=online, cache="on", cache_dir=cache_dir, l3_url=l3_url)
-    stream = InputStream(list(files or []), Extractor(opt.split_fields(field), counter.framing))
-    n = bad = 0
+    cache = counter.cache
+    s = cache.settings
     try:
+        if s.directory is None and not s.l3_url:
+            raise errors.UsageError("cache warm: nothing to warm (--cache-dir none and no L3): memory is not kept")
+        if failures := cache.failures():
+            raise _failed("warm", failures, "not warmed")
+        stream = InputStream(list(files or []), Extractor(opt.split_fields(field), counter.framing))
+        n = bad = 0
         for c in count_records(stream, counter.strategy, 1):
             bad += c.record.error is not None
             n += 1
-        stats = counter.cache.run_stats()
+        stats = cache.run_stats()
     finally:
         counter.close()
-    _emit({"records": n, "errors": bad, "stored": stats["misses"], "already_cached": stats["total_hits"]}, True)
+    kept = cache.writes["l2" if s.directory is not None else "l3"]
+    out = {"records": n, "errors": bad, "stored": kept, "already_cached": stats["total_hits"]}
+    failures = cache.failures()
+    if failures:
+        out["failed"] = failures
+    _emit(out, True)
+    if failures:
+        raise _failed("warm", failures, "not warmed")
     if bad:
         raise typer.Exit(errors.EXIT_BAD_RECORDS)
 
@@ -163,7 +208,8 @@ def verify_cmd(
     cache_dir: opt.CacheDir = None,
     l3_url: opt.L3Url = None,
 ) -> None:
-    """Re-count a sample of a corpus and compare with what the cache holds (exit 1 on a mismatch)."""
+    """Re-count a sample of a corpus and compare with what the cache holds; check the disk
+    cache's database. Exit 1 on a mismatch, a damaged database or a tier that is down."""
     import itertools
 
     from ..api import Counter
@@ -175,7 +221,11 @@ def verify_cmd(
     stream = InputStream(list(files or []), Extractor(opt.split_fields(field), fresh.framing))
     checked = present = mismatched = 0
     examples = []
+    cache = cached.cache
     try:
+        integrity = cache.integrity()  # 'ok', or the damage (then a failure of l2)
+        if failures := cache.failures():
+            raise _failed("verify", failures, "not verified")
         keys = cached.strategy.keys
         for rec in itertools.islice((r for r in stream if r.error is None), sample):
             for text in rec.texts:
@@ -191,6 +241,14 @@ def verify_cmd(
                         examples.append({"where": rec.where, "cached": value, "recounted": truth})
     finally:
         cached.close()
-    _emit({"checked": checked, "cached": present, "mismatched": mismatched, "examples": examples}, True)
+    out = {"checked": checked, "cached": present, "mismatched": mismatched, "examples": examples}
+    if integrity is not None:
+        out["l2_integrity"] = integrity
+    failures = cache.failures()
+    if failures:
+        out["failed"] = failures
+    _emit(out, True)
+    if failures:
+        raise _failed("verify", failures, "not verified")
     if mismatched:
         raise typer.Exit(errors.EXIT_ERROR)

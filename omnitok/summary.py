@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 MAX_LISTED = 1000  # offenders and errors kept for listing; the totals count all
+_META_KEYS = ("model", "encoding", "strategy", "exact", "error_band")
 
 
 @dataclass
@@ -24,10 +25,14 @@ class Summary:
     offenders: list[tuple[str, object, int]] = field(default_factory=list)  # (where, id, tokens)
     error_list: list[str] = field(default_factory=list)
     _hist: collections.Counter = field(default_factory=collections.Counter)
+    # How the counted records were counted: (model, encoding, strategy, exact, error_band) -> records.
+    _how: collections.Counter = field(default_factory=collections.Counter)
 
-    def add(self, tokens: int, where: str, rec_id: object = None) -> None:
+    def add(self, tokens: int, where: str, rec_id: object = None, meta: dict | None = None) -> None:
         self.records += 1
         self.counted += 1
+        if meta is not None:
+            self._how[tuple(meta.get(k) for k in _META_KEYS)] += 1
         self.total_tokens += tokens
         self._hist[tokens] += 1
         if self.max_tokens_limit is not None and tokens > self.max_tokens_limit:
@@ -51,6 +56,28 @@ class Summary:
             if seen >= rank:
                 return value
         return None
+
+    def meta(self, planned: dict) -> dict:
+        """model / encoding / strategy / exact / error_band of the rows themselves: `planned` (the
+        strategy the run set out with) only when no row was counted. A run that fell back for some
+        rows says so: exact only if every row was, the widest error band, and `strategies` with
+        the records each strategy counted when there were several."""
+        if not self._how:
+            return dict(planned)
+        kinds = [dict(zip(_META_KEYS, how, strict=True)) for how in self._how]
+        out = dict(kinds[0]) if len(kinds) == 1 else dict(planned)
+        out["exact"] = all(k["exact"] for k in kinds)
+        bands = [k["error_band"] for k in kinds if k.get("error_band") is not None]
+        out.pop("error_band", None)
+        if bands:
+            out["error_band"] = max(bands)
+        if len(kinds) > 1:
+            out["strategy"] = "mixed"
+            by_name: collections.Counter = collections.Counter()
+            for how, n in self._how.items():
+                by_name[how[_META_KEYS.index("strategy")]] += n
+            out["strategies"] = dict(by_name.most_common())
+        return out
 
     def to_dict(self) -> dict:
         hist = self._hist

@@ -151,7 +151,7 @@ def count(
                     bar.close()
                     error(message)
                 continue
-            stats.add(c.tokens, rec.where, rec.id)
+            stats.add(c.tokens, rec.where, rec.id, c.meta or meta)
             if sink is not None:
                 sink.result(c)
         ended = True
@@ -200,6 +200,7 @@ def _finish(stats, stopped: str | None, on_error: str, quiet: bool) -> int:
 
 
 def _print_summary(stats, meta: dict, fmt: str, cache_stats: dict | None = None) -> None:
+    meta = stats.meta(meta)  # what the rows say, not what the run planned
     data = {**stats.to_dict(), **meta}
     if cache_stats is not None:
         data["cache"] = cache_stats

@@ -1,0 +1,57 @@
+"""--summary is computed from the rows it summarises: a run that fell back to an estimate never
+says exact."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from omnitok.summary import Summary
+
+from .mock_providers import API_KEY, MockProviders
+
+TEXT = "the quick brown fox jumps over the lazy dog"
+API = {"model": "claude-sonnet-4-5", "encoding": "claude", "strategy": "anthropic-api", "exact": True}
+EST = {**API, "strategy": "claude-calibrated", "exact": False, "error_band": 0.12}
+
+
+@pytest.fixture
+def anthropic(monkeypatch):
+    m = MockProviders()
+    monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", m.url)
+    yield m
+    m.close()
+
+
+def test_summary_after_a_fallback_is_not_exact(cli, anthropic):
+    anthropic.fail("anthropic", *[(500, {"retry-after": "0"}, {"type": "error", "error": {"type": "api_error"}})] * 9)
+    rows = b"".join(orjson.dumps({"text": t}) + b"\n" for t in (TEXT, "two", "three"))
+    r = cli("count", "--online", "--retries", "2", "-m", "claude-sonnet-4-5", "--summary", stdin=rows)
+    assert r.code == 0, r.err
+    s = orjson.loads(r.out)
+    assert (s["strategy"], s["exact"], s["records"]) == ("claude-calibrated", False, 3)
+    assert s["error_band"] > 0
+
+
+def test_summary_of_online_rows_is_exact(cli, anthropic):
+    r = cli("count", "--online", "-m", "claude-sonnet-4-5", "--summary", stdin=TEXT.encode())
+    s = orjson.loads(r.out)
+    assert (s["strategy"], s["exact"]) == ("anthropic-api", True) and "error_band" not in s
+
+
+def test_mixed_rows_are_mixed():
+    s = Summary()
+    s.add(5, "a:1", None, API)
+    s.add(7, "a:2", None, EST)
+    s.add(9, "a:3", None, API)
+    meta = s.meta(API)
+    assert meta == {
+        "model": "claude-sonnet-4-5",
+        "encoding": "claude",
+        "strategy": "mixed",
+        "exact": False,
+        "error_band": 0.12,
+        "strategies": {"anthropic-api": 2, "claude-calibrated": 1},
+    }
+    assert Summary().meta(API) == API  # nothing counted: what the run planned

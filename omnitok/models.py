@@ -33,8 +33,8 @@ OPENAI_MODELS: dict[str, str] = {
     "gpt-3.5-turbo": "cl100k_base",
     "gpt-3.5": "cl100k_base",
     "gpt-35-turbo": "cl100k_base",  # Azure's name
-    "gpt-oss-120b": "o200k_base",
-    "gpt-oss-20b": "o200k_base",
+    "gpt-oss-120b": "o200k_harmony",
+    "gpt-oss-20b": "o200k_harmony",
     # base
     "davinci-002": "cl100k_base",
     "babbage-002": "cl100k_base",
@@ -42,16 +42,44 @@ OPENAI_MODELS: dict[str, str] = {
     "text-embedding-3-large": "cl100k_base",
     "text-embedding-3-small": "cl100k_base",
     "text-embedding-ada-002": "cl100k_base",
-    # legacy (vocabularies not embedded; found in the tiktoken cache or a bundle)
+    # legacy (vocabularies not embedded; found in the tiktoken cache or a bundle). Every id of
+    # tiktoken's MODEL_TO_ENCODING is here (tests/test_model_ids.py checks it).
+    # text
     "text-davinci-003": "p50k_base",
     "text-davinci-002": "p50k_base",
     "text-davinci-001": "r50k_base",
-    "code-davinci-002": "p50k_base",
+    "text-curie-001": "r50k_base",
+    "text-babbage-001": "r50k_base",
+    "text-ada-001": "r50k_base",
     "davinci": "r50k_base",
     "curie": "r50k_base",
     "babbage": "r50k_base",
     "ada": "r50k_base",
-    "gpt2": "r50k_base",  # same ranks as tiktoken's gpt2 encoding
+    # code
+    "code-davinci-002": "p50k_base",
+    "code-davinci-001": "p50k_base",
+    "code-cushman-002": "p50k_base",
+    "code-cushman-001": "p50k_base",
+    "davinci-codex": "p50k_base",
+    "cushman-codex": "p50k_base",
+    # edit
+    "text-davinci-edit-001": "p50k_edit",
+    "code-davinci-edit-001": "p50k_edit",
+    # old embeddings
+    "text-similarity-davinci-001": "r50k_base",
+    "text-similarity-curie-001": "r50k_base",
+    "text-similarity-babbage-001": "r50k_base",
+    "text-similarity-ada-001": "r50k_base",
+    "text-search-davinci-doc-001": "r50k_base",
+    "text-search-curie-doc-001": "r50k_base",
+    "text-search-babbage-doc-001": "r50k_base",
+    "text-search-ada-doc-001": "r50k_base",
+    "code-search-babbage-code-001": "r50k_base",
+    "code-search-ada-code-001": "r50k_base",
+    # open source: tiktoken's gpt2 encoding is r50k_base's ranks, split pattern and <|endoftext|>,
+    # read from GPT-2's vocab.bpe / encoder.json instead of a .tiktoken file
+    "gpt2": "r50k_base",
+    "gpt-2": "r50k_base",
 }
 
 # Prefixes (dated snapshots, fine-tunes, variants) -> encoding. Longest match wins.
@@ -59,8 +87,7 @@ OPENAI_PREFIXES: dict[str, str] = {
     "o1-": "o200k_base",
     "o3-": "o200k_base",
     "o4-mini-": "o200k_base",
-    "gpt-5-": "o200k_base",
-    "gpt-5.": "o200k_base",
+    "gpt-5": "o200k_base",  # gpt-5-mini, gpt-5.1, ... (tiktoken's prefix)
     "gpt-4.5-": "o200k_base",
     "gpt-4.1-": "o200k_base",
     "gpt-4o-": "o200k_base",
@@ -68,7 +95,7 @@ OPENAI_PREFIXES: dict[str, str] = {
     "gpt-4-": "cl100k_base",
     "gpt-3.5-turbo-": "cl100k_base",
     "gpt-35-turbo-": "cl100k_base",
-    "gpt-oss-": "o200k_base",
+    "gpt-oss-": "o200k_harmony",
     "ft:gpt-4.1": "o200k_base",
     "ft:gpt-4o": "o200k_base",
     "ft:gpt-4": "cl100k_base",
@@ -161,8 +188,13 @@ def table_rows(exact: dict[str, str], prefixes: dict[str, str]) -> list[dict]:
 
 
 def for_encoding(encoding: str, model: str | None = None) -> Resolution:
-    """A resolution for an explicit --encoding (the model id, if any, is only a label)."""
-    return Resolution(model or encoding, "openai", encoding, "openai-chat", f"--encoding {encoding}")
+    """A resolution for an explicit --encoding (the model id, if any, is only a label); tiktoken's
+    names for an encoding omnitok has under another name (gpt2) are accepted."""
+    from .tokenizers.openai_encodings import ALIASES
+
+    return Resolution(
+        model or encoding, "openai", ALIASES.get(encoding, encoding), "openai-chat", f"--encoding {encoding}"
+    )
 
 
 def suggest(name: str, n: int = 3) -> list[str]:

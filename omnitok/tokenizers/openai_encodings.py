@@ -33,6 +33,26 @@ FIM_MIDDLE = "<|fim_middle|>"
 FIM_SUFFIX = "<|fim_suffix|>"
 ENDOFPROMPT = "<|endofprompt|>"
 
+# gpt-oss's Harmony chat format: o200k_base's ranks and split pattern with more special tokens.
+O200K_HARMONY_SPECIALS = {
+    ENDOFTEXT: 199999,
+    ENDOFPROMPT: 200018,
+    "<|startoftext|>": 199998,
+    "<|reserved_200000|>": 200000,
+    "<|reserved_200001|>": 200001,
+    "<|return|>": 200002,
+    "<|constrain|>": 200003,
+    "<|reserved_200004|>": 200004,
+    "<|channel|>": 200005,
+    "<|start|>": 200006,
+    "<|end|>": 200007,
+    "<|message|>": 200008,
+    "<|reserved_200009|>": 200009,
+    "<|reserved_200010|>": 200010,
+    "<|reserved_200011|>": 200011,
+    "<|call|>": 200012,
+} | {f"<|reserved_{i}|>": i for i in range(200013, 201088)}
+
 
 @dataclass(frozen=True, slots=True)
 class EncodingSpec:
@@ -58,6 +78,14 @@ ENCODINGS: dict[str, EncodingSpec] = {
             "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
             O200K_PAT,
             {ENDOFTEXT: 199999, ENDOFPROMPT: 200018},
+            "o200k",
+        ),
+        EncodingSpec(
+            "o200k_harmony",
+            "o200k_base",  # the same rank file: counts of plain text equal o200k_base's
+            "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+            O200K_PAT,
+            O200K_HARMONY_SPECIALS,
             "o200k",
         ),
         EncodingSpec(
@@ -102,3 +130,7 @@ ENCODINGS: dict[str, EncodingSpec] = {
         ),
     )
 }
+
+# tiktoken's names for encodings omnitok has under another name. tiktoken's gpt2 is r50k_base's
+# ranks, split pattern and <|endoftext|>, read from GPT-2's vocab.bpe and encoder.json.
+ALIASES: dict[str, str] = {"gpt2": "r50k_base"}

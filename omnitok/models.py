@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from .errors import UnknownModelError
+from .errors import UnknownModelError, UsageError
 
 # Chat framing rules (OpenAI cookbook, "How to count tokens with tiktoken"): each message costs
 # `per_message` tokens plus its fields' tokens, plus `per_name` if it has a name; every reply is
@@ -157,10 +157,13 @@ def resolve(model: str) -> Resolution:
     """Map a model id to its family and what that family loads; raise UnknownModelError.
 
     Families are asked in order: OpenAI, Claude, Gemini, plugins (omnitok.families entry points,
-    scanned only when reached), then the Hugging Face org/name catch-all.
+    scanned only when reached), then the Hugging Face org/name catch-all. An empty id is a
+    UsageError, never the default model: the caller picks the default for an absent one (None).
     """
     from .families import resolution_order
 
+    if not model or not model.strip():
+        raise UsageError("model id is empty", hint="leave the model out for the default ($OMNITOK_MODEL, else gpt-4o)")
     for fam in resolution_order():
         res = fam.resolve(model)
         if res is not None:

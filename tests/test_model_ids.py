@@ -1,5 +1,5 @@
 """Every model id and prefix tiktoken knows resolves in omnitok to the same encoding, and counts as
-tiktoken's encode_ordinary counts."""
+tiktoken's encode_ordinary counts; an empty model id is a usage error, never the default model."""
 
 import pytest
 import tiktoken.model as tm
@@ -7,10 +7,11 @@ import tiktoken.model as tm
 import omnitok
 from omnitok import models
 from omnitok.assets.store import find_tiktoken_file
-from omnitok.errors import AssetError
+from omnitok.errors import AssetError, UsageError
 from omnitok.tokenizers.openai_encodings import ALIASES, ENCODINGS
 
 from .conftest import reference_encoding
+from .console import omnitok as run_omnitok
 
 # Dated snapshots, variants, fine-tune tails: what a prefix stands for.
 SUFFIXES = ["-2025-01-01", "-mini", "x", ":org:custom:abc123"]
@@ -107,3 +108,43 @@ def test_legacy_counts_where_the_vocabulary_is_present(encoding):
 def test_encoding_gpt2_is_r50k_base():
     res = omnitok.api.resolve(encoding="gpt2")
     assert res.encoding == "r50k_base"
+
+
+# --- an empty model id ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["", " ", "\t\n", "openai/ "])
+def test_empty_model_id_resolve(model):
+    if model == "openai/ ":  # a prefix with nothing after it is an unknown id, not gpt-4o either
+        with pytest.raises(UsageError):
+            models.resolve(model)
+        return
+    with pytest.raises(UsageError, match="model id is empty"):
+        models.resolve(model)
+
+
+API_EMPTY = pytest.mark.xfail(
+    strict=True,
+    reason="omnitok/api.py resolve() maps '' to the default model (`model or default_model()`); "
+    "it must be `default_model() if model is None else model`",
+)
+
+
+@pytest.mark.parametrize("model", [" ", pytest.param("", marks=API_EMPTY)])
+def test_empty_model_id_api(model):
+    with pytest.raises(UsageError, match="model id is empty"):
+        omnitok.Counter(model, cache="off")
+    with pytest.raises(UsageError, match="model id is empty"):
+        omnitok.count("hi", model=model)
+
+
+@pytest.mark.parametrize("model", ["  ", pytest.param("", marks=API_EMPTY)])
+def test_empty_model_id_console_script(model):
+    r = run_omnitok("count", "-m", model, stdin=b"hello")
+    assert (r.code, r.out) == (2, b"")
+    assert r.err.splitlines()[0] == "omnitok: error: model id is empty"
+
+
+def test_absent_model_is_still_the_default(monkeypatch):
+    monkeypatch.delenv("OMNITOK_MODEL", raising=False)
+    assert omnitok.count("hi", cache="off").model == models.DEFAULT_MODEL

@@ -145,7 +145,7 @@ def _safe_disk_class():
 
         def fetch(self, mode, filename, value, read):
             if mode == MODE_PICKLE:
-                raise UnsafeValue("a pickled value")
+                raise UnsafeValue("a pickled value (omnitok never unpickles)")
             if mode in (MODE_BINARY, MODE_TEXT) and filename is not None:
                 full = self._inside(filename)
                 if full is None:
@@ -163,7 +163,7 @@ def _safe_disk_class():
 
         def get(self, key, raw):
             if not raw:
-                raise UnsafeValue("a pickled key")
+                raise UnsafeValue("a pickled key (omnitok never unpickles)")
             return super().get(key, raw)
 
         def store(self, value, read, key=None):
@@ -226,11 +226,10 @@ class DiskTier:
 
     def clear(self, tag: str | None = None) -> int:
         if tag is None:
-            stats = self.stats_raw()
-            n = self.cache.clear(retry=True)
+            stats, had = self.stats_raw(), STATS_KEY in self.cache
+            n = self.cache.clear(retry=True) - had
             if isinstance(stats, str):  # the statistics outlive a clear
                 self.cache.set(STATS_KEY, stats)
-                n -= 1
             return max(n, 0)
         return self.cache.evict(tag, retry=True)
 

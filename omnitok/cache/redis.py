@@ -2,8 +2,8 @@
 a key prefix, with connect and command timeouts.
 
 Whatever the server holds is untrusted: a value longer than the reader's bound never crosses the
-wire (a server-side script replaces it with a marker, read as OVERSIZED), a key of another type
-reads as a miss, and the statistics hash is read field by field and parsed strictly by the
+wire (a server-side script replaces it with a marker, read as UNREADABLE, as is a key of another
+type), and the statistics hash is read field by field and parsed strictly by the
 caller. Where scripting is refused, GETRANGE per key (pipelined) keeps the same bound."""
 
 from __future__ import annotations
@@ -17,23 +17,27 @@ for i = 1, #KEYS, 1000 do
   local values = redis.call('MGET', unpack(KEYS, i, math.min(i + 999, #KEYS)))
   for j = 1, #values do
     local v = values[j]
-    if v and #v > limit then v = '\\0oversized' end
+    if v and #v > limit then
+      v = '\\0unreadable'
+    elseif not v and redis.call('EXISTS', KEYS[i + j - 1]) == 1 then
+      v = '\\0unreadable'  -- a key of another type
+    end
     out[i + j - 1] = v
   end
 end
 return out
 """
-_MARKER = b"\0oversized"
+_MARKER = b"\0unreadable"
 
 
-class Oversized:
-    """A value larger than the reader's bound: never decoded."""
+class Unreadable:
+    """A value larger than the reader's bound, or a key of another type: never decoded."""
 
     def __repr__(self) -> str:
-        return "<oversized or foreign value>"
+        return "<value too large or not a string>"
 
 
-OVERSIZED = Oversized()
+UNREADABLE = Unreadable()
 
 
 def connection_url(url: str) -> str:
@@ -61,8 +65,8 @@ class RedisTier:
         return self.prefix + key
 
     def get_many(self, keys: list[str], limit: int) -> list[object | None]:
-        """Values (bytes) for keys, None for a miss (or a key of another type), OVERSIZED for a
-        value over `limit` bytes."""
+        """Values (bytes) for keys, None for a miss, UNREADABLE for a value over `limit` bytes or
+        a key of another type."""
         if not keys:
             return []
         names = [self._k(k) for k in keys]
@@ -78,10 +82,10 @@ class RedisTier:
             pipe = self.client.pipeline(transaction=False)
             for name in names:
                 pipe.getrange(name, 0, limit)
-            raw = [None if isinstance(v, Exception) else (v or None) for v in pipe.execute(False)]
+            raw = [_MARKER if isinstance(v, Exception) else (v or None) for v in pipe.execute(False)]
         if not isinstance(raw, list) or len(raw) != len(keys):
             raise ValueError("the server answered a batch read with something else")
-        return [OVERSIZED if v is not None and (v == _MARKER or len(v) > limit) else v for v in raw]
+        return [UNREADABLE if v is not None and (v == _MARKER or len(v) > limit) else v for v in raw]
 
     def set_many(self, items: dict[str, object], limit: int) -> int:
         """Store items (ints as decimal text); values over `limit` bytes are left out (they could

@@ -27,7 +27,7 @@ from .disk import (
     remove_database,
 )
 from .memory import MemoryTier
-from .redis import Oversized
+from .redis import Unreadable
 
 STAT_FIELDS = (
     "l1_hits",
@@ -213,7 +213,7 @@ class TieredCache:
 
     def _decode(self, tier: str, key: str, raw, decode=parse_count):
         try:
-            value = None if isinstance(raw, Oversized) else decode(raw)
+            value = None if isinstance(raw, Unreadable) else decode(raw)
         except (ValueError, TypeError, RecursionError):  # json.loads and friends on foreign data
             value = None
         if value is None:
@@ -286,9 +286,7 @@ class TieredCache:
                 out.append(self.l2.get_many([key])[0])
             except UnsafeValue as e:
                 self.stats["malformed"] += 1
-                notices.warn_once(
-                    "cache-unsafe-l2", f"cache: {e} in L2 was ignored (key {key}); omnitok never unpickles"
-                )
+                notices.warn_once("cache-unsafe-l2", f"cache: {e} in L2 was ignored (key {key})")
                 out.append(None)
         return out
 
@@ -440,7 +438,7 @@ class TieredCache:
                     notices.warn_once("cache-stats-l3", "cache: some statistics stored in L3 are damaged; ignored")
                 out["l3"] = {f: v for f, v in counts.items() if v is not None}
             except ValueError as e:
-                notices.warn_once("cache-stats-l3", f"cache: {e}; ignored")
+                notices.warn_once("cache-stats-l3", f"cache: the statistics stored in L3 are damaged ({e}); ignored")
                 out["l3"] = {}
             except Exception as e:
                 self._l3_failed(e)
@@ -464,7 +462,7 @@ class TieredCache:
             try:
                 if not self.l3.incr_stats(run):
                     notices.warn_once(
-                        "cache-stats-l3", "cache: the statistics stored in L3 were damaged; started afresh"
+                        "cache-stats-l3-reset", "cache: the statistics stored in L3 were damaged; started afresh"
                     )
                 self.l3.close()
             except Exception as e:

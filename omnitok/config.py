@@ -176,7 +176,7 @@ def l3_url(value) -> str:
             try:
                 float(v) if name != "db" else int(v)
             except ValueError:
-                raise Invalid(f"has a bad {name} parameter in {safe}") from None
+                raise Invalid(f"must have a numeric {name} parameter, not {safe}") from None
     return value
 
 
@@ -209,7 +209,8 @@ CACHE_RULES = {
     "hash_algorithm": _algorithm,
     "bloom": _bool,
     "bloom_capacity": lambda v: _whole(v, 1, 10**9),
-    "bloom_error_rate": lambda v: _number(v, 0, 1, low_open=True, high_open=True),
+    # below 1e-12 a filter costs more hashes a lookup than it saves (and 1/rate overflows near 1e-308)
+    "bloom_error_rate": lambda v: _number(v, 1e-12, 1, high_open=True),
 }
 
 
@@ -299,7 +300,8 @@ def settings() -> Settings:
     for key, value in data.items():
         if key not in TOP_LEVEL:
             kind = "section" if isinstance(value, dict) else "key"
-            shown_key = f"[{key}]" if isinstance(value, dict) else repr(key)
+            name = key if key.replace("_", "").replace("-", "").isalnum() else repr(key)
+            shown_key = f"[{name}]" if isinstance(value, dict) else repr(key)
             _unknown(f"{path}: unknown {kind} {shown_key}", key, TOP_LEVEL)
     dirs = data.get("local_model_dirs", {})
     if not isinstance(dirs, dict) or not all(isinstance(v, str) for v in dirs.values()):

@@ -44,7 +44,7 @@ def connection_url(url: str) -> str:
     """redis-py speaks redis://, rediss:// and unix://; valkey:// and valkeys:// are the same
     protocol."""
     scheme, sep, rest = url.partition("://")
-    mapped = {"valkey": "redis", "valkeys": "rediss"}.get(scheme.lower(), scheme)
+    mapped = {"valkey": "redis", "valkeys": "rediss"}.get(scheme.lower(), scheme.lower())
     return f"{mapped}{sep}{rest}"
 
 

@@ -215,7 +215,7 @@ def test_damaged_database_means_memory_only_with_right_counts(case, warm_dir, re
     assert any(said in w and "using memory only" in w for w in warnings_seen), warnings_seen
 
 
-def test_foreign_database_is_never_written(warm_dir):
+def test_foreign_database_is_never_written(warm_dir, warnings_seen):
     _db_foreign(warm_dir)
     before = (warm_dir / DB_FILE).read_bytes()
     count_with_cache(warm_dir)

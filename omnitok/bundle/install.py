@@ -34,6 +34,7 @@ import os
 import posixpath
 import shutil
 import stat
+import struct
 import tarfile
 import uuid
 import zlib
@@ -59,7 +60,18 @@ class Limits:
 
 
 def _stream_errors() -> tuple[type[BaseException], ...]:
-    errors: tuple[type[BaseException], ...] = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
+    """What reading a damaged archive raises: tarfile's stream mode lets some garbage through as
+    TypeError (a truncated gzip header), ValueError or struct.error."""
+    errors: tuple[type[BaseException], ...] = (
+        tarfile.TarError,
+        EOFError,
+        OSError,
+        zlib.error,
+        lzma.LZMAError,
+        struct.error,
+        TypeError,
+        ValueError,
+    )
     try:
         import zstandard
     except ImportError:
@@ -80,9 +92,11 @@ def _open_stream(path: str):
         except ImportError:
             f.close()
             raise BundleError(f"{path}: a zstd bundle needs the zstandard package") from None
-        return f, tarfile.open(fileobj=zstandard.ZstdDecompressor().stream_reader(f), mode="r|")
+        stream, mode = zstandard.ZstdDecompressor().stream_reader(f), "r|"
+    else:
+        stream, mode = f, "r|*"
     try:
-        return f, tarfile.open(fileobj=f, mode="r|*")
+        return f, tarfile.open(fileobj=stream, mode=mode)
     except _stream_errors() as e:
         f.close()
         raise BundleError(f"{path}: not a bundle archive ({e})") from None

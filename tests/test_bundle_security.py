@@ -510,6 +510,11 @@ def test_bad_numeric_options_are_usage_errors(tmp_path, option, value):
     assert err.count("\n") == 1 and option in err and value in err
 
 
+def test_bad_compression_is_a_usage_error_before_any_download(tmp_path, cli):
+    r = cli("bundle", "create", "--models", "gpt-4o", "--compression", "bogus", "-o", str(tmp_path / "x.tar.gz"))
+    assert r.code == 2 and "--compression must be gzip, zstd or none" in r.err and "gathering" not in r.err
+
+
 def test_verify_and_inspect_of_a_missing_file(tmp_path, cli):
     r = cli("bundle", "verify", str(tmp_path / "nope.tar.gz"))
     assert r.code == 1 and json.loads(r.out)["ok"] is False

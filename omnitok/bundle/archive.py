@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from .._version import __version__
+from ..errors import UsageError
 from .manifest import FORMAT, FORMAT_VERSION, check, is_name
 from .sources import BundleError, gather
 
@@ -36,7 +37,7 @@ def _hashes(path: Path) -> tuple[str, str, int]:
 def compression_for(output: str, compression: str | None) -> str:
     if compression:
         if compression not in ("gzip", "zstd", "none"):
-            raise BundleError(f"--compression must be gzip, zstd or none, not {compression!r}")
+            raise UsageError(f"--compression must be gzip, zstd or none, not {compression!r}")
         return compression
     if output.endswith((".zst", ".tzst")):
         return "zstd"

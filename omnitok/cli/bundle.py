@@ -43,9 +43,11 @@ def create_cmd(
     import dataclasses
 
     from ..bundle import Recipe, create, load_recipe
+    from ..bundle.archive import compression_for
 
     if bool(models) == bool(recipe):
         raise errors.UsageError("give either --models or --recipe")
+    compression_for(output, compression)  # a bad --compression is refused before any download
     r = load_recipe(recipe) if recipe else Recipe("custom", [m.strip() for m in models.split(",") if m.strip()])
     pins = dict(_pairs(revision, "--revision"))
     dirs = dict(_pairs(local, "--local"))

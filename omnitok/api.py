@@ -42,7 +42,7 @@ def resolve(model: str | None = None, encoding: str | None = None) -> models.Res
     """What a model id (or an explicit encoding) resolves to; raises UnknownModelError."""
     if encoding:
         return models.for_encoding(encoding, model)
-    return models.resolve(model or default_model())
+    return models.resolve(default_model() if model is None else model)
 
 
 def load_tokenizer(

@@ -123,14 +123,7 @@ def test_empty_model_id_resolve(model):
         models.resolve(model)
 
 
-API_EMPTY = pytest.mark.xfail(
-    strict=True,
-    reason="omnitok/api.py resolve() maps '' to the default model (`model or default_model()`); "
-    "it must be `default_model() if model is None else model`",
-)
-
-
-@pytest.mark.parametrize("model", [" ", pytest.param("", marks=API_EMPTY)])
+@pytest.mark.parametrize("model", [" ", ""])
 def test_empty_model_id_api(model):
     with pytest.raises(UsageError, match="model id is empty"):
         omnitok.Counter(model, cache="off")
@@ -138,7 +131,7 @@ def test_empty_model_id_api(model):
         omnitok.count("hi", model=model)
 
 
-@pytest.mark.parametrize("model", ["  ", pytest.param("", marks=API_EMPTY)])
+@pytest.mark.parametrize("model", ["  ", ""])
 def test_empty_model_id_console_script(model):
     r = run_omnitok("count", "-m", model, stdin=b"hello")
     assert (r.code, r.out) == (2, b"")

@@ -38,12 +38,47 @@ def _text_of(content) -> str:
     return " ".join(b.get("text", "") for b in content)
 
 
+def error_body(route: str, status: int, message: str):
+    """(headers, body) of an error answer in the route's own wire format, with `message` where
+    the provider puts its words (the text a client shows)."""
+    if route == "anthropic":
+        kinds = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error", 500: "api_error"}
+        kind = kinds.get(status, "invalid_request_error")
+        return {}, {"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_mock"}
+    if route == "gemini":
+        kinds = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL"}
+        return {}, {"error": {"code": status, "message": message, "status": kinds.get(status, "INVALID_ARGUMENT")}}
+    if route == "bedrock":
+        kinds = {401: "UnrecognizedClientException", 403: "AccessDeniedException", 500: "InternalServerException"}
+        return {"x-amzn-ErrorType": kinds.get(status, "ValidationException")}, {"message": message}
+    if route in ("tgi", "llamacpp"):
+        return {}, {"error": message, "error_type": "validation"}
+    return {}, {"error": {"message": message, "type": "BadRequestError", "param": None, "code": status}}
+
+
+def credential(request: dict) -> str:
+    """The credential a request carried, as the server received it (to echo it back)."""
+    h = {k.lower(): v for k, v in request["headers"].items()}
+    for name in ("x-api-key", "x-goog-api-key", "authorization"):
+        if h.get(name):
+            return h[name].removeprefix("Bearer ")
+    return ""
+
+
 class MockProviders:
-    def __init__(self):
+    """Serves the routes; `fail` queues answers ahead of the normal ones. A queued body may be
+    bytes, a JSON-able value, an iterator of bytes (streamed, for as long as it yields and the
+    client reads), or a callable given the request ({"route", "path", "headers", "raw"}) that
+    returns one of those (to echo what the client sent)."""
+
+    def __init__(self, api_key: str = API_KEY, aws_access_key: str = "AKIDTEST"):
+        self.api_key = api_key
+        self.aws_access_key = aws_access_key
         self.requests: list[dict] = []
         self.script: dict[str, deque] = {}  # route -> queued (status, headers, body, delay)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -67,6 +102,8 @@ class MockProviders:
                 pass
 
             def _send(self, status: int, body, headers: dict | None = None):
+                if not isinstance(body, (bytes, str, dict, list, int, float, type(None))):
+                    return self._stream(status, body, headers)
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
@@ -74,18 +111,36 @@ class MockProviders:
                     self.send_header(k, v)
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except OSError:  # the client gave up (a timeout, a refused body): as a real server
+                    self.close_connection = True
+
+            def _stream(self, status: int, chunks, headers: dict | None):
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()  # no content-length: HTTP/1.0, the body ends when the connection does
+                try:
+                    for chunk in chunks:
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                except OSError:
+                    pass
+                self.close_connection = True
 
             def do_POST(self):
                 raw = self.rfile.read(int(self.headers.get("content-length", 0)))
                 route, answer = self._route(raw)
-                mock.requests.append({"route": route, "path": self.path, "headers": dict(self.headers), "raw": raw})
+                request = {"route": route, "path": self.path, "headers": dict(self.headers), "raw": raw}
+                mock.requests.append(request)
                 queue = mock.script.get(route)
                 if queue:
                     status, headers, body, *delay = queue.popleft()
                     if delay:
                         time.sleep(delay[0])
-                    return self._send(status, body, headers)
+                    return self._send(status, body(request) if callable(body) else body, headers)
                 self._send(*answer)
 
             def _route(self, raw: bytes):
@@ -116,7 +171,7 @@ class MockProviders:
 
             def _anthropic(self, body, h):
                 key = h.get("x-api-key") or h.get("authorization", "").removeprefix("Bearer ")
-                if key != API_KEY:
+                if key != mock.api_key:
                     return 401, {
                         "type": "error",
                         "error": {"type": "authentication_error", "message": "invalid x-api-key"},
@@ -138,7 +193,7 @@ class MockProviders:
                 return 200, {"input_tokens": n + TOOL_COST * len(tools)}
 
             def _gemini(self, body, h, model):
-                if h.get("x-goog-api-key") != API_KEY:
+                if h.get("x-goog-api-key") != mock.api_key:
                     return 403, {"error": {"code": 403, "message": "API key not valid", "status": "PERMISSION_DENIED"}}
                 if ("contents" in body) == ("generateContentRequest" in body):
                     return 400, {"error": {"code": 400, "message": "exactly one", "status": "INVALID_ARGUMENT"}}
@@ -171,7 +226,7 @@ class MockProviders:
             def _bedrock(self, body, h, model_id):
                 auth = h.get("authorization", "")
                 ok = re.match(
-                    r"AWS4-HMAC-SHA256 Credential=AKIDTEST/\d{8}/us-west-2/bedrock/aws4_request, "
+                    rf"AWS4-HMAC-SHA256 Credential={re.escape(mock.aws_access_key)}/\d{{8}}/us-west-2/bedrock/aws4_request, "
                     r"SignedHeaders=[a-z0-9;\-]+, Signature=[0-9a-f]{64}$",
                     auth,
                 )
@@ -190,3 +245,43 @@ class MockProviders:
                 return 200, {"inputTokens": n + TOOL_COST * len(specs)}
 
         return Handler
+
+
+class Recorder:
+    """Another loopback server: records every request that reaches it (any method) and answers
+    each with a plausible count in every provider's shape, so a client that followed a redirect
+    here would take it for an exact count. It should receive nothing."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _any(self):
+                raw = self.rfile.read(int(self.headers.get("content-length", 0) or 0))
+                recorder.requests.append(
+                    {"method": self.command, "path": self.path, "headers": dict(self.headers), "raw": raw}
+                )
+                data = json.dumps(
+                    {"input_tokens": 7, "totalTokens": 7, "inputTokens": 7, "count": 7, "tokens": list(range(7))}
+                ).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_HEAD = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -33,13 +33,13 @@ def message_texts(messages: list, where: str = "messages", unit: str = "part") -
     return texts
 
 
-def no_tools(tools: list | None, who: str) -> None:
+def no_tools(tools: list | None, who: str, online: bool = True) -> None:
     """Tool definitions where no published rule says how they are counted: an error, never a
-    silent undercount."""
+    silent undercount. `online`: the family has a count API that takes tools."""
     if tools:
+        way = "count online (--online) or leave the 'tools' field out" if online else "leave the 'tools' field out"
         raise ExtractError(
-            f"tools: {len(tools)} tool definition(s) cannot be counted offline for {who} (no published rule); "
-            "count online (--online) or leave the 'tools' field out"
+            f"tools: {len(tools)} tool definition(s) cannot be counted offline for {who} (no published rule); {way}"
         )
 
 
@@ -62,7 +62,7 @@ class OpenAIFraming:
         return [text], 0
 
     def chat(self, messages: list, where: str = "messages", tools: list | None = None) -> tuple[list[str], int]:
-        no_tools(tools, "OpenAI models")
+        no_tools(tools, "OpenAI models (OpenAI has no count API)", online=False)
         return chat_texts(messages, self.rule, where)
 
 

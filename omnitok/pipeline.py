@@ -58,6 +58,14 @@ def default_jobs() -> int:
 _WORKER_STRATEGY = None
 
 
+def _worker_init() -> None:
+    # Ctrl-C reaches the whole process group: the parent says "interrupted" and stops the pool;
+    # a worker that took the signal too would only print a KeyboardInterrupt traceback.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _count_in_worker(texts: list[str]) -> list[int]:
     return _WORKER_STRATEGY.count_batch(texts)
 
@@ -82,7 +90,7 @@ class BatchCounter:
         prepare = getattr(self.strategy, "prepare_for_fork", None)
         if prepare is not None:
             prepare()
-        self._pool = multiprocessing.get_context("fork").Pool(self.jobs)
+        self._pool = multiprocessing.get_context("fork").Pool(self.jobs, initializer=_worker_init)
         return True
 
     def close(self) -> None:

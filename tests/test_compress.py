@@ -287,7 +287,8 @@ def test_cli_records_rows_and_errors(cli):
     assert out[1] == {
         "pos": 1,
         "id": "q2",
-        "where": "<stdin>:2",
+        "source": "<stdin>",
+        "line": 2,
         "error": "no context field (context, documents, passages, ctxs, text); pass --context-field "
         "(record has: id, ctx)",
     }

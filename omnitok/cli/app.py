@@ -7,6 +7,7 @@ import os
 import sys
 
 import typer
+from typer.core import TyperGroup
 
 from .. import errors
 from .bundle import app as bundle_app
@@ -19,7 +20,31 @@ from .models import models_cmd
 from .validate import EPILOG as VALIDATE_EPILOG
 from .validate import validate_cmd
 
+
+class _StdoutClosed(Exception):
+    """The reader of stdout went away (`| head`)."""
+
+
+class _Interrupted(Exception):
+    """Ctrl-C."""
+
+
+class _Group(TyperGroup):
+    """The root command group. typer turns a broken pipe into exit 1 (the code for a bad record)
+    and Ctrl-C into a silent exit 130; both are caught here first, as exceptions of our own that
+    typer lets through, so that main() reports them the omnitok way for every command."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise _StdoutClosed() from None
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
+
+
 app = typer.Typer(
+    cls=_Group,
     name="omnitok",
     help="Token counting for LLM workloads: exact, offline, fast enough to stream a corpus through.",
     no_args_is_help=True,
@@ -76,10 +101,10 @@ def main(argv: list[str] | None = None) -> None:
         from ._output import report
 
         sys.exit(report(e))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Interrupted):
         sys.stderr.write("omnitok: interrupted\n")
         sys.exit(errors.EXIT_INTERRUPTED)
-    except BrokenPipeError:
+    except (BrokenPipeError, _StdoutClosed):
         # The reader went away (`| head`): stop quietly, as other Unix tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -158,7 +158,7 @@ def compress_cmd(
                 if on_error == "skip":
                     error(f"{rec.where}: {err}")
                     continue
-                row = {**where, "where": rec.where, "error": err}
+                row = {**where, "source": rec.source, "line": rec.line, "error": err}  # as count's error rows
             else:
                 n += 1
                 total_in += row["original_tokens"]

@@ -143,11 +143,12 @@ def count(
                 message = f"{rec.where}: {rec.error}"
                 stats.add_error(message)
                 if on_error == "stop":
-                    stopped = message
+                    # --on-error can only help when there is more input after this record.
+                    stopped = (message, rec.line is not None or len(stream.paths) > 1)
                     break
                 if on_error == "record" and sink is not None:
                     sink.error(c)
-                else:
+                if on_error != "record" or sink is None or not sink.carries_errors:
                     bar.close()
                     error(message)
                 continue
@@ -173,9 +174,10 @@ def count(
     return _finish(stats, stopped, on_error, quiet)
 
 
-def _finish(stats, stopped: str | None, on_error: str, quiet: bool) -> int:
+def _finish(stats, stopped: tuple[str, bool] | None, on_error: str, quiet: bool) -> int:
     if stopped:
-        error(stopped, "--on-error skip or --on-error record carries on past bad records")
+        message, more = stopped
+        error(message, "--on-error skip or --on-error record carries on past bad records" if more else None)
         return errors.EXIT_ERROR
     code = errors.EXIT_OK
     if stats.over_limit:

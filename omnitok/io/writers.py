@@ -37,6 +37,8 @@ def format_for_output(fmt: str, output: str | None, single_text: bool) -> str:
 
 
 class Sink:
+    carries_errors = True  # an error row holds the reason
+
     def __init__(self, out: IO[bytes], meta: dict, with_source: bool):
         self.out = out
         self.meta = meta
@@ -127,6 +129,8 @@ class AddFieldSink(JsonlSink):
 
 class NumberSink(Sink):
     """A bare number a record; an error record leaves an empty line, so lines stay aligned."""
+
+    carries_errors = False  # the reason goes to stderr as well
 
     def result(self, c: Counted) -> None:
         self.out.write(b"%d\n" % c.tokens)

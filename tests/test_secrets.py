@@ -372,3 +372,27 @@ def test_scrub_masks_a_key_cut_by_the_provider_and_its_encodings():
     assert all(core[i : i + 8] not in shown for i in range(len(core) - 7))
     assert redact_url("http://u:p@ss@[::1") == "http://***@[::1"  # urlsplit refuses this one
     assert redact_url("https://h/x?api_key=abc&key=def&v=1") == "https://h/x?api_key=***&key=***&v=1"
+
+
+def test_hostile_retry_hints_and_odd_urls(servers, home, monkeypatch):
+    """A retry-after that is NaN or not a date is ignored (backoff instead), never a crash; a
+    relative redirect is refused too; a base URL with no http(s) scheme is an error saying so."""
+    mock, recorder = servers
+    case = CASES[0]
+    mock.api_key = case.canaries[0]
+    for name, value in case.env(mock.url).items():
+        monkeypatch.setenv(name, value)
+    busy = error_body("anthropic", 429, "slow down")[1]
+    mock.fail("anthropic", (429, {"retry-after": "nan"}, busy), (503, {"retry-after": "Mon, 99 Foo 20x"}, busy))
+    r = omnitok.count(TEXT, model=case.model, online=True, strict=True, retries=2, cache="off")
+    assert (r.tokens, r.strategy, r.exact) == (words(TEXT), "anthropic-api", True)
+
+    mock.fail("anthropic", (307, {"location": "/v1/elsewhere"}, b""))
+    result, error, _ = api_count(case, True, 5.0, 2)
+    assert error.startswith("anthropic: HTTP 307: the API redirected; redirects are not followed")
+    assert mock.count("anthropic") == 4 and recorder.requests == []  # refused, not retried
+
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", f"{USERINFO}@127.0.0.1:{mock.port}")
+    result, error, _ = api_count(case, True, 5.0, 0)
+    assert error.startswith(f"anthropic: the base URL ***@127.0.0.1:{mock.port} does not start with http://")
+    assert_clean(case, {"error": error.encode()})

@@ -114,7 +114,7 @@ def scrub(text: str, secrets=()) -> str:
 def excerpt(text: str, secrets=(), limit: int = 200) -> str:
     """Scrub first, then cut to `limit` characters: what of a provider's text may be shown."""
     text = scrub(text, secrets).strip()
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
 def _mask_runs(text: str, secrets: list[str]) -> str:

@@ -197,7 +197,7 @@ def test_bloom_saves_round_trips(tmp_path):
     assert cache.get_many([f"t:{i}" for i in range(200)]) == list(range(100)) + [None] * 100
     s = cache.run_stats()
     assert calls == [100]  # the 100 never-seen keys never reached L2 (allowing for the 1% false positives)
-    assert s["bloom_skips"] == 100 - (calls[0] - 100) and s["bloom"]["false_positive_rate"] == 0.01
+    assert s["bloom"]["skips"] == 100 - (calls[0] - 100) and s["bloom"]["false_positive_rate"] == 0.01
     cache.close()
     again = TieredCache(settings(tmp_path))  # the filter was persisted with L2
     assert again.bloom.loaded_from_disk and "t:5" in again.bloom
@@ -227,10 +227,11 @@ def test_warm_then_count_hits_l2_and_stats_persist(cli, tmp_path):
     assert r.code == 0 and orjson.loads(r.out) == {"records": 40, "errors": 0, "stored": 40, "already_cached": 0}
     r = cli("count", "-m", "gpt-4o", "--cache", "on", "--cache-dir", d, "--summary", "--format", "json", f)
     s = orjson.loads(r.out)["cache"]
-    assert (s["l2_hits"], s["misses"], s["hit_rate"]) == (40, 0, 1.0)
+    assert (s["l2_hits"], s["misses"], s["hit_rate"]) == (40, 0, 100.0)
     r = cli("cache", "stats", "--json", "--cache-dir", d)
     st = orjson.loads(r.out)
-    assert st["l2_size"] == 40 and st["l2_recorded_l2_hits"] == 40 and st["l2_recorded_misses"] == 40
+    assert (st["l2_size"], st["l2_hits"], st["misses"], st["hit_rate"]) == (40, 40, 40, 50.0)
+    assert st["counts_recorded_in"] == "l2" and st["l2_dir"] == d
 
 
 def test_no_cache_and_auto_policy_for_local(cli, tmp_path):

@@ -102,7 +102,9 @@ class RedisTier:
         return n
 
     def size(self) -> int:
-        return sum(1 for _ in self.client.scan_iter(match=self.prefix + "*", count=1000))
+        """Cached entries under the prefix (the statistics hash is not one, as in L2)."""
+        stats = (self.prefix + "stats").encode()
+        return sum(key != stats for key in self.client.scan_iter(match=self.prefix + "*", count=1000))
 
     def clear(self, tag: str | None = None) -> int:
         pattern = self.prefix + (f"{tag}:*" if tag else "*")

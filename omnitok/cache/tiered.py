@@ -117,9 +117,6 @@ def parse_scores(value) -> list[float] | None:
     return None
 
 
-_redact = redact_url  # the old private name, until every caller imports redact_url
-
-
 class TieredCache:
     def __init__(self, settings: CacheSettings):
         self.settings = settings
@@ -385,30 +382,26 @@ class TieredCache:
         return out
 
     def run_stats(self) -> dict:
-        s = {f: self.stats.get(f, 0) for f in STAT_FIELDS}
-        hits = s["l1_hits"] + s["l2_hits"] + s["l3_hits"]
-        total = hits + s["misses"]
+        """This run's statistics (`stats_view`): hits per tier, misses, totals, hit rate in
+        percent, L1's and L2's sizes, then omnitok's own counts (malformed, tier_errors, bloom)."""
         l2_size = None
         if self.l2 is not None:
             try:
                 l2_size = self.l2.size()
             except (OSError, sqlite3.Error) as e:
                 self._l2_failed(e)
-        s.update(
-            total_hits=hits,
-            total_requests=total,
-            hit_rate=round(hits / total, 4) if total else None,
-            l1_size=self.l1.size(),
-            l2_size=l2_size,
-        )
-        if self.bloom is not None:
-            s["bloom"] = {
-                "entries": self.bloom.filter.count,
-                "capacity": self.bloom.capacity,
-                "false_positive_rate": self.bloom.error_rate,
-                "full": self.bloom.full,
-            }
-        return s
+        return stats_view(self.stats, l1_size=self.l1.size(), l2_size=l2_size, bloom=self.bloom_info())
+
+    def bloom_info(self) -> dict | None:
+        """The Bloom filter in use (entries, capacity, false-positive rate, full), or None."""
+        if self.bloom is None:
+            return None
+        return {
+            "entries": self.bloom.filter.count,
+            "capacity": self.bloom.capacity,
+            "false_positive_rate": self.bloom.error_rate,
+            "full": self.bloom.full,
+        }
 
     def _l2_stats(self) -> dict[str, int]:
         """The statistics kept in L2; a damaged entry is reported once and read as empty."""
@@ -467,6 +460,31 @@ class TieredCache:
                 self.l3.close()
             except Exception as e:
                 self._l3_failed(e)
+
+
+def hit_rate(hits: int, total: int) -> float:
+    """Hits as a percentage of requests, to two decimals (0.0 when there were none)."""
+    return round(100 * hits / total, 2) if total else 0.0
+
+
+def stats_view(counts, *, l1_size=None, l2_size=None, bloom: dict | None = None, sizes: bool = True) -> dict:
+    """Statistics as every front end shows them (`count --summary`, validate's summary, `cache
+    stats`): the field names of the cache omnitok grew from first (l1_hits, l2_hits, l3_hits,
+    misses, total_hits, total_requests, hit_rate in percent, l1_size, l2_size; the sizes left out
+    with sizes=False), then omnitok's own: `malformed` (values read back and ignored),
+    `tier_errors` (failures per tier) and `bloom` (lookups it skipped plus the filter's
+    `bloom` description; None with neither)."""
+    out = {f: int(counts.get(f, 0)) for f in ("l1_hits", "l2_hits", "l3_hits", "misses")}
+    hits = out["l1_hits"] + out["l2_hits"] + out["l3_hits"]
+    total = hits + out["misses"]
+    out.update(total_hits=hits, total_requests=total, hit_rate=hit_rate(hits, total))
+    if sizes:
+        out.update(l1_size=l1_size, l2_size=l2_size)
+    out["malformed"] = int(counts.get("malformed", 0))
+    out["tier_errors"] = {t: int(counts.get(f"{t}_errors", 0)) for t in ("l1", "l2", "l3")}
+    skips = int(counts.get("bloom_skips", 0))
+    out["bloom"] = {"skips": skips, **(bloom or {})} if bloom is not None or skips else None
+    return out
 
 
 def parse_stats(raw) -> dict[str, int] | None:

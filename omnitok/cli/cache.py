@@ -50,7 +50,8 @@ def _emit(data: dict, json_out: bool) -> None:
 
     table = Table(show_header=False)
     for key, value in data.items():
-        table.add_row(key, str(value))
+        shown = orjson.dumps(value).decode() if isinstance(value, (dict, list)) or value is None else str(value)
+        table.add_row(key, shown)
     Console().print(table)
 
 
@@ -71,22 +72,22 @@ def stats_cmd(
     cache_dir: opt.CacheDir = None,
     l3_url: opt.L3Url = None,
 ) -> None:
-    """Sizes and the hit/miss counts kept across runs (L2, L3); exit 1 if a configured tier is
-    down or damaged."""
+    """Sizes and the hit/miss counts kept across runs (L2's record, else L3's); exit 1 if a
+    configured tier is down or damaged."""
+    from ..cache.tiered import stats_view
+
     cache = _open(cache_dir, l3_url)
     try:
         stored = cache.stored_stats()
         sizes = cache.sizes()
-        data = {"l2_dir": str(cache.settings.directory), "l2_size": sizes["l2_size"], "l2_bytes": sizes["l2_bytes"]}
-        data.update(l3=cache.l3 is not None, l3_size=sizes["l3_size"])
-        data["bloom_entries"] = cache.bloom.filter.count if cache.bloom is not None else None
-        data["bloom_false_positive_rate"] = cache.settings.bloom_error_rate
-        for tier, counts in stored.items():
-            hits = sum(v for k, v in counts.items() if k.endswith("_hits"))
-            total = hits + counts.get("misses", 0)
-            for key in ("l1_hits", "l2_hits", "l3_hits", "misses", "bloom_skips", "malformed"):
-                data[f"{tier}_recorded_{key}"] = counts.get(key, 0)
-            data[f"{tier}_recorded_hit_rate"] = round(hits / total, 4) if total else None
+        recorded_in = next(iter(stored), None)  # l2 if it is in use, else l3
+        data: dict = {"l2_dir": str(cache.settings.directory) if cache.settings.directory is not None else None}
+        counts = stored.get(recorded_in, {})
+        data.update(stats_view(counts, l1_size=cache.l1.size(), l2_size=sizes["l2_size"], bloom=cache.bloom_info()))
+        data.update(counts_recorded_in=recorded_in, l2_bytes=sizes["l2_bytes"], l3=cache.l3 is not None)
+        data["l3_size"] = sizes["l3_size"]
+        if recorded_in == "l2" and "l3" in stored:  # L3's own record: every host that shares it
+            data["l3_recorded"] = stats_view(stored["l3"], sizes=False)
     finally:
         cache.close()
     failures = cache.failures()

@@ -38,10 +38,15 @@ def default_model() -> str:
     return os.environ.get("OMNITOK_MODEL") or models.DEFAULT_MODEL
 
 
-def resolve(model: str | None = None, encoding: str | None = None) -> models.Resolution:
-    """What a model id (or an explicit encoding) resolves to; raises UnknownModelError."""
+def resolve(model: str | None = None, encoding: str | None = None, tokenizer: str | None = None) -> models.Resolution:
+    """What a model id (or an explicit encoding) resolves to; raises UnknownModelError.
+
+    A tokenizer path with no model id (and no encoding) names the model itself: the Hugging
+    Face family counts with those files, whatever $OMNITOK_MODEL says."""
     if encoding:
         return models.for_encoding(encoding, model)
+    if model is None and tokenizer:
+        return models.Resolution(tokenizer, "hf", tokenizer, "template", f"--tokenizer {tokenizer!r} with no model id")
     return models.resolve(default_model() if model is None else model)
 
 
@@ -51,7 +56,7 @@ def load_tokenizer(
     """The loaded offline counting strategy for a model (cached per process)."""
     from .chain import Options, offline
 
-    return offline(resolve(model, encoding), Options(engine=engine, tokenizer=tokenizer))
+    return offline(resolve(model, encoding, tokenizer), Options(engine=engine, tokenizer=tokenizer))
 
 
 class Counter:
@@ -76,7 +81,7 @@ class Counter:
     ):
         from .chain import Options, plan
 
-        self.resolution = resolve(model, encoding)
+        self.resolution = resolve(model, encoding, tokenizer)
         self.options = Options(engine, tokenizer, special_tokens, online, strict, concurrency, timeout, retries)
         strategy, self.framing = plan(self.resolution, self.options)
         self.cache = None

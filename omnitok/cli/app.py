@@ -48,7 +48,7 @@ app = typer.Typer(
     name="omnitok",
     help="Token counting for LLM workloads: exact, offline, fast enough to stream a corpus through.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

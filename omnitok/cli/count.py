@@ -15,6 +15,10 @@ Examples:
 
   echo -n "hello world" | omnitok count -m gpt-4o            # 2
 
+  omnitok count -m gpt-4o --text "hello world"               # 2
+
+  omnitok count --tokenizer ./my-model/ notes.txt            # a local tokenizer, no model id
+
   omnitok count -m gpt-4.1 data.jsonl --field body > counts.jsonl
 
   cat chats.jsonl | omnitok count -m gpt-4o --summary       # chat 'messages' records
@@ -29,6 +33,12 @@ Examples:
 
 def count(
     files: opt.Files = None,
+    text: list[str] | None = typer.Option(
+        None,
+        "--text",
+        help="Count this text instead of files or stdin (repeat for several: one record each).",
+        show_default=False,
+    ),
     model: opt.Model = None,
     encoding: opt.Encoding = None,
     field: opt.Field = None,
@@ -119,6 +129,7 @@ def count(
         input_format,
         lines,
         keep_raw=bool(add_field),
+        texts=text or None,
     )
     meta = counter.meta
     stats = Summary(max_tokens_limit=max_tokens)

@@ -151,8 +151,15 @@ class InputStream:
         input_format: str = "auto",
         lines: bool = False,
         keep_raw: bool = False,
+        texts: list[str] | None = None,
     ):
-        if not paths:
+        self.texts = texts
+        if texts is not None:
+            if paths:
+                raise UsageError("give input files or --text, not both")
+            if input_format not in ("auto", "text"):
+                raise UsageError("--text is text; --input-format does not apply to it")
+        elif not paths:
             paths = [STDIN]
         if paths.count(STDIN) > 1:
             raise UsageError("stdin ('-') can be read only once")
@@ -209,9 +216,15 @@ class InputStream:
     @property
     def single_text(self) -> bool:
         """One whole-text input: the run yields exactly one record."""
+        if self.texts is not None:
+            return len(self.texts) == 1
         return len(self.paths) == 1 and not self.lines and self.format_of(self.paths[0]) == "text"
 
     def __iter__(self) -> Iterator[Record]:
+        if self.texts is not None:  # texts given on the command line: one record each
+            for i, text in enumerate(self.texts, 1):
+                yield self._record("--text", i if len(self.texts) > 1 else None, text)
+            return
         for path in self.paths:
             yield from self._read(path)
 

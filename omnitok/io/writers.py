@@ -251,40 +251,55 @@ class ParquetSink(Sink):
 
 
 class TableSink(Sink):
-    """A rich table for people; rows are kept until the end."""
+    """An aligned text table for people, streamed: column widths are set by the first block of
+    rows (a wider cell later just pushes its row out), so memory and time stay flat however many
+    rows there are."""
+
+    BLOCK = 1000
+    _COLUMNS = (("pos", ">"), ("id", "<"), ("where", "<"), ("tokens", ">"), ("error", "<"))
 
     def __init__(self, out, meta, with_source):
         super().__init__(out, meta, with_source)
-        self._rows: list[tuple] = []
+        self._rows: list[tuple[str, ...]] = []
+        self._widths: list[int] | None = None
+
+    def _add(self, cells: tuple) -> None:
+        self._rows.append(tuple("" if c is None else " ".join(str(c).split()) for c in cells))
+        if len(self._rows) >= self.BLOCK:
+            self._flush()
 
     def result(self, c: Counted) -> None:
         rec = c.record
-        self._rows.append((rec.pos, rec.id, rec.where, c.tokens, None))
+        self._add((rec.pos, rec.id, rec.where, c.tokens, None))
 
     def error(self, c: Counted) -> None:
         rec = c.record
-        self._rows.append((rec.pos, rec.id, rec.where, None, rec.error))
+        self._add((rec.pos, rec.id, rec.where, None, rec.error))
+
+    def _line(self, cells) -> bytes:
+        parts = [
+            f"{cell:{align}{width}}" for cell, (_, align), width in zip(cells, self._COLUMNS, self._widths, strict=True)
+        ]
+        return ("  ".join(parts).rstrip() + "\n").encode()
+
+    def _flush(self) -> None:
+        if self._widths is None:
+            m = self.meta
+            title = f"{m['model']} ({m['encoding']}, {m['strategy']}, exact={m['exact']})"
+            names = [name for name, _ in self._COLUMNS]
+            least = {"pos": 6, "tokens": 6}  # room for a million rows before a later row is pushed out
+            self._widths = [
+                max([len(name), least.get(name, 0)] + [len(r[k]) for r in self._rows]) for k, name in enumerate(names)
+            ]
+            self._widths[-1] = 0  # the last column is not padded
+            rule = "  ".join("-" * w for w in self._widths[:-1]) + "  -----"
+            self.out.write(title.encode() + b"\n" + self._line(names) + rule.encode() + b"\n")
+        self.out.write(b"".join(self._line(r) for r in self._rows))
+        self._rows = []
 
     def close(self) -> None:
-        from rich.console import Console
-        from rich.table import Table
-
-        m = self.meta
-        table = Table(title=f"{m['model']} ({m['encoding']}, {m['strategy']}, exact={m['exact']})")
-        for col in ("pos", "id", "where", "tokens", "error"):
-            table.add_column(col, justify="right" if col in ("pos", "tokens") else "left")
-        for pos, rid, where, tokens, err in self._rows:
-            table.add_row(
-                str(pos),
-                "" if rid is None else str(rid),
-                where,
-                "" if tokens is None else str(tokens),
-                err or "",
-            )
-        text = io.TextIOWrapper(self.out, encoding="utf-8", write_through=True)
-        Console(file=text, width=max(80, Console().width)).print(table)
-        text.flush()
-        text.detach()
+        if self._rows or self._widths is None:
+            self._flush()
         super().close()
 
 

@@ -363,3 +363,101 @@ def test_cli_warnings_are_omnitok_warnings(cli, monkeypatch):
         )
         == 1
     )
+
+
+def _bad_cached_results(good: dict) -> dict[str, object]:
+    """Values a stale, foreign or tampered L2/L3 could hold under a compress key."""
+    text = json.dumps
+
+    def with_(**kw):
+        return text({**good, **kw})
+
+    nested = "[" * 100_000 + "]" * 100_000
+    return {
+        "wrong keys": text({"a": 1}),
+        "a key missing": text({k: v for k, v in good.items() if k != "duplicates"}),
+        "an extra key": with_(extra=1),
+        "a list": text([good]),
+        "null": "null",
+        "a bare number": "42",
+        "an int, not text": 42,
+        "not JSON": "{not json",
+        "text not a str": with_(compressed_text=123),
+        "tokens as text": with_(original_tokens=str(good["original_tokens"])),
+        "tokens a float": with_(compressed_tokens=float(good["compressed_tokens"])),
+        "negative tokens": with_(compressed_tokens=-1),
+        "a bool budget": with_(budget=True),
+        "huge tokens": with_(original_tokens=10**30),
+        "digits past int's limit": with_(duplicates=0).replace('"duplicates": 0', '"duplicates": ' + "9" * 5000),
+        "NaN quality": with_(quality_score=float("nan")),
+        "infinite ratio": with_(compression_ratio=float("inf")),
+        "1e999 ratio": with_(compression_ratio=0.5).replace("0.5", "1e999"),
+        "quality above 1": with_(quality_score=1.5),
+        "over its budget": with_(compressed_tokens=good["budget"] + 1),
+        "more kept than units": with_(kept_units=good["total_units"] + 1),
+        "another method": with_(method="dense"),
+        "an unknown method": with_(method="magic"),
+        "exact as a string": with_(is_exact_tokenization="yes"),
+        "passages not numbers": with_(kept_passages=["0"]),
+        "deep nesting": nested,
+    }
+
+
+def test_bad_cached_results_are_misses(tmp_path):
+    """A compress result read back from L2 of the wrong shape is a miss and one warning; compress
+    recomputes the right answer, never a traceback, and stores it over the bad value."""
+    from omnitok import notices
+    from omnitok.cache import CacheSettings, TieredCache
+
+    reference = Compressor("gpt-4o", method="bm25", cache="off").compress(CONTEXT, QUERY, budget=30)
+    good = reference.to_dict()
+    directory = tmp_path / "l2"
+    warm = Compressor("gpt-4o", method="bm25", cache="on", cache_dir=str(directory))
+    assert warm.compress(CONTEXT, QUERY, budget=30) == reference
+    (key,) = list(warm._tiered.l2.keys())
+    warm.close()
+    seen: list[str] = []
+    notices.set_handler(seen.append)
+    try:
+        for name, bad in _bad_cached_results(good).items():
+            planter = TieredCache(CacheSettings(directory, bloom=False))
+            planter.l2.set_many({key: bad})
+            planter.close()
+            notices.reset()
+            seen.clear()
+            comp = Compressor("gpt-4o", method="bm25", cache="on", cache_dir=str(directory))
+            assert comp.compress(CONTEXT, QUERY, budget=30) == reference, name
+            stats = comp._tiered.run_stats()
+            assert (stats["l2_hits"], stats["misses"], stats["malformed"]) == (0, 1, 1), name
+            assert any("malformed value in l2" in w for w in seen), (name, seen)
+            comp.close()
+            again = Compressor("gpt-4o", method="bm25", cache="on", cache_dir=str(directory))
+            assert again.compress(CONTEXT, QUERY, budget=30) == reference, name  # the bad value was replaced
+            assert again._tiered.run_stats()["l2_hits"] == 1, name
+            again.close()
+    finally:
+        notices.set_handler(None)
+        notices.reset()
+
+
+def test_cached_results_in_one_process_and_across_models(tmp_path):
+    """The same compressor asked twice is served from L1 (the JSON text it stored), a result is a
+    copy that the caller may change, and a model that shares the tokenizer gets its own model id."""
+    comp = Compressor("gpt-4o", method="bm25", cache="on", cache_dir=str(tmp_path))
+    first = comp.compress(CONTEXT, QUERY, budget=30)
+    second = comp.compress(CONTEXT, QUERY, budget=30)
+    assert second == first and comp._tiered.run_stats()["l1_hits"] == 1
+    second.kept_passages.append(99)
+    assert comp.compress(CONTEXT, QUERY, budget=30) == first
+    comp.close()
+    promoted = Compressor("gpt-4o", method="bm25", cache="on", cache_dir=str(tmp_path))
+    a = promoted.compress(CONTEXT, QUERY, budget=30)  # from L2, promoted into L1
+    a.kept_passages.append(99)
+    assert promoted.compress(CONTEXT, QUERY, budget=30) == first  # from L1: not the changed copy
+    assert promoted._tiered.run_stats()["l1_hits"] == 1
+    promoted.close()
+    mini = Compressor("gpt-4o-mini", method="bm25", cache="on", cache_dir=str(tmp_path))
+    shared = mini.compress(CONTEXT, QUERY, budget=30)
+    assert shared.model_id == "gpt-4o-mini" and mini._tiered.run_stats()["l2_hits"] == 1
+    assert shared == Compressor("gpt-4o-mini", method="bm25", cache="off").compress(CONTEXT, QUERY, budget=30)
+    mini.close()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
@@ -70,6 +70,54 @@ class CompressResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+_COUNTS = ("original_tokens", "compressed_tokens", "budget", "kept_units", "total_units", "duplicates")
+_SHARES = ("compression_ratio", "quality_score")
+_MAX_COUNT = 2**53  # above any text's tokens or units; JSON's exact integers
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_result(raw) -> CompressResult | None:
+    """A CompressResult from the JSON text the cache holds (str or bytes), or None unless it is
+    one: exactly the result's fields; token and unit counts whole numbers from 0 to 2**53, the
+    kept ones no more than the totals and the compressed tokens within the budget; ratio and
+    quality finite in [0, 1]; text and model id strings; a known method; kept passages a list of
+    whole numbers. A value of any other shape (stale, foreign, tampered) is a miss."""
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)  # no NaN / Infinity
+    except (ValueError, TypeError, RecursionError):  # bad JSON, a digit string past int's limit
+        return None
+    if not isinstance(data, dict) or data.keys() != {f.name for f in fields(CompressResult)}:
+        return None
+
+    def whole(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _MAX_COUNT
+
+    def share(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1
+
+    passages = data["kept_passages"]
+    ok = (
+        all(whole(data[k]) for k in _COUNTS)
+        and all(share(data[k]) for k in _SHARES)
+        and data["compressed_tokens"] <= min(data["original_tokens"], data["budget"])
+        and data["kept_units"] <= data["total_units"]
+        and data["duplicates"] <= data["total_units"]
+        and isinstance(data["compressed_text"], str)
+        and isinstance(data["model_id"], str)
+        and isinstance(data["is_exact_tokenization"], bool)
+        and data["method"] in METHODS
+        and isinstance(passages, list)
+        and len(passages) <= data["total_units"]
+        and all(whole(i) for i in passages)
+    )
+    if not ok:
+        return None
+    return CompressResult(**{**data, **{k: float(data[k]) for k in _SHARES}})
 
 
 def check_budget(budget=None, ratio=None, target_compression=None) -> None:
@@ -193,13 +241,29 @@ class Compressor:
         if tiered is not None:
             spec = json.dumps([context, query, budget, ratio, target_compression], ensure_ascii=False)
             key = self._keys.key(spec)
-            hit = tiered.get_many([key], decode=json.loads)[0]
+            hit = self._cached(tiered.get_many([key], decode=self._parse_cached)[0])
             if hit is not None:
-                return CompressResult(**hit)
+                return hit
         result = self._compress(context, query, budget, ratio, target_compression)
         if tiered is not None:
             tiered.set_many({key: json.dumps(result.to_dict(), ensure_ascii=False)})
         return result
+
+    def _parse_cached(self, raw) -> CompressResult | None:
+        """A result read back from L2/L3 (untrusted): parse_result's checks, and this compressor's
+        method; None (a miss, reported by the cache) otherwise."""
+        result = parse_result(raw)
+        return result if result is not None and result.method == self.method else None
+
+    def _cached(self, hit) -> CompressResult | None:
+        """A cache hit as a result of its own: L1 holds either a result promoted from L2/L3 (copied,
+        so that a caller changing it changes no cached one) or the JSON text this process stored.
+        Models that share a tokenizer share entries: the model id is the one asked for."""
+        if isinstance(hit, (str, bytes)):
+            hit = self._parse_cached(hit)
+        if not isinstance(hit, CompressResult):
+            return None
+        return replace(hit, model_id=self.model_id, kept_passages=list(hit.kept_passages))
 
     def _compress(self, context, query, budget, ratio, target_compression) -> CompressResult:
         units, original = segment(context)

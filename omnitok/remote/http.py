@@ -134,8 +134,8 @@ def post_json(
     """POST `body` as JSON and return the decoded JSON answer, retrying what is worth retrying.
 
     `sign(method, url, headers, data)` may add authentication headers (SigV4). A password in the
-    URL is sent as Basic authorization (unless `headers` authorize already) and never shown. Any
-    secret value is scrubbed from error messages.
+    URL is sent as Basic authorization (unless `headers` or `sign` authorize already) and never
+    shown. Any secret value is scrubbed from error messages.
     """
     secrets = (*secrets, *url_secrets(url))
     shown = origin(url)
@@ -146,7 +146,7 @@ def post_json(
     attempt = 0
     while True:
         hdrs = {"content-type": "application/json", "accept": "application/json", **headers}
-        if basic and not any(k.lower() == "authorization" for k in hdrs):
+        if basic and sign is None and not any(k.lower() == "authorization" for k in hdrs):
             hdrs["authorization"] = basic
         wait = None
         try:

@@ -5,6 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+# What an engine offers beyond counting, for omnitok.tokens (encode / decode / truncate):
+#   encode(text) -> ids             the ids whose number count_batch gives, for plain text
+#   decode(ids) -> str              the tokenizer's own decoding (a cut character: U+FFFD)
+#   token_bytes(id) -> bytes        one token as bytes; KeyError if the id is not in the vocabulary
+#   vocab_size                      one past the largest id
+#   encode_cuts(text) -> (ids, cuts) optional: where the text is cut after each token (cut_spans)
+ENCODE_METHODS = ("encode", "decode", "token_bytes", "vocab_size")
+
 
 @runtime_checkable
 class Engine(Protocol):
@@ -52,3 +60,42 @@ class EngineStrategy:
 
     def count_batch(self, texts: Sequence[str]) -> list[int]:
         return self._engine.count_batch(texts)
+
+    # --- encoding (omnitok.tokens), where the engine offers it --------------------------------
+
+    @property
+    def encodes(self) -> bool:
+        """Whether the engine can encode and decode (a plugin engine may only count)."""
+        return all(hasattr(type(self._engine), name) for name in ENCODE_METHODS)
+
+    def encode(self, text: str) -> list[int]:
+        return self._engine.encode(text)
+
+    def encode_cuts(self, text: str) -> tuple[list[int], list[int | None]] | None:
+        """(ids, cuts): cuts[k - 1] is the character offset where the text's first k tokens end,
+        None where that is inside a character; None if the engine cannot say."""
+        cuts = getattr(self._engine, "encode_cuts", None)
+        return cuts(text) if cuts is not None else None
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._engine.decode(ids)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self._engine.token_bytes(token_id)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._engine.vocab_size
+
+
+def cut_spans(spans: Sequence[tuple[int, int]]) -> list[int | None]:
+    """Cuts (see EngineStrategy.encode_cuts) from tokens' (start, end) character spans: the text
+    can be cut after a token where the next one starts at or after every span so far ends
+    (tokens of one character, as byte-level BPE splits an emoji, share its span)."""
+    cuts: list[int | None] = []
+    reach = 0
+    for k, (_, end) in enumerate(spans):
+        reach = max(reach, end)
+        following = spans[k + 1][0] if k + 1 < len(spans) else reach
+        cuts.append(reach if following >= reach else None)
+    return cuts

@@ -21,6 +21,9 @@ def _clean_surrogates(text: str) -> str:
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
+_CONTINUATION = bytes(range(0x80, 0xC0))  # UTF-8 bytes that continue a character
+
+
 def read_ranks(path: Path) -> dict[bytes, int]:
     """Parse a .tiktoken rank file (base64 token, space, rank a line). The store has verified it;
     tiktoken's own loader would also copy it into TIKTOKEN_CACHE_DIR, which we must not touch."""
@@ -59,6 +62,34 @@ class TiktokenEngine:
             return [len(enc(t)) for t in texts]
         return [len(t) for t in self._enc.encode_ordinary_batch(list(texts), num_threads=self.threads)]
 
+    def encode(self, text: str) -> list[int]:
+        return self._enc.encode_ordinary(text)
+
+    def encode_cuts(self, text: str) -> tuple[list[int], list[int | None]]:
+        """The ids, and after each token the character offset its bytes end at (None inside a
+        character): characters so far are the UTF-8 lead bytes so far."""
+        ids = self._enc.encode_ordinary(text)
+        data = text.encode("utf-8", "surrogatepass")
+        piece = self._enc.decode_single_token_bytes
+        cuts: list[int | None] = []
+        end = chars = 0
+        for token in ids:
+            b = piece(token)
+            end += len(b)
+            chars += len(b.translate(None, _CONTINUATION))
+            cuts.append(chars if end >= len(data) or data[end] & 0xC0 != 0x80 else None)
+        return ids, cuts
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._enc.decode(list(ids))
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self._enc.decode_single_token_bytes(token_id)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._enc.n_vocab
+
 
 class GigatokenEngine(ReferenceGuarded):
     name = "gigatoken"
@@ -89,3 +120,9 @@ class GigatokenEngine(ReferenceGuarded):
             return len(self._encode(text))
         except (UnicodeEncodeError, TypeError):  # lone surrogates
             return len(self._encode(_clean_surrogates(text)))
+
+    def _encode_fast(self, text: str) -> list[int]:
+        try:
+            return self._encode(text).tolist()
+        except (UnicodeEncodeError, TypeError):  # lone surrogates
+            return self._encode(_clean_surrogates(text)).tolist()

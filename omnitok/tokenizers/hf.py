@@ -14,6 +14,7 @@ they shape model inputs, not token counts, so every engine counts with both off.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import AssetError, UsageError
-from .base import EngineStrategy
+from .base import EngineStrategy, cut_spans
 from .unicode_guard import ReferenceGuarded
 
 HF_RULE_VERSION = 2  # 2: padding and truncation off (counts of such tokenizer.json files changed)
@@ -71,6 +72,72 @@ class _Gigatoken(ReferenceGuarded):
     def _count_fast(self, text: str) -> int:
         return len(self._encode(text))
 
+    def _encode_fast(self, text: str) -> list[int]:
+        return self._encode(text).tolist()
+
+
+_BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+@functools.cache
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level alphabet, reversed: the byte each character of a byte-level BPE
+    vocabulary stands for (printable bytes as themselves, the others from U+0100 on)."""
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs, strict=True)}
+
+
+def _piece_reader(tok):
+    """A function giving one token of a `tokenizers` Tokenizer as the bytes it stands for: an added
+    token's content; a byte-level piece through GPT-2's alphabet; a byte-fallback piece (<0xE4>)
+    as its byte; SentencePiece's U+2581 as a space; else the tokenizer's decoding of it alone.
+    KeyError for an id the vocabulary does not have."""
+    added = {i: t.content.encode() for i, t in tok.get_added_tokens_decoder().items()}
+    decoder = tok.decoder.__getstate__().decode() if tok.decoder is not None else ""
+    alphabet = _byte_level_alphabet() if "ByteLevel" in decoder else {}
+    byte_fallback = "ByteFallback" in decoder
+    metaspace = "\u2581" in decoder or "\\u2581" in decoder  # Metaspace, or Replace("\u2581", " ")
+
+    def piece_bytes(token_id: int) -> bytes:
+        if token_id in added:
+            return added[token_id]
+        piece = tok.id_to_token(token_id)
+        if piece is None:
+            raise KeyError(token_id)
+        if alphabet and all(c in alphabet for c in piece):
+            return bytes(alphabet[c] for c in piece)
+        match = _BYTE_PIECE.fullmatch(piece) if byte_fallback else None
+        if match:
+            return bytes([int(match[1], 16)])
+        if metaspace:
+            return piece.replace("\u2581", " ").encode()
+        return tok.decode([token_id], skip_special_tokens=False).encode()
+
+    return piece_bytes
+
+
+def _inferred_decoder(tok):
+    """A decoder for a tokenizer.json that has none (omnitok's GGUF conversions write none):
+    byte-level BPE's, or U+2581 as a space with byte fallback (Gemma 4); else None."""
+    from tokenizers import decoders
+
+    def state(part) -> str:
+        return part.__getstate__().decode() if part is not None else ""
+
+    shape = state(tok.pre_tokenizer) + state(tok.normalizer)
+    if "ByteLevel" in shape:
+        return decoders.ByteLevel()
+    if "\u2581" in shape or "\\u2581" in shape:
+        return decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+    return None
+
 
 class _Tokenizers:
     name = "tokenizers"
@@ -81,9 +148,31 @@ class _Tokenizers:
         self.tok = Tokenizer.from_file(str(path))
         self.tok.no_padding()
         self.tok.no_truncation()
+        if self.tok.decoder is None:  # decoding only: a decoder never changes ids or counts
+            self.tok.decoder = _inferred_decoder(self.tok)
+        self._piece_bytes = None
 
     def count_batch(self, texts: Sequence[str]) -> list[int]:
         return [len(e.ids) for e in self.tok.encode_batch(list(texts), add_special_tokens=False)]
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+    def encode_cuts(self, text: str) -> tuple[list[int], list[int | None]]:
+        e = self.tok.encode(text, add_special_tokens=False)
+        return e.ids, cut_spans(e.offsets)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tok.decode(list(ids), skip_special_tokens=False)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        if self._piece_bytes is None:
+            self._piece_bytes = _piece_reader(self.tok)
+        return self._piece_bytes(token_id)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tok.get_vocab_size(with_added_tokens=True)
 
 
 class _SentencePiece:
@@ -120,6 +209,53 @@ class _SentencePiece:
             return [self._count_one(t) for t in texts]
         return [len(ids) for ids in self._sp.encode(list(texts))]
 
+    # No encode_cuts: offsets need SentencePiece's protobuf output (and protobuf); omnitok.tokens
+    # finds the cuts by re-encoding prefixes instead.
+    def encode(self, text: str) -> list[int]:
+        sp = self._sp
+        if self._controls is None or not self._controls.search(text):
+            return sp.encode(text)
+        ids: list[int] = []
+        pos = 0
+        for m in self._controls.finditer(text):
+            if m.start() > pos:
+                ids += sp.encode(text[pos : m.start()])
+            ids.append(sp.piece_to_id(m.group()))
+            pos = m.end()
+        if pos < len(text):
+            ids += sp.encode(text[pos:])
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """SentencePiece's decoding, with control pieces written out (as encode reads them)."""
+        sp = self._sp
+        out: list[str] = []
+        run: list[int] = []
+        for i in ids:
+            if sp.is_control(i):
+                if run:
+                    out.append(sp.decode(run))
+                    run = []
+                out.append(sp.id_to_piece(i))
+            else:
+                run.append(i)
+        if run:
+            out.append(sp.decode(run))
+        return "".join(out)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        sp = self._sp
+        if not 0 <= token_id < sp.get_piece_size():
+            raise KeyError(token_id)
+        piece = sp.id_to_piece(token_id)
+        if sp.is_byte(token_id):
+            return bytes([int(piece[3:5], 16)])
+        return piece.encode() if sp.is_control(token_id) else piece.replace("\u2581", " ").encode()
+
+    @property
+    def vocab_size(self) -> int:
+        return self._sp.get_piece_size()
+
 
 class _Transformers:
     name = "transformers"
@@ -136,12 +272,38 @@ class _Transformers:
         # No "sequence length is longer than the specified maximum" warning: a count is not a
         # model input, and the text is never cut (truncation=False below).
         self.tok.model_max_length = sys.maxsize
+        self._piece_bytes = None
 
     def __call__(self, texts: list[str], add_special_tokens: bool) -> list[list[int]]:
         return self.tok(texts, add_special_tokens=add_special_tokens, padding=False, truncation=False)["input_ids"]
 
     def count_batch(self, texts: Sequence[str]) -> list[int]:
         return [len(ids) for ids in self(list(texts), add_special_tokens=False)]
+
+    def encode(self, text: str) -> list[int]:
+        return self([text], add_special_tokens=False)[0]
+
+    def encode_cuts(self, text: str) -> tuple[list[int], list[int | None]] | None:
+        if not self.tok.is_fast:  # offsets need a fast tokenizer; omnitok.tokens re-encodes instead
+            return None
+        enc = self.tok(text, add_special_tokens=False, padding=False, truncation=False, return_offsets_mapping=True)
+        return enc["input_ids"], cut_spans(enc["offset_mapping"])
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tok.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        if not 0 <= token_id < len(self.tok):
+            raise KeyError(token_id)
+        if self.tok.is_fast:
+            if self._piece_bytes is None:
+                self._piece_bytes = _piece_reader(self.tok.backend_tokenizer)
+            return self._piece_bytes(token_id)
+        return self.tok.convert_tokens_to_string([self.tok.convert_ids_to_tokens(token_id)]).encode()
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tok)
 
 
 class HFStrategy(EngineStrategy):

@@ -53,7 +53,8 @@ def needs_reference(text: str) -> bool:
 
 class ReferenceGuarded:
     """A fast engine with a reference engine behind it for the texts it may count differently
-    (needs_reference). Subclasses give `_reference_factory` and `_count_fast`."""
+    (needs_reference). Subclasses give `_reference_factory`, `_count_fast` and `_encode_fast`;
+    what the fast engine does not offer (offsets, decoding, the vocabulary) the reference gives."""
 
     _reference = None
 
@@ -61,6 +62,9 @@ class ReferenceGuarded:
         raise NotImplementedError
 
     def _count_fast(self, text: str) -> int:
+        raise NotImplementedError
+
+    def _encode_fast(self, text: str) -> list[int]:
         raise NotImplementedError
 
     def prepare_for_fork(self) -> None:
@@ -80,3 +84,25 @@ class ReferenceGuarded:
             else:
                 out.append(count(text))
         return out
+
+    def encode(self, text: str) -> list[int]:
+        if needs_reference(text):
+            return self._ref().encode(text)
+        return self._encode_fast(text)
+
+    def encode_cuts(self, text: str):
+        return self._ref().encode_cuts(text)
+
+    def decode(self, ids) -> str:
+        return self._ref().decode(ids)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self._ref().token_bytes(token_id)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._ref().vocab_size
+
+    def _ref(self):
+        self.prepare_for_fork()
+        return self._reference

@@ -17,6 +17,7 @@ from .compress import compress_cmd
 from .count import EPILOG as COUNT_EPILOG
 from .count import count
 from .models import models_cmd
+from .tokens import DECODE_EPILOG, ENCODE_EPILOG, TRUNCATE_EPILOG, decode_cmd, encode_cmd, truncate_cmd
 from .validate import EPILOG as VALIDATE_EPILOG
 from .validate import validate_cmd
 
@@ -76,6 +77,9 @@ app.command("count", epilog=COUNT_EPILOG)(count)
 app.command("compress", epilog=COMPRESS_EPILOG)(compress_cmd)
 app.command("models")(models_cmd)
 app.command("validate", epilog=VALIDATE_EPILOG)(validate_cmd)
+app.command("encode", epilog=ENCODE_EPILOG)(encode_cmd)
+app.command("decode", epilog=DECODE_EPILOG)(decode_cmd)
+app.command("truncate", epilog=TRUNCATE_EPILOG)(truncate_cmd)
 app.add_typer(cache_app, name="cache")
 app.add_typer(bundle_app, name="bundle")
 

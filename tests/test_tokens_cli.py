@@ -223,6 +223,20 @@ def test_estimates_and_bad_input_are_usage_errors():
         omnitok.decode([128257], model=model_id, tokenizer=str(directory))
 
 
+def test_an_exact_strategy_that_cannot_encode_says_so(monkeypatch):
+    """Gemini 2.x's Gemma 3 SentencePiece strategy (omnitok/gemini.py), or a plugin engine that only
+    counts: exact, but with no encode."""
+
+    class CountsOnly:
+        name, exact, engine, encoding = "gemma-sentencepiece", True, "sentencepiece", "gemini:gemma3"
+
+    import omnitok.chain
+
+    monkeypatch.setattr(omnitok.chain, "offline", lambda res, opts: CountsOnly())
+    with pytest.raises(UsageError, match=r"gemini-2.5-flash: its tokenizer \(gemma-sentencepiece.*cannot truncate"):
+        omnitok.truncate("hi", 1, model="gemini-2.5-flash")
+
+
 def test_lone_surrogates_are_cleaned_as_tiktoken_cleans_them(ref_o200k):
     text = "a\ud800b"
     assert omnitok.encode(text, model="gpt-4o") == ref_o200k.encode_ordinary(text)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from . import models
 from .errors import UsageError
-from .pipeline import Counted, count_records, default_jobs
+from .pipeline import Counted, count_records
 from .records import ExtractError, Extractor
 
 
@@ -191,7 +191,7 @@ def count_files(
 
     def run() -> Iterator[Counted]:
         try:
-            yield from count_records(stream, counter.strategy, jobs or default_jobs())
+            yield from count_records(stream, counter.strategy, jobs)
         finally:
             counter.close()
 

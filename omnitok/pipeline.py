@@ -10,6 +10,7 @@ flight so memory does not grow with input size.
 from __future__ import annotations
 
 import collections
+import itertools
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -19,6 +20,7 @@ from .records import Record
 
 BATCH_BYTES = 1 << 20  # characters of text per batch
 BATCH_RECORDS = 4096
+AUTO_MIN_BYTES = 4 << 20  # --jobs auto: smaller inputs are counted in this process
 
 
 @dataclass(slots=True)
@@ -139,12 +141,22 @@ def _texts(batch: list[Record]) -> list[str]:
 def count_records(
     records: Iterable[Record],
     strategy,
-    jobs: int = 1,
+    jobs: int | None = 1,
     on_batch: Callable[[], None] | None = None,
 ) -> Iterator[Counted]:
-    """Count every record; error records pass through with their error."""
+    """Count every record; error records pass through with their error.
+
+    `jobs=None` is auto: every core for an input of AUTO_MIN_BYTES or more (or a stream longer
+    than one shard), else this process alone, where start-up matters more than cores."""
     if getattr(strategy, "in_process", False):
-        jobs = 1  # online strategies run their requests on threads here
+        jobs = 1  # online strategies and the cache run here (threads, a database connection)
+    shardable = getattr(records, "shardable", None)
+    if jobs is None:
+        total = getattr(getattr(records, "progress", None), "total", None)
+        jobs = 1 if total is not None and total < AUTO_MIN_BYTES else default_jobs()
+    if jobs > 1 and shardable is not None and shardable():
+        yield from _count_shards(records, strategy, jobs, on_batch)
+        return
     counter = BatchCounter(strategy.count_batch, strategy, jobs)
     for batch, counts in counter.run(batched(records)):
         metas = getattr(strategy, "last_meta", None)
@@ -160,3 +172,121 @@ def count_records(
             yield Counted(rec, sum(part) + rec.overhead, part if rec.fields else None, meta)
         if on_batch is not None:
             on_batch()
+
+
+# What a forked shard worker reads and counts with: (a fresh-able InputStream, the strategy).
+_SHARD_WORKER = None
+
+
+def _count_shard(shard) -> tuple[int, list[tuple]]:
+    """In a worker: read, parse, extract and count one shard. Per record: (line in the shard, id,
+    tokens, per-field counts, fields, error, raw, raw JSON text); never the texts."""
+    from .io.shards import read_shard
+
+    template, strategy = _SHARD_WORKER
+    reader = template.fresh()
+    recs = read_shard(reader, shard)
+    texts = [t for rec in recs if rec.error is None for t in rec.texts]
+    counts = strategy.count_batch(texts) if texts else []
+    rows = []
+    i = 0
+    for rec in recs:
+        if rec.error is not None:
+            rows.append((rec.line, rec.id, None, None, rec.fields, rec.error, rec.raw, rec.raw_json))
+            continue
+        n = len(rec.texts)
+        part = counts[i : i + n]
+        i += n
+        tokens = sum(part) + rec.overhead
+        rows.append((rec.line, rec.id, tokens, part if rec.fields else None, rec.fields, None, rec.raw, rec.raw_json))
+    return reader.lines_read, rows
+
+
+class _Input:
+    """One input's place in the merge: lines before the next shard, whether it held a record."""
+
+    __slots__ = ("fmt", "lines", "records", "source")
+
+    def __init__(self, source: str, fmt: str):
+        self.source, self.fmt, self.lines, self.records = source, fmt, 0, 0
+
+
+def _count_shards(stream, strategy, jobs: int, on_batch) -> Iterator[Counted]:
+    """Count an InputStream by shards in `jobs` forked workers (io.shards), yielding exactly what
+    the serial path yields, in input order: records numbered here, lines offset by the shards
+    before, error records and read failures where the serial reader puts them."""
+    from .io.readers import source_name
+    from .io.shards import Shard, shard_bytes
+
+    global _SHARD_WORKER
+    _SHARD_WORKER = (stream.fresh(), strategy)
+    chunk = shard_bytes(stream.progress.total, jobs)
+    pool = None
+    pending: collections.deque = collections.deque()  # (kind, input, item), in input order
+
+    def entries():
+        for path in stream.paths:
+            inp = _Input(source_name(path), stream.format_of(path))
+            try:
+                for item in stream.shards(path, chunk):
+                    if isinstance(item, Shard):
+                        inp.fmt = item.fmt
+                        yield "shard", inp, item
+                    else:
+                        yield "record", inp, item
+            except (OSError, EOFError) as e:
+                yield "failed", inp, e
+            yield "end", inp, None
+
+    def merge(kind, inp, item):
+        if kind == "record":
+            inp.records += 1
+            yield Counted(item)
+        elif kind == "failed":
+            inp.records += 1
+            yield Counted(stream.shard_error(inp.source, inp.lines, item))
+        elif kind == "end":
+            if inp.records == 0:
+                stream.no_records(inp.source, inp.fmt)
+        else:
+            shard, result = item
+            lines, rows = result.get() if result is not None else _count_shard(shard)
+            base, source = inp.lines, inp.source
+            for line, rid, tokens, parts, fields, error, raw, raw_json in rows:
+                rec = Record(stream.next_pos(), source, base + line, rid, fields=fields, raw=raw, raw_json=raw_json)
+                rec.error = error
+                yield Counted(rec, tokens, parts)
+            inp.records += len(rows)
+            inp.lines += lines
+            if shard.path is not None:
+                stream.progress.done += shard.size
+            if on_batch is not None:
+                on_batch()
+
+    source = entries()
+    ahead = []  # look ahead for a second shard: with one shard in all, no workers are started
+    for entry in source:
+        ahead.append(entry)
+        if sum(kind == "shard" for kind, _, _ in ahead) == 2:
+            pool = _start_shard_pool(strategy, jobs)
+            break
+    try:
+        for kind, inp, item in itertools.chain(ahead, source):
+            if kind == "shard":
+                item = (item, pool.apply_async(_count_shard, (item,)) if pool is not None else None)
+            pending.append((kind, inp, item))
+            while pending and (len(pending) > 2 * jobs or pending[0][0] != "shard"):
+                yield from merge(*pending.popleft())
+        while pending:
+            yield from merge(*pending.popleft())
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+
+def _start_shard_pool(strategy, jobs: int):
+    prepare = getattr(strategy, "prepare_for_fork", None)
+    if prepare is not None:
+        prepare()  # the reference engine for rare texts: loaded once, shared by the forks
+    return multiprocessing.get_context("fork").Pool(jobs, initializer=_worker_init)

@@ -25,10 +25,12 @@ class Summary:
     offenders: list[tuple[str, object, int]] = field(default_factory=list)  # (where, id, tokens)
     error_list: list[str] = field(default_factory=list)
     _hist: collections.Counter = field(default_factory=collections.Counter)
-    # How the counted records were counted: (model, encoding, strategy, exact, error_band) -> records.
+    # Records counted other than as planned (fallbacks): (model, encoding, strategy, exact, error_band) -> n.
     _how: collections.Counter = field(default_factory=collections.Counter)
 
-    def add(self, tokens: int, where: str, rec_id: object = None, meta: dict | None = None) -> None:
+    def add(self, tokens: int, record=None, meta: dict | None = None) -> None:
+        """One counted record (its `where` and `id` are read only if it is over the limit); `meta`
+        when it was not counted the way the run planned (a fallback)."""
         self.records += 1
         self.counted += 1
         if meta is not None:
@@ -38,7 +40,7 @@ class Summary:
         if self.max_tokens_limit is not None and tokens > self.max_tokens_limit:
             self.over_limit += 1
             if len(self.offenders) < MAX_LISTED:
-                self.offenders.append((where, rec_id, tokens))
+                self.offenders.append((record.where, record.id, tokens) if record is not None else ("", None, tokens))
 
     def add_error(self, message: str) -> None:
         self.records += 1
@@ -62,9 +64,13 @@ class Summary:
         strategy the run set out with) only when no row was counted. A run that fell back for some
         rows says so: exact only if every row was, the widest error band, and `strategies` with
         the records each strategy counted when there were several."""
-        if not self._how:
+        how = collections.Counter(self._how)
+        as_planned = self.counted - sum(how.values())
+        if as_planned:
+            how[tuple(planned.get(k) for k in _META_KEYS)] += as_planned
+        if not how:
             return dict(planned)
-        kinds = [dict(zip(_META_KEYS, how, strict=True)) for how in self._how]
+        kinds = [dict(zip(_META_KEYS, key, strict=True)) for key in how]
         out = dict(kinds[0]) if len(kinds) == 1 else dict(planned)
         out["exact"] = all(k["exact"] for k in kinds)
         bands = [k["error_band"] for k in kinds if k.get("error_band") is not None]
@@ -74,8 +80,8 @@ class Summary:
         if len(kinds) > 1:
             out["strategy"] = "mixed"
             by_name: collections.Counter = collections.Counter()
-            for how, n in self._how.items():
-                by_name[how[_META_KEYS.index("strategy")]] += n
+            for key, n in how.items():
+                by_name[key[_META_KEYS.index("strategy")]] += n
             out["strategies"] = dict(by_name.most_common())
         return out
 

@@ -42,9 +42,9 @@ def test_summary_of_online_rows_is_exact(cli, anthropic):
 
 def test_mixed_rows_are_mixed():
     s = Summary()
-    s.add(5, "a:1", None, API)
-    s.add(7, "a:2", None, EST)
-    s.add(9, "a:3", None, API)
+    s.add(5, None, None)  # as planned
+    s.add(7, None, EST)  # a fallback
+    s.add(9, None, API)  # the planned strategy, named
     meta = s.meta(API)
     assert meta == {
         "model": "claude-sonnet-4-5",

@@ -98,7 +98,7 @@ def count(
     from ..io.output import open_output
     from ..io.readers import InputStream
     from ..io.writers import format_for_output, make_sink
-    from ..pipeline import count_records, default_jobs
+    from ..pipeline import count_records
     from ..records import Extractor
     from ..summary import Summary
 
@@ -148,7 +148,7 @@ def count(
     stopped = None
     ended = False
     try:
-        for c in count_records(stream, strategy, jobs or default_jobs(), bar.update):
+        for c in count_records(stream, strategy, jobs, bar.update):
             rec = c.record
             if rec.error is not None:
                 message = f"{rec.where}: {rec.error}"
@@ -163,7 +163,7 @@ def count(
                     bar.close()
                     error(message)
                 continue
-            stats.add(c.tokens, rec.where, rec.id, c.meta or meta)
+            stats.add(c.tokens, rec, c.meta)
             if sink is not None:
                 sink.result(c)
         ended = True

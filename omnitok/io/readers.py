@@ -21,15 +21,19 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import itertools
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .. import notices
 from ..errors import InputError, UsageError
 from ..records import ExtractError, Extractor, Record
+
+if TYPE_CHECKING:
+    from .shards import Shard
 
 STDIN = "-"
 FORMATS = ("auto", "jsonl", "parquet", "text")
@@ -220,6 +224,58 @@ class InputStream:
             return len(self.texts) == 1
         return len(self.paths) == 1 and not self.lines and self.format_of(self.paths[0]) == "text"
 
+    def shardable(self) -> bool:
+        """Whether every input can be cut into shards of lines (io.shards): JSONL, or text read a
+        line a record; not Parquet (read by row group here) nor a whole text."""
+        if self.texts is not None:
+            return False
+        return all(self.format_of(p) == "jsonl" or (self.lines and self.format_of(p) == "text") for p in self.paths)
+
+    def fresh(self) -> InputStream:
+        """A copy that reads shards from position 0 (a worker's reader)."""
+        import copy
+
+        other = copy.copy(self)
+        other._pos, other.progress, other._opened = 0, Progress(), {}
+        return other
+
+    def shards(self, path: str, chunk: int) -> Iterator[Shard | Record]:
+        """The shards of one input in order (or its error Record, where it cannot be opened). A
+        read error of a stream is raised after the shards read before it (see stream_shards)."""
+        from .shards import file_shards, stream_shards
+
+        source = source_name(path)
+        head: list[bytes] = []
+        try:
+            if self._sniffed(path):
+                f, head, fmt = self._open_sniffed(path)
+            else:
+                fmt = self.format_of(path)
+                f = _open(path, self.progress)
+                if path != STDIN and not path.lower().endswith(".gz") and os.path.isfile(path):
+                    f.close()
+                    yield from file_shards(path, source, fmt, os.path.getsize(path), chunk)
+                    return
+        except InputError as e:
+            yield self._error(source, None, e.reason)
+            return
+        try:
+            yield from stream_shards(f, head, source, fmt, chunk)
+        finally:
+            self._opened.pop(path, None)
+            if path != STDIN:
+                f.close()
+
+    def shard_error(self, source: str, lines: int, e: BaseException) -> Record:
+        """The error record for an input whose reading failed after `lines` lines."""
+        return self._error(source, lines + 1, f"cannot read past line {lines}: {_read_error(e)}")
+
+    @staticmethod
+    def no_records(source: str, fmt: str) -> None:
+        """Say on stderr that an input held no records (not an error: README "Empty input")."""
+        what = "no records (the input is empty or blank)" if fmt == "jsonl" else "no lines (the input is empty)"
+        notices.warn_once(f"no-records:{source}", f"{source}: {what}")
+
     def __iter__(self) -> Iterator[Record]:
         if self.texts is not None:  # texts given on the command line: one record each
             for i, text in enumerate(self.texts, 1):
@@ -228,7 +284,7 @@ class InputStream:
         for path in self.paths:
             yield from self._read(path)
 
-    def _next_pos(self) -> int:
+    def next_pos(self) -> int:
         pos = self._pos
         self._pos += 1
         self.progress.records += 1
@@ -238,7 +294,7 @@ class InputStream:
         self, source: str, line: int | None, obj: Any, extractor: Extractor | None = None, text: bytes | None = None
     ) -> Record:
         ex = extractor or self.extractor
-        rec = Record(self._next_pos(), source, line, ex.record_id(obj))
+        rec = Record(self.next_pos(), source, line, ex.record_id(obj))
         if self.keep_raw:
             rec.raw, rec.raw_json = obj, text
         try:
@@ -249,7 +305,7 @@ class InputStream:
         return rec
 
     def _error(self, source: str, line: int | None, message: str, raw: Any = None) -> Record:
-        return Record(self._next_pos(), source, line, error=message, raw=raw)
+        return Record(self.next_pos(), source, line, error=message, raw=raw)
 
     def _read(self, path: str) -> Iterator[Record]:
         source = source_name(path)
@@ -277,31 +333,37 @@ class InputStream:
                 f.close()
 
     def _read_jsonl(self, f: IO[bytes], source: str, head: list[bytes]) -> Iterator[Record]:
+        first = self._pos
+        try:
+            yield from self.jsonl_lines(itertools.chain(head, f), source)
+        except (OSError, EOFError) as e:  # a truncated .gz, an I/O error: where the reading stopped
+            yield self.shard_error(source, self.lines_read, e)
+            return
+        if self._pos == first:
+            self.no_records(source, "jsonl")
+
+    def jsonl_lines(self, lines: Iterable[bytes], source: str, first_of_file: bool = True) -> Iterator[Record]:
+        """The records of JSONL lines (ends included), numbered from 1; `lines_read` says how many
+        lines were taken. A BOM is skipped on line 1 when it is the file's first line. Shards of a
+        file counted in workers (pipeline) go through here too, so they read exactly alike."""
         import orjson
 
         loads = orjson.loads
-        seen = False
-        lineno = 0
-        try:
-            for chunk in (head, f):
-                for line in chunk:
-                    lineno += 1
-                    if lineno == 1:
-                        line = line.removeprefix(BOM)
-                    if not line.strip():
-                        continue
-                    seen = True
-                    try:
-                        obj = loads(line)
-                    except orjson.JSONDecodeError as e:
-                        yield self._error(source, lineno, _json_error(line, e), raw=_raw_line(line))
-                        continue
-                    yield self._record(source, lineno, obj, text=line if self.keep_raw else None)
-        except (OSError, EOFError) as e:  # a truncated .gz, an I/O error: where the reading stopped
-            yield self._error(source, lineno + 1, f"cannot read past line {lineno}: {_read_error(e)}")
-            return
-        if not seen:
-            notices.warn_once(f"no-records:{source}", f"{source}: no records (the input is empty or blank)")
+        keep = self.keep_raw
+        self.lines_read = lineno = 0
+        for line in lines:
+            lineno += 1
+            self.lines_read = lineno
+            if lineno == 1 and first_of_file:
+                line = line.removeprefix(BOM)
+            if not line.strip():
+                continue
+            try:
+                obj = loads(line)
+            except orjson.JSONDecodeError as e:
+                yield self._error(source, lineno, _json_error(line, e), raw=_raw_line(line))
+                continue
+            yield self._record(source, lineno, obj, text=line if keep else None)
 
     def _read_text(self, f: IO[bytes], source: str, head: list[bytes]) -> Iterator[Record]:
         if not self.lines:
@@ -318,25 +380,30 @@ class InputStream:
                 return
             yield self._record(source, None, text)
             return
-        lineno = 0
+        first = self._pos
         try:
-            for chunk in (head, f):
-                for raw in chunk:
-                    lineno += 1
-                    try:
-                        text = raw.decode("utf-8")
-                    except UnicodeDecodeError as e:
-                        _, msg = _utf8_error(raw, e)
-                        yield self._error(source, lineno, msg, raw=_raw_line(raw))
-                        continue
-                    if text.endswith("\n"):
-                        text = text[:-2] if text.endswith("\r\n") else text[:-1]
-                    yield self._record(source, lineno, text)
+            yield from self.text_lines(itertools.chain(head, f), source)
         except (OSError, EOFError) as e:
-            yield self._error(source, lineno + 1, f"cannot read past line {lineno}: {_read_error(e)}")
+            yield self.shard_error(source, self.lines_read, e)
             return
-        if lineno == 0:
-            notices.warn_once(f"no-records:{source}", f"{source}: no lines (the input is empty)")
+        if self._pos == first:
+            self.no_records(source, "text")
+
+    def text_lines(self, lines: Iterable[bytes], source: str, first_of_file: bool = True) -> Iterator[Record]:
+        """One record a line (its end removed), numbered from 1; as jsonl_lines."""
+        self.lines_read = lineno = 0
+        for raw in lines:
+            lineno += 1
+            self.lines_read = lineno
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                _, msg = _utf8_error(raw, e)
+                yield self._error(source, lineno, msg, raw=_raw_line(raw))
+                continue
+            if text.endswith("\n"):
+                text = text[:-2] if text.endswith("\r\n") else text[:-1]
+            yield self._record(source, lineno, text)
 
     def _read_parquet(self, path: str, source: str, stream: IO[bytes] | None = None) -> Iterator[Record]:
         import pyarrow as pa

@@ -82,9 +82,22 @@ class JsonlSink(Sink):
         import orjson
 
         self._dumps = orjson.dumps
+        # The run's fields, serialised once: a row is then a few byte joins (the same bytes
+        # orjson.dumps(self.row(c)) gives, which rows with their own meta or fields still use).
+        self._tail = b"," + orjson.dumps(meta)[1:] + b"\n" if meta else None
 
     def result(self, c: Counted) -> None:
-        self.out.write(self._dumps(self.row(c)) + b"\n")
+        if c.meta is not None or c.parts is not None or self._tail is None:
+            self.out.write(self._dumps(self.row(c)) + b"\n")
+            return
+        rec = c.record
+        dumps = self._dumps
+        head = b'{"pos":%d' % rec.pos
+        if rec.id is not None:
+            head += b',"id":' + dumps(rec.id)
+        if self.with_source:
+            head += b',"source":' + dumps(rec.source) + b',"line":' + dumps(rec.line)
+        self.out.write(head + b',"tokens":%d' % c.tokens + self._tail)
 
     def error(self, c: Counted) -> None:
         self.out.write(self._dumps(self.error_row(c), default=str) + b"\n")

@@ -1,0 +1,132 @@
+"""Counting by shards (io.shards + pipeline._count_shards): the same bytes out for every --jobs
+value, on random corpora with errors, blank lines, CRLF, a BOM, chat records, non-ASCII and
+several files, from files, stdin and .gz; shards made small so every input has many."""
+
+from __future__ import annotations
+
+import gzip
+import random
+
+import orjson
+import pytest
+
+from omnitok import pipeline
+from omnitok.io import shards
+
+
+@pytest.fixture(autouse=True)
+def small_shards(monkeypatch):
+    monkeypatch.setattr(shards, "SHARD_MIN", 512)
+    monkeypatch.setattr(shards, "SHARD_MAX", 2048)
+    monkeypatch.setattr(pipeline, "AUTO_MIN_BYTES", 4096)
+
+
+@pytest.fixture
+def pools(monkeypatch):
+    """How many shard worker pools were started (so a test knows the shard path ran)."""
+    started = []
+    real = pipeline._start_shard_pool
+
+    def counting(strategy, jobs):
+        started.append(jobs)
+        return real(strategy, jobs)
+
+    monkeypatch.setattr(pipeline, "_start_shard_pool", counting)
+    return started
+
+
+WORDS = ["alpha", "βήτα", "gamma", "日本語", "😀", "<|endoftext|>", "x" * 40, "naïve", "\U000323b0"]
+
+
+def corpus(rng: random.Random, n: int) -> bytes:
+    lines = []
+    for i in range(n):
+        kind = rng.random()
+        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 30)))
+        if kind < 0.05:
+            line = b'{"text": "unterminated'
+        elif kind < 0.1:
+            line = b""
+        elif kind < 0.13:
+            line = b"   "
+        elif kind < 0.16:
+            line = orjson.dumps({"body": text})  # no text field: an extraction error
+        elif kind < 0.25:
+            line = orjson.dumps({"messages": [{"role": "user", "content": text}], "id": i})
+        elif kind < 0.28:
+            line = b"\xff\xfe not utf-8"
+        else:
+            line = orjson.dumps({"text": text, "id": f"r{i}"})
+        lines.append(line + (b"\r\n" if rng.random() < 0.2 else b"\n"))
+    data = b"".join(lines)
+    if rng.random() < 0.5:
+        data = b"\xef\xbb\xbf" + data
+    if rng.random() < 0.3:
+        data = data.rstrip(b"\n")  # no newline at the end
+    return data
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_jobs_value_writes_the_same_bytes(cli, tmp_path, seed, pools):
+    rng = random.Random(seed)
+    paths = []
+    for k in range(3):
+        p = tmp_path / f"part{k}.jsonl"
+        p.write_bytes(corpus(rng, rng.randint(0, 120) if k == 1 else 150))
+        paths.append(str(p))
+    gz = tmp_path / "part3.jsonl.gz"
+    gz.write_bytes(gzip.compress(corpus(rng, 100)))
+    paths.append(str(gz))
+    runs = {}
+    for jobs in ("1", "2", "3"):
+        r = cli("count", "--on-error", "record", "-j", jobs, *paths)
+        runs[jobs] = (r.code, r.out, r.err)
+    r = cli("count", "--on-error", "record", *paths)  # auto
+    runs["auto"] = (r.code, r.out, r.err)
+    assert runs["1"][0] in (0, 4)
+    assert pools == [2, 3, pipeline.default_jobs()]  # -j 2, -j 3 and auto went through shard workers
+    assert runs["1"][1].count(b"\n") > 300
+    for jobs, run in runs.items():
+        assert run == runs["1"], jobs
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "number", "table"])
+def test_formats_and_summary_agree(cli, tmp_path, fmt):
+    p = tmp_path / "c.jsonl"
+    p.write_bytes(corpus(random.Random(7), 400))
+    one = cli("count", "--on-error", "record", "--format", fmt, "-j", "1", str(p))
+    two = cli("count", "--on-error", "record", "--format", fmt, "-j", "2", str(p))
+    assert (one.code, one.out, one.err) == (two.code, two.out, two.err)
+    one = cli("count", "--on-error", "skip", "--summary", "--format", "json", "-j", "1", str(p))
+    two = cli("count", "--on-error", "skip", "--summary", "--format", "json", "-j", "2", str(p))
+    assert one.out == two.out and orjson.loads(one.out)["records"] > 300
+
+
+def test_stdin_and_add_field(cli, tmp_path):
+    data = corpus(random.Random(3), 300)
+    one = cli("count", "--on-error", "record", "--add-field", "n", "-j", "1", stdin=data)
+    two = cli("count", "--on-error", "record", "--add-field", "n", "-j", "2", stdin=data)
+    assert (one.code, one.out, one.err) == (two.code, two.out, two.err)
+    assert one.out.count(b"\n") > 200
+
+
+def test_stop_at_the_first_bad_record_in_input_order(cli, tmp_path):
+    p = tmp_path / "c.jsonl"
+    good = b"".join(orjson.dumps({"text": f"record {i}"}) + b"\n" for i in range(2000))
+    p.write_bytes(good + b"{bad\n" + good)
+    one = cli("count", "-j", "1", str(p))
+    two = cli("count", "-j", "2", str(p))
+    assert one.code == two.code == 1
+    assert one.out == two.out and one.out.count(b"\n") == 2000
+    assert one.err == two.err and f"{p}:2001: invalid JSON" in one.err
+
+
+def test_truncated_gzip_is_reported_at_the_same_line(cli, tmp_path):
+    body = b"".join(orjson.dumps({"text": f"record {i} " * 5}) + b"\n" for i in range(4000))
+    z = gzip.compress(body)
+    p = tmp_path / "cut.jsonl.gz"
+    p.write_bytes(z[: len(z) * 2 // 3])
+    one = cli("count", "--on-error", "record", "-j", "1", str(p))
+    two = cli("count", "--on-error", "record", "-j", "2", str(p))
+    assert (one.code, one.out) == (two.code, two.out)
+    assert b"cannot read past line" in one.out

@@ -10,7 +10,6 @@ per-object path costs ~50 ms for a 250-sentence context, this ~1 ms.
 from __future__ import annotations
 
 import functools
-import itertools
 import re
 import zlib
 
@@ -22,6 +21,7 @@ THRESHOLD = 0.8
 _MERSENNE = np.uint64((1 << 61) - 1)
 _MAX_HASH = np.uint64((1 << 32) - 1)
 _WORD = re.compile(r"\w+")
+CHUNK = 1 << 15  # shingles permuted at a time: a (CHUNK, num_perm) uint64 block is 16 MB
 
 
 def crc32(data: bytes) -> int:
@@ -59,34 +59,66 @@ def shingles(text: str, k: int = 3) -> list[bytes]:
 
 
 def signatures(texts: list[str], num_perm: int = NUM_PERM, seed: int = SEED) -> np.ndarray:
-    """(n, num_perm) MinHash signatures, equal to datasketch's MinHash(num_perm, seed, crc32)."""
+    """(n, num_perm) MinHash signatures, equal to datasketch's MinHash(num_perm, seed, crc32)
+    (whose values are below 2**32: held as uint32, half the memory).
+
+    Memory is the shingle hashes (8 bytes a shingle) and the signatures, not a (shingles,
+    num_perm) matrix for the whole context: the permuted hashes are taken CHUNK shingles at a
+    time, and a unit that spans chunks gets the minimum over its pieces (the same numbers)."""
     a, b, _, _ = _params(num_perm, seed, THRESHOLD)
-    sh = [shingles(t) for t in texts]
-    counts = np.array([len(s) for s in sh])
-    hv = np.fromiter(map(zlib.crc32, itertools.chain.from_iterable(sh)), dtype=np.uint64, count=int(counts.sum()))
-    with np.errstate(over="ignore"):
-        phv = ((hv[:, None] * a + b) % _MERSENNE) & _MAX_HASH
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    return np.minimum.reduceat(phv, starts, axis=0)
+    counts = np.zeros(len(texts), dtype=np.int64)
+
+    def each_shingle():
+        for i, t in enumerate(texts):
+            sh = shingles(t)
+            counts[i] = len(sh)
+            yield from sh
+
+    hv = np.fromiter(map(zlib.crc32, each_shingle()), dtype=np.uint64)
+    starts = np.cumsum(counts) - counts  # every unit has at least one shingle
+    out = np.empty((len(texts), num_perm), dtype=np.uint32)
+    for s in range(0, len(hv), CHUNK):
+        block = hv[s : s + CHUNK]
+        first = int(np.searchsorted(starts, s, "right")) - 1  # the unit that row s belongs to
+        end = int(np.searchsorted(starts, s + len(block), "left"))  # units first..end-1 meet the block
+        local = starts[first:end] - s
+        carried = local[0] < 0  # the first unit began in an earlier block
+        local[0] = 0
+        with np.errstate(over="ignore"):
+            phv = block[:, None] * a
+            phv += b
+            phv %= _MERSENNE
+            phv &= _MAX_HASH
+        seg = np.minimum.reduceat(phv, local, axis=0)
+        if carried:
+            out[first] = np.minimum(out[first], seg[0])
+        else:
+            out[first] = seg[0]
+        out[first + 1 : end] = seg[1:]
+    return out
 
 
 def near_duplicates(texts: list[str], threshold: float = THRESHOLD) -> list[int | None]:
     """For each text, the index of an earlier text it nearly duplicates (estimated Jaccard of
-    word 3-shingles >= threshold), else None."""
-    if len(texts) < 2:
-        return [None] * len(texts)
+    word 3-shingles >= threshold), else None.
+
+    Banded LSH: in each band, a text's candidate is the first text whose band equals its own
+    (found by sorting the band's rows, not by a dict of every band key); candidates are checked
+    lowest index first."""
+    n = len(texts)
+    if n < 2:
+        return [None] * n
     _, _, bands, rows = _params(NUM_PERM, SEED, threshold)
     sig = signatures(texts)
-    buckets: dict[bytes, int] = {}
-    out: list[int | None] = [None] * len(texts)
-    for i in range(len(texts)):
-        candidates = set()
-        for band in range(bands):
-            key = band.to_bytes(2, "little") + sig[i, band * rows : (band + 1) * rows].tobytes()
-            j = buckets.setdefault(key, i)
-            if j != i:
-                candidates.add(j)
-        for j in sorted(candidates):
+    firsts = np.empty((bands, n), dtype=np.int64)
+    for band in range(bands):
+        key = np.ascontiguousarray(sig[:, band * rows : (band + 1) * rows])
+        key = key.view(np.dtype((np.void, key.dtype.itemsize * rows))).ravel()
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        firsts[band] = first[inverse.ravel()]
+    out: list[int | None] = [None] * n
+    for i in np.flatnonzero((firsts != np.arange(n)).any(axis=0)).tolist():
+        for j in sorted({int(j) for j in firsts[:, i]} - {i}):
             if float(np.mean(sig[i] == sig[j])) >= threshold:
                 out[i] = j
                 break

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from array import array
 from collections import Counter
 
 import numpy as np
@@ -118,23 +119,35 @@ def terms(text: str) -> list[str]:
 
 def bm25(docs: list[list[str]], query: list[str]) -> np.ndarray:
     """Okapi BM25 of each doc for the query, IDF over the docs themselves (Lucene's idf form)."""
-    n = len(docs)
-    if n == 0 or not query:
+    qset = Counter(query)
+    return _bm25([len(d) for d in docs], [_hits(d, qset) for d in docs], qset)
+
+
+def _hits(doc_terms: list[str], qset) -> dict[str, int] | None:
+    """How often each query term occurs in a doc, in order of first occurrence; None for none."""
+    hits = [t for t in doc_terms if t in qset]
+    return Counter(hits) if hits else None
+
+
+def _bm25(lengths: list[int], tfs: list[dict | None], qset: Counter) -> np.ndarray:
+    """BM25 from what it needs of each doc: its length in terms and its query-term counts (all
+    bm25 reads of a doc, in the same order, so the same floats)."""
+    n = len(lengths)
+    if n == 0 or not qset:
         return np.zeros(n)
     df: Counter = Counter()
-    for d in docs:
-        df.update(set(d))
-    avg = sum(len(d) for d in docs) / n or 1.0
-    qset = Counter(query)
+    for tf in tfs:
+        if tf:
+            df.update(tf.keys())
+    avg = sum(lengths) / n or 1.0
     idf = {q: math.log(1 + (n - df[q] + 0.5) / (df[q] + 0.5)) for q in qset if df[q]}
     out = np.zeros(n)
     if not idf:
         return out
-    for i, d in enumerate(docs):
-        tf = Counter(t for t in d if t in idf)
+    for i, tf in enumerate(tfs):
         if not tf:
             continue
-        norm = K1 * (1 - B + B * len(d) / avg)
+        norm = K1 * (1 - B + B * lengths[i] / avg)
         out[i] = sum(idf[q] * qset[q] * f * (K1 + 1) / (f + norm) for q, f in tf.items())
     return out
 
@@ -154,38 +167,72 @@ def passages_of(units: list[Unit]) -> tuple[list[int], np.ndarray]:
 
 
 def lexical(units: list[Unit], query: str | None, passage_weight: float) -> np.ndarray:
-    """BM25 relevance per unit (mixed with its passage's), or TF-IDF centrality without a query."""
-    unit_terms = [terms(u.text) for u in units]
+    """BM25 relevance per unit (mixed with its passage's), or TF-IDF centrality without a query.
+
+    A unit's terms are read once and reduced at once to what the scores need (its length and its
+    query-term counts; without a query, its term frequencies by vocabulary id), so no word list
+    is held for the whole context."""
     ids, owner = passages_of(units)
     if not query:
-        return minmax(_centrality(unit_terms))
-    q = terms(query)
-    unit_s = minmax(bm25(unit_terms, q))
-    passage_terms: list[list[str]] = [[] for _ in ids]
-    for t, o in zip(unit_terms, owner, strict=True):
-        passage_terms[o].extend(t)
-    passage_s = minmax(bm25(passage_terms, q))
+        return minmax(_centrality(units))
+    qset = Counter(terms(query))
+    lengths, tfs = [], []
+    for u in units:
+        t = terms(u.text)
+        lengths.append(len(t))
+        tfs.append(_hits(t, qset) if qset else None)
+    unit_s = minmax(_bm25(lengths, tfs, qset))
+    p_lengths = [0] * len(ids)
+    p_tfs: list[dict | None] = [None] * len(ids)
+    for n, tf, o in zip(lengths, tfs, owner.tolist(), strict=True):
+        p_lengths[o] += n
+        if tf:  # the passage's counts in the order its terms first occur, as in its units joined
+            merged = p_tfs[o]
+            if merged is None:
+                merged = p_tfs[o] = Counter()
+            for q, f in tf.items():
+                merged[q] += f
+    passage_s = minmax(_bm25(p_lengths, p_tfs, qset))
     return (1 - passage_weight) * unit_s + passage_weight * passage_s[owner]
 
 
-def _centrality(unit_terms: list[list[str]]) -> np.ndarray:
-    """Cosine of each unit's TF-IDF vector with the context's centroid: salience without a query."""
-    n = len(unit_terms)
-    df: Counter = Counter()
-    for t in unit_terms:
-        df.update(set(t))
-    vocab = {w: i for i, w in enumerate(df)}
+def _centrality(units: list[Unit]) -> np.ndarray:
+    """Cosine of each unit's TF-IDF vector with the context's centroid: salience without a query.
+
+    Sparse: a unit's vector is its distinct terms' weights, held as flat arrays for the whole
+    context (a dense (units, vocabulary) matrix grows with the square of the context)."""
+    n = len(units)
+    vocab: dict[str, int] = {}
+    cols, counts = array("i"), array("i")  # each unit's distinct terms, and how often it uses them
+    sizes = np.zeros(n, dtype=np.int64)
+    for i, u in enumerate(units):
+        tf = Counter(terms(u.text))
+        sizes[i] = len(tf)
+        cols.extend([vocab.setdefault(w, len(vocab)) for w in tf])
+        counts.extend(tf.values())
     if not vocab:
         return np.zeros(n)
-    m = np.zeros((n, len(vocab)))
-    for i, t in enumerate(unit_terms):
-        for w, f in Counter(t).items():
-            m[i, vocab[w]] = (1 + math.log(f)) * math.log(1 + n / df[w])
-    norms = np.linalg.norm(m, axis=1, keepdims=True)
-    m = np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
-    centroid = m.mean(axis=0)
-    c = np.linalg.norm(centroid)
-    return m @ (centroid / c) if c > 0 else np.zeros(n)
+    col = np.frombuffer(cols, dtype=np.int32)
+    df = np.bincount(col, minlength=len(vocab))
+    w = np.log(np.frombuffer(counts, dtype=np.int32))
+    w += 1
+    w *= np.log(1 + n / df)[col]
+    has = sizes > 0
+    starts = (np.cumsum(sizes) - sizes)[has]  # strictly increasing, all inside w
+
+    def row_sums(x: np.ndarray) -> np.ndarray:
+        out = np.zeros(n)
+        out[has] = np.add.reduceat(x, starts)
+        return out
+
+    norms = np.sqrt(row_sums(w * w))
+    w /= np.repeat(np.where(norms > 0, norms, 1.0), sizes)
+    centroid = np.bincount(col, weights=w, minlength=len(vocab)) / n
+    c = float(np.linalg.norm(centroid))
+    if not c > 0:
+        return np.zeros(n)
+    w *= (centroid / c)[col]
+    return row_sums(w)
 
 
 def dense(units: list[Unit], query: str | None, embed, passage_weight: float) -> np.ndarray:

@@ -22,7 +22,6 @@ import difflib
 import functools
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,30 +114,12 @@ def _algorithm(value) -> str:
     return value
 
 
-_SECRET_PARAM = re.compile(r"(?i)([?&;](?:password|passwd|pass|pwd|secret|token|auth)=)[^&;#]*")
-
-
 def redact_url(url: str) -> str:
-    """`url` fit to print: a password in its userinfo (`user:***@`) and secret query parameters
-    masked. Works on the text, not on a parse, so a URL that urlsplit refuses
-    (`redis://u:pw@[::1:6379/0`) is masked too; when in doubt it masks more."""
-    if not isinstance(url, str):
-        return "***"
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    if "@" in rest[:end]:
-        at = rest[:end].rfind("@")
-    elif ":" in rest[:end] and "@" in rest[end:]:
-        at = rest.find("@")  # user:pa/ss@host: the password ran past the authority
-    else:
-        at = -1
-    if at >= 0:
-        user, colon, _ = rest[:at].partition(":")
-        info = f"{user}:***" if colon and not any(c in user for c in "/?#") else ("***" if colon else user)
-        rest = f"{info}@{rest[at + 1 :]}"
-    return _SECRET_PARAM.sub(r"\1***", f"{scheme}{sep}{rest}")
+    """`url` fit to print (omnitok.redact, one implementation for every URL shown): password and
+    secret query parameters masked, an L3 URL's user name kept."""
+    from .redact import redact_url as redact
+
+    return redact(url, keep_user=True)
 
 
 def l3_url(value) -> str:

@@ -527,7 +527,8 @@ def test_redact_url():
         "redis://u:p@ss@host/0": "redis://u:***@host/0",
         "unix://u:pw@/run/redis.sock?db=0&password=pw": "unix://u:***@/run/redis.sock?db=0&password=***",
         "redis://host:6379/0": "redis://host:6379/0",
-        "redis://user@host/0": "redis://user@host/0",
+        "redis://user@host/0": "redis://***@host/0",  # userinfo without a password may be a token
+        "https://TOKENTOKEN@h/x?api_key=k&key=k2": "https://***@h/x?api_key=***&key=***",
     }
     for url, shown in cases.items():
         assert redact_url(url) == shown

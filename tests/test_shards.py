@@ -130,3 +130,25 @@ def test_truncated_gzip_is_reported_at_the_same_line(cli, tmp_path):
     two = cli("count", "--on-error", "record", "-j", "2", str(p))
     assert (one.code, one.out) == (two.code, two.out)
     assert b"cannot read past line" in one.out
+
+
+def test_parquet_row_groups_in_workers(cli, tmp_path, pools):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = random.Random(11)
+    rows = [{"text": " ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 20))), "id": i} for i in range(700)]
+    rows[5]["text"] = None  # a null: an extraction error
+    p = tmp_path / "t.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), p, row_group_size=100)
+    data = bytearray(p.read_bytes())  # damage the fourth row group
+    col = pq.ParquetFile(p).metadata.row_group(3).column(0)
+    data[col.data_page_offset : col.data_page_offset + 30] = b"\xff" * 30
+    p.write_bytes(bytes(data))
+    one = cli("count", "--on-error", "record", "-j", "1", str(p), str(p))
+    two = cli("count", "--on-error", "record", "-j", "2", str(p), str(p))
+    assert pools == [2]
+    assert (one.code, one.out, one.err) == (two.code, two.out, two.err)
+    got = one.jsonl()
+    assert len(got) == 1400 and sum("error" in g for g in got) == 2 * 101
+    assert [g["line"] for g in got[:700]] == list(range(1, 701))

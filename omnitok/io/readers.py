@@ -229,7 +229,12 @@ class InputStream:
         line a record; not Parquet (read by row group here) nor a whole text."""
         if self.texts is not None:
             return False
-        return all(self.format_of(p) == "jsonl" or (self.lines and self.format_of(p) == "text") for p in self.paths)
+        return all(
+            self.format_of(p) == "jsonl"
+            or (self.lines and self.format_of(p) == "text")
+            or (self.format_of(p) == "parquet" and not is_stream(p))
+            for p in self.paths
+        )
 
     def fresh(self) -> InputStream:
         """A copy that reads shards from position 0 (a worker's reader)."""
@@ -242,13 +247,24 @@ class InputStream:
     def shards(self, path: str, chunk: int) -> Iterator[Shard | Record]:
         """The shards of one input in order (or its error Record, where it cannot be opened). A
         read error of a stream is raised after the shards read before it (see stream_shards)."""
-        from .shards import file_shards, stream_shards
+        from .shards import Shard, file_shards, stream_shards
 
         source = source_name(path)
         head: list[bytes] = []
         try:
             if self._sniffed(path):
                 f, head, fmt = self._open_sniffed(path)
+            elif self.format_of(path) == "parquet":  # a row group a shard
+                opened = self.parquet_open(path, source)
+                if isinstance(opened, Record):
+                    yield opened
+                    return
+                meta = opened[0].metadata
+                for group in range(meta.num_row_groups):
+                    rg = meta.row_group(group)
+                    nbytes = sum(rg.column(c).total_compressed_size for c in range(rg.num_columns))
+                    yield Shard(source, "parquet", group == 0, path, 0, nbytes, group=group)
+                return
             else:
                 fmt = self.format_of(path)
                 f = _open(path, self.progress)
@@ -273,7 +289,9 @@ class InputStream:
     @staticmethod
     def no_records(source: str, fmt: str) -> None:
         """Say on stderr that an input held no records (not an error: README "Empty input")."""
-        what = "no records (the input is empty or blank)" if fmt == "jsonl" else "no lines (the input is empty)"
+        what = {"jsonl": "no records (the input is empty or blank)", "parquet": "no rows"}.get(
+            fmt, "no lines (the input is empty)"
+        )
         notices.warn_once(f"no-records:{source}", f"{source}: {what}")
 
     def __iter__(self) -> Iterator[Record]:
@@ -406,6 +424,21 @@ class InputStream:
             yield self._record(source, lineno, text)
 
     def _read_parquet(self, path: str, source: str, stream: IO[bytes] | None = None) -> Iterator[Record]:
+        opened = self.parquet_open(path, source, stream)
+        if isinstance(opened, Record):
+            yield opened
+            return
+        pf, size, extractor, columns = opened
+        row = 0
+        for group in range(pf.metadata.num_row_groups):
+            yield from self.parquet_group(pf, group, extractor, columns, source, row, size)
+            row += pf.metadata.row_group(group).num_rows
+        if row == 0:
+            self.no_records(source, "parquet")
+
+    def parquet_open(self, path: str, source: str, stream: IO[bytes] | None = None):
+        """(ParquetFile, file size, extractor for its columns, columns to read), or the error
+        Record of a file that cannot be read as Parquet or lacks the columns."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -418,39 +451,39 @@ class InputStream:
                 target, size = path, os.path.getsize(path)
             pf = pq.ParquetFile(target)
         except (pa.ArrowException, OSError, EOFError) as e:
-            yield self._error(source, None, f"not a readable Parquet file: {e}")
-            return
+            return self._error(source, None, f"not a readable Parquet file: {e}")
         names = pf.schema_arrow.names
         try:
             extractor, tops = self.extractor.for_columns(names)
         except ExtractError as e:
-            yield self._error(source, None, str(e))
-            return
+            return self._error(source, None, str(e))
         id_field = extractor.id_field
         columns = None
         if not self.keep_raw and tops is not None:
             columns = sorted(set(tops) | ({id_field} & set(names) if id_field else set()))
-        # Progress is in file bytes; a Parquet file's share is spread over its rows.
+        return pf, size, extractor, columns
+
+    def parquet_group(self, pf, group: int, extractor, columns, source: str, before: int = 0, size: int = 0):
+        """The records of one row group, rows numbered after the `before` rows of the groups
+        before it. A damaged group is an error record for each of its rows (row numbers from the
+        footer), so the groups after it are still read; shard workers read groups through here."""
+        import pyarrow as pa
+
         meta = pf.metadata
         rows_total = max(meta.num_rows, 1)
-        row = 0
-        for group in range(meta.num_row_groups):
-            # Row group by row group: a damaged group is an error record for each of its rows
-            # (row numbers from the footer), and the groups after it are still read.
-            end = row + meta.row_group(group).num_rows
-            try:
-                for batch in pf.iter_batches(batch_size=4096, columns=columns, row_groups=[group]):
-                    for obj in batch.to_pylist():
-                        row += 1
-                        yield self._record(source, row, obj, extractor)
-                    self.progress.done += size * batch.num_rows // rows_total
-            except (pa.ArrowException, OSError, EOFError) as e:
-                reason = f"cannot read Parquet row group {group}: {_read_error(e)}"
-                while row < end:
+        row, end = before, before + meta.row_group(group).num_rows
+        self.lines_read = end - before
+        try:
+            for batch in pf.iter_batches(batch_size=4096, columns=columns, row_groups=[group]):
+                for obj in batch.to_pylist():
                     row += 1
-                    yield self._error(source, row, reason)
-        if row == 0:
-            notices.warn_once(f"no-records:{source}", f"{source}: no rows")
+                    yield self._record(source, row, obj, extractor)
+                self.progress.done += size * batch.num_rows // rows_total
+        except (pa.ArrowException, OSError, EOFError) as e:
+            reason = f"cannot read Parquet row group {group}: {_read_error(e)}"
+            while row < end:
+                row += 1
+                yield self._error(source, row, reason)
 
 
 def _read_error(e: BaseException) -> str:

@@ -25,12 +25,13 @@ SHARD_MAX = 8 << 20
 @dataclass(slots=True)
 class Shard:
     source: str  # the input's name in messages
-    fmt: str  # jsonl | text (one record a line)
+    fmt: str  # jsonl | text (one record a line) | parquet
     first: bool  # holds the input's first line (where a BOM is skipped)
     path: str | None = None  # a regular file's byte range ...
     start: int = 0
     end: int = 0
     data: bytes | None = None  # ... or the bytes themselves
+    group: int | None = None  # a Parquet file's row group (end - start: its size in the file)
 
     @property
     def size(self) -> int:
@@ -92,6 +93,12 @@ def stream_shards(lines: IO[bytes], head: list[bytes], source: str, fmt: str, ch
 
 def read_shard(reader, shard: Shard) -> list:
     """The records of a shard, read by `reader` (a fresh copy of the run's InputStream)."""
+    if shard.group is not None:
+        opened = reader.parquet_open(shard.path, shard.source)
+        if not isinstance(opened, tuple):  # the file changed since it was planned
+            return [opened]
+        pf, _, extractor, columns = opened
+        return list(reader.parquet_group(pf, shard.group, extractor, columns, shard.source))
     lines = io.BytesIO(shard.read())
     if shard.fmt == "jsonl":
         return list(reader.jsonl_lines(lines, shard.source, shard.first))

@@ -290,3 +290,40 @@ def _start_shard_pool(strategy, jobs: int):  # noqa: ARG001 - the strategy reach
     # tables) is not loaded here: most runs never need it, and loading it before the fork put
     # 0.3-0.5 s of serial start-up on every run; a worker that meets such a text loads it then.
     return multiprocessing.get_context("fork").Pool(jobs, initializer=_worker_init)
+
+
+# The function a forked ordered_map worker applies; set just before the fork.
+_MAP_FN = None
+
+
+def _map_chunk(chunk: list) -> list:
+    return [_MAP_FN(item) for item in chunk]
+
+
+def ordered_map(fn: Callable, items: Iterable, jobs: int | None = None, chunk: int = 512) -> Iterator:
+    """`fn` over `items`, results in input order: here for fewer than two chunks of items or one
+    job, else in `jobs` forked workers (None: every core). `fn` and what it closes over reach the
+    workers by the fork, never pickled; items and results are. Memory stays bounded: at most
+    2 x jobs chunks in flight. For stages whose unit of work is a record (validate's ROUGE-L)."""
+    global _MAP_FN
+    it = iter(items)
+    first = list(itertools.islice(it, chunk))
+    second = list(itertools.islice(it, chunk))
+    jobs = default_jobs() if jobs is None else jobs
+    if jobs <= 1 or not second or "fork" not in multiprocessing.get_all_start_methods():
+        yield from map(fn, itertools.chain(first, second, it))
+        return
+    _MAP_FN = fn
+    pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_worker_init)
+    try:
+        pending: collections.deque = collections.deque()
+        chunks = itertools.chain((first, second), iter(lambda: list(itertools.islice(it, chunk)), []))
+        for part in chunks:
+            pending.append(pool.apply_async(_map_chunk, (part,)))
+            while len(pending) > 2 * jobs:
+                yield from pending.popleft().get()
+        while pending:
+            yield from pending.popleft().get()
+    finally:
+        pool.terminate()
+        pool.join()

@@ -152,3 +152,24 @@ def test_parquet_row_groups_in_workers(cli, tmp_path, pools):
     got = one.jsonl()
     assert len(got) == 1400 and sum("error" in g for g in got) == 2 * 101
     assert [g["line"] for g in got[:700]] == list(range(1, 701))
+
+
+def test_validate_jobs_give_the_same_report(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "default_jobs", lambda: 2)
+    rng = random.Random(5)
+    lines = []
+    for i in range(1500):  # three chunks of ordered_map: the workers run
+        words = [rng.choice(WORDS) for _ in range(rng.randint(1, 40))]
+        rec = {"original": " ".join(words), "compressed": " ".join(words[::2]), "id": i}
+        if i % 97 == 0:
+            rec.pop("compressed")  # an error record
+        lines.append(orjson.dumps(rec))
+    p = tmp_path / "pairs.jsonl"
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    args = ["validate", str(p), "--metrics", "rouge-l,compression", "--on-error", "record", "--min-rouge-l", "0.5"]
+    one = cli(*args, "-j", "1")
+    two = cli(*args, "-j", "2")
+    auto = cli(*args)
+    assert one.code in (4, 6)
+    assert (one.code, one.out, one.err) == (two.code, two.out, two.err) == (auto.code, auto.out, auto.err)
+    assert one.out.count(b"\n") == 1501

@@ -93,7 +93,7 @@ Jobs = Annotated[
         "--jobs",
         "-j",
         callback=number(1, 1024, integer=True),
-        help="Worker processes. Default: all cores.",
+        help="Worker processes. Default: auto (all cores for large inputs; small ones stay in-process).",
         show_default=False,
     ),
 ]

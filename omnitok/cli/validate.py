@@ -80,12 +80,14 @@ def validate_cmd(
     ),
     output: opt.Output = None,
     on_error: opt.OnError = "stop",
+    jobs: opt.Jobs = None,
     quiet: opt.Quiet = False,
 ) -> int:
     """Score (original, compressed) pairs with ROUGE-L and token compression; exit 6 when a gate fails."""
     from ..api import Counter
     from ..io.output import check_output, open_output
     from ..io.readers import InputStream
+    from ..pipeline import ordered_map
     from ..records import Extractor
     from ..validation import (
         FAIL_ON,
@@ -134,8 +136,13 @@ def validate_cmd(
         pairs = ((r.pos, r.id, r.where, *(r.texts or [None, None]), r.error) for r in stream)
     if original is None:
         check_output(output, [original_file, compressed_file] if original_file is not None else files or ["-"])
+
+    def scored_pair(item):
+        pos, rid, where, orig, comp, err = item
+        return item, None if err is not None else score_pair(orig, comp, chosen, counter, stem)
+
     rows, bad, stopped, texts = [], 0, None, []
-    for pos, rid, where, orig, comp, err in pairs:
+    for (pos, rid, where, orig, comp, err), scores in ordered_map(scored_pair, pairs, jobs):
         if err is not None:
             bad += 1
             if on_error == "stop":
@@ -146,7 +153,6 @@ def validate_cmd(
             else:
                 error(f"{where}: {err}")
             continue
-        scores = score_pair(orig, comp, chosen, counter, stem)
         rows.append({"pos": pos, **({"id": rid} if rid is not None else {}), "where": where, **scores})
         texts.append((orig, comp))
     if stopped:

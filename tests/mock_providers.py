@@ -8,6 +8,8 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 API_KEY = "sk-test-SECRET-0123456789"
@@ -18,6 +20,35 @@ def words(text: str) -> int:
     return len(text.split())
 
 
+# A pretokenizer in the manner of o200k's (one token per piece): a word with one leading
+# non-letter, up to 3 digits, a run of punctuation with the line breaks after it, line breaks,
+# spaces. Unlike `words`, whitespace and punctuation are tokens and neighbours can merge.
+_PIECES = re.compile(r"(?:[^\r\n\w]|_)?[^\W\d_]+|\d{1,3}| ?(?:[^\s\w]|_)+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def pieces(text: str) -> int:
+    """A more realistic mock tokenizer (see _PIECES)."""
+    return len(_PIECES.findall(text))
+
+
+@dataclass
+class ClaudeModel:
+    """How the mock's Anthropic and Bedrock routes count for one model id. A request costs
+    `framing` tokens plus its messages' text for one user message (3 a message, plus `framing - 3`
+    once, for more); `framing` may be a callable, asked once a request (a framing that changes).
+    A message whose first character is in `glue` merges that character's piece into the framing's
+    last token, one token less (ctoc saw the framing depend on the first character)."""
+
+    framing: int | Callable[[], int] = 3
+    tokenize: Callable[[str], int] = words
+    glue: str = ""
+
+    def message(self, text: str) -> int:
+        """The tokens one message's text adds (its 3 framing tokens not included)."""
+        return self.tokenize(text) - (1 if text[:1] and text[0] in self.glue else 0)
+
+
+PUNCTUATION = "<([{\"'#*-.,;:!?/\\|@$%&=+~`^_>)]}§"
 TOOL_COST = 100  # the mock's price of one tool definition
 
 
@@ -75,6 +106,7 @@ class MockProviders:
         self.api_key = api_key
         self.aws_access_key = aws_access_key
         self.requests: list[dict] = []
+        self.claude: dict[str, ClaudeModel] = {}  # model id -> its counting; others: ClaudeModel()
         self.script: dict[str, deque] = {}  # route -> queued (status, headers, body, delay)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.port = self.server.server_address[1]
@@ -93,6 +125,13 @@ class MockProviders:
 
     def count(self, route: str) -> int:
         return sum(1 for r in self.requests if r["route"] == route)
+
+    def claude_count(self, model: str, messages: list[str], system: list[str]) -> int:
+        """What the Anthropic and Bedrock routes answer for these texts (tools aside)."""
+        m = self.claude.get(model, ClaudeModel())
+        framing = m.framing() if callable(m.framing) else m.framing
+        n = sum(m.message(t) + 3 for t in messages) + (framing - 3 if messages else 0)
+        return n + sum(m.tokenize(t) + 3 for t in system)
 
     def _handler(self):
         mock = self
@@ -183,10 +222,9 @@ class MockProviders:
                 for m in body["messages"]:
                     if m.get("role") not in ("user", "assistant"):
                         return 400, {"type": "error", "error": {"type": "invalid_request_error", "message": "role"}}
-                n = sum(words(_text_of(m["content"])) + 3 for m in body["messages"])
                 system = body.get("system")
-                if system is not None:
-                    n += words(_text_of(system)) + 3
+                texts = [_text_of(m["content"]) for m in body["messages"]]
+                n = mock.claude_count(body["model"], texts, [] if system is None else [_text_of(system)])
                 tools = body.get("tools", [])
                 if not _tools_ok(tools, "name", ("input_schema",)):
                     return 400, {"type": "error", "error": {"type": "invalid_request_error", "message": "tools"}}
@@ -237,8 +275,8 @@ class MockProviders:
                 conv = body.get("input", {}).get("converse")
                 if not conv:
                     return 400, {"message": "input.converse is required"}
-                n = sum(words(_text_of(m["content"])) + 3 for m in conv["messages"])
-                n += sum(words(s["text"]) + 3 for s in conv.get("system", []))
+                texts = [_text_of(m["content"]) for m in conv["messages"]]
+                n = mock.claude_count(model_id, texts, [s["text"] for s in conv.get("system", [])])
                 specs = [t.get("toolSpec", {}) for t in conv.get("toolConfig", {}).get("tools", [])]
                 if not _tools_ok(specs, "name", ("inputSchema", "json")):
                     return 400, {"message": "toolConfig.tools[].toolSpec is invalid"}

@@ -2,6 +2,7 @@
 documented fallbacks when it fails."""
 
 import json
+from unittest.mock import ANY
 
 import orjson
 import pytest
@@ -45,8 +46,11 @@ def test_anthropic_text_and_chat(cli, mock):
     assert [x["tokens"] for x in rows] == [words(TEXT), (2 + 3) + (2 + 3)]
     assert {(x["strategy"], x["exact"]) for x in rows} == {("anthropic-api", True)}
     sent = sorted((json.loads(q["raw"]) for q in mock.requests), key=lambda b: "system" in b)  # concurrent
-    assert sent[0] == {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": TEXT}]}
-    assert sent[1] == {"model": "claude-sonnet-4-5", "messages": [chat[1]], "system": "be brief"}
+    # the text goes between a fixed head and tail, after one measurement of the framing around a
+    # one-token probe (omnitok.remote.claude_text); the chat goes as it is
+    assert sorted(b["messages"][0]["content"] for b in sent[:2]) == ["x\na x", f"x\n{TEXT} x"]
+    assert all(b == {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": ANY}]} for b in sent[:2])
+    assert sent[2] == {"model": "claude-sonnet-4-5", "messages": [chat[1]], "system": "be brief"}
     assert all(
         {k.lower(): v for k, v in q["headers"].items()}["anthropic-version"] == "2023-06-01" for q in mock.requests
     )
@@ -56,7 +60,7 @@ def test_retry_after_honoured(cli, mock):
     mock.fail("anthropic", (429, {"retry-after": "0"}, {"type": "error", "error": {"type": "rate_limit_error"}}))
     r = cli("count", "--online", "-m", "claude-sonnet-4-5", "--format", "json", stdin=TEXT.encode())
     assert r.code == 0 and json.loads(r.out)["strategy"] == "anthropic-api"
-    assert mock.count("anthropic") == 2 and r.err == ""
+    assert mock.count("anthropic") == 3 and r.err == ""  # the framing probe, its retry, the text
 
 
 @pytest.mark.parametrize(
@@ -164,11 +168,11 @@ def test_self_hosted_tokenize(mock, monkeypatch, kind):
 def test_online_counts_cached_fallback_estimates_not(cli, mock):
     rows = jsonl({"text": TEXT}, {"text": "second text here"})
     r = cli("count", "--online", "-m", "claude-sonnet-4-5", stdin=rows)
-    assert r.code == 0 and mock.count("anthropic") == 2
+    assert r.code == 0 and mock.count("anthropic") == 3  # the framing probe and the two texts
     r = cli(
         "count", "--online", "-m", "claude-sonnet-4-5", "--summary", "--format", "json", "-o", "/dev/null", stdin=rows
     )
-    assert mock.count("anthropic") == 2  # served from the L2 cache
+    assert mock.count("anthropic") == 3  # served from the L2 cache, framing and all
     assert orjson.loads(r.out)["cache"]["l2_hits"] == 2
     mock.fail("anthropic", *[(500, {"retry-after": "0"}, {"type": "error", "error": {"type": "api_error"}})] * 3)
     r = cli("count", "--online", "--retries", "2", "-m", "claude-sonnet-4-5", stdin=jsonl({"text": "brand new"}))

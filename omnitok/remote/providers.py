@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from . import claude_text
 from .http import HttpPolicy, count_field, describe, post_json
 from .redact import redact_url, url_secrets
 
-# The framing of a one-message Claude request: count_tokens of a single user message is its text
-# plus 3 (Rando & Tramer's Claude 3 measurement); a text's own count is the answer minus this.
-CLAUDE_MESSAGE_OVERHEAD = 3
+# Versions of a provider's counting rule beyond what the API answers, carried by its fingerprint
+# (so cache keys change with them): Claude texts are counted by claude_text's measured framing.
+RULES = {"anthropic-api": f"text-rule{claude_text.RULE}", "bedrock-api": f"text-rule{claude_text.RULE}"}
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,21 @@ class Anthropic(Provider):
         self.secrets = (self.key,)
         self.url = os.environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com").rstrip("/")
         self.url += "/v1/messages/count_tokens"
+        self.texts = claude_text.ClaudeText(
+            self.name, model, fingerprint(self.strategy, model), self.url, self._count_message
+        )
+
+    def _headers(self) -> dict:
+        return {"x-api-key": self.key, "anthropic-version": "2023-06-01"}
+
+    def _count_message(self, content: str) -> int:
+        """input_tokens of a request holding one user message."""
+        body = {"model": self.model, "messages": [{"role": "user", "content": content}]}
+        return self._count(self._post(self.url, body, self._headers()), "input_tokens")
 
     def count_one(self, item) -> int:
-        headers = {"x-api-key": self.key, "anthropic-version": "2023-06-01"}
+        """A chat: the API's answer for the whole request. A text: its own tokens, the message
+        framing measured and taken away (claude_text)."""
         if isinstance(item, ChatRequest):
             system, messages = _split_system(item.messages)
             body = {"model": self.model, "messages": messages}
@@ -102,9 +115,8 @@ class Anthropic(Provider):
                 body["system"] = system
             if item.tools:
                 body["tools"] = _anthropic_tools(item.tools)
-            return self._count(self._post(self.url, body, headers), "input_tokens")
-        body = {"model": self.model, "messages": [{"role": "user", "content": item}]}
-        return max(0, self._count(self._post(self.url, body, headers), "input_tokens") - CLAUDE_MESSAGE_OVERHEAD)
+            return self._count(self._post(self.url, body, self._headers()), "input_tokens")
+        return self.texts.count(item)
 
 
 class Gemini(Provider):
@@ -254,6 +266,14 @@ class Bedrock(Provider):
             os.environ.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME") or f"https://bedrock-runtime.{self.region}.amazonaws.com"
         )
         self.url = f"{base.rstrip('/')}/model/{_bedrock_base_id(model)}/count-tokens"
+        self.texts = claude_text.ClaudeText(
+            self.name, model, fingerprint(self.strategy, model), self.url, self._count_message
+        )
+
+    def _count_message(self, content: str) -> int:
+        """inputTokens of a Converse request holding one user message."""
+        body = {"input": {"converse": {"messages": [{"role": "user", "content": [{"text": content}]}]}}}
+        return self._count(self._post(self.url, body, {}, self._sign), "inputTokens")
 
     def _sign(self, method, url, headers, data):
         from botocore.auth import SigV4Auth
@@ -282,9 +302,7 @@ class Bedrock(Provider):
                 }
             body = {"input": {"converse": converse}}
             return self._count(self._post(self.url, body, {}, self._sign), "inputTokens")
-        body = {"input": {"converse": {"messages": [{"role": "user", "content": [{"text": item}]}]}}}
-        total = self._count(self._post(self.url, body, {}, self._sign), "inputTokens")
-        return max(0, total - CLAUDE_MESSAGE_OVERHEAD)
+        return self.texts.count(item)
 
 
 def _bedrock_base_id(model: str) -> str:
@@ -310,8 +328,10 @@ def _blocks(content) -> list[dict]:
 
 
 def fingerprint(strategy: str, model: str) -> str:
-    """An online strategy's fingerprint: the provider's strategy name and the model it is sent."""
-    return f"{strategy}:{model}"
+    """An online strategy's fingerprint: the provider's strategy name, the model it is sent, and
+    the version of omnitok's own rule on top of the API's answer where there is one (RULES)."""
+    rule = RULES.get(strategy)
+    return f"{strategy}:{model}:{rule}" if rule else f"{strategy}:{model}"
 
 
 class RemoteStrategy:

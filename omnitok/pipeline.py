@@ -182,6 +182,7 @@ def _count_shard(shard) -> tuple[int, list[tuple]]:
     """In a worker: read, parse, extract and count one shard. Per record: (line in the shard, id,
     tokens, per-field counts, fields, error, raw, raw JSON text); never the texts."""
     from .io.shards import read_shard
+    from .tokenizers.unicode_guard import DEFERRED
 
     template, strategy = _SHARD_WORKER
     reader = template.fresh()
@@ -192,13 +193,18 @@ def _count_shard(shard) -> tuple[int, list[tuple]]:
     i = 0
     for rec in recs:
         if rec.error is not None:
-            rows.append((rec.line, rec.id, None, None, rec.fields, rec.error, rec.raw, rec.raw_json))
+            rows.append((rec.line, rec.id, None, None, rec.fields, rec.error, rec.raw, rec.raw_json, None))
             continue
         n = len(rec.texts)
         part = counts[i : i + n]
         i += n
+        if DEFERRED in part:  # a text for the reference engine: counted in the parent
+            later = (rec.texts, rec.overhead)
+            rows.append((rec.line, rec.id, None, None, rec.fields, None, rec.raw, rec.raw_json, later))
+            continue
         tokens = sum(part) + rec.overhead
-        rows.append((rec.line, rec.id, tokens, part if rec.fields else None, rec.fields, None, rec.raw, rec.raw_json))
+        parts = part if rec.fields else None
+        rows.append((rec.line, rec.id, tokens, parts, rec.fields, None, rec.raw, rec.raw_json, None))
     return reader.lines_read, rows
 
 
@@ -252,9 +258,13 @@ def _count_shards(stream, strategy, jobs: int, on_batch) -> Iterator[Counted]:
             shard, result = item
             lines, rows = result.get() if result is not None else _count_shard(shard)
             base, source = inp.lines, inp.source
-            for line, rid, tokens, parts, fields, error, raw, raw_json in rows:
+            for line, rid, tokens, parts, fields, error, raw, raw_json, later in rows:
                 rec = Record(stream.next_pos(), source, base + line, rid, fields=fields, raw=raw, raw_json=raw_json)
                 rec.error = error
+                if later is not None:  # texts a worker left for the reference engine
+                    texts, overhead = later
+                    part = strategy.count_batch(texts)
+                    tokens, parts = sum(part) + overhead, part if fields else None
                 yield Counted(rec, tokens, parts)
             inp.records += len(rows)
             inp.lines += lines
@@ -285,11 +295,19 @@ def _count_shards(stream, strategy, jobs: int, on_batch) -> Iterator[Counted]:
             pool.join()
 
 
+def _shard_worker_init() -> None:
+    from .tokenizers import unicode_guard
+
+    _worker_init()
+    unicode_guard.DEFER_REFERENCE = True
+
+
 def _start_shard_pool(strategy, jobs: int):  # noqa: ARG001 - the strategy reaches workers by the fork
     # The reference engine for rare texts (code points newer than the fast engine's Unicode
-    # tables) is not loaded here: most runs never need it, and loading it before the fork put
-    # 0.3-0.5 s of serial start-up on every run; a worker that meets such a text loads it then.
-    return multiprocessing.get_context("fork").Pool(jobs, initializer=_worker_init)
+    # tables) is not loaded before the fork (0.3-0.5 s of serial start-up on every run) nor in
+    # the workers (memory would depend on how many met such a text): workers send those texts
+    # back and this process counts them, loading the reference once, only if one turns up.
+    return multiprocessing.get_context("fork").Pool(jobs, initializer=_shard_worker_init)
 
 
 # The function a forked ordered_map worker applies; set just before the fork.

@@ -51,6 +51,13 @@ def needs_reference(text: str) -> bool:
     return False
 
 
+# Set in the pipeline's shard workers: a text that needs the reference engine is not counted
+# there (count_batch gives DEFERRED for it) but sent back to the parent, which loads the reference
+# once, so neither start-up nor memory depends on which worker meets such a text.
+DEFER_REFERENCE = False
+DEFERRED = -1
+
+
 class ReferenceGuarded:
     """A fast engine with a reference engine behind it for the texts it may count differently
     (needs_reference). Subclasses give `_reference_factory`, `_count_fast` and `_encode_fast`;
@@ -79,6 +86,9 @@ class ReferenceGuarded:
         count = self._count_fast
         for text in texts:
             if needs_reference(text):
+                if DEFER_REFERENCE:
+                    out.append(DEFERRED)
+                    continue
                 self.prepare_for_fork()
                 out.append(self._reference.count_batch([text])[0])
             else:

@@ -17,6 +17,8 @@ from .compress import compress_cmd
 from .count import EPILOG as COUNT_EPILOG
 from .count import count
 from .models import models_cmd
+from .serve import EPILOG as SERVE_EPILOG
+from .serve import serve_cmd
 from .tokens import DECODE_EPILOG, ENCODE_EPILOG, TRUNCATE_EPILOG, decode_cmd, encode_cmd, truncate_cmd
 from .validate import EPILOG as VALIDATE_EPILOG
 from .validate import validate_cmd
@@ -80,6 +82,7 @@ app.command("validate", epilog=VALIDATE_EPILOG)(validate_cmd)
 app.command("encode", epilog=ENCODE_EPILOG)(encode_cmd)
 app.command("decode", epilog=DECODE_EPILOG)(decode_cmd)
 app.command("truncate", epilog=TRUNCATE_EPILOG)(truncate_cmd)
+app.command("serve", epilog=SERVE_EPILOG)(serve_cmd)
 app.add_typer(cache_app, name="cache")
 app.add_typer(bundle_app, name="bundle")
 

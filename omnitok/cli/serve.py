@@ -1,0 +1,128 @@
+"""`omnitok serve`: the REST API (omnitok.serve) on uvicorn."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import errors
+from . import _options as opt
+
+EPILOG = """\
+Examples:
+
+  omnitok serve                                       # http://127.0.0.1:8001
+
+  omnitok serve --host 0.0.0.0 --port 8001 --workers 4 --auth-token-file /run/secrets/omnitok-token
+
+  curl -s localhost:8001/count-tokens -d '{"text": "Hello, world!", "model_id": "gpt-4"}'
+"""
+
+
+def serve_cmd(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8001, "--port", "-p", callback=opt.number(0, 65535, integer=True), help="Port."),
+    workers: int = typer.Option(
+        1, "--workers", "-w", callback=opt.number(1, 1024, integer=True), help="Worker processes."
+    ),
+    model: opt.Model = None,
+    auth_token_file: str | None = typer.Option(
+        None,
+        "--auth-token-file",
+        help="Require `Authorization: Bearer <token>` with the token in this file (all routes but "
+        "/healthz, /readyz and the OpenAPI description).",
+        show_default=False,
+    ),
+    max_body_mb: float = typer.Option(
+        10.0, "--max-body-mb", callback=opt.number(0, low_open=True), help="Refuse larger request bodies (413)."
+    ),
+    max_records: int = typer.Option(
+        10_000,
+        "--max-records",
+        callback=opt.number(1, integer=True),
+        help="Most texts or records in one batch request (413 beyond).",
+    ),
+    timeout: float = typer.Option(
+        60.0, "--timeout", callback=opt.number(0, low_open=True), help="Seconds of work per request; then 504."
+    ),
+    graceful_timeout: float = typer.Option(
+        30.0,
+        "--graceful-timeout",
+        callback=opt.number(0),
+        help="On SIGTERM: seconds in-flight requests get to finish.",
+    ),
+    cors_origin: list[str] | None = typer.Option(
+        None, "--cors-origin", help="Allow browser calls from this origin (repeatable). CORS is off by default."
+    ),
+    online: opt.Online = None,
+    strict: opt.Strict = False,
+    engine: opt.Engine = "auto",
+    cache: opt.CacheMode = "auto",
+    cache_dir: opt.CacheDir = None,
+    l3_url: opt.L3Url = None,
+    compress_method: str = typer.Option(
+        "auto", "--compress-method", help="/compress's method when a request names none: auto, combined, bm25, dense."
+    ),
+    threads: int | None = typer.Option(
+        None,
+        "--threads",
+        callback=opt.number(1, 1024, integer=True),
+        help="Threads per worker running the library. Default: min(32, cores + 4).",
+        show_default=False,
+    ),
+    log_level: str = typer.Option(
+        "info", "--log-level", help="uvicorn's log level: critical, error, warning, info, debug."
+    ),
+) -> None:
+    """Serve the library over HTTP: /count-tokens, /count-tokens/batch, /compress, /validate,
+    /stats, /cache/stats, /healthz, /readyz, /metrics, /openapi.json."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError:
+        raise errors.UsageError("omnitok serve needs FastAPI and uvicorn: pip install 'omnitok[serve]'") from None
+    import os
+
+    from ..serve.config import ENV, ServeConfig
+
+    if model is not None:
+        from ..api import resolve
+
+        resolve(model)  # an unknown model is a usage error now, not a server that is never ready
+    if compress_method not in ("auto", "combined", "bm25", "dense"):
+        raise errors.UsageError(f"--compress-method must be auto, combined, bm25 or dense; got {compress_method!r}")
+    levels = ("critical", "error", "warning", "info", "debug", "trace")
+    if log_level not in levels:
+        raise errors.UsageError(f"--log-level must be one of {', '.join(levels)}; got {log_level!r}")
+    config = ServeConfig(
+        host=host,
+        port=port,
+        workers=workers,
+        model=model,
+        auth_token_file=auth_token_file,
+        max_body_mb=max_body_mb,
+        max_records=max_records,
+        request_timeout=timeout,
+        graceful_timeout=graceful_timeout,
+        cors_origins=tuple(cors_origin or ()),
+        online=online,
+        strict=strict,
+        engine=engine,
+        cache=cache,
+        cache_dir=cache_dir,
+        l3_url=l3_url,
+        compress_method=compress_method,
+        threads=threads,
+        log_level=log_level,
+    )
+    config.read_token()  # a missing or empty token file fails here, before any worker starts
+    os.environ[ENV] = config.to_env()
+    uvicorn.run(
+        "omnitok.serve.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers if workers > 1 else None,
+        log_level=log_level,
+        timeout_graceful_shutdown=graceful_timeout,
+        server_header=False,
+    )

@@ -1,0 +1,375 @@
+"""The FastAPI app: every route is a thin call into omnitok.aio (the library in a thread pool)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import aio
+from .._version import __version__
+from ..errors import InputError, OmnitokError, UsageError
+from .config import ServeConfig
+from .errors import HTTP_CODES, ServeError, add_secret, classify, error_body, validation_message
+from .metrics import Metrics
+from .middleware import BearerAuth, BodyLimit, Guard
+from .schemas import (
+    DEFAULT_TARGET_COMPRESSION,
+    BatchRequest,
+    BatchResponse,
+    CacheStatsResponse,
+    CompressRequest,
+    CompressResponse,
+    CountRequest,
+    CountResponse,
+    ErrorResponse,
+    StatsResponse,
+    ValidateRequest,
+    ValidateResponse,
+)
+
+_ERR = {"model": ErrorResponse}
+GET_ERRORS: dict = {401: _ERR, 500: _ERR}
+POST_ERRORS: dict = {401: _ERR, 413: _ERR, 422: _ERR, 500: _ERR, 503: _ERR, 504: _ERR}
+PROBE_TEXT = "Hello, world!"
+
+
+class _State:
+    """Readiness and the compression totals behind /stats."""
+
+    def __init__(self):
+        self.ready = False
+        self.not_ready = "loading the default model's tokenizer"
+        self.ready_info: dict = {}
+        self._lock = threading.Lock()
+        self.compressions = 0
+        self.original_tokens = 0
+        self.compressed_tokens = 0
+        self.ratio_sum = 0.0
+        self.quality_sum = 0.0
+        self.count_requests = 0
+        self.tokens_counted = 0
+
+    def compressed(self, r) -> None:
+        with self._lock:
+            self.compressions += 1
+            self.original_tokens += r.original_tokens
+            self.compressed_tokens += r.compressed_tokens
+            self.ratio_sum += r.compression_ratio
+            self.quality_sum += r.quality_score
+
+    def counted(self, tokens: int) -> None:
+        with self._lock:
+            self.count_requests += 1
+            self.tokens_counted += tokens
+
+    def view(self) -> dict:
+        with self._lock:
+            n = self.compressions
+            saved = self.original_tokens - self.compressed_tokens
+            return {
+                "total_compressions": n,
+                "total_original_tokens": self.original_tokens,
+                "total_compressed_tokens": self.compressed_tokens,
+                "total_tokens_saved": saved,
+                "avg_compression_ratio": self.ratio_sum / n if n else 0.0,
+                "avg_quality_score": self.quality_sum / n if n else 0.0,
+                "overall_compression_ratio": self.compressed_tokens / self.original_tokens
+                if self.original_tokens
+                else 0.0,
+                "count_requests": self.count_requests,
+                "tokens_counted": self.tokens_counted,
+            }
+
+
+def _finite(value):
+    """JSON has no infinity: a non-finite number becomes null (validate's ratio of an empty original)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def create_app(config: ServeConfig | None = None) -> FastAPI:
+    """The app for `config` (defaults: ServeConfig()). Reads the bearer token file now, so a bad
+    one fails at start, not at the first request."""
+    config = config or ServeConfig()
+    token = config.read_token()
+    add_secret(token)
+    if config.threads:
+        aio.set_threads(config.threads)
+    metrics = Metrics()
+    state = _State()
+
+    def count_options(req) -> tuple[str | None, dict]:
+        model = req.model_id if req.model_id is not None else config.model
+        options: dict[str, Any] = {"engine": config.engine, "cache": config.cache}
+        if config.cache_dir:
+            options["cache_dir"] = config.cache_dir
+        if config.l3_url:
+            options["l3_url"] = config.l3_url
+        if getattr(req, "encoding", None):
+            options["encoding"] = req.encoding
+        online = getattr(req, "online", None)
+        online = config.online if online is None else online
+        if online is not None:
+            options["online"] = online
+        strict = getattr(req, "strict", None)
+        if config.strict if strict is None else strict:
+            options["strict"] = True
+        return model, options
+
+    async def within(awaitable):
+        try:
+            return await asyncio.wait_for(awaitable, config.request_timeout)
+        except asyncio.TimeoutError:
+            raise ServeError(
+                504, "timeout", f"the request took longer than the server's limit of {config.request_timeout:g} s"
+            ) from None
+
+    async def warm_up() -> None:
+        model, options = count_options(CountRequest())
+        try:
+            r = await aio.acount(PROBE_TEXT, model, **options)
+        except OmnitokError as e:
+            state.not_ready = f"the default model cannot count: {e}"
+            return
+        except Exception as e:  # a broken install: reported by /readyz, never raised
+            state.not_ready = f"the default model cannot count ({type(e).__name__})"
+            return
+        state.ready_info = {"model": r.model, "encoding": r.encoding, "strategy": r.strategy, "exact": r.exact}
+        state.ready, state.not_ready = True, ""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        task = asyncio.create_task(warm_up())
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.get_running_loop().run_in_executor(None, aio.close)
+
+    app = FastAPI(
+        title="omnitok",
+        version=__version__,
+        description="Token counting, compression and validation for LLM workloads (omnitok's library over HTTP).",
+        lifespan=lifespan,
+        redoc_url=None,
+        strict_content_type=False,  # a body without Content-Type is read as JSON
+    )
+    app.state.omnitok = state
+    app.state.config = config
+
+    # --- errors --------------------------------------------------------------------------------
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        code, message = validation_message(list(exc.errors()))
+        kind = request.headers.get("content-type", "")
+        if kind and "json" not in kind.lower():
+            message = f"the body must be JSON, sent with Content-Type: application/json (not {kind[:80]})"
+        return JSONResponse(error_body(code, message), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        code = HTTP_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) and exc.detail else code.replace("_", " ")
+        return JSONResponse(error_body(code, message), exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(OmnitokError)
+    async def _omnitok(request: Request, exc: OmnitokError):
+        status, code = classify(exc)
+        return JSONResponse(error_body(code, exc.message, exc.hint), status)
+
+    @app.exception_handler(ServeError)
+    async def _serve(request: Request, exc: ServeError):
+        return JSONResponse(error_body(exc.code, exc.message, exc.hint), exc.status)
+
+    # --- counting ------------------------------------------------------------------------------
+
+    @app.post("/count-tokens", response_model=CountResponse, responses=POST_ERRORS)
+    async def count_tokens(req: CountRequest) -> dict:
+        """Count one text, or one chat `messages` array (with its `system` and `tools`)."""
+        model, options = count_options(req)
+        if (req.text is None) == (req.messages is None):
+            raise ServeError(422, "invalid_request", "give either text or messages")
+        if req.text is not None:
+            if req.system is not None or req.tools is not None:
+                raise ServeError(422, "invalid_request", "system and tools go with messages, not text")
+            r = await within(aio.acount(req.text, model, **options))
+            row = {"tokens": r.tokens, "model": r.model, "encoding": r.encoding, "strategy": r.strategy}
+            row.update(exact=r.exact, error_band=r.error_band)
+        else:
+            record: dict[str, Any] = {"messages": req.messages}
+            if req.system is not None:
+                record["system"] = req.system
+            if req.tools is not None:
+                record["tools"] = req.tools
+            try:
+                rows, _ = await within(aio.acount_rows([record], model, id_field=None, source="request", **options))
+            except InputError as e:
+                raise UsageError(e.reason) from None
+            row = rows[0]
+        state.counted(row["tokens"])
+        metrics.tokens.labels(row["model"], row["strategy"]).inc(row["tokens"])
+        metrics.texts.labels(row["model"]).inc()
+        metadata = {"encoding": row["encoding"]}
+        if row.get("error_band") is not None:
+            metadata["error_band"] = row["error_band"]
+        return {
+            "token_count": row["tokens"],
+            "model_id": row["model"],
+            "strategy_used": row["strategy"],
+            "is_exact": row["exact"],
+            "metadata": metadata,
+        }
+
+    @app.post("/count-tokens/batch", response_model=BatchResponse, responses=POST_ERRORS)
+    async def count_tokens_batch(req: BatchRequest) -> dict:
+        """Count many texts or records in one call: rows as `omnitok count --format jsonl` writes
+        them (pos, id, tokens, model, encoding, strategy, exact), in input order."""
+        model, options = count_options(req)
+        if (req.texts is None) == (req.records is None):
+            raise ServeError(422, "invalid_request", "give either texts or records")
+        items = req.texts if req.texts is not None else req.records
+        if len(items) > config.max_records:
+            raise ServeError(
+                413, "too_many_records", f"{len(items)} items; the server takes at most {config.max_records} a request"
+            )
+        fields = [req.field] if isinstance(req.field, str) else req.field
+        if req.texts is not None and fields:
+            raise ServeError(422, "invalid_request", "field applies to records, not texts")
+        rows, summary = await within(
+            aio.acount_rows(
+                items,
+                model,
+                fields=fields,
+                id_field=req.id_field,
+                on_error=req.on_error,
+                source="texts" if req.texts is not None else "records",
+                **options,
+            )
+        )
+        state.counted(summary["total_tokens"])
+        metrics.tokens.labels(summary["model"], summary["strategy"]).inc(summary["total_tokens"])
+        metrics.texts.labels(summary["model"]).inc(summary["counted"])
+        return {"results": rows, "summary": summary}
+
+    # --- compress and validate -----------------------------------------------------------------
+
+    @app.post("/compress", response_model=CompressResponse, responses=POST_ERRORS)
+    async def compress(req: CompressRequest) -> dict:
+        """Compress a context to a token budget for a model (omnitok.compress)."""
+        model = req.model_id if req.model_id is not None else config.model
+        budgets = {"budget": req.budget, "ratio": req.ratio, "target_compression": req.target_compression}
+        if all(v is None for v in budgets.values()):
+            budgets["target_compression"] = DEFAULT_TARGET_COMPRESSION
+        options: dict[str, Any] = {"engine": config.engine, "cache": config.cache}
+        if config.cache_dir:
+            options["cache_dir"] = config.cache_dir
+        r = await within(
+            aio.acompress(
+                req.context,
+                req.query,
+                model=model,
+                method=req.method or config.compress_method,
+                gap_marker=req.gap_marker,
+                **budgets,
+                **options,
+            )
+        )
+        state.compressed(r)
+        metrics.compressions.labels(r.model_id).inc()
+        metrics.tokens_saved.inc(r.original_tokens - r.compressed_tokens)
+        return r.to_dict()
+
+    @app.post("/validate", response_model=ValidateResponse, responses=POST_ERRORS)
+    async def validate(req: ValidateRequest) -> dict:
+        """Score a compressed text against its original (ROUGE-L, compression, BERTScore) and gate."""
+        r = await within(
+            aio.avalidate(
+                req.original,
+                req.compressed,
+                metrics=tuple(req.metrics),
+                min_rouge_l=req.min_rouge_l,
+                max_ratio=req.max_ratio,
+                min_bertscore=req.min_bertscore,
+                model=req.model_id if req.model_id is not None else config.model,
+                stem=req.stem,
+            )
+        )
+        return _finite(
+            {
+                "passed": r.passed,
+                "rouge_l_score": r.rouge_l_score,
+                "bertscore_f1": r.details.get("bertscore_f1"),
+                "details": r.details,
+                "failures": r.failures,
+            }
+        )
+
+    # --- statistics, probes, metrics -----------------------------------------------------------
+
+    @app.get("/stats", response_model=StatsResponse, responses=GET_ERRORS)
+    async def stats() -> dict:
+        """Compressions served (count, tokens saved, average ratio and quality) and counting totals."""
+        return {"service": "omnitok", "status": "ready" if state.ready else "starting", "metrics": state.view()}
+
+    @app.get("/cache/stats", response_model=CacheStatsResponse, responses=GET_ERRORS)
+    async def cache_stats() -> dict:
+        """The caches this server's counters use: l1_hits, l2_hits, l3_hits, misses, total_hits,
+        total_requests, hit_rate (percent), l1_size, l2_size (omnitok's cache field names)."""
+        return {"cache_enabled": config.cache != "off", "stats": await aio.run_sync(aio.cache_stats)}
+
+    @app.get("/healthz", responses=GET_ERRORS)
+    async def healthz() -> dict:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={**GET_ERRORS, 503: _ERR})
+    async def readyz():
+        """Readiness: the default model's tokenizer is loaded and counts."""
+        if not state.ready:
+            return JSONResponse(error_body("not_ready", state.not_ready), 503)
+        return {"status": "ready", **state.ready_info}
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}}, **GET_ERRORS},
+    )
+    async def prometheus_metrics() -> Response:
+        """Prometheus text exposition."""
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    # --- layers, innermost first ---------------------------------------------------------------
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    if token:
+        app.add_middleware(BearerAuth, token=token)
+    if config.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type"],
+        )
+    app.add_middleware(Guard, metrics=metrics)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's factory (`omnitok.serve.app:app_from_env`): the config `omnitok serve` put in
+    the environment (OMNITOK_SERVE_CONFIG)."""
+    return create_app(ServeConfig.from_env())

@@ -258,9 +258,10 @@ def _count_shards(stream, strategy, jobs: int, on_batch) -> Iterator[Counted]:
             shard, result = item
             lines, rows = result.get() if result is not None else _count_shard(shard)
             base, source = inp.lines, inp.source
+            pos = stream.next_pos
             for line, rid, tokens, parts, fields, error, raw, raw_json, later in rows:
-                rec = Record(stream.next_pos(), source, base + line, rid, fields=fields, raw=raw, raw_json=raw_json)
-                rec.error = error
+                # Positional: a keyword dataclass call costs more than the rest of the row here.
+                rec = Record(pos(), source, base + line, rid, (), 0, fields, raw, raw_json, error)
                 if later is not None:  # texts a worker left for the reference engine
                     texts, overhead = later
                     part = strategy.count_batch(texts)

@@ -60,7 +60,9 @@ HEAD_NL, PROBE_NL = "x", "\n"
 PLAIN, NEWLINE = "plain", "newline"
 _LEADS_WITH_LINE_BREAK = re.compile(r"\s*[\r\n]")
 
-_memo: dict[tuple[str, str, str], int] = {}  # (fingerprint, endpoint, variant) -> base, this process
+# (persistent cache's place, fingerprint, endpoint, variant) -> base, in this process: a memory in
+# front of that cache (so a process that moves its cache directory reads the new one's)
+_memo: dict[tuple, int] = {}
 _memo_lock = threading.Lock()
 
 
@@ -94,12 +96,15 @@ class ClaudeText:
         self.fingerprint = fingerprint
         self.endpoint = redact_url(url)
         self.send = send
+        self.place = _place()
         self._lock = threading.Lock()  # one measurement at a time for this model
         self._failed: str | None = None  # why its counts stopped being trusted
 
     def count(self, text: str) -> int:
         if not text:
             return 0  # nothing to send: an empty message is refused, and has no tokens
+        if self._failed is not None:  # this model's counts stopped adding up: no more of them
+            raise RemoteError(self.provider, self._failed)
         variant = variant_of(text)
         base = self.base(variant)
         n = self.send(wrap(text)) - base + 1
@@ -109,8 +114,8 @@ class ClaudeText:
 
     # --- the base of each variant --------------------------------------------------------------
 
-    def _key(self, variant: str) -> tuple[str, str, str]:
-        return (self.fingerprint, self.endpoint, variant)
+    def _key(self, variant: str) -> tuple:
+        return (self.place, self.fingerprint, self.endpoint, variant)
 
     def base(self, variant: str) -> int:
         key = self._key(variant)
@@ -148,11 +153,11 @@ class ClaudeText:
         plain, newline = (base, known) if variant == PLAIN else (known, base)
         if plain - newline != 1:
             self._invalidate()
-            raise RemoteError(
-                self.provider,
+            self._failed = (
                 f"the message framing measured for {self.model} is inconsistent (its two probes differ by "
-                f"{plain - newline} tokens, not 1), so text counts cannot be separated from it",
+                f"{plain - newline} tokens, not 1), so text counts cannot be separated from it"
             )
+            raise RemoteError(self.provider, self._failed)
 
     def _recheck(self, variant: str, base: int, n: int, length: int) -> None:
         """An answer outside what any text of its length can count: measure the base again (once,
@@ -184,6 +189,17 @@ class ClaudeText:
 # --- the persistent cache ----------------------------------------------------------------------
 # Opened for each read or write (once per model and run), with the tiers' own connections closed
 # after; the run's statistics are not touched. Any failure only means measuring again.
+
+
+def _place() -> tuple | None:
+    """Where the persistent cache is, as the config file and environment say now."""
+    try:
+        from ..cache import settings_from
+
+        s = settings_from()
+    except Exception:
+        return None
+    return (str(s.directory), s.l3_url, s.l3_prefix, s.hash_algorithm)
 
 
 def _open():

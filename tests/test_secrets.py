@@ -390,7 +390,9 @@ def test_hostile_retry_hints_and_odd_urls(servers, home, monkeypatch):
     mock.fail("anthropic", (307, {"location": "/v1/elsewhere"}, b""))
     result, error, _ = api_count(case, True, 5.0, 2)
     assert error.startswith("anthropic: HTTP 307: the API redirected; redirects are not followed")
-    assert mock.count("anthropic") == 4 and recorder.requests == []  # refused, not retried
+    # 5: the model's framing measurement (claude_text), its retries after the 429 and the 503, the
+    # text, then the 307 - refused, not retried, and nothing reaches the redirect target.
+    assert mock.count("anthropic") == 5 and recorder.requests == []
 
     monkeypatch.setenv("ANTHROPIC_BASE_URL", f"{USERINFO}@127.0.0.1:{mock.port}")
     result, error, _ = api_count(case, True, 5.0, 0)

@@ -182,9 +182,12 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        code = HTTP_CODES.get(exc.status_code, "error")
+        status = exc.status_code
+        code = HTTP_CODES.get(status, "error")
         message = exc.detail if isinstance(exc.detail, str) and exc.detail else code.replace("_", " ")
-        return JSONResponse(error_body(code, message), exc.status_code, headers=getattr(exc, "headers", None))
+        if status == 400 and request.method == "POST":  # FastAPI could not decode the body (not UTF-8)
+            status, code, message = 422, "malformed_json", "the body is not valid JSON in UTF-8"
+        return JSONResponse(error_body(code, message), status, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(OmnitokError)
     async def _omnitok(request: Request, exc: OmnitokError):

@@ -1,0 +1,556 @@
+"""`omnitok serve`, driven over real HTTP: a real uvicorn (the `omnitok serve` console script in a
+subprocess on a free 127.0.0.1 port) and httpx, never only an in-process test client.
+
+Every response any test receives is checked on the way in (an httpx event hook): never a 500,
+never a traceback, never a provider key or the bearer token."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import omnitok
+from tests.console import OMNITOK
+from tests.console import omnitok as run_omnitok
+
+pytest.importorskip("fastapi", reason="omnitok serve needs the serve extra: pip install 'omnitok[serve]'")
+pytest.importorskip("uvicorn", reason="omnitok serve needs the serve extra: pip install 'omnitok[serve]'")
+httpx = pytest.importorskip("httpx", reason="the serve tests drive the server with httpx (the test extra)")
+
+
+TOKEN = "serve-test-token-4f8a1c9e7b"
+CANARY_KEY = "sk-ant-canary-0123456789abcdefSECRET"
+SEEN: list[str] = []  # every response body, for the final leak check
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`omnitok serve ARGS` on a free port, up once /readyz answers 200."""
+
+    def __init__(self, tmp: Path, *args: str, env: dict | None = None, ready: bool = True):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp / f"serve-{self.port}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        full_env = {**os.environ, "OMNITOK_CACHE_DIR": str(tmp / "cache"), **(env or {})}
+        full_env.pop("L3_CACHE_URL", None)
+        self.proc = subprocess.Popen(
+            [OMNITOK, "serve", "--port", str(self.port), *args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"omnitok serve exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                r = httpx.get(f"{self.url}/readyz" if ready else f"{self.url}/healthz", timeout=2)
+                if r.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"omnitok serve did not get ready:\n{self.log()}")
+            time.sleep(0.1)
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._log.close()
+        return code
+
+
+def _check(response) -> None:
+    response.read()
+    text = response.text
+    SEEN.append(text)
+    assert response.status_code != 500, text
+    assert "Traceback" not in text
+    assert CANARY_KEY not in text and TOKEN not in text
+
+
+async def _acheck(response) -> None:
+    await response.aread()
+    _check(response)
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve")
+    token_file = tmp / "token"
+    token_file.write_text(TOKEN + "\n")
+    dead = free_port()  # nothing listens here: the "provider" is down
+    srv = Server(
+        tmp,
+        "--auth-token-file",
+        str(token_file),
+        "--max-body-mb",
+        "1",
+        "--max-records",
+        "100",
+        "--compress-method",
+        "bm25",
+        "--log-level",
+        "info",
+        env={"ANTHROPIC_API_KEY": CANARY_KEY, "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{dead}"},
+    )
+    yield srv
+    code = srv.stop()
+    log = srv.log()
+    assert code in (0, -signal.SIGTERM), log
+    assert TOKEN not in log and CANARY_KEY not in log  # the token and the keys are never logged
+    assert "Traceback" not in log, log
+
+
+@pytest.fixture
+def client(server):
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=60, event_hooks={"response": [_check]}) as c:
+        yield c
+
+
+def post(client, path: str, body) -> httpx.Response:
+    return client.post(path, json=body)
+
+
+def error_of(r: httpx.Response, status: int, code: str | None = None) -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    err = r.json()["error"]
+    assert set(err) <= {"code", "message", "hint"} and err["message"]
+    if code is not None:
+        assert err["code"] == code, err
+    return err
+
+
+# --- the endpoints and the seed's values ------------------------------------------------------------
+
+
+def test_count_tokens_seed_example(client):
+    r = post(client, "/count-tokens", {"text": "Hello, world!", "model_id": "gpt-4"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "token_count": 4,
+        "model_id": "gpt-4",
+        "strategy_used": "tiktoken",
+        "is_exact": True,
+        "metadata": {"encoding": "cl100k_base"},
+    }
+
+
+def test_count_tokens_default_model_and_estimates(client):
+    r = post(client, "/count-tokens", {"text": "hello world"})
+    assert r.json()["token_count"] == omnitok.count("hello world").tokens == 2
+    r = post(client, "/count-tokens", {"text": "hello world", "model_id": "claude-sonnet-4-5"})
+    body = r.json()
+    lib = omnitok.count("hello world", model="claude-sonnet-4-5")
+    assert body["token_count"] == lib.tokens and body["is_exact"] is False
+    assert body["metadata"] == {"encoding": lib.encoding, "error_band": lib.error_band}
+
+
+def test_count_tokens_chat_messages_and_tools(client):
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi", "name": "ann"}]
+    r = post(client, "/count-tokens", {"messages": messages, "model_id": "gpt-4o"})
+    assert r.json()["token_count"] == omnitok.count(messages, model="gpt-4o").tokens
+    # A top-level system goes in as a system message, as `count` reads a chat record.
+    r2 = post(client, "/count-tokens", {"messages": messages[1:], "system": "be brief", "model_id": "gpt-4o"})
+    assert r2.json()["token_count"] == r.json()["token_count"]
+    # OpenAI publishes no rule for tools: an error, as `count` gives, never an undercount.
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    err = error_of(post(client, "/count-tokens", {"messages": messages, "tools": tools, "model_id": "gpt-4o"}), 422)
+    assert "tool" in err["message"]
+    # What `count` says of the same record, through the CLI.
+    line = json.dumps({"messages": messages, "tools": tools}).encode()
+    assert run_omnitok("count", "-m", "gpt-4o", stdin=line + b"\n").code != 0
+    err = error_of(post(client, "/count-tokens", {"messages": [{"role": "user", "content": 5}]}), 422)
+    assert "content" in err["message"]
+    error_of(post(client, "/count-tokens", {"text": "a", "messages": messages}), 422, "invalid_request")
+    error_of(post(client, "/count-tokens", {}), 422, "invalid_request")
+
+
+def test_batch_texts_equal_the_library(client):
+    texts = ["hello world", "", "<|endoftext|> is plain text", "naïve café " * 50, "日本語のテキスト"]
+    r = post(client, "/count-tokens/batch", {"texts": texts, "model_id": "gpt-4.1"})
+    assert r.status_code == 200, r.text
+    rows = r.json()["results"]
+    assert [row["tokens"] for row in rows] == [c.tokens for c in omnitok.count_batch(texts, model="gpt-4.1")]
+    assert [row["pos"] for row in rows] == list(range(len(texts)))
+    assert r.json()["summary"]["total_tokens"] == sum(row["tokens"] for row in rows)
+
+
+def test_batch_records_equal_count_jsonl_rows(client, tmp_path):
+    records = [
+        {"id": "a", "text": "hello world"},
+        {"id": 7, "messages": [{"role": "user", "content": "hi"}]},
+        {"text": "no id here"},
+        {"id": "d", "messages": [{"role": "user", "content": "q"}], "system": "sys"},
+    ]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    cli = run_omnitok("count", "-m", "gpt-4o", str(path), "--format", "jsonl")
+    assert cli.code == 0, cli.err
+    expected = [json.loads(line) for line in cli.out.splitlines()]
+    r = post(client, "/count-tokens/batch", {"records": records, "model_id": "gpt-4o"})
+    assert r.json()["results"] == expected
+    # Several fields: the per-field map, as count -f a,b gives it.
+    recs = [{"q": "question one", "a": "answer"}]
+    path.write_text(json.dumps(recs[0]) + "\n")
+    cli = run_omnitok("count", "-m", "gpt-4o", str(path), "-f", "q,a", "--format", "jsonl")
+    r = post(client, "/count-tokens/batch", {"records": recs, "field": ["q", "a"], "model_id": "gpt-4o"})
+    assert r.json()["results"] == [json.loads(cli.out)]
+
+
+def test_batch_bad_records_and_limits(client):
+    records = [{"text": "ok"}, {"body": "no text field"}, 5]
+    err = error_of(post(client, "/count-tokens/batch", {"records": records}), 422, "bad_record")
+    assert err["message"].startswith("records:2: ")
+    r = post(client, "/count-tokens/batch", {"records": records, "on_error": "record"})
+    rows = r.json()["results"]
+    assert rows[0]["tokens"] == 1 and "error" in rows[1] and rows[1]["record"] == {"body": "no text field"}
+    assert r.json()["summary"]["errors"] == 2
+    r = post(client, "/count-tokens/batch", {"records": records, "on_error": "skip"})
+    assert [row["pos"] for row in r.json()["results"]] == [0]
+    error_of(post(client, "/count-tokens/batch", {"texts": ["x"] * 101}), 413, "too_many_records")
+    error_of(post(client, "/count-tokens/batch", {"texts": ["x"], "records": [{}]}), 422)
+    error_of(post(client, "/count-tokens/batch", {"texts": ["x"], "on_error": "explode"}), 422, "invalid_request")
+
+
+def test_compress_matches_the_library(client):
+    context = [
+        "The first Nobel Prize in Physics was awarded in 1901 to Wilhelm Röntgen. He discovered X-rays.",
+        "Reading Football Club is based in Reading, Berkshire. It plays at the Madejski Stadium.",
+        "Marie Curie won the Nobel Prize in Physics in 1903 and in Chemistry in 1911.",
+    ]
+    body = {"context": context, "query": "first nobel prize physics", "model_id": "gpt-4", "target_compression": 0.5}
+    r = post(client, "/compress", {**body, "method": "bm25"})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    for field in (
+        "original_tokens",
+        "compressed_tokens",
+        "compression_ratio",
+        "quality_score",
+        "compressed_text",
+        "model_id",
+        "is_exact_tokenization",
+    ):
+        assert field in got
+    lib = omnitok.compress(context, "first nobel prize physics", model="gpt-4", target_compression=0.5, method="bm25")
+    assert got == lib.to_dict()
+    assert got["compressed_tokens"] <= got["budget"] == int((1 - 0.5) * got["original_tokens"])
+    # No budget form: the earlier service's default, target_compression 0.944.
+    r = post(client, "/compress", {"context": " ".join(context) * 3, "model_id": "gpt-4"})
+    assert r.json()["budget"] == int((1 - 0.944) * r.json()["original_tokens"] + 1e-9)
+    error_of(post(client, "/compress", {"context": "x", "budget": 5, "ratio": 0.5}), 422, "invalid_input")
+    error_of(post(client, "/compress", {"context": "x", "target_compression": 2}), 422, "invalid_request")
+    stats = client.get("/stats").json()["metrics"]
+    assert stats["total_compressions"] >= 2
+    assert stats["total_tokens_saved"] == stats["total_original_tokens"] - stats["total_compressed_tokens"] > 0
+    assert 0 < stats["avg_compression_ratio"] < 1 and 0 <= stats["avg_quality_score"] <= 1
+
+
+def test_validate_matches_the_library(client):
+    body = {"original": "the cat sat on the mat today", "compressed": "the cat sat", "metrics": ["rouge-l"]}
+    r = post(client, "/validate", body)
+    lib = omnitok.validate(body["original"], body["compressed"], metrics=["rouge-l"])
+    assert r.json()["passed"] is True and r.json()["rouge_l_score"] == lib.rouge_l_score
+    assert r.json()["details"] == lib.details
+    r = post(client, "/validate", {**body, "metrics": ["rouge-l", "compression"], "min_rouge_l": 0.9})
+    assert r.json()["passed"] is False and r.json()["failures"]
+    # An empty original has no finite ratio: null, not a 500 (JSON has no Infinity).
+    r = post(client, "/validate", {"original": "", "compressed": "x", "metrics": ["compression"]})
+    assert r.json()["details"]["ratio"] is None
+    error_of(post(client, "/validate", {**body, "metrics": ["bleu"]}), 422, "invalid_input")
+    error_of(post(client, "/validate", {**body, "min_rouge_l": "high"}), 422, "invalid_request")
+
+
+def test_cache_stats_and_stats_fields(client):
+    r = client.get("/cache/stats")
+    assert r.json()["cache_enabled"] is True
+    stats = r.json()["stats"]
+    for field in (
+        "l1_hits",
+        "l2_hits",
+        "l3_hits",
+        "misses",
+        "total_hits",
+        "total_requests",
+        "hit_rate",
+        "l1_size",
+        "l2_size",
+    ):
+        assert field in stats
+    body = client.get("/stats").json()
+    assert body["service"] == "omnitok" and "total_compressions" in body["metrics"]
+
+
+def test_probes_metrics_and_openapi(server, client):
+    with httpx.Client(base_url=server.url, event_hooks={"response": [_check]}) as anonymous:
+        assert anonymous.get("/healthz").json() == {"status": "ok"}
+        ready = anonymous.get("/readyz").json()
+        assert ready["status"] == "ready" and ready["model"] == "gpt-4o" and ready["exact"] is True
+        paths = set(anonymous.get("/openapi.json").json()["paths"])
+    assert {
+        "/count-tokens",
+        "/count-tokens/batch",
+        "/compress",
+        "/validate",
+        "/stats",
+        "/cache/stats",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    } <= paths
+    post(client, "/count-tokens", {"text": "x"})
+    text = client.get("/metrics").text
+    assert 'omnitok_http_requests_total{method="POST",route="/count-tokens",status="200"}' in text
+    assert "omnitok_tokens_counted_total" in text and 'status="500"' not in text
+
+
+# --- safety ------------------------------------------------------------------------------------------
+
+
+def test_auth(server):
+    body = {"text": "hi"}
+    with httpx.Client(base_url=server.url, event_hooks={"response": [_check]}) as c:
+        err = error_of(c.post("/count-tokens", json=body), 401, "unauthorized")
+        assert TOKEN not in err["message"]
+        r = c.post("/count-tokens", json=body, headers={"Authorization": "Bearer wrong-token"})
+        assert error_of(r, 401) and r.headers["www-authenticate"] == "Bearer"
+        error_of(c.post("/count-tokens", json=body, headers={"Authorization": TOKEN}), 401)
+        error_of(c.post("/count-tokens", json=body, headers={"Authorization": f"Basic {TOKEN}"}), 401)
+        error_of(c.post("/count-tokens", json=body, headers={"Authorization": f"Bearer {TOKEN}x"}), 401)
+        error_of(c.get("/cache/stats"), 401)
+        error_of(c.get("/metrics"), 401)
+        assert c.post("/count-tokens", json=body, headers=AUTH).json()["token_count"] == 1
+        assert c.post("/count-tokens", json=body, headers={"authorization": f"bearer {TOKEN}"}).status_code == 200
+
+
+def test_body_limit(server, client):
+    big = {"text": "a" * (1024 * 1024 + 10)}  # over --max-body-mb 1
+    err = error_of(post(client, "/count-tokens", big), 413, "too_large")
+    assert "1 MB" in err["message"]
+    # A chunked upload (no Content-Length) is cut off once it passes the limit.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(
+            b"POST /count-tokens HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {TOKEN}\r\n".encode()
+            + b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        chunk = b"a" * 65536
+        try:
+            head = b'{"text": "'
+            s.sendall(b"%x\r\n%s\r\n" % (len(head), head))
+            for _ in range(24):  # 1.5 MB
+                s.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            s.sendall(b'2\r\n"}\r\n0\r\n\r\n')
+        except OSError:  # the server answered and closed while we were still sending
+            pass
+        reply = b""
+        while b'"}}' not in reply:  # the whole JSON error, or the connection closes
+            data = s.recv(65536)
+            if not data:
+                break
+            reply += data
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert b'"too_large"' in reply
+    # Just under the limit is fine.
+    assert post(client, "/count-tokens", {"text": "a" * (1024 * 1024 - 100)}).status_code == 200
+
+
+def test_bad_input_is_a_clear_422(client):
+    r = client.post("/count-tokens", content=b'{"text": ', headers={"content-type": "application/json"})
+    assert "not valid JSON" in error_of(r, 422, "malformed_json")["message"]
+    r = client.post("/count-tokens", content=b'{"text": "\xff\xfe"}', headers={"content-type": "application/json"})
+    error_of(r, 422, "malformed_json")
+    r = client.post("/count-tokens", content=b"text=hi", headers={"content-type": "application/x-www-form-urlencoded"})
+    assert "Content-Type: application/json" in error_of(r, 422)["message"]
+    r = client.post("/count-tokens", content=b'{"text": "hi"}')  # no Content-Type: read as JSON
+    assert r.json()["token_count"] == 1
+    for body in ({"text": 5}, {"text": None, "messages": "hi"}, {"text": "x", "model_id": 4}, [1, 2], "text"):
+        err = error_of(post(client, "/count-tokens", body), 422, "invalid_request")
+        assert "5" not in err["message"] or body != {"text": 5}  # where and what, not the value
+    error_of(post(client, "/count-tokens", {"text": "x", "online": "yes"}), 422, "invalid_request")
+    error_of(post(client, "/count-tokens/batch", {"texts": "not a list"}), 422, "invalid_request")
+    err = error_of(post(client, "/count-tokens", {"text": "x", "model_id": "gpt-44o"}), 422, "unknown_model")
+    assert "gpt-44o" in err["message"] and "gpt-4o" in err.get("hint", "")
+    error_of(post(client, "/count-tokens", {"text": "x", "model_id": ""}), 422, "invalid_input")
+    error_of(post(client, "/count-tokens", {"text": "x", "encoding": "nope_base"}), 422, "unknown_encoding")
+    error_of(post(client, "/count-tokens/batch", {"texts": ["x"], "model_id": "nope"}), 422, "unknown_model")
+    error_of(post(client, "/compress", {"context": "x", "model_id": "nope"}), 422, "unknown_model")
+    error_of(client.get("/no-such-route"), 404, "not_found")
+    error_of(client.get("/count-tokens"), 405, "method_not_allowed")
+
+
+def test_online_provider_down_under_strict_is_503_and_keys_never_echoed(client):
+    body = {"text": "hello", "model_id": "claude-sonnet-4-5", "online": True}
+    err = error_of(post(client, "/count-tokens", {**body, "strict": True}), 503, "exact_unavailable")
+    assert "anthropic" in err["message"].lower()
+    # Without strict the count falls back to the offline estimate, and says so.
+    r = post(client, "/count-tokens", body)
+    assert r.status_code == 200 and r.json()["is_exact"] is False
+    # The seed's name for the option works too.
+    r = post(client, "/count-tokens", {**body, "online": None, "prefer_online": True, "strict": True})
+    error_of(r, 503, "exact_unavailable")
+    # Offline, strict: there is no exact strategy for Claude without the provider.
+    error_of(post(client, "/count-tokens", {"text": "x", "model_id": "claude-sonnet-4-5", "strict": True}), 503)
+
+
+def test_cors_is_off_by_default(client):
+    r = client.get("/stats", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in r.headers
+    r = client.options(
+        "/count-tokens", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert "access-control-allow-origin" not in r.headers
+
+
+def test_cors_when_origins_are_named():
+    from fastapi.testclient import TestClient
+
+    from omnitok.serve import ServeConfig, create_app
+
+    app = create_app(ServeConfig(cors_origins=("https://app.example",)))
+    with TestClient(app) as c:
+        r = c.options(
+            "/count-tokens", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+        )
+        assert r.headers["access-control-allow-origin"] == "https://app.example"
+        r = c.get("/healthz", headers={"Origin": "https://other.example"})
+        assert "access-control-allow-origin" not in r.headers
+
+
+def test_concurrent_requests_are_all_correct(server):
+    texts = [f"request number {i}: " + "word " * (i % 17) for i in range(64)]
+    expected = [c.tokens for c in omnitok.count_batch(texts, model="gpt-4o")]
+
+    async def main():
+        async with httpx.AsyncClient(
+            base_url=server.url, headers=AUTH, timeout=60, event_hooks={"response": [_acheck]}
+        ) as c:
+            return await asyncio.gather(
+                *(c.post("/count-tokens", json={"text": t, "model_id": "gpt-4o"}) for t in texts)
+            )
+
+    responses = asyncio.run(main())
+    assert [r.status_code for r in responses] == [200] * 64
+    assert [r.json()["token_count"] for r in responses] == expected
+
+
+def test_no_response_ever_leaked_a_secret():
+    assert SEEN, "the other tests ran first"
+    assert not any(CANARY_KEY in s or TOKEN in s or "Traceback" in s for s in SEEN)
+
+
+# --- the command, shutdown, fuzzing ------------------------------------------------------------------
+
+
+def test_serve_command_line_errors(tmp_path):
+    r = run_omnitok("serve", "--model", "gpt-44o", "--port", "0")
+    assert r.code == 2 and "unknown model" in r.err
+    r = run_omnitok("serve", "--auth-token-file", str(tmp_path / "missing"), "--port", "0")
+    assert r.code == 2 and "auth-token-file" in r.err
+    (tmp_path / "empty").write_text("  \n")
+    r = run_omnitok("serve", "--auth-token-file", str(tmp_path / "empty"), "--port", "0")
+    assert r.code == 2 and "empty" in r.err
+    assert run_omnitok("serve", "--port", "70000").code == 2
+    assert run_omnitok("serve", "--workers", "0").code == 2
+    r = run_omnitok("serve", "--help")
+    assert r.code == 0 and b"--auth-token-file" in r.out
+
+
+def test_graceful_shutdown_finishes_the_request_in_flight(tmp_path):
+    srv = Server(tmp_path, "--graceful-timeout", "20")
+    text = "slow upload " * 20_000
+    payload = json.dumps({"text": text, "model_id": "gpt-4o"}).encode()
+    parts = [payload[i : i + 16384] for i in range(0, len(payload), 16384)]
+    sent_first = threading.Event()
+    result: dict = {}
+
+    def body():
+        for i, part in enumerate(parts):
+            yield part
+            if i == 0:
+                sent_first.set()
+            time.sleep(1.5 / len(parts))  # the upload takes about 1.5 s
+
+    def request():
+        try:
+            with httpx.Client(timeout=60) as c:
+                result["response"] = c.post(
+                    f"{srv.url}/count-tokens", content=body(), headers={"content-type": "application/json"}
+                )
+        except Exception as e:  # reported below
+            result["error"] = e
+
+    t = threading.Thread(target=request)
+    t.start()
+    assert sent_first.wait(10)
+    time.sleep(0.3)  # the request is in flight: its body is still arriving
+    srv.proc.send_signal(signal.SIGTERM)
+    t.join(60)
+    code = srv.stop()
+    assert "error" not in result, f"{result.get('error')!r}\n{srv.log()}"
+    r = result["response"]
+    assert r.status_code == 200, r.text
+    assert r.json()["token_count"] == omnitok.count(text, model="gpt-4o").tokens
+    # uvicorn finishes its graceful shutdown, then exits by the signal it caught (as Kubernetes expects).
+    assert code in (0, -signal.SIGTERM), srv.log()
+    assert "Shutting down" in srv.log() and "Finished server process" in srv.log()
+
+
+@pytest.mark.skipif(not Path(sys.executable).with_name("st").exists(), reason="schemathesis is not installed")
+def test_schemathesis_finds_no_500_and_responses_match_the_schema(server, tmp_path):
+    """Property-based requests from /openapi.json (schemathesis): no 500, every status documented,
+    every body and content type as the schema says."""
+    st = str(Path(sys.executable).with_name("st"))
+    checks = ",".join(
+        (
+            "not_a_server_error",
+            "status_code_conformance",
+            "content_type_conformance",
+            "response_schema_conformance",
+            "response_headers_conformance",
+        )
+    )
+    started = time.monotonic()
+    p = subprocess.run(
+        [st, "run", f"{server.url}/openapi.json", "--checks", checks, "--header", f"Authorization: Bearer {TOKEN}"]
+        + ["--max-examples", "25", "--seed", "20240501", "--generation-database", "none", "--no-color"]
+        + ["--request-timeout", "30", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert p.returncode == 0, p.stdout[-6000:] + p.stderr[-2000:]
+    assert time.monotonic() - started < 60

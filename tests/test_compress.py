@@ -71,6 +71,38 @@ def test_documents_render_with_titles_and_blank_lines():
     assert render(units, keep, "[...]") == "T\n[...]\nB two.\n\nPlain doc."
 
 
+def _render_plainly(units, keep, gap_marker=None):
+    """render's rule, one unit at a time: a gap takes the widest separator left out in it."""
+    out, prev = [], None
+    for u, k in zip(units, keep, strict=True):
+        if k:
+            if prev is None:
+                out.append(u.text)
+            elif u.index == prev + 1:
+                out.append(u.sep + u.text)
+            else:
+                sep = max((units[j].sep for j in range(prev + 1, u.index + 1)), key=lambda x: (x.count("\n"), len(x)))
+                sep = sep if sep and not sep.strip() else " "
+                out.append(sep + gap_marker + sep + u.text if gap_marker else sep + u.text)
+            prev = u.index
+    return "".join(out)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pieces=st.lists(st.sampled_from(["A b.", "C d!", "- item", "\n", "\n\n", "\n \n", "  ", "\t", " "]), max_size=40),
+    keep_bits=st.lists(st.booleans(), min_size=40, max_size=40),
+    gap=st.sampled_from([None, "[...]"]),
+)
+def test_render_takes_the_widest_separator_of_each_gap(pieces, keep_bits, gap):
+    from omnitok.compression.segment import separator_widths
+
+    units, _ = segment(" ".join(pieces))
+    keep = keep_bits[: len(units)] + [True] * max(0, len(units) - len(keep_bits))
+    expected = _render_plainly(units, keep, gap)
+    assert render(units, keep, gap) == expected == render(units, keep, gap, separator_widths(units))
+
+
 def test_line_shaped_text_is_split_by_line():
     ctx = 'JSON data:\n{"a": "1",\n "b": "2",\n "c": "3"}'
     assert [u.text for u in segment(ctx)[0]] == ["JSON data:", '{"a": "1",', '"b": "2",', '"c": "3"}']
@@ -184,6 +216,111 @@ def test_near_duplicates_are_dropped():
     assert r.duplicates == 1 and r.compressed_text.count("treaty") == 1
 
 
+def test_dedup_parameters_are_datasketchs():
+    """The permutations and the band split are computed without importing datasketch (and SciPy
+    with it); they must be the ones datasketch would use."""
+    from datasketch import MinHash
+    from datasketch.lsh import _optimal_param
+
+    from omnitok.compression.dedup import NUM_PERM, SEED, THRESHOLD, _params, legacy_minhash
+
+    for num_perm, seed, threshold in [(NUM_PERM, SEED, THRESHOLD), (128, 7, 0.5)]:
+        a, b, bands, rows = _params(num_perm, seed, threshold)
+        perms = legacy_minhash(MinHash, num_perm, seed).permutations
+        assert np.array_equal(np.array([a, b]), perms) and a.dtype == perms.dtype
+        assert (bands, rows) == _optimal_param(threshold, num_perm, 0.5, 0.5)
+
+
+def _units_with_duplicates(n: int, seed: int = 0) -> list[str]:
+    import random
+
+    rng = random.Random(seed)
+    words = [f"w{i}" for i in range(60)]
+    texts: list[str] = []
+    for _ in range(n):
+        r = rng.random()
+        if texts and r < 0.3:
+            texts.append(rng.choice(texts))
+        elif texts and r < 0.5:
+            ws = rng.choice(texts).split() or ["w0"]
+            ws[rng.randrange(len(ws))] = rng.choice(words)  # one word changed: near or not
+            texts.append(" ".join(ws))
+        else:
+            texts.append(" ".join(rng.choices(words, k=rng.choice([0, 1, 3, 12, 40, 300]))))
+    return texts
+
+
+def test_signatures_across_blocks_equal_datasketch(monkeypatch):
+    """A unit whose shingles span several hashing blocks gets the minimum over all of them."""
+    from datasketch import MinHash
+
+    from omnitok.compression import dedup
+
+    texts = _units_with_duplicates(60, 1) + ["", "one", " ".join(f"x{i}" for i in range(500))]
+    monkeypatch.setattr(dedup, "CHUNK", 7)
+    for text, row in zip(texts, signatures(texts), strict=True):
+        m = dedup.legacy_minhash(MinHash, 64, 1)
+        m.update_batch(dedup.shingles(text))
+        assert np.array_equal(m.hashvalues, row)
+
+
+def _near_duplicates_by_buckets(texts: list[str], threshold: float = 0.8) -> list[int | None]:
+    """The plain form: a dict of every band key -> the first unit that had it."""
+    from omnitok.compression.dedup import NUM_PERM, SEED, _params
+
+    _, _, bands, rows = _params(NUM_PERM, SEED, threshold)
+    sig = signatures(texts).astype(np.uint64)
+    buckets: dict[bytes, int] = {}
+    out: list[int | None] = [None] * len(texts)
+    for i in range(len(texts)):
+        candidates = set()
+        for band in range(bands):
+            j = buckets.setdefault(band.to_bytes(2, "little") + sig[i, band * rows : (band + 1) * rows].tobytes(), i)
+            if j != i:
+                candidates.add(j)
+        for j in sorted(candidates):
+            if float(np.mean(sig[i] == sig[j])) >= threshold:
+                out[i] = j
+                break
+    return out
+
+
+@pytest.mark.parametrize("threshold", [0.8, 0.5])
+def test_near_duplicates_equal_band_buckets(threshold, monkeypatch):
+    from omnitok.compression import dedup
+
+    monkeypatch.setattr(dedup, "CHUNK", 50)
+    texts = _units_with_duplicates(400, 2)
+    found = near_duplicates(texts, threshold)
+    assert found == _near_duplicates_by_buckets(texts, threshold)
+    assert sum(j is not None for j in found) > 100
+
+
+def test_centrality_equals_the_dense_tf_idf_form():
+    """Without a query, salience is computed from sparse rows; it must agree with the dense
+    (units x vocabulary) TF-IDF form it replaced."""
+    from collections import Counter
+
+    from omnitok.compression import score
+
+    swapped = "Members raised several concerns about maintenance costs rising. "
+    units, _ = segment(" ".join(_units_with_duplicates(300, 3)) + " The. Of and! " + " ".join(FILLER) + " " + swapped)
+    got = score.lexical(units, None, 0.3)
+    assert got[-1] == got[-1 - len(FILLER) + 1]  # the same terms as FILLER[1], in another order: a tie
+    unit_terms = [score.terms(u.text) for u in units]
+    df = Counter(w for t in unit_terms for w in set(t))
+    vocab = {w: i for i, w in enumerate(df)}
+    m = np.zeros((len(units), len(vocab)))
+    for i, t in enumerate(unit_terms):
+        for w, f in Counter(t).items():
+            m[i, vocab[w]] = (1 + math.log(f)) * math.log(1 + len(units) / df[w])
+    norms = np.linalg.norm(m, axis=1, keepdims=True)
+    m = np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
+    centroid = m.mean(axis=0)
+    assert np.allclose(got, score.minmax(m @ (centroid / np.linalg.norm(centroid))), rtol=0, atol=1e-12)
+    assert any(not t for t in unit_terms)  # a unit of stop words only scores 0, as a zero row did
+
+
 # --- dense relevance --------------------------------------------------------------------------
 
 
@@ -264,6 +401,32 @@ def test_remote_embeddings_fall_back_to_the_local_model(monkeypatch):
         assert len(caught) == 1 and len(server.requests) == 1
     finally:
         server.close()
+
+
+def test_embedding_cache_keeps_the_most_recent_and_embeds_each_text_once(monkeypatch):
+    """More distinct texts than the cache holds: every row is returned (the cache is not asked
+    for texts it just dropped), the most recently used stay, and only new texts are embedded."""
+    from omnitok.compression import embed
+
+    class Fake(embed._Cached):
+        calls: list[list[str]] = []
+
+        def _embed(self, texts):
+            self.calls.append(list(texts))
+            return np.array([[float(len(t)), float(sum(map(ord, t)))] for t in texts], dtype=np.float32)
+
+    monkeypatch.setattr(embed, "CACHE_SIZE", 5)
+    e = Fake()
+    texts = [f"t{i}" for i in range(8)] + ["t1", "t0"]
+    expected = np.array([[len(t), sum(map(ord, t))] for t in texts], dtype=np.float32)
+    out = e(texts)
+    assert np.array_equal(out, expected) and not out.flags.writeable
+    assert Fake.calls == [[f"t{i}" for i in range(8)]]
+    assert list(e._cache) == ["t5", "t6", "t7", "t1", "t0"]
+    again = e(["t7", "new", "t0", "t7"])
+    assert np.array_equal(again, np.array([[len(t), sum(map(ord, t))] for t in ["t7", "new", "t0", "t7"]]))
+    assert Fake.calls[-1] == ["new"] and list(e._cache) == ["t6", "t1", "new", "t0", "t7"]
+    assert all(v.base is None or v.base.shape[0] <= 5 for v in e._cache.values())  # no whole matrix pinned
 
 
 # --- the CLI ----------------------------------------------------------------------------------

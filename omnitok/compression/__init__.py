@@ -31,6 +31,7 @@ from .segment import Unit, segment
 from .select import select
 
 METHODS = ("combined", "bm25", "dense")
+MEASURE_BATCH = 4096  # units counted per count_batch call
 ALGORITHM_VERSION = 1
 
 
@@ -193,10 +194,13 @@ class Compressor:
         return self.strategy.count(text) if text else 0
 
     def measure(self, units: list[Unit]) -> None:
-        """Each unit's tokens, counted with the separator that precedes it, in one batch."""
-        texts = [u.sep + u.text if i else u.text for i, u in enumerate(units)]
-        for u, n in zip(units, self.strategy.count_batch(texts), strict=True):
-            u.tokens = n
+        """Each unit's tokens, counted with the separator that precedes it, in batches of
+        MEASURE_BATCH (not a second copy of the whole context at once)."""
+        for s in range(0, len(units), MEASURE_BATCH):
+            batch = units[s : s + MEASURE_BATCH]
+            texts = [u.sep + u.text if i else u.text for i, u in enumerate(batch, s)]
+            for u, n in zip(batch, self.strategy.count_batch(texts), strict=True):
+                u.tokens = n
 
     def embedder(self):
         if self._embedder is None:
@@ -239,8 +243,7 @@ class Compressor:
         tiered = self._cache()
         key = None
         if tiered is not None:
-            spec = json.dumps([context, query, budget, ratio, target_compression], ensure_ascii=False)
-            key = self._keys.key(spec)
+            key = self._keys.key(json.dumps([context, query, budget, ratio, target_compression], ensure_ascii=False))
             hit = self._cached(tiered.get_many([key], decode=self._parse_cached)[0])
             if hit is not None:
                 return hit
@@ -277,6 +280,7 @@ class Compressor:
                 kept_units=len(units), total_units=len(units), duplicates=0,
                 kept_passages=sorted({u.passage for u in units}), **base,
             )  # fmt: skip
+        del original  # the context is compressed: its rendering is no longer needed
         self.measure(units)
         excluded: set[int] = set()
         if self.dedup:

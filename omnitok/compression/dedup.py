@@ -1,15 +1,17 @@
 """Near-duplicate units, by MinHash over word 3-shingles with banded LSH.
 
-The permutations are datasketch's own (a `datasketch.MinHash` with the same seed and its classic
-scheme provides them),
-and the signatures are what `MinHash.update_batch` would give with the same hash function (a
-test checks it), but computed for all units of a context in one vectorised step: datasketch's
-per-object path costs ~50 ms for a 250-sentence context, this ~1 ms.
+The permutations are datasketch's own (drawn as `datasketch.MinHash` draws its classic-scheme
+ones from the same seed), the band split is what `datasketch.MinHashLSH` chooses for the
+threshold, and the signatures are what `MinHash.update_batch` would give with the same hash
+function (tests check all three), but computed for all units of a context in a few vectorised
+steps: datasketch's per-object path costs ~50 ms for a 250-sentence context, this ~1 ms. For
+the default threshold datasketch is not imported at all (it imports SciPy: ~60 MB and ~0.3 s).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import zlib
 
@@ -21,7 +23,7 @@ THRESHOLD = 0.8
 _MERSENNE = np.uint64((1 << 61) - 1)
 _MAX_HASH = np.uint64((1 << 32) - 1)
 _WORD = re.compile(r"\w+")
-CHUNK = 1 << 15  # shingles permuted at a time: a (CHUNK, num_perm) uint64 block is 16 MB
+CHUNK = 1 << 14  # shingles permuted at a time: a (CHUNK, num_perm) uint64 block is 8 MB
 
 
 def crc32(data: bytes) -> int:
@@ -37,17 +39,33 @@ def legacy_minhash(cls, num_perm: int = NUM_PERM, seed: int = SEED):
         return cls(num_perm=num_perm, seed=seed, hashfunc=crc32)
 
 
+# datasketch.lsh._optimal_param(threshold, num_perm, 0.5, 0.5): (bands, rows), precomputed
+_BANDS = {(THRESHOLD, NUM_PERM): (5, 11)}
+
+
+def _permutations(num_perm: int, seed: int) -> np.ndarray:
+    """(a, b) of datasketch's classic-scheme permutations (MinHash._init_permutations)."""
+    gen = np.random.RandomState(seed)
+    pairs = [
+        (gen.randint(1, _MERSENNE, dtype=np.uint64), gen.randint(0, _MERSENNE, dtype=np.uint64))
+        for _ in range(num_perm)
+    ]
+    return np.array(pairs, dtype=np.uint64).T
+
+
 @functools.lru_cache(maxsize=4)
 def _params(num_perm: int, seed: int, threshold: float):
-    try:
-        from datasketch import MinHash
-        from datasketch.lsh import _optimal_param
-    except ImportError:
-        from ..errors import UsageError
+    a, b = _permutations(num_perm, seed)
+    split = _BANDS.get((threshold, num_perm))
+    if split is None:
+        try:
+            from datasketch.lsh import _optimal_param
+        except ImportError:
+            from ..errors import UsageError
 
-        raise UsageError("near-duplicate removal needs datasketch (pip install datasketch)") from None
-    a, b = legacy_minhash(MinHash, num_perm, seed).permutations
-    bands, rows = _optimal_param(threshold, num_perm, 0.5, 0.5)
+            raise UsageError("near-duplicate removal needs datasketch (pip install datasketch)") from None
+        split = _optimal_param(threshold, num_perm, 0.5, 0.5)
+    bands, rows = split
     return a, b, bands, rows
 
 
@@ -62,21 +80,29 @@ def signatures(texts: list[str], num_perm: int = NUM_PERM, seed: int = SEED) -> 
     """(n, num_perm) MinHash signatures, equal to datasketch's MinHash(num_perm, seed, crc32)
     (whose values are below 2**32: held as uint32, half the memory).
 
-    Memory is the shingle hashes (8 bytes a shingle) and the signatures, not a (shingles,
-    num_perm) matrix for the whole context: the permuted hashes are taken CHUNK shingles at a
-    time, and a unit that spans chunks gets the minimum over its pieces (the same numbers)."""
+    Units are hashed about CHUNK shingles at a time and their permuted hashes taken CHUNK rows
+    at a time (a unit that spans blocks gets the minimum over its pieces: the same numbers), so
+    memory is the signatures, not a (shingles, num_perm) matrix for the whole context."""
     a, b, _, _ = _params(num_perm, seed, THRESHOLD)
-    counts = np.zeros(len(texts), dtype=np.int64)
-
-    def each_shingle():
-        for i, t in enumerate(texts):
-            sh = shingles(t)
-            counts[i] = len(sh)
-            yield from sh
-
-    hv = np.fromiter(map(zlib.crc32, each_shingle()), dtype=np.uint64)
-    starts = np.cumsum(counts) - counts  # every unit has at least one shingle
     out = np.empty((len(texts), num_perm), dtype=np.uint32)
+    first = 0
+    while first < len(texts):
+        group: list[list[bytes]] = []
+        size = 0
+        while first + len(group) < len(texts) and size < CHUNK:
+            group.append(shingles(texts[first + len(group)]))
+            size += len(group[-1])
+        counts = np.array([len(sh) for sh in group], dtype=np.int64)
+        hv = np.fromiter(map(zlib.crc32, itertools.chain.from_iterable(group)), dtype=np.uint64, count=size)
+        del group
+        _minhash_into(out[first : first + len(counts)], hv, np.cumsum(counts) - counts, a, b)
+        first += len(counts)
+    return out
+
+
+def _minhash_into(out: np.ndarray, hv: np.ndarray, starts: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    """Signature rows of consecutive units into `out`, from their shingle hashes `hv` (unit k's
+    from starts[k]; every unit has at least one)."""
     for s in range(0, len(hv), CHUNK):
         block = hv[s : s + CHUNK]
         first = int(np.searchsorted(starts, s, "right")) - 1  # the unit that row s belongs to
@@ -90,12 +116,8 @@ def signatures(texts: list[str], num_perm: int = NUM_PERM, seed: int = SEED) -> 
             phv %= _MERSENNE
             phv &= _MAX_HASH
         seg = np.minimum.reduceat(phv, local, axis=0)
-        if carried:
-            out[first] = np.minimum(out[first], seg[0])
-        else:
-            out[first] = seg[0]
+        out[first] = np.minimum(out[first], seg[0]) if carried else seg[0]
         out[first + 1 : end] = seg[1:]
-    return out
 
 
 def near_duplicates(texts: list[str], threshold: float = THRESHOLD) -> list[int | None]:
@@ -112,14 +134,28 @@ def near_duplicates(texts: list[str], threshold: float = THRESHOLD) -> list[int 
     sig = signatures(texts)
     firsts = np.empty((bands, n), dtype=np.int64)
     for band in range(bands):
-        key = np.ascontiguousarray(sig[:, band * rows : (band + 1) * rows])
-        key = key.view(np.dtype((np.void, key.dtype.itemsize * rows))).ravel()
-        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-        firsts[band] = first[inverse.ravel()]
+        firsts[band] = _first_equal(sig[:, band * rows : (band + 1) * rows])
     out: list[int | None] = [None] * n
     for i in np.flatnonzero((firsts != np.arange(n)).any(axis=0)).tolist():
         for j in sorted({int(j) for j in firsts[:, i]} - {i}):
             if float(np.mean(sig[i] == sig[j])) >= threshold:
                 out[i] = j
                 break
+    return out
+
+
+def _first_equal(rows: np.ndarray) -> np.ndarray:
+    """For each row, the index of the first row equal to it (itself if none is earlier)."""
+    rows = np.ascontiguousarray(rows)
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    order = np.argsort(keys, kind="stable")  # equal rows together, each run in index order
+    del keys
+    ordered = rows[order]
+    new = np.empty(len(order), dtype=bool)
+    new[0] = True
+    np.any(ordered[1:] != ordered[:-1], axis=1, out=new[1:])
+    del ordered
+    starts = np.flatnonzero(new)
+    out = np.empty(len(order), dtype=np.int64)
+    out[order] = np.repeat(order[starts], np.diff(starts, append=len(order)))
     return out

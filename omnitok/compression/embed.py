@@ -28,19 +28,45 @@ CACHE_SIZE = 50_000
 
 
 class _Cached:
+    """Vectors by text, the CACHE_SIZE most recently used kept. The matrix returned is read-only
+    and may be shared with the cache: a context of new, distinct texts costs one (texts, dim)
+    matrix, not a second stacked copy."""
+
     def __init__(self):
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def __call__(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 1))
         todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if todo:
-            for t, v in zip(todo, self._embed(todo), strict=True):
-                self._cache[t] = v
-            while len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
-        for t in texts:
-            self._cache.move_to_end(t)
-        return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 1))
+        fresh = self._embed(todo) if todo else None
+        where = {t: i for i, t in enumerate(todo)}
+        # most recently used last, as if each text were looked up in turn
+        recent = list(dict.fromkeys(reversed(texts)))[:CACHE_SIZE][::-1]
+        if fresh is not None:
+            fresh.flags.writeable = False
+            staying = [t for t in recent if t in where]
+            if len(staying) < len(todo):  # keep the rows that stay, not the whole matrix
+                store = fresh[[where[t] for t in staying]]
+                store.flags.writeable = False
+                stored = {t: store[k] for k, t in enumerate(staying)}
+            else:
+                stored = {t: fresh[i] for t, i in where.items()}
+        if fresh is not None and len(todo) == len(texts):
+            out = fresh  # every text new and distinct, in order: the embedder's own matrix
+        else:
+            first = fresh[0] if fresh is not None else self._cache[texts[0]]
+            out = np.empty((len(texts), *first.shape), dtype=first.dtype)
+            for k, t in enumerate(texts):
+                i = where.get(t)
+                out[k] = fresh[i] if i is not None else self._cache[t]
+            out.flags.writeable = False
+        for t in recent:
+            v = self._cache.pop(t, None)
+            self._cache[t] = v if v is not None else stored[t]
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return out
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         raise NotImplementedError

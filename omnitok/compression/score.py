@@ -200,7 +200,9 @@ def _centrality(units: list[Unit]) -> np.ndarray:
     """Cosine of each unit's TF-IDF vector with the context's centroid: salience without a query.
 
     Sparse: a unit's vector is its distinct terms' weights, held as flat arrays for the whole
-    context (a dense (units, vocabulary) matrix grows with the square of the context)."""
+    context (a dense (units, vocabulary) matrix grows with the square of the context). A unit's
+    sums run in vocabulary order, as along a dense row, so units with the same terms in another
+    order score exactly the same (a tie, broken by position)."""
     n = len(units)
     vocab: dict[str, int] = {}
     cols, counts = array("i"), array("i")  # each unit's distinct terms, and how often it uses them
@@ -213,8 +215,11 @@ def _centrality(units: list[Unit]) -> np.ndarray:
     if not vocab:
         return np.zeros(n)
     col = np.frombuffer(cols, dtype=np.int32)
+    by_term = np.lexsort((col, np.repeat(np.arange(n, dtype=np.int32), sizes)))  # each unit's own run
+    col = col[by_term]
     df = np.bincount(col, minlength=len(vocab))
-    w = np.log(np.frombuffer(counts, dtype=np.int32))
+    w = np.log(np.frombuffer(counts, dtype=np.int32)[by_term])
+    del by_term, cols, counts
     w += 1
     w *= np.log(1 + n / df)[col]
     has = sizes > 0

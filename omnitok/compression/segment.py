@@ -8,8 +8,12 @@ the previous unit in that rendering, so keeping every unit gives the rendering b
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+
+import numpy as np
 
 from ..errors import UsageError
 
@@ -171,18 +175,16 @@ def _paragraphs(text: str, a: int, b: int) -> list[tuple[int, int, bool]]:
     return out
 
 
-def _spans(text: str) -> list[tuple[int, int, str, int]]:
+def _spans(text: str) -> Iterator[tuple[int, int, str, int]]:
     """(start, end, kind, passage) of every unit of a text, in order, surrounding space excluded."""
-    out = []
     for p, (a, b, code) in enumerate(_passages_of_string(text)):
         if code:
-            out.append((a, a + len(text[a:b].rstrip()), "code", p))
+            yield (a, a + len(text[a:b].rstrip()), "code", p)
             continue
         for x, y, kind in _block_spans(text[a:b]):
             piece = text[a + x : a + y]
             lead = 0 if kind == "code" else len(piece) - len(piece.lstrip())
-            out.append((a + x + lead, a + x + len(piece.rstrip()), kind, p))
-    return out
+            yield (a + x + lead, a + x + len(piece.rstrip()), kind, p)
 
 
 def segment(context) -> tuple[list[Unit], str]:
@@ -190,15 +192,21 @@ def segment(context) -> tuple[list[Unit], str]:
     Raises SegmentError for a context of the wrong type."""
     units: list[Unit] = []
 
-    def add_text(text: str, first_sep: str, passage: int | None = None) -> None:
-        prev_end = None
+    def add_text(text: str, first_sep: str, passage: int | None = None) -> tuple[int, int]:
+        """Its units appended; (where the first starts, where the last ends) in `text`."""
+        first = prev_end = None
         for a, b, kind, p in _spans(text):
             sep = first_sep if prev_end is None else text[prev_end:a]
             units.append(Unit(len(units), passage if passage is not None else p, text[a:b], sep if units else "", kind))
+            first = a if first is None else first
             prev_end = b
+        return first or 0, prev_end or 0
 
     if isinstance(context, str):
-        add_text(context, "")
+        # every unit's sep + text, joined, is the context from the first unit's start to the last
+        # one's end: a slice, not a second rendering (the context itself when nothing is trimmed)
+        start, end = add_text(context, "")
+        return units, context[start:end]
     elif isinstance(context, list):
         for p, doc in enumerate(context):
             if isinstance(doc, str):
@@ -219,21 +227,42 @@ def segment(context) -> tuple[list[Unit], str]:
     return units, render(units, [True] * len(units))
 
 
-def render(units: list[Unit], keep: list[bool], gap_marker: str | None = None) -> str:
+def separator_widths(units: list[Unit]) -> np.ndarray:
+    """Each unit's separator ranked by width (newlines, then length), an earlier unit's ahead of
+    an equal later one, as one integer a unit: the widest separator of a run of units is the one
+    with the largest number (see render)."""
+    n = len(units)
+    newlines = np.fromiter((u.sep.count("\n") for u in units), dtype=np.int64, count=n)
+    lengths = np.fromiter((len(u.sep) for u in units), dtype=np.int64, count=n)
+    _, rank = np.unique(newlines * (int(lengths.max(initial=0)) + 1) + lengths, return_inverse=True)
+    return rank.reshape(-1) * (n + 1) + (n - np.arange(n))
+
+
+def render(units: list[Unit], keep: list[bool], gap_marker: str | None = None, widths: np.ndarray | None = None) -> str:
     """The kept units with the separators between them; `gap_marker` where units were left out
-    between two kept ones."""
-    out: list[str] = []
-    prev = None
-    for u, k in zip(units, keep, strict=True):
-        if not k:
-            continue
-        if prev is None:
-            out.append(u.text)
-        elif u.index == prev + 1:
-            out.append(u.sep + u.text)
-        else:  # the widest separator that was left out: a paragraph break stays one
-            sep = max((units[j].sep for j in range(prev + 1, u.index + 1)), key=lambda x: (x.count("\n"), len(x)))
+    between two kept ones. `widths`: separator_widths(units), for callers that render the same
+    units many times."""
+    if len(keep) != len(units):
+        raise ValueError(f"{len(keep)} keep flags for {len(units)} units")
+    kept = list(itertools.compress(units, keep))
+    if not kept:
+        return ""
+    at = np.fromiter((u.index for u in kept), dtype=np.int64, count=len(kept))
+    widest: list[int] = []
+    if (np.diff(at) > 1).any():
+        # the widest separator that was left out: a paragraph break stays one. Units p+1..c for
+        # each kept pair (p, c) tile p0+1..c_last, so one reduceat finds every run's widest
+        # (the first of equals, as max() over the run would)
+        w = separator_widths(units) if widths is None else widths
+        widest = (len(units) - np.maximum.reduceat(w[: at[-1] + 1], at[:-1] + 1) % (len(units) + 1)).tolist()
+    out = [kept[0].text]
+    for k in range(1, len(kept)):
+        u = kept[k]
+        if u.index == kept[k - 1].index + 1:
+            out.append(u.sep)
+        else:
+            sep = units[widest[k - 1]].sep
             sep = sep if sep and not sep.strip() else " "
-            out.append(sep + gap_marker + sep + u.text if gap_marker else sep + u.text)
-        prev = u.index
+            out += (sep, gap_marker, sep) if gap_marker else (sep,)
+        out.append(u.text)  # pieces, not pieces joined: no second copy of every kept unit
     return "".join(out)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .segment import Unit, render
+from .segment import Unit, render, separator_widths
 
 FILL_TRIES = 8
 
@@ -40,17 +40,18 @@ def select(
     order = [i for i in np.lexsort((np.arange(n), -value)) if i not in excluded and units[i].kind != "title"]
     marker_cost = (count(f" {gap_marker} ") if gap_marker else 0) + 1
     used = 0
+    widths = separator_widths(units)  # once: the text is rendered again after each change
     for i in order:
         extra = cost[i] + (marker_cost if gap_marker else 0)
         if used + extra <= budget:
             keep[i] = True
             used += extra
-    text = render(units, keep, gap_marker)
+    text = render(units, keep, gap_marker, widths)
     tokens = count(text)
     kept_by_value = [i for i in order if keep[i]]
     while tokens > budget and kept_by_value:
         keep[kept_by_value.pop()] = False
-        text = render(units, keep, gap_marker)
+        text = render(units, keep, gap_marker, widths)
         tokens = count(text)
     tries = 0
     with_titles = []
@@ -64,7 +65,7 @@ def select(
         if keep[i] or cost[i] > budget - tokens:
             continue
         keep[i] = True
-        candidate = render(units, keep, gap_marker)
+        candidate = render(units, keep, gap_marker, widths)
         n_tokens = count(candidate)
         if n_tokens <= budget:
             text, tokens = candidate, n_tokens

@@ -145,7 +145,8 @@ class ClaudeFraming:
     def chat(self, messages: list, where: str = "messages", tools: list | None = None) -> tuple[list[str], int]:
         import json
 
-        from .framing import message_texts, tool_spec
+        from .framing import message_texts
+        from .tooldefs import tool_spec
 
         texts = message_texts(messages, where, "block")
         overhead = self.PER_MESSAGE * len(messages)

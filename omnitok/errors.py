@@ -84,3 +84,7 @@ class InputError(OmnitokError):
         self.source = source
         self.line = line
         self.reason = message
+
+
+class ExtractError(ValueError):
+    """Why a record's text could not be taken out of it."""

@@ -193,10 +193,10 @@ class GeminiFamily(Family):
             if name is None:
                 raise AssetError(f"no Gemma vocabulary is known for {res.encoding!r}")
             if name in gemini.HF_TOKENIZERS:
-                from .assets.hf import find_hf_tokenizer
+                from .tokenizers.hf import locate
 
                 hf_id = gemini.HF_TOKENIZERS[name]
-                directory, where = find_hf_tokenizer(hf_id, opts.tokenizer)
+                directory, where = locate(hf_id, opts.tokenizer)
                 return _hf(hf_id, str(directory), where, opts.engine)
             path, where = gemini.find_spm(name)
             return _gemma_spm(name, str(path), where)
@@ -245,11 +245,11 @@ class HFFamily(Family):
         return None
 
     def offline(self, res, opts):
-        from .assets.hf import find_hf_tokenizer
         from .heuristic import family_for
+        from .tokenizers.hf import locate
 
         try:
-            directory, where = find_hf_tokenizer(res.encoding, opts.tokenizer)
+            directory, where = locate(res.encoding, opts.tokenizer)
         except AssetError as e:
             if opts.tokenizer:
                 raise

@@ -7,7 +7,9 @@ overhead, or a Hugging Face model's own chat template.
 
 from __future__ import annotations
 
-from .records import ExtractError, chat_texts
+from .models import CHAT_RULES
+from .records import ExtractError, type_name
+from .tooldefs import tool_spec
 
 
 def message_texts(messages: list, where: str = "messages", unit: str = "part") -> list[str]:
@@ -33,6 +35,43 @@ def message_texts(messages: list, where: str = "messages", unit: str = "part") -
     return texts
 
 
+def chat_texts(messages: list, rule: str = "openai-chat", where: str = "messages") -> tuple[list[str], int]:
+    """The texts of a chat `messages` array and its framing overhead in tokens.
+
+    OpenAI's rule (openai-cookbook, How_to_count_tokens_with_tiktoken): every message costs
+    `per_message` tokens plus the tokens of each of its string fields (role, content, name, ...),
+    plus `per_name` when it has a name; the reply is primed with `reply` tokens. A content given
+    as parts counts its text parts; other parts (images, audio) cannot be counted offline and
+    are an error rather than a silent undercount.
+    """
+    per_message, per_name, reply = CHAT_RULES[rule]
+    texts: list[str] = []
+    overhead = reply
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise ExtractError(f"{where}[{i}] is {type_name(msg)}, expected an object")
+        overhead += per_message
+        for key, value in msg.items():
+            if isinstance(value, str):
+                texts.append(value)
+            elif value is None:
+                continue
+            elif key == "content" and isinstance(value, list):
+                for j, part in enumerate(value):
+                    if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                        texts.append(part["text"])
+                    else:
+                        kind = part.get("type") if isinstance(part, dict) else type_name(part)
+                        raise ExtractError(
+                            f"{where}[{i}].content[{j}]: a {kind!r} part cannot be counted offline; only text parts can"
+                        )
+            else:
+                raise ExtractError(f"{where}[{i}].{key} is {type_name(value)}; only string fields are counted")
+            if key == "name":
+                overhead += per_name
+    return texts, overhead
+
+
 def no_tools(tools: list | None, who: str, online: bool = True) -> None:
     """Tool definitions where no published rule says how they are counted: an error, never a
     silent undercount. `online`: the family has a count API that takes tools."""
@@ -41,17 +80,6 @@ def no_tools(tools: list | None, who: str, online: bool = True) -> None:
         raise ExtractError(
             f"tools: {len(tools)} tool definition(s) cannot be counted offline for {who} (no published rule); {way}"
         )
-
-
-def tool_spec(tool: dict, where: str = "tools") -> tuple[str, str, dict]:
-    """(name, description, JSON schema) of a tool in Anthropic's shape ({name, description,
-    input_schema}) or OpenAI's ({type: function, function: {name, description, parameters}})."""
-    fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
-    name = fn.get("name")
-    if not isinstance(name, str):
-        raise ExtractError(f"{where}: a tool definition has no 'name'")
-    schema = fn.get("input_schema", fn.get("parameters", {}))
-    return name, fn.get("description") or "", schema if isinstance(schema, dict) else {}
 
 
 class OpenAIFraming:

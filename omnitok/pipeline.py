@@ -14,23 +14,12 @@ import itertools
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
-from .records import Record
+from .records import Counted, Record
 
 BATCH_BYTES = 1 << 20  # characters of text per batch
 BATCH_RECORDS = 4096
 AUTO_MIN_BYTES = 4 << 20  # --jobs auto: smaller inputs are counted in this process
-
-
-@dataclass(slots=True)
-class Counted:
-    """One record's outcome: its token count, or its error (record.error)."""
-
-    record: Record
-    tokens: int | None = None
-    parts: list[int] | None = None  # per-field counts when several fields were counted
-    meta: dict | None = None  # set when a fallback strategy counted this record
 
 
 def batched(records: Iterable[Record], max_chars: int | None = None, max_records: int | None = None):

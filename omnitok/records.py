@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .models import CHAT_RULES
+from .errors import ExtractError  # noqa: F401 - where records' users have always found it
 
 
 @dataclass(slots=True)
@@ -30,8 +30,14 @@ class Record:
         return f"{self.source}:{self.line}" if self.line is not None else self.source
 
 
-class ExtractError(ValueError):
-    """Why a record's text could not be taken out of it."""
+@dataclass(slots=True)
+class Counted:
+    """One record's outcome: its token count, or its error (record.error)."""
+
+    record: Record
+    tokens: int | None = None
+    parts: list[int] | None = None  # per-field counts when several fields were counted
+    meta: dict | None = None  # set when a fallback strategy counted this record
 
 
 _MISSING = object()
@@ -63,8 +69,21 @@ def record_id(obj: Any, id_field: str | None) -> Any:
     return value if isinstance(value, (str, int)) and not isinstance(value, bool) else None
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
     return "null" if value is None else {dict: "object", list: "array"}.get(type(value), type(value).__name__)
+
+
+class TextOnly:
+    """The framing of an extractor with no model (validate's fields): a text is itself; a chat
+    `messages` array has no framing to count it with, so it is an error, not a guess."""
+
+    rule = "text"
+
+    def text(self, text: str) -> tuple[list[str], int]:
+        return [text], 0
+
+    def chat(self, messages: list, where: str = "messages", **_) -> tuple[list[str], int]:
+        raise ExtractError(f"{where} is a chat messages array; only a text field can be read here")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +91,8 @@ class Extractor:
     """Takes the countable text out of a record.
 
     fields: dotted paths; None means auto: a bare JSON string, else `messages` (chat), else `text`.
-    framing: the model's framing (omnitok.framing): text -> texts + overhead, chat likewise.
+    framing: the model's framing (omnitok.framing): text -> texts + overhead, chat likewise;
+    None: TextOnly.
     """
 
     fields: tuple[str, ...] | None = None
@@ -80,10 +100,8 @@ class Extractor:
     id_field: str | None = "id"
 
     def __post_init__(self):
-        if self.framing is None:
-            from .framing import OpenAIFraming
-
-            object.__setattr__(self, "framing", OpenAIFraming())
+        if self.framing is None:  # no model: texts are counted as they are, chats need a model
+            object.__setattr__(self, "framing", TextOnly())
 
     def record_id(self, obj: Any) -> Any:
         return record_id(obj, self.id_field)
@@ -108,7 +126,7 @@ class Extractor:
             if isinstance(obj, str):
                 return (*self.framing.text(obj), None)
             if not isinstance(obj, dict):
-                raise ExtractError(f"record is a JSON {_type_name(obj)}; expected an object or a string")
+                raise ExtractError(f"record is a JSON {type_name(obj)}; expected an object or a string")
             if "messages" in obj:
                 return self._one(obj, "messages")
             if "text" in obj:
@@ -122,7 +140,7 @@ class Extractor:
         for name in self.fields:
             value = self._value(obj, name)
             if not isinstance(value, str):
-                raise ExtractError(f"field {name!r} is {_type_name(value)}, expected a string")
+                raise ExtractError(f"field {name!r} is {type_name(value)}, expected a string")
             framed, extra = self.framing.text(value)
             texts += framed
             overhead += extra
@@ -131,7 +149,7 @@ class Extractor:
     def _value(self, obj: Any, name: str) -> Any:
         value = get_path(obj, name) if isinstance(obj, (dict, list)) else _MISSING
         if value is _MISSING:
-            keys = ", ".join(list(obj)[:10]) if isinstance(obj, dict) else _type_name(obj)
+            keys = ", ".join(list(obj)[:10]) if isinstance(obj, dict) else type_name(obj)
             raise ExtractError(f"field {name!r} missing (record has: {keys})")
         return value
 
@@ -145,7 +163,7 @@ class Extractor:
                 system = obj.get("system")
                 if system is not None:
                     if not isinstance(system, (str, list)):
-                        raise ExtractError(f"field 'system' is {_type_name(system)}, expected a string or blocks")
+                        raise ExtractError(f"field 'system' is {type_name(system)}, expected a string or blocks")
                     messages = [{"role": "system", "content": system}, *value]
                 tools = obj.get("tools")
                 if tools is not None:
@@ -154,41 +172,4 @@ class Extractor:
                     if tools:
                         extra["tools"] = tools
             return (*self.framing.chat(messages, name, **extra), None)
-        raise ExtractError(f"field {name!r} is {_type_name(value)}, expected a string or a messages array")
-
-
-def chat_texts(messages: list, rule: str = "openai-chat", where: str = "messages") -> tuple[list[str], int]:
-    """The texts of a chat `messages` array and its framing overhead in tokens.
-
-    OpenAI's rule (openai-cookbook, How_to_count_tokens_with_tiktoken): every message costs
-    `per_message` tokens plus the tokens of each of its string fields (role, content, name, ...),
-    plus `per_name` when it has a name; the reply is primed with `reply` tokens. A content given
-    as parts counts its text parts; other parts (images, audio) cannot be counted offline and
-    are an error rather than a silent undercount.
-    """
-    per_message, per_name, reply = CHAT_RULES[rule]
-    texts: list[str] = []
-    overhead = reply
-    for i, msg in enumerate(messages):
-        if not isinstance(msg, dict):
-            raise ExtractError(f"{where}[{i}] is {_type_name(msg)}, expected an object")
-        overhead += per_message
-        for key, value in msg.items():
-            if isinstance(value, str):
-                texts.append(value)
-            elif value is None:
-                continue
-            elif key == "content" and isinstance(value, list):
-                for j, part in enumerate(value):
-                    if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                        texts.append(part["text"])
-                    else:
-                        kind = part.get("type") if isinstance(part, dict) else _type_name(part)
-                        raise ExtractError(
-                            f"{where}[{i}].content[{j}]: a {kind!r} part cannot be counted offline; only text parts can"
-                        )
-            else:
-                raise ExtractError(f"{where}[{i}].{key} is {_type_name(value)}; only string fields are counted")
-            if key == "name":
-                overhead += per_name
-    return texts, overhead
+        raise ExtractError(f"field {name!r} is {type_name(value)}, expected a string or a messages array")

@@ -128,10 +128,10 @@ def _exact_local(res, opts, purpose: str):
     from .chain import offline
 
     if res.family == "hf":  # no files is the usual cause: say where omnitok looked, and how to get them
-        from .assets.hf import find_hf_tokenizer
+        from .tokenizers.hf import locate
 
         try:
-            find_hf_tokenizer(res.encoding, opts.tokenizer)
+            locate(res.encoding, opts.tokenizer)
         except AssetError as e:
             raise UsageError(
                 f"{res.model} has no local tokenizer ({e.message}); {purpose} needs an exact local one", hint=e.hint

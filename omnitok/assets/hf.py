@@ -35,12 +35,6 @@ def is_gguf(path: Path) -> bool:
     return path.suffix.lower() == ".gguf" and path.is_file()
 
 
-def _gguf_dir(path: Path) -> Path:
-    from ..tokenizers.gguf import converted_dir
-
-    return converted_dir(path)
-
-
 def _from_hf_cache(model_id: str) -> Path | None:
     repo = hf_cache_dir() / ("models--" + model_id.replace("/", "--"))
     snapshots = repo / "snapshots"
@@ -64,11 +58,12 @@ def candidates(model_id: str) -> list[tuple[Path, str]]:
 
 
 def find_hf_tokenizer(model_id: str, explicit: str | None = None) -> tuple[Path, str]:
-    """(directory, where) holding the model's tokenizer files, or raise AssetError."""
+    """(directory, where) holding the model's tokenizer files, or a llama.cpp .gguf model file
+    (which tokenizers.hf.locate converts; assets only finds files), or raise AssetError."""
     if explicit:
         path = Path(explicit).expanduser()
         if is_gguf(path):
-            return _gguf_dir(path), f"--tokenizer (GGUF {path})"
+            return path, f"--tokenizer (GGUF {path})"
         if path.is_file():
             path = path.parent
         if not has_tokenizer(path):
@@ -79,7 +74,7 @@ def find_hf_tokenizer(model_id: str, explicit: str | None = None) -> tuple[Path,
     looked = []
     for path, where in candidates(model_id):
         if is_gguf(path):
-            return _gguf_dir(path), f"{where} (GGUF {path})"
+            return path, f"{where} (GGUF {path})"
         if has_tokenizer(path):
             return path, where
         looked.append(str(path))

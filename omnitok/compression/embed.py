@@ -85,7 +85,7 @@ class LocalEmbedder(_Cached):
             ) from None
         from transformers.utils import logging as hf_logging
 
-        from ..validation.bertscore import default_model_dir
+        from ..assets.minilm import default_model_dir
 
         hf_logging.disable_progress_bar()
         torch.set_num_threads(os.cpu_count() or 1)

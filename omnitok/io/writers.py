@@ -13,7 +13,7 @@ import sys
 from typing import IO, Any
 
 from ..errors import UsageError
-from ..pipeline import Counted
+from ..records import Counted
 
 OUTPUT_FORMATS = ("auto", "number", "jsonl", "json", "csv", "parquet", "table")
 COLUMNS = ["pos", "id", "source", "line", "tokens", "model", "encoding", "strategy", "exact", "error_band", "error"]

@@ -32,7 +32,7 @@ class ChatRequest:
 
 
 def _anthropic_tools(tools) -> list[dict]:
-    from ..framing import tool_spec
+    from ..tooldefs import tool_spec
 
     out = []
     for tool in tools:
@@ -148,7 +148,7 @@ class Gemini(Provider):
             if system is not None:
                 req["systemInstruction"] = {"parts": [{"text": system}]}
             if item.tools:
-                from ..framing import tool_spec
+                from ..tooldefs import tool_spec
 
                 decls = [
                     dict(zip(("name", "description", "parameters"), tool_spec(t), strict=True)) for t in item.tools
@@ -292,7 +292,7 @@ class Bedrock(Provider):
             if system is not None:
                 converse["system"] = [{"text": system}]
             if item.tools:
-                from ..framing import tool_spec
+                from ..tooldefs import tool_spec
 
                 specs = [tool_spec(t) for t in item.tools]
                 converse["toolConfig"] = {

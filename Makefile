@@ -26,6 +26,7 @@ test: install
 lint: install
 	$(BIN)/ruff check omnitok tests benchmarks
 	$(BIN)/ruff format --check omnitok tests benchmarks
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/python -m benchmarks.run

@@ -1,0 +1,314 @@
+"""omnitok on Ray: the same results as the local pipeline, from a real local Ray.
+
+One Ray for the module (2 CPUs, a 300 MB object store), started with the workers' environment
+air-gapped: an empty OMNITOK_HOME, an empty Hugging Face cache, HF_HUB_OFFLINE=1 and no config.
+The OpenAI encodings are embedded, so they need nothing; a Hugging Face tokenizer reaches the
+workers only as a bundle. Actors take half a CPU each, so that reads are never starved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+
+import pytest
+
+ray = pytest.importorskip(
+    "ray", reason="omnitok.ray needs Ray Data: pip install 'omnitok[ray]' (the test extra has it)"
+)
+pytest.importorskip("ray.data", reason="omnitok.ray needs Ray Data: pip install 'omnitok[ray]'")
+
+import pyarrow as pa  # noqa: E402
+import pyarrow.dataset as pads  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+import omnitok.ray as oray  # noqa: E402
+from omnitok.api import count_files  # noqa: E402
+from omnitok.errors import AssetError  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own, on first use
+
+MODEL = "gpt-4o"
+CPUS = 0.5  # a worker's share: 4 actors on 2 CPUs, reads keep room
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+    "中文",
+    "émoji",
+    "🙂",
+    "tokens",
+    "count",
+    "<|endoftext|>",
+]
+
+
+@pytest.fixture(scope="module")
+def airgap(tmp_path_factory):
+    base = tmp_path_factory.mktemp("worker-env")
+    env = {
+        "OMNITOK_HOME": str(base / "omnitok-home"),
+        "HF_HOME": str(base / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "XDG_CONFIG_HOME": str(base / "config"),
+        "OMNITOK_LOCAL_MODEL_DIRS": "",
+        "TIKTOKEN_CACHE_DIR": str(base / "tiktoken"),
+    }
+    return env
+
+
+@pytest.fixture(scope="module")
+def cluster(airgap):
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(
+        num_cpus=2,
+        object_store_memory=300 * 1024 * 1024,
+        include_dashboard=False,
+        logging_level="warning",
+        runtime_env={"env_vars": airgap},
+    )
+    yield
+    ray.shutdown()
+
+
+def _text(rng: random.Random) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 40)))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Three Parquet files (several row groups, null texts) and a JSONL file with every kind of
+    bad line (invalid JSON, a JSON string, a missing field, blank lines, a BOM) and chats."""
+    d = tmp_path_factory.mktemp("data")
+    rng = random.Random(7)
+    (d / "pq").mkdir()
+    for k in range(3):
+        rows = [{"id": f"p{k}-{i}", "text": None if i % 37 == 5 else _text(rng), "n": i} for i in range(300)]
+        pq.write_table(pa.Table.from_pylist(rows), d / "pq" / f"part{k}.parquet", row_group_size=40)
+    lines = []
+    for i in range(1500):
+        r = i % 40
+        if r == 3:
+            lines.append(b"{bad json")
+        elif r == 7:
+            lines.append(b"")
+        elif r == 9:
+            lines.append(b'"a bare string"')
+        elif r == 11:
+            lines.append(json.dumps({"id": i, "body": "no text here"}).encode())
+        elif r == 13:
+            msgs = [{"role": "system", "content": _text(rng)}, {"role": "user", "content": _text(rng)}]
+            lines.append(json.dumps({"id": i, "messages": msgs}).encode())
+        else:
+            lines.append(json.dumps({"id": i, "text": _text(rng)}, ensure_ascii=False).encode())
+    (d / "chats.jsonl").write_bytes(b"\xef\xbb\xbf" + b"\n".join(lines) + b"\n")
+    return d
+
+
+def _local(paths, model=MODEL, **options):
+    return [
+        (c.record.source, c.record.line, None if c.record.id is None else str(c.record.id), c.tokens, c.record.error)
+        for c in count_files([str(p) for p in paths], model, jobs=1, cache="off", **options)
+    ]
+
+
+def _written(out):
+    t = pads.dataset(str(out), format="parquet").to_table()
+    return [(r["source"], r["line"], r["id"], r["tokens"], r["error"]) for r in t.to_pylist()]
+
+
+def _totals(rows):
+    ok = [r for r in rows if r[4] is None]
+    return len(rows), len(rows) - len(ok), sum(r[3] for r in ok)
+
+
+def test_count_paths_equals_local_pipeline(cluster, data, tmp_path):
+    parquet = sorted((data / "pq").iterdir())
+    paths = [*parquet, data / "chats.jsonl"]
+    out = tmp_path / "out"
+    # Small shards: several runs of row groups per Parquet file, ~20 byte ranges of the JSONL file.
+    r = oray.count_paths([str(p) for p in paths], str(out), MODEL, num_cpus=CPUS, shard_bytes=4000)
+    local = _local(paths)
+    got = _written(out)
+    assert got == local  # counts, errors and their messages, sources, lines: in input order
+    s = r.summary
+    records, errors, tokens = _totals(local)
+    assert (s["records"], s["errors"], s["total_tokens"]) == (records, errors, tokens)
+    assert s["counted"] == records - errors and s["exact"] is True and s["strategy"] == "tiktoken"
+    assert s["shards"] > len(paths) and sorted(os.listdir(out)) == [f"part-{i:05d}.parquet" for i in range(s["shards"])]
+    assert len(r.errors) == errors and r.errors[0].startswith(str(parquet[0]) + ":6: ")
+    # A directory is a dataset: its files in name order, named as the directory was given.
+    out2 = tmp_path / "out2"
+    r2 = oray.count_paths([str(data / "pq")], str(out2), MODEL, num_cpus=CPUS)
+    assert _written(out2) == _local(parquet)
+    assert r2.summary["total_tokens"] == _totals(_local(parquet))[2]
+
+
+def test_refuses_non_empty_output_and_text_inputs(data, tmp_path):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "old.parquet").write_bytes(b"x")
+    from omnitok.errors import InputError, UsageError
+
+    with pytest.raises(UsageError, match="not empty"):
+        oray.count_paths([str(data / "chats.jsonl")], str(tmp_path / "full"), MODEL)
+    with pytest.raises(UsageError, match="Parquet or JSONL"):
+        oray.count_paths([str(tmp_path / "notes.txt")], str(tmp_path / "o"), MODEL, input_format="text")
+    with pytest.raises(InputError, match="no such file"):
+        oray.count_paths([str(tmp_path / "missing.jsonl")], str(tmp_path / "o"), MODEL)
+
+
+def test_worker_killed_mid_job_keeps_totals_exact(cluster, data, tmp_path):
+    flag = str(tmp_path / "died")
+
+    class DiesOnce(oray.ShardCounter):
+        """Exits the worker process, once, on its first shard of the marked file."""
+
+        def shard(self, shard):
+            if shard["source"].endswith("part1.parquet") and not os.path.exists(flag):
+                open(flag, "w").close()
+                os._exit(1)
+            return super().shard(shard)
+
+    parquet = sorted((data / "pq").iterdir())
+    paths = [*parquet, data / "chats.jsonl"]
+    out = tmp_path / "out"
+    r = oray.count_paths(
+        [str(p) for p in paths], str(out), MODEL, num_cpus=CPUS, shard_bytes=4000, batch_class=DiesOnce
+    )
+    assert os.path.exists(flag)  # a worker did die
+    local = _local(paths)
+    got = _written(out)
+    assert got == local  # no row lost, none twice
+    assert (r.summary["records"], r.summary["errors"], r.summary["total_tokens"]) == _totals(local)
+
+
+def test_count_in_a_users_pipeline(cluster, data):
+    ds = ray.data.read_parquet(str(data / "pq"))
+    rows = oray.count(ds, MODEL, field="text", keep=True, num_cpus=CPUS).take_all()
+    local = {r[2]: r for r in _local(sorted((data / "pq").iterdir()))}
+    assert len(rows) == len(local)
+    for row in rows:
+        _, _, rid, tokens, error = local[row["id"]]
+        assert (row["tokens"], row["error"]) == (tokens, error)
+        assert "text" in row and row["model"] == MODEL and row["exact"] is True
+
+
+def test_compress_same_as_library(cluster):
+    from omnitok.compression import Compressor
+    from omnitok.compression.stream import CompressExtractor
+
+    rng = random.Random(3)
+    items = [
+        {
+            "id": i,
+            "context": "\n\n".join(" ".join(rng.choice(WORDS) for _ in range(30)) + "." for _ in range(6)),
+            "query": "brown fox",
+        }
+        for i in range(12)
+    ]
+    items.append({"id": 99, "context": None, "query": "q"})  # not a context: an error row
+    got = {r["id"]: r for r in oray.compress(ray.data.from_items(items), MODEL, budget=40, num_cpus=CPUS).take_all()}
+    comp = Compressor(MODEL, method="bm25", cache="off")
+    ex = CompressExtractor()
+    for item in items:
+        row = got[str(item["id"])]
+        try:
+            job = ex.extract(item)[0][0]
+        except ValueError as e:
+            assert row["error"] == str(e) and row["original_tokens"] is None
+            continue
+        want = comp.compress(job.context, job.query, budget=40).to_dict()
+        assert {k: row[k] for k in want} == want and row["error"] is None
+
+
+def test_validate_same_as_library(cluster):
+    from omnitok.api import Counter
+    from omnitok.validation import score_pair
+
+    rng = random.Random(5)
+    items = []
+    for i in range(20):
+        original = _text(rng) + " end"
+        items.append({"id": i, "original": original, "compressed": " ".join(original.split()[::2])})
+    items.append({"id": 50, "original": "only one side", "compressed": None})
+    metrics = ("rouge-l", "compression")
+    ds = ray.data.from_items(items)
+    got = {
+        r["id"]: r for r in oray.validate(ds, metrics=metrics, model=MODEL, min_rouge_l=0.5, num_cpus=CPUS).take_all()
+    }
+    counter = Counter(MODEL, cache="off")
+    for item in items:
+        row = got[str(item["id"])]
+        if item["compressed"] is None:
+            assert row["error"] == "field 'compressed' is null, expected a string" and row["passed"] is None
+            continue
+        want = score_pair(item["original"], item["compressed"], metrics, counter)
+        assert {k: row[k] for k in want} == want
+        assert row["passed"] == (want["rouge_l_f1"] >= 0.5)
+
+
+QWEN = "Qwen/Qwen2.5-7B-Instruct"
+
+
+@pytest.fixture(scope="module")
+def qwen_bundle(tmp_path_factory):
+    from omnitok.bundle import Recipe, create
+    from tests.hf_assets import TOKENIZERS
+
+    directory = TOKENIZERS["qwen2.5"][0]
+    d = tmp_path_factory.mktemp("bundle")
+    path = create(Recipe("qwen", [QWEN], local_dirs={QWEN: str(directory)}), str(d / "qwen.tar.gz"))
+    return str(path), str(directory)
+
+
+def test_missing_asset_fails_before_the_job(cluster, data, qwen_bundle, tmp_path):
+    out = tmp_path / "out"
+    # Workers have no DeepSeek files (and no network): one message, before any shard runs.
+    with pytest.raises(AssetError, match="on the Ray workers: no tokenizer files for 'deepseek-ai/DeepSeek-V3'"):
+        oray.count_paths([str(data / "chats.jsonl")], str(out), "deepseek-ai/DeepSeek-V3", num_cpus=CPUS)
+    assert os.listdir(out) == []
+    with pytest.raises(AssetError, match="cannot read the bundle"):
+        oray.count(ray.data.from_items([{"text": "x"}]), QWEN, bundles=[str(tmp_path / "nope.tar.gz")])
+    bad = oray.BundleAsset(qwen_bundle[0], "0" * 64)
+    with pytest.raises(AssetError, match="expected 0000"):
+        oray.count(ray.data.from_items([{"text": "x"}]), QWEN, bundles=[bad])
+
+
+def test_airgapped_workers_count_exactly_from_a_bundle(cluster, data, qwen_bundle, airgap, tmp_path):
+    bundle, directory = qwen_bundle
+    paths = [data / "chats.jsonl"]
+    out = tmp_path / "out"
+    r = oray.count_paths([str(p) for p in paths], str(out), QWEN, bundles=[bundle], num_cpus=CPUS, shard_bytes=20000)
+    assert r.summary["exact"] is True and r.summary["strategy"] == "hf-tokenizer"
+    local = _local(paths, QWEN, tokenizer=directory)
+    assert _written(out) == local
+    # Installed once on this node (one marker, one bundle record), whatever the number of workers.
+    home = airgap["OMNITOK_HOME"]
+    assert len([n for n in os.listdir(os.path.join(home, "installed-bundles")) if n.endswith(".json")]) == 1
+    assert len(os.listdir(os.path.join(home, "assets", "bundles"))) == 1
+
+
+def test_cli_glue(cluster, data, tmp_path, capsys):
+    from omnitok.cli.ray_cli import count_on_ray
+    from omnitok.errors import EXIT_BAD_RECORDS, UsageError
+
+    with pytest.raises(UsageError, match="--output DIR"):
+        count_on_ray([str(data / "chats.jsonl")], None, model=MODEL)
+    out = tmp_path / "out"
+    code = count_on_ray([str(data / "chats.jsonl")], str(out), model=MODEL, on_error="skip", max_tokens=30, quiet=False)
+    std = capsys.readouterr()
+    summary = json.loads(std.out)
+    local = _local([data / "chats.jsonl"])
+    assert code == EXIT_BAD_RECORDS and (summary["records"], summary["errors"], summary["total_tokens"]) == _totals(
+        local
+    )
+    assert summary["over_limit"] == sum(1 for r in local if r[4] is None and r[3] > 30)
+    assert "chats.jsonl:4: invalid JSON" in std.err and "records had errors (skipped)" in std.err
+    assert all(r[4] is None for r in _written(out))  # skipped: no error rows written

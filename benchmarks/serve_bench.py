@@ -1,0 +1,312 @@
+"""`omnitok serve` under load, next to a bare FastAPI app that calls tiktoken directly.
+
+    .venv/bin/python -m benchmarks.serve_bench [--duration 10] [--clients 1,8,64]
+
+Both servers run as uvicorn processes with the same settings (one worker, 127.0.0.1, access log
+off); an httpx async client keeps N requests in flight for `--duration` seconds per case and
+records requests/s, p50 and p99 latency, and errors (a non-200 answer, a transport error, or a
+count that differs from tiktoken's). Cases: POST /count-tokens with a ~1 KB text, and the batch
+form with 100 such texts a request (omnitok: /count-tokens/batch; bare: the same list through
+encode_ordinary_batch). Prints a markdown table; the ratio column is omnitok's requests/s over
+the bare app's. The load client shares the machine's cores with the server under test.
+"""
+
+# No `from __future__ import annotations`: FastAPI must see the bare app's local body models.
+import argparse
+import asyncio
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MODEL = "gpt-4"  # cl100k_base, for both servers
+BATCH = 100
+
+
+# --- the bare app: FastAPI + tiktoken, nothing else --------------------------------------------------
+
+
+def _encoding():
+    """tiktoken's own cl100k_base, its rank file read from omnitok's embedded copy (no network)."""
+    import tiktoken
+    import tiktoken_ext.openai_public as public
+
+    import omnitok
+
+    path = str(Path(omnitok.__file__).parent / "assets/data/openai/cl100k_base.tiktoken")
+    real = public.load_tiktoken_bpe
+    public.load_tiktoken_bpe = lambda url, expected_hash=None: real(path, expected_hash=expected_hash)
+    try:
+        return tiktoken.Encoding(**public.cl100k_base())
+    finally:
+        public.load_tiktoken_bpe = real
+
+
+def bare_app():
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+
+    enc = _encoding()
+    app = FastAPI()
+
+    class One(BaseModel):
+        text: str
+        model_id: str = MODEL
+
+    class Many(BaseModel):
+        texts: list[str]
+        model_id: str = MODEL
+
+    @app.post("/count-tokens")
+    async def count(req: One) -> dict:
+        return {"token_count": len(enc.encode_ordinary(req.text)), "model_id": req.model_id}
+
+    @app.post("/count-tokens/batch")
+    async def batch(req: Many) -> dict:
+        return {"results": [{"tokens": len(ids)} for ids in enc.encode_ordinary_batch(req.texts)]}
+
+    return app
+
+
+# --- servers -------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(argv: list[str], port: int) -> subprocess.Popen:
+    import httpx
+
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{argv[0]} exited: {proc.stderr.read().decode(errors='replace')[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code in (200, 404):
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def start_omnitok(port: int) -> subprocess.Popen:
+    omnitok = str(Path(sys.executable).with_name("omnitok"))
+    return _start([omnitok, "serve", "--port", str(port), "--log-level", "warning", "--max-body-mb", "50"], port)
+
+
+def start_bare(port: int) -> subprocess.Popen:
+    code = (
+        "import uvicorn; from benchmarks.serve_bench import bare_app; "
+        f"uvicorn.run(bare_app(), host='127.0.0.1', port={port}, log_level='warning', access_log=False)"
+    )
+    return _start([sys.executable, "-c", code], port)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+# --- the load client -------------------------------------------------------------------------------------
+
+
+def texts_1kb(n: int, seed: int = 1) -> list[str]:
+    rng = random.Random(seed)
+    words = [
+        "the",
+        "of",
+        "and",
+        "to",
+        "in",
+        "is",
+        "was",
+        "for",
+        "on",
+        "that",
+        "with",
+        "as",
+        "by",
+        "at",
+        "from",
+        "his",
+        "her",
+        "it",
+        "an",
+        "were",
+        "which",
+        "are",
+        "this",
+        "be",
+        "tokenizer",
+        "model",
+        "prompt",
+        "context",
+        "budget",
+        "token",
+        "count",
+        "language",
+        "large",
+        "cache",
+        "server",
+        "request",
+        "latency",
+        "naïve",
+        "café",
+        "résumé",
+        "東京",
+        "数据",
+        "😀",
+        "x=1;",
+        "def",
+        "f():",
+        "return",
+        "[i",
+        "*",
+        "2",
+        "for",
+        "i",
+        "in",
+        "range(10)]",
+    ]
+    out = []
+    for _ in range(n):
+        s = []
+        while sum(len(w) + 1 for w in s) < 1000:
+            s.append(rng.choice(words))
+        out.append(" ".join(s)[:1000])
+    return out
+
+
+async def load(url: str, bodies: list, check, clients: int, duration: float, max_requests: int | None) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    # One client (one keep-alive connection) per simulated user: a single pool shared by 64
+    # tasks spends more time in httpx's pool bookkeeping than the servers spend answering.
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    pool = [httpx.AsyncClient(base_url=url, timeout=60, limits=one) for _ in range(clients)]
+    stop_at = time.perf_counter() + duration  # after the clients are made (each builds an SSL context)
+
+    async def worker(k: int) -> None:
+        nonlocal errors, sent
+        client = pool[k]
+        i = k
+        while time.perf_counter() < stop_at and (max_requests is None or sent < max_requests):
+            sent += 1
+            body, expected = bodies[i % len(bodies)]
+            i += clients
+            t0 = time.perf_counter()
+            try:
+                r = await client.post(body[0], json=body[1])
+                ok = r.status_code == 200 and check(r.json(), expected)
+            except httpx.HTTPError:
+                ok = False
+            latencies.append(time.perf_counter() - t0)
+            errors += not ok
+
+    try:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(k) for k in range(clients)))
+        elapsed = time.perf_counter() - start
+    finally:
+        for client in pool:
+            await client.aclose()
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "requests": n,
+        "rps": n / elapsed,
+        "p50": latencies[n // 2] * 1000 if n else float("nan"),
+        "p99": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else float("nan"),
+        "errors": errors,
+    }
+
+
+def cases(texts: list[str]):
+    """(name, omnitok bodies, bare bodies, omnitok check, bare check): bodies are ((path, json), expected)."""
+    enc = _encoding()
+    counts = [len(enc.encode_ordinary(t)) for t in texts]
+    one_o = [(("/count-tokens", {"text": t, "model_id": MODEL}), n) for t, n in zip(texts, counts, strict=True)]
+    one_b = one_o
+    groups = [list(range(i, i + BATCH)) for i in range(0, len(texts) - BATCH + 1, BATCH)] or [list(range(len(texts)))]
+    many_o = [
+        (("/count-tokens/batch", {"texts": [texts[i] for i in g], "model_id": MODEL}), [counts[i] for i in g])
+        for g in groups
+    ]
+    many_b = many_o
+    single = ("POST /count-tokens (1 KB text)", one_o, one_b, lambda r, n: r["token_count"] == n)
+    batch = (
+        f"POST /count-tokens/batch ({BATCH} x 1 KB)",
+        many_o,
+        many_b,
+        lambda r, ns: [row["tokens"] for row in r["results"]] == ns,
+    )
+    return [single, batch]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds per case (default 10)")
+    ap.add_argument("--clients", default="1,8,64", help="concurrent clients, comma-separated (default 1,8,64)")
+    ap.add_argument("--max-requests", type=int, default=None, help="stop a case after this many requests")
+    args = ap.parse_args(argv)
+    levels = [int(x) for x in args.clients.split(",")]
+    texts = texts_1kb(1000)
+    po, pb = _free_port(), _free_port()
+    omnitok_server, bare_server = start_omnitok(po), start_bare(pb)
+    rows = []
+    total_errors = 0
+    try:
+        for name, bodies_o, bodies_b, check in cases(texts):
+            for clients in levels:
+                res = {}
+                for who, port, bodies in (("omnitok", po, bodies_o), ("bare", pb, bodies_b)):
+                    url = f"http://127.0.0.1:{port}"
+                    asyncio.run(load(url, bodies, check, clients, 1.0, 50))  # warm up
+                    res[who] = asyncio.run(load(url, bodies, check, clients, args.duration, args.max_requests))
+                    total_errors += res[who]["errors"]
+                rows.append((name, clients, res["omnitok"], res["bare"]))
+                o, b = res["omnitok"], res["bare"]
+                print(
+                    f"# {name}, {clients} clients: omnitok {o['rps']:.0f} req/s, bare {b['rps']:.0f} req/s",
+                    file=sys.stderr,
+                )
+    finally:
+        stop(omnitok_server)
+        stop(bare_server)
+    cpu = os.cpu_count()
+    print(f"\n`python -m benchmarks.serve_bench --duration {args.duration:g} --clients {args.clients}`")
+    print(
+        f"({cpu} cores shared by the load client and the server; one uvicorn worker each; Python {sys.version.split()[0]})\n"
+    )
+    print(
+        "| case | clients | omnitok req/s | p50 ms | p99 ms | bare FastAPI+tiktoken req/s | p50 ms | p99 ms | ratio | errors |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, clients, o, b in rows:
+        print(
+            f"| {name} | {clients} | {o['rps']:.0f} | {o['p50']:.2f} | {o['p99']:.2f} | {b['rps']:.0f} | "
+            f"{b['p50']:.2f} | {b['p99']:.2f} | {o['rps'] / b['rps']:.2f} | {o['errors'] + b['errors']} |"
+        )
+    if total_errors:
+        print(f"\n{total_errors} errors under load", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

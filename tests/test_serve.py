@@ -554,3 +554,78 @@ def test_schemathesis_finds_no_500_and_responses_match_the_schema(server, tmp_pa
     )
     assert p.returncode == 0, p.stdout[-6000:] + p.stderr[-2000:]
     assert time.monotonic() - started < 60
+
+
+# --- the async library API and in-process limits ------------------------------------------------------
+
+
+def test_aio_matches_the_library_and_never_blocks_the_loop():
+    from omnitok import aio
+    from omnitok.errors import InputError, UnknownModelError
+
+    texts = [("paragraph of text " * 3000) + str(i) for i in range(120)]  # ~6 MB
+
+    async def main():
+        assert (await aio.acount("Hello, world!", model="gpt-4")).tokens == 4
+        ticks = 0
+        done = False
+
+        async def ticker():
+            nonlocal ticks
+            while not done:
+                await asyncio.sleep(0.005)
+                ticks += 1
+
+        t = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        started = time.perf_counter()
+        results = await aio.acount_batch(texts, model="gpt-4o")
+        took = time.perf_counter() - started
+        done = True
+        await t
+        assert [r.tokens for r in results] == [r.tokens for r in omnitok.count_batch(texts, model="gpt-4o")]
+        assert ticks >= 2 or took < 0.02, (ticks, took)  # the loop ran while the count did
+        # 32 calls at once: all right, from at most the pool's size of counters for that key.
+        many = await asyncio.gather(*(aio.acount(f"text {i}", model="gpt-4.1") for i in range(32)))
+        assert [r.tokens for r in many] == [
+            r.tokens for r in omnitok.count_batch([f"text {i}" for i in range(32)], model="gpt-4.1")
+        ]
+        leased = [c for c in aio.COUNTERS.objects() if c.resolution.model == "gpt-4.1"]
+        assert 1 <= len(leased) <= aio.COUNTERS.size
+        rows, summary = await aio.acount_rows([{"id": "a", "text": "hello world"}], "gpt-4o")
+        assert rows == [
+            {
+                "pos": 0,
+                "id": "a",
+                "tokens": 2,
+                "model": "gpt-4o",
+                "encoding": "o200k_base",
+                "strategy": "tiktoken",
+                "exact": True,
+            }
+        ]
+        with pytest.raises(InputError, match="records:2: "):
+            await aio.acount_rows([{"text": "x"}, {"nope": 1}], "gpt-4o")
+        with pytest.raises(UnknownModelError):
+            await aio.acount("x", model="gpt-44o")
+        r = await aio.acompress("one. two. three. four.", None, model="gpt-4o", budget=3, method="bm25")
+        assert r.compressed_tokens <= 3
+        v = await aio.avalidate("a b c", "a b")
+        assert v.rouge_l_score == omnitok.validate("a b c", "a b").rouge_l_score
+
+    try:
+        asyncio.run(main())
+    finally:
+        aio.close()
+
+
+def test_request_timeout_is_a_504():
+    from fastapi.testclient import TestClient
+
+    from omnitok.serve import ServeConfig, create_app
+
+    context = " ".join(f"Sentence number {i} talks about topic {i % 97}." for i in range(20_000))
+    with TestClient(create_app(ServeConfig(request_timeout=0.001, compress_method="bm25"))) as c:
+        r = c.post("/compress", json={"context": context, "query": "topic 5", "budget": 100})
+        assert r.status_code == 504, r.text
+        assert r.json()["error"]["code"] == "timeout"

@@ -6,9 +6,9 @@ import sys
 
 import typer
 
-from .. import errors
 from . import _options as opt
-from ._output import ProgressBar, error, info, warn
+from ._output import ProgressBar, error, info
+from ._run import BadRecords, exit_code
 
 EPILOG = """\
 Examples:
@@ -102,7 +102,6 @@ def count(
     from ..records import Extractor
     from ..summary import Summary
 
-    opt.check_on_error(on_error)
     paths = list(files or [])
     counter = Counter(
         model,
@@ -145,23 +144,24 @@ def count(
             out.close(commit=False)
             raise
     bar = ProgressBar(stream.progress, enabled=not quiet)
-    stopped = None
+    bad = BadRecords(on_error, quiet, bar.close)
     ended = False
     try:
         for c in count_records(stream, strategy, jobs, bar.update):
             rec = c.record
             if rec.error is not None:
-                message = f"{rec.where}: {rec.error}"
-                stats.add_error(message)
-                if on_error == "stop":
-                    # --on-error can only help when there is more input after this record.
-                    stopped = (message, rec.line is not None or len(stream.paths) > 1)
+                stats.add_error(f"{rec.where}: {rec.error}")
+                recorded = bad.keeps_rows() and sink is not None
+                # --on-error can only help when input follows this record.
+                if not bad.bad(
+                    rec.where,
+                    rec.error,
+                    recorded and sink.carries_errors,
+                    rec.line is not None or len(stream.paths) > 1,
+                ):
                     break
-                if on_error == "record" and sink is not None:
+                if recorded:
                     sink.error(c)
-                if on_error != "record" or sink is None or not sink.carries_errors:
-                    bar.close()
-                    error(message)
                 continue
             stats.add(c.tokens, rec, c.meta)
             if sink is not None:
@@ -176,40 +176,25 @@ def count(
             finally:
                 if out is not None:
                     # A run that stopped at a bad record or failed leaves an existing -o file as it was.
-                    out.close(commit=ended and stopped is None)
+                    out.close(commit=ended and bad.stopped is None)
         finally:
             cache_stats = counter.cache.run_stats() if counter.cache is not None else None
             counter.close()
     if summary:
         _print_summary(stats, meta, fmt, cache_stats)
-    return _finish(stats, stopped, on_error, quiet)
+    if bad.stopped is None and stats.over_limit:
+        _list_over_limit(stats)
+    bad.report(stats.records, stats.counted)
+    return exit_code(bad, over_limit=bool(stats.over_limit))
 
 
-def _finish(stats, stopped: tuple[str, bool] | None, on_error: str, quiet: bool) -> int:
-    if stopped:
-        message, more = stopped
-        error(message, "--on-error skip or --on-error record carries on past bad records" if more else None)
-        return errors.EXIT_ERROR
-    code = errors.EXIT_OK
-    if stats.over_limit:
-        limit = stats.max_tokens_limit
-        error(f"{stats.over_limit} of {stats.counted} records are over --max-tokens {limit}:")
-        for where, rid, tokens in stats.offenders[:50]:
-            label = f" (id {rid})" if rid is not None else ""
-            sys.stderr.write(f"  {where}{label}: {tokens} tokens\n")
-        if stats.over_limit > 50:
-            sys.stderr.write(f"  ... and {stats.over_limit - 50} more\n")
-        code = errors.EXIT_OVER_LIMIT
-    if stats.errors:
-        if not quiet:
-            warn(
-                f"{stats.errors} of {stats.records} records had errors ({on_error}ped: "
-                f"{stats.counted} counted + {stats.errors} errors = {stats.records} records in)"
-                if on_error == "skip"
-                else f"{stats.errors} of {stats.records} records had errors (written as error records)"
-            )
-        code = errors.EXIT_BAD_RECORDS
-    return code
+def _list_over_limit(stats) -> None:
+    error(f"{stats.over_limit} of {stats.counted} records are over --max-tokens {stats.max_tokens_limit}:")
+    for where, rid, tokens in stats.offenders[:50]:
+        label = f" (id {rid})" if rid is not None else ""
+        sys.stderr.write(f"  {where}{label}: {tokens} tokens\n")
+    if stats.over_limit > 50:
+        sys.stderr.write(f"  ... and {stats.over_limit - 50} more\n")
 
 
 def _print_summary(stats, meta: dict, fmt: str, cache_stats: dict | None = None) -> None:

@@ -101,6 +101,7 @@ def validate_cmd(
     )
     from ..validation.report import FORMATS, write
     from ._output import error
+    from ._run import BadRecords, exit_code
 
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
     for m in chosen:
@@ -141,23 +142,20 @@ def validate_cmd(
         pos, rid, where, orig, comp, err = item
         return item, None if err is not None else score_pair(orig, comp, chosen, counter, stem)
 
-    rows, bad, stopped, texts = [], 0, None, []
+    bad = BadRecords(on_error, quiet)
+    rows, texts = [], []
     for (pos, rid, where, orig, comp, err), scores in ordered_map(scored_pair, pairs, jobs):
         if err is not None:
-            bad += 1
-            if on_error == "stop":
-                stopped = f"{where}: {err}"
+            if not bad.bad(where, err, recorded=bad.keeps_rows()):
                 break
-            if on_error == "record":
+            if bad.keeps_rows():
                 rows.append({"pos": pos, "where": where, "error": err, "passed": False, "failures": []})
-            else:
-                error(f"{where}: {err}")
             continue
         rows.append({"pos": pos, **({"id": rid} if rid is not None else {}), "where": where, **scores})
         texts.append((orig, comp))
-    if stopped:
-        error(stopped, "--on-error skip or --on-error record carries on past bad records")
-        return errors.EXIT_ERROR
+    if bad.stopped is not None:
+        bad.report(len(rows) + 1, len(texts))
+        return exit_code(bad)
     scored = [r for r in rows if "error" not in r]
     cache_stats = None
     if "bertscore" in chosen and scored:
@@ -178,9 +176,9 @@ def validate_cmd(
         gate_fail = failures(point, thresholds)
     summary = {
         "records": len(rows),
-        "errors": bad,
+        "errors": bad.count,
         "fail_on": fail_on,
-        "passed": not gate_fail and not bad,
+        "passed": not gate_fail and not bad.count,
         "aggregate": agg,
         "thresholds": {"min_rouge_l": min_rouge_l, "max_ratio": max_ratio, "min_bertscore": min_bertscore},
     }
@@ -190,15 +188,13 @@ def validate_cmd(
         summary["cache"] = cache_stats
     with open_output(output) as out:
         write(fmt, rows, summary, out.stream)
-    if gate_fail:
-        if not quiet:
-            n = len(gate_fail)
-            error(
-                f"quality gate failed ({fail_on}): "
-                + (f"{n} of {len(scored)} pairs below threshold" if fail_on == "any" else "; ".join(gate_fail))
-            )
-        return errors.EXIT_GATE_FAILED
-    return errors.EXIT_BAD_RECORDS if bad else errors.EXIT_OK
+    if gate_fail and not quiet:
+        n = len(gate_fail)
+        error(
+            f"quality gate failed ({fail_on}): "
+            + (f"{n} of {len(scored)} pairs below threshold" if fail_on == "any" else "; ".join(gate_fail))
+        )
+    return exit_code(bad, gate_failed=bool(gate_fail))
 
 
 def _aligned(a_path, b_path, a_field, b_field, id_field, align, input_format):

@@ -115,9 +115,11 @@ def _str_id(value: Any) -> str | None:
 
 
 class Core:
-    """One stage, built once: `table(arrow) -> arrow` and `records(records) -> arrow`."""
+    """One stage, built once: `table(arrow) -> arrow` and `records(records) -> arrow`. `meta`: how
+    its counter counts (model, encoding, strategy, exact), None where it counts nothing."""
 
     stage = ""
+    meta: dict | None = None
 
     def __init__(self, spec: Spec):
         self.spec = spec
@@ -247,6 +249,7 @@ class CompressCore(Core):
         check_budget(**self.budget)
         options = {"method": "bm25", "cache": "off", **spec.options}
         self.compressor = Compressor(spec.model, **options)
+        self.meta = self.compressor.counter.meta
 
     def extractor(self):
         from .compression.stream import CompressExtractor
@@ -321,6 +324,7 @@ class ValidateCore(Core):
             from .api import Counter
 
             self.counter = Counter(spec.model, **{"cache": "off", **spec.options})
+        self.meta = self.counter.meta if self.counter is not None else None
         if "bertscore" in self.metrics:
             from .validation.bertscore import scorer
 

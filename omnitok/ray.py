@@ -65,20 +65,26 @@ MAX_LISTED = 1000  # error messages and offenders kept for the report; the total
 
 
 def connect(address: str | None = "auto", **init) -> bool:
-    """Join the Ray cluster at `address`; "auto" (or None) joins the running one (RAY_ADDRESS, or
-    one started by `ray start` on this host) and else starts a local Ray. Nothing happens when Ray
-    is already initialised. Returns whether this call initialised Ray."""
+    """Join the Ray cluster at `address` (ray://host:10001, host:6379); "auto" (or None) joins the
+    running one (RAY_ADDRESS, or one started by `ray start` on this host) and else starts a local
+    Ray with `init`'s ray.init arguments; "local" always starts a local Ray. Nothing happens when
+    Ray is already initialised. Returns whether this call initialised Ray."""
     if ray.is_initialized():
         return False
     init.setdefault("include_dashboard", False)
     init.setdefault("logging_level", "warning")
-    if address in (None, "", "auto", "local"):
-        if address != "local" and (os.environ.get("RAY_ADDRESS") or _local_cluster()):
-            ray.init(address="auto", **{k: v for k, v in init.items() if k not in ("num_cpus", "object_store_memory")})
-        else:
+    joining = {k: v for k, v in init.items() if k not in ("num_cpus", "object_store_memory")}
+    if address not in (None, "", "auto", "local"):
+        ray.init(address=address, **joining)
+    elif address != "local" and os.environ.get("RAY_ADDRESS"):
+        ray.init(address="auto", **joining)  # the cluster named there, or an error
+    elif address != "local" and _local_cluster():
+        try:
+            ray.init(address="auto", **joining)
+        except ConnectionError:  # what a stopped cluster left behind
             ray.init(**init)
-        return True
-    ray.init(address=address, **{k: v for k, v in init.items() if k not in ("num_cpus", "object_store_memory")})
+    else:
+        ray.init(**init)
     return True
 
 
@@ -775,6 +781,7 @@ def count_paths(
     )
     stats = [json.loads(r["stats"]) for r in ds.take_all()]
     t_done = time.perf_counter()
+    _sweep(output)
     seen = Tally(st["index"] for st in stats)
     if sorted(seen) != list(range(len(shards))) or any(n != 1 for n in seen.values()):
         raise RuntimeError(f"Ray returned shards {sorted(seen.elements())}, expected each of 0..{len(shards) - 1} once")
@@ -794,6 +801,17 @@ def count_paths(
         },
     }
     return RunResult(summary, list(s.error_list), list(s.offenders))
+
+
+def _sweep(output: str) -> None:
+    """Remove what workers killed while writing left (hidden .part-*.tmp files; readers skip them)."""
+    import pyarrow.fs as pafs
+
+    fs, base = engine_core.filesystem(output)
+    for f in fs.get_file_info(pafs.FileSelector(base)):
+        name = f.base_name
+        if name.startswith(".part-") and name.endswith(".tmp"):
+            fs.delete_file(f.path)
 
 
 def _prepare_output(output: str) -> None:

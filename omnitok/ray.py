@@ -33,7 +33,7 @@ import json
 import os
 import time
 from collections import Counter as Tally
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 try:
@@ -44,7 +44,7 @@ except ImportError as e:  # pragma: no cover - the extra is missing
 
 from omnitok import engine_core
 from omnitok.engine_core import BundleAsset, Spec
-from omnitok.errors import AssetError, InputError, UsageError
+from omnitok.errors import AssetError, UsageError
 
 __all__ = [
     "RunResult",
@@ -56,9 +56,6 @@ __all__ = [
     "count_paths",
     "validate",
 ]
-
-SHARD_BYTES = 32 << 20  # text per shard: large enough that a task's overhead is noise
-MAX_LISTED = 1000  # error messages and offenders kept for the report; the totals count all
 
 
 # --- the cluster ------------------------------------------------------------------------------------
@@ -110,34 +107,13 @@ def _quiet_data() -> None:
 
 
 def ship_bundles(bundles: Iterable[str | BundleAsset]) -> tuple[tuple[BundleAsset, ...], list]:
-    """Read each bundle here, check it is one (its manifest) and its sha256 (when a BundleAsset pins
-    one), and put its bytes in the object store: (assets for the spec, object refs for workers).
-    A missing or wrong bundle fails here, before anything runs."""
-    import tempfile
-
-    from omnitok.bundle.install import Limits, read_manifest
-    from omnitok.bundle.sources import BundleError
-
+    """Read and check each bundle here (engine_core.load_bundle: its manifest, and its sha256 when
+    a BundleAsset pins one), and put its bytes in the object store: (assets for the spec, object
+    refs for workers). A missing or wrong bundle fails here, before anything runs."""
     assets, refs = [], []
     for b in bundles:
-        path, pinned = (b.path, b.sha256) if isinstance(b, BundleAsset) else (str(b), None)
-        try:
-            data = engine_core.read_uri(path)
-        except (OSError, ValueError) as e:
-            raise AssetError(
-                f"{path}: cannot read the bundle ({e})", hint="`omnitok bundle create` makes one"
-            ) from None
-        digest = engine_core.sha256_bytes(data)
-        if pinned and pinned != digest:
-            raise AssetError(f"{path}: sha256 {digest}, expected {pinned}")
-        with tempfile.NamedTemporaryFile(suffix=".bundle") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            try:
-                read_manifest(tmp.name, Limits())
-            except BundleError as e:
-                raise AssetError(str(e).replace(tmp.name, path)) from None
-        assets.append(BundleAsset(path, digest))
+        asset, data = engine_core.load_bundle(b)
+        assets.append(asset)
         refs.append(ray.put(data))
     return tuple(assets), refs
 
@@ -380,229 +356,14 @@ def validate(
 
 # --- over files: `omnitok count --ray` --------------------------------------------------------------
 
-_JSONL = {".jsonl", ".ndjson", ".json"}
-_PARQUET = {".parquet", ".pq"}
-
-
-def _format_of(path: str, input_format: str) -> str | None:
-    from omnitok.io.readers import detect_format
-
-    if input_format != "auto":
-        return input_format
-    name = path.lower().removesuffix(".gz")
-    suffix = os.path.splitext(name)[1]
-    return detect_format(path) if suffix in _JSONL | _PARQUET else None
-
-
-def list_inputs(paths: Sequence[str], input_format: str = "auto") -> list[tuple[str, str, str, int]]:
-    """(source name, where workers read it: an absolute path or a URI, format, size) of every input
-    file, in order: files as
-    given, directories walked (sorted; hidden and _-prefixed names skipped, and with
-    input_format auto only .jsonl/.ndjson/.json/.parquet/.pq, optionally .gz). Missing inputs and
-    text inputs fail here."""
-    import pyarrow.fs as pafs
-
-    if input_format not in ("auto", "jsonl", "parquet"):
-        raise UsageError(f"on Ray the inputs are Parquet or JSONL, not {input_format!r}")
-    if not paths:
-        raise UsageError("give input files or directories (stdin cannot be spread over a cluster)")
-    out = []
-    for p in paths:
-        if p == "-":
-            raise UsageError("stdin cannot be spread over a Ray cluster; give files or directories")
-        fs, where = engine_core.filesystem(p)
-        info = fs.get_file_info(where)
-        if info.type == pafs.FileType.NotFound:
-            raise InputError(p, None, "no such file or directory")
-        if info.type == pafs.FileType.Directory:
-            found = []
-            for f in fs.get_file_info(pafs.FileSelector(where, recursive=True)):
-                rel = os.path.relpath(f.path, where)
-                if f.type != pafs.FileType.File or any(part.startswith((".", "_")) for part in rel.split(os.sep)):
-                    continue
-                fmt = _format_of(f.path, input_format)
-                if fmt is not None:
-                    uri = f.path if "://" not in p else _source(p, where, f.path)
-                    found.append((_source(p, where, f.path), uri, fmt, f.size))
-            out += sorted(found, key=lambda t: t[1])
-            continue
-        fmt = _format_of(where, input_format) or "text"
-        if fmt == "text":
-            raise UsageError(f"{p}: on Ray the inputs are Parquet or JSONL (name them so, or pass --input-format)")
-        out.append((p, where if "://" not in p else p, fmt, info.size))
-    if not out:
-        raise UsageError(f"no Parquet or JSONL files in {', '.join(paths)}")
-    return out
-
-
-def _source(given: str, base: str, path: str) -> str:
-    """A directory member's name in messages: as the directory was given, plus its relative path."""
-    rel = os.path.relpath(path, base)
-    return given.rstrip("/") + "/" + rel.replace(os.sep, "/")
-
-
-def _plan(files, extractor, shard_bytes: int) -> list[dict]:
-    """The shards of the inputs, in input order. Parquet: runs of row groups (footers read here,
-    so each shard knows its first row); a file that cannot be read as Parquet, or lacks the text
-    column, is one error shard, as it is one error record locally. JSONL: byte ranges (a shard
-    owns the lines that start in it), or the whole file when gzipped."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from omnitok.records import ExtractError
-
-    shards: list[dict] = []
-    for source, path, fmt, size in files:
-        base = {"source": source, "path": path, "fmt": fmt}
-        if fmt == "parquet":
-            fs, where = engine_core.filesystem(path)
-            try:
-                with fs.open_input_file(where) as f:
-                    pf = pq.ParquetFile(f)
-                    meta = pf.metadata
-                    names = pf.schema_arrow.names
-            except (pa.ArrowException, OSError, EOFError) as e:
-                shards.append({**base, "error": f"not a readable Parquet file: {e}"})
-                continue
-            try:
-                extractor.for_columns(names)
-            except ExtractError as e:
-                shards.append({**base, "error": str(e)})
-                continue
-            row, groups, acc, first = 0, [], 0, 0
-            for g in range(meta.num_row_groups):
-                rg = meta.row_group(g)
-                groups.append(g)
-                acc += rg.total_byte_size
-                row += rg.num_rows
-                if acc >= shard_bytes:
-                    shards.append({**base, "groups": groups, "first_row": first})
-                    groups, acc, first = [], 0, row
-            if groups or not shards or shards[-1]["path"] != path:
-                shards.append({**base, "groups": groups, "first_row": first})
-        elif path.lower().endswith(".gz") or size <= shard_bytes:
-            shards.append({**base, "start": 0, "end": size, "gz": path.lower().endswith(".gz")})
-        else:
-            for start in range(0, size, shard_bytes):
-                shards.append({**base, "start": start, "end": min(size, start + shard_bytes), "gz": False})
-    for i, s in enumerate(shards):
-        s["index"] = i
-    return shards
-
-
-def _newlines(path: str, start: int, end: int) -> int:
-    """Line ends in [start, end) of a file (the line numbers of the shards after it)."""
-    fs, where = engine_core.filesystem(path)
-    n, pos = 0, start
-    with fs.open_input_file(where) as f:
-        while pos < end:
-            block = f.read_at(min(16 << 20, end - pos), pos)
-            if not block:
-                break
-            n += block.count(b"\n")
-            pos += len(block)
-    return n
-
 
 def _number_lines(shards: list[dict], num_cpus: float, runtime_env: dict | None) -> None:
-    """Give every JSONL byte-range shard the count of line ends before it, from one pass over the
-    ranges before the last of each file (run as tasks, in parallel)."""
-    task = ray.remote(_newlines).options(num_cpus=min(num_cpus, 1), runtime_env=runtime_env, max_retries=3)
-    todo, refs = [], []
-    for i, s in enumerate(shards):
-        if s["fmt"] != "jsonl" or s.get("gz") or "start" not in s:
-            continue
-        s["lines_before"] = 0
-        nxt = shards[i + 1] if i + 1 < len(shards) else None
-        if nxt is not None and nxt["path"] == s["path"] and "start" in nxt:
-            todo.append(i)
-            refs.append(task.remote(s["path"], s["start"], s["end"]))
-    counts = dict(zip(todo, ray.get(refs), strict=True))
-    before = 0
-    for i, s in enumerate(shards):
-        if "lines_before" not in s:
-            continue
-        if s["start"] == 0:
-            before = 0
-        s["lines_before"] = before
-        before += counts.get(i, 0)
-
-
-def _owned(f, start: int, end: int, size: int) -> tuple[bytes, bool]:
-    """The bytes of the lines that start in [start, end), and whether the first starts at `start`."""
-    if start == 0:
-        p, block = 0, f.read_at(end, 0)
-    else:
-        block = f.read_at(end - start + 1, start - 1)  # with the byte before: does a line start at `start`?
-        j = block.find(b"\n")
-        if j < 0 or start + j >= end:
-            return b"", True
-        p, block = j, block[j + 1 :]
-    if end < size and not block.endswith(b"\n"):  # the last line runs past the range: read it whole
-        parts, pos = [block], end
-        while pos < size:
-            chunk = f.read_at(min(1 << 20, size - pos), pos)
-            if not chunk:
-                break
-            k = chunk.find(b"\n")
-            if k >= 0:
-                parts.append(chunk[: k + 1])
-                break
-            parts.append(chunk)
-            pos += len(chunk)
-        block = b"".join(parts)
-    return block, p == 0
-
-
-def read_shard(shard: dict, extractor) -> Iterator:
-    """The records of one shard, read by the local reader's own code (InputStream's jsonl_lines
-    and parquet_group), numbered as the whole file numbers them."""
-    import gzip
-    import io
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from omnitok.io.readers import InputStream
-    from omnitok.records import ExtractError, Record
-
-    source, path = shard["source"], shard["path"]
-    if "error" in shard:
-        yield Record(0, source, None, error=shard["error"])
-        return
-    reader = InputStream([path], extractor, shard["fmt"])
-    fs, where = engine_core.filesystem(path)
-    if shard["fmt"] == "parquet":
-        try:
-            f = fs.open_input_file(where)
-            pf = pq.ParquetFile(f)
-            ex, tops = extractor.for_columns(pf.schema_arrow.names)
-        except (pa.ArrowException, OSError, EOFError, ExtractError) as e:  # the file changed since the plan
-            yield Record(
-                0, source, None, error=str(e) if isinstance(e, ExtractError) else f"not a readable Parquet file: {e}"
-            )
-            return
-        names = set(pf.schema_arrow.names)
-        columns = sorted(set(tops) | ({ex.id_field} & names if ex.id_field else set()))
-        row = shard["first_row"]
-        with f:
-            for g in shard["groups"]:
-                yield from reader.parquet_group(pf, g, ex, columns, source, row)
-                row += pf.metadata.row_group(g).num_rows
-        return
-    if shard["gz"]:
-        with fs.open_input_stream(where) as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
-            try:
-                yield from reader.jsonl_lines(io.BufferedReader(gz, 1 << 20), source)
-            except (OSError, EOFError) as e:
-                yield reader.shard_error(source, reader.lines_read, e)
-        return
-    with fs.open_input_file(where) as f:
-        data, at_start = _owned(f, shard["start"], shard["end"], f.size())
-    offset = shard.get("lines_before", 0) + (0 if at_start else 1)
-    for rec in reader.jsonl_lines(io.BytesIO(data), source, shard["start"] == 0):
-        rec.line += offset
-        yield rec
+    """Line numbers for JSONL byte ranges: the line ends of every range but the last of each file,
+    counted by tasks in parallel (a cheap pass: bytes.count over the range)."""
+    todo = engine_core.ranges_to_count(shards)
+    task = ray.remote(engine_core.newlines).options(num_cpus=min(num_cpus, 1), runtime_env=runtime_env, max_retries=3)
+    refs = [task.remote(shards[i]["path"], shards[i]["start"], shards[i]["end"]) for i in todo]
+    engine_core.number_lines(shards, dict(zip(todo, ray.get(refs), strict=True)))
 
 
 class ShardCounter:
@@ -622,8 +383,8 @@ class ShardCounter:
         return pa.table({"stats": pa.array(stats, pa.string())})
 
     def shard(self, shard: dict) -> dict:
-        table = self.core.records(read_shard(shard, self.core.extractor()), where=True)
-        stats = shard_stats(table, shard["index"], self.max_tokens)
+        table = self.core.records(engine_core.read_shard(shard, self.core.extractor()), where=True)
+        stats = engine_core.shard_stats(table, shard["index"], self.max_tokens)
         if self.skip_errors:
             import pyarrow.compute as pc
 
@@ -632,56 +393,7 @@ class ShardCounter:
         return stats
 
     def write(self, table, index: int) -> None:
-        """As DIR/part-<index>.parquet: under a hidden name first and renamed on a local disk, so a
-        worker killed while writing leaves no half file that a reader of DIR would take."""
-        import uuid
-
-        import pyarrow.fs as pafs
-        import pyarrow.parquet as pq
-
-        fs, base = engine_core.filesystem(self.output)
-        final = f"{base}/part-{index:05d}.parquet"
-        if isinstance(fs, pafs.LocalFileSystem):
-            tmp = f"{base}/.part-{index:05d}.{uuid.uuid4().hex[:8]}.tmp"
-            pq.write_table(table, tmp, filesystem=fs)
-            fs.move(tmp, final)
-        else:  # an object store: an object appears whole when its upload completes
-            pq.write_table(table, final, filesystem=fs)
-
-
-def shard_stats(table, index: int, max_tokens: int | None) -> dict:
-    """A shard's totals from its result table: records, errors, tokens, a histogram of counts (for
-    exact percentiles), the first errors and offenders, and how rows were counted."""
-    import pyarrow.compute as pc
-
-    ok = table.filter(pc.is_null(table["error"]))
-    bad = table.filter(pc.is_valid(table["error"]))
-    hist = pc.value_counts(ok["tokens"]).to_pylist() if ok.num_rows else []
-    how = Tally()
-    if ok.num_rows:
-        keys = ["model", "encoding", "strategy", "exact", "error_band"]
-        for row in ok.group_by(keys, use_threads=False).aggregate([("tokens", "count")]).to_pylist():
-            how[json.dumps([row[k] for k in keys])] += row["tokens_count"]
-    out = {
-        "index": index,
-        "records": table.num_rows,
-        "errors": bad.num_rows,
-        "total_tokens": pc.sum(ok["tokens"]).as_py() or 0,
-        "hist": [[h["values"], h["counts"]] for h in hist],
-        "how": dict(how),
-        "error_list": [
-            f"{r['source']}:{r['line']}: {r['error']}" if r["line"] is not None else f"{r['source']}: {r['error']}"
-            for r in bad.slice(0, MAX_LISTED).select(["source", "line", "error"]).to_pylist()
-        ],
-    }
-    if max_tokens is not None:
-        over = ok.filter(pc.greater(ok["tokens"], max_tokens))
-        out["over_limit"] = over.num_rows
-        out["offenders"] = [
-            [f"{r['source']}:{r['line']}", r["id"], r["tokens"]]
-            for r in over.slice(0, MAX_LISTED).select(["source", "line", "id", "tokens"]).to_pylist()
-        ]
-    return out
+        engine_core.write_part(table, self.output, index)
 
 
 @dataclass
@@ -692,30 +404,6 @@ class RunResult:
     summary: dict
     errors: list[str] = field(default_factory=list)
     offenders: list[tuple[str, object, int]] = field(default_factory=list)
-
-
-def _merge(stats: list[dict], planned: dict, max_tokens: int | None):
-    from omnitok.summary import _META_KEYS, Summary
-
-    s = Summary(max_tokens_limit=max_tokens)
-    planned_key = json.dumps([planned.get(k) for k in _META_KEYS])
-    for st in sorted(stats, key=lambda x: x["index"]):
-        s.records += st["records"]
-        s.errors += st["errors"]
-        s.counted += st["records"] - st["errors"]
-        s.total_tokens += st["total_tokens"]
-        for value, n in st["hist"]:
-            s._hist[value] += n
-        for key, n in st["how"].items():
-            if key != planned_key:
-                s._how[tuple(json.loads(key))] += n
-        room = MAX_LISTED - len(s.error_list)
-        s.error_list += st["error_list"][: max(room, 0)]
-        if max_tokens is not None:
-            s.over_limit += st["over_limit"]
-            room = MAX_LISTED - len(s.offenders)
-            s.offenders += [tuple(o) for o in st["offenders"][: max(room, 0)]]
-    return s
 
 
 def count_paths(
@@ -730,7 +418,7 @@ def count_paths(
     address: str | None = "auto",
     num_cpus: float = 1,
     concurrency: int | None = None,
-    shard_bytes: int = SHARD_BYTES,
+    shard_bytes: int = engine_core.SHARD_BYTES,
     max_tokens: int | None = None,
     skip_errors: bool = False,
     runtime_env: dict | None = None,
@@ -745,22 +433,20 @@ def count_paths(
     cluster or starts a local Ray (with `init`'s ray.init arguments). Error rows are written
     unless `skip_errors`; either way the summary counts them. `batch_class`: the callable class
     the actors run (a ShardCounter subclass)."""
-    from omnitok.records import Extractor
-
     t0 = time.perf_counter()
     if shard_bytes < 1:
         raise UsageError("shard_bytes must be at least 1")
     fields = _fields(field)
-    files = list_inputs(paths, input_format)
+    files = engine_core.list_inputs(paths, input_format)
     shown, output = output, output if "://" in output else os.path.abspath(output)  # workers run elsewhere
-    _prepare_output(output)
+    engine_core.prepare_output(output)
     connect(address, **(init or {}))
     _quiet_data()
     assets, refs = ship_bundles(bundles)
     spec = Spec("count", model, options, fields, id_field, bundles=assets)
     planned = check_workers(spec, refs, runtime_env=runtime_env, num_cpus=num_cpus, allow_estimate=allow_estimate)
     t_ready = time.perf_counter()
-    shards = _plan(files, Extractor(fields, None, id_field), shard_bytes)
+    shards = engine_core.plan_shards(files, fields, id_field, shard_bytes)
     _number_lines(shards, num_cpus, runtime_env)
     t_planned = time.perf_counter()
     size = min(len(shards), concurrency or _slots(num_cpus))
@@ -781,11 +467,11 @@ def count_paths(
     )
     stats = [json.loads(r["stats"]) for r in ds.take_all()]
     t_done = time.perf_counter()
-    _sweep(output)
+    engine_core.sweep_parts(output)
     seen = Tally(st["index"] for st in stats)
     if sorted(seen) != list(range(len(shards))) or any(n != 1 for n in seen.values()):
         raise RuntimeError(f"Ray returned shards {sorted(seen.elements())}, expected each of 0..{len(shards) - 1} once")
-    s = _merge(stats, planned, max_tokens)
+    s = engine_core.merge_stats(stats, planned, max_tokens)
     summary = {
         **s.to_dict(),
         **s.meta(planned),
@@ -801,27 +487,3 @@ def count_paths(
         },
     }
     return RunResult(summary, list(s.error_list), list(s.offenders))
-
-
-def _sweep(output: str) -> None:
-    """Remove what workers killed while writing left (hidden .part-*.tmp files; readers skip them)."""
-    import pyarrow.fs as pafs
-
-    fs, base = engine_core.filesystem(output)
-    for f in fs.get_file_info(pafs.FileSelector(base)):
-        name = f.base_name
-        if name.startswith(".part-") and name.endswith(".tmp"):
-            fs.delete_file(f.path)
-
-
-def _prepare_output(output: str) -> None:
-    """The results directory: created; refused if it holds files already (a rerun would mix)."""
-    import pyarrow.fs as pafs
-
-    fs, base = engine_core.filesystem(output)
-    info = fs.get_file_info(base)
-    if info.type == pafs.FileType.File:
-        raise UsageError(f"{output}: is a file; --ray writes a directory of Parquet files")
-    if info.type == pafs.FileType.Directory and fs.get_file_info(pafs.FileSelector(base)):
-        raise UsageError(f"{output}: the directory is not empty; give a new or empty one")
-    fs.create_dir(base, recursive=True)

@@ -26,6 +26,53 @@ def info(message: str) -> None:
     sys.stderr.write(message + "\n")
 
 
+# --- results on stdout: JSON for programs, tables for people -----------------------------------
+
+
+def wants_json(asked: bool = False) -> bool:
+    """JSON when asked (--json, --format json) or when stdout is not a terminal (piped, redirected):
+    the one rule every command follows."""
+    return asked or not sys.stdout.isatty()
+
+
+def print_json(data) -> None:
+    """One JSON document on a line of stdout."""
+    import orjson
+
+    sys.stdout.buffer.write(orjson.dumps(data, default=str) + b"\n")
+    sys.stdout.flush()
+
+
+def _cell(value) -> str:
+    import orjson
+
+    if value is None:
+        return ""
+    return orjson.dumps(value).decode() if isinstance(value, (dict, list)) else str(value)
+
+
+def print_mapping(data: dict, title: str | None = None, asked_json: bool = False) -> None:
+    """A dict as JSON (wants_json) or a two-column table; nested values shown as JSON."""
+    if wants_json(asked_json):
+        print_json(data)
+        return
+    print_rows([(key, _cell(value)) for key, value in data.items()], ("", "value"), title, header=False)
+
+
+def print_rows(rows, columns, title: str | None = None, header: bool = True) -> None:
+    """A rich table on stdout; cells are shown as text, never read as rich markup."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(title) if title else None, show_header=header, title_justify="left")
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(Text(_cell(c)) for c in row))
+    Console().print(table)
+
+
 class ProgressBar:
     """A rich progress bar on stderr when it is a terminal; refreshed by the caller, no thread
     (the pipeline forks workers, and a fork must not copy a thread holding a lock)."""

@@ -8,16 +8,15 @@ import sys
 import typer
 
 from .. import errors
+from ._output import print_json, print_rows, wants_json
 
 app = typer.Typer(
     help="Tokenizer bundles for air-gapped hosts: create online, verify, install offline.", no_args_is_help=True
 )
 
 
-def _emit(data, json_out: bool = True) -> None:
-    import orjson
-
-    sys.stdout.buffer.write(orjson.dumps(data) + b"\n")
+def _emit(data) -> None:
+    print_json(data)
 
 
 @app.command("create", epilog="Example: omnitok bundle create --models gpt-4o,Qwen/Qwen2.5-7B-Instruct -o tok.tar.gz")
@@ -85,23 +84,18 @@ def inspect_cmd(
     from ..bundle import inspect
 
     m = inspect(bundle)
-    if json_out or not sys.stdout.isatty():
-        _emit(m)
+    if wants_json(json_out):
+        print_json(m)
         return
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    # The manifest's types are checked (bundle/manifest.py); Text() keeps its strings from being
-    # read as rich markup.
+    # The manifest's types are checked (bundle/manifest.py); print_rows shows cells as text, never
+    # as rich markup.
     version = m.get("omnitok_version") or "?"
-    table = Table(title=Text(f"{m['name']} (format {m['format_version']}, omnitok {version})"))
-    for col in ("path", "size", "sha256", "source", "revision", "license"):
-        table.add_column(col)
-    for e in m["files"]:
-        cells = (e["path"], e["size"], e["sha256"][:16], e.get("source"), e.get("revision"), e.get("license"))
-        table.add_row(*(Text("" if c is None else str(c)) for c in cells))
-    Console().print(table)
+    cells = [
+        (e["path"], e["size"], e["sha256"][:16], e.get("source"), e.get("revision"), e.get("license"))
+        for e in m["files"]
+    ]
+    title = f"{m['name']} (format {m['format_version']}, omnitok {version})"
+    print_rows(cells, ("path", "size", "sha256", "source", "revision", "license"), title)
 
 
 @app.command("verify")

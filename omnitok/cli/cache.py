@@ -8,6 +8,7 @@ import typer
 
 from .. import errors
 from . import _options as opt
+from ._output import print_mapping
 
 app = typer.Typer(help="The three-tier cache: L1 memory, L2 disk (diskcache), L3 Redis/Valkey.", no_args_is_help=True)
 
@@ -40,19 +41,7 @@ def _failed(command: str, failures: dict[str, str], undone: str) -> errors.Omnit
 
 
 def _emit(data: dict, json_out: bool) -> None:
-    import orjson
-
-    if json_out or not sys.stdout.isatty():
-        sys.stdout.buffer.write(orjson.dumps(data) + b"\n")
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(show_header=False)
-    for key, value in data.items():
-        shown = orjson.dumps(value).decode() if isinstance(value, (dict, list)) or value is None else str(value)
-        table.add_row(key, shown)
-    Console().print(table)
+    print_mapping(data, asked_json=json_out)
 
 
 @app.command("path")

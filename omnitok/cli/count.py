@@ -7,7 +7,7 @@ import sys
 import typer
 
 from . import _options as opt
-from ._output import ProgressBar, error, info
+from ._output import ProgressBar, error, info, print_json, print_mapping, wants_json
 from ._run import BadRecords, exit_code
 
 EPILOG = """\
@@ -202,21 +202,11 @@ def _print_summary(stats, meta: dict, fmt: str, cache_stats: dict | None = None)
     data = {**stats.to_dict(), **meta}
     if cache_stats is not None:
         data["cache"] = cache_stats
-    if fmt in ("json", "jsonl") or not sys.stdout.isatty():
-        import orjson
-
-        sys.stdout.buffer.write(orjson.dumps(data) + b"\n")
-        sys.stdout.flush()
+    if wants_json(fmt in ("json", "jsonl")):
+        print_json(data)
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{meta['model']} ({meta['encoding']}, {meta['strategy']}, exact={meta['exact']})")
-    table.add_column("")
-    table.add_column("value", justify="right")
     rows = dict(stats.to_dict())
     if cache_stats is not None:
         rows.update({f"cache {k}": v for k, v in cache_stats.items()})
-    for key, value in rows.items():
-        table.add_row(key, "" if value is None else str(value))
-    Console().print(table)
+    title = f"{meta['model']} ({meta['encoding']}, {meta['strategy']}, exact={meta['exact']})"
+    print_mapping(rows, title)

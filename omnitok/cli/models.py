@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
+
+from ._output import print_json, print_rows, wants_json
 
 
 def _asset_rows() -> list[dict]:
@@ -59,7 +59,6 @@ def models_cmd(
     ),
 ) -> None:
     """List the model families, their ids and patterns, strategy chains and local assets, or explain one id."""
-    import orjson
 
     from ..families import families
 
@@ -72,7 +71,7 @@ def models_cmd(
         finally:
             counter.close()
         if json_out:
-            sys.stdout.buffer.write(orjson.dumps(info) + b"\n")
+            print_json(info)
         else:
             for k, v in info.items():
                 print(f"{k + ':':12} {v}")
@@ -81,24 +80,14 @@ def models_cmd(
         "families": [{"family": f.name, "order": f.order, "chain": f.chain, "models": f.rows()} for f in families()],
         "assets": _asset_rows(),
     }
-    if json_out:
-        sys.stdout.buffer.write(orjson.dumps(data) + b"\n")
+    if wants_json(json_out):
+        print_json(data)
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
     for fam in data["families"]:
-        table = Table(title=f"{fam['family']}: {fam['chain']}", title_justify="left")
-        for col in ("model", "kind", "target", "error_band"):
-            table.add_column(col)
-        for row in fam["models"]:
-            band = row.get("error_band")
-            table.add_row(row["model"], row["kind"], str(row["target"]), "" if band is None else f"±{band:.0%}")
-        console.print(table)
-    table = Table(title="local assets", title_justify="left")
-    for col in ("family", "asset", "present", "where"):
-        table.add_column(col)
-    for row in data["assets"]:
-        table.add_row(row["family"], row["asset"], "yes" if row["present"] else "no", row["where"] or "")
-    console.print(table)
+        rows = [
+            (r["model"], r["kind"], r["target"], None if r.get("error_band") is None else f"±{r['error_band']:.0%}")
+            for r in fam["models"]
+        ]
+        print_rows(rows, ("model", "kind", "target", "error_band"), f"{fam['family']}: {fam['chain']}")
+    assets = [(r["family"], r["asset"], "yes" if r["present"] else "no", r["where"]) for r in data["assets"]]
+    print_rows(assets, ("family", "asset", "present", "where"), "local assets")

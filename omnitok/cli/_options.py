@@ -149,9 +149,24 @@ Strict = Annotated[
 
 CacheMode = Annotated[
     str,
-    typer.Option("--cache", help="auto (cache what is dear: online counts), on (cache every count), off."),
+    typer.Option(
+        "--cache",
+        help="auto (cache what is dear to redo: online counts, embeddings, BERTScore), on (cache everything), off.",
+    ),
 ]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Same as --cache off.")]
+
+
+def cache_mode(cache: str, no_cache: bool) -> str:
+    """The one --cache value of a command that takes --cache and --no-cache (every command that
+    caches takes both, spelled the same)."""
+    if cache not in ("auto", "on", "off"):
+        from ..errors import UsageError
+
+        raise UsageError(f"--cache must be auto, on or off, not {cache!r}")
+    return "off" if no_cache else cache
+
+
 CacheDir = Annotated[
     str | None,
     typer.Option(

@@ -113,7 +113,7 @@ def count(
         strict=strict,
         timeout=timeout,
         retries=retries,
-        cache="off" if no_cache else cache,
+        cache=opt.cache_mode(cache, no_cache),
         cache_dir=cache_dir,
         l3_url=l3_url,
     )

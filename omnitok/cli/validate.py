@@ -72,6 +72,7 @@ def validate_cmd(
     ),
     idf: bool = typer.Option(False, "--idf", help="BERTScore: idf weighting over the originals."),
     rescale: bool = typer.Option(False, "--rescale", help="BERTScore: rescale with the model's baseline."),
+    cache: opt.CacheMode = "auto",
     no_cache: opt.NoCache = False,
     cache_dir: opt.CacheDir = None,
     fail_on: str = typer.Option("any", "--fail-on", help="any (every pair), mean, or p10 (the 10th percentile)."),
@@ -160,7 +161,7 @@ def validate_cmd(
     cache_stats = None
     if "bertscore" in chosen and scored:
         cache_stats = add_bertscore(
-            scored, texts, bertscore_model, idf, rescale, "off" if no_cache else "auto", cache_dir
+            scored, texts, bertscore_model, idf, rescale, opt.cache_mode(cache, no_cache), cache_dir
         )
     for row in scored:
         fails = failures(row, thresholds) if fail_on == "any" else []

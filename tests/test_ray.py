@@ -12,20 +12,26 @@ import json
 import os
 import random
 
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 import pytest
 
-ray = pytest.importorskip(
-    "ray", reason="omnitok.ray needs Ray Data: pip install 'omnitok[ray]' (the test extra has it)"
+from omnitok import engine_core
+from omnitok.api import count_files
+from omnitok.errors import AssetError
+
+try:
+    import ray
+    import ray.data
+
+    import omnitok.ray as oray
+except ImportError:  # the ray extra is not installed: the engine-core tests still run
+    ray = oray = None
+
+needs_ray = pytest.mark.skipif(
+    ray is None, reason="omnitok.ray needs Ray Data: pip install 'omnitok[ray]' (the test extra has it)"
 )
-pytest.importorskip("ray.data", reason="omnitok.ray needs Ray Data: pip install 'omnitok[ray]'")
-
-import pyarrow as pa  # noqa: E402
-import pyarrow.dataset as pads  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-
-import omnitok.ray as oray  # noqa: E402
-from omnitok.api import count_files  # noqa: E402
-from omnitok.errors import AssetError  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own, on first use
 
@@ -65,6 +71,8 @@ def airgap(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster(airgap):
+    if ray is None:
+        pytest.skip("omnitok.ray needs Ray Data: pip install 'omnitok[ray]'")
     if ray.is_initialized():
         ray.shutdown()
     ray.init(
@@ -129,6 +137,35 @@ def _totals(rows):
     return len(rows), len(rows) - len(ok), sum(r[3] for r in ok)
 
 
+def test_engine_core_alone_equals_local_pipeline(data):
+    """Without Ray: the shards of the inputs, line numbers from the counted line ends, each shard
+    read and counted by the core, give count_files' rows; and a table gives its rows' counts."""
+    parquet = sorted((data / "pq").iterdir())
+    paths = [str(p) for p in [*parquet, data / "chats.jsonl"]]
+    shards = engine_core.plan_shards(engine_core.list_inputs(paths), None, "id", 3000)
+    todo = engine_core.ranges_to_count(shards)
+    engine_core.number_lines(
+        shards, {i: engine_core.newlines(shards[i]["path"], shards[i]["start"], shards[i]["end"]) for i in todo}
+    )
+    core = engine_core.build(engine_core.Spec("count", MODEL))
+    tables = [core.records(engine_core.read_shard(s, core.extractor())) for s in shards]
+    got = [(r["source"], r["line"], r["id"], r["tokens"], r["error"]) for t in tables for r in t.to_pylist()]
+    assert got == _local(paths) and len(todo) > 10
+    table = pq.read_table(parquet[0])
+    rows = core.table(table).to_pylist()
+    assert [(r["id"], r["tokens"], r["error"]) for r in rows] == [(r[2], r[3], r[4]) for r in _local(parquet[:1])]
+    spec = engine_core.Spec("count", MODEL, {"engine": "tiktoken"}, ("text",), "id")
+    assert engine_core.Spec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec  # plain data
+
+
+def test_spec_must_be_plain_data():
+    from omnitok.errors import UsageError
+
+    with pytest.raises(UsageError, match="plain data"):
+        engine_core.Spec("count", MODEL, {"tokenizer": object()})
+
+
+@needs_ray
 def test_count_paths_equals_local_pipeline(cluster, data, tmp_path):
     parquet = sorted((data / "pq").iterdir())
     paths = [*parquet, data / "chats.jsonl"]
@@ -151,6 +188,7 @@ def test_count_paths_equals_local_pipeline(cluster, data, tmp_path):
     assert r2.summary["total_tokens"] == _totals(_local(parquet))[2]
 
 
+@needs_ray
 def test_refuses_non_empty_output_and_text_inputs(data, tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "old.parquet").write_bytes(b"x")
@@ -164,6 +202,7 @@ def test_refuses_non_empty_output_and_text_inputs(data, tmp_path):
         oray.count_paths([str(tmp_path / "missing.jsonl")], str(tmp_path / "o"), MODEL)
 
 
+@needs_ray
 def test_worker_killed_mid_job_keeps_totals_exact(cluster, data, tmp_path):
     flag = str(tmp_path / "died")
 
@@ -189,6 +228,7 @@ def test_worker_killed_mid_job_keeps_totals_exact(cluster, data, tmp_path):
     assert (r.summary["records"], r.summary["errors"], r.summary["total_tokens"]) == _totals(local)
 
 
+@needs_ray
 def test_count_in_a_users_pipeline(cluster, data):
     ds = ray.data.read_parquet(str(data / "pq"))
     rows = oray.count(ds, MODEL, field="text", keep=True, num_cpus=CPUS).take_all()
@@ -200,6 +240,7 @@ def test_count_in_a_users_pipeline(cluster, data):
         assert "text" in row and row["model"] == MODEL and row["exact"] is True
 
 
+@needs_ray
 def test_compress_same_as_library(cluster):
     from omnitok.compression import Compressor
     from omnitok.compression.stream import CompressExtractor
@@ -228,6 +269,7 @@ def test_compress_same_as_library(cluster):
         assert {k: row[k] for k in want} == want and row["error"] is None
 
 
+@needs_ray
 def test_validate_same_as_library(cluster):
     from omnitok.api import Counter
     from omnitok.validation import score_pair
@@ -268,6 +310,7 @@ def qwen_bundle(tmp_path_factory):
     return str(path), str(directory)
 
 
+@needs_ray
 def test_missing_asset_fails_before_the_job(cluster, data, qwen_bundle, tmp_path):
     out = tmp_path / "out"
     # Workers have no DeepSeek files (and no network): one message, before any shard runs.
@@ -281,6 +324,7 @@ def test_missing_asset_fails_before_the_job(cluster, data, qwen_bundle, tmp_path
         oray.count(ray.data.from_items([{"text": "x"}]), QWEN, bundles=[bad])
 
 
+@needs_ray
 def test_airgapped_workers_count_exactly_from_a_bundle(cluster, data, qwen_bundle, airgap, tmp_path):
     bundle, directory = qwen_bundle
     paths = [data / "chats.jsonl"]
@@ -295,6 +339,7 @@ def test_airgapped_workers_count_exactly_from_a_bundle(cluster, data, qwen_bundl
     assert len(os.listdir(os.path.join(home, "assets", "bundles"))) == 1
 
 
+@needs_ray
 def test_cli_glue(cluster, data, tmp_path, capsys):
     from omnitok.cli.ray_cli import count_on_ray
     from omnitok.errors import EXIT_BAD_RECORDS, UsageError

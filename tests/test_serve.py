@@ -629,3 +629,18 @@ def test_request_timeout_is_a_504():
         r = c.post("/compress", json={"context": context, "query": "topic 5", "budget": 100})
         assert r.status_code == 504, r.text
         assert r.json()["error"]["code"] == "timeout"
+
+
+def test_several_workers_serve_and_stop(tmp_path):
+    srv = Server(tmp_path, "--workers", "2")
+    try:
+        with httpx.Client(base_url=srv.url, timeout=30, event_hooks={"response": [_check]}) as c:
+            counts = {
+                c.post("/count-tokens", json={"text": "Hello, world!", "model_id": "gpt-4"}).json()["token_count"]
+                for _ in range(8)
+            }
+            assert counts == {4}
+    finally:
+        code = srv.stop()
+    assert code in (0, -signal.SIGTERM), srv.log()
+    assert srv.log().count("Started server process") == 2

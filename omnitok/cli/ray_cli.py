@@ -36,6 +36,10 @@ def count_on_ray(
     tokenizer, special_tokens, online, strict, cache, ...). Returns the exit code."""
     if not output or output == "-":
         raise errors.UsageError("--ray writes a directory of Parquet files: give --output DIR")
+    if on_error not in ("stop", "skip", "record"):
+        raise errors.UsageError(f"--on-error must be stop, skip or record, not {on_error!r}")
+    if options.get("cache") == "auto":
+        options["cache"] = "off"  # a worker's disk cache would be its node's alone: off unless asked
     try:
         from .. import ray as oray
     except ImportError:

@@ -40,7 +40,7 @@ def gemma(tmp_path, monkeypatch):
         gemini.SpmVocabulary(vocab.url, hashlib.sha256(buf.getvalue()).hexdigest(), vocab.filename),
     )
     monkeypatch.setenv("OMNITOK_HOME", str(home))
-    from omnitok import families
+    from omnitok.families import gemini as families  # the module that holds _gemma_spm
 
     families._gemma_spm.cache_clear()
     yield spm.SentencePieceProcessor(model_file=str(target)), target

@@ -1,0 +1,120 @@
+"""The model families and their registry: which family a model id belongs to, in what order the
+families are asked, and the one function that resolves an id.
+
+One module per family (openai.py, claude.py, gemini.py, hf.py) owns its id table, chat framing,
+offline strategy and online provider, behind the `Family` interface of base.py; heuristic.py is the
+estimate they step down to. Families are registered in the `omnitok.families` entry-point group;
+the built-in ones are registered there exactly as a third-party plugin is (pyproject.toml, which
+names them by this package: `omnitok.families:OpenAIFamily`). For start-up time the core reads its
+own four from BUILTIN and scans the entry points (tens of ms with many packages installed) only for
+an id none of the built-in families with specific ids claims, before the Hugging Face `org/name`
+catch-all; so a plugin can add ids but not take over gpt-4o or claude-*.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from importlib.metadata import entry_points
+
+from ..errors import UnknownModelError, UsageError
+from .base import Family, Resolution, not_exact
+from .claude import ClaudeFamily
+from .gemini import GeminiFamily
+from .hf import HFFamily
+from .openai import OpenAIFamily, for_encoding
+
+__all__ = [
+    "BUILTIN",
+    "DEFAULT_MODEL",
+    "ClaudeFamily",
+    "Family",
+    "GeminiFamily",
+    "HFFamily",
+    "OpenAIFamily",
+    "Resolution",
+    "builtin_families",
+    "default_framing",
+    "families",
+    "family",
+    "for_encoding",
+    "not_exact",
+    "plugin_families",
+    "resolution_order",
+    "resolve",
+    "suggest",
+]
+
+DEFAULT_MODEL = "gpt-4o"
+
+BUILTIN = {"openai": OpenAIFamily, "claude": ClaudeFamily, "gemini": GeminiFamily, "hf": HFFamily}
+
+CATCH_ALL_ORDER = 90  # families at or past this order (the HF org/name rule) go after plugins
+
+
+@functools.cache
+def builtin_families() -> tuple[Family, ...]:
+    return tuple(sorted((cls() for cls in BUILTIN.values()), key=lambda f: (f.order, f.name)))
+
+
+@functools.cache
+def plugin_families() -> tuple[Family, ...]:
+    """Families other packages register in the `omnitok.families` entry-point group. Scanning
+    entry points costs tens of ms, so it happens only when no built-in family claims an id."""
+    eps = [ep for ep in entry_points(group="omnitok.families") if ep.name not in BUILTIN]
+    return tuple(sorted((ep.load()() for ep in eps), key=lambda f: (f.order, f.name)))
+
+
+def resolution_order(include_plugins: bool = True):
+    """Built-in families that match specific ids, then plugins, then the Hugging Face catch-all."""
+    first = [f for f in builtin_families() if f.order < CATCH_ALL_ORDER]
+    last = [f for f in builtin_families() if f.order >= CATCH_ALL_ORDER]
+    yield from first
+    if include_plugins:
+        yield from plugin_families()
+    yield from last
+
+
+def families() -> tuple[Family, ...]:
+    """All families, in resolution order."""
+    return tuple(resolution_order())
+
+
+def family(name: str) -> Family:
+    for fam in builtin_families():
+        if fam.name == name:
+            return fam
+    for fam in plugin_families():
+        if fam.name == name:
+            return fam
+    raise UsageError(f"no model family {name!r} (known: {', '.join(f.name for f in families())})")
+
+
+def resolve(model: str) -> Resolution:
+    """Map a model id to its family and what that family loads; raise UnknownModelError.
+
+    Families are asked in order: OpenAI, Claude, Gemini, plugins (omnitok.families entry points,
+    scanned only when reached), then the Hugging Face org/name catch-all. An empty id is a
+    UsageError, never the default model: the caller picks the default for an absent one (None).
+    """
+    if not model or not model.strip():
+        raise UsageError("model id is empty", hint="leave the model out for the default ($OMNITOK_MODEL, else gpt-4o)")
+    for fam in resolution_order():
+        res = fam.resolve(model)
+        if res is not None:
+            return res
+    raise UnknownModelError(model, suggest(model.strip()))
+
+
+def suggest(name: str, n: int = 3) -> list[str]:
+    """Known ids close to a near-miss, for the unknown-model error."""
+    candidates = dict.fromkeys(c.rstrip("-.") for fam in families() for c in fam.names())
+    return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.5)
+
+
+def default_framing():
+    """The framing of a family that names none (Family.framing returned None): OpenAI's documented
+    per-message rule, which most chat APIs' counts follow."""
+    from .openai import OpenAIFraming
+
+    return OpenAIFraming()

@@ -357,3 +357,22 @@ def test_cli_glue(cluster, data, tmp_path, capsys):
     assert summary["over_limit"] == sum(1 for r in local if r[4] is None and r[3] > 30)
     assert "chats.jsonl:4: invalid JSON" in std.err and "records had errors (skipped)" in std.err
     assert all(r[4] is None for r in _written(out))  # skipped: no error rows written
+
+
+def test_count_ray_through_the_console_script(cluster, data, tmp_path):
+    """`omnitok count --ray` as a user types it: the console script joins the running local Ray
+    (--ray-address auto) and gives the library's totals; a misuse is one usage line, exit 2."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    omnitok_bin = str(Path(sys.executable).with_name("omnitok"))
+    out = tmp_path / "out"
+    args = [omnitok_bin, "count", "--ray", "-m", MODEL, str(data / "chats.jsonl"), "--output", str(out), "-q"]
+    r = subprocess.run([*args, "--on-error", "skip"], capture_output=True, timeout=240)
+    local = _local([data / "chats.jsonl"])
+    summary = json.loads(r.stdout)
+    assert r.returncode == 4, r.stderr.decode()[-2000:]
+    assert (summary["records"], summary["errors"], summary["total_tokens"]) == _totals(local)
+    r = subprocess.run([omnitok_bin, "count", "--ray", "--text", "x"], capture_output=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.decode().startswith("omnitok: error: --ray counts Parquet or JSONL files")

@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from .. import errors
 from . import _options as opt
 from ._output import ProgressBar, error, info, print_json, print_mapping, wants_json
 from ._run import BadRecords, exit_code
@@ -87,6 +88,31 @@ def count(
     cache_dir: opt.CacheDir = None,
     l3_url: opt.L3Url = None,
     explain: bool = typer.Option(False, "--explain", help="Say on stderr how the model was resolved."),
+    ray_: bool = typer.Option(
+        False,
+        "--ray",
+        help="Count on a Ray cluster (pip install 'omnitok[ray]'): Parquet/JSONL files or directories, "
+        "local or URIs; results as a Parquet dataset in --output DIR, the summary on stdout.",
+    ),
+    ray_address: str = typer.Option(
+        "auto",
+        "--ray-address",
+        help="--ray: ray://HOST:10001 or HOST:6379; auto: $RAY_ADDRESS or a running local cluster, "
+        "else a local Ray; local: always a new local Ray.",
+    ),
+    bundle: list[str] | None = typer.Option(
+        None,
+        "--bundle",
+        help="--ray: a tokenizer bundle (omnitok bundle create) installed once on every node (repeatable).",
+        show_default=False,
+    ),
+    ray_workers: int | None = typer.Option(
+        None,
+        "--ray-workers",
+        callback=opt.number(1, integer=True),
+        help="--ray: how many actors count (default: one a CPU of the cluster).",
+        show_default=False,
+    ),
     quiet: opt.Quiet = False,
 ) -> None:
     """Count tokens of texts, JSONL records, chat messages or Parquet rows, exactly, offline.
@@ -94,6 +120,36 @@ def count(
     Text that looks like a special token (<|endoftext|>) is counted as plain text, as tiktoken's
     encode_ordinary and the APIs count user text.
     """
+    if ray_:
+        if text or add_field or lines:
+            raise errors.UsageError("--ray counts Parquet or JSONL files; --text, --add-field and --lines do not apply")
+        from .ray_cli import count_on_ray
+
+        return count_on_ray(
+            list(files or []),
+            output,
+            address=ray_address,
+            model=model,
+            fields=opt.split_fields(field),
+            id_field=id_field or None,
+            input_format=input_format,
+            bundles=bundle,
+            workers=ray_workers,
+            max_tokens=max_tokens,
+            on_error=on_error,
+            quiet=quiet,
+            encoding=encoding,
+            engine=engine,
+            tokenizer=tokenizer,
+            special_tokens=not no_special_tokens,
+            online=online,
+            strict=strict,
+            timeout=timeout,
+            retries=retries,
+            cache=opt.cache_mode(cache, no_cache),
+            cache_dir=cache_dir,
+            l3_url=l3_url,
+        )
     from ..api import Counter
     from ..io.output import open_output
     from ..io.readers import InputStream

@@ -1,5 +1,6 @@
 """Compatibility: the heuristic estimate lives in omnitok.families.heuristic now."""
 
+from .families.base import content_type
 from .families.heuristic import (
     _CJK,
     _OTHER,
@@ -7,7 +8,6 @@ from .families.heuristic import (
     OTHER_SCRIPT_CPT,
     HeuristicStrategy,
     calibration,
-    content_type,
     estimate,
     family_for,
 )

@@ -1,6 +1,6 @@
 """What every model family is built from: the `Family` protocol, the `Resolution` a family returns
-for a model id, and the helpers the family modules share (id-table lookup, message texts, the step
-down to an estimate).
+for a model id, and the helpers the family modules share (id-table lookup, message texts, content
+type, the step down to an estimate).
 
 This module imports no family module; each family module (openai.py, claude.py, ...) imports it.
 """
@@ -143,6 +143,35 @@ def no_tools(tools: list | None, who: str, online: bool = True) -> None:
         raise ExtractError(
             f"tools: {len(tools)} tool definition(s) cannot be counted offline for {who} (no published rule); {way}"
         )
+
+
+# --- text statistics ---------------------------------------------------------------------
+
+
+_CODE_CHARS = set("{}[]();=<>_/\\#*&|$")
+_MATH_CHARS = set("0123456789+-*/=^()∑∫√≤≥≠±×÷πλ")
+
+
+def content_type(text: str) -> str:
+    """prose | code | math | nonlatin, from character statistics (cheap, no parsing). Claude's
+    calibration ratios and the heuristic's figures both depend on it."""
+    n = len(text)
+    if n == 0:
+        return "prose"
+    sample = text if n <= 4000 else text[:2000] + text[-2000:]
+    m = len(sample)
+    # str.count per character class runs in C; the per-character loop is only for non-ASCII text.
+    if not sample.isascii():
+        non_ascii_letters = sum(1 for c in sample if ord(c) > 0x24F and c.isalpha())
+        if non_ascii_letters / m > 0.3:
+            return "nonlatin"
+    code = sum(sample.count(c) for c in _CODE_CHARS)
+    if code / m > 0.05 or "\n    " in sample and code / m > 0.02:
+        return "code"
+    math = sum(sample.count(c) for c in _MATH_CHARS)
+    if math / m > 0.15:
+        return "math"
+    return "prose"
 
 
 # --- stepping down from exact -----------------------------------------------------------------

@@ -30,8 +30,7 @@ import re
 from collections.abc import Sequence
 
 from ..errors import UsageError
-from .base import BEDROCK_REGIONS, Family, Resolution, message_texts
-from .heuristic import content_type
+from .base import BEDROCK_REGIONS, Family, Resolution, content_type, message_texts
 
 CALIBRATION_VERSION = 1
 

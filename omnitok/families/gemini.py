@@ -25,7 +25,6 @@ from pathlib import Path
 from ..assets.store import omnitok_home, sha256_file
 from ..errors import AssetError
 from .base import Family, Resolution, lookup, message_texts, no_tools, step_down, table_rows
-from .heuristic import strategy_for
 
 
 @dataclass(frozen=True)
@@ -163,6 +162,8 @@ class GeminiFamily(Family):
             path, where = find_spm(name)
             return _gemma_spm(name, str(path), where)
         except AssetError as e:
+            from .heuristic import strategy_for
+
             return step_down(res, opts, e, strategy_for("generic"))
 
     def framing(self, res, strategy, opts):

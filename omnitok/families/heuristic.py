@@ -17,6 +17,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from .base import content_type
+
 DATA = Path(__file__).parent.parent / "data" / "heuristic.json"
 OTHER_SCRIPT_CPT = 2.0  # uncalibrated: see the module docstring
 
@@ -36,32 +38,6 @@ def family_for(model_id: str) -> str:
         if key in name:
             return fam
     return "generic"
-
-
-_CODE_CHARS = set("{}[]();=<>_/\\#*&|$")
-_MATH_CHARS = set("0123456789+-*/=^()∑∫√≤≥≠±×÷πλ")
-
-
-def content_type(text: str) -> str:
-    """prose | code | math | nonlatin, from character statistics (cheap, no parsing). The heuristic's
-    figures and Claude's calibration ratios both depend on it."""
-    n = len(text)
-    if n == 0:
-        return "prose"
-    sample = text if n <= 4000 else text[:2000] + text[-2000:]
-    m = len(sample)
-    # str.count per character class runs in C; the per-character loop is only for non-ASCII text.
-    if not sample.isascii():
-        non_ascii_letters = sum(1 for c in sample if ord(c) > 0x24F and c.isalpha())
-        if non_ascii_letters / m > 0.3:
-            return "nonlatin"
-    code = sum(sample.count(c) for c in _CODE_CHARS)
-    if code / m > 0.05 or "\n    " in sample and code / m > 0.02:
-        return "code"
-    math = sum(sample.count(c) for c in _MATH_CHARS)
-    if math / m > 0.15:
-        return "math"
-    return "prose"
 
 
 def estimate(text: str, cpt: dict) -> float:

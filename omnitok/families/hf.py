@@ -13,7 +13,6 @@ from pathlib import Path
 
 from ..errors import AssetError, ExtractError
 from .base import BEDROCK_REGIONS, Family, Resolution, step_down
-from .heuristic import family_for, strategy_for
 
 # Bedrock ids of open-weight models -> the Hugging Face repo with the same tokenizer.
 BEDROCK_HF: dict[str, str] = {
@@ -110,6 +109,8 @@ class HFFamily(Family):
         except AssetError as e:
             if opts.tokenizer:
                 raise
+            from .heuristic import family_for, strategy_for
+
             return step_down(res, opts, e, strategy_for(family_for(res.target)))
 
     def framing(self, res, strategy, opts):

@@ -104,14 +104,17 @@ class HFFamily(Family):
         return None
 
     def offline(self, res, opts):
+        from ..tokenizers.hf import locate
+
         try:
-            return local_tokenizer(res.target, opts.tokenizer, opts.engine)
-        except AssetError as e:
+            directory, where = locate(res.target, opts.tokenizer)
+        except AssetError as e:  # no files: the heuristic (files that are there but broken: an error)
             if opts.tokenizer:
                 raise
             from .heuristic import family_for, strategy_for
 
             return step_down(res, opts, e, strategy_for(family_for(res.target)))
+        return _hf(res.target, str(directory), where, opts.engine)
 
     def framing(self, res, strategy, opts):
         """The model's chat template with its tokenizer files; the default framing for the heuristic."""

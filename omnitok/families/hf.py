@@ -50,7 +50,8 @@ def _hf(model_id: str, directory: str, where: str, engine: str):
 
 def local_tokenizer(model_id: str, tokenizer: str | None, engine: str):
     """The exact strategy of a Hugging Face model's tokenizer files (the directory given, or the ones
-    found: see tokenizers.hf.locate), loaded once; AssetError if there are none."""
+    found: see tokenizers.hf.locate), loaded once; AssetError if there are none or they cannot be
+    loaded."""
     from ..tokenizers.hf import locate
 
     directory, where = locate(model_id, tokenizer)

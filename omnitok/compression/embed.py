@@ -43,6 +43,7 @@ class _Cached:
         where = {t: i for i, t in enumerate(todo)}
         # most recently used last, as if each text were looked up in turn
         recent = list(dict.fromkeys(reversed(texts)))[:CACHE_SIZE][::-1]
+        stored: dict[str, np.ndarray] = {}  # the new vectors that stay in the cache
         if fresh is not None:
             fresh.flags.writeable = False
             staying = [t for t in recent if t in where]

@@ -200,7 +200,7 @@ def segment(context) -> tuple[list[Unit], str]:
             units.append(Unit(len(units), passage if passage is not None else p, text[a:b], sep if units else "", kind))
             first = a if first is None else first
             prev_end = b
-        return first or 0, prev_end or 0
+        return (first, prev_end) if first is not None else (0, 0)
 
     if isinstance(context, str):
         # every unit's sep + text, joined, is the context from the first unit's start to the last

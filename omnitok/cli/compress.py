@@ -79,6 +79,9 @@ def compress_cmd(
     embedding_model: str | None = typer.Option(
         None, "--embedding-model", help="Model name sent to --embedding-url.", show_default=False
     ),
+    device: str = typer.Option(
+        "auto", "--device", help="The embedding model on: auto (cuda when torch sees a GPU), cpu, or cuda."
+    ),
     gap_marker: str | None = typer.Option(
         None, "--gap-marker", help="Text put where content was left out, e.g. '[...]'.", show_default=False
     ),
@@ -112,6 +115,9 @@ def compress_cmd(
     from ..io.readers import InputStream
 
     check_budget(budget, ratio, target_compression)
+    from ..embedding import set_default_device
+
+    set_default_device(device)  # the local embedder's device; cuda without a GPU is a usage error
     if fmt not in FORMATS:
         raise errors.UsageError(f"--format must be one of {', '.join(FORMATS)}")
     opt.check_on_error(on_error)

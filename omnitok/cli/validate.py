@@ -72,6 +72,9 @@ def validate_cmd(
     ),
     idf: bool = typer.Option(False, "--idf", help="BERTScore: idf weighting over the originals."),
     rescale: bool = typer.Option(False, "--rescale", help="BERTScore: rescale with the model's baseline."),
+    device: str = typer.Option(
+        "auto", "--device", help="BERTScore's model on: auto (cuda when torch sees a GPU), cpu, or cuda."
+    ),
     cache: opt.CacheMode = "auto",
     no_cache: opt.NoCache = False,
     cache_dir: opt.CacheDir = None,
@@ -86,6 +89,7 @@ def validate_cmd(
 ) -> int:
     """Score (original, compressed) pairs with ROUGE-L and token compression; exit 6 when a gate fails."""
     from ..api import Counter
+    from ..embedding import set_default_device
     from ..io.output import check_output, open_output
     from ..io.readers import InputStream
     from ..pipeline import ordered_map
@@ -104,6 +108,7 @@ def validate_cmd(
     from ._output import error
     from ._run import BadRecords, exit_code
 
+    set_default_device(device)  # checked first: --device cuda without a GPU is a usage error
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
     for m in chosen:
         if m not in METRICS:

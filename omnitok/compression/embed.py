@@ -21,10 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from .. import notices
-from ..errors import RemoteError, UsageError
+from ..errors import RemoteError
 
 MAX_LENGTH = 256
 CACHE_SIZE = 50_000
+# The CPU default. int8 embeddings differ from fp32 by at most INT8_TOLERANCE in cosine (checked by
+# tests/test_onnx_embed.py), and answer retention on NQ-open stays within a point
+# (benchmarks/embed_bench.py).
+CPU_PRECISION = "int8"
+INT8_TOLERANCE = 0.03  # 1 - cosine to the fp32 vector, at most (measured: <= 0.016)
 
 
 class _Cached:
@@ -74,44 +79,41 @@ class _Cached:
 
 
 class LocalEmbedder(_Cached):
-    def __init__(self, model_dir: str | None = None, batch_size: int = 8):
+    """The local model through omnitok.embedding: ONNX Runtime on CPU (int8 by default, within
+    INT8_TOLERANCE of fp32; precision="fp32" for the exact path), torch fp16 on a GPU. Texts are
+    tokenized in one parallel call, sorted by token length and batched so padding costs little."""
+
+    def __init__(
+        self,
+        model_dir: str | None = None,
+        batch_size: int | None = None,
+        device: str | None = None,
+        precision: str | None = None,
+    ):
         super().__init__()
-        try:
-            import torch
-            from transformers import AutoModel, AutoTokenizer
-        except ImportError:
-            raise UsageError(
-                "dense relevance needs torch and transformers (pip install 'omnitok[embeddings]'), "
-                "or --method bm25, or --embedding-url"
-            ) from None
-        from transformers.utils import logging as hf_logging
-
         from ..assets.minilm import default_model_dir
+        from ..embedding import MAX_BATCH, encoder, resolve_device, tokenizer
 
-        hf_logging.disable_progress_bar()
-        torch.set_num_threads(os.cpu_count() or 1)
         directory = Path(model_dir) if model_dir else default_model_dir()
-        self.torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(directory), local_files_only=True).eval()
-        self.batch_size = batch_size
+        self.device = resolve_device(device)
+        self.precision = precision or ("fp16" if self.device == "cuda" else CPU_PRECISION)
+        self.tokenizer = tokenizer(directory, MAX_LENGTH)
+        self.encoder = encoder(str(directory), None, self.device, self.precision)
+        self.batch_size = batch_size or MAX_BATCH
         self.name = "all-MiniLM-L6-v2" if model_dir is None else directory.name
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        torch = self.torch
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths batch well
-        out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
-        with torch.inference_mode():
-            for i in range(0, len(order), self.batch_size):
-                idx = order[i : i + self.batch_size]
-                enc = self.tokenizer(
-                    [texts[j] for j in idx], padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt"
-                )
-                hidden = self.model(**enc)[0]
-                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-                out[idx] = pooled.numpy()
+        from ..embedding import batches, pad
+
+        ids = [e.ids for e in self.tokenizer.encode_batch(texts)]
+        out = np.zeros((len(texts), self.encoder.hidden_size), dtype=np.float32)
+        for idx in batches([len(x) for x in ids], self.batch_size):
+            x, mask = pad([ids[j] for j in idx])
+            hidden = self.encoder.run(x, mask)
+            m = mask[..., None].astype(np.float32)
+            pooled = (hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9)
+            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+            out[idx] = pooled
         return out
 
 

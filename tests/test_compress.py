@@ -296,6 +296,44 @@ def test_near_duplicates_equal_band_buckets(threshold, monkeypatch):
     assert sum(j is not None for j in found) > 100
 
 
+def _bm25_of_word_lists(docs: list[list[str]], query: list[str]) -> np.ndarray:
+    """BM25 over whole word lists, as score.bm25 computed it before it kept only counts."""
+    from collections import Counter
+
+    from omnitok.compression.score import K1, B
+
+    n = len(docs)
+    df = Counter(w for d in docs for w in set(d))
+    avg = sum(len(d) for d in docs) / n or 1.0
+    qset = Counter(query)
+    idf = {q: math.log(1 + (n - df[q] + 0.5) / (df[q] + 0.5)) for q in qset if df[q]}
+    out = np.zeros(n)
+    for i, d in enumerate(docs):
+        tf = Counter(t for t in d if t in idf)
+        norm = K1 * (1 - B + B * len(d) / avg)
+        out[i] = sum(idf[q] * qset[q] * f * (K1 + 1) / (f + norm) for q, f in tf.items())
+    return out
+
+
+def test_bm25_equals_the_word_list_form():
+    """Units and passages are scored from their lengths and query-term counts only; the floats
+    must be those of BM25 over their whole word lists (a passage's: its units' joined)."""
+    from omnitok.compression import score
+
+    docs = [{"title": f"Doc {i}", "text": t} for i, t in enumerate(_units_with_duplicates(200, 4))]
+    units, _ = segment(docs + [" ".join(FILLER), CONTEXT])
+    for query in ["w1 w2 w3 w1", "championship 1998 who won w7", "the of", "nothing matches"]:
+        q = score.terms(query)
+        unit_terms = [score.terms(u.text) for u in units]
+        ids, owner = score.passages_of(units)
+        passage_terms = [
+            [w for t, o in zip(unit_terms, owner, strict=True) if o == k for w in t] for k in range(len(ids))
+        ]
+        expected = 0.4 * score.minmax(_bm25_of_word_lists(unit_terms, q))
+        expected += 0.6 * score.minmax(_bm25_of_word_lists(passage_terms, q))[owner]
+        assert np.array_equal(score.lexical(units, query, 0.6), expected), query
+
+
 def test_centrality_equals_the_dense_tf_idf_form():
     """Without a query, salience is computed from sparse rows; it must agree with the dense
     (units x vocabulary) TF-IDF form it replaced."""

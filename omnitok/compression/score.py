@@ -117,21 +117,16 @@ def terms(text: str) -> list[str]:
     return out
 
 
-def bm25(docs: list[list[str]], query: list[str]) -> np.ndarray:
-    """Okapi BM25 of each doc for the query, IDF over the docs themselves (Lucene's idf form)."""
-    qset = Counter(query)
-    return _bm25([len(d) for d in docs], [_hits(d, qset) for d in docs], qset)
-
-
 def _hits(doc_terms: list[str], qset) -> dict[str, int] | None:
     """How often each query term occurs in a doc, in order of first occurrence; None for none."""
     hits = [t for t in doc_terms if t in qset]
     return Counter(hits) if hits else None
 
 
-def _bm25(lengths: list[int], tfs: list[dict | None], qset: Counter) -> np.ndarray:
-    """BM25 from what it needs of each doc: its length in terms and its query-term counts (all
-    bm25 reads of a doc, in the same order, so the same floats)."""
+def bm25(lengths: list[int], tfs: list[dict | None], qset: Counter) -> np.ndarray:
+    """Okapi BM25 of each doc for the query terms `qset` (term -> count), IDF over the docs
+    themselves (Lucene's idf form), from what it needs of a doc: its length in terms and its
+    query-term counts in order of first occurrence (_hits), not its words."""
     n = len(lengths)
     if n == 0 or not qset:
         return np.zeros(n)
@@ -181,7 +176,7 @@ def lexical(units: list[Unit], query: str | None, passage_weight: float) -> np.n
         t = terms(u.text)
         lengths.append(len(t))
         tfs.append(_hits(t, qset) if qset else None)
-    unit_s = minmax(_bm25(lengths, tfs, qset))
+    unit_s = minmax(bm25(lengths, tfs, qset))
     p_lengths = [0] * len(ids)
     p_tfs: list[dict | None] = [None] * len(ids)
     for n, tf, o in zip(lengths, tfs, owner.tolist(), strict=True):
@@ -192,7 +187,7 @@ def lexical(units: list[Unit], query: str | None, passage_weight: float) -> np.n
                 merged = p_tfs[o] = Counter()
             for q, f in tf.items():
                 merged[q] += f
-    passage_s = minmax(_bm25(p_lengths, p_tfs, qset))
+    passage_s = minmax(bm25(p_lengths, p_tfs, qset))
     return (1 - passage_weight) * unit_s + passage_weight * passage_s[owner]
 
 

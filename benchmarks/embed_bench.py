@@ -1,0 +1,252 @@
+"""The model-backed paths on this machine's cores: dense/combined compress and BERTScore, ONNX
+Runtime (omnitok.embedding) against the torch path and bert-score. Standalone:
+
+    python -m benchmarks.embed_bench [--n-retention 100] [--n-speed 50] [--n-pairs 100] [--sweep]
+
+Every timed run is a fresh process (`--child ...`) with an empty $OMNITOK_HOME, so "cold" means no
+ONNX export, no vector cache, nothing loaded; the export (and int8 quantization) time is reported
+apart, and the model load too. "warm" is the same contexts a second time in the same process
+(every vector cached). Retention: NQ-open (../shared/data, built as compress_bench builds it),
+default weights (not tuned), budgets 1/4 and 1/10, gold at positions 1, 10, 20.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "gpt-4o"
+# (label, OMNITOK_EMBED_BACKEND, precision)
+BACKENDS = (("torch fp32", "torch", "fp32"), ("onnx fp32", "onnx", "fp32"), ("onnx int8", "onnx", "int8"))
+
+
+def _nq(n: int, seed: int = 1):
+    from .compress_bench import distractors, load_nq, nq_cases
+
+    rows = load_nq()
+    near = distractors(rows)
+    idx = list(range(len(rows)))
+    random.Random(seed).shuffle(idx)
+    return nq_cases(rows, near, idx[:n])
+
+
+def _compressors(precision: str):
+    from omnitok.compression import Compressor
+    from omnitok.compression.embed import LocalEmbedder
+
+    start = time.perf_counter()
+    emb = LocalEmbedder(precision=precision)
+    load = time.perf_counter() - start
+    comps = {}
+    for m in ("dense", "combined"):
+        comps[m] = Compressor(MODEL, method=m, cache="off")
+        comps[m]._embedder = emb  # one vector cache for both, as compress_bench does
+    return comps, emb, load
+
+
+def child_speed(method: str, precision: str, n: int) -> dict:
+    from omnitok.compression.segment import segment
+    from omnitok.embedding.onnx import EXPORT_SECONDS
+
+    cases = [c for c in _nq(n) if c[3] == 10]
+    size = sum(len(segment(c[0])[1].encode()) for c in cases)
+    comps, emb, load = _compressors(precision)
+    comp = comps[method]
+    comp.count("warm the tokenizer")
+    start = time.perf_counter()
+    for ctx, q, _, _ in cases:
+        comp.compress(ctx, q, ratio=0.25)
+    cold = time.perf_counter() - start
+    start = time.perf_counter()
+    for ctx, q, _, _ in cases:
+        comp.compress(ctx, q, ratio=0.25)
+    warm = time.perf_counter() - start
+    export = sum(EXPORT_SECONDS.values())
+    return {"mb": size / 1e6, "contexts": len(cases), "cold_s": cold, "warm_s": warm, "load_s": load - export,
+            "export_s": export, "encoder": emb.encoder.name}  # fmt: skip
+
+
+def child_retention(precision: str, n: int) -> dict:
+    cases = _nq(n, seed=3)
+    comps, emb, _ = _compressors(precision)
+    out = {}
+    for method, comp in comps.items():
+        for label, ratio in (("1/4", 0.25), ("1/10", 0.1)):
+            hits: dict[int, list[bool]] = {}
+            for ctx, q, answers, pos in cases:
+                text = comp.compress(ctx, q, ratio=ratio).compressed_text
+                hits.setdefault(pos, []).append(any(a in text for a in answers))
+            out[f"{method} {label}"] = {p: float(np.mean(v)) for p, v in sorted(hits.items())}
+    return {"retention": out, "encoder": emb.encoder.name}
+
+
+def child_bertscore(which: str, n: int) -> dict:
+    from .run import prose_pairs
+
+    pairs = prose_pairs(n)
+    cands, refs = [c for _, c in pairs], [o for o, _ in pairs]
+    start = time.perf_counter()
+    if which == "bert-score":
+        from bert_score import score
+
+        from omnitok.validation.bertscore import default_model_dir
+
+        imported = time.perf_counter() - start
+        start = time.perf_counter()
+        P, R, F = score(cands, refs, model_type=str(default_model_dir()), num_layers=6, batch_size=64)
+        scores = [(p.item(), r.item(), f.item()) for p, r, f in zip(P, R, F, strict=True)]
+        return {"import_s": imported, "score_s": time.perf_counter() - start, "export_s": 0.0, "scores": scores}
+    from omnitok.embedding.onnx import EXPORT_SECONDS
+    from omnitok.validation.bertscore import BERTScorer
+
+    imported = time.perf_counter() - start
+    start = time.perf_counter()
+    if which == "omnitok-torch":
+        os.environ["OMNITOK_EMBED_BACKEND"] = "torch"
+    scorer = BERTScorer()
+    scores = scorer.score(cands, refs)
+    total = time.perf_counter() - start
+    export = sum(EXPORT_SECONDS.values())
+    return {"import_s": imported, "score_s": total - export, "export_s": export, "scores": scores,
+            "encoder": scorer.encoder.name}  # fmt: skip
+
+
+def child_sweep() -> dict:
+    """Sentences/s of compress's embedder (int8 and fp32) by batch limits, on NQ sentences."""
+    from omnitok.compression.embed import LocalEmbedder
+    from omnitok.compression.segment import segment
+
+    texts = []
+    for ctx, _, _, _ in _nq(15):
+        texts += [u.text for u in segment(ctx)[0]]
+    texts = list(dict.fromkeys(texts))[:1500]
+    out = {}
+    import omnitok.embedding as E
+
+    for precision in ("int8", "fp32"):
+        emb = LocalEmbedder(precision=precision)
+        emb._embed(texts[:50])
+        for max_batch, max_tokens in ((8, 100_000), (32, 2048), (64, 4096), (128, 4096), (128, 8192), (256, 16384)):
+            E.MAX_TOKENS = max_tokens
+            emb.batch_size = max_batch
+            start = time.perf_counter()
+            emb._embed(texts)
+            out[f"{precision} batch<={max_batch} tokens<={max_tokens}"] = len(texts) / (time.perf_counter() - start)
+    return {"sentences": len(texts), "per_s": out}
+
+
+def run_child(args: list[str], env: dict | None = None, home: str | None = None) -> dict:
+    """A fresh process; its $OMNITOK_HOME empty unless home is given (an export cache to reuse)."""
+    with tempfile.TemporaryDirectory() as empty, tempfile.NamedTemporaryFile(suffix=".json") as out:
+        e = {**os.environ, "OMNITOK_HOME": home or empty, **(env or {})}
+        subprocess.run([sys.executable, "-m", "benchmarks.embed_bench", "--child", out.name, *args], cwd=ROOT,
+                       env=e, check=True)  # fmt: skip
+        return json.loads(Path(out.name).read_text())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n-retention", type=int, default=100)
+    ap.add_argument("--n-speed", type=int, default=50)
+    ap.add_argument("--n-pairs", type=int, default=100)
+    ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--skip", default="", help="comma-separated: speed, retention, bertscore")
+    a = ap.parse_args()
+    skip = set(a.skip.split(","))
+    lines = [f"## Model-backed paths on {len(os.sched_getaffinity(0))} cores (`python -m benchmarks.embed_bench`)", ""]
+    if a.sweep:
+        s = run_child(["sweep"])
+        lines += [f"Batch limits, {s['sentences']} NQ sentences (sentences/s):", ""]
+        lines += [f"- {k}: {v:.0f}" for k, v in s["per_s"].items()] + [""]
+    if "speed" not in skip:
+        lines += [
+            f"Compress throughput, NQ contexts at position 10, budget 1/4, {a.n_speed} contexts. cold: fresh "
+            "process, empty vector cache and ONNX export cache (export and model load reported apart, not in MB/s); "
+            "warm: the same contexts again, every vector cached.",
+            "",
+            "| method | backend | MB | cold MB/s | warm MB/s | model load s | export s |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for method in ("dense", "combined"):
+            for label, backend, precision in BACKENDS:
+                r = run_child(["speed", method, precision, str(a.n_speed)], {"OMNITOK_EMBED_BACKEND": backend})
+                lines.append(
+                    f"| {method} | {label} ({r['encoder']}) | {r['mb']:.2f} | {r['mb'] / r['cold_s']:.3f} | "
+                    f"{r['mb'] / r['warm_s']:.2f} | {r['load_s']:.1f} | {r['export_s']:.1f} |"
+                )
+                print(lines[-1], file=sys.stderr)
+        lines.append("")
+    if "retention" not in skip:
+        got = {}
+        for label, backend, precision in BACKENDS:
+            got[label] = run_child(["retention", precision, str(a.n_retention)], {"OMNITOK_EMBED_BACKEND": backend})
+        keys = list(got[BACKENDS[0][0]]["retention"])
+        lines += [
+            f"Answer retention, NQ-open, {a.n_retention} questions x gold positions 1/10/20, default weights:",
+            "",
+            "| method budget | " + " | ".join(f"{b} @1/@10/@20" for b, _, _ in BACKENDS) + " |",
+            "|---|" + "---:|" * len(BACKENDS),
+        ]
+        for k in keys:
+            cells = ["/".join(f"{v:.1%}" for v in got[b]["retention"][k].values()) for b, _, _ in BACKENDS]
+            lines.append(f"| {k} | " + " | ".join(cells) + " |")
+        for b, _, _ in BACKENDS[1:]:
+            worst = max(
+                abs(got[b]["retention"][k][p] - got[BACKENDS[0][0]]["retention"][k][p])
+                for k in keys
+                for p in got[b]["retention"][k]
+            )
+            lines.append(f"\nLargest difference {b} vs torch fp32: {worst * 100:.1f} points.")
+        lines.append("")
+    if "bertscore" not in skip:
+        ref = run_child(["bertscore", "bert-score", str(a.n_pairs)])
+        with tempfile.TemporaryDirectory() as home:
+            ours = run_child(["bertscore", "omnitok", str(a.n_pairs)], home=home)  # exports into home
+            again = run_child(["bertscore", "omnitok", str(a.n_pairs)], home=home)  # a fresh process, export cached
+        worst = max(
+            abs(x - y) for o, r in zip(ours["scores"], ref["scores"], strict=True) for x, y in zip(o, r, strict=True)
+        )
+        n = a.n_pairs
+        lines += [
+            f"BERTScore, {n} pairs of 2-4 KB prose (benchmarks/run.py's prose_pairs), all-MiniLM-L6-v2 layer 6, "
+            "each a fresh process; model load included, imports and the one-time ONNX export not:",
+            "",
+            "| scorer | import s | export s | score s | pairs/s | vs bert-score |",
+            "|---|---:|---:|---:|---:|---:|",
+            f"| bert-score `score()` | {ref['import_s']:.1f} | - | {ref['score_s']:.1f} | {n / ref['score_s']:.1f} "
+            "| 1.00x |",
+            f"| omnitok ({ours['encoder']}) | {ours['import_s']:.1f} | {ours['export_s']:.1f} | "
+            f"{ours['score_s']:.1f} | {n / ours['score_s']:.1f} | {ref['score_s'] / ours['score_s']:.2f}x |",
+            "",
+            f"Largest P/R/F difference from bert-score: {worst:.1e}. A second fresh process, the export "
+            f"cached (what every later run does): {again['score_s']:.1f} s including the model load, "
+            f"{n / again['score_s']:.1f} pairs/s, {ref['score_s'] / again['score_s']:.2f}x bert-score.",
+            "",
+        ]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        out, kind, *rest = sys.argv[2:]
+        if kind == "speed":
+            result = child_speed(rest[0], rest[1], int(rest[2]))
+        elif kind == "retention":
+            result = child_retention(rest[0], int(rest[1]))
+        elif kind == "bertscore":
+            result = child_bertscore(rest[0], int(rest[1]))
+        else:
+            result = child_sweep()
+        Path(out).write_text(json.dumps(result))
+    else:
+        main()

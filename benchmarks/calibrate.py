@@ -18,7 +18,7 @@ import sysconfig
 from pathlib import Path
 
 import omnitok
-from omnitok import heuristic
+from omnitok.families import heuristic
 
 from .hf_refs import hf_reference_dirs
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from . import models
+from . import families
 from .errors import UsageError
 from .pipeline import Counted, count_records
 from .records import ExtractError, Extractor
@@ -35,26 +35,26 @@ class CountResult:
 
 
 def default_model() -> str:
-    return os.environ.get("OMNITOK_MODEL") or models.DEFAULT_MODEL
+    return os.environ.get("OMNITOK_MODEL") or families.DEFAULT_MODEL
 
 
-def resolve(model: str | None = None, encoding: str | None = None, tokenizer: str | None = None) -> models.Resolution:
+def resolve(model: str | None = None, encoding: str | None = None, tokenizer: str | None = None) -> families.Resolution:
     """What a model id (or an explicit encoding) resolves to; raises UnknownModelError.
 
     A tokenizer path with no model id (and no encoding) names the model itself: the Hugging
     Face family counts with those files, whatever $OMNITOK_MODEL says."""
     if encoding:
-        return models.for_encoding(encoding, model)
+        return families.for_encoding(encoding, model)
     if model is None and tokenizer:
-        return models.Resolution(tokenizer, "hf", tokenizer, "template", f"--tokenizer {tokenizer!r} with no model id")
-    return models.resolve(default_model() if model is None else model)
+        return families.Resolution(tokenizer, "hf", tokenizer, "template", f"--tokenizer {tokenizer!r} with no model id")
+    return families.resolve(default_model() if model is None else model)
 
 
 def load_tokenizer(
     model: str | None = None, *, encoding: str | None = None, engine: str = "auto", tokenizer: str | None = None
 ):
     """The loaded offline counting strategy for a model (cached per process)."""
-    from .chain import Options, offline
+    from .strategy_chain import Options, offline
 
     return offline(resolve(model, encoding, tokenizer), Options(engine=engine, tokenizer=tokenizer))
 
@@ -79,7 +79,7 @@ class Counter:
         cache_dir: str | None = None,
         l3_url: str | None = None,
     ):
-        from .chain import Options, plan
+        from .strategy_chain import Options, plan
 
         self.resolution = resolve(model, encoding, tokenizer)
         self.options = Options(engine, tokenizer, special_tokens, online, strict, concurrency, timeout, retries)
@@ -90,7 +90,7 @@ class Counter:
 
             if cache not in MODES:
                 raise UsageError(f"cache mode must be one of {', '.join(MODES)}, not {cache!r}")
-            from .chain import cache_options
+            from .strategy_chain import cache_options
 
             tag = cache_options(self.resolution, special_tokens)
             strategy, self.cache = wrap(strategy, cache, settings_from(cache_dir, l3_url), tag)
@@ -111,7 +111,7 @@ class Counter:
     @property
     def meta(self) -> dict:
         """The fields every result of this counter carries (unless a fallback counted it)."""
-        from .chain import meta_of
+        from .strategy_chain import meta_of
 
         return meta_of(self.strategy, self.resolution.model)
 

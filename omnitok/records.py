@@ -91,7 +91,7 @@ class Extractor:
     """Takes the countable text out of a record.
 
     fields: dotted paths; None means auto: a bare JSON string, else `messages` (chat), else `text`.
-    framing: the model's framing (omnitok.framing): text -> texts + overhead, chat likewise;
+    framing: the model's framing (omnitok.families: OpenAIFraming, ClaudeFraming, ...): text -> texts + overhead, chat likewise;
     None: TextOnly.
     """
 

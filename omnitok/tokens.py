@@ -42,7 +42,7 @@ class Encoder:
         purpose: str = "encode",
     ):
         from .api import resolve
-        from .chain import Options
+        from .strategy_chain import Options
 
         self.resolution = resolve(model, encoding)
         opts = Options(engine=engine, tokenizer=tokenizer, online=False, strict=True)
@@ -125,13 +125,13 @@ class Encoder:
 
 def _exact_local(res, opts, purpose: str):
     """The model's offline strategy, if it is exact and can encode; else a UsageError saying why."""
-    from .chain import offline
+    from .strategy_chain import offline
 
     if res.family == "hf":  # no files is the usual cause: say where omnitok looked, and how to get them
         from .tokenizers.hf import locate
 
         try:
-            locate(res.encoding, opts.tokenizer)
+            locate(res.target, opts.tokenizer)
         except AssetError as e:
             raise UsageError(
                 f"{res.model} has no local tokenizer ({e.message}); {purpose} needs an exact local one", hint=e.hint

@@ -230,9 +230,9 @@ def test_an_exact_strategy_that_cannot_encode_says_so(monkeypatch):
     class CountsOnly:
         name, exact, engine, encoding = "gemma-sentencepiece", True, "sentencepiece", "gemini:gemma3"
 
-    import omnitok.chain
+    import omnitok.strategy_chain
 
-    monkeypatch.setattr(omnitok.chain, "offline", lambda res, opts: CountsOnly())
+    monkeypatch.setattr(omnitok.strategy_chain, "offline", lambda res, opts: CountsOnly())
     with pytest.raises(UsageError, match=r"gemini-2.5-flash: its tokenizer \(gemma-sentencepiece.*cannot truncate"):
         omnitok.truncate("hi", 1, model="gemini-2.5-flash")
 

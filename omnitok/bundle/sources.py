@@ -73,8 +73,8 @@ def openai_assets(encoding: str, work: Path) -> list[Asset]:
 
 
 def gemma_assets(name: str, work: Path) -> list[Asset]:
-    from .. import gemini
     from ..errors import AssetError
+    from ..families import gemini
 
     vocab = gemini.SENTENCEPIECE[name]
     try:
@@ -133,9 +133,8 @@ def hf_assets(repo: str, work: Path, revision: str | None = None, local_dir: str
 
 def gather(recipe, work: Path) -> tuple[list[Asset], dict[str, list[str]], dict[str, str]]:
     """(assets, model -> bundle paths, hf repo -> revision) for every model of a recipe."""
-    from .. import gemini
-    from ..claude import GENERATIONS
-    from ..models import resolve
+    from ..families import gemini, resolve
+    from ..families.claude import GENERATIONS
 
     assets: dict[str, Asset] = {}
     by_model: dict[str, list[str]] = {}
@@ -143,11 +142,11 @@ def gather(recipe, work: Path) -> tuple[list[Asset], dict[str, list[str]], dict[
     for model in recipe.models:
         res = resolve(model)
         if res.family == "openai":
-            found = openai_assets(res.encoding, work)
+            found = openai_assets(res.target, work)
         elif res.family == "claude":
-            found = openai_assets(GENERATIONS[res.encoding][0], work)
+            found = openai_assets(GENERATIONS[res.target][0], work)
         elif res.family == "gemini":
-            name = gemini.tokenizer_name(res.encoding)
+            name = gemini.tokenizer_name(res.target)
             if name is None:
                 raise BundleError(f"{model}: no Gemma vocabulary is known for it")
             if name in gemini.HF_TOKENIZERS:
@@ -156,7 +155,7 @@ def gather(recipe, work: Path) -> tuple[list[Asset], dict[str, list[str]], dict[
             else:
                 found = gemma_assets(name, work)
         elif res.family == "hf":
-            repo = res.encoding
+            repo = res.target
             found = hf_assets(
                 repo, work, recipe.revisions.get(repo), recipe.local_dirs.get(repo) or recipe.local_dirs.get(model)
             )

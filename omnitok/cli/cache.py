@@ -92,9 +92,9 @@ def _tags_for(model: str, special: bool) -> list[str]:
     from ..api import resolve
     from ..cache import settings_from
     from ..cache.keys import KeyMaker
-    from ..chain import Options, cache_options, offline, provider_model
     from ..families import family
     from ..remote.providers import fingerprint
+    from ..strategy_chain import Options, cache_options, offline, provider_model
 
     res = resolve(model)
     fingerprints = [offline(res, Options()).fingerprint]

@@ -11,7 +11,7 @@ def _asset_rows() -> list[dict]:
     """What is present locally: embedded and stored OpenAI vocabularies, Gemma, HF cache models."""
     from ..assets.hf import has_tokenizer, hf_cache_dir
     from ..assets.store import tiktoken_candidates
-    from ..gemini import SENTENCEPIECE, spm_candidates
+    from ..families.gemini import SENTENCEPIECE, spm_candidates
     from ..tokenizers.openai_encodings import ENCODINGS
 
     rows = []
@@ -39,7 +39,7 @@ def explain(counter) -> dict:
     return {
         "model": r.model,
         "family": r.family,
-        "target": r.encoding,
+        "target": r.target,
         "reason": r.reason,
         "chain": family(r.family).chain,
         **counter.meta,

@@ -227,16 +227,8 @@ def _records(items: Sequence[Any], extractor, source: str):
     """Records of in-memory items (a text, or a JSON object as a JSONL line holds it), numbered
     as the CLI numbers lines: pos from 0, line from 1; a record whose text cannot be taken out of
     it carries the reason, as a bad input line does."""
-    from .records import ExtractError, Record
-
     for i, obj in enumerate(items):
-        rec = Record(i, source, i + 1, extractor.record_id(obj))
-        try:
-            rec.texts, rec.overhead, rec.fields = extractor.extract(obj)
-        except ExtractError as e:
-            rec.error = str(e)
-            rec.raw = obj
-        yield rec
+        yield extractor.record(i, source, i + 1, obj)
 
 
 def count_rows(

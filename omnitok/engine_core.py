@@ -107,13 +107,7 @@ def table_records(table, extractor, source: str | None = None, first_line: int |
         wanted = set(tops) | ({ex.id_field} & set(names) if ex.id_field else set())
         table = table.select([n for n in names if n in wanted])
     for i, obj in enumerate(table.to_pylist()):
-        rec = Record(i, source, None if first_line is None else first_line + i, ex.record_id(obj))
-        try:
-            rec.texts, rec.overhead, rec.fields = ex.extract(obj)
-        except ExtractError as e:
-            rec.error = str(e)
-            rec.raw = obj
-        yield rec
+        yield ex.record(i, source, None if first_line is None else first_line + i, obj)
 
 
 def _str_id(value: Any) -> str | None:

@@ -106,6 +106,17 @@ class Extractor:
     def record_id(self, obj: Any) -> Any:
         return record_id(obj, self.id_field)
 
+    def record(self, pos: int, source: str | None, line: int | None, obj: Any) -> Record:
+        """The Record of one input object: its id and texts, or, when they cannot be taken out of
+        it, an error record carrying the reason and the object (every reader builds them here)."""
+        rec = Record(pos, source, line, self.record_id(obj))
+        try:
+            rec.texts, rec.overhead, rec.fields = self.extract(obj)
+        except ExtractError as e:
+            rec.error = str(e)
+            rec.raw = obj
+        return rec
+
     def for_columns(self, names: list[str]) -> tuple[Extractor, list[str] | None]:
         """For a table with these columns: the extractor to use on its rows (auto mode picks
         `messages` or `text`) and the top-level columns it reads (None: all)."""

@@ -311,15 +311,9 @@ class InputStream:
     def _record(
         self, source: str, line: int | None, obj: Any, extractor: Extractor | None = None, text: bytes | None = None
     ) -> Record:
-        ex = extractor or self.extractor
-        rec = Record(self.next_pos(), source, line, ex.record_id(obj))
+        rec = (extractor or self.extractor).record(self.next_pos(), source, line, obj)
         if self.keep_raw:
             rec.raw, rec.raw_json = obj, text
-        try:
-            rec.texts, rec.overhead, rec.fields = ex.extract(obj)
-        except ExtractError as e:
-            rec.error = str(e)
-            rec.raw = obj
         return rec
 
     def _error(self, source: str, line: int | None, message: str, raw: Any = None) -> Record:

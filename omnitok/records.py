@@ -107,15 +107,7 @@ class Extractor:
         return record_id(obj, self.id_field)
 
     def record(self, pos: int, source: str | None, line: int | None, obj: Any) -> Record:
-        """The Record of one input object: its id and texts, or, when they cannot be taken out of
-        it, an error record carrying the reason and the object (every reader builds them here)."""
-        rec = Record(pos, source, line, self.record_id(obj))
-        try:
-            rec.texts, rec.overhead, rec.fields = self.extract(obj)
-        except ExtractError as e:
-            rec.error = str(e)
-            rec.raw = obj
-        return rec
+        return record_of(self, pos, source, line, obj)
 
     def for_columns(self, names: list[str]) -> tuple[Extractor, list[str] | None]:
         """For a table with these columns: the extractor to use on its rows (auto mode picks
@@ -184,3 +176,16 @@ class Extractor:
                         extra["tools"] = tools
             return (*self.framing.chat(messages, name, **extra), None)
         raise ExtractError(f"field {name!r} is {type_name(value)}, expected a string or a messages array")
+
+
+def record_of(extractor, pos: int, source: str | None, line: int | None, obj: Any) -> Record:
+    """The Record of one input object, by any extractor (record_id + extract: Extractor, compress's
+    CompressExtractor): its id and texts, or, when they cannot be taken out of it, an error record
+    carrying the reason and the object. Every reader builds its records here."""
+    rec = Record(pos, source, line, extractor.record_id(obj))
+    try:
+        rec.texts, rec.overhead, rec.fields = extractor.extract(obj)
+    except ExtractError as e:
+        rec.error = str(e)
+        rec.raw = obj
+    return rec

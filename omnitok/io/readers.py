@@ -30,7 +30,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .. import notices
 from ..errors import InputError, UsageError
-from ..records import ExtractError, Extractor, Record
+from ..records import ExtractError, Extractor, Record, record_of
 
 if TYPE_CHECKING:
     from .shards import Shard
@@ -311,7 +311,7 @@ class InputStream:
     def _record(
         self, source: str, line: int | None, obj: Any, extractor: Extractor | None = None, text: bytes | None = None
     ) -> Record:
-        rec = (extractor or self.extractor).record(self.next_pos(), source, line, obj)
+        rec = record_of(extractor or self.extractor, self.next_pos(), source, line, obj)
         if self.keep_raw:
             rec.raw, rec.raw_json = obj, text
         return rec

@@ -12,9 +12,11 @@ Budgets 1/2, 1/4, 1/10 of the original's o200k tokens (model gpt-4o). Methods: o
 dense, combined) against first-k token truncation, random passages and random sentences, the
 last two under the same exact-budget selector. Weights are tuned on a dev split of questions
 disjoint from the reported ones. Throughput (MB of context per second, cold caches) and peak
-memory are measured per method in a fresh process.
+memory are measured per method in a fresh process, and for one large context (LARGE_MB of NQ
+passages) through the CLI.
 
     python -m benchmarks.compress_bench    # writes benchmarks/COMPRESS.md (OMNITOK_BENCH_COMPRESS_N=500)
+    python -m benchmarks.compress_bench --large    # the large context alone
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ POSITIONS = (1, 10, 20)
 OURS = ("bm25", "dense", "combined")
 BASELINES = ("first-k", "random passages", "random sentences")
 DEV_N = 100
+LARGE_MB = 20
 
 
 def load_nq() -> list[dict]:
@@ -232,6 +235,38 @@ def throughput(method: str, n: int = 150) -> dict:
     return {"method": method, "mb": size / 1e6, "seconds": wall, "mb_per_s": size / 1e6 / wall}
 
 
+def large_context() -> dict:
+    """One LARGE_MB context through `omnitok compress --method bm25` (budget 1/10): wall time and
+    peak memory of the process. NQ's gold passages, shuffled and repeated to size (most units
+    are then duplicates; each unit costs the same time and memory either way)."""
+    from .run import peak_rss
+
+    rows = load_nq()
+    passages = [f"{r['gold']['title']}\n{r['gold']['text']}" for r in rows]
+    rng, parts, size = random.Random(2), [], 0
+    while size < LARGE_MB * 1e6:
+        rng.shuffle(passages)
+        parts += passages
+        size += sum(len(p) + len(PASSAGE_SEP) for p in passages)
+    WORK.mkdir(exist_ok=True)
+    path = WORK / "compress-large.txt"
+    path.write_text(PASSAGE_SEP.join(parts), encoding="utf-8")
+    omnitok = str(Path(sys.executable).with_name("omnitok"))
+    cmd = [omnitok, "compress", "-m", MODEL, "--method", "bm25", "--context", str(path), "--query", rows[0]["question"]]
+    cmd += ["--ratio", "0.1", "--format", "json", "-o", str(WORK / "compress-large.json")]
+    wall, rss = peak_rss(cmd)
+    return {"mb": path.stat().st_size / 1e6, "seconds": wall, "rss_mb": rss}
+
+
+def large_context_lines(large: dict) -> list[str]:
+    return [
+        f"One {large['mb']:.0f} MB context (NQ gold passages, shuffled and repeated) through `omnitok compress "
+        f"--method bm25 --ratio 0.1`: {large['seconds']:.1f} s, peak RSS {large['rss_mb']:.0f} MB "
+        f"({large['rss_mb'] / large['mb']:.1f}x the context, the interpreter and tokenizer included).",
+        "",
+    ]
+
+
 def main(results: list[str] | None = None) -> list[str]:
     n = int(os.environ.get("OMNITOK_BENCH_COMPRESS_N", "500"))
     results = results if results is not None else []
@@ -266,6 +301,7 @@ def main(results: list[str] | None = None) -> list[str]:
     hi = [ok for s, ok in q_rows if s >= median]
     lo = [ok for s, ok in q_rows if s < median]
     speed = [_in_subprocess(m) for m in OURS]
+    large = large_context()
 
     results += [
         "## Compression (`omnitok compress`)",
@@ -307,6 +343,7 @@ def main(results: list[str] | None = None) -> list[str]:
     for s in speed:
         results.append(f"| omnitok {s['method']} | {s['mb_per_s']:.3f} | {s['contexts']} | {s['rss_mb']:.0f} |")
     results.append("")
+    results += large_context_lines(large)
     return results
 
 
@@ -322,7 +359,9 @@ def _in_subprocess(method: str) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--throughput":
+    if sys.argv[1:] == ["--large"]:
+        print("\n".join(large_context_lines(large_context())))
+    elif len(sys.argv) == 4 and sys.argv[1] == "--throughput":
         result = throughput(sys.argv[2])
         result["contexts"] = 150
         Path(sys.argv[3]).write_text(json.dumps(result))

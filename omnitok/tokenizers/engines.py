@@ -1,8 +1,9 @@
 """BPE engines for OpenAI rank files. Both count like tiktoken's `encode_ordinary`: text that
 looks like a special token (`<|endoftext|>`) is counted as plain text.
 
-- `gigatoken` (Rust): the default; ~15x tiktoken's batch throughput on 2 cores here and
-  identical counts (tests/test_engine_equivalence.py guards that against tiktoken).
+- `gigatoken` (Rust): the default; several times tiktoken's batch throughput (`make bench`'s
+  throughput steps measure it) and identical counts (tests/test_engine_equivalence.py guards that
+  against tiktoken).
 - `tiktoken`: the reference, and the fallback where gigatoken is not installed or cannot load
   a rank file (p50k_base).
 """
@@ -27,8 +28,8 @@ _CONTINUATION = bytes(range(0x80, 0xC0))  # UTF-8 bytes that continue a characte
 def read_ranks(path: Path) -> dict[bytes, int]:
     """Parse a .tiktoken rank file (base64 token, space, rank a line). The store has verified it;
     tiktoken's own loader would also copy it into TIKTOKEN_CACHE_DIR, which we must not touch.
-    (binascii over the split fields: 2x base64.b64decode a line; the reference engine is loaded
-    on the critical path before workers fork.)"""
+    (binascii over the split fields, faster than base64.b64decode a line: a reference engine is
+    loaded on a run's critical path.)"""
     from binascii import a2b_base64
 
     fields = path.read_bytes().split()

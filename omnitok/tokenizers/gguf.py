@@ -244,7 +244,7 @@ def _bpe_json(v: GGUFVocab) -> tuple[dict, bool]:
         # llama.cpp splits the text into runs of newlines and runs of the rest before merging. When
         # no token mixes the two (Gemma 4's vocabulary), no merge can cross such a boundary and the
         # split changes nothing; leaving it out lets gigatoken load the file (it has no Split for
-        # SentencePiece-style models), 5x faster than `tokenizers` here.
+        # SentencePiece-style models), the faster engine (reference/engines.md).
         mixed = any("\n" in tok and tok.strip("\n") for tok in v.tokens)
         pre_tokenizer = (
             {"type": "Split", "pattern": {"Regex": r"\n+"}, "behavior": "Isolated", "invert": False} if mixed else None

@@ -46,7 +46,9 @@ def resolve(model: str | None = None, encoding: str | None = None, tokenizer: st
     if encoding:
         return families.for_encoding(encoding, model)
     if model is None and tokenizer:
-        return families.Resolution(tokenizer, "hf", tokenizer, "template", f"--tokenizer {tokenizer!r} with no model id")
+        return families.Resolution(
+            tokenizer, "hf", tokenizer, "template", f"--tokenizer {tokenizer!r} with no model id"
+        )
     return families.resolve(default_model() if model is None else model)
 
 

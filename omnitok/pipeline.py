@@ -45,6 +45,19 @@ def default_jobs() -> int:
         return os.cpu_count() or 1
 
 
+def idle_jobs() -> int:
+    """--jobs auto for a large input: the cores not already busy (this machine's one-minute load
+    average taken off the cores this process may use), at least 1. Workers on cores that other
+    work holds only compete with it and with this process's own merging: on 2 shared cores a
+    parallel count measured slower than one job (README, Performance)."""
+    cores = default_jobs()
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on this platform
+        return cores
+    return max(1, min(cores, int(cores - load + 0.5)))
+
+
 # The strategy a forked worker counts with; set in the parent just before the fork.
 _WORKER_STRATEGY = None
 
@@ -135,14 +148,14 @@ def count_records(
 ) -> Iterator[Counted]:
     """Count every record; error records pass through with their error.
 
-    `jobs=None` is auto: every core for an input of AUTO_MIN_BYTES or more (or a stream longer
-    than one shard), else this process alone, where start-up matters more than cores."""
+    `jobs=None` is auto: the idle cores (idle_jobs) for an input of AUTO_MIN_BYTES or more (or a
+    stream longer than one shard), else this process alone, where start-up matters more."""
     if getattr(strategy, "in_process", False):
         jobs = 1  # online strategies and the cache run here (threads, a database connection)
     shardable = getattr(records, "shardable", None)
     if jobs is None:
         total = getattr(getattr(records, "progress", None), "total", None)
-        jobs = 1 if total is not None and total < AUTO_MIN_BYTES else default_jobs()
+        jobs = 1 if total is not None and total < AUTO_MIN_BYTES else idle_jobs()
     if jobs > 1 and shardable is not None and shardable():
         yield from _count_shards(records, strategy, jobs, on_batch)
         return

@@ -19,6 +19,7 @@ def small_shards(monkeypatch):
     monkeypatch.setattr(shards, "SHARD_MIN", 512)
     monkeypatch.setattr(shards, "SHARD_MAX", 2048)
     monkeypatch.setattr(pipeline, "AUTO_MIN_BYTES", 4096)
+    monkeypatch.setattr(pipeline, "idle_jobs", lambda: 2)  # auto, whatever else this machine runs
 
 
 @pytest.fixture
@@ -84,7 +85,7 @@ def test_every_jobs_value_writes_the_same_bytes(cli, tmp_path, seed, pools):
     r = cli("count", "--on-error", "record", *paths)  # auto
     runs["auto"] = (r.code, r.out, r.err)
     assert runs["1"][0] in (0, 4)
-    assert pools == [2, 3, pipeline.default_jobs()]  # -j 2, -j 3 and auto went through shard workers
+    assert pools == [2, 3, 2]  # -j 2, -j 3 and auto (2 idle cores) went through shard workers
     assert runs["1"][1].count(b"\n") > 300
     for jobs, run in runs.items():
         assert run == runs["1"], jobs
@@ -173,3 +174,15 @@ def test_validate_jobs_give_the_same_report(cli, tmp_path, monkeypatch):
     assert one.code in (4, 6)
     assert (one.code, one.out, one.err) == (two.code, two.out, two.err) == (auto.code, auto.out, auto.err)
     assert one.out.count(b"\n") == 1501
+
+
+@pytest.mark.parametrize(
+    ("cores", "load", "jobs"), [(2, 0.1, 2), (2, 0.7, 1), (2, 3.0, 1), (16, 4.2, 12), (16, 0.0, 16)]
+)
+def test_auto_takes_the_idle_cores(monkeypatch, cores, load, jobs):
+    import os
+
+    monkeypatch.undo()  # the real idle_jobs
+    monkeypatch.setattr(pipeline, "default_jobs", lambda: cores)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    assert pipeline.idle_jobs() == jobs

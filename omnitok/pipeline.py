@@ -330,7 +330,7 @@ def ordered_map(fn: Callable, items: Iterable, jobs: int | None = None, chunk: i
     it = iter(items)
     first = list(itertools.islice(it, chunk))
     second = list(itertools.islice(it, chunk))
-    jobs = default_jobs() if jobs is None else jobs
+    jobs = idle_jobs() if jobs is None else jobs
     if jobs <= 1 or not second or "fork" not in multiprocessing.get_all_start_methods():
         yield from map(fn, itertools.chain(first, second, it))
         return

@@ -186,3 +186,29 @@ def test_auto_takes_the_idle_cores(monkeypatch, cores, load, jobs):
     monkeypatch.setattr(pipeline, "default_jobs", lambda: cores)
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     assert pipeline.idle_jobs() == jobs
+
+
+def test_compress_jobs_give_the_same_rows(cli, tmp_path, monkeypatch):
+    rng = random.Random(9)
+    lines = []
+    for i in range(40):
+        paras = ["\n".join(" ".join(rng.choice(WORDS) for _ in range(12)) + "." for _ in range(4)) for _ in range(5)]
+        lines.append(orjson.dumps({"id": i, "query": rng.choice(WORDS), "context": "\n\n".join(paras)}))
+    lines.insert(7, b'{"id": "bad", "query": 5, "context": "x"}')  # an error row, in its place
+    p = tmp_path / "ctx.jsonl"
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    maps = []
+    real = pipeline.ordered_map
+
+    def counting(fn, items, jobs=None, chunk=512):
+        maps.append(jobs)
+        return real(fn, items, jobs, chunk)
+
+    monkeypatch.setattr(pipeline, "ordered_map", counting)
+    args = ["compress", str(p), "--method", "bm25", "--ratio", "0.3", "--on-error", "record", "-q"]
+    one = cli(*args, "-j", "1")
+    two = cli(*args, "-j", "2")
+    assert maps == [2]  # -j 1 stays in this process; -j 2 forks (BM25, no cache: fork-safe)
+    assert (one.code, one.out, one.err) == (two.code, two.out, two.err)
+    rows = one.jsonl()
+    assert len(rows) == 41 and "error" in rows[7] and rows[8]["id"] == 7

@@ -104,6 +104,7 @@ def compress_cmd(
     ),
     output: opt.Output = None,
     on_error: opt.OnError = "stop",
+    jobs: opt.Jobs = None,
     quiet: opt.Quiet = False,
 ) -> int:
     """Compress contexts to a token budget for a model, keeping what the query needs."""
@@ -150,7 +151,7 @@ def compress_cmd(
     rows, bad, below, total_in, total_out, n = [], 0, 0, 0, 0, 0
     try:
         for rec, row, err in compress_stream(
-            stream, comp, budget=budget, ratio=ratio, target_compression=target_compression
+            stream, comp, jobs, budget=budget, ratio=ratio, target_compression=target_compression
         ):
             bar.update()
             where = {"pos": rec.pos, **({"id": rec.id} if rec.id is not None else {})}

@@ -202,6 +202,12 @@ class Compressor:
             for u, n in zip(batch, self.strategy.count_batch(texts), strict=True):
                 u.tokens = n
 
+    @property
+    def fork_safe(self) -> bool:
+        """Whether forked workers may compress with this compressor: BM25 alone (no embedding
+        model, whose runtime threads a fork would copy) and no cache tier in use."""
+        return self.method == "bm25" and self._tiered is None and self._cache_mode in ("off", "auto")
+
     def embedder(self):
         if self._embedder is None:
             from .embed import LocalEmbedder, RemoteEmbedder

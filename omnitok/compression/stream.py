@@ -80,16 +80,27 @@ class CompressExtractor:
         )
 
 
-def compress_stream(stream, compressor, **budget) -> Iterator[tuple[Any, dict | None, str | None]]:
-    """(record, result row, error) for each record of an InputStream built with a CompressExtractor."""
-    for rec in stream:
+def compress_stream(
+    stream, compressor, jobs: int | None = 1, **budget
+) -> Iterator[tuple[Any, dict | None, str | None]]:
+    """(record, result row, error) for each record of an InputStream built with a CompressExtractor,
+    in input order. With jobs other than 1, records are compressed in forked workers (pipeline.
+    ordered_map) when the compressor is safe to fork: BM25 with no cache open (an embedding model's
+    threads or a cache's database connection must not be copied into a fork); else here."""
+
+    def one(rec):
         if rec.error is not None:
-            yield rec, None, rec.error
-            continue
+            return rec, None, rec.error
         job: Job = rec.texts[0]
         try:
             result = compressor.compress(job.context, job.query, **budget)
         except SegmentError as e:
-            yield rec, None, e.message
-            continue
-        yield rec, result.to_dict(), None
+            return rec, None, e.message
+        return rec, result.to_dict(), None
+
+    if jobs == 1 or not compressor.fork_safe:
+        yield from map(one, stream)
+        return
+    from ..pipeline import ordered_map
+
+    yield from ordered_map(one, stream, jobs, chunk=8)

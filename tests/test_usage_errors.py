@@ -32,6 +32,10 @@ BAD = [
     (["validate", "--max-ratio", "-1"], "--max-ratio must be a finite number at least 0, not -1.0"),
     (["validate", "--min-bertscore", "inf"], "--min-bertscore must be a finite number from -1 to 1"),
     (["bogus"], "No such command 'bogus'"),
+    (["count", "--on-error", "bogus"], "--on-error must be stop, skip or record, not 'bogus'"),
+    (["compress", "--budget", "5", "--on-error", "bogus"], "--on-error must be stop, skip or record, not 'bogus'"),
+    (["validate", "--on-error", "bogus"], "--on-error must be stop, skip or record, not 'bogus'"),
+    (["compress", "--budget", "5", "--cache", "sometimes"], "--cache must be auto, on or off, not 'sometimes'"),
 ]
 
 

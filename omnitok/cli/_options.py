@@ -183,13 +183,6 @@ L3Url = Annotated[
 ]
 
 
-def check_on_error(value: str) -> None:
-    if value not in ("stop", "skip", "record"):
-        from ..errors import UsageError
-
-        raise UsageError(f"--on-error must be stop, skip or record, not {value!r}")
-
-
 def split_fields(values: list[str] | None) -> tuple[str, ...] | None:
     if not values:
         return None

@@ -28,7 +28,7 @@ class BadRecords:
         self.quiet = quiet
         self.count = 0
         self.stopped: tuple[str, bool] | None = None  # (message, whether more input follows it)
-        self._before_print = before_print  # e.g. close a progress bar before writing to stderr
+        self.before_print = before_print  # e.g. close a progress bar before writing to stderr
 
     def bad(self, where: str, reason: str, recorded: bool = False, more: bool = True) -> bool:
         """Note a bad record; True if the run goes on past it. `recorded`: the output holds an
@@ -48,8 +48,8 @@ class BadRecords:
         return self.mode == "record"
 
     def _print(self, message: str, hint: str | None = None) -> None:
-        if self._before_print is not None:
-            self._before_print()
+        if self.before_print is not None:
+            self.before_print()
         error(message, hint)
 
     def report(self, records: int, counted: int) -> None:

@@ -9,6 +9,7 @@ import typer
 from .. import errors
 from . import _options as opt
 from ._output import ProgressBar, error, info
+from ._run import BadRecords, exit_code
 
 EPILOG = """\
 Examples:
@@ -95,7 +96,8 @@ def compress_cmd(
     ),
     tokenizer: opt.Tokenizer = None,
     engine: opt.Engine = "auto",
-    cache: str = typer.Option("auto", "--cache", help="auto (cache results that used embeddings), on, off."),
+    cache: opt.CacheMode = "auto",
+    no_cache: opt.NoCache = False,
     cache_dir: opt.CacheDir = None,
     fmt: str = typer.Option(
         "auto",
@@ -116,14 +118,13 @@ def compress_cmd(
     from ..io.readers import InputStream
 
     check_budget(budget, ratio, target_compression)
+    bad = BadRecords(on_error, quiet)  # a bad --on-error is refused before anything is opened
     from ..embedding import set_default_device
 
     set_default_device(device)  # the local embedder's device; cuda without a GPU is a usage error
     if fmt not in FORMATS:
         raise errors.UsageError(f"--format must be one of {', '.join(FORMATS)}")
-    opt.check_on_error(on_error)
-    if cache not in ("auto", "on", "off"):
-        raise errors.UsageError("--cache must be auto, on or off")
+    cache = opt.cache_mode(cache, no_cache)
     if context is not None:
         if files:
             raise errors.UsageError("give input files or --context, not both")
@@ -148,7 +149,8 @@ def compress_cmd(
     out = output_file.stream
     done = False
     bar = ProgressBar(stream.progress, enabled=not quiet, label="compressing")
-    rows, bad, below, total_in, total_out, n = [], 0, 0, 0, 0, 0
+    bad.before_print = bar.close
+    rows, below, total_in, total_out, n = [], 0, 0, 0, 0
     try:
         for rec, row, err in compress_stream(
             stream, comp, jobs, budget=budget, ratio=ratio, target_compression=target_compression
@@ -156,14 +158,11 @@ def compress_cmd(
             bar.update()
             where = {"pos": rec.pos, **({"id": rec.id} if rec.id is not None else {})}
             if err is not None:
-                bad += 1
-                if on_error == "stop":
-                    bar.close()
-                    output_file.close(commit=False)
-                    error(f"{rec.where}: {err}", "--on-error skip or --on-error record carries on past bad records")
-                    return errors.EXIT_ERROR
-                if on_error == "skip":
-                    error(f"{rec.where}: {err}")
+                # --format text has no place for an error's reason: it goes to stderr as well.
+                recorded = bad.keeps_rows() and fmt != "text"
+                if not bad.bad(rec.where, err, recorded, rec.line is not None or len(stream.paths) > 1):
+                    break
+                if not bad.keeps_rows():
                     continue
                 row = {**where, "source": rec.source, "line": rec.line, "error": err}  # as count's error rows
             else:
@@ -181,12 +180,12 @@ def compress_cmd(
                 out.write((row.get("compressed_text", "") + "\n").encode())
             else:
                 rows.append(row)
-        if fmt == "json":
+        if bad.stopped is None and fmt == "json":
             out.write(
                 orjson.dumps(rows[0] if len(rows) == 1 and stream.single_text else rows, option=orjson.OPT_INDENT_2)
             )
             out.write(b"\n")
-        done = True
+        done = bad.stopped is None
     finally:
         bar.close()
         try:
@@ -198,8 +197,9 @@ def compress_cmd(
             f"omnitok: compressed {n} context(s): {total_in:,} -> {total_out:,} tokens "
             f"({total_out / total_in if total_in else 0:.1%} kept)"
         )
-    if below:
-        if not quiet:
-            error(f"quality gate failed: {below} of {n} results have quality_score < {min_quality}")
-        return errors.EXIT_GATE_FAILED
-    return errors.EXIT_BAD_RECORDS if bad else errors.EXIT_OK
+    if bad.stopped is not None:
+        bad.report(n + bad.count, n)
+        return exit_code(bad)
+    if below and not quiet:
+        error(f"quality gate failed: {below} of {n} results have quality_score < {min_quality}")
+    return exit_code(bad, gate_failed=bool(below))

@@ -150,6 +150,7 @@ def count(
             cache_dir=cache_dir,
             l3_url=l3_url,
         )
+    bad = BadRecords(on_error, quiet)  # a bad --on-error is refused before anything is opened
     from ..api import Counter
     from ..io.output import open_output
     from ..io.readers import InputStream
@@ -200,7 +201,7 @@ def count(
             out.close(commit=False)
             raise
     bar = ProgressBar(stream.progress, enabled=not quiet)
-    bad = BadRecords(on_error, quiet, bar.close)
+    bad.before_print = bar.close
     ended = False
     try:
         for c in count_records(stream, strategy, jobs, bar.update):

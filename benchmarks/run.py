@@ -7,6 +7,8 @@
 2. Start-up: `echo hello | omnitok count -m gpt-4o` vs a one-line `python -c` tiktoken count with
    the same encoding (its file in tiktoken's cache), medians of interleaved runs.
 3. Memory: peak RSS of the whole process tree counting the corpus 1x and 5x.
+4. Compress, `omnitok serve` under load, local vs Ray on one host, and the model-backed paths
+   (dense compress, BERTScore): each from its own module (benchmarks/*_bench.py), in this run.
 
 Environment: OMNITOK_BENCH_MB (default 200) sets the corpus size in MB of text; OMNITOK_BENCH_ONLY
 (comma-separated step names) runs some steps and writes RESULTS.partial.md instead.
@@ -405,6 +407,15 @@ def compress_step(results: list[str]) -> None:
     compress_bench.main(results)
 
 
+def module_step(module: str, title: str, results: list[str], *args: str) -> None:
+    """A benchmark that lives in its own module (it starts servers, a Ray cluster, fresh
+    processes): run as `python -m benchmarks.MODULE`, its markdown output taken into the results."""
+    out = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", *args], capture_output=True, text=True, check=True
+    ).stdout
+    results += [f"### {title}", "", out.strip(), ""]
+
+
 def main() -> None:
     target_mb = int(os.environ.get("OMNITOK_BENCH_MB", "200"))
     corpus = WORK / "corpus.jsonl"
@@ -430,6 +441,12 @@ def main() -> None:
         ("bertscore", lambda: bertscore_step(results)),
         ("memory", lambda: memory(corpus, results)),
         ("compress", lambda: compress_step(results)),
+        ("serve", lambda: module_step("serve_bench", "omnitok serve under load (benchmarks/serve_bench.py)", results)),
+        (
+            "ray",
+            lambda: module_step("ray_bench", "Local pipeline vs Ray on one host (benchmarks/ray_bench.py)", results),
+        ),
+        ("embed", lambda: module_step("embed_bench", "Model-backed paths (benchmarks/embed_bench.py)", results)),
     ]
     for name, step in steps:
         if only and name not in only:

@@ -40,6 +40,17 @@ def _failed(command: str, failures: dict[str, str], undone: str) -> errors.Omnit
     return CacheError(f"cache {command}: " + "; ".join(f"{tier} {undone}: {why}" for tier, why in failures.items()))
 
 
+def _report(data: dict, cache, json_out: bool, command: str, undone: str) -> None:
+    """Print a cache command's result, with the tiers that failed under "failed"; then, if any
+    did, raise _failed for them."""
+    failures = cache.failures()
+    if failures:
+        data["failed"] = failures
+    _emit(data, json_out)
+    if failures:
+        raise _failed(command, failures, undone)
+
+
 def _emit(data: dict, json_out: bool) -> None:
     print_mapping(data, asked_json=json_out)
 
@@ -79,12 +90,7 @@ def stats_cmd(
             data["l3_recorded"] = stats_view(stored["l3"], sizes=False)
     finally:
         cache.close()
-    failures = cache.failures()
-    if failures:
-        data["failed"] = failures
-    _emit(data, json_out)
-    if failures:
-        raise _failed("stats", failures, "unreadable")
+    _report(data, cache, json_out, "stats", "unreadable")
 
 
 def _tags_for(model: str, special: bool) -> list[str]:
@@ -135,12 +141,7 @@ def clear_cmd(
     out: dict = {"cleared": removed}
     if cache.rebuilt:
         out["rebuilt"] = cache.rebuilt
-    failures = cache.failures()
-    if failures:
-        out["failed"] = failures
-    _emit(out, json_out=True)
-    if failures:
-        raise _failed("clear", failures, "not cleared")
+    _report(out, cache, True, "clear", "not cleared")
 
 
 @app.command("warm")
@@ -178,12 +179,7 @@ def warm_cmd(
         counter.close()
     kept = cache.writes["l2" if s.directory is not None else "l3"]
     out = {"records": n, "errors": bad, "stored": kept, "already_cached": stats["total_hits"]}
-    failures = cache.failures()
-    if failures:
-        out["failed"] = failures
-    _emit(out, True)
-    if failures:
-        raise _failed("warm", failures, "not warmed")
+    _report(out, cache, True, "warm", "not warmed")
     if bad:
         raise typer.Exit(errors.EXIT_BAD_RECORDS)
 
@@ -234,11 +230,6 @@ def verify_cmd(
     out = {"checked": checked, "cached": present, "mismatched": mismatched, "examples": examples}
     if integrity is not None:
         out["l2_integrity"] = integrity
-    failures = cache.failures()
-    if failures:
-        out["failed"] = failures
-    _emit(out, True)
-    if failures:
-        raise _failed("verify", failures, "not verified")
+    _report(out, cache, True, "verify", "not verified")
     if mismatched:
         raise typer.Exit(errors.EXIT_ERROR)

@@ -80,3 +80,16 @@ def isolated_cache(tmp_path, monkeypatch):
     """Every test gets its own L2 directory and no L3, so no test sees another's cached counts."""
     monkeypatch.setenv("OMNITOK_CACHE_DIR", str(tmp_path / "omnitok-cache"))
     monkeypatch.delenv("L3_CACHE_URL", raising=False)
+
+
+@pytest.fixture
+def warnings_seen():
+    """The warnings a library user would see (omnitok.notices), as a list."""
+    from omnitok import notices
+
+    seen: list[str] = []
+    notices.reset()
+    notices.set_handler(seen.append)
+    yield seen
+    notices.set_handler(None)
+    notices.reset()

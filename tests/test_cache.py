@@ -8,7 +8,6 @@ import orjson
 import pytest
 
 import omnitok
-from omnitok import notices
 from omnitok.cache import CacheSettings, TieredCache
 from omnitok.cache.keys import KeyMaker
 from omnitok.cache.memory import MemoryTier
@@ -21,16 +20,6 @@ def redis_srv(tmp_path):
     server = RedisServer(tmp_path)
     yield server
     server.stop()
-
-
-@pytest.fixture
-def warnings_seen():
-    seen = []
-    notices.reset()
-    notices.set_handler(seen.append)
-    yield seen
-    notices.set_handler(None)
-    notices.reset()
 
 
 def settings(tmp_path, **kw):

@@ -19,7 +19,6 @@ import orjson
 import pytest
 
 import omnitok
-from omnitok import notices
 from omnitok.cache import CacheSettings, TieredCache
 from omnitok.cache.disk import BLOOM_FILE, BLOOM_HEADER, DB_FILE, STATS_KEY, inspect
 from omnitok.config import bloom_shape
@@ -35,16 +34,6 @@ def redis_srv(tmp_path):
     server = RedisServer(tmp_path)
     yield server
     server.stop()
-
-
-@pytest.fixture
-def warnings_seen():
-    seen: list[str] = []
-    notices.reset()
-    notices.set_handler(seen.append)
-    yield seen
-    notices.set_handler(None)
-    notices.reset()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import json
 import pytest
 
 import omnitok
-from omnitok import notices
 from omnitok.errors import NotExactError
 from omnitok.remote import claude_text
 from omnitok.remote.claude_text import probe, wrap
@@ -57,17 +56,6 @@ def mock(monkeypatch):
     yield m
     m.close()
     claude_text.forget()
-
-
-@pytest.fixture
-def warned():
-    """The warnings a library user would see, as a list."""
-    seen: list[str] = []
-    notices.reset()
-    notices.set_handler(seen.append)
-    yield seen
-    notices.set_handler(None)
-    notices.reset()
 
 
 def contents(mock: MockProviders) -> list[str]:
@@ -149,14 +137,14 @@ def test_the_framing_is_kept_across_runs_and_cleared_with_the_model(cli, mock):
     assert (mock.count("anthropic"), probes(mock)) == (8, 2)
 
 
-def test_a_framing_that_changes_mid_run_is_never_exact(mock, warned):
+def test_a_framing_that_changes_mid_run_is_never_exact(mock, warnings_seen):
     calls = iter([7] + [2] * 20)  # measured at 7, then the model's framing drops to 2
     mock.claude[SONNET4] = ClaudeModel(lambda: next(calls), pieces)
     results = omnitok.count_batch(["a short one", "two"], model=SONNET4, online=True)
     assert {(r.strategy, r.exact) for r in results} == {("claude-calibrated", False)}
-    assert len(warned) == 1, warned
-    assert f"the message framing of {SONNET4} changed during the run (its probe counted 11, then 6)" in warned[0]
-    assert "counting the rest offline" in warned[0]
+    assert len(warnings_seen) == 1, warnings_seen
+    assert f"the message framing of {SONNET4} changed during the run (its probe counted 11, then 6)" in warnings_seen[0]
+    assert "counting the rest offline" in warnings_seen[0]
     assert probes(mock) == 2  # measured, then measured again once to tell a change from a bad answer
 
     calls = iter([7] + [2] * 20)
@@ -164,26 +152,26 @@ def test_a_framing_that_changes_mid_run_is_never_exact(mock, warned):
         omnitok.count_batch(["a short one"], model=SONNET4, online=True, strict=True)
 
 
-def test_a_stored_framing_gone_stale_is_caught_and_forgotten(mock, warned):
+def test_a_stored_framing_gone_stale_is_caught_and_forgotten(mock, warnings_seen):
     mock.claude[SONNET4] = ClaudeModel(7, pieces)
     assert omnitok.count("first run", model=SONNET4, online=True).exact
     mock.claude[SONNET4] = ClaudeModel(3, pieces)  # the provider changed the model's framing
     claude_text.forget()
     r = omnitok.count("a second run", model=SONNET4, online=True)
     assert (r.strategy, r.exact) == ("claude-calibrated", False)
-    assert len(warned) == 1 and "changed during the run (its probe counted 11, then 7)" in warned[0]
+    assert len(warnings_seen) == 1 and "changed during the run (its probe counted 11, then 7)" in warnings_seen[0]
     claude_text.forget()
     r = omnitok.count("a third run", model=SONNET4, online=True)  # the stored framing was invalidated
     assert (r.tokens, r.strategy, r.exact) == (pieces("a third run"), "anthropic-api", True)
     assert probes(mock) == 3  # first run; the second's check; the third's fresh measurement
 
 
-def test_probes_that_disagree_are_not_separated(mock, warned):
+def test_probes_that_disagree_are_not_separated(mock, warnings_seen):
     calls = iter([7, 7, 9, 9])  # plain probe, plain text, then the line-break probe counts 2 more
     mock.claude[SONNET4] = ClaudeModel(lambda: next(calls), pieces)
     results = omnitok.count_batch(["plain", "\nthen a line"], model=SONNET4, online=True, concurrency=1)
     assert [r.exact for r in results] == [False, False]
-    assert len(warned) == 1 and f"the message framing measured for {SONNET4} is inconsistent" in warned[0]
+    assert len(warnings_seen) == 1 and f"the message framing measured for {SONNET4} is inconsistent" in warnings_seen[0]
 
 
 def test_an_impossible_answer_with_a_steady_framing_is_an_error(mock):

@@ -15,7 +15,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from .records import Counted, Record
+from .records import Counted, CountedRun, Record
 
 BATCH_BYTES = 1 << 20  # characters of text per batch
 BATCH_RECORDS = 4096
@@ -145,8 +145,13 @@ def count_records(
     strategy,
     jobs: int | None = 1,
     on_batch: Callable[[], None] | None = None,
-) -> Iterator[Counted]:
+    runs: bool = False,
+) -> Iterator[Counted | CountedRun]:
     """Count every record; error records pass through with their error.
+
+    runs: a consumer that takes records.CountedRun (columns of consecutive plain results; the
+    CLI's sinks and Summary do) may get those where workers counted shards, instead of one
+    Counted a record: the parent's per-record work is what stops a parallel count scaling.
 
     `jobs=None` is auto: the idle cores (idle_jobs) for an input of AUTO_MIN_BYTES or more (or a
     stream longer than one shard), else this process alone, where start-up matters more."""
@@ -157,7 +162,7 @@ def count_records(
         total = getattr(getattr(records, "progress", None), "total", None)
         jobs = 1 if total is not None and total < AUTO_MIN_BYTES else idle_jobs()
     if jobs > 1 and shardable is not None and shardable():
-        yield from _count_shards(records, strategy, jobs, on_batch)
+        yield from _count_shards(records, strategy, jobs, on_batch, runs)
         return
     counter = BatchCounter(strategy.count_batch, strategy, jobs)
     for batch, counts in counter.run(batched(records)):
@@ -180,9 +185,12 @@ def count_records(
 _SHARD_WORKER = None
 
 
-def _count_shard(shard) -> tuple[int, list[tuple]]:
-    """In a worker: read, parse, extract and count one shard. Per record: (line in the shard, id,
-    tokens, per-field counts, fields, error, raw, raw JSON text); never the texts."""
+def _count_shard(shard) -> tuple[int, list]:
+    """In a worker: read, parse, extract and count one shard; never send the texts back. The
+    records come back in order as segments: a run of plain results (counted as planned, one
+    text, no error) as columns, `[lines, ids, tokens, raws, raw JSON texts]` (raws only when the
+    reader keeps them); any other record as a row tuple, (line in the shard, id, tokens,
+    per-field counts, fields, error, raw, raw JSON text, texts left for the parent)."""
     from .io.shards import read_shard
     from .tokenizers.unicode_guard import DEFERRED
 
@@ -191,23 +199,43 @@ def _count_shard(shard) -> tuple[int, list[tuple]]:
     recs = read_shard(reader, shard)
     texts = [t for rec in recs if rec.error is None for t in rec.texts]
     counts = strategy.count_batch(texts) if texts else []
-    rows = []
+    keep = reader.keep_raw
+    segments: list = []
+    run = None
     i = 0
     for rec in recs:
         if rec.error is not None:
-            rows.append((rec.line, rec.id, None, None, rec.fields, rec.error, rec.raw, rec.raw_json, None))
+            segments.append((rec.line, rec.id, None, None, rec.fields, rec.error, rec.raw, rec.raw_json, None))
+            run = None
             continue
         n = len(rec.texts)
-        part = counts[i : i + n]
-        i += n
+        if n == 1 and rec.fields is None:
+            tokens = counts[i]
+            i += 1
+            if tokens != DEFERRED:
+                if run is None:
+                    run = [[], [], [], [] if keep else None, [] if keep else None]
+                    segments.append(run)
+                run[0].append(rec.line)
+                run[1].append(rec.id)
+                run[2].append(tokens + rec.overhead)
+                if keep:
+                    run[3].append(rec.raw)
+                    run[4].append(rec.raw_json)
+                continue
+            part = [tokens]
+        else:
+            part = counts[i : i + n]
+            i += n
+        run = None
         if DEFERRED in part:  # a text for the reference engine: counted in the parent
             later = (rec.texts, rec.overhead)
-            rows.append((rec.line, rec.id, None, None, rec.fields, None, rec.raw, rec.raw_json, later))
+            segments.append((rec.line, rec.id, None, None, rec.fields, None, rec.raw, rec.raw_json, later))
             continue
         tokens = sum(part) + rec.overhead
         parts = part if rec.fields else None
-        rows.append((rec.line, rec.id, tokens, parts, rec.fields, None, rec.raw, rec.raw_json, None))
-    return reader.lines_read, rows
+        segments.append((rec.line, rec.id, tokens, parts, rec.fields, None, rec.raw, rec.raw_json, None))
+    return reader.lines_read, segments
 
 
 class _Input:
@@ -219,10 +247,12 @@ class _Input:
         self.source, self.fmt, self.lines, self.records = source, fmt, 0, 0
 
 
-def _count_shards(stream, strategy, jobs: int, on_batch) -> Iterator[Counted]:
+def _count_shards(stream, strategy, jobs: int, on_batch, runs: bool = False) -> Iterator[Counted | CountedRun]:
     """Count an InputStream by shards in `jobs` forked workers (io.shards), yielding exactly what
     the serial path yields, in input order: records numbered here, lines offset by the shards
-    before, error records and read failures where the serial reader puts them."""
+    before, error records and read failures where the serial reader puts them. With `runs`,
+    consecutive plain results come as one CountedRun (records.CountedRun) instead of one Counted
+    each."""
     from .io.readers import source_name
     from .io.shards import Shard, shard_bytes
 
@@ -258,10 +288,23 @@ def _count_shards(stream, strategy, jobs: int, on_batch) -> Iterator[Counted]:
                 stream.no_records(inp.source, inp.fmt)
         else:
             shard, result = item
-            lines, rows = result.get() if result is not None else _count_shard(shard)
+            lines, segments = result.get() if result is not None else _count_shard(shard)
             base, source = inp.lines, inp.source
             pos = stream.next_pos
-            for line, rid, tokens, parts, fields, error, raw, raw_json, later in rows:
+            n = 0
+            for seg in segments:
+                if type(seg) is list:  # a run of plain results, as columns
+                    k = len(seg[2])
+                    n += k
+                    lines_of = [base + line for line in seg[0]] if base else seg[0]
+                    block = CountedRun(source, stream.take_pos(k), lines_of, seg[1], seg[2], seg[3], seg[4])
+                    if runs:
+                        yield block
+                    else:
+                        yield from block.counted()
+                    continue
+                n += 1
+                line, rid, tokens, parts, fields, error, raw, raw_json, later = seg
                 # Positional: a keyword dataclass call costs more than the rest of the row here.
                 rec = Record(pos(), source, base + line, rid, (), 0, fields, raw, raw_json, error)
                 if later is not None:  # texts a worker left for the reference engine
@@ -269,7 +312,7 @@ def _count_shards(stream, strategy, jobs: int, on_batch) -> Iterator[Counted]:
                     part = strategy.count_batch(texts)
                     tokens, parts = sum(part) + overhead, part if fields else None
                 yield Counted(rec, tokens, parts)
-            inp.records += len(rows)
+            inp.records += n
             inp.lines += lines
             if shard.path is not None:
                 stream.progress.done += shard.size

@@ -42,6 +42,22 @@ class Summary:
             if len(self.offenders) < MAX_LISTED:
                 self.offenders.append((record.where, record.id, tokens) if record is not None else ("", None, tokens))
 
+    def add_run(self, run) -> None:
+        """A run of plain results (records.CountedRun): as add() on each, in bulk."""
+        tokens = run.tokens
+        self.records += len(tokens)
+        self.counted += len(tokens)
+        self.total_tokens += sum(tokens)
+        self._hist.update(tokens)
+        limit = self.max_tokens_limit
+        if limit is not None and max(tokens, default=0) > limit:
+            for line, rid, n in zip(run.lines, run.ids, tokens, strict=True):
+                if n > limit:
+                    self.over_limit += 1
+                    if len(self.offenders) < MAX_LISTED:
+                        where = f"{run.source}:{line}" if line is not None else run.source
+                        self.offenders.append((where, rid, n))
+
     def add_error(self, message: str) -> None:
         self.records += 1
         self.errors += 1

@@ -85,7 +85,7 @@ def test_order_4_before_3(files):
 
 def test_130_interrupted_with_workers_says_so_without_tracebacks(tmp_path):
     big = tmp_path / "big.jsonl"
-    big.write_bytes(b"".join(orjson.dumps({"text": f"record {i} " * 20}) + b"\n" for i in range(200_000)))
+    big.write_bytes(b"".join(orjson.dumps({"text": f"record {i} " * 20}) + b"\n" for i in range(1_000_000)))
     p = subprocess.Popen([OMNITOK, "count", "-j", "2", str(big)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(1.0)
     p.send_signal(signal.SIGINT)

@@ -103,6 +103,26 @@ def test_formats_and_summary_agree(cli, tmp_path, fmt):
     assert one.out == two.out and orjson.loads(one.out)["records"] > 300
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "number", "json"])
+def test_limit_offenders_and_summary_over_several_files_agree(cli, tmp_path, fmt, pools):
+    # Workers send plain results back as columns (records.CountedRun): the offenders' file:line,
+    # the totals and percentiles, and every row must still be what one job gives.
+    paths = []
+    for k in range(3):
+        p = tmp_path / f"f{k}.jsonl"
+        p.write_bytes(corpus(random.Random(20 + k), 200))
+        paths.append(str(p))
+    args = ("count", "--on-error", "record", "--max-tokens", "60", "--format", fmt)
+    one = cli(*args, "-j", "1", *paths)
+    two = cli(*args, "-j", "2", *paths)
+    assert pools == [2]
+    assert one.code == 4 and (one.code, one.out, one.err) == (two.code, two.out, two.err)
+    assert "records are over --max-tokens 60" in one.err and "f0.jsonl:" in one.err
+    one = cli("count", "--on-error", "skip", "--summary", "--format", "json", "-j", "1", *paths)
+    two = cli("count", "--on-error", "skip", "--summary", "--format", "json", "-j", "2", *paths)
+    assert one.out == two.out and orjson.loads(one.out)["total_tokens"] > 1000
+
+
 def test_stdin_and_add_field(cli, tmp_path):
     data = corpus(random.Random(3), 300)
     one = cli("count", "--on-error", "record", "--add-field", "n", "-j", "1", stdin=data)

@@ -121,6 +121,13 @@ def main(argv: list[str] | None = None) -> None:
         if code is None:
             raise
         sys.exit(code)
+    # The work is done and its output written: a Ctrl-C now (while worker pools and files are
+    # closed at exit) must not turn a finished run into a signal death with no message. (Only as
+    # the process's entry point: an in-process caller keeps its own Ctrl-C.)
+    if argv is None:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(result if isinstance(result, int) else 0)
 
 

@@ -156,7 +156,7 @@ def count(
     from ..io.readers import InputStream
     from ..io.writers import format_for_output, make_sink
     from ..pipeline import count_records
-    from ..records import Extractor
+    from ..records import CountedRun, Extractor
     from ..summary import Summary
 
     paths = list(files or [])
@@ -204,7 +204,12 @@ def count(
     bad.before_print = bar.close
     ended = False
     try:
-        for c in count_records(stream, strategy, jobs, bar.update):
+        for c in count_records(stream, strategy, jobs, bar.update, runs=True):
+            if type(c) is CountedRun:  # plain results counted in workers, as columns
+                stats.add_run(c)
+                if sink is not None:
+                    sink.results(c)
+                continue
             rec = c.record
             if rec.error is not None:
                 stats.add_error(f"{rec.where}: {rec.error}")

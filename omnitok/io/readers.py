@@ -308,6 +308,13 @@ class InputStream:
         self.progress.records += 1
         return pos
 
+    def take_pos(self, n: int) -> int:
+        """The first of `n` consecutive positions (a run of records merged at once)."""
+        pos = self._pos
+        self._pos += n
+        self.progress.records += n
+        return pos
+
     def _record(
         self, source: str, line: int | None, obj: Any, extractor: Extractor | None = None, text: bytes | None = None
     ) -> Record:

@@ -13,7 +13,7 @@ import sys
 from typing import IO, Any
 
 from ..errors import UsageError
-from ..records import Counted
+from ..records import Counted, CountedRun
 
 OUTPUT_FORMATS = ("auto", "number", "jsonl", "json", "csv", "parquet", "table")
 COLUMNS = ["pos", "id", "source", "line", "tokens", "model", "encoding", "strategy", "exact", "error_band", "error"]
@@ -69,6 +69,11 @@ class Sink:
     def result(self, c: Counted) -> None:
         raise NotImplementedError
 
+    def results(self, run: CountedRun) -> None:
+        """A run of plain results (the pipeline's CountedRun): the same bytes as result() on each."""
+        for c in run.counted():
+            self.result(c)
+
     def error(self, c: Counted) -> None:
         raise NotImplementedError
 
@@ -98,6 +103,29 @@ class JsonlSink(Sink):
         if self.with_source:
             head += b',"source":' + dumps(rec.source) + b',"line":' + dumps(rec.line)
         self.out.write(head + b',"tokens":%d' % c.tokens + self._tail)
+
+    def results(self, run: CountedRun) -> None:
+        if self._tail is None or type(self).result is not JsonlSink.result:  # a subclass writes its own rows
+            super().results(run)
+            return
+        dumps, tail = self._dumps, self._tail
+        ids = [b"" if rid is None else b',"id":' + dumps(rid) for rid in run.ids]
+        if self.with_source:
+            where = b',"source":' + dumps(run.source) + b',"line":'
+            rows = [
+                b'{"pos":%d%s%s%d,"tokens":%d%s' % (pos, rid, where, line, tokens, tail)
+                for pos, rid, line, tokens in zip(
+                    range(run.first_pos, run.first_pos + len(run)), ids, run.lines, run.tokens, strict=True
+                )
+            ]
+        else:
+            rows = [
+                b'{"pos":%d%s,"tokens":%d%s' % (pos, rid, tokens, tail)
+                for pos, rid, tokens in zip(
+                    range(run.first_pos, run.first_pos + len(run)), ids, run.tokens, strict=True
+                )
+            ]
+        self.out.write(b"".join(rows))
 
     def error(self, c: Counted) -> None:
         self.out.write(self._dumps(self.error_row(c), default=str) + b"\n")
@@ -147,6 +175,9 @@ class NumberSink(Sink):
 
     def result(self, c: Counted) -> None:
         self.out.write(b"%d\n" % c.tokens)
+
+    def results(self, run: CountedRun) -> None:
+        self.out.write(b"".join([b"%d\n" % t for t in run.tokens]))
 
     def error(self, c: Counted) -> None:
         self.out.write(b"\n")

@@ -375,7 +375,7 @@ class InputStream:
             self.lines_read = lineno
             if lineno == 1 and first_of_file:
                 line = line.removeprefix(BOM)
-            if not line.strip():
+            if not line or line.isspace():  # (not strip(): that copies every line)
                 continue
             try:
                 obj = loads(line)

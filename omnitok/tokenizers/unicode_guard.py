@@ -5,12 +5,11 @@ Unicode tables of different versions: a character assigned only recently (U+323B
 J, Unicode 17) is a letter to tiktoken and not to gigatoken, and the counts differ (the
 differential property test found it). Texts holding any code point unassigned in Unicode 14
 (omnitok/data/unassigned.json, from Python's unicodedata) are therefore counted by the
-reference engine. ASCII texts skip the check; others cost one regex search.
+reference engine. ASCII texts skip the check; others cost one table lookup of their code points.
 """
 
 from __future__ import annotations
 
-import bisect
 import functools
 import json
 from pathlib import Path
@@ -19,36 +18,27 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "unassigned.json"
 
 
 @functools.cache
-def _tables():
-    """(BMP class, astral finder, astral range starts, astral range ends). A character class of
-    BMP ranges compiles to a bitmap in Python's re (one lookup per character); the few astral
-    characters of a text (emoji, rare CJK) are looked up by bisection in the sorted ranges."""
-    import re
+def _table():
+    """A boolean per code point, True where Unicode 14 assigns nothing; looked up for a whole text
+    at once (numpy, a dependency: gigatoken hands back numpy arrays): about 4x the speed of the
+    regex class search it replaces on non-ASCII text, where the check had cost as much as the
+    encoding itself (tests/test_unicode_guard.py holds the two to the same answers)."""
+    import numpy as np
 
-    ranges = json.loads(DATA.read_text())["ranges"]
-
-    def esc(cp: int) -> str:
-        return re.escape(chr(cp)) if cp >= 0x20 else f"\\x{cp:02x}"
-
-    bmp = [(a, min(b, 0xFFFF)) for a, b in ranges if a <= 0xFFFF and not 0xD800 <= a <= 0xDFFF]
-    bmp_class = re.compile("[" + "".join(esc(a) if a == b else f"{esc(a)}-{esc(b)}" for a, b in bmp) + "]")
-    astral = [(max(a, 0x10000), b) for a, b in ranges if b >= 0x10000]
-    return bmp_class, re.compile("[\\U00010000-\\U0010ffff]"), [a for a, _ in astral], [b for _, b in astral]
+    table = np.zeros(0x110000, dtype=np.bool_)
+    for a, b in json.loads(DATA.read_text())["ranges"]:
+        table[a : b + 1] = True
+    return table
 
 
 def needs_reference(text: str) -> bool:
     """True if the text holds a code point newer than the fast engine's Unicode tables."""
     if text.isascii():
         return False
-    bmp, astral_re, starts, ends = _tables()
-    if bmp.search(text) is not None:
-        return True
-    for ch in astral_re.findall(text):
-        cp = ord(ch)
-        i = bisect.bisect_right(starts, cp) - 1
-        if i >= 0 and cp <= ends[i]:
-            return True
-    return False
+    import numpy as np
+
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    return bool(_table().take(points).any())
 
 
 # Set in the pipeline's shard workers: a text that needs the reference engine is not counted

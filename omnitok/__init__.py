@@ -11,6 +11,8 @@ from ._version import __version__
 
 __all__ = [
     "__version__",
+    "Cache",
+    "CacheSettings",
     "compress",
     "count",
     "count_batch",
@@ -25,11 +27,14 @@ __all__ = [
     "OmnitokError",
     "pre_download",
     "tokenize",
+    "TokenizerSettings",
     "truncate",
     "validate",
 ]
 
 _LAZY = {
+    "Cache": "count_cache",
+    "CacheSettings": "cache",
     "compress": "compression",
     "count": "api",
     "count_batch": "api",
@@ -44,6 +49,7 @@ _LAZY = {
     "OmnitokError": "errors",
     "pre_download": "bundle",
     "tokenize": "tokens",
+    "TokenizerSettings": "config",
     "truncate": "tokens",
     "validate": "validation",
 }

@@ -42,6 +42,66 @@ class Settings:
     source: str | None = None  # the config file read, if any
 
 
+# provider -> the environment variable its count API key is read from (omnitok.remote.providers)
+PROVIDER_KEYS = {
+    "anthropic": "ANTHROPIC_API_KEY",
+    "google": "GOOGLE_API_KEY",
+    "vllm": "VLLM_API_KEY",
+    "tokenize": "OMNITOK_TOKENIZE_API_KEY",
+}
+
+
+@dataclass(frozen=True, repr=False)
+class TokenizerSettings:
+    """How models are counted, as the config file's top level says it (prefer_offline,
+    local_model_dirs) plus the providers' API keys (read from their environment variables:
+    PROVIDER_KEYS). Checked when made, by the config file's rules: a bad value is a UsageError.
+    Keys never appear in repr(). `load()`: what the file and the environment say now;
+    `omnitok.Counter(model, settings=...)` counts with them."""
+
+    prefer_offline: bool = True
+    local_model_dirs: dict[str, str] = field(default_factory=dict)
+    provider_keys: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        where = "tokenizer settings"
+        check_prefer_offline(self.prefer_offline, where)
+        object.__setattr__(self, "local_model_dirs", check_local_model_dirs(self.local_model_dirs, where))
+        keys = self.provider_keys
+        if not isinstance(keys, dict):
+            raise UsageError(f"{where}: provider_keys must map provider names to keys, not {type(keys).__name__}")
+        for name, key in keys.items():
+            if name not in PROVIDER_KEYS:
+                close = difflib.get_close_matches(str(name), list(PROVIDER_KEYS), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise UsageError(
+                    f"{where}: unknown provider {shown(name)} in provider_keys{hint}; known: {', '.join(PROVIDER_KEYS)}"
+                )
+            if not isinstance(key, str) or not key.strip() or any(c in key for c in "\r\n\0"):
+                raise UsageError(f"{where}: provider_keys[{name!r}] must be a non-empty one-line string")
+        object.__setattr__(self, "provider_keys", dict(keys))
+
+    @classmethod
+    def load(cls) -> TokenizerSettings:
+        """The settings the config file and the environment give now (defaults < file < environment)."""
+        s = settings()
+        keys = {name: os.environ[env] for name, env in PROVIDER_KEYS.items() if os.environ.get(env, "").strip()}
+        if "google" not in keys and os.environ.get("GEMINI_API_KEY", "").strip():
+            keys["google"] = os.environ["GEMINI_API_KEY"]
+        return cls(s.prefer_offline, dict(s.local_model_dirs), keys)
+
+    def environment(self) -> dict[str, str]:
+        """The environment variables the providers read their keys from, as these settings set them."""
+        return {PROVIDER_KEYS[name]: key for name, key in self.provider_keys.items()}
+
+    def __repr__(self) -> str:
+        keys = ", ".join(f"{name!r}: '***'" for name in self.provider_keys)
+        return (
+            f"TokenizerSettings(prefer_offline={self.prefer_offline!r}, "
+            f"local_model_dirs={self.local_model_dirs!r}, provider_keys={{{keys}}})"
+        )
+
+
 # --- checking values --------------------------------------------------------------------------
 
 
@@ -228,6 +288,18 @@ def _unknown(message: str, key: str, known) -> None:
     notices.warn_once(f"config-unknown:{message}", f"{message}{hint}; ignored")
 
 
+def check_prefer_offline(value, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise UsageError(f"{where}: prefer_offline must be true or false (a TOML boolean), not {shown(value)}")
+    return value
+
+
+def check_local_model_dirs(value, where: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise UsageError(f"{where}: local_model_dirs must be a table mapping model ids to directory strings")
+    return dict(value)
+
+
 # --- the file and the environment ---------------------------------------------------------------
 
 
@@ -284,18 +356,14 @@ def settings() -> Settings:
             name = key if key.replace("_", "").replace("-", "").isalnum() else repr(key)
             shown_key = f"[{name}]" if isinstance(value, dict) else repr(key)
             _unknown(f"{path}: unknown {kind} {shown_key}", key, TOP_LEVEL)
-    dirs = data.get("local_model_dirs", {})
-    if not isinstance(dirs, dict) or not all(isinstance(v, str) for v in dirs.values()):
-        raise UsageError(f"{path}: local_model_dirs must be a table mapping model ids to directory strings")
+    dirs = check_local_model_dirs(data.get("local_model_dirs", {}), str(path))
     # OMNITOK_LOCAL_MODEL_DIRS="id=dir;id2=dir2" adds to (and overrides) the file's table.
     for item in filter(None, os.environ.get("OMNITOK_LOCAL_MODEL_DIRS", "").split(";")):
         key, sep, value = item.partition("=")
         if not sep:
             raise UsageError(f"OMNITOK_LOCAL_MODEL_DIRS: expected id=dir, got {item!r}")
         dirs = {**dirs, key.strip(): value.strip()}
-    prefer_offline = data.get("prefer_offline", True)
-    if not isinstance(prefer_offline, bool):
-        raise UsageError(f"{path}: prefer_offline must be true or false (a TOML boolean), not {shown(prefer_offline)}")
+    prefer_offline = check_prefer_offline(data.get("prefer_offline", True), str(path))
     env = _env_bool("OMNITOK_PREFER_OFFLINE")
     if env is not None:
         prefer_offline = env

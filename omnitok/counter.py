@@ -1,15 +1,25 @@
-"""The library API: what `import omnitok` offers. The CLI is a thin skin over these."""
+"""Counting: a model id becomes a Counter (resolution + strategy chain + framing + cache).
+
+The stages (compression, validation, bundle, tokens) count through this module's Counter; the
+library API (omnitok.api) and `import omnitok` re-export it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import families
 from .errors import UsageError
 from .pipeline import Counted, count_records
 from .records import ExtractError, Extractor
+
+if TYPE_CHECKING:
+    from .cache import CacheSettings
+    from .config import TokenizerSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +71,30 @@ def load_tokenizer(
     return offline(resolve(model, encoding, tokenizer), Options(engine=engine, tokenizer=tokenizer))
 
 
+_ENVIRON_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _provider_keys(settings: TokenizerSettings | None):
+    """The providers read their keys from the environment when they are made (in plan): a
+    settings object's keys are put there for that moment, then the environment is restored."""
+    overlay = settings.environment() if settings is not None else {}
+    if not overlay:
+        yield
+        return
+    with _ENVIRON_LOCK:
+        saved = {name: os.environ.get(name) for name in overlay}
+        os.environ.update(overlay)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
 class Counter:
     """A model's tokenizer plus its framing: counts texts and chat message lists."""
 
@@ -80,22 +114,39 @@ class Counter:
         cache: str = "auto",
         cache_dir: str | None = None,
         l3_url: str | None = None,
+        settings: TokenizerSettings | None = None,
+        cache_settings: CacheSettings | None = None,
     ):
+        """`settings` (a TokenizerSettings): its prefer_offline decides when `online` is None, its
+        local_model_dirs are searched before the config file's, its provider_keys are used over
+        the providers' environment variables. `cache_settings` (a CacheSettings): the cache's
+        tiers and limits in place of what the config file, the environment, `cache_dir` and
+        `l3_url` say."""
         from .strategy_chain import Options, plan
 
         self.resolution = resolve(model, encoding, tokenizer)
+        if settings is not None:
+            if online is None:
+                online = not settings.prefer_offline
+            dirs = settings.local_model_dirs
+            if tokenizer is None and self.resolution.family == "hf":
+                tokenizer = dirs.get(self.resolution.model) or dirs.get(self.resolution.target)
         self.options = Options(engine, tokenizer, special_tokens, online, strict, concurrency, timeout, retries)
-        strategy, self.framing = plan(self.resolution, self.options)
+        with _provider_keys(settings):
+            strategy, self.framing = plan(self.resolution, self.options)
         self.cache = None
         if cache != "off":
-            from .cache import MODES, settings_from, wrap
+            from .cache import MODES, CacheSettings, settings_from, wrap
 
             if cache not in MODES:
                 raise UsageError(f"cache mode must be one of {', '.join(MODES)}, not {cache!r}")
+            if cache_settings is not None and not isinstance(cache_settings, CacheSettings):
+                raise TypeError(f"cache_settings must be a CacheSettings, not {type(cache_settings).__name__}")
             from .strategy_chain import cache_options
 
             tag = cache_options(self.resolution, special_tokens)
-            strategy, self.cache = wrap(strategy, cache, settings_from(cache_dir, l3_url), tag)
+            chosen = cache_settings if cache_settings is not None else settings_from(cache_dir, l3_url)
+            strategy, self.cache = wrap(strategy, cache, chosen, tag)
         self.strategy = strategy
 
     def close(self) -> None:

@@ -41,7 +41,7 @@ class Encoder:
         tokenizer: str | None = None,
         purpose: str = "encode",
     ):
-        from .api import resolve
+        from .counter import resolve
         from .strategy_chain import Options
 
         self.resolution = resolve(model, encoding)

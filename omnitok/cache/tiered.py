@@ -61,6 +61,23 @@ class CacheSettings:
     bloom_capacity: int = 5_000_000
     bloom_error_rate: float = 0.01
 
+    @classmethod
+    def load(cls, cache_dir: str | None = None, l3_url: str | None = None) -> CacheSettings:
+        """The settings the config file's [cache], the environment and these flags give now
+        (defaults < file < environment < flags; cache_dir 'none': no disk tier)."""
+        from . import settings_from
+
+        return settings_from(cache_dir, l3_url)
+
+    def __repr__(self) -> str:  # the L3 URL's password hidden, as everywhere it is shown
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "l3_url" and value:
+                value = redact_url(value)
+            parts.append(f"{f.name}={value!r}")
+        return f"CacheSettings({', '.join(parts)})"
+
     def __post_init__(self):
         from ..config import Invalid, check_bloom, check_cache_value
 

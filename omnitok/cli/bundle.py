@@ -41,21 +41,22 @@ def create_cmd(
     """Gather the tokenizer files of some models (never weights) into one verified, deterministic archive."""
     import dataclasses
 
-    from ..bundle import Recipe, create, load_recipe
-    from ..bundle.archive import compression_for
+    from .. import api
 
     if bool(models) == bool(recipe):
         raise errors.UsageError("give either --models or --recipe")
-    compression_for(output, compression)  # a bad --compression is refused before any download
-    r = load_recipe(recipe) if recipe else Recipe("custom", [m.strip() for m in models.split(",") if m.strip()])
+    api.bundle_compression(output, compression)  # a bad --compression is refused before any download
+    r = (
+        api.load_recipe(recipe)
+        if recipe
+        else api.BundleRecipe("custom", [m.strip() for m in models.split(",") if m.strip()])
+    )
     pins = dict(_pairs(revision, "--revision"))
     dirs = dict(_pairs(local, "--local"))
     r = dataclasses.replace(r, revisions={**r.revisions, **pins}, local_dirs={**r.local_dirs, **dirs})
     sys.stderr.write(f"omnitok: gathering {len(r.models)} model(s) for bundle {r.name!r} ...\n")
-    path = create(r, output, compression)
-    from ..bundle import inspect
-
-    m = inspect(str(path))
+    path = api.create_bundle(r, output, compression)
+    m = api.inspect_bundle(str(path))
     _emit(
         {
             "bundle": str(path),
@@ -81,9 +82,9 @@ def inspect_cmd(
     json_out: bool = typer.Option(False, "--json", help="The manifest as JSON."),
 ) -> None:
     """Show a bundle's manifest: models, files, sizes, hashes, sources, licences."""
-    from ..bundle import inspect
+    from .. import api
 
-    m = inspect(bundle)
+    m = api.inspect_bundle(bundle)
     if wants_json(json_out):
         print_json(m)
         return
@@ -101,9 +102,9 @@ def inspect_cmd(
 @app.command("verify")
 def verify_cmd(bundle: str = typer.Argument(..., help="A bundle archive.")) -> None:
     """Re-hash every file of a bundle against its manifest (exit 1 on any mismatch)."""
-    from ..bundle import verify
+    from .. import api
 
-    problems = verify(bundle)
+    problems = api.verify_bundle(bundle)
     _emit({"bundle": bundle, "ok": not problems, "problems": problems})
     if problems:
         raise typer.Exit(errors.EXIT_ERROR)
@@ -118,11 +119,10 @@ def install_cmd(
     max_total_mb: float = typer.Option(16384, "--max-total-mb", help="Refuse archives unpacking past this."),
 ) -> None:
     """Verify a bundle and install it into omnitok's asset store ($OMNITOK_HOME/assets), atomically."""
-    from ..bundle import install
-    from ..bundle.install import Limits
+    from .. import api
 
-    limits = Limits(_megabytes(max_member_mb, "--max-member-mb"), _megabytes(max_total_mb, "--max-total-mb"))
-    _emit(install(bundle, limits, hf_cache=hf_cache, tiktoken_cache=tiktoken_cache))
+    limits = api.InstallLimits(_megabytes(max_member_mb, "--max-member-mb"), _megabytes(max_total_mb, "--max-total-mb"))
+    _emit(api.install_bundle(bundle, limits, hf_cache=hf_cache, tiktoken_cache=tiktoken_cache))
 
 
 def _megabytes(value: float, option: str) -> int:
@@ -135,7 +135,7 @@ def _megabytes(value: float, option: str) -> int:
 @app.command("list")
 def list_cmd() -> None:
     """The bundles installed in omnitok's asset store."""
-    from ..bundle import installed
+    from .. import api
 
-    for row in installed():
+    for row in api.installed_bundles():
         _emit(row)

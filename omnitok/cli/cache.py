@@ -13,29 +13,10 @@ from ._output import print_mapping
 app = typer.Typer(help="The three-tier cache: L1 memory, L2 disk (diskcache), L3 Redis/Valkey.", no_args_is_help=True)
 
 
-def _open(cache_dir, l3_url, tier: str = "all"):
-    """The cache with the tiers `tier` names (all: every configured one); asking for a tier that
-    is not configured is a usage error."""
-    from dataclasses import replace
-
-    from ..cache import TieredCache, settings_from
-
-    s = settings_from(cache_dir, l3_url)
-    if tier == "l2" and s.directory is None:
-        raise errors.UsageError("--tier l2: there is no disk tier (--cache-dir none)")
-    if tier == "l3" and not s.l3_url:
-        raise errors.UsageError("--tier l3: no L3 is configured (--l3-url, L3_CACHE_URL or [cache] l3_url)")
-    if tier in ("l1", "l3"):
-        s = replace(s, directory=None)
-    if tier in ("l1", "l2"):
-        s = replace(s, l3_url=None)
-    return TieredCache(s)
-
-
 def _failed(command: str, failures: dict[str, str], undone: str) -> errors.OmnitokError:
     """The error (exit 1) for tiers that could not do what was asked: `cache clear: l3 not
     cleared: <why>`."""
-    from ..cache import CacheError
+    from ..api import CacheError
 
     return CacheError(f"cache {command}: " + "; ".join(f"{tier} {undone}: {why}" for tier, why in failures.items()))
 
@@ -58,12 +39,12 @@ def _emit(data: dict, json_out: bool) -> None:
 @app.command("path")
 def path_cmd(cache_dir: opt.CacheDir = None, l3_url: opt.L3Url = None) -> None:
     """Print where the L2 cache lives (and the L3 URL, password hidden)."""
-    from ..cache import redact_url, settings_from
+    from .. import api
 
-    s = settings_from(cache_dir, l3_url)
+    s = api.cache_settings(cache_dir, l3_url)
     print(s.directory)
     if s.l3_url:
-        print(redact_url(s.l3_url))
+        print(api.redact_url(s.l3_url))
 
 
 @app.command("stats")
@@ -74,41 +55,14 @@ def stats_cmd(
 ) -> None:
     """Sizes and the hit/miss counts kept across runs (L2's record, else L3's); exit 1 if a
     configured tier is down or damaged."""
-    from ..cache.tiered import stats_view
+    from .. import api
 
-    cache = _open(cache_dir, l3_url)
+    cache = api.open_cache_tiers(cache_dir, l3_url)
     try:
-        stored = cache.stored_stats()
-        sizes = cache.sizes()
-        recorded_in = next(iter(stored), None)  # l2 if it is in use, else l3
-        data: dict = {"l2_dir": str(cache.settings.directory) if cache.settings.directory is not None else None}
-        counts = stored.get(recorded_in, {})
-        data.update(stats_view(counts, l1_size=cache.l1.size(), l2_size=sizes["l2_size"], bloom=cache.bloom_info()))
-        data.update(counts_recorded_in=recorded_in, l2_bytes=sizes["l2_bytes"], l3=cache.l3 is not None)
-        data["l3_size"] = sizes["l3_size"]
-        if recorded_in == "l2" and "l3" in stored:  # L3's own record: every host that shares it
-            data["l3_recorded"] = stats_view(stored["l3"], sizes=False)
+        data = api.recorded_cache_stats(cache)
     finally:
         cache.close()
     _report(data, cache, json_out, "stats", "unreadable")
-
-
-def _tags_for(model: str, special: bool) -> list[str]:
-    """The key tags a model's entries carry: its offline strategy's and its online one's."""
-    from ..api import resolve
-    from ..cache import settings_from
-    from ..cache.keys import KeyMaker
-    from ..families import family
-    from ..remote.providers import fingerprint
-    from ..strategy_chain import Options, cache_options, offline, provider_model
-
-    res = resolve(model)
-    fingerprints = [offline(res, Options()).fingerprint]
-    provider = family(res.family).provider(res)
-    if provider is not None:
-        fingerprints.append(fingerprint(provider.strategy, provider_model(res)))
-    algorithm = settings_from().hash_algorithm
-    return [KeyMaker(fp, cache_options(res, special), algorithm).tag for fp in fingerprints]
 
 
 @app.command("clear")
@@ -129,8 +83,10 @@ def clear_cmd(
             raise errors.UsageError(f"refusing to clear {what} without --yes (no terminal to ask on)")
         if not typer.confirm(f"Clear {what}?"):
             raise typer.Exit(1)
-    tags = _tags_for(model, True) + _tags_for(model, False) if model else [None]
-    cache = _open(cache_dir, l3_url, tier)
+    from .. import api
+
+    tags = api.cache_tags(model, True) + api.cache_tags(model, False) if model else [None]
+    cache = api.open_cache_tiers(cache_dir, l3_url, tier)
     removed: dict[str, int] = {}
     try:
         for tag in dict.fromkeys(tags):
@@ -156,12 +112,9 @@ def warm_cmd(
 ) -> None:
     """Pre-fill the cache from a corpus (every count is cached, whatever the policy); exit 1 if a
     configured tier could not store them (down, damaged, read-only)."""
-    from ..api import Counter
-    from ..io.readers import InputStream
-    from ..pipeline import count_records
-    from ..records import Extractor
+    from .. import api
 
-    counter = Counter(model, encoding=encoding, online=online, cache="on", cache_dir=cache_dir, l3_url=l3_url)
+    counter = api.Counter(model, encoding=encoding, online=online, cache="on", cache_dir=cache_dir, l3_url=l3_url)
     cache = counter.cache
     s = cache.settings
     try:
@@ -169,9 +122,9 @@ def warm_cmd(
             raise errors.UsageError("cache warm: nothing to warm (--cache-dir none and no L3): memory is not kept")
         if failures := cache.failures():
             raise _failed("warm", failures, "not warmed")
-        stream = InputStream(list(files or []), Extractor(opt.split_fields(field), counter.framing))
+        stream = api.open_inputs(files or [], api.Extractor(opt.split_fields(field), counter.framing))
         n = bad = 0
-        for c in count_records(stream, counter.strategy, 1):
+        for c in api.count_stream(stream, counter, 1):
             bad += c.record.error is not None
             n += 1
         stats = cache.run_stats()
@@ -198,13 +151,11 @@ def verify_cmd(
     cache's database. Exit 1 on a mismatch, a damaged database or a tier that is down."""
     import itertools
 
-    from ..api import Counter
-    from ..io.readers import InputStream
-    from ..records import Extractor
+    from .. import api
 
-    cached = Counter(model, encoding=encoding, cache="on", cache_dir=cache_dir, l3_url=l3_url)
-    fresh = Counter(model, encoding=encoding, cache="off")
-    stream = InputStream(list(files or []), Extractor(opt.split_fields(field), fresh.framing))
+    cached = api.Counter(model, encoding=encoding, cache="on", cache_dir=cache_dir, l3_url=l3_url)
+    fresh = api.Counter(model, encoding=encoding, cache="off")
+    stream = api.open_inputs(files or [], api.Extractor(opt.split_fields(field), fresh.framing))
     checked = present = mismatched = 0
     examples = []
     cache = cached.cache

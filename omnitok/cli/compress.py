@@ -112,16 +112,11 @@ def compress_cmd(
     """Compress contexts to a token budget for a model, keeping what the query needs."""
     import orjson
 
-    from ..compression import Compressor, check_budget
-    from ..compression.stream import CompressExtractor, compress_stream
-    from ..io.output import open_output
-    from ..io.readers import InputStream
+    from .. import api
 
-    check_budget(budget, ratio, target_compression)
+    api.check_budget(budget, ratio, target_compression)
     bad = BadRecords(on_error, quiet)  # a bad --on-error is refused before anything is opened
-    from ..embedding import set_default_device
-
-    set_default_device(device)  # the local embedder's device; cuda without a GPU is a usage error
+    api.set_default_device(device)  # the local embedder's device; cuda without a GPU is a usage error
     if fmt not in FORMATS:
         raise errors.UsageError(f"--format must be one of {', '.join(FORMATS)}")
     cache = opt.cache_mode(cache, no_cache)
@@ -129,7 +124,7 @@ def compress_cmd(
         if files:
             raise errors.UsageError("give input files or --context, not both")
         files, input_format = [context], "text"
-    comp = Compressor(
+    comp = api.Compressor(
         model,
         method=method,
         embedding_url=embedding_url,
@@ -141,18 +136,18 @@ def compress_cmd(
         cache=cache,
         cache_dir=cache_dir,
     )
-    extractor = CompressExtractor(context_field, query_field, query, id_field or None)
-    stream = InputStream(list(files or []), extractor, input_format)
+    extractor = api.CompressExtractor(context_field, query_field, query, id_field or None)
+    stream = api.open_inputs(files or [], extractor, input_format)
     if fmt == "auto":
         fmt = "text" if stream.single_text else "jsonl"
-    output_file = open_output(output, stream.paths)
+    output_file = api.open_output(output, stream.paths)
     out = output_file.stream
     done = False
     bar = ProgressBar(stream.progress, enabled=not quiet, label="compressing")
     bad.before_print = bar.close
     rows, below, total_in, total_out, n = [], 0, 0, 0, 0
     try:
-        for rec, row, err in compress_stream(
+        for rec, row, err in api.compress_stream(
             stream, comp, jobs, budget=budget, ratio=ratio, target_compression=target_compression
         ):
             bar.update()

@@ -151,16 +151,10 @@ def count(
             l3_url=l3_url,
         )
     bad = BadRecords(on_error, quiet)  # a bad --on-error is refused before anything is opened
-    from ..api import Counter
-    from ..io.output import open_output
-    from ..io.readers import InputStream
-    from ..io.writers import format_for_output, make_sink
-    from ..pipeline import count_records
-    from ..records import CountedRun, Extractor
-    from ..summary import Summary
+    from .. import api
 
     paths = list(files or [])
-    counter = Counter(
+    counter = api.Counter(
         model,
         encoding=encoding,
         engine=engine,
@@ -174,29 +168,26 @@ def count(
         cache_dir=cache_dir,
         l3_url=l3_url,
     )
-    strategy = counter.strategy
     if explain:
-        from .models import explain as explain_counter
-
-        info("; ".join(f"{k}: {v}" for k, v in explain_counter(counter).items()))
-    stream = InputStream(
+        info("; ".join(f"{k}: {v}" for k, v in api.explain(counter).items()))
+    stream = api.open_inputs(
         paths,
-        Extractor(opt.split_fields(field), counter.framing, id_field or None),
+        api.Extractor(opt.split_fields(field), counter.framing, id_field or None),
         input_format,
         lines,
         keep_raw=bool(add_field),
         texts=text or None,
     )
     meta = counter.meta
-    stats = Summary(max_tokens_limit=max_tokens)
+    stats = api.Summary(max_tokens_limit=max_tokens)
     records_out = output if summary else output or "-"
     sink = None
     out = None
     if records_out is not None:
-        kind = format_for_output(fmt, records_out, stream.single_text)
-        out = open_output(records_out, stream.paths)
+        kind = api.output_format(fmt, records_out, stream.single_text)
+        out = api.open_output(records_out, stream.paths)
         try:
-            sink = make_sink(kind, out.stream, meta, len(stream.paths) > 1, add_field)
+            sink = api.make_sink(kind, out.stream, meta, len(stream.paths) > 1, add_field)
         except BaseException:
             out.close(commit=False)
             raise
@@ -204,8 +195,8 @@ def count(
     bad.before_print = bar.close
     ended = False
     try:
-        for c in count_records(stream, strategy, jobs, bar.update, runs=True):
-            if type(c) is CountedRun:  # plain results counted in workers, as columns
+        for c in api.count_stream(stream, counter, jobs, bar.update, runs=True):
+            if type(c) is api.CountedRun:  # plain results counted in workers, as columns
                 stats.add_run(c)
                 if sink is not None:
                     sink.results(c)

@@ -7,48 +7,6 @@ import typer
 from ._output import print_json, print_rows, wants_json
 
 
-def _asset_rows() -> list[dict]:
-    """What is present locally: embedded and stored OpenAI vocabularies, Gemma, HF cache models."""
-    from ..assets.hf import has_tokenizer, hf_cache_dir
-    from ..assets.store import tiktoken_candidates
-    from ..families.gemini import SENTENCEPIECE, spm_candidates
-    from ..tokenizers.openai_encodings import ENCODINGS
-
-    rows = []
-    for name, spec in ENCODINGS.items():
-        found = next((where for p, where in tiktoken_candidates(spec.file, spec.url) if p.is_file()), None)
-        rows.append({"family": "openai", "asset": name, "present": found is not None, "where": found})
-    for name, vocab in SENTENCEPIECE.items():
-        found = next((where for p, where in spm_candidates(vocab) if p.is_file()), None)
-        rows.append({"family": "gemini", "asset": name, "present": found is not None, "where": found})
-    cache = hf_cache_dir()
-    if cache.is_dir():
-        for repo in sorted(cache.glob("models--*")):
-            snaps = [s for s in (repo / "snapshots").glob("*") if has_tokenizer(s)]
-            if snaps:
-                model_id = repo.name.removeprefix("models--").replace("--", "/", 1)
-                rows.append({"family": "hf", "asset": model_id, "present": True, "where": "Hugging Face cache"})
-    return rows
-
-
-def explain(counter) -> dict:
-    """How a counter's model resolved and which strategy counts it."""
-    from ..families import family
-
-    r, s = counter.resolution, counter.strategy
-    return {
-        "model": r.model,
-        "family": r.family,
-        "target": r.target,
-        "reason": r.reason,
-        "chain": family(r.family).chain,
-        **counter.meta,
-        "engine": s.engine,
-        "source": s.source,
-        "fingerprint": s.fingerprint,
-    }
-
-
 def models_cmd(
     model: str | None = typer.Argument(
         None, help="Resolve one model id and say how it would be counted.", show_default=False
@@ -60,14 +18,12 @@ def models_cmd(
 ) -> None:
     """List the model families, their ids and patterns, strategy chains and local assets, or explain one id."""
 
-    from ..families import families
+    from .. import api
 
     if model:
-        from ..api import Counter
-
-        counter = Counter(model, online=online)
+        counter = api.Counter(model, online=online)
         try:
-            info = explain(counter)
+            info = api.explain(counter)
         finally:
             counter.close()
         if json_out:
@@ -77,8 +33,8 @@ def models_cmd(
                 print(f"{k + ':':12} {v}")
         return
     data = {
-        "families": [{"family": f.name, "order": f.order, "chain": f.chain, "models": f.rows()} for f in families()],
-        "assets": _asset_rows(),
+        "families": api.model_families(),
+        "assets": api.asset_rows(),
     }
     if wants_json(json_out):
         print_json(data)

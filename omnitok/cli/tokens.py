@@ -51,7 +51,7 @@ TextFormat = typer.Option("text", "--format", help="text (ids separated by space
 
 
 def _encoder(model, encoding, engine, tokenizer, purpose: str):
-    from ..tokens import Encoder
+    from ..api import Encoder
 
     return Encoder(model, encoding=encoding, engine=engine, tokenizer=tokenizer, purpose=purpose)
 
@@ -148,7 +148,7 @@ def decode_cmd(
     An id the vocabulary does not have is an error naming it (exit 2). A multi-byte character cut
     by the last id shows as U+FFFD, as tiktoken's decode shows it.
     """
-    from ..tokens import parse_ids
+    from ..api import parse_ids
 
     enc = _encoder(model, encoding, engine, tokenizer, "decode")
     values = parse_ids(" ".join(ids) if ids else _read_text(None))

@@ -88,15 +88,11 @@ def validate_cmd(
     quiet: opt.Quiet = False,
 ) -> int:
     """Score (original, compressed) pairs with ROUGE-L and token compression; exit 6 when a gate fails."""
-    from ..api import Counter
-    from ..embedding import set_default_device
-    from ..io.output import check_output, open_output
-    from ..io.readers import InputStream
-    from ..pipeline import ordered_map
-    from ..records import Extractor
-    from ..validation import (
+    from .. import api
+    from ..api import (
         FAIL_ON,
         METRICS,
+        REPORT_FORMATS,
         Thresholds,
         add_bertscore,
         aggregate,
@@ -104,11 +100,10 @@ def validate_cmd(
         score_pair,
         with_gated,
     )
-    from ..validation.report import FORMATS, write
     from ._output import error
     from ._run import BadRecords, exit_code
 
-    set_default_device(device)  # checked first: --device cuda without a GPU is a usage error
+    api.set_default_device(device)  # checked first: --device cuda without a GPU is a usage error
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
     for m in chosen:
         if m not in METRICS:
@@ -119,9 +114,9 @@ def validate_cmd(
         raise errors.UsageError(f"--fail-on must be one of {', '.join(FAIL_ON)}")
     if fmt == "auto":
         fmt = "table" if (output is None and sys.stdout.isatty()) else "jsonl"
-    if fmt not in FORMATS:
-        raise errors.UsageError(f"--format must be one of {', '.join(FORMATS)}")
-    counter = Counter(model) if "compression" in chosen else None
+    if fmt not in REPORT_FORMATS:
+        raise errors.UsageError(f"--format must be one of {', '.join(REPORT_FORMATS)}")
+    counter = api.Counter(model) if "compression" in chosen else None
     if (original is None) != (compressed is None):
         raise errors.UsageError("give both --original and --compressed, or neither")
     if (original_file is None) != (compressed_file is None):
@@ -137,12 +132,12 @@ def validate_cmd(
             original_file, compressed_file, original_field, compressed_field, id_field, align, input_format
         )
     else:
-        stream = InputStream(
-            list(files or []), Extractor((original_field, compressed_field), None, id_field or None), input_format
+        stream = api.open_inputs(
+            files or [], api.Extractor((original_field, compressed_field), None, id_field or None), input_format
         )
         pairs = ((r.pos, r.id, r.where, *(r.texts or [None, None]), r.error) for r in stream)
     if original is None:
-        check_output(output, [original_file, compressed_file] if original_file is not None else files or ["-"])
+        api.check_output(output, [original_file, compressed_file] if original_file is not None else files or ["-"])
 
     def scored_pair(item):
         pos, rid, where, orig, comp, err = item
@@ -150,7 +145,7 @@ def validate_cmd(
 
     bad = BadRecords(on_error, quiet)
     rows, texts = [], []
-    for (pos, rid, where, orig, comp, err), scores in ordered_map(scored_pair, pairs, jobs):
+    for (pos, rid, where, orig, comp, err), scores in api.ordered_map(scored_pair, pairs, jobs):
         if err is not None:
             if not bad.bad(where, err, recorded=bad.keeps_rows()):
                 break
@@ -192,8 +187,8 @@ def validate_cmd(
         summary["gate_failures"] = gate_fail
     if cache_stats is not None:
         summary["cache"] = cache_stats
-    with open_output(output) as out:
-        write(fmt, rows, summary, out.stream)
+    with api.open_output(output) as out:
+        api.write_report(fmt, rows, summary, out.stream)
     if gate_fail and not quiet:
         n = len(gate_fail)
         error(
@@ -205,16 +200,15 @@ def validate_cmd(
 
 def _aligned(a_path, b_path, a_field, b_field, id_field, align, input_format):
     """Pairs from two files: record i of one with record i of the other, or by id."""
-    from ..io.readers import InputStream, detect_format
-    from ..records import Extractor
+    from .. import api
 
     if align not in ("line", "id"):
         raise errors.UsageError("--align must be line or id")
 
     def stream(path, field):
-        fmt = input_format if input_format != "auto" else detect_format(path)
+        fmt = input_format if input_format != "auto" else api.detect_format(path)
         fields = (field,) if fmt != "text" else None
-        return InputStream([path], Extractor(fields, None, id_field or None), fmt, lines=(fmt == "text"))
+        return api.open_inputs([path], api.Extractor(fields, None, id_field or None), fmt, lines=(fmt == "text"))
 
     a, b = stream(a_path, a_field), stream(b_path, b_field)
     if align == "id":

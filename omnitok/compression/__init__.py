@@ -172,7 +172,7 @@ class Compressor:
                 )
         if method not in METHODS:
             raise UsageError(f"--method must be one of auto, {', '.join(METHODS)}; got {method!r}")
-        from ..api import Counter
+        from ..counter import Counter
 
         self.counter = Counter(model, tokenizer=tokenizer, engine=engine, online=False, cache="off")
         self.strategy = self.counter.strategy

@@ -49,7 +49,7 @@ def score_pair(original: str, compressed: str, metrics=("rouge-l",), counter=Non
             continue  # scored in batches by add_bertscore (one model call for many pairs)
         elif metric == "compression":
             if counter is None:
-                from ..api import Counter
+                from ..counter import Counter
 
                 counter = Counter()
             a, b = (x.tokens for x in counter.count_batch([original, compressed]))
@@ -148,7 +148,7 @@ def validate(
     metrics = with_gated(metrics, thresholds)
     counter = None
     if "compression" in metrics:
-        from ..api import Counter
+        from ..counter import Counter
 
         counter = Counter(model)
     scores = score_pair(original, compressed, metrics, counter, stem)

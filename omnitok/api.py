@@ -1,0 +1,196 @@
+"""The library API: the one door every front end uses (`import omnitok` re-exports its core).
+
+The `omnitok` command imports nothing else of the package below this module (import-linter's
+"cli" contract in `.importlinter`): what a command needs to do its work is here, so a Python user
+has it too. By concern:
+
+- counting: `Counter`, `count`, `count_batch`, `count_files`, `resolve`, `load_tokenizer`,
+  `CountResult` (omnitok.counter);
+- records in and results out: `open_inputs` (files, stdin or texts -> a stream of records),
+  `Extractor`, `detect_format`, `count_stream` (a stream -> `Counted` / `CountedRun`, in input
+  order), `ordered_map`, `Summary`, `open_output` / `check_output` (stdout or a file that appears
+  whole), `output_format` / `make_sink` (JSONL, JSON, CSV, Parquet, table, number, --add-field);
+- the stages: compression (`Compressor`, `CompressExtractor`, `compress_stream`, `check_budget`),
+  validation (`Thresholds`, `score_pair`, `add_bertscore`, `aggregate`, `failures`,
+  `with_gated`, `write_report`, `REPORT_FORMATS`, `METRICS`, `FAIL_ON`), bundles (`BundleRecipe`,
+  `load_recipe`, `create_bundle`, `inspect_bundle`, `verify_bundle`, `install_bundle`,
+  `InstallLimits`, `installed_bundles`, `bundle_compression`), token ids (`Encoder`,
+  `parse_ids`), the embedding device (`set_default_device`);
+- the cache: `Cache` (omnitok.count_cache), `CacheSettings`, `CacheError`, `cache_settings`,
+  `open_cache_tiers`, `recorded_cache_stats`, `cache_tags`, `redact_url`;
+- settings: `TokenizerSettings` (omnitok.config) and `CacheSettings` (omnitok.cache), the config
+  file's settings as objects;
+- what omnitok knows: `model_families`, `asset_rows`, `explain` (omnitok.catalog).
+
+Everything past counting loads on first use, so `import omnitok.api` (every `omnitok count`)
+stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from .counter import Counter, CountResult, count, count_batch, count_files, default_model, load_tokenizer, resolve
+from .pipeline import Counted
+from .records import CountedRun, ExtractError, Extractor
+
+__all__ = [
+    "CountResult",
+    "Counted",
+    "CountedRun",
+    "Counter",
+    "ExtractError",
+    "Extractor",
+    "count",
+    "count_batch",
+    "count_files",
+    "count_stream",
+    "default_model",
+    "load_tokenizer",
+    "open_inputs",
+    "resolve",
+]
+
+
+def open_inputs(
+    paths,
+    extractor: Extractor,
+    input_format: str = "auto",
+    lines: bool = False,
+    keep_raw: bool = False,
+    texts: list[str] | None = None,
+):
+    """Files ('-' for stdin; none: stdin), or `texts`, as one stream of records in input order
+    (JSONL, Parquet, text, `.gz`). `extractor` says what in a record is counted; a bad record
+    comes out with `error` set. The stream has `paths`, `progress` and `single_text`."""
+    from .io.readers import InputStream
+
+    return InputStream(list(paths), extractor, input_format, lines, keep_raw, texts)
+
+
+def count_stream(stream, counter: Counter, jobs: int | None = 1, progress=None, *, runs: bool = False):
+    """Count a stream of records with a counter: one `Counted` a record, in input order (error
+    records pass through with their error). `jobs` None: auto; `progress` is called once a batch;
+    `runs=True`: records counted in shard workers may come as `CountedRun` columns."""
+    from .pipeline import count_records
+
+    return count_records(stream, counter.strategy, jobs, progress, runs=runs)
+
+
+# name -> (module, attribute): loaded on first use by __getattr__. The TYPE_CHECKING imports
+# below name the same objects, for type checkers and for import-linter's layer check.
+_LAZY = {
+    # records in, results out
+    "detect_format": ("io.readers", "detect_format"),
+    "ordered_map": ("pipeline", "ordered_map"),
+    "Summary": ("summary", "Summary"),
+    "open_output": ("io.output", "open_output"),
+    "check_output": ("io.output", "check_output"),
+    "output_format": ("io.writers", "format_for_output"),
+    "make_sink": ("io.writers", "make_sink"),
+    # compression
+    "Compressor": ("compression", "Compressor"),
+    "check_budget": ("compression", "check_budget"),
+    "compress": ("compression", "compress"),
+    "CompressExtractor": ("compression.stream", "CompressExtractor"),
+    "compress_stream": ("compression.stream", "compress_stream"),
+    "set_default_device": ("embedding", "set_default_device"),
+    # validation
+    "validate": ("validation", "validate"),
+    "Thresholds": ("validation", "Thresholds"),
+    "METRICS": ("validation", "METRICS"),
+    "FAIL_ON": ("validation", "FAIL_ON"),
+    "score_pair": ("validation", "score_pair"),
+    "add_bertscore": ("validation", "add_bertscore"),
+    "aggregate": ("validation", "aggregate"),
+    "failures": ("validation", "failures"),
+    "with_gated": ("validation", "with_gated"),
+    "REPORT_FORMATS": ("validation.report", "FORMATS"),
+    "write_report": ("validation.report", "write"),
+    # bundles
+    "BundleRecipe": ("bundle", "Recipe"),
+    "load_recipe": ("bundle", "load_recipe"),
+    "create_bundle": ("bundle", "create"),
+    "inspect_bundle": ("bundle", "inspect"),
+    "verify_bundle": ("bundle", "verify"),
+    "install_bundle": ("bundle", "install"),
+    "installed_bundles": ("bundle", "installed"),
+    "pre_download": ("bundle", "pre_download"),
+    "InstallLimits": ("bundle.install", "Limits"),
+    "bundle_compression": ("bundle.archive", "compression_for"),
+    # token ids
+    "Encoder": ("tokens", "Encoder"),
+    "parse_ids": ("tokens", "parse_ids"),
+    # the cache
+    "Cache": ("count_cache", "Cache"),
+    "cache_tags": ("count_cache", "cache_tags"),
+    "open_cache_tiers": ("count_cache", "open_tiers"),
+    "recorded_cache_stats": ("count_cache", "recorded_stats"),
+    "cache_settings": ("cache", "settings_from"),
+    "CacheSettings": ("cache", "CacheSettings"),
+    "CacheError": ("cache", "CacheError"),
+    "redact_url": ("cache", "redact_url"),
+    # settings
+    "TokenizerSettings": ("config", "TokenizerSettings"),
+    # what omnitok knows
+    "model_families": ("catalog", "model_families"),
+    "asset_rows": ("catalog", "asset_rows"),
+    "explain": ("catalog", "explain"),
+}
+
+__all__ += sorted(_LAZY)
+
+if TYPE_CHECKING:  # the same objects as _LAZY names (grimp reads these imports too)
+    from .bundle import Recipe as BundleRecipe  # noqa: F401
+    from .bundle import create as create_bundle  # noqa: F401
+    from .bundle import inspect as inspect_bundle  # noqa: F401
+    from .bundle import install as install_bundle  # noqa: F401
+    from .bundle import installed as installed_bundles  # noqa: F401
+    from .bundle import load_recipe, pre_download  # noqa: F401
+    from .bundle import verify as verify_bundle  # noqa: F401
+    from .bundle.archive import compression_for as bundle_compression  # noqa: F401
+    from .bundle.install import Limits as InstallLimits  # noqa: F401
+    from .cache import CacheError, CacheSettings, redact_url  # noqa: F401
+    from .cache import settings_from as cache_settings  # noqa: F401
+    from .catalog import asset_rows, explain, model_families  # noqa: F401
+    from .compression import Compressor, check_budget, compress  # noqa: F401
+    from .compression.stream import CompressExtractor, compress_stream  # noqa: F401
+    from .config import TokenizerSettings  # noqa: F401
+    from .count_cache import Cache, cache_tags  # noqa: F401
+    from .count_cache import open_tiers as open_cache_tiers  # noqa: F401
+    from .count_cache import recorded_stats as recorded_cache_stats  # noqa: F401
+    from .embedding import set_default_device  # noqa: F401
+    from .io.output import check_output, open_output  # noqa: F401
+    from .io.readers import detect_format  # noqa: F401
+    from .io.writers import format_for_output as output_format  # noqa: F401
+    from .io.writers import make_sink  # noqa: F401
+    from .pipeline import ordered_map  # noqa: F401
+    from .summary import Summary  # noqa: F401
+    from .tokens import Encoder, parse_ids  # noqa: F401
+    from .validation import (  # noqa: F401
+        FAIL_ON,
+        METRICS,
+        Thresholds,
+        add_bertscore,
+        aggregate,
+        failures,
+        score_pair,
+        validate,
+        with_gated,
+    )
+    from .validation.report import FORMATS as REPORT_FORMATS  # noqa: F401
+    from .validation.report import write as write_report  # noqa: F401
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f".{module}", __package__), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'omnitok.api' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

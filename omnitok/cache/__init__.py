@@ -52,7 +52,7 @@ def wrap(strategy, mode: str, settings: CacheSettings, options: str = ""):
     """
     if mode == "off" or (mode == "auto" and getattr(strategy, "cache_policy", "none") != "all"):
         return strategy, None
-    from .strategy import CachedStrategy
+    from .cached_strategy import CachedStrategy
 
     cache = TieredCache(settings)
     return CachedStrategy(strategy, cache, options), cache

@@ -1,4 +1,4 @@
-"""A strategy behind the cache: look every item up, count only the misses, store what the
+"""CachedStrategy: a strategy behind the cache. Look every item up, count only the misses, store what the
 strategy itself counted (never a fallback's estimate under an exact strategy's key)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Tokenizer strategies: the protocol, the engines, and how a strategy is loaded."""
 
 from .base import Strategy
-from .strategy import load_strategy
+from .tiktoken_strategy import load_strategy
 
 __all__ = ["Strategy", "load_strategy"]

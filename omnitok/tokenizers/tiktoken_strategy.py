@@ -1,4 +1,4 @@
-"""Loading a counting strategy for a resolved model."""
+"""A counting strategy for an OpenAI encoding: TiktokenStrategy (exact, local) and its loader."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The FastAPI app: every route is a thin call into omnitok.aio (the library in a thread pool)."""
+"""The FastAPI app: every route is a thin call into omnitok.aio (the library in a thread pool, or
+at once for a short text, aio.count_inline); omnitok.serve.fast answers plain /count-tokens
+requests in front of FastAPI with the same answers."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import aio
@@ -18,6 +21,7 @@ from .._version import __version__
 from ..errors import InputError, OmnitokError, UsageError
 from .config import ServeConfig
 from .errors import HTTP_CODES, ServeError, add_secret, classify, error_body, validation_message
+from .fast import FastCount
 from .metrics import Metrics
 from .middleware import BearerAuth, BodyLimit, Guard
 from .schemas import (
@@ -111,20 +115,20 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     metrics = Metrics()
     state = _State()
 
-    def count_options(req) -> tuple[str | None, dict]:
-        model = req.model_id if req.model_id is not None else config.model
+    def count_options(
+        model_id: str | None, encoding: str | None = None, online: bool | None = None, strict: bool | None = None
+    ) -> tuple[str | None, dict]:
+        model = model_id if model_id is not None else config.model
         options: dict[str, Any] = {"engine": config.engine, "cache": config.cache}
         if config.cache_dir:
             options["cache_dir"] = config.cache_dir
         if config.l3_url:
             options["l3_url"] = config.l3_url
-        if getattr(req, "encoding", None):
-            options["encoding"] = req.encoding
-        online = getattr(req, "online", None)
+        if encoding:
+            options["encoding"] = encoding
         online = config.online if online is None else online
         if online is not None:
             options["online"] = online
-        strict = getattr(req, "strict", None)
         if config.strict if strict is None else strict:
             options["strict"] = True
         return model, options
@@ -138,7 +142,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
             ) from None
 
     async def warm_up() -> None:
-        model, options = count_options(CountRequest())
+        model, options = count_options(None)
         try:
             r = await aio.acount(PROBE_TEXT, model, **options)
         except OmnitokError as e:
@@ -200,48 +204,61 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
 
     # --- counting ------------------------------------------------------------------------------
 
+    def counted(tokens: int, model: str, encoding: str, strategy: str, exact: bool, error_band) -> dict:
+        """Record one count (/stats, /metrics) and give /count-tokens' answer for it."""
+        state.counted(tokens)
+        metrics.counted(model, strategy, tokens, 1)
+        metadata = {"encoding": encoding}
+        if error_band is not None:
+            metadata["error_band"] = error_band
+        return {
+            "token_count": tokens,
+            "model_id": model,
+            "strategy_used": strategy,
+            "is_exact": exact,
+            "metadata": metadata,
+        }
+
+    async def count_text(
+        text: str, model_id: str | None, encoding: str | None, online: bool | None, strict: bool | None
+    ) -> dict:
+        """/count-tokens for a text (the route and the fast path in front of it, omnitok.serve.fast):
+        counted at once when aio.count_inline can, else in the thread pool under the timeout."""
+        model, options = count_options(model_id, encoding, online, strict)
+        r = aio.count_inline(text, model, **options)
+        if r is None:
+            r = await within(aio.acount(text, model, **options))
+        return counted(r.tokens, r.model, r.encoding, r.strategy, r.exact, r.error_band)
+
     @app.post("/count-tokens", response_model=CountResponse, responses=POST_ERRORS)
     async def count_tokens(req: CountRequest) -> dict:
         """Count one text, or one chat `messages` array (with its `system` and `tools`)."""
-        model, options = count_options(req)
         if (req.text is None) == (req.messages is None):
             raise ServeError(422, "invalid_request", "give either text or messages")
         if req.text is not None:
             if req.system is not None or req.tools is not None:
                 raise ServeError(422, "invalid_request", "system and tools go with messages, not text")
-            r = await within(aio.acount(req.text, model, **options))
-            row = {"tokens": r.tokens, "model": r.model, "encoding": r.encoding, "strategy": r.strategy}
-            row.update(exact=r.exact, error_band=r.error_band)
-        else:
-            record: dict[str, Any] = {"messages": req.messages}
-            if req.system is not None:
-                record["system"] = req.system
-            if req.tools is not None:
-                record["tools"] = req.tools
-            try:
-                rows, _ = await within(aio.acount_rows([record], model, id_field=None, source="request", **options))
-            except InputError as e:
-                raise UsageError(e.reason) from None
-            row = rows[0]
-        state.counted(row["tokens"])
-        metrics.tokens.labels(row["model"], row["strategy"]).inc(row["tokens"])
-        metrics.texts.labels(row["model"]).inc()
-        metadata = {"encoding": row["encoding"]}
-        if row.get("error_band") is not None:
-            metadata["error_band"] = row["error_band"]
-        return {
-            "token_count": row["tokens"],
-            "model_id": row["model"],
-            "strategy_used": row["strategy"],
-            "is_exact": row["exact"],
-            "metadata": metadata,
-        }
+            return await count_text(req.text, req.model_id, req.encoding, req.online, req.strict)
+        model, options = count_options(req.model_id, req.encoding, req.online, req.strict)
+        record: dict[str, Any] = {"messages": req.messages}
+        if req.system is not None:
+            record["system"] = req.system
+        if req.tools is not None:
+            record["tools"] = req.tools
+        try:
+            rows, _ = await within(aio.acount_rows([record], model, id_field=None, source="request", **options))
+        except InputError as e:
+            raise UsageError(e.reason) from None
+        row = rows[0]
+        return counted(
+            row["tokens"], row["model"], row["encoding"], row["strategy"], row["exact"], row.get("error_band")
+        )
 
     @app.post("/count-tokens/batch", response_model=BatchResponse, responses=POST_ERRORS)
     async def count_tokens_batch(req: BatchRequest) -> dict:
         """Count many texts or records in one call: rows as `omnitok count --format jsonl` writes
         them (pos, id, tokens, model, encoding, strategy, exact), in input order."""
-        model, options = count_options(req)
+        model, options = count_options(req.model_id, req.encoding, req.online, req.strict)
         if (req.texts is None) == (req.records is None):
             raise ServeError(422, "invalid_request", "give either texts or records")
         items = req.texts if req.texts is not None else req.records
@@ -264,8 +281,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
             )
         )
         state.counted(summary["total_tokens"])
-        metrics.tokens.labels(summary["model"], summary["strategy"]).inc(summary["total_tokens"])
-        metrics.texts.labels(summary["model"]).inc(summary["counted"])
+        metrics.counted(summary["model"], summary["strategy"], summary["total_tokens"], summary["counted"])
         return {"results": rows, "summary": summary}
 
     # --- compress and validate -----------------------------------------------------------------
@@ -356,6 +372,15 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         return Response(metrics.render(), media_type=metrics.content_type)
 
     # --- layers, innermost first ---------------------------------------------------------------
+    count_route = next(r for r in app.routes if getattr(r, "endpoint", None) is count_tokens)
+    count_adapter = TypeAdapter(CountResponse)
+    app.add_middleware(
+        FastCount,
+        count_text=count_text,
+        handlers=app.exception_handlers,
+        route=count_route,
+        dump=lambda answer: count_adapter.dump_json(count_adapter.validate_python(answer)),
+    )
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     if token:
         app.add_middleware(BearerAuth, token=token)

@@ -30,5 +30,31 @@ class Metrics:
         self.compressions = Counter("omnitok_compressions", "Contexts compressed", ["model"], registry=r)
         self.tokens_saved = Counter("omnitok_compress_tokens_saved", "Tokens removed by compression", registry=r)
 
+        self._children: dict = {}  # labels -> the metric children they name, looked up once
+
+    def _child(self, key: tuple):
+        child = self._children.get(key)
+        if child is None:
+            kind, *labels = key
+            if kind == "request":
+                method, route, status = labels
+                child = (self.requests.labels(method, route, status), self.latency.labels(method, route))
+            else:
+                model, strategy = labels
+                child = (self.tokens.labels(model, strategy), self.texts.labels(model))
+            self._children[key] = child
+        return child
+
+    def answered(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One request answered: counted by (method, route, status), timed by (method, route)."""
+        requests, latency = self._child(("request", method, route, str(status)))
+        requests.inc()
+        latency.observe(seconds)
+
+    def counted(self, model: str, strategy: str, tokens: int, texts: int) -> None:
+        count, number = self._child(("count", model, strategy))
+        count.inc(tokens)
+        number.inc(texts)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -77,9 +77,7 @@ class Guard:
             self.metrics.in_flight.dec()
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            method = scope.get("method", "")
-            self.metrics.requests.labels(method, path, str(status)).inc()
-            self.metrics.latency.labels(method, path).observe(time.perf_counter() - started)
+            self.metrics.answered(scope.get("method", ""), path, status, time.perf_counter() - started)
 
 
 class BearerAuth:

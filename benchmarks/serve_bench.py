@@ -1,14 +1,23 @@
 """`omnitok serve` under load, next to a bare FastAPI app that calls tiktoken directly.
 
-    .venv/bin/python -m benchmarks.serve_bench [--duration 10] [--clients 1,8,64]
+    .venv/bin/python -m benchmarks.serve_bench [--duration 10] [--clients 1,8,64] [--client raw,httpx]
+        [--rounds 5]
 
-Both servers run as uvicorn processes with the same settings (one worker, 127.0.0.1, access log
-off); an httpx async client keeps N requests in flight for `--duration` seconds per case and
-records requests/s, p50 and p99 latency, and errors (a non-200 answer, a transport error, or a
-count that differs from tiktoken's). Cases: POST /count-tokens with a ~1 KB text, and the batch
-form with 100 such texts a request (omnitok: /count-tokens/batch; bare: the same list through
+Both servers run as uvicorn processes with the same settings (one worker, 127.0.0.1, no access
+log written: `omnitok serve --log-level warning`, the bare app with access_log=False; uvicorn's
+own choice of HTTP parser and event loop, httptools and uvloop when installed). A load client
+keeps N requests in flight, one keep-alive connection each, for `--duration` seconds per case and
+server (in `--rounds` turns that the two servers take in turn), and records requests/s, p50 and
+p99 latency, and errors (a non-200 answer, a transport error, or a count that differs from
+tiktoken's). Two clients, each run against both servers: `raw`, HTTP/1.1 written and read over
+asyncio streams, and `httpx`, the httpx async client. Each row prints the client's own CPU time
+a request: where it is near the servers' own (httpx), the client is the ceiling of both servers'
+requests/s on a 2-core machine and squeezes the ratio towards 1; the raw client leaves the cores
+to the servers. Cases: POST /count-tokens with a ~1 KB text, and the batch form with 100 such
+texts a request (omnitok: /count-tokens/batch; bare: the same list through
 encode_ordinary_batch). Prints a markdown table; the ratio column is omnitok's requests/s over
-the bare app's. The load client shares the machine's cores with the server under test.
+the bare app's, measured in turns with the same client. The load client shares the machine's
+cores with the server under test.
 """
 
 # No `from __future__ import annotations`: FastAPI must see the bare app's local body models.
@@ -190,7 +199,7 @@ def texts_1kb(n: int, seed: int = 1) -> list[str]:
     return out
 
 
-async def load(url: str, bodies: list, check, clients: int, duration: float, max_requests: int | None) -> dict:
+async def load(url: str, bodies: list, check, clients: int, duration: float, max_requests: int | None) -> tuple:
     import httpx
 
     latencies: list[float] = []
@@ -226,7 +235,77 @@ async def load(url: str, bodies: list, check, clients: int, duration: float, max
     finally:
         for client in pool:
             await client.aclose()
-    latencies.sort()
+    return latencies, elapsed, errors
+
+
+async def load_raw(url: str, bodies: list, check, clients: int, duration: float, max_requests: int | None) -> tuple:
+    """As `load`, with HTTP/1.1 written and read by hand over asyncio streams: the same requests
+    (POST, JSON body, Content-Type and Content-Length) at a small fraction of httpx's CPU."""
+    import json
+
+    host, port = url.removeprefix("http://").split(":")
+    prepared = []
+    for (path, obj), expected in bodies:
+        data = json.dumps(obj).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n"
+        )
+        prepared.append((head.encode() + data, expected))
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    conns = [await asyncio.open_connection(host, int(port)) for _ in range(clients)]
+
+    async def exchange(reader, writer, request: bytes) -> tuple[int, bytes]:
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        length = None
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        if length is None:
+            raise ValueError("no Content-Length")
+        return status, await reader.readexactly(length)
+
+    stop_at = time.perf_counter() + duration
+
+    async def worker(k: int) -> None:
+        nonlocal errors, sent
+        i = k
+        while time.perf_counter() < stop_at and (max_requests is None or sent < max_requests):
+            sent += 1
+            request, expected = prepared[i % len(prepared)]
+            i += clients
+            t0 = time.perf_counter()
+            try:
+                status, body = await exchange(*conns[k], request)
+                ok = status == 200 and check(json.loads(body), expected)
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+                ok = False
+                conns[k][1].close()
+                conns[k] = await asyncio.open_connection(host, int(port))
+            latencies.append(time.perf_counter() - t0)
+            errors += not ok
+
+    try:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(k) for k in range(clients)))
+        elapsed = time.perf_counter() - start
+    finally:
+        for _, writer in conns:
+            writer.close()
+    return latencies, elapsed, errors
+
+
+def _figures(slices: list[tuple]) -> dict:
+    """requests/s, p50, p99 and errors of (latencies, elapsed, errors) slices taken together."""
+    latencies = sorted(x for lat, _, _ in slices for x in lat)
+    elapsed = sum(e for _, e, _ in slices)
+    errors = sum(e for _, _, e in slices)
     n = len(latencies)
     return {
         "requests": n,
@@ -235,6 +314,28 @@ async def load(url: str, bodies: list, check, clients: int, duration: float, max
         "p99": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else float("nan"),
         "errors": errors,
     }
+
+
+CLIENTS = {"raw": load_raw, "httpx": load}
+
+
+def _run(coro):
+    """The client's event loop: uvloop where installed (the cheaper loop for the load client)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def _stack() -> str:
+    import importlib.util
+
+    import uvicorn
+
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"uvicorn {uvicorn.__version__} with {http} and {loop}"
 
 
 def cases(texts: list[str]):
@@ -264,44 +365,77 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per case (default 10)")
     ap.add_argument("--clients", default="1,8,64", help="concurrent clients, comma-separated (default 1,8,64)")
     ap.add_argument("--max-requests", type=int, default=None, help="stop a case after this many requests")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="split each case's duration into this many turns, taken by the two servers in turn (default 5)",
+    )
+    ap.add_argument(
+        "--client", default="raw,httpx", help="load clients, comma-separated: raw, httpx (default raw,httpx)"
+    )
     args = ap.parse_args(argv)
     levels = [int(x) for x in args.clients.split(",")]
+    kinds = [k.strip() for k in args.client.split(",") if k.strip()]
+    if not kinds or any(k not in CLIENTS for k in kinds):
+        ap.error(f"--client takes {', '.join(CLIENTS)}")
     texts = texts_1kb(1000)
     po, pb = _free_port(), _free_port()
     omnitok_server, bare_server = start_omnitok(po), start_bare(pb)
     rows = []
     total_errors = 0
+    load_before = os.getloadavg()
     try:
-        for name, bodies_o, bodies_b, check in cases(texts):
-            for clients in levels:
-                res = {}
-                for who, port, bodies in (("omnitok", po, bodies_o), ("bare", pb, bodies_b)):
-                    url = f"http://127.0.0.1:{port}"
-                    asyncio.run(load(url, bodies, check, clients, 1.0, 50))  # warm up
-                    res[who] = asyncio.run(load(url, bodies, check, clients, args.duration, args.max_requests))
-                    total_errors += res[who]["errors"]
-                rows.append((name, clients, res["omnitok"], res["bare"]))
-                o, b = res["omnitok"], res["bare"]
-                print(
-                    f"# {name}, {clients} clients: omnitok {o['rps']:.0f} req/s, bare {b['rps']:.0f} req/s",
-                    file=sys.stderr,
-                )
+        for kind in kinds:
+            client = CLIENTS[kind]
+            for name, bodies_o, bodies_b, check in cases(texts):
+                for clients in levels:
+                    servers = {"omnitok": (po, bodies_o), "bare": (pb, bodies_b)}
+                    slices: dict[str, list] = {"omnitok": [], "bare": []}
+                    client_cpu = 0.0
+                    for port, bodies in servers.values():
+                        _run(client(f"http://127.0.0.1:{port}", bodies, check, clients, 1.0, 50))  # warm up
+                    # Rounds taken in turn (omnitok, bare, bare, omnitok, ...), so that other work
+                    # on the machine falls on both servers alike.
+                    for r in range(args.rounds):
+                        for who in ("omnitok", "bare") if r % 2 == 0 else ("bare", "omnitok"):
+                            port, bodies = servers[who]
+                            url = f"http://127.0.0.1:{port}"
+                            per = args.duration / args.rounds
+                            cpu0 = time.process_time()
+                            slices[who].append(_run(client(url, bodies, check, clients, per, args.max_requests)))
+                            client_cpu += time.process_time() - cpu0
+                    res = {who: _figures(slices[who]) for who in slices}
+                    res["client_us"] = client_cpu / (res["omnitok"]["requests"] + res["bare"]["requests"]) * 1e6
+                    total_errors += res["omnitok"]["errors"] + res["bare"]["errors"]
+                    rows.append((kind, name, clients, res["omnitok"], res["bare"], res["client_us"]))
+                    o, b = res["omnitok"], res["bare"]
+                    print(
+                        f"# {kind}: {name}, {clients} clients: omnitok {o['rps']:.0f} req/s, bare {b['rps']:.0f} req/s",
+                        file=sys.stderr,
+                    )
     finally:
         stop(omnitok_server)
         stop(bare_server)
+    load_after = os.getloadavg()
     cpu = os.cpu_count()
-    print(f"\n`python -m benchmarks.serve_bench --duration {args.duration:g} --clients {args.clients}`")
     print(
-        f"({cpu} cores shared by the load client and the server; one uvicorn worker each; Python {sys.version.split()[0]})\n"
+        f"\n`python -m benchmarks.serve_bench --duration {args.duration:g} --clients {args.clients} "
+        f"--client {args.client} --rounds {args.rounds}`"
     )
     print(
-        "| case | clients | omnitok req/s | p50 ms | p99 ms | bare FastAPI+tiktoken req/s | p50 ms | p99 ms | ratio | errors |"
+        f"({cpu} cores shared by the load client and the server; one uvicorn worker each, {_stack()}; "
+        f"Python {sys.version.split()[0]}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after)\n"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name, clients, o, b in rows:
+    print(
+        "| client | case | clients | omnitok req/s | p50 ms | p99 ms | bare FastAPI+tiktoken req/s | p50 ms | p99 ms "
+        "| ratio | errors | client CPU us/request |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for kind, name, clients, o, b, client_us in rows:
         print(
-            f"| {name} | {clients} | {o['rps']:.0f} | {o['p50']:.2f} | {o['p99']:.2f} | {b['rps']:.0f} | "
-            f"{b['p50']:.2f} | {b['p99']:.2f} | {o['rps'] / b['rps']:.2f} | {o['errors'] + b['errors']} |"
+            f"| {kind} | {name} | {clients} | {o['rps']:.0f} | {o['p50']:.2f} | {o['p99']:.2f} | {b['rps']:.0f} | "
+            f"{b['p50']:.2f} | {b['p99']:.2f} | {o['rps'] / b['rps']:.2f} | {o['errors'] + b['errors']} | {client_us:.0f} |"
         )
     if total_errors:
         print(f"\n{total_errors} errors under load", file=sys.stderr)

@@ -104,9 +104,10 @@ def _finite(value):
     return value
 
 
-def create_app(config: ServeConfig | None = None) -> FastAPI:
+def create_app(config: ServeConfig | None = None, *, fast_path: bool = True) -> FastAPI:
     """The app for `config` (defaults: ServeConfig()). Reads the bearer token file now, so a bad
-    one fails at start, not at the first request."""
+    one fails at start, not at the first request. fast_path=False leaves out omnitok.serve.fast
+    (every request through FastAPI: the tests compare the two)."""
     config = config or ServeConfig()
     token = config.read_token()
     add_secret(token)
@@ -372,15 +373,16 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         return Response(metrics.render(), media_type=metrics.content_type)
 
     # --- layers, innermost first ---------------------------------------------------------------
-    count_route = next(r for r in app.routes if getattr(r, "endpoint", None) is count_tokens)
-    count_adapter = TypeAdapter(CountResponse)
-    app.add_middleware(
-        FastCount,
-        count_text=count_text,
-        handlers=app.exception_handlers,
-        route=count_route,
-        dump=lambda answer: count_adapter.dump_json(count_adapter.validate_python(answer)),
-    )
+    if fast_path:
+        count_route = next(r for r in app.routes if getattr(r, "endpoint", None) is count_tokens)
+        count_adapter = TypeAdapter(CountResponse)
+        app.add_middleware(
+            FastCount,
+            count_text=count_text,
+            handlers=app.exception_handlers,
+            route=count_route,
+            dump=lambda answer: count_adapter.dump_json(count_adapter.validate_python(answer)),
+        )
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     if token:
         app.add_middleware(BearerAuth, token=token)

@@ -1,0 +1,173 @@
+"""omnitok.serve.fast (plain POST /count-tokens answered in front of FastAPI) and
+aio.count_inline: the same bytes as the FastAPI route for every request, good or bad, and the
+requests it leaves to the route."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+import omnitok
+
+pytest.importorskip("fastapi", reason="omnitok serve needs the serve extra: pip install 'omnitok[serve]'")
+pytest.importorskip("httpx", reason="the test client is httpx")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from omnitok import aio  # noqa: E402
+from omnitok.serve import ServeConfig, create_app  # noqa: E402
+from omnitok.serve.fast import FastCount, parse  # noqa: E402
+
+JSON = {"content-type": "application/json"}
+LONG = "word " * 1000 + "東京 😀 " * 200  # over aio.INLINE_MAX_CHARS: counted in the thread pool
+
+# (body, headers): requests the fast path answers itself.
+PLAIN = [
+    (b'{"text": "Hello, world!", "model_id": "gpt-4"}', JSON),
+    (b'{"text": "hello world"}', JSON),  # the default model
+    (b'{"text": "hello world"}', {}),  # no Content-Type: read as JSON
+    (b'{"text": "hello world"}', {"content-type": "application/json; charset=utf-8"}),
+    (b'{"text": "hello world"}', {"content-type": "Application/JSON"}),
+    (b'{"text": "hello world", "model_id": "claude-sonnet-4-5"}', JSON),  # an estimate: error_band
+    (b'{"text": "hello", "encoding": "o200k_base"}', JSON),
+    (b'{"text": "hello", "model_id": null, "encoding": null, "online": null, "strict": null}', JSON),
+    (b'{"text": "hello", "online": false, "strict": false, "model_id": "gpt-4o"}', JSON),
+    (b'{"text": ""}', JSON),
+    ('{"text": "caf\u00e9 \u6771\u4eac \\ud83d\\ude00 \\n\\t\\u0000"}'.encode(), JSON),
+    (json.dumps({"text": LONG, "model_id": "gpt-4o"}).encode(), JSON),
+    (b'{"text": "a", "text": "bb"}', JSON),  # the last one wins, as in Python's json
+    # Errors from the library, through the app's own handlers.
+    (b'{"text": "x", "model_id": "gpt-44o"}', JSON),  # unknown_model, with a hint
+    (b'{"text": "x", "model_id": ""}', JSON),  # invalid_input
+    (b'{"text": "x", "encoding": "nope_base"}', JSON),  # unknown_encoding
+    (b'{"text": "x", "model_id": "claude-sonnet-4-5", "strict": true}', JSON),  # 503: no exact count offline
+]
+
+# Requests it leaves to FastAPI (which gives the answer or the error).
+OTHER = [
+    (b'{"text": ', JSON),
+    (b"", JSON),
+    (b"[1, 2]", JSON),
+    (b'"text"', JSON),
+    (b"{}", JSON),
+    (b'{"text": 5}', JSON),
+    (b'{"text": null}', JSON),
+    (b'{"text": "x", "model_id": 4}', JSON),
+    (b'{"text": "x", "online": "yes"}', JSON),
+    (b'{"text": "x", "strict": 1}', JSON),
+    (b'{"text": "x", "extra": 1}', JSON),  # ignored by the model: 200
+    (b'{"text": "x", "messages": null}', JSON),
+    (b'{"text": "x", "prefer_online": false}', JSON),
+    (b'{"text": "x", "system": "s"}', JSON),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "model_id": "gpt-4o"}', JSON),
+    (b'\xef\xbb\xbf{"text": "bom"}', JSON),  # Python's json reads past a UTF-8 BOM, orjson does not
+    (b'{"text": "\\ud800"}', JSON),  # a lone surrogate escape
+    (b'{"text": NaN}', JSON),
+    (b'{"text": "\xff\xfe"}', JSON),  # not UTF-8
+    (b'{"text": "hi"}', {"content-type": "text/plain"}),
+    (b"text=hi", {"content-type": "application/x-www-form-urlencoded"}),
+    (b'{"text": "hi"}', {"content-type": "application/merge-patch+json"}),
+]
+
+
+@pytest.fixture(scope="module")
+def clients():
+    with TestClient(create_app(ServeConfig())) as fast, TestClient(create_app(ServeConfig(), fast_path=False)) as slow:
+        yield fast, slow
+    aio.close()
+
+
+def _answer(client, body: bytes, headers: dict):
+    r = client.post("/count-tokens", content=body, headers=headers)
+    return r.status_code, r.headers.get("content-type"), r.headers.get("content-length"), r.content
+
+
+@pytest.mark.parametrize("body,headers", PLAIN + OTHER)
+def test_the_fast_path_answers_byte_for_byte_as_the_route(clients, body, headers):
+    fast, slow = clients
+    for _ in range(2):  # the first call may load the counter in the thread pool; the second counts inline
+        assert _answer(fast, body, headers) == _answer(slow, body, headers)
+
+
+def test_plain_requests_never_reach_the_route_and_others_always_do(clients):
+    fast, _ = clients
+    app = fast.app
+    layer = app.middleware_stack
+    while not isinstance(layer, FastCount):
+        layer = layer.app
+    behind = layer.app
+    reached = []
+
+    async def spy(scope, receive, send):
+        reached.append(scope["path"])
+        await behind(scope, receive, send)
+
+    layer.app = spy
+    try:
+        for body, headers in PLAIN:
+            fast.post("/count-tokens", content=body, headers=headers)
+        assert reached == []
+        for body, headers in OTHER:
+            fast.post("/count-tokens", content=body, headers=headers)
+        assert reached == ["/count-tokens"] * len(OTHER)
+        assert fast.get("/healthz").json() == {"status": "ok"} and reached[-1] == "/healthz"
+    finally:
+        layer.app = behind
+    assert all(parse(body) is not None for body, _ in PLAIN)
+
+
+def test_the_fast_path_keeps_the_limits_auth_and_metrics(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("fast-path-token-0123456789\n")
+    config = ServeConfig(auth_token_file=str(token), max_body_mb=0.001)  # 1048 bytes
+    auth = {"authorization": "Bearer fast-path-token-0123456789", **JSON}
+    with TestClient(create_app(config)) as c:
+        r = c.post("/count-tokens", content=b'{"text": "hi"}', headers=JSON)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        big = json.dumps({"text": "a" * 2000}).encode()
+        r = c.post("/count-tokens", content=big, headers=auth)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+        r = c.post("/count-tokens", content=b'{"text": "hi", "model_id": "gpt-4"}', headers=auth)
+        assert r.status_code == 200 and r.json()["token_count"] == 1
+        metrics = c.get("/metrics", headers=auth).text
+        assert 'omnitok_http_requests_total{method="POST",route="/count-tokens",status="200"} 1.0' in metrics
+        assert 'omnitok_tokens_counted_total{model="gpt-4",strategy="tiktoken"} 1.0' in metrics
+        assert c.get("/stats", headers=auth).json()["metrics"]["tokens_counted"] == 1
+
+
+def test_count_inline_only_counts_what_it_can_at_once(tmp_path):
+    async def main():
+        # No counter for the key yet: None (acount makes one in the thread pool).
+        assert aio.count_inline("hello world", "gpt-4.1", engine="auto", cache="off") is None
+        first = await aio.acount("hello world", "gpt-4.1", engine="auto", cache="off")
+        now = aio.count_inline("hello world", "gpt-4.1", engine="auto", cache="off")
+        assert now == first == omnitok.count("hello world", model="gpt-4.1")
+        # Over the bound: None; acount counts it in the pool, with the same result as the library.
+        long = "x " * aio.INLINE_MAX_CHARS
+        assert aio.count_inline(long, "gpt-4.1", engine="auto", cache="off") is None
+        assert (await aio.acount(long, "gpt-4.1", engine="auto", cache="off")) == omnitok.count(long, model="gpt-4.1")
+        # Messages are never counted inline.
+        assert aio.count_inline([{"role": "user", "content": "hi"}], "gpt-4.1", engine="auto", cache="off") is None
+        # A counter with cache tiers (an L2 file) waits on I/O: never counted inline.
+        cached = {"engine": "auto", "cache": "on", "cache_dir": str(tmp_path)}
+        assert (await aio.acount("hello world", "gpt-4.1", **cached)) == first
+        assert aio.count_inline("hello world", "gpt-4.1", **cached) is None
+        # All lent out (a thread holds it): None at once, never a wait.
+        key = aio._key("gpt-4.1", {"engine": "auto", "cache": "off"})
+        with aio.COUNTERS.lease(key):
+            held = [aio.COUNTERS.lease(key) for _ in range(aio.COUNTERS.size - 1)]
+            for lease in held:
+                lease.__enter__()
+            try:
+                assert aio.count_inline("hello world", "gpt-4.1", engine="auto", cache="off") is None
+            finally:
+                for lease in held:
+                    lease.__exit__(None, None, None)
+        assert aio.count_inline("hello world", "gpt-4.1", engine="auto", cache="off") == first
+
+    try:
+        asyncio.run(main())
+    finally:
+        aio.close()

@@ -338,6 +338,45 @@ def _stack() -> str:
     return f"uvicorn {uvicorn.__version__} with {http} and {loop}"
 
 
+INLINE_MODELS = ("gpt-4o", "gpt-4", "claude-sonnet-4-5")
+
+
+def inline_worst() -> tuple[float, str]:
+    """The longest a text of aio.INLINE_MAX_CHARS characters takes to count (the most a count on
+    `omnitok serve`'s event loop holds it), over inputs chosen to be slow (one long piece of
+    emoji, random astral, CJK or other BMP characters, letters without spaces) and the models
+    in INLINE_MODELS: (milliseconds, what), the best of 3 tries of each."""
+    from omnitok import aio
+    from omnitok.counter import Counter
+
+    n = aio.INLINE_MAX_CHARS
+    rng = random.Random(2)
+
+    def pick(lo: int, hi: int) -> str:
+        return "".join(chr(rng.randrange(lo, hi)) for _ in range(n))
+
+    inputs = {
+        "emoji": "\U0001f600" * n,
+        "random astral": pick(0x10000, 0x1FFFF),
+        "random CJK": pick(0x4E00, 0x9FFF),
+        "random BMP": pick(0xA0, 0xD7FF),
+        "random ASCII, no spaces": pick(0x21, 0x7F),
+        "random letters": pick(0x61, 0x7B),
+    }
+    worst, what = 0.0, ""
+    for model in INLINE_MODELS:
+        counter = Counter(model)
+        for label, text in inputs.items():
+            best = float("inf")
+            for _ in range(3):
+                t0 = time.perf_counter()
+                counter.count_batch([text])
+                best = min(best, time.perf_counter() - t0)
+            if best > worst:
+                worst, what = best, f"{label}, {model}"
+    return worst * 1000, what
+
+
 def cases(texts: list[str]):
     """(name, omnitok bodies, bare bodies, omnitok check, bare check): bodies are ((path, json), expected)."""
     enc = _encoding()
@@ -418,6 +457,7 @@ def main(argv: list[str] | None = None) -> None:
         stop(omnitok_server)
         stop(bare_server)
     load_after = os.getloadavg()
+    inline_ms, inline_what = inline_worst()
     cpu = os.cpu_count()
     print(
         f"\n`python -m benchmarks.serve_bench --duration {args.duration:g} --clients {args.clients} "
@@ -437,6 +477,12 @@ def main(argv: list[str] | None = None) -> None:
             f"| {kind} | {name} | {clients} | {o['rps']:.0f} | {o['p50']:.2f} | {o['p99']:.2f} | {b['rps']:.0f} | "
             f"{b['p50']:.2f} | {b['p99']:.2f} | {o['rps'] / b['rps']:.2f} | {o['errors'] + b['errors']} | {client_us:.0f} |"
         )
+    from omnitok import aio
+
+    print(
+        f"\nLongest count of a {aio.INLINE_MAX_CHARS:,}-character text (the most `omnitok serve` counts on its "
+        f"event loop) among slow inputs: {inline_ms:.2f} ms ({inline_what}; best of 3)."
+    )
     if total_errors:
         print(f"\n{total_errors} errors under load", file=sys.stderr)
         sys.exit(1)

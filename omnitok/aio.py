@@ -10,12 +10,14 @@ CPU-bound counting never blocks the event loop for long. One exception, where th
 costs more than the work: `acount` of a text of at most INLINE_MAX_CHARS characters counts on the
 calling thread (count_inline) when a Counter for its (model, options) is already loaded and idle,
 counts locally (no cache tiers, no provider: nothing that waits on I/O) and is free at once.
-Such a count takes about 10-40 us for 1 KB of prose and stayed under 1.5 ms for the worst inputs
-tried (2,048 random or astral characters in one piece) on the 2-core development machine. Counter and Compressor objects are kept per
-(model, options) and lent to one call at a time: a tokenizer loads once per process, and no two
-threads share an object's per-call state (a cache's statistics, a fallback's `last_meta`). A
-counter whose online strategy fell back offline is retired after the call, so the next call tries
-the provider again instead of staying offline for the life of the process.
+That bounds how long the loop is held: benchmarks/serve_bench.py prints the longest such count
+over inputs chosen to be slow (the README quotes it under the REST API's throughput).
+
+Counter and Compressor objects are kept per (model, options) and lent to one call at a time: a
+tokenizer loads once per process, and no two threads share an object's per-call state (a cache's
+statistics, a fallback's `last_meta`). A counter whose online strategy fell back offline is
+retired after the call, so the next call tries the provider again instead of staying offline for
+the life of the process.
 """
 
 from __future__ import annotations

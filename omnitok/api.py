@@ -12,7 +12,7 @@ has it too. By concern:
   whole), `output_format` / `make_sink` (JSONL, JSON, CSV, Parquet, table, number, --add-field);
 - the stages: compression (`Compressor`, `CompressExtractor`, `compress_stream`, `check_budget`),
   validation (`Thresholds`, `score_pair`, `add_bertscore`, `aggregate`, `failures`,
-  `with_gated`, `write_report`, `REPORT_FORMATS`, `METRICS`, `FAIL_ON`), bundles (`BundleRecipe`,
+  `with_gated`, `judge_pairs` (a run's pass/fail, aggregates, gate and summary), `write_report`, `REPORT_FORMATS`, `METRICS`, `FAIL_ON`), bundles (`BundleRecipe`,
   `load_recipe`, `create_bundle`, `inspect_bundle`, `verify_bundle`, `install_bundle`,
   `InstallLimits`, `installed_bundles`, `bundle_compression`), token ids (`Encoder`,
   `parse_ids`), the embedding device (`set_default_device`);
@@ -106,6 +106,7 @@ _LAZY = {
     "aggregate": ("validation", "aggregate"),
     "failures": ("validation", "failures"),
     "with_gated": ("validation", "with_gated"),
+    "judge_pairs": ("validation.gates", "judge"),
     "REPORT_FORMATS": ("validation.report", "FORMATS"),
     "write_report": ("validation.report", "write"),
     # bundles
@@ -179,6 +180,7 @@ if TYPE_CHECKING:  # the same objects as _LAZY names (grimp reads these imports 
         validate,
         with_gated,
     )
+    from .validation.gates import judge as judge_pairs  # noqa: F401
     from .validation.report import FORMATS as REPORT_FORMATS  # noqa: F401
     from .validation.report import write as write_report  # noqa: F401
 

@@ -224,3 +224,20 @@ def test_counter_finds_a_model_in_the_settings_local_model_dirs(warnings_seen):
     with omnitok.Counter(model, cache="off") as counter:  # without the settings: not found, an estimate
         assert counter.count(text).exact is False
     assert any("no tokenizer files for 'example-org/not-on-this-machine'" in w for w in warnings_seen)
+
+
+def test_judge_pairs_closes_a_validate_run():
+    from omnitok import api
+
+    pairs = [("the cat sat on the mat", "the cat sat on the mat"), ("the cat sat on the mat", "dogs")]
+    rows = [{"pos": i, **api.score_pair(a, b, ("rouge-l",))} for i, (a, b) in enumerate(pairs)]
+    assert [r["rouge_l_f1"] for r in rows] == [1.0, 0.0]
+    rows.append({"pos": 2, "where": "x", "error": "bad", "passed": False, "failures": []})
+    summary, gate = api.judge_pairs(rows, pairs, ("rouge-l",), api.Thresholds(min_rouge_l=0.6), "any", errors=1)
+    assert [r["passed"] for r in rows[:2]] == [True, False] and gate == [rows[1]]
+    assert (summary["records"], summary["errors"], summary["passed"]) == (3, 1, False)
+    assert summary["aggregate"]["rouge_l_f1"] == {"mean": 0.5, "p10": 0.0, "min": 0.0}
+    summary, gate = api.judge_pairs(rows[:2], pairs, ("rouge-l",), api.Thresholds(min_rouge_l=0.4), "mean")
+    assert gate == [] and summary["passed"] is True and summary["gate_failures"] == []
+    summary, gate = api.judge_pairs(rows[:2], pairs, ("rouge-l",), api.Thresholds(min_rouge_l=0.6), "mean")
+    assert len(gate) == 1 and "rouge" in gate[0] and summary["passed"] is False

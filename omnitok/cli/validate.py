@@ -89,17 +89,7 @@ def validate_cmd(
 ) -> int:
     """Score (original, compressed) pairs with ROUGE-L and token compression; exit 6 when a gate fails."""
     from .. import api
-    from ..api import (
-        FAIL_ON,
-        METRICS,
-        REPORT_FORMATS,
-        Thresholds,
-        add_bertscore,
-        aggregate,
-        failures,
-        score_pair,
-        with_gated,
-    )
+    from ..api import FAIL_ON, METRICS, REPORT_FORMATS, Thresholds, judge_pairs, score_pair, with_gated
     from ._output import error
     from ._run import BadRecords, exit_code
 
@@ -157,43 +147,26 @@ def validate_cmd(
     if bad.stopped is not None:
         bad.report(len(rows) + 1, len(texts))
         return exit_code(bad)
-    scored = [r for r in rows if "error" not in r]
-    cache_stats = None
-    if "bertscore" in chosen and scored:
-        cache_stats = add_bertscore(
-            scored, texts, bertscore_model, idf, rescale, opt.cache_mode(cache, no_cache), cache_dir
-        )
-    for row in scored:
-        fails = failures(row, thresholds) if fail_on == "any" else []
-        row.update(passed=not fails, failures=fails)
-    agg = {}
-    for key in ("rouge_l_f1", "bertscore_f1", "ratio"):
-        values = [r[key] for r in scored if key in r]
-        if values:
-            agg[key] = aggregate(values)
-    gate_fail = [r for r in scored if r["failures"]] if fail_on == "any" else []
-    if fail_on in ("mean", "p10"):
-        point = {k: v[fail_on] for k, v in agg.items()}
-        gate_fail = failures(point, thresholds)
-    summary = {
-        "records": len(rows),
-        "errors": bad.count,
-        "fail_on": fail_on,
-        "passed": not gate_fail and not bad.count,
-        "aggregate": agg,
-        "thresholds": {"min_rouge_l": min_rouge_l, "max_ratio": max_ratio, "min_bertscore": min_bertscore},
-    }
-    if fail_on != "any":
-        summary["gate_failures"] = gate_fail
-    if cache_stats is not None:
-        summary["cache"] = cache_stats
+    summary, gate_fail = judge_pairs(
+        rows,
+        texts,
+        chosen,
+        thresholds,
+        fail_on,
+        errors=bad.count,
+        bertscore_model=bertscore_model,
+        idf=idf,
+        rescale=rescale,
+        cache=opt.cache_mode(cache, no_cache),
+        cache_dir=cache_dir,
+    )
     with api.open_output(output) as out:
         api.write_report(fmt, rows, summary, out.stream)
     if gate_fail and not quiet:
         n = len(gate_fail)
         error(
             f"quality gate failed ({fail_on}): "
-            + (f"{n} of {len(scored)} pairs below threshold" if fail_on == "any" else "; ".join(gate_fail))
+            + (f"{n} of {len(texts)} pairs below threshold" if fail_on == "any" else "; ".join(gate_fail))
         )
     return exit_code(bad, gate_failed=bool(gate_fail))
 

@@ -171,3 +171,23 @@ def test_count_inline_only_counts_what_it_can_at_once(tmp_path):
         asyncio.run(main())
     finally:
         aio.close()
+
+
+def test_an_unexpected_error_on_the_fast_path_is_a_json_500(clients):
+    fast, _ = clients
+    layer = fast.app.middleware_stack
+    while not isinstance(layer, FastCount):
+        layer = layer.app
+    count_text = layer.count_text
+
+    async def broken(*args):
+        raise RuntimeError("a bug, with a detail the client must not see")
+
+    layer.count_text = broken
+    try:
+        r = fast.post("/count-tokens", content=b'{"text": "hi"}', headers=JSON)
+    finally:
+        layer.count_text = count_text
+    assert r.status_code == 500
+    assert r.json() == {"error": {"code": "internal", "message": "internal server error"}}
+    assert "detail" not in r.text

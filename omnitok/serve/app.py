@@ -5,6 +5,7 @@ requests in front of FastAPI with the same answers."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import threading
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from .._version import __version__
 from ..errors import InputError, OmnitokError, UsageError
 from .config import ServeConfig
 from .errors import HTTP_CODES, ServeError, add_secret, classify, error_body, validation_message
+from .fast import PATH as FAST_PATH
 from .fast import FastCount
 from .metrics import Metrics
 from .middleware import BearerAuth, BodyLimit, Guard
@@ -104,10 +106,53 @@ def _finite(value):
     return value
 
 
-def create_app(config: ServeConfig | None = None, *, fast_path: bool = True) -> FastAPI:
+class _App(FastAPI):
+    """FastAPI, with POST /count-tokens (the fast path's route: omnitok.serve.fast) taken in at
+    the app's own first layer, Guard, past Starlette's outer ones (ServerErrorMiddleware, whose
+    500 Guard gives first, as JSON; FastAPI's exception telemetry and app-wide body limit, which
+    do nothing while OpenTelemetry is not set up and max_body_size is not set). Set up
+    OpenTelemetry and every request goes the whole way again."""
+
+    shortcut = False
+    _front = None
+
+    async def __call__(self, scope, receive, send):
+        if (
+            self.shortcut
+            and scope["type"] == "http"
+            and scope["path"] == FAST_PATH
+            and not self.root_path
+            and self.max_body_size is None
+            and "fastapi.telemetry" not in scope
+            and not self._telemetry_on()
+        ):
+            front = self._front or self._find_front()
+            if front is not None:
+                scope["app"] = self
+                await front(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+    def _telemetry_on(self) -> bool:
+        telemetry = getattr(self, "_native_telemetry", None)
+        return telemetry is None or telemetry.enabled()
+
+    def _find_front(self):
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        layer = self.middleware_stack
+        while layer is not None and not isinstance(layer, Guard):
+            layer = getattr(layer, "app", None)
+        self._front = layer
+        return layer
+
+
+def create_app(config: ServeConfig | None = None, *, fast_path: bool = True, freeze_gc: bool = False) -> FastAPI:
     """The app for `config` (defaults: ServeConfig()). Reads the bearer token file now, so a bad
     one fails at start, not at the first request. fast_path=False leaves out omnitok.serve.fast
-    (every request through FastAPI: the tests compare the two)."""
+    (every request through FastAPI: the tests compare the two). freeze_gc=True (the server
+    process's app, app_from_env) moves every object alive once the default model is loaded out of
+    the garbage collector's generations (gc.freeze), for the life of the process."""
     config = config or ServeConfig()
     token = config.read_token()
     add_secret(token)
@@ -153,6 +198,12 @@ def create_app(config: ServeConfig | None = None, *, fast_path: bool = True) -> 
             state.not_ready = f"the default model cannot count ({type(e).__name__})"
             return
         state.ready_info = {"model": r.model, "encoding": r.encoding, "strategy": r.strategy, "exact": r.exact}
+        if freeze_gc:
+            # What is loaded now (the libraries, the tokenizer) lives as long as the process: out
+            # of the collector's sight, so that a full collection under load scans only what
+            # requests made instead of every object of the libraries (a pause each time).
+            gc.collect()
+            gc.freeze()
         state.ready, state.not_ready = True, ""
 
     @asynccontextmanager
@@ -164,7 +215,7 @@ def create_app(config: ServeConfig | None = None, *, fast_path: bool = True) -> 
             task.cancel()
             await asyncio.get_running_loop().run_in_executor(None, aio.close)
 
-    app = FastAPI(
+    app = _App(
         title="omnitok",
         version=__version__,
         description="Token counting, compression and validation for LLM workloads (omnitok's library over HTTP).",
@@ -174,6 +225,7 @@ def create_app(config: ServeConfig | None = None, *, fast_path: bool = True) -> 
     )
     app.state.omnitok = state
     app.state.config = config
+    app.shortcut = fast_path
 
     # --- errors --------------------------------------------------------------------------------
 
@@ -402,4 +454,4 @@ def create_app(config: ServeConfig | None = None, *, fast_path: bool = True) -> 
 def app_from_env() -> FastAPI:
     """uvicorn's factory (`omnitok.serve.app:app_from_env`): the config `omnitok serve` put in
     the environment (OMNITOK_SERVE_CONFIG)."""
-    return create_app(ServeConfig.from_env())
+    return create_app(ServeConfig.from_env(), freeze_gc=True)

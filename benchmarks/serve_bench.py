@@ -11,9 +11,11 @@ server (in `--rounds` turns that the two servers take in turn), and records requ
 p99 latency, and errors (a non-200 answer, a transport error, or a count that differs from
 tiktoken's). Two clients, each run against both servers: `raw`, HTTP/1.1 written and read over
 asyncio streams, and `httpx`, the httpx async client. Each row prints the client's own CPU time
-a request: where it is near the servers' own (httpx), the client is the ceiling of both servers'
-requests/s on a 2-core machine and squeezes the ratio towards 1; the raw client leaves the cores
-to the servers. Cases: POST /count-tokens with a ~1 KB text, and the batch form with 100 such
+a request, and each server's (its process's CPU time over the requests it answered, from
+/proc): where the client's is near the servers' own (httpx), the client is the ceiling of both
+servers' requests/s on a 2-core machine and squeezes the ratio towards 1; the raw client leaves
+the cores to the servers. On a machine shared with other work the servers' CPU a request holds
+better than requests/s. Cases: POST /count-tokens with a ~1 KB text, and the batch form with 100 such
 texts a request (omnitok: /count-tokens/batch; bare: the same list through
 encode_ordinary_batch). Prints a markdown table; the ratio column is omnitok's requests/s over
 the bare app's, measured in turns with the same client. The load client shares the machine's
@@ -119,6 +121,19 @@ def start_bare(port: int) -> subprocess.Popen:
         f"uvicorn.run(bare_app(), host='127.0.0.1', port={port}, log_level='warning', access_log=False)"
     )
     return _start([sys.executable, "-c", code], port)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process, all its threads (Linux /proc; None elsewhere)."""
+    try:
+        total = 0
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -369,6 +384,10 @@ async def load_raw(url: str, bodies: list, check, clients: int, duration: float,
     return run.latencies, elapsed, run.errors
 
 
+def _us(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
 def _figures(slices: list[tuple]) -> dict:
     """requests/s, p50, p99 and errors of (latencies, elapsed, errors) slices taken together."""
     latencies = sorted(x for lat, _, _ in slices for x in lat)
@@ -498,6 +517,8 @@ def main(argv: list[str] | None = None) -> None:
             for name, bodies_o, bodies_b, check in cases(texts):
                 for clients in levels:
                     servers = {"omnitok": (po, bodies_o), "bare": (pb, bodies_b)}
+                    pids = {"omnitok": omnitok_server.pid, "bare": bare_server.pid}
+                    server_cpu: dict[str, float | None] = {"omnitok": 0.0, "bare": 0.0}
                     slices: dict[str, list] = {"omnitok": [], "bare": []}
                     client_cpu = 0.0
                     for port, bodies in servers.values():
@@ -509,11 +530,19 @@ def main(argv: list[str] | None = None) -> None:
                             port, bodies = servers[who]
                             url = f"http://127.0.0.1:{port}"
                             per = args.duration / args.rounds
-                            cpu0 = time.process_time()
+                            cpu0, server0 = time.process_time(), cpu_seconds(pids[who])
                             slices[who].append(_run(client(url, bodies, check, clients, per, args.max_requests)))
                             client_cpu += time.process_time() - cpu0
+                            server1 = cpu_seconds(pids[who])
+                            if server0 is None or server1 is None or server_cpu[who] is None:
+                                server_cpu[who] = None
+                            else:
+                                server_cpu[who] += server1 - server0
                     res = {who: _figures(slices[who]) for who in slices}
                     res["client_us"] = client_cpu / (res["omnitok"]["requests"] + res["bare"]["requests"]) * 1e6
+                    for who in slices:
+                        used = server_cpu[who]
+                        res[who]["cpu_us"] = None if used is None else used / res[who]["requests"] * 1e6
                     total_errors += res["omnitok"]["errors"] + res["bare"]["errors"]
                     rows.append((kind, name, clients, res["omnitok"], res["bare"], res["client_us"]))
                     o, b = res["omnitok"], res["bare"]
@@ -537,13 +566,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         "| client | case | clients | omnitok req/s | p50 ms | p99 ms | bare FastAPI+tiktoken req/s | p50 ms | p99 ms "
-        "| ratio | errors | client CPU us/request |"
+        "| ratio | errors | server CPU us/request, omnitok / bare | client CPU us/request |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for kind, name, clients, o, b, client_us in rows:
         print(
             f"| {kind} | {name} | {clients} | {o['rps']:.0f} | {o['p50']:.2f} | {o['p99']:.2f} | {b['rps']:.0f} | "
-            f"{b['p50']:.2f} | {b['p99']:.2f} | {o['rps'] / b['rps']:.2f} | {o['errors'] + b['errors']} | {client_us:.0f} |"
+            f"{b['p50']:.2f} | {b['p99']:.2f} | {o['rps'] / b['rps']:.2f} | {o['errors'] + b['errors']} | "
+            f"{_us(o['cpu_us'])} / {_us(b['cpu_us'])} | {client_us:.0f} |"
         )
     from omnitok import aio
 

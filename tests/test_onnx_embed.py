@@ -69,6 +69,56 @@ def test_torch_backend_batched_equals_one_at_a_time(reference):
     assert np.abs(emb(TEXTS) - reference).max() <= 1e-4
 
 
+def test_batches_on_all_cores_equal_one_at_a_time(reference):
+    """run_batches spreads batches over the cores (a single-threaded run each): the same vectors as
+    running them in turn, every text once."""
+    from omnitok.embedding import run_batches
+
+    emb = LocalEmbedder(precision="fp32")
+    assert emb.encoder.pool() is not None or emb.encoder.parallel < 2
+    texts = TEXTS + [f"sentence number {i} about {'cats ' * (i % 7)}" for i in range(40)]
+    parallel = emb._embed(texts)
+    ids = [e.ids for e in emb.tokenizer.encode_batch(texts)]
+    seen: list[int] = []
+
+    class InTurn:
+        hidden_size, max_batch, max_tokens = emb.encoder.hidden_size, 3, 64
+        run = staticmethod(emb.encoder.run)
+
+        def pool(self):
+            return None
+
+    def note(idx, hidden, mask):
+        seen.extend(idx)
+        assert hidden.shape[:2] == mask.shape and mask.sum(1).tolist() == [len(ids[j]) for j in idx]
+
+    run_batches(InTurn(), ids, note)
+    assert sorted(seen) == list(range(len(texts)))
+    emb.batch_size = 1  # one text a batch, in turn: no padding at all
+    emb.encoder, pooled = InTurn(), emb.encoder
+    try:
+        one_by_one = emb._embed(texts)
+    finally:
+        emb.encoder = pooled
+    assert np.abs(parallel - one_by_one).max() <= 1e-5
+    assert np.abs(parallel[: len(TEXTS)] - reference).max() <= 1e-4
+
+
+def test_fused_export_equals_the_plain_one():
+    """BERTScore's CPU graph (eager attention, ONNX Runtime's BERT fusions) gives the plain
+    export's hidden states within 1e-4 at every token, padded batches included."""
+    from omnitok.embedding import encoder, pad
+
+    scorer = BERTScorer()
+    ids = scorer.encode_many([*CANDS, LONG, "Paris " * 600])
+    x, mask = pad(ids)
+    plain = encoder(str(default_model_dir()), 6, "cpu", "fp32").run(x, mask)
+    fused = scorer.encoder.run(x, mask)
+    assert scorer.encoder.name == "onnxruntime-fused"
+    for j, s in enumerate(ids):
+        assert np.abs(plain[j, : len(s)] - fused[j, : len(s)]).max() <= 1e-4, j
+
+
 def test_batches_cover_every_text_once_by_length():
     lengths = [5, 300, 2, 2, 40, 41, 39, 7, 512, 1]
     got = batches(lengths, max_batch=3, max_tokens=600)
@@ -83,7 +133,7 @@ def test_bertscore_equals_bert_score_through_onnx():
 
     cands, refs = [*CANDS, LONG, "Paris " * 600], [*REFS, LONG[:900], "Paris is the capital. " * 40]
     ours = BERTScorer()
-    assert ours.encoder.name == "onnxruntime-fp32"
+    assert ours.encoder.name == "onnxruntime-fused"
     P, R, F = Reference(model_type=str(default_model_dir()), num_layers=6).score(cands, refs)
     for i, (p, r, f) in enumerate(ours.score(cands, refs)):
         assert max(abs(p - P[i].item()), abs(r - R[i].item()), abs(f - F[i].item())) <= 1e-4, i

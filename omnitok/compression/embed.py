@@ -83,7 +83,8 @@ class _Cached:
 class LocalEmbedder(_Cached):
     """The local model through omnitok.embedding: ONNX Runtime on CPU (int8 by default, within
     INT8_TOLERANCE of fp32; precision="fp32" for the exact path), torch fp16 on a GPU. Texts are
-    tokenized in one parallel call, sorted by token length and batched so padding costs little."""
+    tokenized in one parallel call, sorted by token length and batched so padding costs little,
+    the batches run on all cores (omnitok.embedding.run_batches)."""
 
     def __init__(
         self,
@@ -94,28 +95,30 @@ class LocalEmbedder(_Cached):
     ):
         super().__init__()
         from ..assets.minilm import default_model_dir
-        from ..embedding import MAX_BATCH, encoder, resolve_device, tokenizer
+        from ..embedding import encoder, resolve_device, tokenizer
 
         directory = Path(model_dir) if model_dir else default_model_dir()
         self.device = resolve_device(device)
         self.precision = precision or ("fp16" if self.device == "cuda" else CPU_PRECISION)
         self.tokenizer = tokenizer(directory, MAX_LENGTH)
+        self.encoder_dir = directory
         self.encoder = encoder(str(directory), None, self.device, self.precision)
-        self.batch_size = batch_size or MAX_BATCH
+        self.batch_size = batch_size  # None: the encoder's measured limits
         self.name = "all-MiniLM-L6-v2" if model_dir is None else directory.name
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        from ..embedding import batches, pad
+        from ..embedding import run_batches
 
         ids = [e.ids for e in self.tokenizer.encode_batch(texts)]
         out = np.zeros((len(texts), self.encoder.hidden_size), dtype=np.float32)
-        for idx in batches([len(x) for x in ids], self.batch_size):
-            x, mask = pad([ids[j] for j in idx])
-            hidden = self.encoder.run(x, mask)
+
+        def pool(idx: list[int], hidden: np.ndarray, mask: np.ndarray) -> None:
             m = mask[..., None].astype(np.float32)
             pooled = (hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9)
             pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
             out[idx] = pooled
+
+        run_batches(self.encoder, ids, pool, self.batch_size)
         return out
 
 

@@ -6,11 +6,15 @@ padded (batch, length) int64 batch into (batch, length, hidden) float32 hidden s
 
 - CPU: ONNX Runtime (`onnxruntime`), the model exported once with torch.onnx.export into
   $OMNITOK_HOME/assets/onnx/<hash of the model files, layers, precision>/ (see onnx.py); fp32, or
-  int8 (dynamic quantization) where a caller accepts its tolerance. Without onnxruntime: torch.
-- CUDA: torch on the GPU, fp32 or fp16.
+  int8 (dynamic quantization) where a caller accepts its tolerance, or "fused" (fp32 through ONNX
+  Runtime's transformer fusions; BERTScore's: faster on long texts). Without onnxruntime: torch.
+- CUDA: torch on the GPU, fp32 or fp16 ("fused" is fp32 there).
 
 `batches` cuts texts sorted by token length into batches of similar lengths, so padding costs
-little; `tokenizer` loads the model's fast tokenizer with the `tokenizers` library alone.
+little; `run_batches` pads and runs them, on CPU one batch a core at a time (each ONNX Runtime run
+single-threaded, the batches spread over the cores), and hands each batch's hidden states to a
+reducer in the worker that ran it; `tokenizer` loads the model's fast tokenizer with the
+`tokenizers` library alone.
 """
 
 from __future__ import annotations
@@ -26,11 +30,14 @@ import numpy as np
 from ..errors import UsageError
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "int8", "fp16")
-# Measured on 2 cores (benchmarks/embed_bench.py --sweep): ONNX Runtime's speed is flat from
-# ~1k to ~8k tokens a batch for MiniLM; short batches of many texts win over long single ones.
-MAX_BATCH = 128
-MAX_TOKENS = 4096
+PRECISIONS = ("fp32", "int8", "fp16", "fused")
+# Batch limits from benchmarks/embed_bench.py --sweep (2 cores): small batches whose activations
+# stay in a core's cache, one a core, beat large batches split across cores by intra-op threads.
+MAX_BATCH = 8
+MAX_TOKENS = 512
+# torch (a GPU, or CPU without onnxruntime) runs one batch at a time over all its threads: larger.
+TORCH_MAX_BATCH = 128
+TORCH_MAX_TOKENS = 4096
 
 _default_device = "auto"
 
@@ -120,6 +127,31 @@ def pad(seqs: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]
     return ids, mask
 
 
+def run_batches(
+    enc, ids: list[list[int]], reduce, max_batch: int | None = None, max_tokens: int | None = None, pad_id=0
+):
+    """Run `enc` over the token id lists `ids`, batched by length (`batches`), and call
+    reduce(indices, hidden, mask) for each batch (in the thread that ran it: reducers write to
+    disjoint rows or keys). Limits: the encoder's (max_batch, max_tokens) unless given. An encoder
+    whose pool() gives threads (ONNX Runtime on CPU) runs one batch a thread at once,
+    each run single-threaded; others run one batch at a time."""
+    longest = max(map(len, ids), default=0)  # a text longer than max_tokens is a batch of its own
+    max_batch = max_batch or enc.max_batch
+    todo = batches([len(x) for x in ids], max_batch, max(max_tokens or enc.max_tokens, longest))
+
+    def one(idx: list[int]) -> None:
+        x, mask = pad([ids[j] for j in idx], pad_id)
+        reduce(idx, enc.run(x, mask), mask)
+
+    pool = enc.pool() if len(todo) > 1 else None
+    if pool is None:
+        for idx in todo:
+            one(idx)
+    else:
+        for _ in pool.map(one, todo):  # re-raises a worker's exception here
+            pass
+
+
 def onnx_available() -> bool:
     import importlib.util
 
@@ -135,7 +167,7 @@ def encoder(model_dir: str, num_layers: int | None = None, device: str = "cpu", 
     if device == "cpu" and onnx_available() and os.environ.get("OMNITOK_EMBED_BACKEND", "onnx") == "onnx":
         from .onnx import OrtEncoder
 
-        return OrtEncoder(Path(model_dir), num_layers, "int8" if precision == "int8" else "fp32")
+        return OrtEncoder(Path(model_dir), num_layers, precision if precision in ("int8", "fused") else "fp32")
     from .torch_backend import TorchEncoder
 
     half = precision == "fp16" and device == "cuda"

@@ -10,8 +10,10 @@ import numpy as np
 from ..errors import UsageError
 
 
-def load_model(model_dir: Path, num_layers: int | None = None):
-    """The model in fp32, eval mode, cut to its first num_layers layers (as bert-score does)."""
+def load_model(model_dir: Path, num_layers: int | None = None, attention: str | None = None):
+    """The model in fp32, eval mode, cut to its first num_layers layers (as bert-score does);
+    attention: transformers' attn_implementation (the ONNX export asks for "eager", whose graph
+    ONNX Runtime's optimizer fuses)."""
     try:
         import torch
         from transformers import AutoModel
@@ -21,7 +23,8 @@ def load_model(model_dir: Path, num_layers: int | None = None):
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    model = AutoModel.from_pretrained(str(model_dir), local_files_only=True, dtype=torch.float32).eval()
+    extra = {"attn_implementation": attention} if attention else {}
+    model = AutoModel.from_pretrained(str(model_dir), local_files_only=True, dtype=torch.float32, **extra).eval()
     layers = model.encoder.layer
     n = num_layers or len(layers)
     if not 0 < n <= len(layers):
@@ -34,7 +37,7 @@ class TorchEncoder:
     def __init__(self, model_dir: Path, num_layers: int | None, device: str = "cpu", precision: str = "fp32"):
         import torch
 
-        from . import cores
+        from . import TORCH_MAX_BATCH, TORCH_MAX_TOKENS, cores
 
         torch.set_num_threads(cores())
         self.torch = torch
@@ -45,6 +48,11 @@ class TorchEncoder:
         self.device = device
         self.hidden_size = model.config.hidden_size
         self.name = f"torch-{device}-{precision}"
+        self.max_batch, self.max_tokens = TORCH_MAX_BATCH, TORCH_MAX_TOKENS
+
+    def pool(self):
+        """None: torch runs one batch at a time on its own threads."""
+        return None
 
     def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         torch = self.torch

@@ -10,12 +10,13 @@ has it too. By concern:
   `Extractor`, `detect_format`, `count_stream` (a stream -> `Counted` / `CountedRun`, in input
   order), `ordered_map`, `Summary`, `open_output` / `check_output` (stdout or a file that appears
   whole), `output_format` / `make_sink` (JSONL, JSON, CSV, Parquet, table, number, --add-field);
-- the stages: compression (`Compressor`, `CompressExtractor`, `compress_stream`, `check_budget`),
-  validation (`Thresholds`, `score_pair`, `add_bertscore`, `aggregate`, `failures`,
-  `with_gated`, `judge_pairs` (a run's pass/fail, aggregates, gate and summary), `write_report`, `REPORT_FORMATS`, `METRICS`, `FAIL_ON`), bundles (`BundleRecipe`,
+- the stages: compression (`compress`, `Compressor`, `CompressExtractor`, `compress_stream`,
+  `check_budget`), validation (`validate`, `Thresholds`, `score_pair`, `add_bertscore`,
+  `aggregate`, `failures`, `with_gated`, `judge_pairs`: a run's pass/fail, aggregates, gate and
+  summary; `write_report`, `REPORT_FORMATS`, `METRICS`, `FAIL_ON`), bundles (`BundleRecipe`,
   `load_recipe`, `create_bundle`, `inspect_bundle`, `verify_bundle`, `install_bundle`,
-  `InstallLimits`, `installed_bundles`, `bundle_compression`), token ids (`Encoder`,
-  `parse_ids`), the embedding device (`set_default_device`);
+  `InstallLimits`, `installed_bundles`, `bundle_compression`, `pre_download`), token ids
+  (`Encoder`, `parse_ids`), the embedding device (`set_default_device`);
 - the cache: `Cache` (omnitok.count_cache), `CacheSettings`, `CacheError`, `cache_settings`,
   `open_cache_tiers`, `recorded_cache_stats`, `cache_tags`, `redact_url`;
 - settings: `TokenizerSettings` (omnitok.config) and `CacheSettings` (omnitok.cache), the config

@@ -94,6 +94,15 @@ class TokenizerSettings:
         """The environment variables the providers read their keys from, as these settings set them."""
         return {PROVIDER_KEYS[name]: key for name, key in self.provider_keys.items()}
 
+    def __hash__(self) -> int:  # hashable like CacheSettings, so either can key a pool of counters
+        return hash(
+            (
+                self.prefer_offline,
+                tuple(sorted(self.local_model_dirs.items())),
+                tuple(sorted(self.provider_keys.items())),
+            )
+        )
+
     def __repr__(self) -> str:
         keys = ", ".join(f"{name!r}: '***'" for name in self.provider_keys)
         return (

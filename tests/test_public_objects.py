@@ -148,6 +148,8 @@ def test_tokenizer_settings_mirror_the_config_file(tmp_path, monkeypatch):
     assert s.local_model_dirs == {"org/m": "/models/m"}
     assert s.provider_keys["anthropic"] == "sk-ant-secret" and s.provider_keys["google"] == "g-secret"
     assert "secret" not in repr(s) and "'anthropic': '***'" in repr(s)
+    assert s == omnitok.TokenizerSettings(False, {"org/m": "/models/m"}, dict(s.provider_keys))
+    assert hash(s) == hash(omnitok.TokenizerSettings(False, {"org/m": "/models/m"}, dict(s.provider_keys)))
 
 
 def test_tokenizer_settings_are_checked_by_the_files_rules():

@@ -112,7 +112,8 @@ def child_bertscore(which: str, n: int) -> dict:
         start = time.perf_counter()
         P, R, F = score(cands, refs, model_type=str(default_model_dir()), num_layers=6, batch_size=64)
         scores = [(p.item(), r.item(), f.item()) for p, r, f in zip(P, R, F, strict=True)]
-        return {"import_s": imported, "score_s": time.perf_counter() - start, "export_s": 0.0, "scores": scores}
+        return {"import_s": imported, "score_s": time.perf_counter() - start, "export_s": 0.0, "scores": scores,
+                "load_avg": os.getloadavg()[0]}  # fmt: skip
     from omnitok.embedding.onnx import EXPORT_SECONDS
     from omnitok.validation.bertscore import BERTScorer
 
@@ -125,7 +126,7 @@ def child_bertscore(which: str, n: int) -> dict:
     total = time.perf_counter() - start
     export = sum(EXPORT_SECONDS.values())
     return {"import_s": imported, "score_s": total - export, "export_s": export, "scores": scores,
-            "encoder": scorer.encoder.name}  # fmt: skip
+            "encoder": scorer.encoder.name, "load_avg": os.getloadavg()[0]}  # fmt: skip
 
 
 def child_sweep() -> dict:
@@ -202,19 +203,20 @@ def main() -> None:
         lines += [f"- {k}: {v:.0f}" for k, v in s["per_s"].items()] + [""]
     if "speed" not in skip:
         lines += [
-            f"Compress throughput, NQ contexts at position 10, budget 1/4, {a.n_speed} contexts. cold: fresh "
-            "process, empty vector cache and ONNX export cache (export and model load reported apart, not in MB/s); "
-            "warm: the same contexts again, every vector cached.",
+            f"Compress throughput, NQ contexts at position 10, budget 1/4, {a.n_speed} contexts. cold: a fresh "
+            "process with an empty ONNX export cache, every context's texts embedded (the vector cache emptied "
+            "before each context), its first model runs timed too (export and model load reported apart, not in "
+            "MB/s); warm: the same contexts again, every vector cached. Load average at the end of each run:",
             "",
-            "| method | backend | MB | cold MB/s | warm MB/s | model load s | export s |",
-            "|---|---|---:|---:|---:|---:|---:|",
+            "| method | backend | MB | cold MB/s | warm MB/s | model load s | export s | load avg |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
         ]
         for method in ("dense", "combined"):
             for label, backend, precision in BACKENDS:
                 r = run_child(["speed", method, precision, str(a.n_speed)], {"OMNITOK_EMBED_BACKEND": backend})
                 lines.append(
                     f"| {method} | {label} ({r['encoder']}) | {r['mb']:.2f} | {r['mb'] / r['cold_s']:.3f} | "
-                    f"{r['mb'] / r['warm_s']:.2f} | {r['load_s']:.1f} | {r['export_s']:.1f} |"
+                    f"{r['mb'] / r['warm_s']:.2f} | {r['load_s']:.1f} | {r['export_s']:.1f} | {r['load_avg']:.1f} |"
                 )
                 print(lines[-1], file=sys.stderr)
         lines.append("")
@@ -262,7 +264,9 @@ def main() -> None:
             "",
             f"Largest P/R/F difference from bert-score: {worst:.1e}. A second fresh process, the export "
             f"cached (what every later run does): {again['score_s']:.1f} s including the model load, "
-            f"{n / again['score_s']:.1f} pairs/s, {ref['score_s'] / again['score_s']:.2f}x bert-score.",
+            f"{n / again['score_s']:.1f} pairs/s, {ref['score_s'] / again['score_s']:.2f}x bert-score. Load average "
+            f"at the end of each run: bert-score {ref['load_avg']:.1f}, omnitok {ours['load_avg']:.1f} and "
+            f"{again['load_avg']:.1f}.",
             "",
         ]
     print("\n".join(lines))

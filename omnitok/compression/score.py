@@ -235,6 +235,21 @@ def _centrality(units: list[Unit]) -> np.ndarray:
     return row_sums(w)
 
 
+def passage_sums(rows: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+    """Each passage's sum of its units' rows, in float64, added in unit order (what np.add.at
+    into zeros gives, bit for bit). Units come in passage order, so one reduceat over runs does
+    it; np.add.at (unbuffered, slow) only for an owner array out of order."""
+    out = np.zeros((n, rows.shape[1]))
+    if len(owner) == 0:
+        return out
+    if np.all(owner[1:] >= owner[:-1]):
+        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        out[owner[starts]] = np.add.reduceat(rows.astype(np.float64), starts, axis=0)
+    else:
+        np.add.at(out, owner, rows)
+    return out
+
+
 def dense(units: list[Unit], query: str | None, embed, passage_weight: float) -> np.ndarray:
     """Cosine similarity of unit embeddings (a passage: the mean of its units') to the query's;
     without a query, to the centroid of the units. `embed(texts) -> (n, d)` unit-norm rows.
@@ -244,8 +259,7 @@ def dense(units: list[Unit], query: str | None, embed, passage_weight: float) ->
     texts = [f"{titles[u.passage]}: {u.text}" if u.passage in titles and u.kind != "title" else u.text for u in units]
     vecs = embed(texts + ([query] if query else []))
     unit_v = vecs[: len(units)]
-    passage_v = np.zeros((len(ids), unit_v.shape[1]))
-    np.add.at(passage_v, owner, unit_v)
+    passage_v = passage_sums(unit_v, owner, len(ids))
     passage_v /= np.maximum(np.linalg.norm(passage_v, axis=1, keepdims=True), 1e-9)
     if query:
         q = vecs[-1]

@@ -7,8 +7,8 @@ name and renamed, so concurrent first uses never see half a model. int8 is ONNX 
 quantization (weights int8 per channel, activations quantized per batch) of the fp32 export.
 "fused" is fp32 exported with transformers' eager attention and passed through ONNX Runtime's
 transformer optimizer (onnxruntime.transformers: one Attention, SkipLayerNormalization and BiasGelu
-op each where the export has a dozen small ones): ~1.8x on BERTScore's long texts, hidden states
-within ~1e-5 of the plain export; on compress's short sentences int8 unfused was faster.
+op each where the export has a dozen small ones): faster on BERTScore's long texts, hidden states
+within 1e-4 of the plain export (tests/test_onnx_embed.py); compress's short sentences run int8.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def _export(model_dir: Path, layers: int, out: str, attention: str | None = None
 class OrtEncoder:
     """One InferenceSession whose runs are single-threaded (no intra-op threads, no spinning):
     callers run `parallel` batches at once from the threads of `pool()` (a session's run is
-    thread-safe). On 2 shared cores this beat one run at a time over intra-op threads by ~2x
+    thread-safe). On 2 shared cores this beat one run at a time over intra-op threads
     (benchmarks/embed_bench.py --sweep): small batches stay in a core's cache, and no run waits
     for a straggling sibling thread that another process has preempted."""
 

@@ -50,6 +50,13 @@ def test_known_characters(text, expected):
     assert plain(text) is expected
 
 
+def test_a_long_text_is_looked_up_a_slice_at_a_time():
+    n = unicode_guard._CHUNK
+    assert needs_reference("é" + "a" * (2 * n) + "\u1c8a") is True  # in the third slice
+    assert needs_reference("é" + "a" * (2 * n) + "ü") is False
+    assert needs_reference("a" * (n - 1) + "\u1c8a" + "é") is True  # at a slice's edge
+
+
 def test_random_texts_agree_with_the_ranges():
     rng = random.Random(14)
     edges = [p for a, b in RANGES for p in (a - 1, a, b, b + 1) if 0 < p < 0x110000]
@@ -59,3 +66,62 @@ def test_random_texts_agree_with_the_ranges():
         ]
         text = "a" + "".join(chr(p) for p in picks)
         assert needs_reference(text) is plain(text), [hex(p) for p in picks]
+
+
+# --- OpenAI's patterns: characters assigned since Unicode 14 as symbols need no reference -------
+
+OTHERS = json.loads(unicode_guard.NEW_OTHERS.read_text())["ranges"]
+OTHER_POINTS = [cp for a, b in OTHERS for cp in range(a, b + 1)]
+
+
+def test_new_others_file_is_what_unicodedata2_says():
+    unicodedata2 = pytest.importorskip("unicodedata2")
+    assert json.loads(unicode_guard.NEW_OTHERS.read_text())["unicode_version"] == unicodedata2.unidata_version
+    assert unicode_guard.new_others(unicodedata2) == OTHERS
+    assert len(OTHER_POINTS) > 1000  # emoji and symbols of Unicode 15-18
+
+
+@pytest.mark.parametrize(
+    "text, any_, openai",
+    [
+        ("shaking face \U0001fae8 pink heart \U0001fa77", True, False),  # Unicode 15 emoji: So
+        ("idna: \u1c8a", True, True),  # a letter: both
+        ("CJK J \U000323b0", True, True),
+        ("\U0010ffff", True, True),  # still unassigned: a later Unicode may make it a letter
+        ("naïve 😀", False, False),
+    ],
+)
+def test_which_texts_go_to_the_reference(text, any_, openai):
+    assert needs_reference(text, unicode_guard.ANY) is any_
+    assert needs_reference(text, unicode_guard.OPENAI) is openai
+
+
+@pytest.mark.parametrize("encoding", ["o200k_base", "cl100k_base"])
+def test_gigatoken_and_tiktoken_agree_on_every_new_symbol(encoding, ref_o200k, ref_cl100k):
+    # The proof behind OPENAI's narrower guard: gigatoken itself (no guard in front) gives
+    # tiktoken's ids for each such character in every context its patterns tell apart.
+    from gigatoken.gigatoken_rs import BPETokenizer
+
+    import omnitok
+    from omnitok.tokenizers.openai_encodings import ENCODINGS
+
+    ref = ref_o200k if encoding == "o200k_base" else ref_cl100k
+    path = unicode_guard.DATA.parents[1] / "assets/data/openai" / f"{encoding}.tiktoken"
+    assert path.is_relative_to(unicode_guard.DATA.parents[1]) and omnitok
+    fast = BPETokenizer.from_tiktoken(str(path), ENCODINGS[encoding].gigatoken_pretokenizer, {})
+    contexts = [
+        "{c}",
+        "a{c}b",
+        "A{c}",
+        "{c}a",
+        " {c} ",
+        "{c}{c}",
+        "1{c}2",
+        "'s{c}",
+        "{c}'s",
+        "\n{c}\n",
+        "x {c}\ty",
+        "é{c}ü",
+    ]
+    texts = [ctx.format(c=chr(cp)) for cp in OTHER_POINTS for ctx in contexts]
+    assert [list(ids) for ids in map(fast.encode, texts)] == ref.encode_ordinary_batch(texts, num_threads=1)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .openai_encodings import EncodingSpec
-from .unicode_guard import ReferenceGuarded
+from .unicode_guard import OPENAI, ReferenceGuarded
 
 
 def _clean_surrogates(text: str) -> str:
@@ -94,6 +94,7 @@ class TiktokenEngine:
 
 class GigatokenEngine(ReferenceGuarded):
     name = "gigatoken"
+    _patterns = OPENAI  # cl100k / o200k: letters, marks, numbers, white space (unicode_guard)
 
     def __init__(self, spec: EncodingSpec, path: Path, threads: int = 1):
         from gigatoken.gigatoken_rs import BPETokenizer

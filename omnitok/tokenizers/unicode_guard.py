@@ -1,4 +1,4 @@
-"""Which texts the fast engines may count differently from the reference.
+r"""Which texts the fast engines may count differently from the reference.
 
 gigatoken's pre-tokenizer and the reference regex engines (tiktoken's, `tokenizers`') carry
 Unicode tables of different versions: a character assigned only recently (U+323B0, CJK Extension
@@ -6,6 +6,15 @@ J, Unicode 17) is a letter to tiktoken and not to gigatoken, and the counts diff
 differential property test found it). Texts holding any code point unassigned in Unicode 14
 (omnitok/data/unassigned.json, from Python's unicodedata) are therefore counted by the
 reference engine. ASCII texts skip the check; others cost one table lookup of their code points.
+
+For OpenAI's patterns (cl100k, o200k) only letters, marks, numbers and white space are told
+apart; every other character, unassigned (Cn) or assigned as a symbol, punctuation or format
+character, falls in the same `[^\s\p{L}\p{N}]` branches. So the characters assigned since
+Unicode 14 as symbols and the like (new emoji, 🫨 🩷 ...: omnitok/data/new_others.json, from
+unicodedata2 at Unicode 18) pretokenize alike in both engines and need no reference there
+(`needs_reference(text, OPENAI)`); tests/test_unicode_guard.py proves both engines agree on each
+of them and that the file is what unicodedata2 says. Hugging Face pre-tokenizers may split on
+any category (punctuation, symbols) and keep the whole table.
 """
 
 from __future__ import annotations
@@ -15,10 +24,12 @@ import json
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "unassigned.json"
+NEW_OTHERS = DATA.with_name("new_others.json")
+ANY, OPENAI = "any", "openai"  # which patterns a guard is for (module docstring)
 
 
 @functools.cache
-def _table():
+def _table(patterns: str = ANY):
     """A boolean per code point, True where Unicode 14 assigns nothing; looked up for a whole text
     at once (numpy, a dependency: gigatoken hands back numpy arrays), several times faster than
     the regex class search it replaces, which on non-ASCII text had cost about as much as the
@@ -28,17 +39,48 @@ def _table():
     table = np.zeros(0x110000, dtype=np.bool_)
     for a, b in json.loads(DATA.read_text())["ranges"]:
         table[a : b + 1] = True
+    if patterns == OPENAI:
+        for a, b in json.loads(NEW_OTHERS.read_text())["ranges"]:
+            table[a : b + 1] = False
     return table
 
 
-def needs_reference(text: str) -> bool:
-    """True if the text holds a code point newer than the fast engine's Unicode tables."""
+def needs_reference(text: str, patterns: str = ANY) -> bool:
+    """True if the text holds a code point newer than the fast engine's Unicode tables that the
+    `patterns` (ANY, or OPENAI's) may split differently."""
     if text.isascii():
         return False
     import numpy as np
 
-    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    return bool(_table().take(points).any())
+    table = _table(patterns)
+    for start in range(0, len(text), _CHUNK):  # a slice at a time: memory stays flat for a huge text
+        part = text[start : start + _CHUNK]
+        if part.isascii():
+            continue
+        if table.take(np.frombuffer(part.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)).any():
+            return True
+    return False
+
+
+_CHUNK = 1 << 18  # characters looked up at once (1 MB of code points)
+
+
+def new_others(unicodedata2) -> list[list[int]]:
+    """The ranges of omnitok/data/new_others.json, made again: code points unassigned in Unicode
+    14 that `unicodedata2` (a later Unicode) assigns as anything but a letter, mark or number
+    or white space. `python -c "import unicodedata2, json; from
+    omnitok.tokenizers.unicode_guard import new_others; print(json.dumps(new_others(unicodedata2)))"`."""
+    ranges: list[list[int]] = []
+    for a, b in json.loads(DATA.read_text())["ranges"]:
+        for cp in range(a, b + 1):
+            category = unicodedata2.category(chr(cp))
+            if category[0] in "LMNZ" or category == "Cn":  # Cn: still unassigned, a later one may be a letter
+                continue
+            if ranges and ranges[-1][1] == cp - 1:
+                ranges[-1][1] = cp
+            else:
+                ranges.append([cp, cp])
+    return ranges
 
 
 # Set in the pipeline's shard workers: a text that needs the reference engine is not counted
@@ -54,6 +96,7 @@ class ReferenceGuarded:
     what the fast engine does not offer (offsets, decoding, the vocabulary) the reference gives."""
 
     _reference = None
+    _patterns = ANY  # whose pre-tokenizer patterns the guard answers for (OPENAI: narrower)
 
     def _reference_factory(self):
         raise NotImplementedError
@@ -74,8 +117,9 @@ class ReferenceGuarded:
         # results are turned into Python objects; the pipeline uses processes for both cores.
         out = []
         count = self._count_fast
+        patterns = self._patterns
         for text in texts:
-            if needs_reference(text):
+            if needs_reference(text, patterns):
                 if DEFER_REFERENCE:
                     out.append(DEFERRED)
                     continue
@@ -86,7 +130,7 @@ class ReferenceGuarded:
         return out
 
     def encode(self, text: str) -> list[int]:
-        if needs_reference(text):
+        if needs_reference(text, self._patterns):
             return self._ref().encode(text)
         return self._encode_fast(text)
 

@@ -14,6 +14,7 @@ __all__ = [
     "Cache",
     "CacheSettings",
     "compress",
+    "CompressOptions",
     "count",
     "count_batch",
     "count_files",
@@ -23,6 +24,7 @@ __all__ = [
     "load_tokenizer",
     "resolve",
     "Counter",
+    "CountOptions",
     "CountResult",
     "OmnitokError",
     "pre_download",
@@ -30,12 +32,14 @@ __all__ = [
     "TokenizerSettings",
     "truncate",
     "validate",
+    "ValidateOptions",
 ]
 
 _LAZY = {
     "Cache": "count_cache",
     "CacheSettings": "cache",
     "compress": "compression",
+    "CompressOptions": "options",
     "count": "api",
     "count_batch": "api",
     "count_files": "api",
@@ -45,6 +49,7 @@ _LAZY = {
     "load_tokenizer": "api",
     "resolve": "api",
     "Counter": "api",
+    "CountOptions": "options",
     "CountResult": "api",
     "OmnitokError": "errors",
     "pre_download": "bundle",
@@ -52,6 +57,7 @@ _LAZY = {
     "TokenizerSettings": "config",
     "truncate": "tokens",
     "validate": "validation",
+    "ValidateOptions": "options",
 }
 
 

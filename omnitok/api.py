@@ -6,6 +6,10 @@ has it too. By concern:
 
 - counting: `Counter`, `count`, `count_batch`, `count_files`, `resolve`, `load_tokenizer`,
   `CountResult` (omnitok.counter);
+- one options object per command (omnitok.options): `CountOptions` (`Counter(model,
+  options=...)`), `CompressOptions` (`Compressor(model, options=...)`), `ValidateOptions`
+  (`validate(..., options=...)`, `judge_pairs(rows, pairs, options)`): checked when made,
+  `to_dict()` / `from_dict()` plain data;
 - records in and results out: `open_inputs` (files, stdin or texts -> a stream of records),
   `Extractor`, `detect_format`, `count_stream` (a stream -> `Counted` / `CountedRun`, in input
   order), `ordered_map`, `Summary`, `open_output` / `check_output` (stdout or a file that appears
@@ -33,10 +37,13 @@ import importlib
 from typing import TYPE_CHECKING
 
 from .counter import Counter, CountResult, count, count_batch, count_files, default_model, load_tokenizer, resolve
+from .options import CompressOptions, CountOptions, ValidateOptions
 from .pipeline import Counted
 from .records import CountedRun, ExtractError, Extractor
 
 __all__ = [
+    "CompressOptions",
+    "CountOptions",
     "CountResult",
     "Counted",
     "CountedRun",
@@ -51,6 +58,7 @@ __all__ = [
     "load_tokenizer",
     "open_inputs",
     "resolve",
+    "ValidateOptions",
 ]
 
 

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 from . import families
 from .errors import UsageError
+from .options import CountOptions, build
 from .pipeline import Counted, count_records
 from .records import ExtractError, Extractor
 
 if TYPE_CHECKING:
-    from .cache import CacheSettings
     from .config import TokenizerSettings
 
 
@@ -98,55 +98,44 @@ def _provider_keys(settings: TokenizerSettings | None):
 class Counter:
     """A model's tokenizer plus its framing: counts texts and chat message lists."""
 
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        encoding: str | None = None,
-        engine: str = "auto",
-        tokenizer: str | None = None,
-        special_tokens: bool = True,
-        online: bool | None = None,
-        strict: bool = False,
-        concurrency: int = 8,
-        timeout: float = 30.0,
-        retries: int = 2,
-        cache: str = "auto",
-        cache_dir: str | None = None,
-        l3_url: str | None = None,
-        settings: TokenizerSettings | None = None,
-        cache_settings: CacheSettings | None = None,
-    ):
-        """`settings` (a TokenizerSettings): its prefer_offline decides when `online` is None, its
-        local_model_dirs are searched before the config file's, its provider_keys are used over
-        the providers' environment variables. `cache_settings` (a CacheSettings): the cache's
-        tiers and limits in place of what the config file, the environment, `cache_dir` and
-        `l3_url` say."""
+    def __init__(self, model: str | None = None, *, options: CountOptions | None = None, **kwargs):
+        """`options` (a CountOptions): how to count; keyword options (encoding=, engine=,
+        tokenizer=, special_tokens=, online=, strict=, concurrency=, timeout=, retries=, cache=,
+        cache_dir=, l3_url=, settings=, cache_settings=: CountOptions' fields) build one, or
+        change those fields of `options`. The object used is `self.count_options`."""
         from .strategy_chain import Options, plan
 
-        self.resolution = resolve(model, encoding, tokenizer)
+        opts = self.count_options = build(CountOptions, options, kwargs)
+        self.resolution = resolve(model, opts.encoding, opts.tokenizer)
+        settings, online, tokenizer = opts.settings, opts.online, opts.tokenizer
         if settings is not None:
             if online is None:
                 online = not settings.prefer_offline
             dirs = settings.local_model_dirs
             if tokenizer is None and self.resolution.family == "hf":
                 tokenizer = dirs.get(self.resolution.model) or dirs.get(self.resolution.target)
-        self.options = Options(engine, tokenizer, special_tokens, online, strict, concurrency, timeout, retries)
+        self.options = Options(
+            opts.engine,
+            tokenizer,
+            opts.special_tokens,
+            online,
+            opts.strict,
+            opts.concurrency,
+            opts.timeout,
+            opts.retries,
+        )
         with _provider_keys(settings):
             strategy, self.framing = plan(self.resolution, self.options)
         self.cache = None
-        if cache != "off":
-            from .cache import MODES, CacheSettings, settings_from, wrap
-
-            if cache not in MODES:
-                raise UsageError(f"cache mode must be one of {', '.join(MODES)}, not {cache!r}")
-            if cache_settings is not None and not isinstance(cache_settings, CacheSettings):
-                raise TypeError(f"cache_settings must be a CacheSettings, not {type(cache_settings).__name__}")
+        if opts.cache != "off":
+            from .cache import settings_from, wrap
             from .strategy_chain import cache_options
 
-            tag = cache_options(self.resolution, special_tokens)
-            chosen = cache_settings if cache_settings is not None else settings_from(cache_dir, l3_url)
-            strategy, self.cache = wrap(strategy, cache, chosen, tag)
+            tag = cache_options(self.resolution, opts.special_tokens)
+            chosen = (
+                opts.cache_settings if opts.cache_settings is not None else settings_from(opts.cache_dir, opts.l3_url)
+            )
+            strategy, self.cache = wrap(strategy, opts.cache, chosen, tag)
         self.strategy = strategy
 
     def close(self) -> None:
@@ -202,7 +191,8 @@ class Counter:
 def count(text: str | Sequence[dict], model: str | None = None, **options) -> CountResult:
     """Count the tokens of a text, or of a chat `messages` list with the model's framing.
 
-    `options` are Counter's: encoding, engine, tokenizer, special_tokens, online, strict, ...
+    `options` are Counter's: `options=` a CountOptions, or its fields as keywords (encoding,
+    engine, tokenizer, special_tokens, online, strict, ...).
 
     >>> omnitok.count("hello world", model="gpt-4o").tokens
     2
@@ -233,7 +223,7 @@ def count_files(
     """
     from .io.readers import InputStream
 
-    counter = Counter(model, **options)  # encoding, engine, tokenizer, online, cache, ...
+    counter = Counter(model, **options)  # options=CountOptions(...), or its fields as keywords
     stream = InputStream(
         paths,
         Extractor(tuple(fields) if fields else None, counter.framing, id_field),

@@ -52,17 +52,23 @@ class BundleAsset:
 class Spec:
     """Everything a worker needs to build the core: plain data (JSON round-trips it).
 
-    options: the stage's library options (Counter's encoding, engine, tokenizer, special_tokens,
-    online, strict, cache; Compressor's method, gap_marker, dedup, ...).
+    options: the stage's options object (omnitok.options): a CountOptions (count), a
+    CompressOptions (compress) or a ValidateOptions (validate), as the command line and the
+    library build it; `to_dict()` carries it as its `to_dict()`. A mapping is taken too, the
+    loose form of before: count: CountOptions' fields; compress: CompressOptions' fields;
+    validate: the compression metric's CountOptions fields, with the validate settings in
+    `params`. Made from a mapping, a worker does not cache (cache off) and compress scores with
+    BM25, unless the mapping says otherwise.
     fields: count: the text fields (None: auto); validate: (original, compressed);
     compress: (context field or None, query field or None).
     params: the stage's per-call parameters (compress: budget / ratio / target_compression /
-    query; validate: metrics, stem, min_rouge_l, max_ratio, min_bertscore, bertscore_model).
+    query; validate, with a mapping of options: metrics, stem, min_rouge_l, max_ratio,
+    min_bertscore, bertscore_model, rescale).
     """
 
     stage: str = "count"
     model: str | None = None
-    options: dict = field(default_factory=dict)
+    options: Any = None
     fields: tuple[str | None, ...] | None = None
     id_field: str | None = "id"
     params: dict = field(default_factory=dict)
@@ -71,6 +77,7 @@ class Spec:
     def __post_init__(self):
         if self.stage not in STAGES:
             raise UsageError(f"stage must be one of {', '.join(STAGES)}, not {self.stage!r}")
+        object.__setattr__(self, "options", _stage_options(self.stage, self.options, self.params))
         if self.fields is not None:
             object.__setattr__(self, "fields", tuple(self.fields))
         object.__setattr__(
@@ -82,11 +89,53 @@ class Spec:
             raise UsageError(f"a worker spec must be plain data (JSON): {e}") from None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {
+            "stage": self.stage,
+            "model": self.model,
+            "options": self.options.to_dict(),
+            "fields": self.fields,
+            "id_field": self.id_field,
+            "params": dict(self.params),
+            "bundles": tuple(asdict(b) for b in self.bundles),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Spec:
+        from .options import OPTIONS
+
+        data = dict(data)
+        stage = data.get("stage", "count")
+        if isinstance(data.get("options"), dict) and stage in OPTIONS:
+            data["options"] = OPTIONS[stage].from_dict(data["options"])  # to_dict's whole object
         return cls(**data)
+
+
+def _stage_options(stage: str, options, params: dict):
+    """The stage's options object from what a Spec was given (see Spec)."""
+    from .options import OPTIONS, CountOptions, ValidateOptions
+
+    cls = OPTIONS[stage]
+    if isinstance(options, cls):
+        return options
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(f"a {stage} spec's options must be a {cls.__name__} or a mapping, not {type(options).__name__}")
+    loose = {"cache": "off", **(options or {})}
+    if stage == "compress":
+        return cls.from_dict({"method": "bm25", **loose})
+    if stage == "count":
+        return cls.from_dict(loose)
+    p = params or {}
+    return ValidateOptions(
+        metrics=p.get("metrics") or ("rouge-l",),
+        stem=bool(p.get("stem", False)),
+        min_rouge_l=p.get("min_rouge_l"),
+        max_ratio=p.get("max_ratio"),
+        min_bertscore=p.get("min_bertscore"),
+        bertscore_model=p.get("bertscore_model"),
+        rescale=bool(p.get("rescale", False)),
+        cache="off",
+        count=CountOptions.from_dict(loose),
+    )
 
 
 # --- records <-> Arrow --------------------------------------------------------------------------
@@ -165,8 +214,7 @@ class CountCore(Core):
         super().__init__(spec)
         from .api import Counter
 
-        options = {"cache": "off", **spec.options}
-        self.counter = Counter(spec.model, **options)
+        self.counter = Counter(spec.model, options=spec.options)
         self.meta = self.counter.meta
 
     def extractor(self):
@@ -247,8 +295,7 @@ class CompressCore(Core):
 
         self.budget = {k: spec.params.get(k) for k in self.BUDGET}
         check_budget(**self.budget)
-        options = {"method": "bm25", "cache": "off", **spec.options}
-        self.compressor = Compressor(spec.model, **options)
+        self.compressor = Compressor(spec.model, options=spec.options)
         self.meta = self.compressor.counter.meta
 
     def extractor(self):
@@ -309,26 +356,22 @@ class ValidateCore(Core):
 
     def __init__(self, spec: Spec):
         super().__init__(spec)
-        from .validation import METRICS, Thresholds, with_gated
+        from .validation import Thresholds
 
-        p = spec.params
-        self.thresholds = Thresholds(p.get("min_rouge_l"), p.get("max_ratio"), p.get("min_bertscore"))
-        metrics = tuple(p.get("metrics") or ("rouge-l",))
-        for m in metrics:
-            if m not in METRICS:
-                raise UsageError(f"unknown metric {m!r}; available: {', '.join(METRICS)}")
-        self.metrics = with_gated(metrics, self.thresholds)
-        self.stem = bool(p.get("stem", False))
+        o = spec.options
+        self.thresholds = Thresholds.of(o)
+        self.metrics = o.scored
+        self.stem = o.stem
         self.counter = None
         if "compression" in self.metrics:
             from .api import Counter
 
-            self.counter = Counter(spec.model, **{"cache": "off", **spec.options})
+            self.counter = Counter(spec.model, options=o.count)
         self.meta = self.counter.meta if self.counter is not None else None
         if "bertscore" in self.metrics:
             from .validation.bertscore import scorer
 
-            scorer(p.get("bertscore_model"), False, bool(p.get("rescale", False)))  # load once, here
+            scorer(o.bertscore_model, False, o.rescale)  # load once, here
 
     def extractor(self):
         from .records import Extractor
@@ -371,8 +414,8 @@ class ValidateCore(Core):
             pairs.append((orig, comp))
             scored.append(row)
         if "bertscore" in self.metrics and scored:
-            p = self.spec.params
-            add_bertscore(scored, pairs, p.get("bertscore_model"), False, bool(p.get("rescale", False)), "off")
+            o = self.spec.options
+            add_bertscore(scored, pairs, o.bertscore_model, False, o.rescale, "off")
         cols: dict[str, list] = {name: [] for name in self.schema(where).names}
         names = [n for m in self.metrics for n in self.SCORES[m]]
         for rec, row in zip(recs, rows, strict=True):

@@ -34,7 +34,7 @@ import os
 import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 try:
     import ray
@@ -45,6 +45,8 @@ except ImportError as e:  # pragma: no cover - the extra is missing
 from omnitok import engine_core
 from omnitok.engine_core import BundleAsset, Spec
 from omnitok.errors import AssetError, UsageError
+from omnitok.options import CompressOptions, CountOptions, ValidateOptions
+from omnitok.options import build as build_options
 
 __all__ = [
     "RunResult",
@@ -197,7 +199,7 @@ def _map(
 ):
     assets, refs = ship_bundles(bundles)
     if assets:
-        spec = Spec(**{**spec.to_dict(), "bundles": assets})
+        spec = replace(spec, bundles=assets)
     if probe:
         check_workers(spec, refs, runtime_env=runtime_env, num_cpus=num_cpus, allow_estimate=allow_estimate)
     size = concurrency or _slots(num_cpus)
@@ -210,6 +212,15 @@ def _map(
         num_cpus=num_cpus,
         runtime_env=runtime_env,
     )
+
+
+def _options(cls, options, kwargs: dict):
+    """The options object a stage runs with: `options` as given (keyword options change its
+    fields), or the keyword options over the workers' defaults (cache off; compress: BM25)."""
+    if options is not None:
+        return build_options(cls, options, kwargs)
+    defaults = {"cache": "off", **({"method": "bm25"} if cls is CompressOptions else {})}
+    return cls.from_dict({**defaults, **kwargs})
 
 
 def _fields(field: str | Sequence[str] | None) -> tuple[str, ...] | None:
@@ -233,14 +244,16 @@ def count(
     runtime_env: dict | None = None,
     allow_estimate: bool = False,
     probe: bool = True,
-    **options,
+    options: CountOptions | None = None,
+    **kwargs,
 ):
     """Token counts of a Dataset's rows: id, tokens, model, encoding, strategy, exact, error_band,
     error (a row whose text cannot be counted has `error` set and no tokens). With keep=True, the
     input row with those columns added. `field`: the text column or dotted path (several: a
-    comma-separated string or a list; None: `messages` or `text`). `options`: Counter's (encoding,
-    engine, tokenizer, special_tokens, online, strict, cache; cache is off unless given)."""
-    spec = Spec("count", model, options, _fields(field), id_field)
+    comma-separated string or a list; None: `messages` or `text`). `options`: a CountOptions,
+    used as given; or keyword options, Counter's (encoding, engine, tokenizer, special_tokens,
+    online, strict, cache; cache is off unless given)."""
+    spec = Spec("count", model, _options(CountOptions, options, kwargs), _fields(field), id_field)
     return _map(
         ds,
         spec,
@@ -274,15 +287,18 @@ def compress(
     runtime_env: dict | None = None,
     allow_estimate: bool = False,
     probe: bool = True,
-    **options,
+    options: CompressOptions | None = None,
+    **kwargs,
 ):
     """Each row's context compressed to the budget (`omnitok compress`'s result fields, plus id and
-    error). `options`: Compressor's (method: bm25 unless given, gap_marker, dedup, engine, ...)."""
+    error). `options`: a CompressOptions, used as given; or keyword options, Compressor's
+    (method: bm25 unless given, gap_marker, dedup, engine, ...; cache off unless given)."""
     from omnitok.compression import check_budget
 
     check_budget(budget, ratio, target_compression)
     params = {"budget": budget, "ratio": ratio, "target_compression": target_compression, "query": query}
-    spec = Spec("compress", model, options, (context_field, query_field), id_field, params)
+    opts = _options(CompressOptions, options, kwargs)
+    spec = Spec("compress", model, opts, (context_field, query_field), id_field, params)
     return _map(
         ds,
         spec,
@@ -319,27 +335,30 @@ def validate(
     runtime_env: dict | None = None,
     allow_estimate: bool = False,
     probe: bool = True,
-    **options,
+    options: ValidateOptions | None = None,
+    **kwargs,
 ):
     """Per-pair scores of (original, compressed) rows (`omnitok validate`'s, with `passed` and the
     gates failed); aggregate them with Ray Data (`.mean("rouge_l_f1")`) or in pandas. BERTScore's
-    idf needs the whole set, so it is not offered here."""
-    from omnitok.validation import METRICS, Thresholds
-
-    for m in metrics:
-        if m not in METRICS:
-            raise UsageError(f"unknown metric {m!r}; available: {', '.join(METRICS)}")
-    Thresholds(min_rouge_l, max_ratio, min_bertscore)
-    params = {
-        "metrics": list(metrics),
-        "stem": stem,
-        "min_rouge_l": min_rouge_l,
-        "max_ratio": max_ratio,
-        "min_bertscore": min_bertscore,
-        "bertscore_model": bertscore_model,
-        "rescale": rescale,
-    }
-    spec = Spec("validate", model, options, (original_field, compressed_field), id_field, params)
+    idf needs the whole set, so it is not offered here. `options`: a ValidateOptions (its
+    metrics, gates, stem, BERTScore model and rescaling, and `count` for the compression metric),
+    used as given in place of those arguments; else `kwargs` are Counter's options for the
+    compression metric (cache off unless given)."""
+    if options is None:
+        options = ValidateOptions(
+            metrics=metrics,
+            stem=stem,
+            min_rouge_l=min_rouge_l,
+            max_ratio=max_ratio,
+            min_bertscore=min_bertscore,
+            bertscore_model=bertscore_model,
+            rescale=rescale,
+            cache="off",
+            count=_options(CountOptions, None, kwargs),
+        )
+    elif kwargs:
+        raise TypeError("give options= or keyword options, not both")
+    spec = Spec("validate", model, options, (original_field, compressed_field), id_field)
     return _map(
         ds,
         spec,
@@ -425,14 +444,16 @@ def count_paths(
     allow_estimate: bool = False,
     init: dict | None = None,
     batch_class: type = ShardCounter,
-    **options,
+    options: CountOptions | None = None,
+    **kwargs,
 ) -> RunResult:
     """Count Parquet / JSONL inputs (files, directories, URIs) on Ray; results to the Parquet
     dataset DIR (`output`: part-NNNNN.parquet in input order, the columns of `omnitok count -o
     x.parquet` less pos), totals in the returned summary. `address`: "auto" joins a running
     cluster or starts a local Ray (with `init`'s ray.init arguments). Error rows are written
     unless `skip_errors`; either way the summary counts them. `batch_class`: the callable class
-    the actors run (a ShardCounter subclass)."""
+    the actors run (a ShardCounter subclass). `options`: a CountOptions, used as given; or keyword
+    options, Counter's (cache off unless given)."""
     t0 = time.perf_counter()
     if shard_bytes < 1:
         raise UsageError("shard_bytes must be at least 1")
@@ -443,7 +464,7 @@ def count_paths(
     connect(address, **(init or {}))
     _quiet_data()
     assets, refs = ship_bundles(bundles)
-    spec = Spec("count", model, options, fields, id_field, bundles=assets)
+    spec = Spec("count", model, _options(CountOptions, options, kwargs), fields, id_field, bundles=assets)
     planned = check_workers(spec, refs, runtime_env=runtime_env, num_cpus=num_cpus, allow_estimate=allow_estimate)
     t_ready = time.perf_counter()
     shards = engine_core.plan_shards(files, fields, id_field, shard_bytes)

@@ -124,8 +124,7 @@ def compress_cmd(
         if files:
             raise errors.UsageError("give input files or --context, not both")
         files, input_format = [context], "text"
-    comp = api.Compressor(
-        model,
+    options = api.CompressOptions(  # how to compress: one object, here and in --jobs workers
         method=method,
         embedding_url=embedding_url,
         embedding_model=embedding_model,
@@ -136,6 +135,7 @@ def compress_cmd(
         cache=cache,
         cache_dir=cache_dir,
     )
+    comp = api.Compressor(model, options=options)
     extractor = api.CompressExtractor(context_field, query_field, query, id_field or None)
     stream = api.open_inputs(files or [], extractor, input_format)
     if fmt == "auto":

@@ -120,9 +120,26 @@ def count(
     Text that looks like a special token (<|endoftext|>) is counted as plain text, as tiktoken's
     encode_ordinary and the APIs count user text.
     """
+    if ray_ and (text or add_field or lines):
+        raise errors.UsageError("--ray counts Parquet or JSONL files; --text, --add-field and --lines do not apply")
+    # a bad --on-error is refused before anything is opened (--ray checks it with its own rules)
+    bad = None if ray_ else BadRecords(on_error, quiet)
+    from .. import api
+
+    options = api.CountOptions(  # how to count: one object for every path (here, --jobs workers, --ray)
+        encoding=encoding,
+        engine=engine,
+        tokenizer=tokenizer,
+        special_tokens=not no_special_tokens,
+        online=online,
+        strict=strict,
+        timeout=timeout,
+        retries=retries,
+        cache=opt.cache_mode(cache, no_cache),
+        cache_dir=cache_dir,
+        l3_url=l3_url,
+    )
     if ray_:
-        if text or add_field or lines:
-            raise errors.UsageError("--ray counts Parquet or JSONL files; --text, --add-field and --lines do not apply")
         from .ray_cli import count_on_ray
 
         return count_on_ray(
@@ -138,36 +155,10 @@ def count(
             max_tokens=max_tokens,
             on_error=on_error,
             quiet=quiet,
-            encoding=encoding,
-            engine=engine,
-            tokenizer=tokenizer,
-            special_tokens=not no_special_tokens,
-            online=online,
-            strict=strict,
-            timeout=timeout,
-            retries=retries,
-            cache=opt.cache_mode(cache, no_cache),
-            cache_dir=cache_dir,
-            l3_url=l3_url,
+            options=options,
         )
-    bad = BadRecords(on_error, quiet)  # a bad --on-error is refused before anything is opened
-    from .. import api
-
     paths = list(files or [])
-    counter = api.Counter(
-        model,
-        encoding=encoding,
-        engine=engine,
-        tokenizer=tokenizer,
-        special_tokens=not no_special_tokens,
-        online=online,
-        strict=strict,
-        timeout=timeout,
-        retries=retries,
-        cache=opt.cache_mode(cache, no_cache),
-        cache_dir=cache_dir,
-        l3_url=l3_url,
-    )
+    counter = api.Counter(model, options=options)
     if explain:
         info("; ".join(f"{k}: {v}" for k, v in api.explain(counter).items()))
     stream = api.open_inputs(

@@ -30,16 +30,26 @@ def count_on_ray(
     on_error: str = "stop",
     allow_estimate: bool = False,
     quiet: bool = False,
-    **options,
+    options=None,
+    **kwargs,
 ) -> int:
-    """Run `omnitok count` over `paths` on Ray; `options` are Counter's (encoding, engine,
-    tokenizer, special_tokens, online, strict, cache, ...). Returns the exit code."""
+    """Run `omnitok count` over `paths` on Ray with `options` (an api.CountOptions, as `count`
+    builds it), or keyword options, Counter's (encoding, engine, tokenizer, special_tokens,
+    online, strict, cache, ...). Returns the exit code."""
+    from dataclasses import replace
+
+    from .. import api
+
+    if options is None:
+        options = api.CountOptions(**kwargs)
+    elif kwargs:
+        options = replace(options, **kwargs)
     if not output or output == "-":
         raise errors.UsageError("--ray writes a directory of Parquet files: give --output DIR")
     if on_error not in ("stop", "skip", "record"):
         raise errors.UsageError(f"--on-error must be stop, skip or record, not {on_error!r}")
-    if options.get("cache") == "auto":
-        options["cache"] = "off"  # a worker's disk cache would be its node's alone: off unless asked
+    if options.cache == "auto":
+        options = replace(options, cache="off")  # a worker's disk cache would be its node's alone: off unless asked
     try:
         from .. import ray as oray
     except ImportError:
@@ -60,7 +70,7 @@ def count_on_ray(
         # A cluster cannot stop at the first bad record: every one is an error row (or skipped).
         skip_errors=on_error == "skip",
         allow_estimate=allow_estimate,
-        **options,
+        options=options,
     )
     import orjson
 

@@ -89,24 +89,30 @@ def validate_cmd(
 ) -> int:
     """Score (original, compressed) pairs with ROUGE-L and token compression; exit 6 when a gate fails."""
     from .. import api
-    from ..api import FAIL_ON, METRICS, REPORT_FORMATS, Thresholds, judge_pairs, score_pair, with_gated
+    from ..api import REPORT_FORMATS, judge_pairs, score_pair
     from ._output import error
     from ._run import BadRecords, exit_code
 
     api.set_default_device(device)  # checked first: --device cuda without a GPU is a usage error
-    chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
-    for m in chosen:
-        if m not in METRICS:
-            raise errors.UsageError(f"unknown metric {m!r}; available: {', '.join(METRICS)}")
-    thresholds = Thresholds(min_rouge_l, max_ratio, min_bertscore)
-    chosen = with_gated(chosen, thresholds)  # a gate on a metric turns the metric on
-    if fail_on not in FAIL_ON:
-        raise errors.UsageError(f"--fail-on must be one of {', '.join(FAIL_ON)}")
+    options = api.ValidateOptions(  # how to validate: one object for scoring and judging
+        metrics=metrics,
+        stem=stem,
+        min_rouge_l=min_rouge_l,
+        max_ratio=max_ratio,
+        min_bertscore=min_bertscore,
+        bertscore_model=bertscore_model,
+        idf=idf,
+        rescale=rescale,
+        fail_on=fail_on,
+        cache=opt.cache_mode(cache, no_cache),
+        cache_dir=cache_dir,
+    )
+    chosen = options.scored  # a gate on a metric turns the metric on
     if fmt == "auto":
         fmt = "table" if (output is None and sys.stdout.isatty()) else "jsonl"
     if fmt not in REPORT_FORMATS:
         raise errors.UsageError(f"--format must be one of {', '.join(REPORT_FORMATS)}")
-    counter = api.Counter(model) if "compression" in chosen else None
+    counter = api.Counter(model, options=options.count) if "compression" in chosen else None
     if (original is None) != (compressed is None):
         raise errors.UsageError("give both --original and --compressed, or neither")
     if (original_file is None) != (compressed_file is None):
@@ -131,7 +137,7 @@ def validate_cmd(
 
     def scored_pair(item):
         pos, rid, where, orig, comp, err = item
-        return item, None if err is not None else score_pair(orig, comp, chosen, counter, stem)
+        return item, None if err is not None else score_pair(orig, comp, chosen, counter, options.stem)
 
     bad = BadRecords(on_error, quiet)
     rows, texts = [], []
@@ -147,19 +153,7 @@ def validate_cmd(
     if bad.stopped is not None:
         bad.report(len(rows) + 1, len(texts))
         return exit_code(bad)
-    summary, gate_fail = judge_pairs(
-        rows,
-        texts,
-        chosen,
-        thresholds,
-        fail_on,
-        errors=bad.count,
-        bertscore_model=bertscore_model,
-        idf=idf,
-        rescale=rescale,
-        cache=opt.cache_mode(cache, no_cache),
-        cache_dir=cache_dir,
-    )
+    summary, gate_fail = judge_pairs(rows, texts, options, errors=bad.count)
     with api.open_output(output) as out:
         api.write_report(fmt, rows, summary, out.stream)
     if gate_fail and not quiet:

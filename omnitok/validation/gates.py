@@ -5,7 +5,7 @@ scoring; a Python user with rows from `score_pair` can too."""
 
 from __future__ import annotations
 
-from . import FAIL_ON, Thresholds, add_bertscore, aggregate, failures
+from . import FAIL_ON, Thresholds, ValidateOptions, add_bertscore, aggregate, failures
 
 AGGREGATED = ("rouge_l_f1", "bertscore_f1", "ratio")
 
@@ -13,8 +13,8 @@ AGGREGATED = ("rouge_l_f1", "bertscore_f1", "ratio")
 def judge(
     rows: list[dict],
     pairs: list[tuple[str, str]],
-    metrics: tuple[str, ...],
-    thresholds: Thresholds,
+    metrics: tuple[str, ...] | ValidateOptions,
+    thresholds: Thresholds | None = None,
     fail_on: str = "any",
     *,
     errors: int = 0,
@@ -27,7 +27,16 @@ def judge(
     """(summary, gate failures) for `rows`: score rows (from score_pair, with `pos`/`where`) and
     error rows (with `error`), in input order; `pairs` are the scored rows' (original,
     compressed) texts. Score rows gain `passed` and `failures` (and BERTScore's fields); the gate
-    failures are the failing rows (fail_on any) or the failed thresholds of the aggregate."""
+    failures are the failing rows (fail_on any) or the failed thresholds of the aggregate.
+
+    `judge(rows, pairs, options, errors=n)` with a ValidateOptions takes the metrics scored, the
+    gates, fail_on, the BERTScore model, idf, rescale and the cache from it."""
+    if isinstance(metrics, ValidateOptions):
+        o = metrics
+        metrics, thresholds, fail_on = o.scored, Thresholds.of(o), o.fail_on
+        bertscore_model, idf, rescale, cache, cache_dir = o.bertscore_model, o.idf, o.rescale, o.cache, o.cache_dir
+    elif thresholds is None:
+        thresholds = Thresholds()
     if fail_on not in FAIL_ON:
         raise ValueError(f"fail_on must be one of {', '.join(FAIL_ON)}, not {fail_on!r}")
     scored = [r for r in rows if "error" not in r]

@@ -248,6 +248,5 @@ def build(cls, options=None, changes: dict | None = None):
     if changes:
         from dataclasses import replace
 
-        _known(cls, changes, cls.__name__.removesuffix("Options").lower())
-        options = replace(options, **changes)
+        options = replace(options, **changes)  # an unknown keyword: TypeError, as without options
     return options

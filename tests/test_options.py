@@ -98,6 +98,9 @@ def test_other_checks_and_errors():
         CountOptions(cache_settings={"directory": None})
     with pytest.raises(UsageError, match="unknown count option\\(s\\): bogus; known: encoding, engine"):
         CountOptions.from_dict({"bogus": 1})
+    for options in (None, CountOptions()):  # a keyword that is no option: Python's own TypeError
+        with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+            omnitok.Counter("gpt-4o", options=options, bogus=1)
     with pytest.raises(TypeError, match="options must be a CountOptions, not CompressOptions"):
         omnitok.Counter("gpt-4o", options=CompressOptions())
     with pytest.raises(UsageError, match="--timeout must be a finite number from 0.1 to 3600, not 0"):

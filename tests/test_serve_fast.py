@@ -191,3 +191,65 @@ def test_an_unexpected_error_on_the_fast_path_is_a_json_500(clients):
     assert r.status_code == 500
     assert r.json() == {"error": {"code": "internal", "message": "internal server error"}}
     assert "detail" not in r.text
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_a_body_longer_than_its_content_length_is_the_routes_413(fast_path):
+    """A server that delivered more body than Content-Length said: BodyLimit's refusal mid-read
+    reaches the route, which answers 413 JSON, fast path or not."""
+    app = create_app(ServeConfig(max_body_mb=0.001), fast_path=fast_path)
+    body = json.dumps({"text": "a" * 2000}).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/count-tokens",
+        "raw_path": b"/count-tokens",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+    }
+    chunks = [body[:600], body[600:1200], body[1200:]]
+
+    async def receive():
+        if chunks:
+            part = chunks.pop(0)
+            return {"type": "http.request", "body": part, "more_body": bool(chunks)}
+        return {"type": "http.disconnect"}
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 413
+    assert json.loads(sent[1]["body"])["error"]["code"] == "too_large"
+
+
+@pytest.mark.parametrize("setting", ["cache", "cors"])
+def test_the_fast_path_answers_as_the_route_under_other_settings(tmp_path, setting):
+    """With the cache tiers on (counted in the thread pool, never inline) and with CORS (its
+    headers added outside the fast path): the same status, headers and bytes as the route."""
+    if setting == "cache":
+        config, headers = ServeConfig(cache="on", cache_dir=str(tmp_path)), JSON
+    else:
+        config, headers = ServeConfig(cors_origins=("https://app.example",)), {**JSON, "origin": "https://app.example"}
+    bodies = [b'{"text": "Hello, world!", "model_id": "gpt-4"}', b'{"text": "x", "model_id": "gpt-44o"}', b"{}"]
+    try:
+        with TestClient(create_app(config)) as fast, TestClient(create_app(config, fast_path=False)) as slow:
+            for body in bodies * 2:
+                a = fast.post("/count-tokens", content=body, headers=headers)
+                b = slow.post("/count-tokens", content=body, headers=headers)
+                assert (a.status_code, a.content) == (b.status_code, b.content)
+                assert {k: v for k, v in a.headers.items() if k != "date"} == {
+                    k: v for k, v in b.headers.items() if k != "date"
+                }
+                if setting == "cors":
+                    assert a.headers["access-control-allow-origin"] == "https://app.example"
+    finally:
+        aio.close()

@@ -9,7 +9,8 @@ It only takes a request whose answer it knows FastAPI would give the same way: a
 as an object whose keys are among `text` (a string), `model_id`, `encoding` (strings or null),
 `online`, `strict` (booleans or null). Anything else (chat `messages`, `prefer_online`, an
 unknown key, a wrong type, JSON that orjson refuses but Python's json might read, a chunked body,
-a client gone mid-body) goes on to the FastAPI route with the body it has read, untouched."""
+a client gone mid-body, a read an outer layer refused) goes on to the FastAPI route with the body
+it has read, untouched."""
 
 from __future__ import annotations
 
@@ -100,7 +101,11 @@ class FastCount:
             return
         messages = []
         while True:
-            message = await receive()
+            try:
+                message = await receive()
+            except Exception as exc:  # an outer layer's refusal (BodyLimit's 413): the route's to answer
+                await self.app(scope, _replay(messages, receive, exc), send)
+                return
             messages.append(message)
             if message["type"] != "http.request" or not message.get("more_body", False):
                 break
@@ -136,13 +141,18 @@ class FastCount:
         await response(scope, receive, send)
 
 
-def _replay(messages: list, receive):
-    """A receive that gives the messages already read, then reads on."""
+def _replay(messages: list, receive, error: Exception | None = None):
+    """A receive that gives the messages already read, then raises `error` (what reading raised
+    here), or reads on."""
     pending = list(messages)
 
     async def replay():
+        nonlocal error
         if pending:
             return pending.pop(0)
+        if error is not None:
+            exc, error = error, None
+            raise exc
         return await receive()
 
     return replay

@@ -61,6 +61,20 @@ def _known(cls, data, what: str) -> dict:
     return dict(data)
 
 
+def _masked_repr(obj, urls: tuple[str, ...]) -> str:
+    """A dataclass's repr with its URL fields' passwords and secret parameters masked (a repr
+    ends up in logs and tracebacks; keys never do)."""
+    from .redact import redact_url
+
+    parts = []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if f.name in urls and isinstance(value, str):
+            value = redact_url(value)
+        parts.append(f"{f.name}={value!r}")
+    return f"{type(obj).__name__}({', '.join(parts)})"
+
+
 @dataclass(frozen=True)
 class CountOptions:
     """How to count (every `omnitok count` option that is not about input or output).
@@ -100,6 +114,9 @@ class CountOptions:
 
             if not isinstance(self.cache_settings, CacheSettings):
                 raise TypeError(f"cache_settings must be a CacheSettings, not {type(self.cache_settings).__name__}")
+
+    def __repr__(self) -> str:
+        return _masked_repr(self, ("l3_url",))
 
     def to_dict(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -159,6 +176,9 @@ class CompressOptions:
         if self.weights is not None and not isinstance(self.weights, Weights):
             raise TypeError(f"weights must be a Weights, not {type(self.weights).__name__}")
         _check_cache_mode(self.cache)
+
+    def __repr__(self) -> str:
+        return _masked_repr(self, ("embedding_url",))
 
     def to_dict(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in fields(self)}

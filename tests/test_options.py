@@ -219,3 +219,15 @@ def test_count_ray_hands_the_workers_the_commands_options(tmp_path, monkeypatch)
         )
     finally:
         core.close()
+
+
+def test_repr_masks_url_passwords_and_secret_parameters():
+    from omnitok import CompressOptions, CountOptions, ValidateOptions
+
+    count = CountOptions(l3_url="redis://user:hunter2secret@localhost:6379/0")
+    compress = CompressOptions(embedding_url="https://u:sekretpass@h.example/x?api_key=abcdef123456")
+    for obj in (count, ValidateOptions(count=count), compress):
+        text = repr(obj)
+        assert "hunter2secret" not in text and "sekretpass" not in text and "abcdef123456" not in text
+    assert "l3_url='redis://***@localhost:6379/0'" in repr(count)
+    assert CountOptions.from_dict(count.to_dict()) == count  # the value itself is kept for workers

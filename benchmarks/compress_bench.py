@@ -17,6 +17,7 @@ passages) through the CLI.
 
     python -m benchmarks.compress_bench    # writes benchmarks/COMPRESS.md (OMNITOK_BENCH_COMPRESS_N=500)
     python -m benchmarks.compress_bench --large    # the large context alone
+    python -m benchmarks.compress_bench --speed    # the throughput table alone
 """
 
 from __future__ import annotations
@@ -229,14 +230,14 @@ def throughput(method: str, n: int = 150) -> dict:
     size = sum(len(segment(c[0])[1].encode()) for c in cases)
     embedder = comp.embedder() if method != "bm25" else None  # model load is not throughput
     comp.count("warm the tokenizer")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for ctx, q, _, _ in cases:
         if embedder is not None:
             embedder._cache.clear()
         comp.compress(ctx, q, ratio=0.25)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {"method": method, "mb": size / 1e6, "seconds": wall, "mb_per_s": size / 1e6 / wall,
-            "load_avg": os.getloadavg()[0]}  # fmt: skip
+            "cpu_s_per_mb": cpu / (size / 1e6), "load_avg": os.getloadavg()[0]}  # fmt: skip
 
 
 def large_context() -> dict:
@@ -338,21 +339,28 @@ def main(results: list[str] | None = None) -> list[str]:
         f"quality_score (combined, 1/10): answers survive in {np.mean(hi):.1%} of the contexts scoring at or "
         f"above the median ({median:.3f}) and {np.mean(lo):.1%} of those below.",
         "",
-        f"Throughput on {len(os.sched_getaffinity(0))} cores (cold: a fresh process, every context's texts "
-        "embedded, the vector cache emptied before each; contexts at position 10, budget 1/4; the model load "
-        "excluded) and peak memory of that process, with the load average at its end:",
-        "",
-        "| method | MB/s | contexts | peak RSS MB | load average |",
-        "|---|---:|---:|---:|---:|",
     ]
-    for s in speed:
-        results.append(
-            f"| omnitok {s['method']} | {s['mb_per_s']:.3f} | {s['contexts']} | {s['rss_mb']:.0f} | "
-            f"{s['load_avg']:.1f} |"
-        )
-    results.append("")
+    results += speed_lines(speed)
     results += large_context_lines(large)
     return results
+
+
+def speed_lines(speed: list[dict]) -> list[str]:
+    lines = [
+        f"Throughput on {len(os.sched_getaffinity(0))} cores (cold: a fresh process, every context's texts "
+        "embedded, the vector cache emptied before each; contexts at position 10, budget 1/4; the model load "
+        "excluded), its CPU time (all threads) per MB, and peak memory of that process, with the load average "
+        "at its end:",
+        "",
+        "| method | MB/s | CPU s/MB | contexts | peak RSS MB | load average |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in speed:
+        lines.append(
+            f"| omnitok {s['method']} | {s['mb_per_s']:.3f} | {s['cpu_s_per_mb']:.1f} | {s['contexts']} | "
+            f"{s['rss_mb']:.0f} | {s['load_avg']:.1f} |"
+        )
+    return [*lines, ""]
 
 
 def _in_subprocess(method: str) -> dict:
@@ -369,6 +377,8 @@ def _in_subprocess(method: str) -> dict:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--large"]:
         print("\n".join(large_context_lines(large_context())))
+    elif sys.argv[1:] == ["--speed"]:
+        print("\n".join(speed_lines([_in_subprocess(m) for m in OURS])))
     elif len(sys.argv) == 4 and sys.argv[1] == "--throughput":
         result = throughput(sys.argv[2])
         result["contexts"] = 150

@@ -67,11 +67,11 @@ def child_speed(method: str, precision: str, n: int) -> dict:
     comps, emb, load = _compressors(precision)
     comp = comps[method]
     comp.count("warm the tokenizer")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for ctx, q, _, _ in cases:
         emb._cache.clear()
         comp.compress(ctx, q, ratio=0.25)
-    cold = time.perf_counter() - start
+    cold, cold_cpu = time.perf_counter() - start, time.process_time() - cpu
     for ctx, q, _, _ in cases:
         comp.compress(ctx, q, ratio=0.25)
     start = time.perf_counter()
@@ -79,7 +79,8 @@ def child_speed(method: str, precision: str, n: int) -> dict:
         comp.compress(ctx, q, ratio=0.25)
     warm = time.perf_counter() - start
     export = sum(EXPORT_SECONDS.values())
-    return {"mb": size / 1e6, "contexts": len(cases), "cold_s": cold, "warm_s": warm, "load_s": load - export,
+    return {"mb": size / 1e6, "contexts": len(cases), "cold_s": cold, "cold_cpu_s": cold_cpu, "warm_s": warm,
+            "load_s": load - export,
             "export_s": export, "encoder": emb.encoder.name, "load_avg": os.getloadavg()[0]}  # fmt: skip
 
 
@@ -206,16 +207,19 @@ def main() -> None:
             f"Compress throughput, NQ contexts at position 10, budget 1/4, {a.n_speed} contexts. cold: a fresh "
             "process with an empty ONNX export cache, every context's texts embedded (the vector cache emptied "
             "before each context), its first model runs timed too (export and model load reported apart, not in "
-            "MB/s); warm: the same contexts again, every vector cached. Load average at the end of each run:",
+            "MB/s); CPU s/MB: the process's CPU time (all threads) per MB cold, which other jobs on the cores "
+            "change far less than wall time; warm: the same contexts again, every vector cached. Load average at "
+            "the end of each run:",
             "",
-            "| method | backend | MB | cold MB/s | warm MB/s | model load s | export s | load avg |",
-            "|---|---|---:|---:|---:|---:|---:|---:|",
+            "| method | backend | MB | cold MB/s | cold CPU s/MB | warm MB/s | model load s | export s | load avg |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for method in ("dense", "combined"):
             for label, backend, precision in BACKENDS:
                 r = run_child(["speed", method, precision, str(a.n_speed)], {"OMNITOK_EMBED_BACKEND": backend})
                 lines.append(
                     f"| {method} | {label} ({r['encoder']}) | {r['mb']:.2f} | {r['mb'] / r['cold_s']:.3f} | "
+                    f"{r['cold_cpu_s'] / r['mb']:.1f} | "
                     f"{r['mb'] / r['warm_s']:.2f} | {r['load_s']:.1f} | {r['export_s']:.1f} | {r['load_avg']:.1f} |"
                 )
                 print(lines[-1], file=sys.stderr)

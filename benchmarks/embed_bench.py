@@ -158,6 +158,7 @@ def child_sweep() -> dict:
         path = onnx.exported(emb.encoder_dir, None, precision)
         threaded.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         threaded.hidden_size, threaded.parallel, threaded._pool = emb.encoder.hidden_size, 1, None
+        threaded.name, threaded.max_batch, threaded.max_tokens = "intra-op threads", 8, 512
         ours = emb.encoder
         for way, enc in (("a batch a core", ours), ("intra-op threads", threaded)):
             emb.encoder = enc

@@ -32,7 +32,10 @@ OPENAI_WEATHER = {
 REQUEST = {"system": "You are a scientist", "messages": [{"role": "user", "content": "Hello, Claude"}]}
 
 
-def test_claude_reproduces_anthropics_tool_example(cli):
+def test_regression_pin_claude_tool_example(cli):
+    """Regression pin: claude.py's tool framing was fitted to Anthropic's documented example (403
+    with the tool), so this guards the fit, it does not test it; the online tests against the
+    mock Anthropic server on the real wire format do."""
     r = cli("count", "-m", "claude-sonnet-4-5", stdin=jsonl(REQUEST, {**REQUEST, "tools": [GET_WEATHER]}))
     assert r.code == 0, r.err
     assert [x["tokens"] for x in r.jsonl()] == [14, 403]

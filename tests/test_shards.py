@@ -232,3 +232,27 @@ def test_compress_jobs_give_the_same_rows(cli, tmp_path, monkeypatch):
     assert (one.code, one.out, one.err) == (two.code, two.out, two.err)
     rows = one.jsonl()
     assert len(rows) == 41 and "error" in rows[7] and rows[8]["id"] == 7
+
+
+def test_workers_fork_with_the_parents_objects_frozen_and_it_is_undone(tmp_path, monkeypatch):
+    # fork_pool freezes this process's objects out of the collector while a pool runs (workers'
+    # collections skip what they inherited); close_pool gives them back, whatever the run did.
+    import gc
+
+    seen = []
+    real = pipeline.fork_pool
+
+    def watching(jobs, init):
+        pool = real(jobs, init)
+        seen.append(gc.get_freeze_count())
+        return pool
+
+    monkeypatch.setattr(pipeline, "fork_pool", watching)
+    p = tmp_path / "c.jsonl"
+    p.write_bytes(corpus(random.Random(5), 300))
+    from omnitok import api
+
+    before = gc.get_freeze_count()
+    rows = list(api.count_files([str(p)], "gpt-4o", jobs=2))
+    assert len(rows) > 250 and seen and seen[0] > before
+    assert gc.get_freeze_count() == before

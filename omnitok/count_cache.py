@@ -19,18 +19,6 @@ from .cache import CacheSettings, TieredCache, settings_from
 from .cache.keys import KeyMaker
 from .errors import UsageError
 
-SEED_STATS = (
-    "l1_hits",
-    "l2_hits",
-    "l3_hits",
-    "misses",
-    "total_hits",
-    "total_requests",
-    "hit_rate",
-    "l1_size",
-    "l2_size",
-)
-
 
 def open_tiers(cache_dir: str | None = None, l3_url: str | None = None, tier: str = "all") -> TieredCache:
     """The tiers `tier` names (all: every configured one) of the cache the settings place (flags <

@@ -38,9 +38,7 @@ class Summary:
         self.total_tokens += tokens
         self._hist[tokens] += 1
         if self.max_tokens_limit is not None and tokens > self.max_tokens_limit:
-            self.over_limit += 1
-            if len(self.offenders) < MAX_LISTED:
-                self.offenders.append((record.where, record.id, tokens) if record is not None else ("", None, tokens))
+            self._over(*((record.where, record.id) if record is not None else ("", None)), tokens)
 
     def add_run(self, run) -> None:
         """A run of plain results (records.CountedRun): as add() on each, in bulk."""
@@ -53,10 +51,13 @@ class Summary:
         if limit is not None and max(tokens, default=0) > limit:
             for line, rid, n in zip(run.lines, run.ids, tokens, strict=True):
                 if n > limit:
-                    self.over_limit += 1
-                    if len(self.offenders) < MAX_LISTED:
-                        where = f"{run.source}:{line}" if line is not None else run.source
-                        self.offenders.append((where, rid, n))
+                    self._over(f"{run.source}:{line}" if line is not None else run.source, rid, n)
+
+    def _over(self, where: str, rid, tokens: int) -> None:
+        """One record over --max-tokens: counted, and listed while the list has room."""
+        self.over_limit += 1
+        if len(self.offenders) < MAX_LISTED:
+            self.offenders.append((where, rid, tokens))
 
     def add_error(self, message: str) -> None:
         self.records += 1

@@ -109,22 +109,16 @@ class JsonlSink(Sink):
             super().results(run)
             return
         dumps, tail = self._dumps, self._tail
-        ids = [b"" if rid is None else b',"id":' + dumps(rid) for rid in run.ids]
+        # What follows "pos" in each row, up to "tokens": the id, then source and line if shown.
+        heads = [b"" if rid is None else b',"id":' + dumps(rid) for rid in run.ids]
         if self.with_source:
             where = b',"source":' + dumps(run.source) + b',"line":'
-            rows = [
-                b'{"pos":%d%s%s%d,"tokens":%d%s' % (pos, rid, where, line, tokens, tail)
-                for pos, rid, line, tokens in zip(
-                    range(run.first_pos, run.first_pos + len(run)), ids, run.lines, run.tokens, strict=True
-                )
-            ]
-        else:
-            rows = [
-                b'{"pos":%d%s,"tokens":%d%s' % (pos, rid, tokens, tail)
-                for pos, rid, tokens in zip(
-                    range(run.first_pos, run.first_pos + len(run)), ids, run.tokens, strict=True
-                )
-            ]
+            heads = [b"%s%s%d" % (head, where, line) for head, line in zip(heads, run.lines, strict=True)]
+        first = run.first_pos
+        rows = [
+            b'{"pos":%d%s,"tokens":%d%s' % (first + i, head, tokens, tail)
+            for i, (head, tokens) in enumerate(zip(heads, run.tokens, strict=True))
+        ]
         self.out.write(b"".join(rows))
 
     def error(self, c: Counted) -> None:

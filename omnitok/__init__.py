@@ -7,6 +7,7 @@
 Heavy modules load on first use, so `import omnitok` stays cheap.
 """
 
+from . import cpu as _cpu  # noqa: F401 - its first sample starts --jobs auto's window (omnitok.cpu)
 from ._version import __version__
 
 __all__ = [

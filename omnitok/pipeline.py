@@ -12,9 +12,9 @@ from __future__ import annotations
 import collections
 import itertools
 import multiprocessing
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
+from . import cpu
 from .records import Counted, CountedRun, Record
 
 BATCH_BYTES = 1 << 20  # characters of text per batch
@@ -39,23 +39,15 @@ def batched(records: Iterable[Record], max_chars: int | None = None, max_records
 
 
 def default_jobs() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    return cpu.cores()
 
 
 def idle_jobs() -> int:
-    """--jobs auto for a large input: the cores not already busy (this machine's one-minute load
-    average taken off the cores this process may use), at least 1. Workers on cores that other
-    work holds only compete with it and with this process's own merging: on 2 shared cores a
+    """--jobs auto for a large input: the cores other work leaves idle now (omnitok.cpu: /proc/stat
+    over this process's start-up, not the lagging load average), at least 1. Workers on cores that
+    other work holds only compete with it and with this process's own merging: on 2 shared cores a
     parallel count measured slower than one job (README, Performance)."""
-    cores = default_jobs()
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # not on this platform
-        return cores
-    return max(1, min(cores, int(cores - load + 0.5)))
+    return cpu.idle_cores()
 
 
 def fork_pool(jobs: int, initializer: Callable[[], None]):

@@ -197,14 +197,14 @@ def test_validate_jobs_give_the_same_report(cli, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("cores", "load", "jobs"), [(2, 0.1, 2), (2, 0.7, 1), (2, 3.0, 1), (16, 4.2, 12), (16, 0.0, 16)]
+    ("cores", "busy", "jobs"), [(2, 0.1, 2), (2, 0.7, 1), (2, 3.0, 1), (16, 4.2, 12), (16, 0.0, 16)]
 )
-def test_auto_takes_the_idle_cores(monkeypatch, cores, load, jobs):
-    import os
+def test_auto_takes_the_idle_cores(monkeypatch, cores, busy, jobs):
+    from omnitok import cpu
 
     monkeypatch.undo()  # the real idle_jobs
-    monkeypatch.setattr(pipeline, "default_jobs", lambda: cores)
-    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(cpu, "cores", lambda: cores)
+    monkeypatch.setattr(cpu, "others_busy", lambda: busy)
     assert pipeline.idle_jobs() == jobs
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gzip
 import random
+import threading
+import time
 
 import orjson
 import pytest
@@ -256,3 +258,50 @@ def test_workers_fork_with_the_parents_objects_frozen_and_it_is_undone(tmp_path,
     rows = list(api.count_files([str(p)], "gpt-4o", jobs=2))
     assert len(rows) > 250 and seen and seen[0] > before
     assert gc.get_freeze_count() == before
+
+
+def test_a_worker_reporting_a_reference_text_starts_the_load_at_once():
+    """The pool's callback (pipeline._EarlyReference) starts loading the reference engine the
+    first time a shard comes back with texts left for it, once; a load that fails is left to the
+    merge, which loads again and reports the error."""
+    calls = []
+
+    class Strategy:
+        def prepare_for_fork(self):
+            calls.append(threading.current_thread().name)
+            if len(calls) == 2:
+                raise RuntimeError("no reference here")
+
+    early = pipeline._EarlyReference(Strategy())
+    early((10, [], False))
+    early.join()
+    assert calls == []
+    early((10, [], True))
+    early((10, [], True))  # a second report: already started
+    early.join()
+    assert calls == ["omnitok-reference"]
+    again = pipeline._EarlyReference(Strategy())
+    again((10, [], True))
+    again.join()  # the RuntimeError stayed in its thread
+    assert calls == ["omnitok-reference", "omnitok-reference"]
+    pipeline._EarlyReference(object())((10, [], True))  # a strategy with no reference: nothing
+
+
+def test_the_reference_loads_once_from_many_threads():
+    from omnitok.tokenizers.unicode_guard import ReferenceGuarded
+
+    made = []
+
+    class Engine(ReferenceGuarded):
+        def _reference_factory(self):
+            made.append(1)
+            time.sleep(0.05)
+            return object()
+
+    engine = Engine()
+    threads = [threading.Thread(target=engine.prepare_for_fork) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert made == [1]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "unassigned.json"
@@ -88,6 +89,9 @@ def new_others(unicodedata2) -> list[list[int]]:
 # once, so neither start-up nor memory depends on which worker meets such a text.
 DEFER_REFERENCE = False
 DEFERRED = -1
+# One reference load at a time: the pipeline may start it on a thread of its own as soon as a
+# worker reports such a text, while the thread that merges in input order needs it later.
+_LOAD = threading.Lock()
 
 
 class ReferenceGuarded:
@@ -108,9 +112,12 @@ class ReferenceGuarded:
         raise NotImplementedError
 
     def prepare_for_fork(self) -> None:
-        """Load the reference now (before the pipeline forks), not lazily in every worker."""
+        """Load the reference now (before the pipeline forks, or ahead of the texts that need it),
+        not lazily in every worker. Safe from several threads: it is loaded once."""
         if self._reference is None:
-            self._reference = self._reference_factory()
+            with _LOAD:
+                if self._reference is None:
+                    self._reference = self._reference_factory()
 
     def count_batch(self, texts) -> list[int]:
         # One call per text: gigatoken's per-text encode is faster than its batch calls once their

@@ -54,13 +54,16 @@ def _template_specials(proc: dict | None) -> int | None:
 class _Gigatoken(ReferenceGuarded):
     name = "gigatoken"
 
-    def __init__(self, path: Path, doc: dict | None = None):
+    def __init__(self, path: Path, doc: dict | None = None, data: bytes | None = None):
         import gigatoken
 
         # gigatoken 0.10 ignores padding and truncation; it is given a tokenizer.json without
-        # them all the same, so that no later version can pad or cut a count.
+        # them all the same, so that no later version can pad or cut a count. `doc` is then the
+        # whole document (HFStrategy parses it all when the head says it pads or truncates).
         if doc is not None and _shapes_output(doc):
             self._tok = gigatoken.Tokenizer.from_json(json.dumps(_unshaped(doc), ensure_ascii=False))
+        elif data is not None:  # the bytes already read: not read again
+            self._tok = gigatoken.Tokenizer.from_json(data)
         else:
             self._tok = gigatoken.Tokenizer(str(path))
         # The Rust backend's encode: the wrapper's adds a Python call to every text.
@@ -326,9 +329,13 @@ class HFStrategy(EngineStrategy):
         if tj.is_file():
             data = tj.read_bytes()
             digest.update(data)
-            doc = _parse_json(tj, data)
+            doc = _json_head(data, ("truncation", "padding", "post_processor"))  # before the vocabulary
+            if doc is None or _shapes_output(doc):
+                doc = _parse_json(tj, data)
+                if not isinstance(doc, dict):
+                    raise AssetError(f"{tj}: not a tokenizer.json (its top level is not a JSON object)")
             specials = _template_specials(doc.get("post_processor"))
-            self._engine = self._load_json_engine(tj, engine, doc)
+            self._engine = self._load_json_engine(tj, engine, doc, data)
             if specials is None:
                 ref = self._engine if isinstance(self._engine, _Tokenizers) else _Tokenizers(tj)
                 specials = len(ref.tok.encode("").ids) - len(ref.tok.encode("", add_special_tokens=False).ids)
@@ -354,10 +361,10 @@ class HFStrategy(EngineStrategy):
         self.fingerprint = f"hf:{model_id}:" + digest.hexdigest()[:16]
 
     @staticmethod
-    def _load_json_engine(path: Path, engine: str, doc: dict | None = None):
+    def _load_json_engine(path: Path, engine: str, doc: dict | None = None, data: bytes | None = None):
         if engine in ("auto", "gigatoken"):
             try:
-                return _Gigatoken(path, doc)
+                return _Gigatoken(path, doc, data)
             except Exception as e:  # a tokenizer.json gigatoken does not support
                 if engine == "gigatoken":
                     raise UsageError(f"gigatoken cannot load {path}: {e}") from None
@@ -440,6 +447,46 @@ def _parse_json(path: Path, data: bytes):
         return json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise AssetError(f"{path}: not valid JSON: {e}") from None
+
+
+def _json_head(data: bytes, needed: Sequence[str]) -> dict | None:
+    """The top-level members of a tokenizer.json that come before its "model" (the vocabulary
+    and merges: nearly all of the file, and a tenth of a second of parsing for a 150k-token
+    vocabulary on a count's serial start-up), parsed one by one with the standard library; the
+    members after "model", if any, are not read. None when the data is not laid out that way
+    (not UTF-8, not an object, not well-formed up to "model", or a `needed` member not before
+    it): the caller then parses it all, which also reports what is wrong. tokenizers writes
+    "model" last; the engines read the whole file."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    decoder = json.JSONDecoder()
+    ws = re.compile(r"[ \t\n\r]*")
+    i = ws.match(text, 0).end()
+    if text[i : i + 1] != "{":
+        return None
+    i += 1
+    head: dict = {}
+    try:
+        while True:
+            i = ws.match(text, i).end()
+            if text[i : i + 1] != '"':
+                return None
+            key, i = decoder.raw_decode(text, i)
+            i = ws.match(text, i).end()
+            if text[i : i + 1] != ":":
+                return None
+            if key == "model":
+                return head if all(k in head for k in needed) else None
+            value, i = decoder.raw_decode(text, ws.match(text, i + 1).end())
+            head[key] = value
+            i = ws.match(text, i).end()
+            if text[i : i + 1] != ",":
+                return None  # the end, or not JSON: with no "model" let the full parse decide
+            i += 1
+    except ValueError:  # json.JSONDecodeError
+        return None
 
 
 def _read_json(path: Path) -> dict:

@@ -218,8 +218,13 @@ def _count_shard(shard) -> tuple[int, list, bool]:
 
     template, strategy = _SHARD_WORKER
     reader = template.fresh()
-    recs = read_shard(reader, shard)
-    texts = [t for rec in recs if rec.error is None for t in rec.texts]
+    recs = read_shard(reader, shard, plain=True)  # a plain JSONL record: (line, id, text, overhead)
+    texts = []
+    for rec in recs:
+        if type(rec) is tuple:
+            texts.append(rec[2])
+        elif rec.error is None:
+            texts += rec.texts
     counts = strategy.count_batch(texts) if texts else []
     keep = reader.keep_raw
     segments: list = []
@@ -227,6 +232,21 @@ def _count_shard(shard) -> tuple[int, list, bool]:
     i = 0
     deferred = False
     for rec in recs:
+        if type(rec) is tuple:
+            tokens = counts[i]
+            i += 1
+            if tokens != DEFERRED:
+                if run is None:
+                    run = [[], [], [], None, None]  # tuples only where raws are not kept
+                    segments.append(run)
+                run[0].append(rec[0])
+                run[1].append(rec[1])
+                run[2].append(tokens + rec[3])
+                continue
+            run = None
+            deferred = True
+            segments.append((rec[0], rec[1], None, None, None, None, None, None, ([rec[2]], rec[3])))
+            continue
         if rec.error is not None:
             segments.append((rec.line, rec.id, None, None, rec.fields, rec.error, rec.raw, rec.raw_json, None))
             run = None

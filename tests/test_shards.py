@@ -58,6 +58,18 @@ def corpus(rng: random.Random, n: int) -> bytes:
             line = orjson.dumps({"messages": [{"role": "user", "content": text}], "id": i})
         elif kind < 0.28:
             line = b"\xff\xfe not utf-8"
+        elif kind < 0.36:  # near the plain record's fast path (InputStream.jsonl_plain), not on it
+            line = rng.choice(
+                [
+                    orjson.dumps(text),  # a bare string
+                    orjson.dumps({"text": 5, "id": i}),
+                    orjson.dumps({"text": text, "messages": [{"role": "user", "content": "hi"}]}),
+                    orjson.dumps([text]),
+                    orjson.dumps({"text": None}),
+                ]
+            )
+        elif kind < 0.42:  # plain, with ids of every kind (only strings and integers are kept)
+            line = orjson.dumps({"id": rng.choice([True, 7, 2.5, None, {"a": 1}, "x"]), "text": text, "n": 1})
         else:
             line = orjson.dumps({"text": text, "id": f"r{i}"})
         lines.append(line + (b"\r\n" if rng.random() < 0.2 else b"\n"))
@@ -91,6 +103,27 @@ def test_every_jobs_value_writes_the_same_bytes(cli, tmp_path, seed, pools):
     assert runs["1"][1].count(b"\n") > 300
     for jobs, run in runs.items():
         assert run == runs["1"], jobs
+
+
+@pytest.mark.parametrize("label", ["qwen2.5", "llama3.2"])
+def test_hf_models_write_the_same_bytes_for_every_jobs_value(cli, tmp_path, label, pools):
+    """A Hugging Face tokenizer.json (gigatoken; Llama adds <|begin_of_text|> to every text: the
+    framing's overhead) counts alike in-process and in shard workers."""
+    from .hf_assets import TOKENIZERS
+
+    directory, model_id = TOKENIZERS[label]
+    path = tmp_path / "c.jsonl"
+    data = corpus(random.Random(label), 200)
+    if label == "llama3.2":  # its files here have no chat template: a chat would stop the run
+        data = b"".join(line for line in data.splitlines(keepends=True) if b'"messages"' not in line)
+    path.write_bytes(data)
+    runs = {
+        jobs: cli("count", "-m", model_id, "--tokenizer", str(directory), "--on-error", "record", "-j", jobs, str(path))
+        for jobs in ("1", "2")
+    }
+    assert pools == [2]
+    assert runs["1"].out.count(b"\n") > 150
+    assert runs["1"] == runs["2"]
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "number", "table"])

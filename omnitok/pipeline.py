@@ -13,6 +13,7 @@ import collections
 import contextlib
 import itertools
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -22,6 +23,11 @@ from .records import Counted, CountedRun, Record
 BATCH_BYTES = 1 << 20  # characters of text per batch
 BATCH_RECORDS = 4096
 AUTO_MIN_BYTES = 4 << 20  # --jobs auto: smaller inputs are counted in this process
+# Shards a job may have sent and not yet merged: shards that carry a stream's bytes hold memory
+# (2 a job); a file's byte ranges and row groups do not (their results are counts), and more of
+# them keep the workers busy while the merge waits, e.g. for the reference engine's counts.
+STREAM_SHARDS_AHEAD = 2
+FILE_SHARDS_AHEAD = 8
 
 
 def batched(records: Iterable[Record], max_chars: int | None = None, max_records: int | None = None):
@@ -353,7 +359,7 @@ def _count_shards(stream, strategy, jobs: int, on_batch, runs: bool = False) -> 
                 rec = Record(pos(), source, base + line, rid, (), 0, fields, raw, raw_json, error)
                 if later is not None:  # texts a worker left for the reference engine
                     texts, overhead = later
-                    part = strategy.count_batch(texts)
+                    part = reference.count(texts)
                     tokens, parts = sum(part) + overhead, part if fields else None
                 yield Counted(rec, tokens, parts)
             inp.records += n
@@ -363,53 +369,119 @@ def _count_shards(stream, strategy, jobs: int, on_batch, runs: bool = False) -> 
             if on_batch is not None:
                 on_batch()
 
-    early = _EarlyReference(strategy)
+    reference = _Reference(strategy)
     source = entries()
     ahead = []  # look ahead for a second shard: with one shard in all, no workers are started
     for entry in source:
         ahead.append(entry)
         if sum(kind == "shard" for kind, _, _ in ahead) == 2:
+            reference.fork()  # before the pool: this process has no threads yet
             pool = _start_shard_pool(strategy, jobs)
             break
     try:
+        window = STREAM_SHARDS_AHEAD * jobs
         for kind, inp, item in itertools.chain(ahead, source):
             if kind == "shard":
-                item = (item, pool.apply_async(_count_shard, (item,), callback=early) if pool is not None else None)
+                window = (STREAM_SHARDS_AHEAD if item.data is not None else FILE_SHARDS_AHEAD) * jobs
+                item = (item, pool.apply_async(_count_shard, (item,), callback=reference.early) if pool else None)
             pending.append((kind, inp, item))
-            while pending and (len(pending) > 2 * jobs or pending[0][0] != "shard"):
+            while pending and (len(pending) > window or pending[0][0] != "shard"):
                 yield from merge(*pending.popleft())
         while pending:
             yield from merge(*pending.popleft())
     finally:
         if pool is not None:
             close_pool(pool)
-        early.join()
+        reference.close()
 
 
-class _EarlyReference:
-    """A shard pool's result callback: the first time a worker reports texts left for the
-    reference engine, start loading it on a thread here, while the workers go on counting, rather
-    than when the merge reaches that shard in input order (often at the end of the run, where
-    the load, 0.2-0.3 s for o200k, was the last serial step). The merge's own call waits for this
-    load (the engine loads its reference once, under a lock); a load that fails here is tried
-    again there, where its error is reported."""
+class _Reference:
+    """Where the texts shard workers leave for the reference engine are counted: a process
+    forked with the workers when the strategy may leave such texts (its reference not loaded),
+    which loads the reference once, as soon as a worker first reports such a text
+    (`early`, the pool's result callback), while the workers go on counting; the merge then asks
+    it for the counts in input order. Not this process: loading tiktoken's o200k holds the GIL
+    for ~0.1 s at a time, stalling the merge and the pool's result thread while the workers
+    wait to hand over their results (measured: a 0.27 s load during which one shard of 8 MB
+    came back instead of five), and not the workers: memory (80 MB for o200k) would grow with
+    how many of them met such a text. Without that process (one shard, a strategy with nothing
+    to load, or an error from it) the counts are taken here, which reports any error."""
 
     def __init__(self, strategy):
-        self._load = getattr(strategy, "prepare_for_fork", None)
-        self._thread = None
+        self._strategy = strategy
+        self._conn = None
+        self._proc = None
+        self._lock = threading.Lock()
+        self._asked = False
 
-    def __call__(self, result) -> None:  # in the pool's result thread
-        if result[2] and self._thread is None and self._load is not None:
-            self._thread = threading.Thread(target=self._run, name="omnitok-reference", daemon=True)
-            self._thread.start()
+    def fork(self) -> None:
+        defers = getattr(self._strategy, "defers", None)
+        if defers is None or not defers():
+            return
+        ctx = multiprocessing.get_context("fork")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_reference_main, args=(child, self._strategy), daemon=True)
+        self._proc.start()
+        child.close()
 
-    def _run(self) -> None:
-        with contextlib.suppress(Exception):  # the merge loads it again and reports the error
-            self._load()
+    def early(self, result) -> None:  # the pool's result callback, in its result thread: never waits
+        if result[2] and not self._asked and self._conn is not None and self._lock.acquire(blocking=False):
+            try:
+                self._asked = True
+                self._conn.send(("load", None))
+            except OSError:
+                pass  # gone: count() takes the texts here
+            finally:
+                self._lock.release()
 
-    def join(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
+    def count(self, texts: list[str]) -> list[int]:
+        if self._conn is not None:
+            with self._lock:
+                try:
+                    self._conn.send(("count", texts))
+                    status, counts = self._conn.recv()
+                except (OSError, EOFError):
+                    status, counts = "gone", None
+            if status == "ok":
+                return counts
+        return self._strategy.count_batch(texts)  # here: the same counts, or the error said
+
+    def close(self) -> None:
+        if self._proc is None:
+            return
+        with contextlib.suppress(OSError):
+            self._conn.send(None)
+        self._conn.close()
+        self._proc.join(timeout=5)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join()
+
+
+def _reference_main(conn, strategy) -> None:
+    """The reference process (_Reference): load the reference when asked, count texts, until told
+    to stop or the parent is gone. It leaves by os._exit: a normal exit would flush the stdout
+    buffer it inherited, writing the parent's pending output a second time."""
+    _worker_init()
+    try:
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                break
+            if msg is None:
+                break
+            kind, texts = msg
+            try:
+                if kind == "load":
+                    strategy.prepare_for_fork()
+                else:
+                    conn.send(("ok", strategy.count_batch(texts)))
+            except Exception:  # noqa: BLE001 - the parent counts here, where the error is reported
+                if kind != "load":
+                    conn.send(("error", None))
+    finally:
+        os._exit(0)
 
 
 def _shard_worker_init() -> None:

@@ -293,31 +293,69 @@ def test_workers_fork_with_the_parents_objects_frozen_and_it_is_undone(tmp_path,
     assert gc.get_freeze_count() == before
 
 
-def test_a_worker_reporting_a_reference_text_starts_the_load_at_once():
-    """The pool's callback (pipeline._EarlyReference) starts loading the reference engine the
-    first time a shard comes back with texts left for it, once; a load that fails is left to the
-    merge, which loads again and reports the error."""
-    calls = []
+class _Strategy:
+    """A strategy whose reference engine is a separate load: records which process loaded it."""
 
-    class Strategy:
-        def prepare_for_fork(self):
-            calls.append(threading.current_thread().name)
-            if len(calls) == 2:
-                raise RuntimeError("no reference here")
+    def __init__(self, tmp_path, fail=False):
+        self.log = tmp_path / "loads"
+        self.fail = fail
+        self.loaded = False
 
-    early = pipeline._EarlyReference(Strategy())
-    early((10, [], False))
-    early.join()
-    assert calls == []
-    early((10, [], True))
-    early((10, [], True))  # a second report: already started
-    early.join()
-    assert calls == ["omnitok-reference"]
-    again = pipeline._EarlyReference(Strategy())
-    again((10, [], True))
-    again.join()  # the RuntimeError stayed in its thread
-    assert calls == ["omnitok-reference", "omnitok-reference"]
-    pipeline._EarlyReference(object())((10, [], True))  # a strategy with no reference: nothing
+    def defers(self):
+        return not self.loaded
+
+    def prepare_for_fork(self):
+        import os
+
+        with open(self.log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        if self.fail:
+            raise RuntimeError("no reference here")
+        self.loaded = True
+
+    def count_batch(self, texts):
+        self.prepare_for_fork()
+        return [len(t) for t in texts]
+
+
+def test_the_reference_is_loaded_in_its_own_process_as_soon_as_a_worker_reports(tmp_path):
+    """pipeline._Reference: forked with the workers when the strategy may leave texts for a
+    reference; the pool's callback asks it to load at once (once, never waiting); the merge's
+    counts come from it; a strategy with nothing to load gets no process."""
+    import os
+
+    strategy = _Strategy(tmp_path)
+    ref = pipeline._Reference(strategy)
+    ref.fork()
+    try:
+        ref.early((10, [], False))
+        ref.early((10, [], True))
+        ref.early((10, [], True))  # asked once
+        assert ref.count(["abc", "de"]) == [3, 2]
+        assert ref.count(["x"]) == [1]
+    finally:
+        ref.close()
+    pids = strategy.log.read_text().split()
+    assert len(set(pids)) == 1 and pids[0] != str(os.getpid())  # loaded there, not here
+    assert not ref._proc.is_alive()
+    strategy.loaded = True  # nothing to load: no process, counts taken here
+    idle = pipeline._Reference(strategy)
+    idle.fork()
+    assert idle._proc is None
+    assert idle.count(["abcd"]) == [4]
+    idle.close()
+
+
+def test_a_failing_reference_process_leaves_the_count_and_its_error_here(tmp_path):
+    strategy = _Strategy(tmp_path, fail=True)
+    ref = pipeline._Reference(strategy)
+    ref.fork()
+    try:
+        ref.early((10, [], True))
+        with pytest.raises(RuntimeError, match="no reference here"):
+            ref.count(["abc"])  # the process failed; here it fails again, with its message
+    finally:
+        ref.close()
 
 
 def test_the_reference_loads_once_from_many_threads():

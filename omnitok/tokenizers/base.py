@@ -55,6 +55,13 @@ class EngineStrategy:
         if prepare is not None:
             prepare()
 
+    def defers(self) -> bool:
+        """Whether shard workers may leave texts for a reference engine not loaded yet
+        (unicode_guard.DEFER_REFERENCE)."""
+        from .unicode_guard import ReferenceGuarded
+
+        return isinstance(self._engine, ReferenceGuarded) and self._engine._reference is None
+
     def count(self, text: str) -> int:
         return self._engine.count_batch([text])[0]
 

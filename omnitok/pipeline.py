@@ -277,7 +277,7 @@ def _count_shard(shard) -> tuple[int, list, bool]:
             part = counts[i : i + n]
             i += n
         run = None
-        if DEFERRED in part:  # a text for the reference engine: counted in the parent
+        if DEFERRED in part:  # a text for the reference engine: the merge has it counted (_Reference)
             later = (rec.texts, rec.overhead)
             deferred = True
             segments.append((rec.line, rec.id, None, None, rec.fields, None, rec.raw, rec.raw_json, later))
@@ -495,7 +495,8 @@ def _start_shard_pool(strategy, jobs: int):  # noqa: ARG001 - the strategy reach
     # The reference engine for rare texts (code points newer than the fast engine's Unicode
     # tables) is not loaded before the fork (0.3-0.5 s of serial start-up on every run) nor in
     # the workers (memory would depend on how many met such a text): workers send those texts
-    # back and this process counts them, loading the reference once, only if one turns up.
+    # back and the merge has them counted by one process (_Reference), which loads the reference
+    # once, only if one turns up.
     return fork_pool(jobs, _shard_worker_init)
 
 

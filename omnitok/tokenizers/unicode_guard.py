@@ -85,12 +85,13 @@ def new_others(unicodedata2) -> list[list[int]]:
 
 
 # Set in the pipeline's shard workers: a text that needs the reference engine is not counted
-# there (count_batch gives DEFERRED for it) but sent back to the parent, which loads the reference
-# once, so neither start-up nor memory depends on which worker meets such a text.
+# there (count_batch gives DEFERRED for it) but sent back, and one process loads the reference
+# once (pipeline._Reference), so neither start-up nor memory depends on which worker meets such
+# a text.
 DEFER_REFERENCE = False
 DEFERRED = -1
-# One reference load at a time: the pipeline may start it on a thread of its own as soon as a
-# worker reports such a text, while the thread that merges in input order needs it later.
+# One reference load at a time, whichever thread asks first (an engine may be shared by threads:
+# omnitok serve, a library user's pool).
 _LOAD = threading.Lock()
 
 

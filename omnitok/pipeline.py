@@ -375,6 +375,9 @@ def _count_shards(stream, strategy, jobs: int, on_batch, runs: bool = False) -> 
     for entry in source:
         ahead.append(entry)
         if sum(kind == "shard" for kind, _, _ in ahead) == 2:
+            warm = getattr(strategy, "warm", None)
+            if warm is not None:
+                warm()  # what each worker would do first, done once before the fork
             reference.fork()  # before the pool: this process has no threads yet
             pool = _start_shard_pool(strategy, jobs)
             break

@@ -55,6 +55,13 @@ class EngineStrategy:
         if prepare is not None:
             prepare()
 
+    def warm(self) -> None:
+        """Do once here, before the pipeline forks workers, what each worker would otherwise do
+        on its first text: import numpy (gigatoken's results), build the Unicode guard's table,
+        the engine's lazy set-up. Measured (o200k, 2 workers): the first shard of each worker
+        took 0.25-0.37 s instead of 0.14-0.17 s, for 0.08 s here."""
+        self._engine.count_batch(["h\u00e9llo w\u00f6rld 123"])
+
     def defers(self) -> bool:
         """Whether shard workers may leave texts for a reference engine not loaded yet
         (unicode_guard.DEFER_REFERENCE)."""

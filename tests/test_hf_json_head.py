@@ -40,6 +40,7 @@ def test_the_head_is_the_whole_files_members_before_model(label):
         b'{padding: null, "model": {}}',  # a key that is not a string
         b'{"padding": null, "truncation": null, "post_processor": null, "model" {}}',  # no colon
         b"",
+        b'{"padding": ' + b"[" * 100_000 + b"]" * 100_000 + b', "model": {}}',  # too deep for the stdlib
     ],
 )
 def test_no_head_where_the_file_is_not_laid_out_so(data):
@@ -82,12 +83,14 @@ def test_a_file_with_model_first_is_read_whole(tmp_path):
 
 
 def test_a_tokenizer_json_that_is_not_an_object_is_an_asset_error(tmp_path):
-    """It was a traceback ('list' object has no attribute 'get'); now the same exit code and
-    one-line form as a tokenizer.json that is not JSON."""
+    """Each was a traceback ('list' object has no attribute 'get'; a RecursionError); now the same
+    exit code and one-line form as a tokenizer.json that is not JSON."""
     path = tmp_path / "tokenizer.json"
+    deep = '{"padding": ' + "[" * 100_000 + "]" * 100_000 + ', "model": {}}'  # too deep for orjson and json
     for text, why in (
         ("[1, 2, 3]", "not a tokenizer.json (its top level is not a JSON object)"),
         ("{bad", "not valid JSON"),
+        (deep, "not valid JSON: nested too deeply"),
     ):
         path.write_text(text)
         r = run_omnitok("count", "-m", "Qwen/Qwen2.5-7B-Instruct", "--tokenizer", str(tmp_path), stdin=b"hi\n")

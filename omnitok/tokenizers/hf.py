@@ -447,6 +447,8 @@ def _parse_json(path: Path, data: bytes):
         return json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise AssetError(f"{path}: not valid JSON: {e}") from None
+    except RecursionError:
+        raise AssetError(f"{path}: not valid JSON: nested too deeply") from None
 
 
 def _json_head(data: bytes, needed: Sequence[str]) -> dict | None:
@@ -485,7 +487,7 @@ def _json_head(data: bytes, needed: Sequence[str]) -> dict | None:
             if text[i : i + 1] != ",":
                 return None  # the end, or not JSON: with no "model" let the full parse decide
             i += 1
-    except ValueError:  # json.JSONDecodeError
+    except (ValueError, RecursionError):  # json.JSONDecodeError; nesting too deep for the stdlib
         return None
 
 

@@ -53,8 +53,7 @@ def default_jobs() -> int:
 def idle_jobs() -> int:
     """--jobs auto for a large input: the cores other work leaves idle now (omnitok.cpu: /proc/stat
     over this process's start-up, not the lagging load average), at least 1. Workers on cores that
-    other work holds only compete with it and with this process's own merging: on 2 shared cores a
-    parallel count measured slower than one job (README, Performance)."""
+    other work holds would only compete with it and with this process's own merging."""
     return cpu.idle_cores()
 
 

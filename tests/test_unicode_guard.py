@@ -85,7 +85,8 @@ def test_new_others_file_is_what_unicodedata2_says():
     "text, any_, openai",
     [
         ("shaking face \U0001fae8 pink heart \U0001fa77", True, False),  # Unicode 15 emoji: So
-        ("idna: \u1c8a", True, True),  # a letter: both
+        ("idna: \u1c8a", True, False),  # a Unicode 16 letter both OpenAI engines know (known letters)
+        ("idna: \ua7cf", True, True),  # a Unicode 17 letter: gigatoken's tables do not know it
         ("CJK J \U000323b0", True, True),
         ("\U0010ffff", True, True),  # still unassigned: a later Unicode may make it a letter
         ("naïve 😀", False, False),
@@ -109,19 +110,45 @@ def test_gigatoken_and_tiktoken_agree_on_every_new_symbol(encoding, ref_o200k, r
     path = unicode_guard.DATA.parents[1] / "assets/data/openai" / f"{encoding}.tiktoken"
     assert path.is_relative_to(unicode_guard.DATA.parents[1]) and omnitok
     fast = BPETokenizer.from_tiktoken(str(path), ENCODINGS[encoding].gigatoken_pretokenizer, {})
-    contexts = [
-        "{c}",
-        "a{c}b",
-        "A{c}",
-        "{c}a",
-        " {c} ",
-        "{c}{c}",
-        "1{c}2",
-        "'s{c}",
-        "{c}'s",
-        "\n{c}\n",
-        "x {c}\ty",
-        "é{c}ü",
-    ]
-    texts = [ctx.format(c=chr(cp)) for cp in OTHER_POINTS for ctx in contexts]
+    texts = [ctx.format(c=chr(cp)) for cp in OTHER_POINTS for ctx in unicode_guard.CONTEXTS]
     assert [list(ids) for ids in map(fast.encode, texts)] == ref.encode_ordinary_batch(texts, num_threads=1)
+
+
+def _gigatoken(encoding: str):
+    from gigatoken.gigatoken_rs import BPETokenizer
+
+    from omnitok.tokenizers.openai_encodings import ENCODINGS
+
+    path = unicode_guard.DATA.parents[1] / "assets/data/openai" / f"{encoding}.tiktoken"
+    return BPETokenizer.from_tiktoken(str(path), ENCODINGS[encoding].gigatoken_pretokenizer, {})
+
+
+def test_known_letters_file_is_what_the_engines_say(ref_o200k, ref_cl100k):
+    """The proof behind openai_known_letters.json: made again here from unicodedata2 and the two
+    engines (gigatoken itself, no guard in front, against tiktoken), for both encodings, every
+    new letter, mark and number in every context; the ones they split differently (Unicode 17's)
+    are not in it and stay with the reference."""
+    unicodedata2 = pytest.importorskip("unicodedata2")
+    doc = json.loads(unicode_guard.KNOWN_LETTERS.read_text())
+    assert doc["unicode_version"] == unicodedata2.unidata_version
+    engines = [
+        (_gigatoken(name).encode, lambda texts, ref=ref: [ref.encode_ordinary(t) for t in texts])
+        for name, ref in (("o200k_base", ref_o200k), ("cl100k_base", ref_cl100k))
+    ]
+    assert unicode_guard.known_letters(unicodedata2, engines) == doc["ranges"]
+    points = {cp for a, b in doc["ranges"] for cp in range(a, b + 1)}
+    assert len(points) > 20_000  # Unicode 15-16's letters: CJK Extensions H and I, Garay, Kirat Rai ...
+    assert 0x323B0 not in points and 0xA7CF not in points  # Unicode 17: the engines differ
+    assert {0x1C8A, 0x31350, 0x10D70} <= points
+
+
+def test_a_text_with_known_letters_counts_on_gigatoken_as_tiktoken(ref_o200k):
+    """Counted through the guard (no reference engine loaded) and equal to tiktoken."""
+    from omnitok.counter import Counter
+
+    text = "idna \u1c8a\ua7cd \U00010d70\U00010d71 CJK H \U00031350\U00031351 end"
+    assert not needs_reference(text, unicode_guard.OPENAI)
+    counter = Counter("gpt-4o", cache="off")
+    assert counter.count(text).tokens == len(ref_o200k.encode_ordinary(text))
+    engine = counter.strategy._engine
+    assert engine._reference is None  # gigatoken counted it

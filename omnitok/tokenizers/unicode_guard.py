@@ -13,8 +13,13 @@ character, falls in the same `[^\s\p{L}\p{N}]` branches. So the characters assig
 Unicode 14 as symbols and the like (new emoji, 🫨 🩷 ...: omnitok/data/new_others.json, from
 unicodedata2 at Unicode 18) pretokenize alike in both engines and need no reference there
 (`needs_reference(text, OPENAI)`); tests/test_unicode_guard.py proves both engines agree on each
-of them and that the file is what unicodedata2 says. Hugging Face pre-tokenizers may split on
-any category (punctuation, symbols) and keep the whole table.
+of them and that the file is what unicodedata2 says. So do the letters, marks and numbers both
+engines' tables already know (Unicode 15-16's: CJK Extensions H and I, new scripts and Latin
+letters; omnitok/data/openai_known_letters.json, 22,345 code points): the test makes that file
+again from the engines themselves, every such code point in every context of CONTEXTS, for
+o200k and cl100k; those they split differently (Unicode 17's, e.g. U+323B0) stay guarded.
+Hugging Face pre-tokenizers may split on any category (punctuation, symbols) and keep the whole
+table.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "unassigned.json"
 NEW_OTHERS = DATA.with_name("new_others.json")
+KNOWN_LETTERS = DATA.with_name("openai_known_letters.json")
 ANY, OPENAI = "any", "openai"  # which patterns a guard is for (module docstring)
 
 
@@ -41,8 +47,9 @@ def _table(patterns: str = ANY):
     for a, b in json.loads(DATA.read_text())["ranges"]:
         table[a : b + 1] = True
     if patterns == OPENAI:
-        for a, b in json.loads(NEW_OTHERS.read_text())["ranges"]:
-            table[a : b + 1] = False
+        for name in (NEW_OTHERS, KNOWN_LETTERS):
+            for a, b in json.loads(name.read_text())["ranges"]:
+                table[a : b + 1] = False
     return table
 
 
@@ -66,22 +73,52 @@ def needs_reference(text: str, patterns: str = ANY) -> bool:
 _CHUNK = 1 << 18  # characters looked up at once (1 MB of code points)
 
 
+CONTEXTS = (  # where OpenAI's patterns tell a character's class apart (letter case, digits, space)
+    "{c}", "a{c}b", "A{c}", "{c}a", " {c} ", "{c}{c}", "1{c}2", "'s{c}", "{c}'s", "\n{c}\n", "x {c}\ty", "\u00e9{c}\u00fc",
+)  # fmt: skip
+
+
+def _ranges(points) -> list[list[int]]:
+    ranges: list[list[int]] = []
+    for cp in points:
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    return ranges
+
+
+def known_letters(unicodedata2, engines) -> list[list[int]]:
+    """The ranges of omnitok/data/openai_known_letters.json, made again: code points unassigned in
+    Unicode 14 that `unicodedata2` assigns as a letter, mark or number and that every (fast,
+    reference) pair in `engines` (gigatoken and tiktoken, per OpenAI encoding) encodes alike in
+    each of CONTEXTS: both engines' tables already know them (Unicode 15-16 additions), so a text
+    holding them needs no reference. Those they split differently (Unicode 17's, e.g. CJK
+    Extension J) stay in the guard."""
+    known = []
+    for a, b in json.loads(DATA.read_text())["ranges"]:
+        for cp in range(a, b + 1):
+            if unicodedata2.category(chr(cp))[0] not in "LMN":
+                continue
+            texts = [ctx.format(c=chr(cp)) for ctx in CONTEXTS]
+            if all([list(fast(t)) for t in texts] == ref(texts) for fast, ref in engines):
+                known.append(cp)
+    return _ranges(known)
+
+
 def new_others(unicodedata2) -> list[list[int]]:
     """The ranges of omnitok/data/new_others.json, made again: code points unassigned in Unicode
     14 that `unicodedata2` (a later Unicode) assigns as anything but a letter, mark or number
     or white space. `python -c "import unicodedata2, json; from
     omnitok.tokenizers.unicode_guard import new_others; print(json.dumps(new_others(unicodedata2)))"`."""
-    ranges: list[list[int]] = []
+    points: list[int] = []
     for a, b in json.loads(DATA.read_text())["ranges"]:
         for cp in range(a, b + 1):
             category = unicodedata2.category(chr(cp))
             if category[0] in "LMNZ" or category == "Cn":  # Cn: still unassigned, a later one may be a letter
                 continue
-            if ranges and ranges[-1][1] == cp - 1:
-                ranges[-1][1] = cp
-            else:
-                ranges.append([cp, cp])
-    return ranges
+            points.append(cp)
+    return _ranges(points)
 
 
 # Set in the pipeline's shard workers: a text that needs the reference engine is not counted

@@ -143,12 +143,15 @@ def test_known_letters_file_is_what_the_engines_say(ref_o200k, ref_cl100k):
 
 
 def test_a_text_with_known_letters_counts_on_gigatoken_as_tiktoken(ref_o200k):
-    """Counted through the guard (no reference engine loaded) and equal to tiktoken."""
-    from omnitok.counter import Counter
+    """Counted through the guard by a fresh engine (no reference engine loaded) as tiktoken does."""
+    from omnitok.tokenizers.engines import GigatokenEngine
+    from omnitok.tokenizers.openai_encodings import ENCODINGS
 
     text = "idna \u1c8a\ua7cd \U00010d70\U00010d71 CJK H \U00031350\U00031351 end"
     assert not needs_reference(text, unicode_guard.OPENAI)
-    counter = Counter("gpt-4o", cache="off")
-    assert counter.count(text).tokens == len(ref_o200k.encode_ordinary(text))
-    engine = counter.strategy._engine
+    path = unicode_guard.DATA.parents[1] / "assets/data/openai/o200k_base.tiktoken"
+    engine = GigatokenEngine(ENCODINGS["o200k_base"], path)
+    assert engine.count_batch([text]) == [len(ref_o200k.encode_ordinary(text))]
     assert engine._reference is None  # gigatoken counted it
+    assert engine.count_batch([text + " \ua7cf"]) == [len(ref_o200k.encode_ordinary(text + " \ua7cf"))]
+    assert engine._reference is not None  # a Unicode 17 letter: the reference

@@ -237,39 +237,29 @@ def _count_shard(shard) -> tuple[int, list, bool]:
     i = 0
     deferred = False
     for rec in recs:
-        if type(rec) is tuple:
-            tokens = counts[i]
-            i += 1
-            if tokens != DEFERRED:
-                if run is None:
-                    run = [[], [], [], None, None]  # tuples only where raws are not kept
-                    segments.append(run)
-                run[0].append(rec[0])
-                run[1].append(rec[1])
-                run[2].append(tokens + rec[3])
-                continue
-            run = None
-            deferred = True
-            segments.append((rec[0], rec[1], None, None, None, None, None, None, ([rec[2]], rec[3])))
-            continue
-        if rec.error is not None:
+        if type(rec) is tuple:  # a plain record: one text, no fields, no raws (jsonl_lines' plain)
+            line, rid, _, overhead = rec
+            n, fields, raw, raw_json = 1, None, None, None
+        elif rec.error is not None:
             segments.append((rec.line, rec.id, None, None, rec.fields, rec.error, rec.raw, rec.raw_json, None))
             run = None
             continue
-        n = len(rec.texts)
-        if n == 1 and rec.fields is None:
+        else:
+            line, rid, overhead, n = rec.line, rec.id, rec.overhead, len(rec.texts)
+            fields, raw, raw_json = rec.fields, rec.raw, rec.raw_json
+        if n == 1 and fields is None:
             tokens = counts[i]
             i += 1
             if tokens != DEFERRED:
                 if run is None:
                     run = [[], [], [], [] if keep else None, [] if keep else None]
                     segments.append(run)
-                run[0].append(rec.line)
-                run[1].append(rec.id)
-                run[2].append(tokens + rec.overhead)
+                run[0].append(line)
+                run[1].append(rid)
+                run[2].append(tokens + overhead)
                 if keep:
-                    run[3].append(rec.raw)
-                    run[4].append(rec.raw_json)
+                    run[3].append(raw)
+                    run[4].append(raw_json)
                 continue
             part = [tokens]
         else:
@@ -277,13 +267,12 @@ def _count_shard(shard) -> tuple[int, list, bool]:
             i += n
         run = None
         if DEFERRED in part:  # a text for the reference engine: the merge has it counted (_Reference)
-            later = (rec.texts, rec.overhead)
+            later = ([rec[2]] if type(rec) is tuple else rec.texts, overhead)
             deferred = True
-            segments.append((rec.line, rec.id, None, None, rec.fields, None, rec.raw, rec.raw_json, later))
+            segments.append((line, rid, None, None, fields, None, raw, raw_json, later))
             continue
-        tokens = sum(part) + rec.overhead
-        parts = part if rec.fields else None
-        segments.append((rec.line, rec.id, tokens, parts, rec.fields, None, rec.raw, rec.raw_json, None))
+        tokens = sum(part) + overhead
+        segments.append((line, rid, tokens, part if fields else None, fields, None, raw, raw_json, None))
     return reader.lines_read, segments, deferred
 
 

@@ -58,7 +58,7 @@ def corpus(rng: random.Random, n: int) -> bytes:
             line = orjson.dumps({"messages": [{"role": "user", "content": text}], "id": i})
         elif kind < 0.28:
             line = b"\xff\xfe not utf-8"
-        elif kind < 0.36:  # near the plain record's fast path (InputStream.jsonl_plain), not on it
+        elif kind < 0.36:  # near the plain record's fast path (InputStream.jsonl_lines with plain), not on it
             line = rng.choice(
                 [
                     orjson.dumps(text),  # a bare string

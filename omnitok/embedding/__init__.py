@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cpu import cores  # noqa: F401 - the cores batches run on (onnx.py takes it from here)
 from ..errors import UsageError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -40,13 +41,6 @@ TORCH_MAX_BATCH = 128
 TORCH_MAX_TOKENS = 4096
 
 _default_device = "auto"
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def set_default_device(device: str) -> str:

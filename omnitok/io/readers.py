@@ -361,14 +361,24 @@ class InputStream:
         if self._pos == first:
             self.no_records(source, "jsonl")
 
-    def jsonl_lines(self, lines: Iterable[bytes], source: str, first_of_file: bool = True) -> Iterator[Record]:
+    def jsonl_lines(self, lines: Iterable[bytes], source: str, first_of_file: bool = True, plain: bool = False):
         """The records of JSONL lines (ends included), numbered from 1; `lines_read` says how many
         lines were taken. A BOM is skipped on line 1 when it is the file's first line. Shards of a
-        file counted in workers (pipeline) go through here too, so they read exactly alike."""
+        file counted in workers (pipeline) go through here too, so they read exactly alike.
+
+        plain (shard workers, where a Record a line was a fifth of the work): each plain record
+        (a JSON object with a string "text" and no "messages", read by the default extractor's
+        fast path and framed as one text) comes as a tuple (line, id, text, overhead) instead;
+        with --field or --add-field (a non-default extractor, raws kept) there are none."""
         import orjson
 
         loads = orjson.loads
         keep = self.keep_raw
+        ex = self.extractor
+        if plain and (keep or type(ex) is not Extractor or ex.fields is not None):
+            plain = False
+        if plain:
+            frame, id_field = ex.framing.text, ex.id_field
         self.lines_read = lineno = 0
         for line in lines:
             lineno += 1
@@ -382,6 +392,13 @@ class InputStream:
             except orjson.JSONDecodeError as e:
                 yield self._error(source, lineno, _json_error(line, e), raw=_raw_line(line))
                 continue
+            if plain and type(obj) is dict and "messages" not in obj:  # Extractor.extract's fast path
+                value = obj.get("text")
+                if type(value) is str:
+                    texts, overhead = frame(value)
+                    if len(texts) == 1:
+                        yield (lineno, record_id(obj, id_field), texts[0], overhead)
+                        continue
             yield self._record(source, lineno, obj, text=line if keep else None)
 
     def _read_text(self, f: IO[bytes], source: str, head: list[bytes]) -> Iterator[Record]:
@@ -407,45 +424,6 @@ class InputStream:
             return
         if self._pos == first:
             self.no_records(source, "text")
-
-    def jsonl_plain(self, lines: Iterable[bytes], source: str, first_of_file: bool = True) -> list:
-        """jsonl_lines for a shard worker, where a Record a line was a fifth of the work: the same
-        records, in order, but each plain one (a JSON object with a string "text" and no
-        "messages", read by the default extractor's fast path and framed as one text) as a tuple
-        (line, id, text, overhead); every other line as jsonl_lines gives it. With --field or
-        --add-field (a non-default extractor, raws kept), exactly jsonl_lines."""
-        ex = self.extractor
-        if self.keep_raw or type(ex) is not Extractor or ex.fields is not None:
-            return list(self.jsonl_lines(lines, source, first_of_file))
-        import orjson
-
-        loads = orjson.loads
-        frame = ex.framing.text
-        id_field = ex.id_field
-        out: list = []
-        add = out.append
-        self.lines_read = lineno = 0
-        for line in lines:
-            lineno += 1
-            if lineno == 1 and first_of_file:
-                line = line.removeprefix(BOM)
-            if not line or line.isspace():
-                continue
-            try:
-                obj = loads(line)
-            except orjson.JSONDecodeError as e:
-                add(self._error(source, lineno, _json_error(line, e), raw=_raw_line(line)))
-                continue
-            if type(obj) is dict and "messages" not in obj:  # Extractor.extract's fast path
-                value = obj.get("text")
-                if type(value) is str:
-                    texts, overhead = frame(value)
-                    if len(texts) == 1:
-                        add((lineno, record_id(obj, id_field), texts[0], overhead))
-                        continue
-            add(self._record(source, lineno, obj))
-        self.lines_read = lineno
-        return out
 
     def text_lines(self, lines: Iterable[bytes], source: str, first_of_file: bool = True) -> Iterator[Record]:
         """One record a line (its end removed), numbered from 1; as jsonl_lines."""

@@ -93,7 +93,7 @@ def stream_shards(lines: IO[bytes], head: list[bytes], source: str, fmt: str, ch
 
 def read_shard(reader, shard: Shard, plain: bool = False) -> list:
     """The records of a shard, read by `reader` (a fresh copy of the run's InputStream); `plain`:
-    a JSONL shard's plain records as tuples (InputStream.jsonl_plain)."""
+    a JSONL shard's plain records as tuples (InputStream.jsonl_lines)."""
     if shard.group is not None:
         opened = reader.parquet_open(shard.path, shard.source)
         if not isinstance(opened, tuple):  # the file changed since it was planned
@@ -102,7 +102,5 @@ def read_shard(reader, shard: Shard, plain: bool = False) -> list:
         return list(reader.parquet_group(pf, shard.group, extractor, columns, shard.source))
     lines = io.BytesIO(shard.read())
     if shard.fmt == "jsonl":
-        if plain:
-            return reader.jsonl_plain(lines, shard.source, shard.first)
-        return list(reader.jsonl_lines(lines, shard.source, shard.first))
+        return list(reader.jsonl_lines(lines, shard.source, shard.first, plain))
     return list(reader.text_lines(lines, shard.source, shard.first))

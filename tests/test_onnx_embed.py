@@ -119,6 +119,23 @@ def test_fused_export_equals_the_plain_one():
         assert np.abs(plain[j, : len(s)] - fused[j, : len(s)]).max() <= 1e-4, j
 
 
+def test_fused_graph_keeps_layer_norm_apart_from_the_residual_add():
+    """The fused graph has ONNX Runtime's Attention and BiasGelu but LayerNormalization after Add,
+    not SkipLayerNormalization (slow on CPU: see omnitok/embedding/onnx.py), and its session is
+    told not to fuse them again."""
+    from collections import Counter
+
+    import onnx
+
+    from omnitok.embedding.onnx import DISABLED_OPTIMIZERS, exported
+
+    graph = onnx.load(str(exported(default_model_dir(), 6, "fused")), load_external_data=False).graph
+    ops = Counter(n.op_type for n in graph.node)
+    assert ops["SkipLayerNormalization"] == 0
+    assert (ops["Attention"], ops["BiasGelu"], ops["LayerNormalization"]) == (6, 6, 12)
+    assert DISABLED_OPTIMIZERS["fused"] == ["SkipLayerNormFusion"]
+
+
 def test_batches_cover_every_text_once_by_length():
     lengths = [5, 300, 2, 2, 40, 41, 39, 7, 512, 1]
     got = batches(lengths, max_batch=3, max_tokens=600)

@@ -7,8 +7,12 @@ name and renamed, so concurrent first uses never see half a model. int8 is ONNX 
 quantization (weights int8 per channel, activations quantized per batch) of the fp32 export.
 "fused" is fp32 exported with transformers' eager attention and passed through ONNX Runtime's
 transformer optimizer (onnxruntime.transformers: one Attention, SkipLayerNormalization and BiasGelu
-op each where the export has a dozen small ones): faster on BERTScore's long texts, hidden states
-within 1e-4 of the plain export (tests/test_onnx_embed.py); compress's short sentences run int8.
+op each where the export has a dozen small ones), then each SkipLayerNormalization put back as
+Add and LayerNormalization, which the session is told not to fuse again: ONNX Runtime 1.32's CPU
+SkipLayerNormalization took 12% of the fused graph's time at 512 tokens where LayerNormalization
+takes under 2% (tokens/s single-threaded: 6.1k fused, 7.1k unfused again, on this repo's 2-core
+machine; benchmarks/embed_bench.py times the whole). Hidden states within 1e-4 of the plain export
+(tests/test_onnx_embed.py); compress's short sentences run int8.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ import numpy as np
 
 EXPORT_VERSION = "omnitok-onnx-v2"
 PRECISIONS = ("fp32", "int8", "fused")
+# a precision whose graph changed since EXPORT_VERSION: its own version (the others keep their files)
+GRAPH_VERSION = {"fused": "unskip-1"}
+# ONNX Runtime fusions a precision's session must not redo (see the module's docstring)
+DISABLED_OPTIMIZERS = {"fused": ["SkipLayerNormFusion"]}
 OPSET = 17
 # seconds spent exporting / quantizing in this process (benchmarks report them apart)
 EXPORT_SECONDS: dict[str, float] = {}
@@ -56,7 +64,8 @@ def exported(model_dir: Path, num_layers: int | None = None, precision: str = "f
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}")
     layers = num_layers or model_config(model_dir)["num_hidden_layers"]
-    key = hashlib.sha256(f"{model_hash(model_dir)}:{layers}:{precision}:{EXPORT_VERSION}".encode()).hexdigest()[:24]
+    version = ":".join(filter(None, (EXPORT_VERSION, GRAPH_VERSION.get(precision))))
+    key = hashlib.sha256(f"{model_hash(model_dir)}:{layers}:{precision}:{version}".encode()).hexdigest()[:24]
     target = cache_root() / key / "model.onnx"
     if target.is_file():
         return target
@@ -108,9 +117,38 @@ def _fuse(path: str, config: dict) -> None:
             hidden_size=int(config["hidden_size"]),
             opt_level=0,
         )
+        _unfuse_skip_layer_norm(model.model)
         model.save_model_to_file(path)
     finally:
         logging.disable(before)
+
+
+def _unfuse_skip_layer_norm(model) -> None:
+    """Each SkipLayerNormalization(x, skip, gamma, beta[, bias]) as Add(Add(x, bias), skip) and
+    LayerNormalization (axis -1, its epsilon), in place. Only nodes with one output are rewritten
+    (the BERT optimizer makes no others here); any other keeps its fused op."""
+    from onnx import helper
+
+    nodes = []
+    for n in model.graph.node:
+        if n.op_type != "SkipLayerNormalization" or len([o for o in n.output if o]) != 1 or not n.output[0]:
+            nodes.append(n)
+            continue
+        x, skip, gamma, beta = n.input[:4]
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        name = n.name or n.output[0]
+        if len(n.input) > 4 and n.input[4]:
+            nodes.append(helper.make_node("Add", [x, n.input[4]], [f"{name}/bias"], name=f"{name}/AddBias"))
+            x = f"{name}/bias"
+        nodes.append(helper.make_node("Add", [x, skip], [f"{name}/sum"], name=f"{name}/AddSkip"))
+        nodes.append(
+            helper.make_node(
+                "LayerNormalization", [f"{name}/sum", gamma, beta], [n.output[0]], name=f"{name}/LayerNorm",
+                axis=-1, epsilon=float(attrs.get("epsilon", 1e-12)),
+            )
+        )  # fmt: skip
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
 
 
 def _export(model_dir: Path, layers: int, out: str, attention: str | None = None) -> None:
@@ -170,7 +208,12 @@ class OrtEncoder:
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(path),
+            so,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=DISABLED_OPTIMIZERS.get(precision, []),
+        )
         self.hidden_size = int(model_config(model_dir)["hidden_size"])
         self.name = f"onnxruntime-{precision}"
         self.parallel = cores()

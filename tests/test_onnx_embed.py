@@ -121,8 +121,8 @@ def test_fused_export_equals_the_plain_one():
 
 def test_fused_graph_keeps_layer_norm_apart_from_the_residual_add():
     """The fused graph has ONNX Runtime's Attention and BiasGelu but LayerNormalization after Add,
-    not SkipLayerNormalization (slow on CPU: see omnitok/embedding/onnx.py), and its session is
-    told not to fuse them again."""
+    not SkipLayerNormalization (slow on CPU: see omnitok/embedding/onnx.py), and no session fuses
+    them again."""
     from collections import Counter
 
     import onnx
@@ -133,7 +133,7 @@ def test_fused_graph_keeps_layer_norm_apart_from_the_residual_add():
     ops = Counter(n.op_type for n in graph.node)
     assert ops["SkipLayerNormalization"] == 0
     assert (ops["Attention"], ops["BiasGelu"], ops["LayerNormalization"]) == (6, 6, 12)
-    assert DISABLED_OPTIMIZERS["fused"] == ["SkipLayerNormFusion"]
+    assert DISABLED_OPTIMIZERS == ["SkipLayerNormFusion"]
 
 
 def test_batches_cover_every_text_once_by_length():
@@ -174,6 +174,49 @@ def test_export_is_cached_by_the_model_hash(tmp_path, monkeypatch):
     assert onnx.exported(default_model_dir(), 2) == first and seconds == onnx.EXPORT_SECONDS  # no second export
     assert onnx.exported(default_model_dir(), 1) != first
     assert not list(first.parent.glob(".tmp-*"))
+
+
+def test_model_hash_is_remembered_until_a_file_changes(tmp_path, monkeypatch):
+    import hashlib
+    import json
+    import os
+
+    from omnitok.embedding import onnx
+
+    monkeypatch.setenv("OMNITOK_HOME", str(tmp_path / "home"))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"hidden_size": 8}')
+    (model / "model.safetensors").write_bytes(b"weights" * 1000)
+
+    def truth():
+        d = hashlib.sha256()
+        for name in ("config.json", "model.safetensors"):
+            d.update(name.encode() + b"\0" + (model / name).read_bytes())
+        return d.hexdigest()
+
+    first = onnx.model_hash(model)
+    assert first == truth()
+    (memo,) = (tmp_path / "home" / "assets" / "onnx" / "hashes").glob("*.json")
+    assert json.loads(memo.read_text())["sha256"] == first
+
+    reads = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda f, *a, **k: reads.append(f) or real_open(f, *a, **k))
+    assert onnx.model_hash(model) == first and not reads  # answered from the memo
+    monkeypatch.setattr("builtins.open", real_open)
+
+    st = (model / "model.safetensors").stat()
+    (model / "model.safetensors").write_bytes(b"WEIGHTS" * 1000)  # same size,
+    os.utime(model / "model.safetensors", ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime: ctime differs
+    assert onnx.model_hash(model) == truth() != first
+
+    # a memo that is not what omnitok writes is ignored (and replaced)
+    files = json.loads(memo.read_text())["files"]  # this model's stats as they are now
+    for bad in ("not json", "[1, 2]", '{"files": 3, "sha256": "x"}', json.dumps({"files": files, "sha256": "Z" * 64})):
+        memo.write_text(bad)
+        assert onnx.model_hash(model) == truth()
+        assert json.loads(memo.read_text())["sha256"] == truth()
 
 
 NQ_STYLE = [

@@ -8,10 +8,11 @@ quantization (weights int8 per channel, activations quantized per batch) of the 
 "fused" is fp32 exported with transformers' eager attention and passed through ONNX Runtime's
 transformer optimizer (onnxruntime.transformers: one Attention, SkipLayerNormalization and BiasGelu
 op each where the export has a dozen small ones), then each SkipLayerNormalization put back as
-Add and LayerNormalization, which the session is told not to fuse again: ONNX Runtime 1.32's CPU
-SkipLayerNormalization took 12% of the fused graph's time at 512 tokens where LayerNormalization
-takes under 2% (tokens/s single-threaded: 6.1k fused, 7.1k unfused again, on this repo's 2-core
-machine; benchmarks/embed_bench.py times the whole). Hidden states within 1e-4 of the plain export
+Add and LayerNormalization. No session fuses Add and LayerNormalization into SkipLayerNormalization
+(SkipLayerNormFusion is disabled for every precision): ONNX Runtime 1.32's CPU kernel for it is
+several times slower than LayerNormalization's (a per-op profile, one thread: 12% of the fused
+graph's time at 512 tokens against under 2%; 17% of int8's on short sentences), and the plain fp32
+export, which it does not fuse, is unchanged. Hidden states within 1e-4 of the plain export
 (tests/test_onnx_embed.py); compress's short sentences run int8.
 """
 
@@ -31,23 +32,75 @@ EXPORT_VERSION = "omnitok-onnx-v2"
 PRECISIONS = ("fp32", "int8", "fused")
 # a precision whose graph changed since EXPORT_VERSION: its own version (the others keep their files)
 GRAPH_VERSION = {"fused": "unskip-1"}
-# ONNX Runtime fusions a precision's session must not redo (see the module's docstring)
-DISABLED_OPTIMIZERS = {"fused": ["SkipLayerNormFusion"]}
+# ONNX Runtime fusions no session makes (see the module's docstring)
+DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 OPSET = 17
 # seconds spent exporting / quantizing in this process (benchmarks report them apart)
 EXPORT_SECONDS: dict[str, float] = {}
 
 
 def model_hash(model_dir: Path) -> str:
-    digest = hashlib.sha256()
+    """sha256 of the model's config and weights. Reading ~90 MB costs ~0.06 s a process, so the
+    digest is remembered beside the exports with each file's stat (size, mtime and ctime in ns,
+    inode, device): a file changed in any way changes its ctime, and the files are read again."""
     files = [model_dir / "config.json", *sorted(model_dir.glob("*.safetensors")), *sorted(model_dir.glob("*.bin"))]
+    files = [p for p in files if p.is_file()]
+    stats = [[p.name, *_stat(p)] for p in files]
+    memo = cache_root() / "hashes" / (hashlib.sha256(str(model_dir.resolve()).encode()).hexdigest()[:24] + ".json")
+    known = _read_memo(memo)
+    if known is not None and known.get("files") == stats:
+        return known["sha256"]
+    digest = hashlib.sha256()
     for path in files:
-        if path.is_file():
-            digest.update(path.name.encode() + b"\0")
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
+        digest.update(path.name.encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    value = digest.hexdigest()
+    if [[p.name, *_stat(p)] for p in files] == stats:  # not changed while read
+        _write_memo(memo, {"files": stats, "sha256": value})
+    return value
+
+
+def _stat(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def _read_memo(path: Path) -> dict | None:
+    """A memo file, or None where it is missing, unreadable or not what _write_memo writes."""
+    import json
+    import re
+
+    try:
+        if path.stat().st_size > 1 << 20:
+            return None
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("files"), list):
+        return None
+    if not isinstance(data.get("sha256"), str) or not re.fullmatch(r"[0-9a-f]{64}", data["sha256"]):
+        return None
+    return data
+
+
+def _write_memo(path: Path, data: dict) -> None:
+    """Written to a temporary name and renamed; a memo that cannot be written is only not kept."""
+    import json
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError:
+        pass
 
 
 def cache_root() -> Path:
@@ -212,7 +265,7 @@ class OrtEncoder:
             str(path),
             so,
             providers=["CPUExecutionProvider"],
-            disabled_optimizers=DISABLED_OPTIMIZERS.get(precision, []),
+            disabled_optimizers=DISABLED_OPTIMIZERS,
         )
         self.hidden_size = int(model_config(model_dir)["hidden_size"])
         self.name = f"onnxruntime-{precision}"

@@ -437,34 +437,6 @@ def rouge_step(corpus: Path, results: list[str], n: int = 2000) -> None:  # noqa
     ]
 
 
-def bertscore_step(results: list[str], n: int = 200) -> None:
-    """BERTScore pairs/second: omnitok vs bert-score's score() with the same model, same pairs."""
-    from bert_score import score as bert_score
-
-    from omnitok.validation.bertscore import BERTScorer, default_model_dir
-
-    pairs = prose_pairs(n)
-    cands, refs = [c for _, c in pairs], [o for o, _ in pairs]
-    start = time.perf_counter()
-    P, R, F = bert_score(cands, refs, model_type=str(default_model_dir()), num_layers=6, batch_size=64)
-    ref_s = time.perf_counter() - start
-    start = time.perf_counter()
-    ours = BERTScorer().score(cands, refs)  # includes loading the model, as score() does
-    ours_s = time.perf_counter() - start
-    worst = max(abs(o[2] - F[i].item()) for i, o in enumerate(ours))
-    results += [
-        f"### BERTScore, {n} pairs of 2-4 KB prose, all-MiniLM-L6-v2 (layer 6), model load included",
-        "",
-        "| scorer | seconds | pairs/s | vs bert-score |",
-        "|---|---:|---:|---:|",
-        f"| bert-score `score()` | {ref_s:.2f} | {n / ref_s:.1f} | 1.00x |",
-        f"| omnitok | {ours_s:.2f} | {n / ours_s:.1f} | **{ref_s / ours_s:.2f}x** |",
-        "",
-        f"Largest F1 difference: {worst:.1e}.",
-        "",
-    ]
-
-
 def bundle_step(results: list[str], runs: int = 5) -> None:
     """Size and create/install time of the `default` recipe's bundle (median of interleaved runs)."""
     out = WORK / "default.tar.gz"
@@ -551,7 +523,12 @@ def main() -> None:
         ("cache", lambda: cache_step(corpus, results)),
         ("bundle", lambda: bundle_step(results)),
         ("rouge", lambda: rouge_step(corpus, results)),
-        ("bertscore", lambda: bertscore_step(results)),
+        (
+            "bertscore",
+            lambda: module_step(
+                "embed_bench", "BERTScore (benchmarks/embed_bench.py)", results, "--skip", "speed,retention"
+            ),
+        ),
         ("memory", lambda: memory(corpus, results)),
         ("compress", lambda: compress_step(results)),
         ("serve", lambda: module_step("serve_bench", "omnitok serve under load (benchmarks/serve_bench.py)", results)),
@@ -559,7 +536,12 @@ def main() -> None:
             "ray",
             lambda: module_step("ray_bench", "Local pipeline vs Ray on one host (benchmarks/ray_bench.py)", results),
         ),
-        ("embed", lambda: module_step("embed_bench", "Model-backed paths (benchmarks/embed_bench.py)", results)),
+        (
+            "embed",
+            lambda: module_step(
+                "embed_bench", "Model-backed paths (benchmarks/embed_bench.py)", results, "--skip", "bertscore"
+            ),
+        ),
     ]
     for name, step in steps:
         if only and name not in only:

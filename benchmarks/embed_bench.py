@@ -191,6 +191,10 @@ def run_group(args: list[list[str]], home: str | None = None) -> list[dict]:
         for p in procs:
             while (line := p.stdout.readline()) and line.strip() != "ready":
                 pass
+            if not line:  # it ended before its timed part
+                for q in procs:
+                    q.kill()
+                raise RuntimeError(f"benchmark child failed before it was ready: {args}")
         for p in procs:
             p.stdin.write("go\n")
             p.stdin.flush()

@@ -76,7 +76,7 @@ def _read_memo(path: Path) -> dict | None:
         if path.stat().st_size > 1 << 20:
             return None
         data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nesting deeper than json allows
         return None
     if not isinstance(data, dict) or not isinstance(data.get("files"), list):
         return None

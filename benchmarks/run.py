@@ -543,16 +543,26 @@ def main() -> None:
             ),
         ),
     ]
+    failed = []
     for name, step in steps:
         if only and name not in only:
             continue
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        step()
+        try:
+            step()
+        except Exception:  # one broken step must not lose the others' figures
+            import traceback
+
+            traceback.print_exc()
+            failed.append(name)
+            results += [f"### {name}: FAILED (the traceback is on stderr; no figures)", ""]
     text = "\n".join(results)
-    # A partial run (OMNITOK_BENCH_ONLY) must not replace the full figures.
-    name = "RESULTS.partial.md" if only else "RESULTS.md"
+    # A partial or failed run must not replace the full figures.
+    name = "RESULTS.partial.md" if only or failed else "RESULTS.md"
     (Path(__file__).parent / name).write_text(text)
     print(text)
+    if failed:
+        sys.exit(f"benchmark steps failed: {', '.join(failed)} (results in benchmarks/{name})")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import shutil
 import statistics
 import threading
 import time
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -60,11 +61,8 @@ def latency(texts: list[str], work: Path, results: list[str]) -> None:
         cache = TieredCache(CacheSettings(work / "lat", l3_url=server.url, bloom=False))
         for name, tier in (("L1", cache.l1), ("L2", cache.l2), ("L3", cache.l3)):
             # L3 takes the largest value it may store or read, as TieredCache gives it
-            if name == "L3":
-                put = lambda items, tier=tier: tier.set_many(items, MAX_VALUE_BYTES)  # noqa: E731
-                get = lambda keys, tier=tier: tier.get_many(keys, MAX_VALUE_BYTES)  # noqa: E731
-            else:
-                put, get = tier.set_many, tier.get_many
+            limit = {"limit": MAX_VALUE_BYTES} if name == "L3" else {}
+            put, get = partial(tier.set_many, **limit), partial(tier.get_many, **limit)
             put({k: 123 for k in batch_keys})
             single_get = _per_op(lambda get=get: get([batch_keys[7]]), 2000 if name != "L1" else 20000)
             batched_get = _per_op(lambda get=get: get(batch_keys), 20) / len(batch_keys)

@@ -340,7 +340,8 @@ def main() -> None:
     ap.add_argument("--n-retention", type=int, default=100)
     ap.add_argument("--n-speed", type=int, default=50)
     ap.add_argument("--n-pairs", type=int, default=100)
-    ap.add_argument("--rounds", type=int, default=2, help="BERTScore: runs of each scorer, in turn")
+    ap.add_argument("--rounds", type=int, choices=range(1, 11), default=2, metavar="1..10",
+                    help="BERTScore: runs of each scorer, in turn")  # fmt: skip
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--skip", default="", help="comma-separated: speed, retention, bertscore")
     a = ap.parse_args()

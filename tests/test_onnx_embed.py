@@ -296,3 +296,46 @@ def test_auto_is_cpu_here_and_cuda_without_a_gpu_is_exit_2(tmp_path):
         timeout=120,
     )
     assert r.returncode == 2 and "--device must be one of auto, cpu, cuda" in r.stderr
+
+
+def test_a_damaged_cached_export_is_made_again(tmp_path):
+    """A cached model.onnx that ONNX Runtime cannot load (cut short, overwritten) was a traceback
+    from `omnitok validate`; it is exported again and the run gives the same scores."""
+    import json
+    import os
+
+    omnitok = str(Path(sys.executable).with_name("omnitok"))
+    env = {**os.environ, "OMNITOK_HOME": str(tmp_path / "home")}
+    args = [omnitok, "validate", "--metrics", "bertscore", "--no-cache", "--format", "jsonl",
+            "--original", "The cat sat on the mat near the door.", "--compressed", "cat sat on mat"]  # fmt: skip
+
+    def scores():
+        r = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+        assert r.returncode == 0, r.stderr
+        row = json.loads(r.stdout.splitlines()[0])
+        return [row[f"bertscore_{k}"] for k in ("precision", "recall", "f1")]
+
+    good = scores()
+    (export,) = (tmp_path / "home" / "assets" / "onnx").glob("*/model.onnx")
+    size = export.stat().st_size
+    export.write_bytes(b"not a model")
+    assert scores() == good
+    assert export.stat().st_size == size  # made again, whole
+
+
+def test_an_export_that_cannot_be_loaded_twice_is_an_asset_error(tmp_path, monkeypatch):
+    from omnitok.embedding import onnx
+    from omnitok.errors import AssetError
+
+    bad = tmp_path / "model.onnx"
+    made = []
+
+    def exported(*a, **k):
+        made.append(a)
+        bad.write_bytes(b"not a model")
+        return bad
+
+    monkeypatch.setattr(onnx, "exported", exported)
+    with pytest.raises(AssetError, match=r"model\.onnx: ONNX Runtime cannot load this export"):
+        onnx.OrtEncoder(default_model_dir(), 1)
+    assert len(made) == 2  # tried once more after removing the first

@@ -254,19 +254,31 @@ class OrtEncoder:
 
         from . import MAX_BATCH, MAX_TOKENS, cores, model_config
 
-        path = exported(model_dir, num_layers, precision)
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         so.inter_op_num_threads = 1
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            str(path),
-            so,
-            providers=["CPUExecutionProvider"],
-            disabled_optimizers=DISABLED_OPTIMIZERS,
-        )
+
+        def session(path: Path):
+            return ort.InferenceSession(
+                str(path), so, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS
+            )
+
+        path = exported(model_dir, num_layers, precision)
+        try:
+            self.session = session(path)
+        except Exception:  # noqa: BLE001 - ONNX Runtime's own error types (InvalidProtobuf, Fail, ...)
+            # a cached export this runtime cannot load (damaged, cut short, from elsewhere): made again once
+            path.unlink(missing_ok=True)
+            path = exported(model_dir, num_layers, precision)
+            try:
+                self.session = session(path)
+            except Exception as e:  # noqa: BLE001
+                from ..errors import AssetError
+
+                raise AssetError(f"{path}: ONNX Runtime cannot load this export: {e}") from None
         self.hidden_size = int(model_config(model_dir)["hidden_size"])
         self.name = f"onnxruntime-{precision}"
         self.parallel = cores()

@@ -207,6 +207,35 @@ def test_damaged_database_means_memory_only_with_right_counts(case, warm_dir, re
     assert any(said in w and "using memory only" in w for w in warnings_seen), warnings_seen
 
 
+def _settings_only(d: Path, rows: list[tuple[str, object]]) -> None:
+    """cache.db as diskcache leaves it between making its Settings table and its Cache table."""
+    d.mkdir(exist_ok=True)
+    con = sqlite3.connect(d / DB_FILE)
+    con.execute("CREATE TABLE Settings ( key TEXT NOT NULL UNIQUE, value)")
+    con.executemany("INSERT INTO Settings VALUES (?, ?)", rows)
+    con.commit()
+    con.close()
+
+
+def test_a_cache_another_process_is_creating_is_used_not_refused(tmp_path, reference, warnings_seen):
+    """Several processes opening a new cache directory at once: diskcache makes Settings, fills it
+    and only then makes Cache, outside one transaction, so one process could find Settings alone.
+    It was taken for another program's database (memory only, every write lost: a flaky test of
+    three writers showed it); it is a cache being made, which diskcache completes."""
+    d = tmp_path / "l2"
+    _settings_only(d, [("count", 0), ("size", 0), ("statistics", 0)])
+    inspect(d)  # not refused
+    tokens, stats = count_with_cache(d)
+    assert tokens == reference and not warnings_seen
+    tokens, stats = count_with_cache(d)
+    assert tokens == reference and stats["l2_hits"] == len(TEXTS)
+    # the same table with a setting diskcache never writes is still refused
+    d2 = tmp_path / "other"
+    _settings_only(d2, [("count", 0), ("owner", "someone")])
+    with pytest.raises(Exception, match="unknown setting 'owner'"):
+        inspect(d2)
+
+
 def test_foreign_database_is_never_written(warm_dir, warnings_seen):
     _db_foreign(warm_dir)
     before = (warm_dir / DB_FILE).read_bytes()

@@ -100,10 +100,15 @@ def inspect(directory: Path) -> None:
         tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not tables:
             return
-        if not {"Cache", "Settings"} <= tables:
+        # diskcache makes Settings, fills it, then makes Cache, not in one transaction: a database
+        # with diskcache's Settings table alone is one another process is creating right now
+        # (several processes opening a new cache directory at once), which diskcache completes
+        settings_columns = [row[1] for row in con.execute("PRAGMA table_info(Settings)")]
+        creating = tables == {"Settings"} and settings_columns == ["key", "value"]
+        if not creating and not {"Cache", "Settings"} <= tables:
             raise DamagedCache(path, "foreign", f"is not an omnitok cache (tables: {', '.join(sorted(tables)[:5])})")
         columns = {row[1] for row in con.execute("PRAGMA table_info(Cache)")} | {"rowid"}
-        if not columns >= CACHE_COLUMNS:
+        if not creating and not columns >= CACHE_COLUMNS:
             raise DamagedCache(path, "damaged", "has a broken Cache table (columns missing)")
         known = set(diskcache.DEFAULT_SETTINGS) | set(METADATA)
         for key, value in con.execute("SELECT key, value FROM Settings LIMIT 100"):

@@ -80,6 +80,7 @@ def isolated_cache(tmp_path, monkeypatch):
     """Every test gets its own L2 directory and no L3, so no test sees another's cached counts."""
     monkeypatch.setenv("OMNITOK_CACHE_DIR", str(tmp_path / "omnitok-cache"))
     monkeypatch.delenv("L3_CACHE_URL", raising=False)
+    monkeypatch.delenv("OMNITOK_L3_SECRET", raising=False)
 
 
 @pytest.fixture
@@ -93,3 +94,27 @@ def warnings_seen():
     yield seen
     notices.set_handler(None)
     notices.reset()
+
+
+# The slowest modules first (tests run in parallel, a module to a worker: `make test`'s -n and
+# --dist loadfile), so the long ones do not start last and leave one worker running alone at the end.
+SLOW_FIRST = (
+    "test_ray.py",
+    "test_secrets.py",
+    "test_onnx_embed.py",
+    "test_serve.py",
+    "test_tokens_cli.py",
+    "test_hf_padding.py",
+    "test_gguf.py",
+    "test_cpu_work.py",
+    "test_shared_state.py",
+    "test_bundle.py",
+    "test_serve_edge.py",
+    "test_cache_safety.py",
+    "test_online.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))

@@ -127,11 +127,12 @@ def test_interrupted_run_leaves_output_untouched(tmp_path):
         stdin=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    p.stdin.write(ROWS * 50)
+    p.stdin.write(ROWS * 60_000)  # 3 MB: past stdin's first block, so the output is open (.tmp) while stdin is
     p.stdin.flush()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(n.endswith(".tmp") for n in os.listdir(tmp_path)):
         time.sleep(0.02)
+    assert any(n.endswith(".tmp") for n in os.listdir(tmp_path)), "the run never opened its output"
     p.send_signal(signal.SIGINT)
     p.stdin.close()
     p.wait(timeout=60)

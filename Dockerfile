@@ -1,6 +1,12 @@
 # syntax=docker/dockerfile:1
-# omnitok serve in a container: `docker build -t omnitok .` then
-#   docker run --rm -p 8001:8001 omnitok
+# omnitok serve in a container: `docker build -t omnitok .` then, with the bearer token in ./token,
+#   docker run --rm -p 8001:8001 -v "$PWD/token:/run/secrets/omnitok-token:ro" omnitok
+# (Docker Compose and Swarm secrets mount at that path too: a secret named omnitok-token.)
+#
+# The server listens on every interface of the container, so it requires the token: clients send
+# `Authorization: Bearer <token>` (the probes /healthz and /readyz need none). Without the file it
+# does not start. To answer only the names clients use, run it with the whole CMD below plus
+# `--allowed-host api.example.com --allowed-host 127.0.0.1` (the second for the HEALTHCHECK).
 #
 # Two stages. The builder installs omnitok with its serve and cache extras into a virtual
 # environment and bakes the tokenizer files in with `omnitok bundle install` (a bundle made from a
@@ -49,4 +55,4 @@ EXPOSE 8001
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8001/healthz', timeout=4).status != 200)"]
 ENTRYPOINT ["omnitok", "serve"]
-CMD ["--host", "0.0.0.0", "--port", "8001"]
+CMD ["--host", "0.0.0.0", "--port", "8001", "--auth-token-file", "/run/secrets/omnitok-token"]

@@ -13,6 +13,11 @@ counts locally (no cache tiers, no provider: nothing that waits on I/O) and is f
 That bounds how long the loop is held: benchmarks/serve_bench.py prints the longest such count
 over inputs chosen to be slow (the README quotes it under the REST API's throughput).
 
+Provider calls can be bounded (set_upstream_limits, as `omnitok serve` does): each acount,
+acount_batch, acount_rows, acompress and avalidate call is then one request with its own budget
+of calls, and the calls in flight are bounded process-wide (omnitok.remote.budget). The library
+code runs in a copy of the caller's context, so context variables reach it as in a direct call.
+
 Counter and Compressor objects are kept per (model, options) and lent to one call at a time: a
 tokenizer loads once per process, and no two threads share an object's per-call state (a cache's
 statistics, a fallback's `last_meta`). A counter whose online strategy fell back offline is
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import os
 import threading
@@ -47,6 +53,7 @@ __all__ = [
     "counter_lease",
     "run_sync",
     "set_threads",
+    "set_upstream_limits",
 ]
 
 ON_ERROR = ("stop", "skip", "record")
@@ -75,10 +82,30 @@ def _pool_executor() -> ThreadPoolExecutor:
         return _executor
 
 
+def set_upstream_limits(per_request: int | None, concurrency: int | None) -> None:
+    """Bound provider calls (online counts): at most `per_request` for one acount, acount_batch,
+    acount_rows, acompress or avalidate call (beyond: UpstreamLimitError, and the call past it is never sent), at most
+    `concurrency` in flight at once in this process. None: no bound (the default). Cache hits
+    make no call."""
+    from .remote import budget
+
+    budget.configure(per_request, concurrency)
+
+
 async def run_sync(fn: Callable, /, *args, **kwargs):
-    """`fn(*args, **kwargs)` in omnitok's thread pool, awaited."""
+    """`fn(*args, **kwargs)` in omnitok's thread pool, awaited, in a copy of the caller's context
+    (run_in_executor alone would run it in the pool thread's own)."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_pool_executor(), functools.partial(fn, *args, **kwargs))
+    ctx = contextvars.copy_context()
+    return await loop.run_in_executor(_pool_executor(), functools.partial(ctx.run, fn, *args, **kwargs))
+
+
+async def _request(fn: Callable, /, *args, **kwargs):
+    """run_sync as one request: under a fresh budget of provider calls when set_upstream_limits
+    set one."""
+    from .remote import budget
+
+    return await run_sync(budget.fresh, fn, *args, **kwargs)
 
 
 # --- objects lent per (model, options) -----------------------------------------------------------
@@ -273,12 +300,12 @@ async def acount(item: str | Sequence[dict], model: str | None = None, **options
         r = count_inline(item, model, **options)
         if r is not None:
             return r
-    return (await run_sync(_count_batch, [item], model, options))[0]
+    return (await _request(_count_batch, [item], model, options))[0]
 
 
 async def acount_batch(items: Iterable[str | Sequence[dict]], model: str | None = None, **options):
     """omnitok.count_batch in the thread pool: CountResults in input order."""
-    return await run_sync(_count_batch, list(items), model, options)
+    return await _request(_count_batch, list(items), model, options)
 
 
 def _records(items: Sequence[Any], extractor, source: str):
@@ -334,7 +361,7 @@ def count_rows(
 
 async def acount_rows(items: Sequence[Any], model: str | None = None, **kwargs) -> tuple[list[dict], dict]:
     """count_rows in the thread pool."""
-    return await run_sync(count_rows, list(items), model, **kwargs)
+    return await _request(count_rows, list(items), model, **kwargs)
 
 
 # --- compress and validate -----------------------------------------------------------------------
@@ -360,14 +387,14 @@ async def acompress(
     """omnitok.compress in the thread pool (a CompressResult)."""
     budgets = {"budget": budget, "ratio": ratio, "target_compression": target_compression}
     options = {"method": method, "gap_marker": gap_marker, **options}
-    return await run_sync(_compress, context, query, model, budgets, options)
+    return await _request(_compress, context, query, model, budgets, options)
 
 
 async def avalidate(original: str, compressed: str, **kwargs):
     """omnitok.validate in the thread pool (a ValidationResult)."""
     from .validation import validate
 
-    return await run_sync(validate, original, compressed, **kwargs)
+    return await _request(validate, original, compressed, **kwargs)
 
 
 # --- statistics and shutdown ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ The config file is TOML at $OMNITOK_CONFIG, else $XDG_CONFIG_HOME/omnitok/config
     [cache]                          # omnitok.cache.CacheSettings fields
     directory = "/var/cache/omnitok"
     l3_url = "redis://127.0.0.1:6379/0"
+    l3_secret_file = "/run/secrets/omnitok-l3"   # L3 values tagged (HMAC) with this secret
 
 Everything read is checked here, in one place: a value of the wrong type or out of range is a
 UsageError naming the file, the key and what is allowed; an unknown key or section is a warning
@@ -29,6 +30,8 @@ from . import notices
 from .errors import UsageError
 
 HASH_ALGORITHMS = ("blake3", "sha256")
+L3_SECRET_ENV = "OMNITOK_L3_SECRET"  # the L3 secret itself (else [cache] l3_secret_file names a file)
+L3_SECRET_CHARS = (16, 4096)  # a secret's length, stripped of surrounding white space
 L3_SCHEMES = ("redis", "rediss", "valkey", "valkeys", "unix")
 MAX_BLOOM_BITS = 2**32  # 512 MiB of filter: a bound on what a setting (or a file) can make us allocate
 TOP_LEVEL = ("prefer_offline", "local_model_dirs", "cache")
@@ -183,6 +186,56 @@ def _algorithm(value) -> str:
     return value
 
 
+def _secret_file(value) -> str:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise Invalid(f"must be the path of a file holding the L3 secret, not {shown(value)}")
+    return value
+
+
+SECRET_HINT = "make one with: openssl rand -hex 32"
+
+
+def check_l3_secret(value, where: str) -> str:
+    """The L3 secret (surrounding white space stripped): one line of 16 to 4096 characters. The
+    message never shows it."""
+    low, high = L3_SECRET_CHARS
+    text = value.strip() if isinstance(value, str) else ""
+    printable = all(32 <= ord(c) != 127 and not 0xD800 <= ord(c) <= 0xDFFF for c in text)
+    if not (low <= len(text) <= high and printable):
+        raise UsageError(f"{where}: must be one line of {low} to {high:,} characters", hint=SECRET_HINT)
+    return text
+
+
+def read_l3_secret_file(path, where: str) -> str:
+    """The L3 secret held in the file at `path` (one line of 16 to 4096 characters); a message
+    names the file, never its content."""
+    import stat
+
+    path = Path(os.path.expanduser(os.fspath(path)))
+    low, high = L3_SECRET_CHARS
+    try:
+        # O_NONBLOCK: a FIFO or device at that path is refused below instead of waited on
+        with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise UsageError(f"{where}: must name a file holding the L3 secret, not {shown(str(path))}")
+            data = f.read(4 * high + 1)  # a bound on what a wrong path makes us read
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise UsageError(
+            f"{where}: must name a readable file holding the L3 secret, not {shown(str(path))} ({why})"
+        ) from None
+    try:
+        return check_l3_secret(data.decode("utf-8"), where)
+    except (UnicodeDecodeError, UsageError):
+        raise UsageError(
+            f"{where}: must name a file holding one line of {low} to {high:,} characters (the L3 secret), "
+            f"not {shown(str(path))}",
+            hint=SECRET_HINT,
+        ) from None
+
+
 def redact_url(url: str) -> str:
     """`url` fit to print (omnitok.redact, one implementation for every URL shown): password and
     secret query parameters masked, an L3 URL's user name kept."""
@@ -255,6 +308,7 @@ CACHE_RULES = {
     "l2_size_mb": lambda v: _number(v, 0, 10**9, low_open=True),
     "l3_ttl": lambda v: _ttl(v, whole=True, high=100 * 365 * 86400),
     "l3_prefix": _prefix,
+    "l3_secret_file": _secret_file,
     "l3_timeout": lambda v: _number(v, 0, 3600, low_open=True),
     "hash_algorithm": _algorithm,
     "bloom": _bool,

@@ -66,7 +66,7 @@ def recorded_stats(tiers: TieredCache) -> dict:
     data: dict = {"l2_dir": str(directory) if directory is not None else None}
     counts = stored.get(recorded_in, {})
     data.update(stats_view(counts, l1_size=tiers.l1.size(), l2_size=sizes["l2_size"], bloom=tiers.bloom_info()))
-    data.update(counts_recorded_in=recorded_in, l2_bytes=sizes["l2_bytes"], l3=tiers.l3 is not None)
+    data.update(counts_recorded_in=recorded_in, l2_bytes=sizes["l2_bytes"], l3=tiers.l3_in_use())
     data["l3_size"] = sizes["l3_size"]
     if recorded_in == "l2" and "l3" in stored:  # L3's own record: every host that shares it
         data["l3_recorded"] = stats_view(stored["l3"], sizes=False)

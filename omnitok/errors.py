@@ -13,6 +13,35 @@ EXIT_NOT_EXACT = 5  # --strict: a count would not be exact (no exact strategy, o
 EXIT_GATE_FAILED = 6  # validate: a quality threshold failed
 EXIT_INTERRUPTED = 130
 
+VALUE_LIMIT = 200  # characters of one value from data (a model id, a field, an encoding) a message shows
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """`text` fit for a terminal: every character Python would not print raw (controls such as
+    ESC, BEL and CR, bidi overrides and other format characters, line separators, lone
+    surrogates) written as its escape (`\\x1b`, `\\u202e`), so text from data can neither move
+    the cursor, clear the screen nor reorder what a reader sees. The one escaper every message
+    to a terminal and every table cell goes through."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _ESCAPES.get(c) or _escape(ord(c)) for c in text)
+
+
+def _escape(n: int) -> str:
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
+def shown(value, limit: int = VALUE_LIMIT, quote: bool = True) -> str:
+    """A value from data as a message shows it: quoted (as repr quotes it), escaped (printable)
+    and cut to `limit` characters with an ellipsis and its length, so a 5,000-character model id
+    makes a one-line message."""
+    text = str(value)
+    cut = len(text) > limit
+    head = text[:limit] if cut else text
+    head = repr(head) if quote else printable(head)
+    return f"{head}... ({len(text):,} characters)" if cut else head
+
 
 class OmnitokError(Exception):
     """Base class: an error with a user-facing message and an exit code."""
@@ -42,7 +71,7 @@ class UnknownModelError(UsageError):
         if suggestions:
             hint = "did you mean: " + ", ".join(suggestions) + "?"
         super().__init__(
-            f"unknown model {model!r}; `omnitok models` lists the known ones, "
+            f"unknown model {shown(model)}; `omnitok models` lists the known ones, "
             "and --encoding picks an encoding directly",
             hint,
         )
@@ -52,8 +81,21 @@ class UnknownModelError(UsageError):
 
 class UnknownEncodingError(UsageError):
     def __init__(self, encoding: str, known: list[str]):
-        super().__init__(f"unknown encoding {encoding!r}; known: {', '.join(known)}")
+        super().__init__(f"unknown encoding {shown(encoding)}; known: {', '.join(known)}")
         self.encoding = encoding
+
+
+class UpstreamLimitError(UsageError):
+    """One request would make more provider calls than its budget allows (omnitok serve
+    --max-upstream-per-request). The request's fault, not the provider's: never a reason to count
+    offline instead (omnitok.strategy_chain.Fallback lets it through)."""
+
+    def __init__(self, limit: int):
+        super().__init__(
+            f"this request needs more than {limit} provider calls, the limit for one request "
+            "(--max-upstream-per-request); send fewer uncached texts a request"
+        )
+        self.limit = limit
 
 
 class NotExactError(OmnitokError):

@@ -151,16 +151,34 @@ class CountOptions:
         return cls(**kwargs)
 
 
+def _check_key_env(name, url) -> None:
+    """--embedding-key-env: a variable's name that is set, for an --embedding-url."""
+    import os
+    import re
+
+    from .errors import shown
+
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise UsageError(f"--embedding-key-env takes an environment variable's name, not {shown(name)}")
+    if not url:
+        raise UsageError("--embedding-key-env names the key for --embedding-url; give --embedding-url too")
+    if not os.environ.get(name):
+        raise UsageError(f"--embedding-key-env {name}: the environment variable {name} is not set")
+
+
 @dataclass(frozen=True)
 class CompressOptions:
     """How to compress (every `omnitok compress` option that is not about input, output or the
     budget). `method` auto: combined if the embedding model is installed (or an embedding URL or
     directory is given), else bm25. Counting is offline and uncached, with `tokenizer` and
-    `engine`; `cache` / `cache_dir` are the compressed results' cache."""
+    `engine`; `cache` / `cache_dir` are the compressed results' cache. `embedding_key_env` names
+    the environment variable whose value is the key sent to `embedding_url` (the name, never the
+    key: it must be set when the options are made)."""
 
     method: str = "auto"
     embedding_url: str | None = None
     embedding_model: str | None = None
+    embedding_key_env: str | None = None
     embedding_dir: str | None = None
     gap_marker: str | None = None
     dedup: bool = True
@@ -176,6 +194,8 @@ class CompressOptions:
         if self.weights is not None and not isinstance(self.weights, Weights):
             raise TypeError(f"weights must be a Weights, not {type(self.weights).__name__}")
         _check_cache_mode(self.cache)
+        if self.embedding_key_env is not None:
+            _check_key_env(self.embedding_key_env, self.embedding_url)
 
     def __repr__(self) -> str:
         return _masked_repr(self, ("embedding_url",))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ExtractError  # noqa: F401 - where records' users have always found it
+from .errors import ExtractError, shown  # noqa: F401 - ExtractError: where records' users have always found it
 
 
 @dataclass(slots=True)
@@ -166,7 +166,7 @@ class Extractor:
                 return self._one(obj, "messages")
             if "text" in obj:
                 return self._one(obj, "text")
-            keys = ", ".join(list(obj)[:10]) or "none"
+            keys = field_names(obj)
             raise ExtractError(f"no 'text' or 'messages' field; pass --field (record has: {keys})")
         if len(self.fields) == 1:
             return self._one(obj, self.fields[0])
@@ -175,7 +175,7 @@ class Extractor:
         for name in self.fields:
             value = self._value(obj, name)
             if not isinstance(value, str):
-                raise ExtractError(f"field {name!r} is {type_name(value)}, expected a string")
+                raise ExtractError(f"field {shown(name)} is {type_name(value)}, expected a string")
             framed, extra = self.framing.text(value)
             texts += framed
             overhead += extra
@@ -184,8 +184,8 @@ class Extractor:
     def _value(self, obj: Any, name: str) -> Any:
         value = get_path(obj, name) if isinstance(obj, (dict, list)) else _MISSING
         if value is _MISSING:
-            keys = ", ".join(list(obj)[:10]) if isinstance(obj, dict) else type_name(obj)
-            raise ExtractError(f"field {name!r} missing (record has: {keys})")
+            keys = field_names(obj) if isinstance(obj, dict) else type_name(obj)
+            raise ExtractError(f"field {shown(name)} missing (record has: {keys})")
         return value
 
     def _one(self, obj: Any, name: str) -> tuple[list[str], int, None]:
@@ -207,7 +207,12 @@ class Extractor:
                     if tools:
                         extra["tools"] = tools
             return (*self.framing.chat(messages, name, **extra), None)
-        raise ExtractError(f"field {name!r} is {type_name(value)}, expected a string or a messages array")
+        raise ExtractError(f"field {shown(name)} is {type_name(value)}, expected a string or a messages array")
+
+
+def field_names(obj: dict) -> str:
+    """A record's first field names, as an error message lists them (each cut and escaped)."""
+    return ", ".join(shown(k, quote=False) for k in list(obj)[:10]) or "none"
 
 
 def record_of(extractor, pos: int, source: str | None, line: int | None, obj: Any) -> Record:

@@ -1,17 +1,22 @@
 """Keep credentials out of everything a user sees: URLs with their userinfo and secret query
 parameters masked, and a provider's text scrubbed of the keys it was sent before it is cut short.
 
-A provider's answer is hostile text: it may echo the key whole, URL-encoded, base64-encoded or
-already cut by the provider, so `scrub` masks every run of 8+ characters shared with a secret
-(in any of those forms), credential-looking `name: value` / `name=value` pairs and any URL in it,
-and only then is the text truncated (`excerpt`), so a cut never leaves most of a key showing.
+`mask_secrets` is the one masker of known secrets (the CLI's messages, the server's error bodies
+and every provider's text go through it). A provider's answer is hostile text: it may echo the
+key whole or cut, in another case, percent-encoded, JSON- or HTML-escaped (a character at a time,
+even mixed), base64- or hex-encoded (alone or inside `user:key`, as Basic auth sends it), so it
+masks every run of 8+ characters shared with a secret in any of those forms, compared
+case-insensitively after decoding the escapes. `scrub` adds credential-looking `name: value` /
+`name=value` pairs, key shapes and URLs, and only then is the text truncated (`excerpt`), so a cut
+never leaves most of a key showing.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import re
-from urllib.parse import quote, quote_plus, unquote
+from urllib.parse import unquote
 
 MASK = "***"
 MIN_RUN = 8  # a shared run this long is treated as a piece of the secret
@@ -28,7 +33,7 @@ _PAIR = re.compile(
     r"((?:bearer|basic|token|aws4-hmac-sha256)\s+)?([^\s\"'&,;<>}\]\\]+)"
 )
 # Key shapes of the providers omnitok talks to, whoever's key they are.
-_KEY_SHAPES = re.compile(r"\b(?:sk-[A-Za-z0-9_\-]{16,}|AIza[0-9A-Za-z_\-]{20,}|(?:AKIA|ASIA)[0-9A-Z]{12,})")
+_KEY_SHAPES = re.compile(r"(?i)\b(?:sk-[A-Za-z0-9_\-]{16,}|AIza[0-9A-Za-z_\-]{20,}|(?:AKIA|ASIA)[0-9A-Z]{12,})")
 _URL = re.compile(r"(?i)\b[a-z][a-z0-9+.\-]*://[^\s\"'<>]+")
 _PARAM = re.compile(rf"(?i)([?&#;](?:{_SECRET_NAMES}|x-amz-[a-z\-]+|code|auth)=)[^&#\s]*")
 
@@ -90,29 +95,102 @@ def origin(url: str) -> str:
 
 
 def secret_forms(secret: str) -> set[str]:
-    """The ways a provider could echo `secret`: as is, URL-encoded, JSON-escaped, and the base64
-    of it at each of the three alignments it could have inside a longer encoded text (only the
-    characters that depend on the secret alone)."""
-    forms = {secret, quote(secret, safe=""), quote_plus(secret), secret.replace("/", "\\/")}
-    raw = secret.encode()
+    """The forms of `secret` a provider could echo that decoding an escape does not undo, as
+    mask_secrets compares them (lower case): the secret, as is and with its own escapes decoded
+    (a URL password's `%40`), its UTF-8 bytes one character each (what
+    a percent-encoded non-ASCII character decodes to, a byte at a time), `+` for a space, its hex,
+    and its base64 (standard and URL-safe) at each of the three alignments it could have inside a
+    longer encoded text such as `user:key` (from the first group made of the secret's bytes alone;
+    the last, short group is the secret's too when it ends the encoded text, as in Basic auth)."""
+    raw = secret.encode("utf-8", "surrogatepass")
+    forms = {secret, _decode(secret)[0], raw.decode("latin-1"), secret.replace(" ", "+"), raw.hex()}
     for pad in range(3):
         for enc in (base64.b64encode, base64.urlsafe_b64encode):
             text = enc(b"\0" * pad + raw).decode().rstrip("=")
             start = 4 if pad else 0  # the first group mixes in bytes that are not the secret's
-            whole = (pad + len(raw)) // 3 * 4  # groups made only of the secret's bytes
-            forms.add(text[start:whole])
-    return {f for f in forms if f}
+            if len(text) - start >= MIN_RUN:  # a shorter piece would mask ordinary words
+                forms.add(text[start:])  # to the end: a last short group is the secret's too, at the end
+    return {_fold(f) for f in forms if f}
+
+
+def mask_secrets(text: str, secrets=()) -> str:
+    """`text` with every known secret masked (MASK), whole or in part: any run of MIN_RUN+
+    characters (a shorter secret: the whole of it) shared with one of its forms (secret_forms),
+    compared case-insensitively after each escape in `text` is decoded (`%2F`, `\\u002f`,
+    `\\x2f`, `&#47;`, `&#x2f;`, `\\/`). The one masker of known secrets: the text around them is
+    left as it was."""
+    secrets = tuple(sorted({s for s in secrets if s}))
+    if not secrets or not text:
+        return text
+    decoded, starts = _decode(text)
+    hit = [False] * len(decoded)
+    for n, wanted in _grams(secrets):
+        for i in range(len(decoded) - n + 1):
+            if decoded[i : i + n] in wanted:
+                hit[i : i + n] = [True] * n
+    if not any(hit):
+        return text
+    out, i = [], 0
+    while i < len(decoded):
+        j = i
+        while j < len(decoded) and hit[j] == hit[i]:
+            j += 1
+        out.append(MASK if hit[i] else text[starts[i] : starts[j]])
+        i = j
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _grams(secrets: tuple[str, ...]) -> tuple[tuple[int, frozenset[str]], ...]:
+    """(run length, the runs of that length) of the secrets' forms: MIN_RUN, or a shorter form's
+    whole length. Cached: a server masks every error body with the same secrets."""
+    grams: dict[int, set[str]] = {}
+    for secret in secrets:
+        for form in secret_forms(secret):
+            n = min(MIN_RUN, len(form))
+            grams.setdefault(n, set()).update(form[i : i + n] for i in range(len(form) - n + 1))
+    return tuple((n, frozenset(g)) for n, g in grams.items())
+
+
+# An escaped character: %XX, \uXXXX, \xXX, &#N; / &#xX;, or a backslash-escaped / " ' \.
+_ESCAPE = re.compile(
+    r"%([0-9A-Fa-f]{2})|\\u([0-9A-Fa-f]{4})|\\x([0-9A-Fa-f]{2})|&#[xX]([0-9A-Fa-f]{1,6});|&#([0-9]{1,7});|\\([/\"'\\])"
+)
+
+
+def _decode(text: str) -> tuple[str, list[int]]:
+    """`text` with each escape decoded to its character, case-folded (_fold), and where each
+    character of the result starts in `text` (one more at the end: its length)."""
+    chars: list[str] = []
+    starts: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        m = _ESCAPE.match(text, i) if text[i] in "%\\&" else None
+        if m is None:
+            c, j = text[i], i + 1
+        else:
+            hexa = m.group(1) or m.group(2) or m.group(3) or m.group(4)
+            code = int(hexa, 16) if hexa else int(m.group(5)) if m.group(5) else None
+            c = m.group(6) if code is None else chr(min(code, 0x10FFFF))
+            j = m.end()
+        chars.append(c)
+        starts.append(i)
+        i = j
+    starts.append(n)
+    return _fold("".join(chars)), starts
+
+
+def _fold(text: str) -> str:
+    """Lower case, one character for one (a character whose lower case is longer stays)."""
+    low = text.lower()
+    return low if len(low) == len(text) else "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
 
 
 def scrub(text: str, secrets=()) -> str:
-    """`text` with every secret masked: whole or in part (any run of 8+ characters shared with a
-    secret or one of its encoded forms), credential-looking pairs, known key shapes, and URLs.
-    Only the first SCAN_LIMIT characters are kept; callers cut shorter afterwards."""
-    text = text[:SCAN_LIMIT]
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        for form in sorted(secret_forms(secret), key=len, reverse=True):
-            text = text.replace(form, MASK)
-    text = _mask_runs(text, [s for s in secrets if s])
+    """`text` with every secret masked: whole or in part, in any case or encoding (mask_secrets),
+    credential-looking pairs, known key shapes, and URLs. Only the first SCAN_LIMIT characters are
+    kept; callers cut shorter afterwards."""
+    text = mask_secrets(text[:SCAN_LIMIT], secrets)
     text = _URL.sub(lambda m: redact_url(m.group(0)), text)
     text = _PAIR.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{MASK}", text)
     return _KEY_SHAPES.sub(MASK, text)
@@ -122,30 +200,3 @@ def excerpt(text: str, secrets=(), limit: int = 200) -> str:
     """Scrub first, then cut to `limit` characters: what of a provider's text may be shown."""
     text = scrub(text, secrets).strip()
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
-
-
-def _mask_runs(text: str, secrets: list[str]) -> str:
-    """Mask every run of MIN_RUN+ characters that also occurs in a secret (or an encoded form):
-    what is left of a key a provider cut, or echoed with a few characters changed."""
-    grams: set[str] = set()
-    for secret in secrets:
-        for form in secret_forms(secret):
-            grams.update(form[i : i + MIN_RUN] for i in range(len(form) - MIN_RUN + 1))
-    if not grams or len(text) < MIN_RUN:
-        return text
-    hit = [False] * len(text)
-    for i in range(len(text) - MIN_RUN + 1):
-        if text[i : i + MIN_RUN] in grams:
-            hit[i : i + MIN_RUN] = [True] * MIN_RUN
-    if not any(hit):
-        return text
-    out, i = [], 0
-    while i < len(text):
-        if hit[i]:
-            while i < len(text) and hit[i]:
-                i += 1
-            out.append(MASK)
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)

@@ -119,7 +119,8 @@ class OnlineFraming:
 class Fallback:
     """An online strategy with the offline one behind it: on a failure that survived the retries,
     warn once and count the rest of the run offline. `last_meta` says, for the last batch, which
-    items the fallback counted."""
+    items the fallback counted. Only a provider's failure (RemoteError) falls back: a request over
+    its budget of provider calls (UpstreamLimitError) is the request's fault and goes through."""
 
     exact = True
     in_process = True

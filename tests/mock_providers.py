@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
 
 API_KEY = "sk-test-SECRET-0123456789"
 
@@ -203,9 +204,9 @@ class MockProviders:
                 if self.path == "/llamacpp/tokenize":
                     n = words(body["content"]) + (1 if body.get("add_special") else 0)
                     return "llamacpp", (200, {"tokens": list(range(n))})
-                m = re.fullmatch(r"/model/([\w.:\-]+)/count-tokens", self.path)
-                if m:
-                    return "bedrock", self._bedrock(body, h, m.group(1))
+                m = re.fullmatch(r"/model/([\w.:%\-]+)/count-tokens", self.path)
+                if m:  # modelId is one URI label, percent-encoded as botocore sends it (`v1%3A0`)
+                    return "bedrock", self._bedrock(body, h, unquote(m.group(1)))
                 return "unknown", (404, {"error": {"message": f"no route {self.path}"}})
 
             def _anthropic(self, body, h):

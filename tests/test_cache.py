@@ -100,7 +100,9 @@ def test_l3_unreachable_at_start(tmp_path, warnings_seen):
     from .redis_server import free_port
 
     cache = TieredCache(settings(tmp_path, l3_url=f"redis://127.0.0.1:{free_port()}/0", l3_timeout=0.5))
-    assert cache.l3 is None and cache.l2 is not None
+    # kept, down: reconnected in the background once it answers (tests/security/test_shared_state.py)
+    assert not cache.l3_in_use() and cache.l2 is not None
+    assert cache.get_many(["t:k"]) == [None] and cache.run_stats()["tier_errors"]["l3"] == 1
     assert len(warnings_seen) == 1 and "unreachable" in warnings_seen[0]
     cache.close()
 
@@ -268,9 +270,14 @@ def test_verify_finds_a_wrong_entry(cli, tmp_path):
     assert r.code == 0 and orjson.loads(r.out)["mismatched"] == 0 and orjson.loads(r.out)["cached"] == 10
     import diskcache
 
+    from omnitok.cache.disk import seal
+
     raw = diskcache.Cache(d)
     key = next(k for k in raw.iterkeys() if isinstance(k, str) and not k.startswith("__"))
-    raw.set(key, 999_999)
+    raw.set(key, 999_999)  # without its checksum: never read as a count (tests/security/test_shared_state.py)
+    r = cli("cache", "verify", "-m", "gpt-4o", "--cache-dir", d, f)
+    assert r.code == 0 and orjson.loads(r.out)["cached"] == 9
+    raw.set(key, seal(key, 999_999))  # a wrong count stored as omnitok stores it (an older tokenizer's, say)
     raw.close()
     r = cli("cache", "verify", "-m", "gpt-4o", "--cache-dir", d, f)
     assert r.code == 1 and orjson.loads(r.out)["mismatched"] == 1

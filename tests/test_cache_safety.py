@@ -297,10 +297,11 @@ def test_l2_values_of_wrong_types_are_misses(warm_dir, reference, warnings_seen)
     raw.close()
     tokens, stats = count_with_cache(warm_dir)
     assert tokens == reference
-    assert stats["malformed"] == len(WRONG_VALUES) and stats["l2_hits"] == len(TEXTS) - len(WRONG_VALUES)
-    assert any("malformed value in l2" in w for w in warnings_seen)
+    # written without omnitok's checksum (disk.seal): tier errors, as any edited entry
+    assert stats["tier_errors"]["l2"] == len(WRONG_VALUES) and stats["l2_hits"] == len(TEXTS) - len(WRONG_VALUES)
+    assert any("an entry in l2 failed its checksum" in w for w in warnings_seen)
     tokens, stats = count_with_cache(warm_dir)  # the recounted values were stored over them
-    assert tokens == reference and stats["l2_hits"] == len(TEXTS) and stats["malformed"] == 0
+    assert tokens == reference and stats["l2_hits"] == len(TEXTS) and stats["tier_errors"]["l2"] == 0
 
 
 def test_redis_values_of_wrong_types_and_huge_ones(tmp_path, redis_srv, reference, warnings_seen):

@@ -124,6 +124,7 @@ def in_range(key: str, v) -> bool:
         "l2_size_mb": lambda: finite and 0 < v <= 10**9,
         "l3_ttl": lambda: v is None or (whole and v >= 1),
         "l3_prefix": lambda: isinstance(v, str) and v and "*" not in v,
+        "l3_secret_file": lambda: v is None or isinstance(v, str),
         "l3_timeout": lambda: finite and 0 < v <= 3600,
         "hash_algorithm": lambda: v in HASH_ALGORITHMS,
         "bloom": lambda: isinstance(v, bool),

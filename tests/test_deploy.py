@@ -1,8 +1,9 @@
 """Deployment and CI files, checked without Docker, Kubernetes or GitHub: the Dockerfile parsed
 (multi-stage, non-root, assets baked in, offline, a health check, `omnitok serve` on the exposed
-port), the Kubernetes manifest's probes and ports against the app's real routes and the serve
-command's real options, and the pre-commit hook and the composite action's scripts run as the
-shell would run them, against sample files."""
+port with the bearer token a non-loopback server requires), the Kubernetes manifest's probes and
+ports against the app's real routes and the serve command's real options (the token and the Redis
+password from Secrets, never written out), and the pre-commit hook and the composite action's
+scripts run as the shell would run them, against sample files."""
 
 from __future__ import annotations
 
@@ -62,16 +63,47 @@ def serve_port(argv: list[str]) -> int:
     return 8001
 
 
-def serve_options_parse(args: list[str]) -> None:
+def serve_options_parse(args: list[str]) -> dict:
     """The arguments parse as `omnitok serve` options (names, values, range checks), without
-    starting a server."""
+    starting a server: their values by parameter name."""
     import typer
 
     from omnitok.cli.app import app
 
     group = typer.main.get_command(app)
     serve = group.commands["serve"]
-    serve.make_context("serve", list(args))
+    return serve.make_context("serve", list(args)).params
+
+
+def serve_config(args: list[str], token_file: str | None = None):
+    """The ServeConfig `omnitok serve ARGS` would run with (its checks: a non-loopback --host needs
+    a token file), the token file read from `token_file` instead of its path in the image."""
+    from omnitok.serve.config import ServeConfig
+
+    p = serve_options_parse(args)
+    return ServeConfig(
+        host=p["host"],
+        port=p["port"],
+        workers=p["workers"],
+        graceful_timeout=p["graceful_timeout"],
+        auth_token_file=token_file if p["auth_token_file"] and token_file else p["auth_token_file"],
+        no_auth=p["no_auth"],
+        allowed_hosts=tuple(p["allowed_host"] or ()),
+        body_timeout=p["body_timeout"],
+        max_inflight_mb=p["max_inflight_mb"],
+    )
+
+
+def without_token(args: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--auth-token-file":
+            skip = True
+        elif not a.startswith("--auth-token-file="):
+            out.append(a)
+    return out
 
 
 def test_dockerfile_is_multi_stage_non_root_offline_and_bakes_assets():
@@ -102,7 +134,14 @@ def test_dockerfile_runs_omnitok_serve_on_the_exposed_port():
     exposed = int(final["EXPOSE"].split("/")[0])
     assert serve_port(argv[2:]) == exposed
     assert "--host" in argv and argv[argv.index("--host") + 1] == "0.0.0.0"  # reachable from outside
-    serve_options_parse(argv[2:])
+    # ... so it requires the bearer token, read from a file where Docker mounts secrets.
+    options = serve_options_parse(argv[2:])
+    assert options["auth_token_file"].startswith("/run/secrets/") and not options["no_auth"]
+    assert serve_config(argv[2:]).auth_token_file == options["auth_token_file"]
+    from omnitok.errors import UsageError
+
+    with pytest.raises(UsageError, match="--auth-token-file"):
+        serve_config(without_token(argv[2:]))  # the image's CMD without it would not start
     check = final["HEALTHCHECK"]
     url = re.search(r"http://[^'\" ]+", check).group(0)
     assert urlsplit(url).port == exposed and urlsplit(url).path in app_routes()
@@ -136,7 +175,7 @@ def test_manifest_ports_match_the_image():
     assert ports["http"] == exposed
     # The container runs the image's ENTRYPOINT (omnitok serve) with these arguments.
     assert "command" not in c
-    serve_options_parse(c["args"])
+    serve_config(c["args"])  # accepted as the server's config: a non-loopback --host with a token
     assert serve_port(c["args"]) == exposed
     service = next(d for d in manifest() if d["kind"] == "Service" and d["metadata"]["name"] == "omnitok")
     assert service["spec"]["ports"][0]["targetPort"] in ("http", exposed)
@@ -146,6 +185,34 @@ def test_manifest_ports_match_the_image():
     # Graceful shutdown fits inside the pod's grace period.
     graceful = next(float(a.split("=", 1)[1]) for a in c["args"] if a.startswith("--graceful-timeout="))
     assert graceful < pod["terminationGracePeriodSeconds"]
+
+
+def test_manifest_token_comes_from_a_secret_file():
+    pod, c = api_container()
+    options = serve_options_parse(c["args"])
+    assert not options["no_auth"]
+    token = Path(options["auth_token_file"])
+    mount = next(m for m in c["volumeMounts"] if token.parent == Path(m["mountPath"]))
+    assert mount.get("readOnly") is True
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    secret = volume["secret"]["secretName"]
+    assert secret and (volume["secret"].get("defaultMode", 0o644) & 0o007) == 0  # not world-readable
+    # Nowhere a secret written out: every variable whose name says secret or password comes from a
+    # Secret, and a URL's password is a reference to one of those.
+    pods = [d["spec"]["template"]["spec"] for d in manifest() if d["kind"] == "Deployment"]
+    for spec in pods:
+        for container in spec["containers"]:
+            from_secrets = set()
+            for e in container.get("env", []):
+                if "secretKeyRef" in e.get("valueFrom", {}):
+                    from_secrets.add(e["name"])
+                    continue
+                assert not re.search(r"(?i)secret|password|token|auth", e["name"]), e
+                password = urlsplit(e["value"]).password if "://" in e.get("value", "") else None
+                assert password is None or re.fullmatch(r"\$\((\w+)\)", password).group(1) in from_secrets, e
+            args = container.get("args", [])
+            if "--requirepass" in args:
+                assert re.fullmatch(r"\$\((\w+)\)", args[args.index("--requirepass") + 1]).group(1) in from_secrets
 
 
 def test_manifest_probes_hit_real_routes_that_answer(tmp_path):
@@ -158,12 +225,12 @@ def test_manifest_probes_hit_real_routes_that_answer(tmp_path):
     probes = {name: c[name]["httpGet"] for name in ("livenessProbe", "readinessProbe", "startupProbe") if name in c}
     assert probes["livenessProbe"]["path"] == "/healthz" and probes["readinessProbe"]["path"] == "/readyz"
     routes = app_routes()
-    # With the manifest's token file, the probes still need no token.
+    # With the manifest's options (its token file, its host: any Host header, as the kubelet sends
+    # the pod's IP), the probes still need no token.
     token = tmp_path / "token"
     token.write_text("probe-test-token\n")
-    from omnitok.serve.config import ServeConfig
-
-    with TestClient(create_app(ServeConfig(auth_token_file=str(token)))) as client:
+    config = serve_config(c["args"], str(token))
+    with TestClient(create_app(config), base_url="http://10.1.2.3:8001") as client:
         for name, get in probes.items():
             assert get["path"] in routes, f"{name} probes {get['path']}, which the app does not serve"
             assert get["port"] in ports or get["port"] in ports.values()
@@ -179,6 +246,11 @@ def test_manifest_l3_is_the_redis_service(monkeypatch):
     env = {e["name"]: e.get("value") for e in c["env"]}
     url = urlsplit(env["L3_CACHE_URL"])
     assert url.scheme == "redis"
+    # Redis requires a password (AUTH), the same Secret key on both sides.
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e}
+    names = [e["name"] for e in c["env"]]
+    password_var = re.fullmatch(r"\$\((\w+)\)", url.password).group(1)
+    assert names.index(password_var) < names.index("L3_CACHE_URL")  # Kubernetes fills in earlier ones only
     services = {d["metadata"]["name"]: d for d in manifest() if d["kind"] == "Service"}
     svc = services[url.hostname]
     port = next(p for p in svc["spec"]["ports"] if p["port"] == url.port)
@@ -188,8 +260,12 @@ def test_manifest_l3_is_the_redis_service(monkeypatch):
         if d["kind"] == "Deployment"
         and svc["spec"]["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()
     )
-    names = {p["name"]: p["containerPort"] for p in redis["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    server = redis["spec"]["template"]["spec"]["containers"][0]
+    names = {p["name"]: p["containerPort"] for p in server["ports"]}
     assert port["targetPort"] in names or port["targetPort"] in names.values()
+    required = re.fullmatch(r"\$\((\w+)\)", server["args"][server["args"].index("--requirepass") + 1]).group(1)
+    redis_refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in server["env"] if "valueFrom" in e}
+    assert redis_refs[required] == refs[password_var]
     # omnitok reads that variable for its L3 (the same setting --l3-url gives).
     from omnitok.cache import settings_from
 

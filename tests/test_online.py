@@ -143,7 +143,8 @@ def test_bedrock_sigv4(mock):
     pytest.importorskip("botocore")
     r = omnitok.count(TEXT, model="us.anthropic.claude-sonnet-4-5-20250929-v1:0", online=True)
     assert (r.tokens, r.strategy, r.exact) == (words(TEXT), "bedrock-api", True)
-    assert mock.requests[0]["path"] == "/model/anthropic.claude-sonnet-4-5-20250929-v1:0/count-tokens"
+    # modelId goes as one percent-encoded segment, as botocore sends it (':' as %3A)
+    assert mock.requests[0]["path"] == "/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/count-tokens"
     assert "aws-SECRET-value" not in json.dumps(mock.requests[0]["headers"])
 
 

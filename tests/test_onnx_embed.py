@@ -184,6 +184,7 @@ def test_model_hash_is_remembered_until_a_file_changes(tmp_path, monkeypatch):
     from omnitok.embedding import onnx
 
     monkeypatch.setenv("OMNITOK_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(onnx, "SETTLED_NS", 0)  # files written just now: their stat may be kept at once
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text('{"hidden_size": 8}')

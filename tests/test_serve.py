@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -20,8 +19,8 @@ from pathlib import Path
 import pytest
 
 import omnitok
-from tests.console import OMNITOK
 from tests.console import omnitok as run_omnitok
+from tests.serve_server import Server, free_port
 
 pytest.importorskip("fastapi", reason="omnitok serve needs the serve extra: pip install 'omnitok[serve]'")
 pytest.importorskip("uvicorn", reason="omnitok serve needs the serve extra: pip install 'omnitok[serve]'")
@@ -31,60 +30,6 @@ httpx = pytest.importorskip("httpx", reason="the serve tests drive the server wi
 TOKEN = "serve-test-token-4f8a1c9e7b"
 CANARY_KEY = "sk-ant-canary-0123456789abcdefSECRET"
 SEEN: list[str] = []  # every response body, for the final leak check
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`omnitok serve ARGS` on a free port, up once /readyz answers 200."""
-
-    def __init__(self, tmp: Path, *args: str, env: dict | None = None, ready: bool = True):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = tmp / f"serve-{self.port}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        full_env = {**os.environ, "OMNITOK_CACHE_DIR": str(tmp / "cache"), **(env or {})}
-        full_env.pop("L3_CACHE_URL", None)
-        self.proc = subprocess.Popen(
-            [OMNITOK, "serve", "--port", str(self.port), *args],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=full_env,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"omnitok serve exited {self.proc.returncode}:\n{self.log()}")
-            try:
-                r = httpx.get(f"{self.url}/readyz" if ready else f"{self.url}/healthz", timeout=2)
-                if r.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"omnitok serve did not get ready:\n{self.log()}")
-            time.sleep(0.1)
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self._log.close()
-        return code
 
 
 def _check(response) -> None:
@@ -362,7 +307,7 @@ def test_body_limit(server, client):
     # A chunked upload (no Content-Length) is cut off once it passes the limit.
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
         s.sendall(
-            b"POST /count-tokens HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /count-tokens HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             + f"Authorization: Bearer {TOKEN}\r\n".encode()
             + b"Transfer-Encoding: chunked\r\n\r\n"
         )
@@ -440,7 +385,7 @@ def test_cors_when_origins_are_named():
     from omnitok.serve import ServeConfig, create_app
 
     app = create_app(ServeConfig(cors_origins=("https://app.example",)))
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:  # loopback: the loopback names only
         r = c.options(
             "/count-tokens", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
         )
@@ -625,7 +570,8 @@ def test_request_timeout_is_a_504():
     from omnitok.serve import ServeConfig, create_app
 
     context = " ".join(f"Sentence number {i} talks about topic {i % 97}." for i in range(20_000))
-    with TestClient(create_app(ServeConfig(request_timeout=0.001, compress_method="bm25"))) as c:
+    config = ServeConfig(request_timeout=0.001, compress_method="bm25")
+    with TestClient(create_app(config), base_url="http://127.0.0.1") as c:
         r = c.post("/compress", json={"context": context, "query": "topic 5", "budget": 100})
         assert r.status_code == 504, r.text
         assert r.json()["error"]["code"] == "timeout"

@@ -21,6 +21,7 @@ from omnitok.serve import ServeConfig, create_app  # noqa: E402
 from omnitok.serve.fast import FastCount, parse  # noqa: E402
 
 JSON = {"content-type": "application/json"}
+LOCAL = "http://127.0.0.1"  # a server bound to loopback answers the loopback names only
 LONG = "word " * 1000 + "東京 😀 " * 200  # over aio.INLINE_MAX_CHARS: counted in the thread pool
 
 # (body, headers): requests the fast path answers itself.
@@ -74,7 +75,10 @@ OTHER = [
 
 @pytest.fixture(scope="module")
 def clients():
-    with TestClient(create_app(ServeConfig())) as fast, TestClient(create_app(ServeConfig(), fast_path=False)) as slow:
+    with (
+        TestClient(create_app(ServeConfig()), base_url=LOCAL) as fast,
+        TestClient(create_app(ServeConfig(), fast_path=False), base_url=LOCAL) as slow,
+    ):
         yield fast, slow
     aio.close()
 
@@ -123,7 +127,7 @@ def test_the_fast_path_keeps_the_limits_auth_and_metrics(tmp_path):
     token.write_text("fast-path-token-0123456789\n")
     config = ServeConfig(auth_token_file=str(token), max_body_mb=0.001)  # 1048 bytes
     auth = {"authorization": "Bearer fast-path-token-0123456789", **JSON}
-    with TestClient(create_app(config)) as c:
+    with TestClient(create_app(config), base_url=LOCAL) as c:
         r = c.post("/count-tokens", content=b'{"text": "hi"}', headers=JSON)
         assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
         big = json.dumps({"text": "a" * 2000}).encode()
@@ -241,7 +245,10 @@ def test_the_fast_path_answers_as_the_route_under_other_settings(tmp_path, setti
         config, headers = ServeConfig(cors_origins=("https://app.example",)), {**JSON, "origin": "https://app.example"}
     bodies = [b'{"text": "Hello, world!", "model_id": "gpt-4"}', b'{"text": "x", "model_id": "gpt-44o"}', b"{}"]
     try:
-        with TestClient(create_app(config)) as fast, TestClient(create_app(config, fast_path=False)) as slow:
+        with (
+            TestClient(create_app(config), base_url=LOCAL) as fast,
+            TestClient(create_app(config, fast_path=False), base_url=LOCAL) as slow,
+        ):
             for body in bodies * 2:
                 a = fast.post("/count-tokens", content=body, headers=headers)
                 b = slow.post("/count-tokens", content=body, headers=headers)

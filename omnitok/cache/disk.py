@@ -7,6 +7,9 @@ Everything read back from the directory is untrusted and checked before it is us
   every setting diskcache would take from it is given explicitly instead;
 - values are plain data (ints, text): SafeDisk refuses pickles, value files outside the directory
   or larger than MAX_VALUE_BYTES, and never removes a file outside the directory;
+- each entry is stored as text with a checksum over its key and value (`seal`): an entry damaged,
+  edited in the database or copied under another key reads as DAMAGED, never as a value (a
+  checksum, not a signature: whoever can write the directory can write valid entries too);
 - bloom.bin's header must match the configured filter and the file's size before a bit of it is
   allocated (`read_bloom`).
 """
@@ -14,6 +17,7 @@ Everything read back from the directory is untrusted and checked before it is us
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import sqlite3
@@ -31,6 +35,48 @@ BLOOM_HEADER = struct.Struct("<dQQQQ")  # pybloom-live's: error rate, slices, bi
 SQLITE_MAGIC = b"SQLite format 3\x00"
 CACHE_COLUMNS = {"rowid", "key", "raw", "store_time", "expire_time", "access_time", "access_count"}
 CACHE_COLUMNS |= {"tag", "size", "mode", "filename", "value"}
+
+
+class Damaged:
+    """An entry whose checksum does not match its key and value: never decoded."""
+
+    def __repr__(self) -> str:
+        return "<entry failing its checksum>"
+
+
+DAMAGED = Damaged()
+CHECK_HEX = 16  # 64 bits of BLAKE2b: finds damage and edits, not a forger (see the module's docstring)
+
+
+def _check(key: str, kind: str, text: str) -> str:
+    data = f"{key}\0{kind}{text}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=CHECK_HEX // 2, person=b"omnitok-l2-v1").hexdigest()
+
+
+def seal(key: str, value) -> str:
+    """An entry as stored: checksum, kind (i: an int, s: text), then the value as text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        kind, text = "i", str(value)
+    elif isinstance(value, str):
+        kind, text = "s", value
+    else:
+        raise TypeError(f"omnitok stores ints and text only, not {type(value).__name__}")
+    return _check(key, kind, text) + kind + text
+
+
+def unseal(key: str, stored):
+    """The value `seal` stored under `key` (an int or text), or DAMAGED."""
+    if not isinstance(stored, str) or len(stored) <= CHECK_HEX:
+        return DAMAGED
+    check, kind, text = stored[:CHECK_HEX], stored[CHECK_HEX], stored[CHECK_HEX + 1 :]
+    if kind not in ("i", "s") or check != _check(key, kind, text):
+        return DAMAGED
+    if kind == "i":
+        digits = text[1:] if text.startswith("-") else text
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 20):
+            return DAMAGED
+        return int(text)
+    return text
 
 
 class UnsafeValue(Exception):
@@ -195,16 +241,20 @@ class DiskTier:
         self.cache = diskcache.Cache(str(self.directory), disk=_safe_disk_class(), timeout=10, **settings_for(size_mb))
 
     def get_many(self, keys: list[str]) -> list[object | None]:
+        """Values for keys (ints or text, as stored), None for a miss, DAMAGED for an entry whose
+        checksum does not match."""
         out: list[object | None] = []
         for key in keys:
-            out.append(self.cache.get(key, default=None, retry=True))
+            stored = self.cache.get(key, default=None, retry=True)
+            out.append(None if stored is None else unseal(key, stored))
         return out
 
     def set_many(self, items: dict[str, object]) -> None:
+        """Store ints and text, each with its checksum (`seal`)."""
         # One transaction per entry: inside diskcache.transact() its size-limit culling misfires
         # (measured: a 1 MB cache emptied itself completely).
         for key, value in items.items():
-            self.cache.set(key, value, tag=key.split(":", 1)[0], retry=True)
+            self.cache.set(key, seal(key, value), tag=key.split(":", 1)[0], retry=True)
 
     def _setting(self, key: str) -> int | None:
         """diskcache's running count or size, if it is sane (a damaged one is not trusted)."""

@@ -36,14 +36,19 @@ def item_bytes(item) -> bytes:
     raise TypeError(f"cannot key a {type(item).__name__}")
 
 
+# The entries' format, part of every key: a change to what a tier stores (v2: L2 entries carry a
+# checksum, L3 values a tag under a secret) gets new keys, so no entry of another format is read.
+FORMAT = "v2"
+
+
 class KeyMaker:
     """Keys for one strategy and option set: `<tag>:<hex digest>` (the tag lets `cache clear
     --model` find one tokenizer's entries)."""
 
     def __init__(self, fingerprint: str, options: str = "", algorithm: str = "blake3"):
         self._new = hasher(algorithm)
-        self.tag = self._new((fingerprint + "\0" + options).encode()).hexdigest()[:16]
-        self._prefix = f"{algorithm}\0{fingerprint}\0{options}\0".encode()
+        self.tag = self._new(f"{FORMAT}\0{fingerprint}\0{options}".encode()).hexdigest()[:16]
+        self._prefix = f"{FORMAT}\0{algorithm}\0{fingerprint}\0{options}\0".encode()
 
     def key(self, item) -> str:
         return f"{self.tag}:{self._new(self._prefix + item_bytes(item)).hexdigest()}"

@@ -1,9 +1,16 @@
 """The tiered cache: read through L1 -> L2 -> L3 with promotion on hit, write-through, a Bloom
 filter in front of the slower tiers, statistics, and degradation that never breaks a run: a tier
-that fails is reported once and bypassed (L3 down -> L1+L2; L2 unusable -> L1 only)."""
+that fails is reported once and bypassed (L3 down -> L1+L2 until it answers again; L2 unusable ->
+L1 only).
+
+What L2 and L3 hand back is checked before use: an L2 entry whose checksum does not match (damaged
+or edited), or an L3 value without a valid tag where a secret is set, is a tier error (counted in
+`<tier>_errors`) and a miss, so it is counted again and stored over; a value that passes those
+checks but is not a count (type, range) is `malformed`, also a miss."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections import Counter as Tally
@@ -15,6 +22,7 @@ from ..config import redact_url
 from ..errors import OmnitokError, UsageError
 from .disk import (
     BLOOM_FILE,
+    DAMAGED,
     DB_FILE,
     MAX_VALUE_BYTES,
     STATS_KEY,
@@ -27,7 +35,7 @@ from .disk import (
     remove_database,
 )
 from .memory import MemoryTier
-from .redis import Unreadable
+from .redis import FORGED, Unreadable
 
 STAT_FIELDS = (
     "l1_hits",
@@ -60,6 +68,10 @@ class CacheSettings:
     bloom: bool = True
     bloom_capacity: int = 5_000_000
     bloom_error_rate: float = 0.01
+    # L3 values are tagged with an HMAC under this secret (never shown: repr masks it); given, or
+    # read from l3_secret_file (OMNITOK_L3_SECRET, then [cache] l3_secret_file, for `load()`)
+    l3_secret_file: str | None = None
+    l3_secret: str | None = None
 
     @classmethod
     def load(cls, cache_dir: str | None = None, l3_url: str | None = None) -> CacheSettings:
@@ -69,26 +81,35 @@ class CacheSettings:
 
         return settings_from(cache_dir, l3_url)
 
-    def __repr__(self) -> str:  # the L3 URL's password hidden, as everywhere it is shown
+    def __repr__(self) -> str:  # the L3 URL's password and the secret hidden, as everywhere
         parts = []
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "l3_url" and value:
                 value = redact_url(value)
+            if f.name == "l3_secret" and value is not None:
+                parts.append(f"{f.name}='***'")
+                continue
             parts.append(f"{f.name}={value!r}")
         return f"CacheSettings({', '.join(parts)})"
 
     def __post_init__(self):
-        from ..config import Invalid, check_bloom, check_cache_value
+        from ..config import Invalid, check_bloom, check_cache_value, check_l3_secret, read_l3_secret_file
 
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None and f.name in ("directory", "l3_url"):
+            if value is None and f.name in ("directory", "l3_url", "l3_secret_file", "l3_secret"):
                 continue
-            value = check_cache_value(f.name, value, f"cache settings: {f.name}")
+            if f.name == "l3_secret":
+                value = check_l3_secret(value, "cache settings: l3_secret")
+            else:
+                value = check_cache_value(f.name, value, f"cache settings: {f.name}")
             if f.name == "directory":
                 value = Path(value)
             object.__setattr__(self, f.name, value)
+        if self.l3_secret is None and self.l3_secret_file is not None:
+            secret = read_l3_secret_file(self.l3_secret_file, "cache settings: l3_secret_file")
+            object.__setattr__(self, "l3_secret", secret)
         try:
             check_bloom(self.bloom_capacity, self.bloom_error_rate)
         except Invalid as e:
@@ -99,13 +120,18 @@ class CacheError(OmnitokError):
     """A cache command that could not do what was asked of a tier (down, damaged, read-only)."""
 
 
-def parse_count(value) -> int | None:
-    """A cached count: a non-negative int (or its decimal text from Redis); anything else is foreign."""
+MAX_COUNT = 10**12  # tokens in one text: ~4 TB of it, more than any text omnitok reads
+MAX_STAT = 10**18 - 1  # a statistics counter kept across runs
+
+
+def parse_count(value, limit: int = MAX_COUNT) -> int | None:
+    """A cached count: an int from 0 to `limit` (or its decimal text from L2/L3); anything else is
+    foreign."""
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
         value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit:
         return value
     return None
 
@@ -185,11 +211,31 @@ class TieredCache:
         try:
             from .redis import RedisTier
 
-            self.l3 = RedisTier(s.l3_url, s.l3_prefix, s.l3_ttl, s.l3_timeout)
+            tier = RedisTier(s.l3_url, s.l3_prefix, s.l3_ttl, s.l3_timeout, secret=s.l3_secret, ping=False)
         except ImportError:
             self._warn("l3", "L3 needs redis-py (pip install 'omnitok[cache]')", "carrying on with L1+L2")
-        except Exception as e:  # redis.exceptions.ConnectionError, TimeoutError, AuthenticationError
-            self._warn("l3", f"L3 cache {redact_url(s.l3_url)} unreachable ({_why(e)})", "carrying on with L1+L2")
+            return
+        except Exception as e:  # a URL redis-py refuses
+            self._warn("l3", f"L3 cache {redact_url(s.l3_url)} unusable ({_why(e)})", "carrying on with L1+L2")
+            return
+        import redis
+
+        try:
+            tier.client.ping()  # fail now, not on the first batch
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
+            # down for now (AuthenticationError is a ConnectionError too: a password being rotated):
+            # reconnected in the background with backoff, as after a failure mid-run
+            tier.down()
+            self.l3 = tier
+            self._warn(
+                "l3", f"L3 cache {redact_url(s.l3_url)} unreachable ({_why(e)})", "carrying on with L1+L2, reconnecting"
+            )
+            return
+        except Exception as e:  # the server answered, but not as Redis does
+            tier.close()
+            self._warn("l3", f"L3 cache {redact_url(s.l3_url)} unusable ({_why(e)})", "carrying on with L1+L2")
+            return
+        self.l3 = tier
 
     def _warn(self, tier: str, reason: str, then: str) -> None:
         """Report a tier's failure once (`reason; then`); `failures()` keeps the first reason."""
@@ -221,9 +267,31 @@ class TieredCache:
         self.l2, self.bloom = None, None
 
     def _l3_failed(self, e: Exception) -> None:
+        """L3 failed: bypassed until it answers again (RedisTier.usable: reconnected in the
+        background, with backoff)."""
         url = redact_url(self.settings.l3_url)
-        self._warn("l3", f"L3 cache {url} failed mid-run ({_why(e)})", "carrying on with L1+L2")
-        self.l3 = None
+        self._warn("l3", f"L3 cache {url} failed mid-run ({_why(e)})", "carrying on with L1+L2, reconnecting")
+        if self.l3 is not None:
+            self.l3.down()
+
+    def _l3_ready(self):
+        """The L3 tier if it is configured and up now, else None."""
+        if self.l3 is None or not self.l3.usable():
+            return None
+        return self.l3
+
+    def l3_in_use(self) -> bool:
+        """Whether L3 is configured and answering (as far as this process last saw)."""
+        return self._l3_ready() is not None
+
+    def _refused(self, tier: str, key: str) -> None:
+        """A value that failed its integrity check: a tier error, never served (counted again)."""
+        self.stats[f"{tier}_errors"] += 1
+        why = {
+            "l2": "an entry in l2 failed its checksum (damaged or edited)",
+            "l3": "a value in l3 has no valid tag (written without the secret, edited, or moved from another key)",
+        }[tier]
+        notices.warn_once(f"cache-refused-{tier}", f"cache: {why}; ignored and counted again (key {key})")
 
     def _decode(self, tier: str, key: str, raw, decode=parse_count):
         try:
@@ -264,6 +332,9 @@ class TieredCache:
                 self._l2_failed(e)
                 values = [None] * len(todo)
             for i, raw in zip(todo, values, strict=True):
+                if raw is DAMAGED:
+                    self._refused("l2", keys[i])
+                    raw = None
                 value = None if raw is None else self._decode("l2", keys[i], raw, decode)
                 if value is None:
                     still.append(i)
@@ -273,13 +344,17 @@ class TieredCache:
                     self.stats["l2_hits"] += 1
             todo = still
         l3_promote: dict[str, int] = {}
-        if todo and self.l3 is not None:
+        l3 = self._l3_ready() if todo else None
+        if l3 is not None:
             try:
-                values = self.l3.get_many([keys[i] for i in todo], getattr(decode, "max_bytes", MAX_VALUE_BYTES))
+                values = l3.get_many([keys[i] for i in todo], getattr(decode, "max_bytes", MAX_VALUE_BYTES))
             except Exception as e:  # redis errors, sockets
                 self._l3_failed(e)
                 values = [None] * len(todo)
             for i, raw in zip(todo, values, strict=True):
+                if raw is FORGED:
+                    self._refused("l3", keys[i])
+                    raw = None
                 value = None if raw is None else self._decode("l3", keys[i], raw, decode)
                 if value is not None:
                     found[i] = value
@@ -321,9 +396,10 @@ class TieredCache:
         self.l1.set_many(items)
         self.writes["l1"] += len(items)
         self._set_l2(items)
-        if self.l3 is not None:
+        l3 = self._l3_ready()
+        if l3 is not None:
             try:
-                self.writes["l3"] += self.l3.set_many(items, MAX_VALUE_BYTES)
+                self.writes["l3"] += l3.set_many(items, MAX_VALUE_BYTES)
             except Exception as e:
                 self._l3_failed(e)
 
@@ -345,7 +421,7 @@ class TieredCache:
                     self._l2_failed(e)
             if self.l2 is None and self.damaged is not None and tag is None:
                 out["l2"] = self._rebuild_l2()
-        if tier in ("all", "l3") and self.l3 is not None:
+        if tier in ("all", "l3") and self._l3_ready() is not None:
             try:
                 out["l3"] = self.l3.clear(tag)
             except Exception as e:
@@ -391,7 +467,7 @@ class TieredCache:
                 out.update(l2_size=self.l2.size(), l2_bytes=self.l2.volume_bytes())
             except (OSError, sqlite3.Error) as e:
                 self._l2_failed(e)
-        if self.l3 is not None:
+        if self._l3_ready() is not None:
             try:
                 out["l3_size"] = self.l3.size()
             except Exception as e:  # redis errors, sockets
@@ -440,10 +516,10 @@ class TieredCache:
                 out["l2"] = self._l2_stats()
             except (OSError, sqlite3.Error) as e:
                 self._l2_failed(e)
-        if self.l3 is not None:
+        if self._l3_ready() is not None:
             try:
                 raw = self.l3.stored_stats(STAT_FIELDS)
-                counts = {f: parse_count(v) for f, v in zip(STAT_FIELDS, raw, strict=True) if v is not None}
+                counts = {f: parse_count(v, MAX_STAT) for f, v in zip(STAT_FIELDS, raw, strict=True) if v is not None}
                 if any(v is None for v in counts.values()):
                     notices.warn_once("cache-stats-l3", "cache: some statistics stored in L3 are damaged; ignored")
                 out["l3"] = {f: v for f, v in counts.items() if v is not None}
@@ -470,13 +546,14 @@ class TieredCache:
                 self._warn("l2", f"could not save cache statistics to {self.settings.directory} ({_why(e)})", "skipped")
         if self.l3 is not None:
             try:
-                if not self.l3.incr_stats(run):
+                if self.l3.up and not self.l3.incr_stats(run):
                     notices.warn_once(
                         "cache-stats-l3-reset", "cache: the statistics stored in L3 were damaged; started afresh"
                     )
-                self.l3.close()
             except Exception as e:
                 self._l3_failed(e)
+            with contextlib.suppress(Exception):  # closing sockets that may already be gone
+                self.l3.close()
 
 
 def hit_rate(hits: int, total: int) -> float:
@@ -517,7 +594,7 @@ def parse_stats(raw) -> dict[str, int] | None:
     out = {}
     for key, value in data.items():
         if key in STAT_FIELDS:
-            if parse_count(value) is None:
+            if parse_count(value, MAX_STAT) is None:
                 return None
             out[key] = value
     return out

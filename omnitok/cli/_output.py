@@ -1,20 +1,22 @@
-"""The one place the CLI talks to people: errors, warnings and progress go to stderr."""
+"""The one place the CLI talks to people: errors, warnings and progress go to stderr. Everything
+written here is text for a terminal: what came from data (ids, model ids, field names, a provider's
+words) goes through errors.printable, so no control or escape character reaches it raw."""
 
 from __future__ import annotations
 
 import sys
 
-from ..errors import OmnitokError
+from ..errors import OmnitokError, printable
 
 
 def warn(message: str) -> None:
-    sys.stderr.write(f"omnitok: warning: {message}\n")
+    sys.stderr.write(f"omnitok: warning: {printable(message)}\n")
 
 
 def error(message: str, hint: str | None = None) -> None:
-    sys.stderr.write(f"omnitok: error: {message}\n")
+    sys.stderr.write(f"omnitok: error: {printable(message)}\n")
     if hint:
-        sys.stderr.write(f"omnitok: hint: {hint}\n")
+        sys.stderr.write(f"omnitok: hint: {printable(hint)}\n")
 
 
 def report(err: OmnitokError) -> int:
@@ -23,7 +25,7 @@ def report(err: OmnitokError) -> int:
 
 
 def info(message: str) -> None:
-    sys.stderr.write(message + "\n")
+    sys.stderr.write(printable(message) + "\n")
 
 
 # --- results on stdout: JSON for programs, tables for people -----------------------------------
@@ -44,11 +46,12 @@ def print_json(data) -> None:
 
 
 def _cell(value) -> str:
+    """A table cell: nested values as JSON, control characters escaped (printable)."""
     import orjson
 
     if value is None:
         return ""
-    return orjson.dumps(value).decode() if isinstance(value, (dict, list)) else str(value)
+    return printable(orjson.dumps(value).decode() if isinstance(value, (dict, list)) else str(value))
 
 
 def print_mapping(data: dict, title: str | None = None, asked_json: bool = False) -> None:
@@ -60,12 +63,12 @@ def print_mapping(data: dict, title: str | None = None, asked_json: bool = False
 
 
 def print_rows(rows, columns, title: str | None = None, header: bool = True) -> None:
-    """A rich table on stdout; cells are shown as text, never read as rich markup."""
+    """A rich table on stdout; cells are shown as text, never read as rich markup, and escaped."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=Text(title) if title else None, show_header=header, title_justify="left")
+    table = Table(title=Text(printable(title)) if title else None, show_header=header, title_justify="left")
     for col in columns:
         table.add_column(col)
     for row in rows:

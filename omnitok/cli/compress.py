@@ -80,6 +80,13 @@ def compress_cmd(
     embedding_model: str | None = typer.Option(
         None, "--embedding-model", help="Model name sent to --embedding-url.", show_default=False
     ),
+    embedding_key_env: str | None = typer.Option(
+        None,
+        "--embedding-key-env",
+        help="The environment variable whose value is sent to --embedding-url as its key. Default: "
+        "OMNITOK_EMBEDDING_API_KEY; OPENAI_API_KEY only to https://api.openai.com.",
+        show_default=False,
+    ),
     device: str = typer.Option(
         "auto", "--device", help="The embedding model on: auto (cuda when torch sees a GPU), cpu, or cuda."
     ),
@@ -128,6 +135,7 @@ def compress_cmd(
         method=method,
         embedding_url=embedding_url,
         embedding_model=embedding_model,
+        embedding_key_env=embedding_key_env,
         gap_marker=gap_marker,
         dedup=not no_dedup,
         tokenizer=tokenizer,

@@ -236,7 +236,7 @@ def _list_over_limit(stats) -> None:
     error(f"{stats.over_limit} of {stats.counted} records are over --max-tokens {stats.max_tokens_limit}:")
     for where, rid, tokens in stats.offenders[:50]:
         label = f" (id {rid})" if rid is not None else ""
-        sys.stderr.write(f"  {where}{label}: {tokens} tokens\n")
+        info(f"  {where}{label}: {tokens} tokens")
     if stats.over_limit > 50:
         sys.stderr.write(f"  ... and {stats.over_limit - 50} more\n")
 

@@ -86,7 +86,7 @@ def _finish(result, on_error: str, quiet: bool) -> int:
         error(f"{s['over_limit']} of {s['counted']} records are over --max-tokens {s['max_tokens']}:")
         for where, rid, tokens in result.offenders[:50]:
             label = f" (id {rid})" if rid is not None else ""
-            sys.stderr.write(f"  {where}{label}: {tokens} tokens\n")
+            info(f"  {where}{label}: {tokens} tokens")
         if s["over_limit"] > 50:
             sys.stderr.write(f"  ... and {s['over_limit'] - 50} more\n")
         code = errors.EXIT_OVER_LIMIT

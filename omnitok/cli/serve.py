@@ -72,6 +72,50 @@ def serve_cmd(
     log_level: str = typer.Option(
         "info", "--log-level", help="uvicorn's log level: critical, error, warning, info, debug."
     ),
+    no_auth: bool = typer.Option(
+        False,
+        "--no-auth",
+        help="Serve a non-loopback address without --auth-token-file (refused otherwise).",
+    ),
+    allowed_host: list[str] | None = typer.Option(
+        None,
+        "--allowed-host",
+        help="A Host header the server answers (repeatable; '*' for any). Default: the loopback names "
+        "when bound to loopback, any otherwise. Other hosts get 400.",
+        show_default=False,
+    ),
+    max_upstream_per_request: int = typer.Option(
+        64,
+        "--max-upstream-per-request",
+        callback=opt.number(1, 1_000_000, integer=True),
+        help="Most provider calls one request may cause (422 beyond).",
+    ),
+    max_upstream_concurrency: int = typer.Option(
+        16,
+        "--max-upstream-concurrency",
+        callback=opt.number(1, 1024, integer=True),
+        help="Most provider calls in flight at once, server-wide.",
+    ),
+    body_timeout: float = typer.Option(
+        30.0,
+        "--body-timeout",
+        callback=opt.number(0, low_open=True),
+        help="Seconds for a whole request body to arrive (408 and the connection closed beyond).",
+    ),
+    max_inflight_mb: float = typer.Option(
+        256.0,
+        "--max-inflight-mb",
+        callback=opt.number(0, low_open=True),
+        help="Request bodies being read at once, in total (503 with Retry-After beyond).",
+    ),
+    cpu_workers: int | None = typer.Option(
+        None,
+        "--cpu-workers",
+        callback=opt.number(1, 1024, integer=True),
+        help="Processes for CPU-heavy work (/validate, /compress), per server worker. Default: the cores "
+        "shared among --workers.",
+        show_default=False,
+    ),
 ) -> None:
     """Serve the library over HTTP: /count-tokens, /count-tokens/batch, /compress, /validate,
     /stats, /cache/stats, /healthz, /readyz, /metrics, /openapi.json."""
@@ -82,7 +126,7 @@ def serve_cmd(
         raise errors.UsageError("omnitok serve needs FastAPI and uvicorn: pip install 'omnitok[serve]'") from None
     import os
 
-    from ..serve.config import ENV, ServeConfig
+    from ..serve.config import L3_ENV, ServeConfig
 
     if model is not None:
         from ..api import resolve
@@ -113,9 +157,21 @@ def serve_cmd(
         compress_method=compress_method,
         threads=threads,
         log_level=log_level,
+        no_auth=no_auth,
+        allowed_hosts=tuple(allowed_host or ()),
+        max_upstream_per_request=max_upstream_per_request,
+        max_upstream_concurrency=max_upstream_concurrency,
+        body_timeout=body_timeout,
+        max_inflight_mb=max_inflight_mb,
+        cpu_workers=cpu_workers,
     )
     config.read_token()  # a missing or empty token file fails here, before any worker starts
-    os.environ[ENV] = config.to_env()
+    if cache != "off":  # a bad cache setting (the L3 secret, a URL) is exit 2 now, not a server never ready
+        from ..api import cache_settings
+
+        cache_settings(cache_dir, l3_url)
+    os.environ.pop(L3_ENV, None)
+    os.environ.update(config.to_env())  # what the workers read (ServeConfig.from_env)
     uvicorn.run(
         "omnitok.serve.app:app_from_env",
         factory=True,

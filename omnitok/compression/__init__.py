@@ -138,7 +138,7 @@ class Compressor:
 
     def __init__(self, model: str | None = None, *, options: CompressOptions | None = None, **kwargs):
         """`options` (a CompressOptions): how to compress; keyword options (method=,
-        embedding_url=, embedding_model=, embedding_dir=, gap_marker=, dedup=, weights=,
+        embedding_url=, embedding_model=, embedding_key_env=, embedding_dir=, gap_marker=, dedup=, weights=,
         tokenizer=, engine=, cache=, cache_dir=: CompressOptions' fields) build one, or change
         those fields of `options`. The object used is `self.compress_options`."""
         opts = self.compress_options = build(CompressOptions, options, kwargs)
@@ -195,7 +195,8 @@ class Compressor:
 
             url, model, directory = self._embedding
             if url:
-                self._embedder = RemoteEmbedder(url, model, fallback=lambda: LocalEmbedder(directory))
+                key_env = self.compress_options.embedding_key_env
+                self._embedder = RemoteEmbedder(url, model, fallback=lambda: LocalEmbedder(directory), key_env=key_env)
             else:
                 self._embedder = LocalEmbedder(directory)
         return self._embedder

@@ -8,7 +8,10 @@ a GPU (`--device`).
 
 Remote (`--embedding-url`): POST {url}/embeddings {"model", "input": [...]} -> {"data":
 [{"index", "embedding"}]}, the OpenAI /v1/embeddings shape (vLLM, TEI, llama.cpp, Ollama, ...
-serve it). On failure it warns once and the local model takes over.
+serve it). On failure it warns once and the local model takes over. The key it sends
+(`embedding_key`) is the variable the operator named (`--embedding-key-env`), else
+OMNITOK_EMBEDDING_API_KEY; OPENAI_API_KEY, set for other tools on many machines, goes only to
+OpenAI's own host, never to whatever host the URL names.
 
 Both keep an in-process cache of vectors by text, so the same passages under several queries or
 budgets are embedded once.
@@ -122,17 +125,48 @@ class LocalEmbedder(_Cached):
         return out
 
 
+OPENAI_ORIGIN = ("https", "api.openai.com", 443)  # the one place OPENAI_API_KEY is sent unnamed
+
+
+def embedding_key(url: str, key_env: str | None = None) -> str:
+    """The key sent to the embeddings service at `url` ("" for none): the value of `key_env` (the
+    variable the operator named), else OMNITOK_EMBEDDING_API_KEY, else OPENAI_API_KEY only when
+    `url` is OpenAI's own API (https://api.openai.com): a key set for OpenAI never goes to another
+    host."""
+    from urllib.parse import urlsplit
+
+    if key_env:
+        return os.environ.get(key_env, "")
+    key = os.environ.get("OMNITOK_EMBEDDING_API_KEY")
+    if key:
+        return key
+    try:
+        parts = urlsplit(url)
+        where = (parts.scheme.lower(), parts.hostname, parts.port or (443 if parts.scheme.lower() == "https" else None))
+    except ValueError:  # a port that is not a number
+        return ""
+    return os.environ.get("OPENAI_API_KEY", "") if where == OPENAI_ORIGIN and not parts.username else ""
+
+
 class RemoteEmbedder(_Cached):
     """An OpenAI-compatible embeddings endpoint, with a local model behind it."""
 
-    def __init__(self, url: str, model: str | None = None, fallback=None, timeout: float = 30.0, retries: int = 2):
+    def __init__(
+        self,
+        url: str,
+        model: str | None = None,
+        fallback=None,
+        timeout: float = 30.0,
+        retries: int = 2,
+        key_env: str | None = None,
+    ):
         super().__init__()
         from ..remote.http import HttpPolicy
 
         base = url.rstrip("/")
         self.url = base if base.endswith("/embeddings") else base + "/embeddings"
         self.model = model or os.environ.get("OMNITOK_EMBEDDING_MODEL", "text-embedding-3-small")
-        self.key = os.environ.get("OMNITOK_EMBEDDING_API_KEY") or os.environ.get("OPENAI_API_KEY", "")
+        self.key = embedding_key(self.url, key_env)
         self.policy = HttpPolicy(timeout=timeout, retries=retries)
         self._fallback_factory = fallback  # builds the local embedder, only if it is needed
         self._fallback = None
@@ -158,6 +192,7 @@ class RemoteEmbedder(_Cached):
         return self._fallback
 
     def _remote(self, texts: list[str]) -> np.ndarray:
+        from ..redact import excerpt
         from ..remote.http import post_json
 
         headers = {"authorization": f"Bearer {self.key}"} if self.key else {}
@@ -169,7 +204,8 @@ class RemoteEmbedder(_Cached):
             )
             items = data.get("data") if isinstance(data, dict) else None
             if not isinstance(items, list) or len(items) != len(batch):
-                raise RemoteError("embeddings", f"expected {len(batch)} embeddings in 'data', got {str(data)[:120]}")
+                got = excerpt(str(data), (self.key,), 120)  # the service's words: scrubbed of the key
+                raise RemoteError("embeddings", f"expected {len(batch)} embeddings in 'data', got {got}")
             try:
                 rows = [
                     np.asarray(it["embedding"], dtype=np.float32) for it in sorted(items, key=lambda it: it["index"])

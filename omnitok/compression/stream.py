@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..records import _MISSING, ExtractError, Extractor, get_path, record_id
+from ..errors import shown
+from ..records import _MISSING, ExtractError, Extractor, field_names, get_path, record_id
 from .segment import SegmentError
 
 CONTEXT_FIELDS = ("context", "documents", "passages", "ctxs", "text")
@@ -47,7 +48,7 @@ class CompressExtractor:
         context = self._find(obj, self.context_field, CONTEXT_FIELDS, "context")
         if not isinstance(context, (str, list)):
             raise ExtractError(
-                f"field {self._name(obj, self.context_field, CONTEXT_FIELDS)!r} is "
+                f"field {shown(self._name(obj, self.context_field, CONTEXT_FIELDS))} is "
                 f"{type(context).__name__}, expected a string or a list of documents"
             )
         query = self.default_query
@@ -56,7 +57,7 @@ class CompressExtractor:
             if found is not None:
                 if not isinstance(found, str):
                     name = self._name(obj, self.query_field, QUERY_FIELDS)
-                    raise ExtractError(f"field {name!r} is {type(found).__name__}, expected a string")
+                    raise ExtractError(f"field {shown(name)} is {type(found).__name__}, expected a string")
                 query = found
         return [Job(context, query)], 0, None
 
@@ -68,7 +69,7 @@ class CompressExtractor:
         if explicit is not None:
             value = get_path(obj, explicit)
             if value is _MISSING:
-                raise ExtractError(f"field {explicit!r} missing (record has: {', '.join(list(obj)[:10]) or 'none'})")
+                raise ExtractError(f"field {shown(explicit)} missing (record has: {field_names(obj)})")
             return value
         for name in auto:
             if name in obj:

@@ -3,8 +3,15 @@ its files, then run by an InferenceSession on every core.
 
 Cache: $OMNITOK_HOME/assets/onnx/<key>/model.onnx, key = sha256 of the model's config and
 weights, the layer count, the precision and EXPORT_VERSION. The file is written to a temporary
-name and renamed, so concurrent first uses never see half a model. int8 is ONNX Runtime's dynamic
-quantization (weights int8 per channel, activations quantized per batch) of the fp32 export.
+name and renamed, so concurrent first uses never see half a model. Its sha256 is recorded beside
+it (model.json) when it is written and checked before it is loaded (`intact`): a file that is not
+the one written (swapped for another valid model, edited, damaged) is exported again, so scores
+never come from another model. The record's stat (size, mtime and ctime in ns, inode, device)
+spares rehashing while all five are unchanged, and is kept only once the file's ctime is
+SETTLED_NS old (so a change within the clock tick of the check cannot pass for the checked
+file). The record is a checksum, not a signature: whoever can write $OMNITOK_HOME can write both.
+int8 is ONNX Runtime's dynamic quantization (weights int8 per channel, activations quantized per
+batch) of the fp32 export.
 "fused" is fp32 exported with transformers' eager attention and passed through ONNX Runtime's
 transformer optimizer (onnxruntime.transformers: one Attention, SkipLayerNormalization and BiasGelu
 op each where the export has a dozen small ones), then each SkipLayerNormalization put back as
@@ -28,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..assets.store import sha256_file
+
 EXPORT_VERSION = "omnitok-onnx-v2"
 PRECISIONS = ("fp32", "int8", "fused")
 # a precision whose graph changed since EXPORT_VERSION: its own version (the others keep their files)
@@ -37,6 +46,8 @@ DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 OPSET = 17
 # seconds spent exporting / quantizing in this process (benchmarks report them apart)
 EXPORT_SECONDS: dict[str, float] = {}
+RECORD = "model.json"  # beside model.onnx: its sha256, and its stat once settled
+SETTLED_NS = 2 * 10**9  # a stat is remembered only once the file's ctime is this old
 
 
 def model_hash(model_dir: Path) -> str:
@@ -57,14 +68,83 @@ def model_hash(model_dir: Path) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     value = digest.hexdigest()
-    if [[p.name, *_stat(p)] for p in files] == stats:  # not changed while read
+    # not changed while read, and settled (a change in the same clock tick would keep the stat)
+    if [[p.name, *_stat(p)] for p in files] == stats and all(_settled(st[1:]) for st in stats):
         _write_memo(memo, {"files": stats, "sha256": value})
     return value
 
 
 def _stat(path: Path) -> list[int]:
-    st = path.stat()
+    return _stat_list(path.stat())
+
+
+def _stat_list(st) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def _settled(stat: list[int]) -> bool:
+    """Whether a stat may stand for the file's content: its ctime is SETTLED_NS old, so any later
+    change gives it another ctime (git's "racily clean" rule)."""
+    return time.time_ns() - stat[2] >= SETTLED_NS
+
+
+# --- the record of each export: its sha256 when written -----------------------------------------
+
+
+def _read_record(export: Path) -> dict | None:
+    """The record beside an export ({"sha256", "stat": 5 ints or None}), or None where it is
+    missing or not what _write_record writes."""
+    import json
+    import re
+
+    path = export.with_name(RECORD)
+    try:
+        if path.stat().st_size > 4096:
+            return None
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("sha256"), str):
+        return None
+    if not re.fullmatch(r"[0-9a-f]{64}", data["sha256"]):
+        return None
+    stat = data.get("stat")
+    if stat is not None and not (
+        isinstance(stat, list) and len(stat) == 5 and all(type(x) is int and x >= 0 for x in stat)
+    ):
+        return None
+    return {"sha256": data["sha256"], "stat": stat}
+
+
+def _write_record(export: Path, sha256: str, stat: list[int] | None = None) -> None:
+    _write_memo(export.with_name(RECORD), {"sha256": sha256, "stat": stat})
+
+
+def intact(export: Path) -> bool:
+    """Whether `export` is the file omnitok wrote there: its sha256 is the one recorded when it was
+    written (not rehashed while size, mtime, ctime, inode and device are the recorded ones)."""
+    record = _read_record(export)
+    if record is None:
+        return False
+    try:
+        before = _stat(export)
+        if record["stat"] == before:
+            return True
+        digest = sha256_file(export)
+        after = _stat(export)
+    except OSError:
+        return False
+    if digest != record["sha256"]:
+        return False
+    if before == after and _settled(after):
+        _write_record(export, digest, after)
+    return True
+
+
+def discard(export: Path) -> None:
+    """Remove an export and its record (it is made again on next use)."""
+    export.unlink(missing_ok=True)
+    export.with_name(RECORD).unlink(missing_ok=True)
 
 
 def _read_memo(path: Path) -> dict | None:
@@ -111,7 +191,7 @@ def cache_root() -> Path:
 
 def exported(model_dir: Path, num_layers: int | None = None, precision: str = "fp32") -> Path:
     """The cached ONNX file for this model, layer count and precision (fp32, int8 or fused);
-    made on first use."""
+    made on first use, and made again where the file there is not the one written (`intact`)."""
     from . import model_config
 
     if precision not in PRECISIONS:
@@ -120,8 +200,10 @@ def exported(model_dir: Path, num_layers: int | None = None, precision: str = "f
     version = ":".join(filter(None, (EXPORT_VERSION, GRAPH_VERSION.get(precision))))
     key = hashlib.sha256(f"{model_hash(model_dir)}:{layers}:{precision}:{version}".encode()).hexdigest()[:24]
     target = cache_root() / key / "model.onnx"
-    if target.is_file():
-        return target
+    if target.is_file() or target.is_symlink():
+        if intact(target):
+            return target
+        discard(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=target.parent)
     os.close(fd)
@@ -146,6 +228,7 @@ def exported(model_dir: Path, num_layers: int | None = None, precision: str = "f
             _fuse(tmp, model_config(model_dir))
         else:
             _export(model_dir, layers, tmp)
+        _write_record(target, sha256_file(Path(tmp)))  # first: the file never appears without it
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -266,12 +349,12 @@ class OrtEncoder:
                 str(path), so, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS
             )
 
-        path = exported(model_dir, num_layers, precision)
+        path = exported(model_dir, num_layers, precision)  # checked against its record, or made now
         try:
             self.session = session(path)
         except Exception:  # noqa: BLE001 - ONNX Runtime's own error types (InvalidProtobuf, Fail, ...)
             # a cached export this runtime cannot load (damaged, cut short, from elsewhere): made again once
-            path.unlink(missing_ok=True)
+            discard(path)
             path = exported(model_dir, num_layers, precision)
             try:
                 self.session = session(path)

@@ -18,7 +18,7 @@ import functools
 from importlib.metadata import entry_points
 
 from ..errors import UnknownModelError, UsageError
-from .base import Family, Resolution, not_exact
+from .base import Family, Resolution, check_id, not_exact
 from .claude import ClaudeFamily
 from .gemini import GeminiFamily
 from .hf import HFFamily
@@ -34,6 +34,7 @@ __all__ = [
     "OpenAIFamily",
     "Resolution",
     "builtin_families",
+    "check_id",
     "default_framing",
     "families",
     "family",
@@ -95,10 +96,12 @@ def resolve(model: str) -> Resolution:
 
     Families are asked in order: OpenAI, Claude, Gemini, plugins (omnitok.families entry points,
     scanned only when reached), then the Hugging Face org/name catch-all. An empty id is a
-    UsageError, never the default model: the caller picks the default for an absent one (None).
+    UsageError, never the default model: the caller picks the default for an absent one (None);
+    so is an id no URL or path may hold (base.check_id), before any family sees it.
     """
     if not model or not model.strip():
         raise UsageError("model id is empty", hint="leave the model out for the default ($OMNITOK_MODEL, else gpt-4o)")
+    check_id(model)
     for fam in resolution_order():
         res = fam.resolve(model)
         if res is not None:

@@ -7,13 +7,46 @@ This module imports no family module; each family module (openai.py, claude.py, 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .. import notices
-from ..errors import AssetError, ExtractError, NotExactError
+from ..errors import AssetError, ExtractError, NotExactError, UsageError, shown
 
 # Cross-region inference prefixes of Bedrock ids (`us.anthropic.claude-...`, `eu.meta.llama...`).
 BEDROCK_REGIONS = ("us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.")
+
+
+# --- what a model id may hold -------------------------------------------------------------------
+
+MAX_ID = 256  # Bedrock's own limit for a modelId; Hugging Face repo ids stop at 96
+_NOT_IN_IDS = ("?", "#", "\\", "%")
+_SEGMENTS = re.compile(r"[/:]")
+
+
+def check_id(model: str) -> str:
+    """`model` if it can be a model id, else a UsageError; applied by the registry's resolve to every
+    id, wherever it comes from (a flag, a REST request, the environment), before any family sees it.
+
+    A family turns an id into a provider's URL (Gemini, Bedrock: a path segment) or a directory
+    name (the asset store, the Hugging Face cache), so an id holds printable text only (no
+    control or format characters), at most MAX_ID characters, no '?', '#', '\\' or '%' (a
+    query, a fragment, a Windows separator, an escape a server might decode twice), and no '.' or
+    '..' segment between '/' or ':' (a way up out of a URL path or a store directory). The
+    providers percent-encode the id into one path segment as well (remote.http.path_segment)."""
+    if len(model) > MAX_ID:
+        raise UsageError(f"model id {shown(model, 40)} is too long; at most {MAX_ID} characters are accepted")
+    odd = next((c for c in model if not c.isprintable() and c != " "), None)
+    if odd is not None:
+        raise UsageError(f"model id {shown(model)} holds a control character (U+{ord(odd):04X})")
+    bad = None
+    if "/.." in model or any(s in (".", "..") for s in _SEGMENTS.split(model.strip())):
+        bad = "/.." if "/.." in model else "a '.' or '..' segment"
+    bad = bad or next((c for c in _NOT_IN_IDS if c in model), None)
+    if bad is not None:
+        what = bad if bad.startswith("a ") else repr(bad)
+        raise UsageError(f"model id {shown(model)} holds {what}; model ids may not (they go into URLs and paths)")
+    return model
 
 
 @dataclass(frozen=True, slots=True)

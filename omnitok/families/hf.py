@@ -94,6 +94,8 @@ class HFFamily(Family):
         for prefix in self._PREFIXES:
             if name.startswith(prefix):
                 target = name[len(prefix) :]
+                if not target.strip():  # `hf:` alone would name the asset store's own directory
+                    return None
                 return Resolution(model, "hf", target, "template", f"{prefix!r} prefix: Hugging Face model {target!r}")
         bedrock = strip_bedrock(name)
         if bedrock in BEDROCK_HF:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..errors import ExtractError, UsageError
 from ..records import type_name
-from .base import Family, Resolution, lookup, no_tools, table_rows
+from .base import Family, Resolution, check_id, lookup, no_tools, table_rows
 
 # Chat framing rules (OpenAI cookbook, "How to count tokens with tiktoken"): each message costs
 # `per_message` tokens plus its fields' tokens, plus `per_name` if it has a name; every reply is
@@ -193,6 +193,8 @@ def for_encoding(encoding: str, model: str | None = None) -> Resolution:
     names for an encoding omnitok has under another name (gpt2) are accepted."""
     from ..tokenizers.openai_encodings import ALIASES
 
+    if model:
+        check_id(model)  # only a label here, but shown in results and the server's metrics
     return Resolution(
         model or encoding, "openai", ALIASES.get(encoding, encoding), "openai-chat", f"--encoding {encoding}"
     )

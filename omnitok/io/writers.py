@@ -12,7 +12,7 @@ import io
 import sys
 from typing import IO, Any
 
-from ..errors import UsageError
+from ..errors import UsageError, printable
 from ..records import Counted, CountedRun
 
 OUTPUT_FORMATS = ("auto", "number", "jsonl", "json", "csv", "parquet", "table")
@@ -291,7 +291,9 @@ class ParquetSink(Sink):
 class TableSink(Sink):
     """An aligned text table for people, streamed: column widths are set by the first block of
     rows (a wider cell later just pushes its row out), so memory and time stay flat however many
-    rows there are."""
+    rows there are. It is text for a terminal: every cell and the title are escaped (printable),
+    so an id holding ESC, CR or a bidi override shows as `\\x1b`, `\\r`, `\\u202e` and keeps its row on
+    one line."""
 
     BLOCK = 1000
     _COLUMNS = (("pos", ">"), ("id", "<"), ("where", "<"), ("tokens", ">"), ("error", "<"))
@@ -302,7 +304,7 @@ class TableSink(Sink):
         self._widths: list[int] | None = None
 
     def _add(self, cells: tuple) -> None:
-        self._rows.append(tuple("" if c is None else " ".join(str(c).split()) for c in cells))
+        self._rows.append(tuple("" if c is None else printable(str(c)) for c in cells))
         if len(self._rows) >= self.BLOCK:
             self._flush()
 
@@ -323,7 +325,7 @@ class TableSink(Sink):
     def _flush(self) -> None:
         if self._widths is None:
             m = self.meta
-            title = f"{m['model']} ({m['encoding']}, {m['strategy']}, exact={m['exact']})"
+            title = printable(f"{m['model']} ({m['encoding']}, {m['strategy']}, exact={m['exact']})")
             names = [name for name, _ in self._COLUMNS]
             least = {"pos": 6, "tokens": 6}  # room for a million rows before a later row is pushed out
             self._widths = [

@@ -3,7 +3,8 @@
 
 Every answer is treated as hostile: redirects are refused (a 3xx is an error, never followed to
 another host with the key), bodies are read up to MAX_BODY within the request's time, and any of
-the provider's text shown in an error is scrubbed of the secrets before it is cut short."""
+the provider's text shown in an error is scrubbed of the secrets before it is cut short. Each
+attempt is one call of the request's budget and holds one of the process's slots (budget.py)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
-from ..errors import RemoteError
+from ..errors import RemoteError, UsageError
+from . import budget
 from .redact import excerpt, origin, split_userinfo, url_secrets
 
 RETRY_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504, 529}
@@ -149,44 +151,45 @@ def post_json(
         if basic and sign is None and not any(k.lower() == "authorization" for k in hdrs):
             hdrs["authorization"] = basic
         wait = None
-        try:
-            if sign is not None:
-                hdrs = sign("POST", url, hdrs, data)
-            req = urllib.request.Request(url, data=data, headers=hdrs, method="POST")
-            deadline = time.monotonic() + policy.timeout
-            with _opener().open(req, timeout=policy.timeout) as resp:
-                raw = _read(resp, MAX_BODY, deadline)
-            if len(raw) > MAX_BODY:
-                raise RemoteError(provider, f"the API answered with more than {MAX_BODY // 2**20} MB; refused")
+        with budget.call(provider, policy.timeout):  # one call of the request's budget, one slot
             try:
-                return json.loads(raw)
-            except (ValueError, RecursionError):  # not JSON, not UTF-8, too deep, 4300+ digit ints
-                raise RemoteError(provider, "the API answered with a body that is not JSON") from None
-        except urllib.error.HTTPError as e:
-            status = e.code
-            if 300 <= status < 400:
-                location = e.headers.get("location") if e.headers else None
-                where = f" to {origin(location)}" if location and "://" in location else ""
-                raise RemoteError(
-                    provider,
-                    f"HTTP {status}: the API redirected{where}; redirects are not followed "
-                    f"(is the base URL {shown} right?)",
-                    status,
-                ) from None
-            try:
-                text = excerpt(_error_text(_read(e, MAX_ERROR_BODY, time.monotonic() + policy.timeout)), secrets)
-            except (OSError, http.client.HTTPException):
-                text = "the error body could not be read"
-            if status not in RETRY_STATUSES or attempt >= policy.retries:
-                hint = " (check the API key)" if status in (401, 403) else ""
-                raise RemoteError(provider, f"HTTP {status}: {text}{hint}", status) from None
-            wait = _retry_after(e.headers)
-        except (ValueError, http.client.InvalidURL) as e:  # a bad port or host, a header it cannot encode
-            # urllib's own words quote the URL: only the kind of error is shown
-            raise RemoteError(provider, f"the request to {shown} could not be sent ({type(e).__name__})") from None
-        except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, resets, bad answers
-            if attempt >= policy.retries:
-                raise RemoteError(provider, f"cannot reach {shown}: {_reason(e, secrets)}") from None
+                if sign is not None:
+                    hdrs = sign("POST", url, hdrs, data)
+                req = urllib.request.Request(url, data=data, headers=hdrs, method="POST")
+                deadline = time.monotonic() + policy.timeout
+                with _opener().open(req, timeout=policy.timeout) as resp:
+                    raw = _read(resp, MAX_BODY, deadline)
+                if len(raw) > MAX_BODY:
+                    raise RemoteError(provider, f"the API answered with more than {MAX_BODY // 2**20} MB; refused")
+                try:
+                    return json.loads(raw)
+                except (ValueError, RecursionError):  # not JSON, not UTF-8, too deep, 4300+ digit ints
+                    raise RemoteError(provider, "the API answered with a body that is not JSON") from None
+            except urllib.error.HTTPError as e:
+                status = e.code
+                if 300 <= status < 400:
+                    location = e.headers.get("location") if e.headers else None
+                    where = f" to {origin(location)}" if location and "://" in location else ""
+                    raise RemoteError(
+                        provider,
+                        f"HTTP {status}: the API redirected{where}; redirects are not followed "
+                        f"(is the base URL {shown} right?)",
+                        status,
+                    ) from None
+                try:
+                    text = excerpt(_error_text(_read(e, MAX_ERROR_BODY, time.monotonic() + policy.timeout)), secrets)
+                except (OSError, http.client.HTTPException):
+                    text = "the error body could not be read"
+                if status not in RETRY_STATUSES or attempt >= policy.retries:
+                    hint = " (check the API key)" if status in (401, 403) else ""
+                    raise RemoteError(provider, f"HTTP {status}: {text}{hint}", status) from None
+                wait = _retry_after(e.headers)
+            except (ValueError, http.client.InvalidURL) as e:  # a bad port or host, a header it cannot encode
+                # urllib's own words quote the URL: only the kind of error is shown
+                raise RemoteError(provider, f"the request to {shown} could not be sent ({type(e).__name__})") from None
+            except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, resets, bad answers
+                if attempt >= policy.retries:
+                    raise RemoteError(provider, f"cannot reach {shown}: {_reason(e, secrets)}") from None
         attempt += 1
         if wait is None:
             wait = min(policy.max_backoff, policy.backoff * 2 ** (attempt - 1)) * (0.75 + random.random() / 2)
@@ -215,10 +218,42 @@ def describe(data, secrets=(), limit: int = 120) -> str:
 
 def count_field(provider: str, data, key: str, secrets=()) -> int:
     """The token count under `key` of a decoded answer: a non-negative int below 2**63 (bools,
-    floats and strings refused), else a RemoteError naming the provider."""
+    floats and strings refused), else a RemoteError naming the provider. Whether it fits the item
+    it counts is plausible()'s check (RemoteStrategy applies it to every answer)."""
     value = data.get(key) if isinstance(data, dict) else None
     if not isinstance(value, int) or isinstance(value, bool):
         raise RemoteError(provider, f"the answer has no usable {key!r} (got {describe(data, secrets)})")
     if not 0 <= value <= MAX_COUNT:
         raise RemoteError(provider, f"implausible token count {key!r} in the answer (not in 0 .. 2**63-1)")
     return value
+
+
+def path_segment(value: str) -> str:
+    """`value` (a model id) as exactly one URL path segment, percent-encoded as botocore encodes a
+    URI label: only A-Z a-z 0-9 - . _ ~ stay as they are, so no '/', '?', '#', ':' or '%' in it can
+    end the segment or start a query or fragment. An empty or dot segment names no resource of
+    its own (a server would resolve `..` against the path): refused."""
+    if value in ("", ".", ".."):
+        raise UsageError(f"model id {value!r} cannot name a resource in a URL path")
+    return quote(value, safe="")
+
+
+SLACK = 1000  # tokens a count may exceed its text's UTF-8 bytes by (special tokens, chat framing)
+
+
+def plausible(provider: str, item, n: int) -> int:
+    """`n`, the provider's count for `item` (a text, or a ChatRequest), if some tokenizer could
+    give it: at least 1 for a non-empty item, at most its UTF-8 bytes (a chat's: its JSON) plus
+    SLACK. Else a RemoteError, so the run counts offline (labelled) instead of taking it as exact:
+    a server that answers 0 for everything is broken, not exact."""
+    if isinstance(item, str):
+        size, empty, what = len(item.encode("utf-8", "surrogatepass")), not item, "text"
+    else:
+        messages, tools = getattr(item, "messages", ()), getattr(item, "tools", ())
+        data = json.dumps([list(messages), list(tools)], ensure_ascii=False, default=str)
+        size, empty, what = len(data.encode("utf-8", "surrogatepass")), not messages, "chat"
+    if n < (0 if empty else 1) or n > size + SLACK:
+        raise RemoteError(
+            provider, f"implausible answer: {n} tokens for a {size}-byte {what}; not taken as an exact count"
+        )
+    return n

@@ -6,13 +6,14 @@ Credentials and base URLs come from the environment variables each provider's ow
 
 from __future__ import annotations
 
+import contextvars
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from . import claude_text
-from .http import HttpPolicy, count_field, describe, post_json
+from . import budget, claude_text
+from .http import HttpPolicy, count_field, describe, path_segment, plausible, post_json
 from .redact import redact_url, url_secrets
 
 # Versions of a provider's counting rule beyond what the API answers, carried by its fingerprint
@@ -133,7 +134,7 @@ class Gemini(Provider):
         self.secrets = (self.key,)
         base = os.environ.get("GOOGLE_GEMINI_BASE_URL", "https://generativelanguage.googleapis.com").rstrip("/")
         name = model.removeprefix("models/")
-        self.url = f"{base}/v1beta/models/{name}:countTokens"
+        self.url = f"{base}/v1beta/models/{path_segment(name)}:countTokens"
         self.model_path = f"models/{name}"
 
     def count_one(self, item) -> int:
@@ -265,7 +266,9 @@ class Bedrock(Provider):
         base = (
             os.environ.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME") or f"https://bedrock-runtime.{self.region}.amazonaws.com"
         )
-        self.url = f"{base.rstrip('/')}/model/{_bedrock_base_id(model)}/count-tokens"
+        # modelId is one URI label, encoded as botocore encodes it (`v2:0` -> `v2%3A0`); the SigV4
+        # canonical path is then made from the path as sent, so the signature holds
+        self.url = f"{base.rstrip('/')}/model/{path_segment(_bedrock_base_id(model))}/count-tokens"
         self.texts = claude_text.ClaudeText(
             self.name, model, fingerprint(self.strategy, model), self.url, self._count_message
         )
@@ -353,8 +356,25 @@ class RemoteStrategy:
     def count(self, item) -> int:
         return self.count_batch([item])[0]
 
+    def count_one(self, item) -> int:
+        """The provider's count for one item, refused where no tokenizer could give it (plausible)."""
+        return plausible(self.provider.name, item, self.provider.count_one(item))
+
     def count_batch(self, items: Sequence) -> list[int]:
+        """Counts in order, `concurrency` requests in flight; the first failure stops the rest
+        (items not yet sent are not sent). A batch that cannot fit in the request's budget of
+        provider calls (omnitok.remote.budget) is refused before any call: each item but an
+        empty text costs one at least."""
+        budget.need(sum(1 for item in items if item != ""))
         if len(items) <= 1 or self.concurrency <= 1:
-            return [self.provider.count_one(item) for item in items]
+            return [self.count_one(item) for item in items]
         with ThreadPoolExecutor(min(self.concurrency, len(items))) as pool:
-            return list(pool.map(self.provider.count_one, items))
+            # each call in a copy of this thread's context: the request's budget goes with it
+            futures = [pool.submit(contextvars.copy_context().run, self.count_one, item) for item in items]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in futures if f.done() and not f.cancelled() and f.exception()), None)
+            if failed is not None:
+                for f in futures:
+                    f.cancel()
+                raise failed.exception()
+            return [f.result() for f in futures]

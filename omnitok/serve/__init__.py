@@ -6,8 +6,9 @@
     POST /validate            {original, compressed, metrics}
     GET  /stats, /cache/stats, /healthz, /readyz, /metrics, /openapi.json
 
-Every endpoint calls the library (omnitok.aio over omnitok.api, omnitok.compression,
-omnitok.validation) in a thread pool; errors are JSON `{"error": {"code", "message"}}`.
+Every endpoint calls the library: counting through omnitok.aio (a thread pool), /validate and
+/compress in worker processes (omnitok.serve.workers), each under --timeout; errors are JSON
+`{"error": {"code", "message"}}`. README "Security" says what each bound protects.
 """
 
 from __future__ import annotations

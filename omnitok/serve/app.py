@@ -1,12 +1,15 @@
-"""The FastAPI app: every route is a thin call into omnitok.aio (the library in a thread pool, or
-at once for a short text, aio.count_inline); omnitok.serve.fast answers plain /count-tokens
-requests in front of FastAPI with the same answers."""
+"""The FastAPI app: every route is a thin call into the library: counting through omnitok.aio (a
+thread pool, or at once for a short text, aio.count_inline), /validate and /compress in worker
+processes (omnitok.serve.workers: they hold the GIL), every one under --timeout;
+omnitok.serve.fast answers plain /count-tokens requests in front of FastAPI with the same answers."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import math
+import os
+import signal
 import threading
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,6 +23,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import aio
 from .._version import __version__
 from ..errors import InputError, OmnitokError, UsageError
+from ..remote import budget
+from . import workers
 from .config import ServeConfig
 from .errors import HTTP_CODES, ServeError, add_secret, classify, error_body, validation_message
 from .fast import PATH as FAST_PATH
@@ -42,8 +47,8 @@ from .schemas import (
 )
 
 _ERR = {"model": ErrorResponse}
-GET_ERRORS: dict = {401: _ERR, 500: _ERR}
-POST_ERRORS: dict = {401: _ERR, 413: _ERR, 422: _ERR, 500: _ERR, 503: _ERR, 504: _ERR}
+GET_ERRORS: dict = {400: _ERR, 401: _ERR, 500: _ERR}  # 400: a Host header the server does not answer
+POST_ERRORS: dict = {400: _ERR, 401: _ERR, 408: _ERR, 413: _ERR, 422: _ERR, 500: _ERR, 503: _ERR, 504: _ERR}
 PROBE_TEXT = "Hello, world!"
 
 
@@ -93,6 +98,23 @@ class _State:
                 "count_requests": self.count_requests,
                 "tokens_counted": self.tokens_counted,
             }
+
+
+class _Expired(Exception):
+    """A batch's deadline passed: its thread stops counting."""
+
+
+class _Until:
+    """A batch's items, ending in _Expired once `stop` is set (at the request's deadline)."""
+
+    def __init__(self, items, stop: threading.Event):
+        self.items, self.stop = items, stop
+
+    def __iter__(self):
+        for item in self.items:
+            if self.stop.is_set():
+                raise _Expired
+            yield item
 
 
 def _finite(value):
@@ -158,8 +180,13 @@ def create_app(config: ServeConfig | None = None, *, fast_path: bool = True, fre
     add_secret(token)
     if config.threads:
         aio.set_threads(config.threads)
+    aio.set_upstream_limits(config.max_upstream_per_request, config.max_upstream_concurrency)
     metrics = Metrics()
     state = _State()
+    pool = workers.CpuPool(
+        config.cpu_workers or workers.default_size(config.workers),
+        init=(workers.limit_upstream, (config.max_upstream_per_request, config.max_upstream_concurrency)),
+    )
 
     def count_options(
         model_id: str | None, encoding: str | None = None, online: bool | None = None, strict: bool | None = None
@@ -179,20 +206,32 @@ def create_app(config: ServeConfig | None = None, *, fast_path: bool = True, fre
             options["strict"] = True
         return model, options
 
-    async def within(awaitable):
+    async def within(awaitable, on_timeout=None):
+        """`awaitable` under --timeout: at the deadline it is cancelled (a worker process's job is
+        killed with it), `on_timeout()` is called, and the client gets 504."""
         try:
             return await asyncio.wait_for(awaitable, config.request_timeout)
         except asyncio.TimeoutError:
+            if on_timeout is not None:
+                on_timeout()
             raise ServeError(
                 504, "timeout", f"the request took longer than the server's limit of {config.request_timeout:g} s"
             ) from None
+
+    async def in_worker(job, *args):
+        """A job of omnitok.serve.workers under --timeout (waiting for a worker included)."""
+        deadline = asyncio.get_running_loop().time() + config.request_timeout
+        return await within(pool.run(job, *args, deadline=deadline))
 
     async def warm_up() -> None:
         model, options = count_options(None)
         try:
             r = await aio.acount(PROBE_TEXT, model, **options)
         except OmnitokError as e:
-            state.not_ready = f"the default model cannot count: {e}"
+            state.not_ready = f"the default model cannot count: {e}"  # /readyz shows it without paths
+            from .middleware import log
+
+            log.warning("omnitok serve: not ready: %s", state.not_ready)  # the operator's log: in full
             return
         except Exception as e:  # a broken install: reported by /readyz, never raised
             state.not_ready = f"the default model cannot count ({type(e).__name__})"
@@ -208,11 +247,13 @@ def create_app(config: ServeConfig | None = None, *, fast_path: bool = True, fre
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        pool.start()
         task = asyncio.create_task(warm_up())
         try:
             yield
         finally:
             task.cancel()
+            await pool.close()
             await asyncio.get_running_loop().run_in_executor(None, aio.close)
 
     app = _App(
@@ -224,6 +265,7 @@ def create_app(config: ServeConfig | None = None, *, fast_path: bool = True, fre
         strict_content_type=False,  # a body without Content-Type is read as JSON
     )
     app.state.omnitok = state
+    app.state.cpu_pool = pool
     app.state.config = config
     app.shortcut = fast_path
 
@@ -254,6 +296,11 @@ def create_app(config: ServeConfig | None = None, *, fast_path: bool = True, fre
     @app.exception_handler(ServeError)
     async def _serve(request: Request, exc: ServeError):
         return JSONResponse(error_body(exc.code, exc.message, exc.hint), exc.status)
+
+    @app.exception_handler(workers.Busy)
+    async def _busy(request: Request, exc: workers.Busy):
+        """Every CPU worker busy and the queue full: come back when one is free."""
+        return JSONResponse(error_body("busy", str(exc)), 503, headers={"Retry-After": str(exc.retry_after)})
 
     # --- counting ------------------------------------------------------------------------------
 
@@ -322,16 +369,24 @@ def create_app(config: ServeConfig | None = None, *, fast_path: bool = True, fre
         fields = [req.field] if isinstance(req.field, str) else req.field
         if req.texts is not None and fields:
             raise ServeError(422, "invalid_request", "field applies to records, not texts")
+        # In the thread pool, not a worker process: the engines release the GIL while they
+        # encode, the per-record work gives it up every switch interval, and a batch's records
+        # would cost the loop more to pickle than to count (omnitok.serve.workers). At the
+        # deadline the thread stops at its next record.
+        stop = threading.Event()
         rows, summary = await within(
-            aio.acount_rows(
-                items,
+            aio.run_sync(
+                budget.fresh,  # one request's budget of provider calls, as aio.acount_rows runs it
+                aio.count_rows,
+                _Until(items, stop),
                 model,
                 fields=fields,
                 id_field=req.id_field,
                 on_error=req.on_error,
                 source="texts" if req.texts is not None else "records",
                 **options,
-            )
+            ),
+            on_timeout=stop.set,
         )
         state.counted(summary["total_tokens"])
         metrics.counted(summary["model"], summary["strategy"], summary["total_tokens"], summary["counted"])
@@ -346,20 +401,15 @@ def create_app(config: ServeConfig | None = None, *, fast_path: bool = True, fre
         budgets = {"budget": req.budget, "ratio": req.ratio, "target_compression": req.target_compression}
         if all(v is None for v in budgets.values()):
             budgets["target_compression"] = DEFAULT_TARGET_COMPRESSION
-        options: dict[str, Any] = {"engine": config.engine, "cache": config.cache}
+        options: dict[str, Any] = {
+            "method": req.method or config.compress_method,
+            "gap_marker": req.gap_marker,
+            "engine": config.engine,
+            "cache": config.cache,
+        }
         if config.cache_dir:
             options["cache_dir"] = config.cache_dir
-        r = await within(
-            aio.acompress(
-                req.context,
-                req.query,
-                model=model,
-                method=req.method or config.compress_method,
-                gap_marker=req.gap_marker,
-                **budgets,
-                **options,
-            )
-        )
+        r = await in_worker(workers.compress, req.context, req.query, model, budgets, options)
         state.compressed(r)
         metrics.compressions.labels(r.model_id).inc()
         metrics.tokens_saved.inc(r.original_tokens - r.compressed_tokens)
@@ -368,17 +418,18 @@ def create_app(config: ServeConfig | None = None, *, fast_path: bool = True, fre
     @app.post("/validate", response_model=ValidateResponse, responses=POST_ERRORS)
     async def validate(req: ValidateRequest) -> dict:
         """Score a compressed text against its original (ROUGE-L, compression, BERTScore) and gate."""
-        r = await within(
-            aio.avalidate(
-                req.original,
-                req.compressed,
-                metrics=tuple(req.metrics),
-                min_rouge_l=req.min_rouge_l,
-                max_ratio=req.max_ratio,
-                min_bertscore=req.min_bertscore,
-                model=req.model_id if req.model_id is not None else config.model,
-                stem=req.stem,
-            )
+        r = await in_worker(
+            workers.validate,
+            req.original,
+            req.compressed,
+            {
+                "metrics": tuple(req.metrics),
+                "min_rouge_l": req.min_rouge_l,
+                "max_ratio": req.max_ratio,
+                "min_bertscore": req.min_bertscore,
+                "model": req.model_id if req.model_id is not None else config.model,
+                "stem": req.stem,
+            },
         )
         return _finite(
             {
@@ -401,7 +452,8 @@ def create_app(config: ServeConfig | None = None, *, fast_path: bool = True, fre
     async def cache_stats() -> dict:
         """The caches this server's counters use: l1_hits, l2_hits, l3_hits, misses, total_hits,
         total_requests, hit_rate (percent), l1_size, l2_size (omnitok's cache field names)."""
-        return {"cache_enabled": config.cache != "off", "stats": await aio.run_sync(aio.cache_stats)}
+        own = await within(aio.run_sync(aio.cache_stats))
+        return {"cache_enabled": config.cache != "off", "stats": workers.add_stats([own, *pool.cache_views()])}
 
     @app.get("/healthz", responses=GET_ERRORS)
     async def healthz() -> dict:
@@ -435,7 +487,12 @@ def create_app(config: ServeConfig | None = None, *, fast_path: bool = True, fre
             route=count_route,
             dump=lambda answer: count_adapter.dump_json(count_adapter.validate_python(answer)),
         )
-    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=config.max_body_bytes,
+        timeout=config.body_timeout,
+        max_inflight=config.max_inflight_bytes,
+    )
     if token:
         app.add_middleware(BearerAuth, token=token)
     if config.cors_origins:
@@ -447,11 +504,23 @@ def create_app(config: ServeConfig | None = None, *, fast_path: bool = True, fre
             allow_methods=["GET", "POST"],
             allow_headers=["authorization", "content-type"],
         )
+    if config.host_names is not None:
+        from .middleware import HostCheck
+
+        app.add_middleware(HostCheck, names=config.host_names)  # before CORS, auth and the body
+    metrics.keep_model(config.model)  # the default model is a label of its own in /metrics
     app.add_middleware(Guard, metrics=metrics)
     return app
 
 
 def app_from_env() -> FastAPI:
     """uvicorn's factory (`omnitok.serve.app:app_from_env`): the config `omnitok serve` put in
-    the environment (OMNITOK_SERVE_CONFIG)."""
-    return create_app(ServeConfig.from_env(), freeze_gc=True)
+    the environment (OMNITOK_SERVE_CONFIG). Under --workers N this process is one of uvicorn's
+    workers: it stops (SIGTERM, gracefully, its CPU workers with it) when uvicorn's supervisor
+    exits, even by kill -9, instead of serving on, orphaned."""
+    config = ServeConfig.from_env()
+    if config.workers > 1:
+        parent = os.getppid()
+        if workers.die_with_parent(signal.SIGTERM) and os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+    return create_app(config, freeze_gc=True)

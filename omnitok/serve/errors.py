@@ -2,11 +2,14 @@
 422 for bad input (malformed JSON, wrong types, an unknown model, a bad record), 413 too large,
 401 unauthorized, 503 when what the request needs is unavailable (an online provider under
 strict, a tokenizer file), 504 past the request timeout, 500 for anything else, without details.
-Messages never carry a provider key or the server's token: known secrets are masked."""
+Messages never carry a provider key or the server's token (known secrets are masked) nor a file
+path (a library message naming a tokenizer file or the cache's database says `<path>` instead: the
+server's log, not its clients, may know how its disk is laid out)."""
 
 from __future__ import annotations
 
 import os
+import re
 
 from .. import errors
 
@@ -53,18 +56,32 @@ def add_secret(value: str | None) -> None:
 
 
 def mask(text: str) -> str:
-    """`text` with every known secret (provider keys in the environment, the bearer token) masked."""
+    """`text` with every known secret (provider keys in the environment, the bearer token) masked,
+    whole or in part, in any case or encoding: omnitok.redact.mask_secrets, the one masker."""
+    from ..redact import mask_secrets
+
     secrets = [os.environ.get(name) for name in SECRET_ENV] + list(_extra_secrets)
-    for secret in secrets:
-        if secret and len(secret) >= 6 and secret in text:
-            text = text.replace(secret, "***")
-    return text
+    return mask_secrets(text, [s for s in secrets if s and len(s) >= 6])
+
+
+# A file path in a message: POSIX (absolute, ~/ or ./ ../), Windows (C:\\...) or a file: URL. A
+# slash inside a word (`text/plain`, `org/model`) or a web URL's path is not one.
+_PATH = re.compile(
+    r"(?i:file:)//[^\s'\"<>]*"
+    r"|(?<![\w.:/\\~\-])(?:~|\.{1,2})?/(?![/\s])[^\s,;:()\[\]{}'\"<>|*?]*"
+    r"|(?<![\w])[A-Za-z]:\\[^\s,;:()'\"<>|*?]*"
+)
+
+
+def no_paths(text: str) -> str:
+    """`text` with every file path in it replaced by `<path>`."""
+    return _PATH.sub("<path>", text) if ("/" in text or "\\" in text) else text
 
 
 def error_body(code: str, message: str, hint: str | None = None) -> dict:
-    error = {"code": code, "message": mask(message)}
+    error = {"code": code, "message": no_paths(mask(message))}
     if hint:
-        error["hint"] = mask(hint)
+        error["hint"] = no_paths(mask(hint))
     return {"error": error}
 
 
@@ -76,6 +93,8 @@ def classify(e: errors.OmnitokError) -> tuple[int, str]:
         return 422, "unknown_model"
     if isinstance(e, errors.UnknownEncodingError):
         return 422, "unknown_encoding"
+    if isinstance(e, errors.UpstreamLimitError):
+        return 422, "upstream_limit"
     if isinstance(e, errors.NotExactError):
         return 503, "exact_unavailable"
     if isinstance(e, errors.RemoteError):

@@ -1,15 +1,22 @@
 """Pure ASGI layers around the app, outermost first: Guard (metrics, and a JSON 500 for anything
-unexpected, never a traceback), BearerAuth (401 before the body is read), BodyLimit (413 before a
-body over the limit is read)."""
+unexpected, never a traceback), HostCheck (400 for a Host the server does not answer: DNS
+rebinding), BearerAuth (401 before the body is read), BodyLimit (the body read whole before the
+app sees it: 413 over the size limit, 408 past the body timeout, 503 while the bodies being read
+at once would pass the in-flight limit).
+
+A refusal sent before the body has been read closes the connection (`connection: close`): uvicorn
+would otherwise keep reading and dropping what a slow client still sends, for as long as it sends."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
 
 import orjson
 
+from ..errors import shown
 from .errors import error_body
 
 log = logging.getLogger("omnitok.serve")
@@ -41,6 +48,20 @@ def _header(scope, name: bytes) -> bytes | None:
     return None
 
 
+def _has_body(scope) -> bool:
+    """Whether the request says a body follows (a non-zero Content-Length, or Transfer-Encoding)."""
+    for key, value in scope.get("headers") or ():
+        key = key.lower()
+        if key == b"transfer-encoding" or (key == b"content-length" and value.strip() not in (b"0", b"")):
+            return True
+    return False
+
+
+def _closing(scope) -> list:
+    """The header that closes the connection after a refusal, when a body is left unread."""
+    return [(b"connection", b"close")] if _has_body(scope) else []
+
+
 class Guard:
     """Counts and times every request (Prometheus), and turns an exception that reached this far
     into `500 {"error": {"code": "internal", ...}}` with no details (the traceback goes to the
@@ -69,7 +90,11 @@ class Guard:
         try:
             await self.app(scope, receive, watched)
         except Exception:
-            log.exception("omnitok serve: unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            log.exception(  # the path from the client, escaped and cut: the operator's terminal is safe
+                "omnitok serve: unexpected error on %s %s",
+                shown(scope.get("method", ""), quote=False),
+                shown(scope.get("path", ""), quote=False),
+            )
             status = 500
             if not response_started:
                 await send_json(send, 500, error_body("internal", "internal server error"))
@@ -105,48 +130,183 @@ class BearerAuth:
             send,
             401,
             error_body("unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)"),
-            [(b"www-authenticate", b"Bearer")],
+            [(b"www-authenticate", b"Bearer"), *_closing(scope)],
         )
 
 
-class BodyLimit:
-    """413 for a body over `max_bytes`: at once when Content-Length says so (nothing is read),
-    else as soon as the bytes received pass the limit (a chunked upload)."""
+class HostCheck:
+    """400 for a request whose Host header is not among `names` (host names, any port; `*.domain`
+    for its subdomains): a web page on another name that resolves to this server's address (DNS
+    rebinding) cannot use it through a visitor's browser (a browser always sends Host: a request
+    without one, HTTP/1.0, passes; several: 400). Sits outside BearerAuth and BodyLimit, so nothing
+    is checked nor read first."""
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, names: frozenset[str]):
+        from .config import host_name
+
+        self.app = app
+        self.host_name = host_name
+        self.exact = frozenset(n for n in names if not n.startswith("*."))
+        self.suffixes = tuple(n[1:] for n in names if n.startswith("*."))  # ".example.com"
+
+    def _allowed(self, scope) -> bool:
+        hosts = [v for k, v in scope.get("headers") or () if k.lower() == b"host"]
+        if len(hosts) != 1:
+            return not hosts
+        try:
+            name = self.host_name(hosts[0].decode("ascii"))
+        except UnicodeDecodeError:
+            return False
+        return name in self.exact or (bool(self.suffixes) and name.endswith(self.suffixes))
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or self._allowed(scope):
+            await self.app(scope, receive, send)
+            return
+        message = "this server does not answer that Host header (the names it answers: --allowed-host)"
+        await send_json(send, 400, error_body("bad_host", message), _closing(scope))
+
+
+class BodyLimit:
+    """Reads the request body whole before the app sees it (the app then reads it from memory):
+    - 413 for a body over `max_bytes`: at once when Content-Length says so (nothing is read), else
+      as soon as the bytes received pass it (a chunked upload);
+    - 408 when the whole body has not arrived within `timeout` seconds of the request's headers
+      (a client trickling a body holds a connection and its buffer no longer than that);
+    - 503 with Retry-After when the bodies being read at once, each counted at its declared
+      Content-Length (a chunked one at the bytes received so far), would pass `max_inflight`
+      bytes: a crowd of slow uploads cannot hold the server's memory. A body stops counting
+      once it is read.
+    Each refusal closes the connection. Limits are per worker process."""
+
+    RETRY_AFTER = b"1"
+
+    def __init__(self, app, max_bytes: int, timeout: float = 30.0, max_inflight: int | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout = timeout
+        self.max_inflight = max_inflight if max_inflight is not None else 256 * 1024 * 1024
+        self.inflight = 0  # bytes of the bodies being read now (one event loop: no lock)
+        # The reads in progress (task -> deadline), watched by one timer for them all rather than
+        # a timer each (a body that arrives with its headers costs two dict operations): every
+        # tick it cancels the tasks past their deadline, so a 408 comes at most a tick late.
+        self._reading: dict[asyncio.Task, float] = {}
+        self._expired: set[asyncio.Task] = set()
+        self._tick = min(1.0, timeout / 10)
+        self._reaper: asyncio.TimerHandle | None = None
+        self._reaper_loop = None  # the loop it runs on (an app may outlive one: TestClient)
+
+    def _reap(self) -> None:
+        loop = self._reaper_loop
+        now = loop.time()
+        for task, deadline in list(self._reading.items()):
+            if deadline <= now:
+                del self._reading[task]
+                self._expired.add(task)
+                task.cancel()
+        self._reaper = loop.call_later(self._tick, self._reap) if self._reading else None
 
     def _too_large(self) -> dict:
         mb = self.max_bytes / (1024 * 1024)
         return error_body("too_large", f"the request body is over the server's limit of {mb:g} MB")
 
+    def _busy(self) -> dict:
+        mb = self.max_inflight / (1024 * 1024)
+        return error_body(
+            "busy", f"the server is reading its limit of {mb:g} MB of request bodies at once; try again in a moment"
+        )
+
+    def _slow(self) -> dict:
+        return error_body(
+            "body_timeout", f"the request body did not arrive within the server's limit of {self.timeout:g} s"
+        )
+
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = _header(scope, b"content-length")
-        if length is not None:
-            try:
-                declared = int(length)
-            except ValueError:
-                await send_json(send, 400, error_body("bad_request", "Content-Length is not a number"))
-                return
-            if declared > self.max_bytes:
-                await send_json(send, 413, self._too_large())
-                return
-        received = 0
-        limit = self.max_bytes
+        declared = 0
+        chunked = False
+        for key, value in scope.get("headers") or ():
+            key = key.lower()
+            if key == b"content-length":
+                if not value.strip().isdigit():
+                    await send_json(
+                        send, 400, error_body("bad_request", "Content-Length is not a number"), _closing(scope)
+                    )
+                    return
+                declared = max(declared, int(value))
+            elif key == b"transfer-encoding":
+                chunked = True
+        if not declared and not chunked:  # no body
+            await self.app(scope, receive, send)
+            return
+        if declared > self.max_bytes:
+            await send_json(send, 413, self._too_large(), [(b"connection", b"close")])
+            return
+        if self.inflight + declared > self.max_inflight:
+            await send_json(send, 503, self._busy(), [(b"retry-after", self.RETRY_AFTER), (b"connection", b"close")])
+            return
+        self.inflight += declared
+        held = declared
+        refusal = None
+        chunks: list[bytes] = []
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        self._reading[task] = loop.time() + self.timeout
+        if self._reaper is None or self._reaper_loop is not loop:
+            self._reaper_loop = loop
+            self._reaper = loop.call_later(self._tick, self._reap)
+        try:
+            received = 0
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":  # the client left: nobody to answer
+                    return
+                body = message.get("body", b"")
+                if body:
+                    received += len(body)
+                    if received > self.max_bytes:
+                        refusal = (413, self._too_large(), [])
+                        break
+                    if received > held:  # a chunked body: counted as it arrives
+                        more = received - held
+                        if self.inflight + more > self.max_inflight:
+                            refusal = (503, self._busy(), [(b"retry-after", self.RETRY_AFTER)])
+                            break
+                        self.inflight += more
+                        held = received
+                    chunks.append(body)
+                if not message.get("more_body", False):
+                    break
+        except asyncio.CancelledError:
+            if task not in self._expired:
+                raise
+            if hasattr(task, "uncancel"):  # Python 3.11+: this cancellation was ours, and is handled
+                task.uncancel()
+            refusal = (408, self._slow(), [])
+        finally:
+            self.inflight -= held
+            if self._reading.pop(task, None) is None:  # reaped: its cancel has been seen or is moot
+                self._expired.discard(task)
+        if refusal is not None:
+            status, body, headers = refusal
+            await send_json(send, status, body, [*headers, (b"connection", b"close")])
+            return
+        whole = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        del chunks
+        await self.app(scope, _replay(whole, receive), send)
 
-        async def limited():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    from fastapi import HTTPException
 
-                    raise HTTPException(413, self._too_large()["error"]["message"])
-            return message
+def _replay(body: bytes, receive):
+    """A receive that gives the body already read as one message, then reads on (a disconnect)."""
+    sent = False
 
-        await self.app(scope, limited, send)
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -7,6 +7,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 import orjson
 
+from ..errors import printable
+
 FORMATS = ("table", "jsonl", "json", "junit", "github", "markdown")
 
 
@@ -90,6 +92,7 @@ def markdown(rows: list[dict], summary: dict) -> str:
 def table(rows: list[dict], summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     keys = [k for k in (rows[0] if rows else {}) if k not in ("pos", "failures", "passed", "where")]
     t = Table(title=f"omnitok validate: {'passed' if summary['passed'] else 'FAILED'}")
@@ -97,6 +100,7 @@ def table(rows: list[dict], summary: dict) -> None:
     for k in keys:
         t.add_column(k, justify="right")
     t.add_column("failures")
-    for row in rows:
-        t.add_row(_name(row), *(_fmt(row.get(k, "")) for k in keys), "; ".join(row.get("failures", [])))
+    for row in rows:  # as text, never rich markup; ids escaped (errors.printable)
+        cells = (_name(row), *(_fmt(row.get(k, "")) for k in keys), "; ".join(row.get("failures", [])))
+        t.add_row(*(Text(printable(c)) for c in cells))
     Console(file=sys.stdout).print(t)

@@ -1,0 +1,355 @@
+"""Issue 23, item 3: CPU-heavy work never holds the event loop, and --timeout holds on every route.
+
+Before, /validate's ROUGE-L ran in the server's thread pool holding the GIL: one 2.3 MB body kept
+/healthz from answering for 12.5 s, and --timeout 60 answered 504 at 286 s. Now /validate and
+/compress run in worker processes (omnitok.serve.workers): killed at the deadline, replaced,
+bounded (503 with Retry-After past the queue), gone with the server. Through a real `omnitok
+serve`; the worker processes are found under the server's pid in /proc."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sys
+import threading
+import time
+
+import pytest
+
+import omnitok
+from tests.mock_providers import API_KEY, MockProviders
+from tests.serve_server import Server
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("rapidfuzz", reason="ROUGE-L needs the validate extra")
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree in /proc")
+
+TIMEOUT = 3.0  # the servers' --timeout: small, so that the tests are quick
+MAX_BODY = 10 * 1024 * 1024  # the default --max-body-mb 10
+SMALL = {"original": "the cat sat on the mat today", "compressed": "the cat sat", "metrics": ["rouge-l"]}
+JSON = {"content-type": "application/json"}
+
+
+def maximal_body() -> bytes:
+    """A /validate body just under the default limit: two texts of random words (no common
+    prefix or suffix for the LCS to skip), whose ROUGE-L would take minutes."""
+    rng = random.Random(23)
+    vocab = [f"w{i}" for i in range(5000)]
+    half = (MAX_BODY - 100) // 2
+    texts = []
+    for _ in range(2):
+        text = " ".join(rng.choices(vocab, k=half // 5))
+        texts.append(text[: half - 10])
+    body = json.dumps({"original": texts[0], "compressed": texts[1], "metrics": ["rouge-l"]}).encode()
+    assert MAX_BODY - 200 < len(body) <= MAX_BODY
+    return body
+
+
+@pytest.fixture(scope="module")
+def heavy_body() -> bytes:
+    return maximal_body()
+
+
+# --- the process tree ---------------------------------------------------------------------------
+
+
+def _procs() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, state) of every process."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+        out[int(entry)] = (int(ppid), state)
+    return out
+
+
+def descendants(pid: int) -> set[int]:
+    procs = _procs()
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, (ppid, _) in procs.items() if ppid in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a zombie burns no CPU)."""
+    state = _procs().get(pid)
+    return state is not None and state[1] not in ("Z", "X")
+
+
+def cpu_workers(server: Server) -> list[int]:
+    pids = []
+    for pid in descendants(server.proc.pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if b"omnitok.serve.workers" in cmdline and alive(pid):
+            pids.append(pid)
+    return sorted(pids)
+
+
+def wait_for(predicate, timeout: float = 30, what: str = "the condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def wait_workers(server: Server, n: int) -> list[int]:
+    return wait_for(lambda: (lambda p: p if len(p) == n else None)(cpu_workers(server)), what=f"{n} CPU workers")
+
+
+def cpu_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def wait_busy(pids: list[int]) -> int:
+    """The first of `pids` seen burning CPU (a job runs in it)."""
+    start = {pid: cpu_ticks(pid) for pid in pids}
+
+    def busy():
+        return next((pid for pid in pids if cpu_ticks(pid) - start[pid] >= 10), None)
+
+    return wait_for(busy, 20, "a busy CPU worker")
+
+
+def post_in_thread(url: str, body: bytes, results: list) -> threading.Thread:
+    def go():
+        started = time.monotonic()
+        try:
+            r = httpx.post(url, content=body, headers=JSON, timeout=120)
+        except httpx.TransportError as e:
+            r = e
+        results.append((r, time.monotonic() - started))
+
+    t = threading.Thread(target=go)
+    t.start()
+    return t
+
+
+def assert_timeout(r, elapsed: float) -> None:
+    assert isinstance(r, httpx.Response), r
+    assert r.status_code == 504, r.text[:300]
+    assert r.json()["error"]["code"] == "timeout"
+    assert TIMEOUT - 0.05 <= elapsed < TIMEOUT + 2.5, elapsed  # at the deadline, not minutes later
+
+
+def assert_small_validate(server: Server) -> None:
+    r = httpx.post(f"{server.url}/validate", json=SMALL, timeout=30)
+    assert r.status_code == 200, r.text
+    lib = omnitok.validate(SMALL["original"], SMALL["compressed"], metrics=["rouge-l"])
+    assert r.json()["rouge_l_score"] == lib.rouge_l_score and r.json()["details"] == lib.details
+
+
+# --- four maximal /validate requests -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def four(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("cpu4"), "--cpu-workers", "4", "--timeout", str(TIMEOUT))
+    yield srv
+    srv.stop()
+
+
+def test_healthz_answers_while_four_maximal_validates_run_then_workers_are_replaced(four, heavy_body):
+    before = wait_workers(four, 4)
+    assert_small_validate(four)
+    results: list = []
+    threads = [post_in_thread(f"{four.url}/validate", heavy_body, results) for _ in range(4)]
+    latencies = []
+    with httpx.Client(base_url=four.url, timeout=60) as c:
+        while any(t.is_alive() for t in threads):
+            started = time.perf_counter()
+            r = c.get("/healthz")
+            latencies.append(time.perf_counter() - started)
+            assert r.status_code == 200
+            time.sleep(0.01)
+    for t in threads:
+        t.join()
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+    print(
+        f"\n/healthz during 4 maximal /validate ({len(heavy_body) / 1e6:.1f} MB each): {len(latencies)} probes, "
+        f"p50 {latencies[len(latencies) // 2] * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms, max {latencies[-1] * 1e3:.1f} ms"
+    )
+    assert len(latencies) >= 20
+    assert latencies[-1] <= 1.0  # before: no answer for minutes
+    for r, elapsed in results:
+        assert_timeout(r, elapsed)
+    # The jobs were killed with their deadline: no CPU burns on, and four fresh workers serve.
+    wait_for(lambda: not any(alive(pid) for pid in before), 5, "the killed workers to be gone")
+    after = wait_workers(four, 4)
+    assert not set(after) & set(before)
+    assert_small_validate(four)
+    assert cpu_workers(four) == after
+
+
+# --- a full pool, and the count routes' deadline -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mock():
+    m = MockProviders()
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="module")
+def one(tmp_path_factory, mock):
+    env = {"GOOGLE_API_KEY": API_KEY, "GOOGLE_GEMINI_BASE_URL": mock.url}
+    srv = Server(tmp_path_factory.mktemp("cpu1"), "--cpu-workers", "1", "--timeout", str(TIMEOUT), env=env)
+    yield srv
+    srv.stop()
+
+
+def test_a_full_pool_answers_503_with_retry_after(one, heavy_body):
+    [pid] = wait_workers(one, 1)
+    assert_small_validate(one)
+    results: list = []
+    first = post_in_thread(f"{one.url}/validate", heavy_body, results)
+    wait_busy([pid])
+    second = post_in_thread(f"{one.url}/validate", heavy_body, results)  # waits: the queue's one place
+    time.sleep(0.8)
+    started = time.monotonic()
+    r = httpx.post(f"{one.url}/validate", json=SMALL, timeout=30)
+    assert time.monotonic() - started < 1.0  # at once, not queued
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["code"] == "busy"
+    assert 1 <= int(r.headers["retry-after"]) <= TIMEOUT
+    first.join()
+    second.join()
+    for r, elapsed in results:
+        assert_timeout(r, elapsed)  # the queued one too: its deadline counts from its arrival
+    assert_small_validate(one)  # a fresh worker
+    assert cpu_workers(one) != [pid]
+
+
+def test_count_routes_answer_504_at_the_deadline(one, mock):
+    """The count routes run in threads (a provider call here, stalled for 6 s): 504 at --timeout."""
+    stalled = (200, {}, {"totalTokens": 2}, 6.0)
+    mock.fail("gemini", stalled, stalled)
+    results: list = []
+    body = {"model_id": "gemini-2.5-flash", "online": True}
+    threads = [
+        post_in_thread(f"{one.url}/count-tokens", json.dumps({**body, "text": "stalled one"}).encode(), results),
+        post_in_thread(
+            f"{one.url}/count-tokens/batch", json.dumps({**body, "texts": ["stalled two"]}).encode(), results
+        ),
+    ]
+    for t in threads:
+        t.join()
+    assert len(results) == 2
+    for r, elapsed in results:
+        assert_timeout(r, elapsed)
+
+
+# --- the workers end with the server ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("server_workers", [1, 2])
+def test_kill_9_of_the_server_leaves_no_worker_alive(tmp_path, heavy_body, server_workers):
+    # Under --workers 2 the uvicorn workers stop gracefully when their supervisor dies: 1 s.
+    srv = Server(
+        tmp_path, "--workers", str(server_workers), "--cpu-workers", "2", "--timeout", "60", "--graceful-timeout", "1"
+    )
+    try:
+        workers = wait_workers(srv, 2 * server_workers)
+        tree = descendants(srv.proc.pid)
+        results: list = []
+        request = post_in_thread(f"{srv.url}/validate", heavy_body, results)
+        wait_busy(workers)
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait(10)
+        wait_for(lambda: not any(alive(pid) for pid in tree), 10, "every process under the server to end")
+        request.join(30)
+        assert not request.is_alive()
+    finally:
+        srv.stop()
+
+
+def test_sigterm_stops_every_workers_pool_within_the_graceful_timeout(tmp_path, heavy_body):
+    grace = 2
+    srv = Server(tmp_path, "--workers", "2", "--cpu-workers", "1", "--timeout", "60", "--graceful-timeout", str(grace))
+    try:
+        workers = wait_workers(srv, 2)  # one pool per uvicorn worker
+        for _ in range(6):
+            assert_small_validate(srv)
+        tree = descendants(srv.proc.pid)
+        results: list = []
+        request = post_in_thread(f"{srv.url}/validate", heavy_body, results)
+        wait_busy(workers)
+        started = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        code = srv.proc.wait(grace + 20)
+        took = time.monotonic() - started
+        assert code in (0, -signal.SIGTERM), srv.log()
+        assert took < grace + 3, took
+        wait_for(lambda: not any(alive(pid) for pid in tree), 5, "every process under the server to end")
+        request.join(30)  # answered by uvicorn when the graceful timeout cancelled it
+        assert not request.is_alive()
+    finally:
+        srv.stop()
+
+
+# --- a cancelled job unwinds ---------------------------------------------------------------------
+
+
+def _python_loop(marker: str) -> tuple:
+    """A job of Python code that runs until it is cancelled, then leaves a mark on its way out."""
+    with open(marker, "w") as f:
+        f.write("running")
+    try:
+        while True:
+            pass
+    finally:
+        with open(marker, "w") as f:
+            f.write("unwound")
+
+
+def test_a_cancelled_job_unwinds_then_its_worker_ends(tmp_path):
+    """At the deadline the worker gets CANCEL first: the job's `finally` blocks run (a half-written
+    export's temporary file is removed), and the process ends; SIGKILL only if it does not."""
+    import asyncio
+
+    from omnitok.serve.workers import CpuPool
+
+    marker = tmp_path / "marker"
+
+    async def main():
+        pool = CpuPool(1)
+        try:
+            job = asyncio.ensure_future(pool.run(_python_loop, str(marker)))
+            # Cancelled once it runs (a worker's start takes longer on a loaded machine).
+            for _ in range(600):
+                if marker.exists() and marker.read_text() == "running":
+                    break
+                await asyncio.sleep(0.05)
+            assert marker.read_text() == "running"
+            job.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await job
+        finally:
+            await pool.close()  # waits for the cancelled worker's end
+
+    asyncio.run(main())
+    assert marker.read_text() == "unwound"  # CANCEL unwound it before KILL_GRACE's SIGKILL

@@ -1,0 +1,69 @@
+"""`omnitok serve` as a user starts it: the console script in a subprocess on a free 127.0.0.1
+port, up once /readyz (or /healthz) answers 200. Shared by tests/test_serve.py and tests/security."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.console import OMNITOK
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`omnitok serve ARGS` on a free port, up once /readyz answers 200."""
+
+    def __init__(self, tmp: Path, *args: str, env: dict | None = None, ready: bool = True):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp / f"serve-{self.port}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        full_env = {**os.environ, "OMNITOK_CACHE_DIR": str(tmp / "cache"), **(env or {})}
+        full_env.pop("L3_CACHE_URL", None)
+        self.proc = subprocess.Popen(
+            [OMNITOK, "serve", "--port", str(self.port), *args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"omnitok serve exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                r = httpx.get(f"{self.url}/readyz" if ready else f"{self.url}/healthz", timeout=2)
+                if r.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"omnitok serve did not get ready:\n{self.log()}")
+            time.sleep(0.1)
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._log.close()
+        return code

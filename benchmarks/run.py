@@ -533,6 +533,12 @@ def main() -> None:
         ("compress", lambda: compress_step(results)),
         ("serve", lambda: module_step("serve_bench", "omnitok serve under load (benchmarks/serve_bench.py)", results)),
         (
+            "serve guard",
+            lambda: module_step(
+                "serve_guard_bench", "omnitok serve under CPU-heavy requests (benchmarks/serve_guard_bench.py)", results
+            ),
+        ),
+        (
             "ray",
             lambda: module_step("ray_bench", "Local pipeline vs Ray on one host (benchmarks/ray_bench.py)", results),
         ),

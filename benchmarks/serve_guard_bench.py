@@ -6,7 +6,7 @@ Issue 23's goal: while 4 maximal /validate requests run, /healthz answers with p
 One `omnitok serve` (one worker, its defaults: --max-body-mb 10, --cpu-workers the cores) is
 sampled on GET /healthz every 20 ms over one keep-alive connection, first idle (the reference,
 same run, same client), then from the moment `--heavy` clients start to POST a /validate of two
-~4.9 MB texts (a 9.8 MB body, under the 10 MB limit: its upload and parsing are sampled too;
+~4.8 MB texts (a body just under the 10 MB limit: its upload and parsing are sampled too;
 ROUGE-L of two such texts would take hours, so each runs until the server's --timeout). Prints the /healthz latencies of both phases, how late after the
 deadline each heavy request got its 504, and how long until a fresh worker answered a small
 /validate after the 504s.
@@ -18,70 +18,12 @@ import argparse
 import http.client
 import json
 import os
-import random
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-WORDS = [
-    "the",
-    "of",
-    "and",
-    "to",
-    "in",
-    "is",
-    "was",
-    "for",
-    "on",
-    "that",
-    "with",
-    "as",
-    "by",
-    "at",
-    "from",
-    "his",
-    "her",
-    "they",
-    "this",
-    "which",
-    "be",
-    "are",
-    "were",
-    "river",
-    "mountain",
-    "city",
-    "council",
-    "budget",
-    "winter",
-    "harvest",
-    "engine",
-    "signal",
-    "market",
-    "theory",
-    "letter",
-    "station",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def prose(n_bytes: int, seed: int) -> str:
-    rng = random.Random(seed)
-    out, size = [], 0
-    while size < n_bytes:
-        sentence = " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 20))).capitalize() + ". "
-        out.append(sentence)
-        size += len(sentence)
-    return "".join(out)[:n_bytes]
+from benchmarks.serve_bench import _free_port, _start, stop, texts_1kb
 
 
 class Probe:
@@ -121,45 +63,25 @@ def main() -> None:
     args = ap.parse_args()
     if not args.seconds + 1 < args.timeout:
         sys.exit("--timeout must leave the sampling window (--seconds + 1 s) inside it")
-
-    port = free_port()
+    port = _free_port()
     omnitok = str(Path(sys.executable).with_name("omnitok"))
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "OMNITOK_CACHE_DIR": str(Path(tmp) / "cache")}
-        env.pop("L3_CACHE_URL", None)
-        server = subprocess.Popen(
-            [omnitok, "serve", "--port", str(port), "--timeout", f"{args.timeout:g}", "--log-level", "warning"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                    c.request("GET", "/readyz")
-                    if c.getresponse().status == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    sys.exit("omnitok serve did not get ready")
-                time.sleep(0.1)
-            run(port, args)
-        finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+    argv = [omnitok, "serve", "--port", str(port), "--timeout", f"{args.timeout:g}", "--log-level", "warning"]
+    server = _start(argv, port)
+    try:
+        run(port, args)
+    finally:
+        stop(server)
 
 
 def run(port: int, args) -> None:
-    probe = Probe(port)
+    half = 4_600  # texts of ~1 KB: ~4.8 MB a side, a body under the default 10 MB limit
+    original, compressed = " ".join(texts_1kb(half, seed=1)), " ".join(texts_1kb(half, seed=2))
+    body = json.dumps(
+        {"original": original, "compressed": compressed, "metrics": ["rouge-l"]}, ensure_ascii=False
+    ).encode()
+    assert len(body) < 10 * 1024 * 1024, len(body)
+    probe = Probe(port)  # after the bodies are made: the connection must not idle past keep-alive
     idle = sample(probe, args.seconds / 3)
-    half = 4_900_000
-    body = json.dumps({"original": prose(half, 1), "compressed": prose(half, 2), "metrics": ["rouge-l"]}).encode()
     answers: list[tuple[int, float]] = []
     lock = threading.Lock()
 

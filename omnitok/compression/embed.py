@@ -110,9 +110,9 @@ class LocalEmbedder(_Cached):
         self.name = "all-MiniLM-L6-v2" if model_dir is None else directory.name
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        from ..embedding import run_batches
+        from ..embedding import encode_batch, run_batches
 
-        ids = [e.ids for e in self.tokenizer.encode_batch(texts)]
+        ids = [e.ids for e in encode_batch(self.tokenizer, texts)]
         out = np.zeros((len(texts), self.encoder.hidden_size), dtype=np.float32)
 
         def pool(idx: list[int], hidden: np.ndarray, mask: np.ndarray) -> None:

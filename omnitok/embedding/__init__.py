@@ -92,6 +92,16 @@ def tokenizer(model_dir: Path, max_length: int):
     return tok
 
 
+def encode_batch(tok, texts: list[str]) -> list:
+    """`tok.encode_batch(texts)` (a `tokenizer`'s), a text holding lone surrogates (JSON's
+    "\\ud800" decodes to one) first cleaned to U+FFFD as tiktoken cleans it: `tokenizers` refuses
+    a str that is not valid UTF-8 with a TypeError, which a server would answer with a 500."""
+    try:
+        return tok.encode_batch(texts)
+    except TypeError:
+        return tok.encode_batch([t.encode("utf-16", "surrogatepass").decode("utf-16", "replace") for t in texts])
+
+
 def batches(lengths: list[int], max_batch: int = MAX_BATCH, max_tokens: int = MAX_TOKENS) -> list[list[int]]:
     """Indices sorted by length (longest first), cut into batches of at most max_batch texts and
     max_tokens padded tokens."""

@@ -41,7 +41,8 @@ def check_id(model: str) -> str:
         raise UsageError(f"model id {shown(model)} holds a control character (U+{ord(odd):04X})")
     bad = None
     if "/.." in model or any(s in (".", "..") for s in _SEGMENTS.split(model.strip())):
-        bad = "/.." if "/.." in model else "a '.' or '..' segment"
+        # said in words: "'/..'" would read as a file path, which the server's messages hide
+        bad = "a '..' after a slash" if "/.." in model else "a '.' or '..' segment"
     bad = bad or next((c for c in _NOT_IN_IDS if c in model), None)
     if bad is not None:
         what = bad if bad.startswith("a ") else repr(bad)

@@ -17,8 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 OTHER = "other"
-# The `name` of every counting strategy omnitok has (tokenizers/, families/, remote/providers.py),
-# and the batch summary's "mixed".
+# The `name` of every counting strategy omnitok has (tokenizers/, families/), the `strategy` of
+# every provider (remote/providers.py: what an online count reports), and the batch summary's "mixed".
 STRATEGIES = frozenset(
     {
         "tiktoken",
@@ -35,6 +35,11 @@ STRATEGIES = frozenset(
         "vllm",
         "self-hosted",
         "bedrock",
+        "anthropic-api",
+        "gemini-api",
+        "vllm-api",
+        "self-hosted-api",
+        "bedrock-api",
         "mixed",
     }
 )

@@ -91,9 +91,11 @@ class BERTScorer:
     def encode_many(self, texts: list[str]) -> list[list[int]]:
         """Word-piece ids with [CLS] and [SEP], truncated as bert-score's sent_encode; an empty
         (or all-space) text is [CLS] [SEP]."""
+        from ..embedding import encode_batch
+
         stripped = [t.strip() for t in texts]
         full = [s for s in stripped if s]
-        done = iter(e.ids for e in self.tokenizer.encode_batch(full)) if full else iter(())
+        done = iter(e.ids for e in encode_batch(self.tokenizer, full)) if full else iter(())
         return [next(done) if s else [self.cls_id, self.sep_id] for s in stripped]
 
     def _embed(self, sentences: list[str]) -> dict[str, tuple[np.ndarray, list[int]]]:

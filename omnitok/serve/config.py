@@ -33,15 +33,30 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+_NAME = re.compile(r"(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
+_IPV6 = re.compile(r"[0-9a-f:.]+(%[a-z0-9_.-]+)?")
+
+
 def host_name(value: str) -> str:
     """A Host header's (or an --allowed-host's) name: lower case, without its port, brackets or
-    trailing dot (`[::1]:8001` -> `::1`, `Example.COM.:80` -> `example.com`)."""
+    one trailing dot (`[::1]:8001` -> `::1`, `Example.COM.:80` -> `example.com`); "" (which no
+    name matches) for anything else a Host header can hold: a port that is not a number,
+    userinfo (`localhost:80@evil`), empty labels (`localhost..`), other characters."""
     value = value.strip().lower()
+    port = ""
     if value.startswith("["):
-        value = value[1:].partition("]")[0]
-    elif value.count(":") == 1:
-        value = value.partition(":")[0]
-    return value.rstrip(".")
+        name, closed, rest = value[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            return ""
+        port = rest[1:] if rest else ""
+        return name if _IPV6.fullmatch(name) and (not rest or port.isdigit()) else ""
+    if value.count(":") > 1:  # a bare IPv6 address: an --allowed-host, never a valid Host header
+        return value if _IPV6.fullmatch(value) else ""
+    name, colon, port = value.partition(":")
+    if colon and not (port.isdigit() and len(port) <= 5):
+        return ""
+    name = name.removesuffix(".")
+    return name if _NAME.fullmatch(name) else ""
 
 
 @dataclass(frozen=True, repr=False)

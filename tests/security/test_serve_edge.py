@@ -289,7 +289,22 @@ def test_the_loopback_names_are_answered_with_any_port(edge, name):
 
 
 @pytest.mark.parametrize(
-    "host", ["evil.example", f"evil.example:{8001}", "127.0.0.1.evil.example", "localhost@evil.example", "[::2]", ""]
+    "host",
+    [
+        "evil.example",
+        f"evil.example:{8001}",
+        "127.0.0.1.evil.example",
+        "localhost@evil.example",
+        "[::2]",
+        "",
+        # Loopback names made odd: userinfo, a port that is not a number, empty labels, no ']'.
+        "localhost:80@evil.example",
+        "localhost:abc",
+        "localhost..",
+        "localhost:",
+        "[::1",
+        "[::1]x",
+    ],
 )
 def test_other_host_headers_get_400_before_auth_and_before_the_body(edge, host):
     # The probe, without a token: 400, not 200.

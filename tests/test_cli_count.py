@@ -244,7 +244,7 @@ def test_csv_and_json_formats(cli, ref_o200k):
     r = cli("count", "--format", "csv", stdin=b'{"text":"a b c","id":"q"}\n')
     assert r.text.splitlines() == [
         "pos,id,source,line,tokens,model,encoding,strategy,exact,error_band,error",
-        f"0,q,<stdin>,1,{len(ref_o200k.encode_ordinary('a b c'))},gpt-4o,o200k_base,tiktoken,True,,",
+        f"0,q,<stdin>,1,{len(ref_o200k.encode_ordinary('a b c'))},gpt-4o,o200k_base,tiktoken,true,,",
     ]
     r = cli("count", "--format", "json", stdin=b"a b c")
     assert orjson.loads(r.out) == {"pos": 0, "tokens": len(ref_o200k.encode_ordinary("a b c")), **META}

@@ -38,11 +38,17 @@ def wants_json(asked: bool = False) -> bool:
 
 
 def print_json(data) -> None:
-    """One JSON document on a line of stdout."""
+    """One JSON document on a line of stdout (a failed write, as to a full device, is one
+    error line)."""
     import orjson
 
-    sys.stdout.buffer.write(orjson.dumps(data, default=str) + b"\n")
-    sys.stdout.flush()
+    from .. import api
+
+    out = api.open_output(None)
+    try:
+        out.stream.write(orjson.dumps(data, default=str) + b"\n")
+    finally:
+        out.close(commit=True)
 
 
 def _cell(value) -> str:

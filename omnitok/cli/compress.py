@@ -126,6 +126,7 @@ def compress_cmd(
     api.set_default_device(device)  # the local embedder's device; cuda without a GPU is a usage error
     if fmt not in FORMATS:
         raise errors.UsageError(f"--format must be one of {', '.join(FORMATS)}")
+    api.output_format(fmt, output, False)  # refuses a --format that contradicts -o's suffix
     cache = opt.cache_mode(cache, no_cache)
     if context is not None:
         if files:

@@ -214,13 +214,16 @@ def count(
     finally:
         bar.close()
         try:
+            closed = False  # the sink wrote its last bytes without error
             try:
                 if sink is not None and ended:
                     sink.close()
+                closed = ended
             finally:
                 if out is not None:
-                    # A run that stopped at a bad record or failed leaves an existing -o file as it was.
-                    out.close(commit=ended and bad.stopped is None)
+                    # A run that stopped at a bad record or failed, or whose sink or file could not
+                    # be closed, leaves an existing -o file as it was.
+                    out.close(commit=closed and bad.stopped is None)
         finally:
             cache_stats = counter.cache.run_stats() if counter.cache is not None else None
             counter.close()

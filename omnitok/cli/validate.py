@@ -108,6 +108,7 @@ def validate_cmd(
         cache_dir=cache_dir,
     )
     chosen = options.scored  # a gate on a metric turns the metric on
+    api.output_format(fmt, output, False)  # refuses a --format that contradicts -o's suffix
     if fmt == "auto":
         fmt = "table" if (output is None and sys.stdout.isatty()) else "jsonl"
     if fmt not in REPORT_FORMATS:

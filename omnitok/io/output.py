@@ -8,11 +8,19 @@ is also an input (the same file, through any name, link or stdin redirection) is
 
 Targets that are not regular files (/dev/null, a FIFO, a terminal) are written in place: a
 rename would replace the device with a file.
+
+A write, flush, fsync or close that fails (a full disk, a file-size limit, /dev/full as stdout)
+is an `OutputError`: one line naming the output and the reason, exit 1; the temporary file is
+removed and nothing is committed. The failure is caught at the file descriptor (below the
+buffer), so it is seen however the bytes got there (a sink, pyarrow, the csv module), and later
+writes are dropped so that the run can unwind without a second error.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import os
 import stat
 import sys
@@ -20,9 +28,34 @@ import uuid
 from collections.abc import Iterable
 from typing import IO
 
-from ..errors import UsageError
+from ..errors import OmnitokError, UsageError
 
 STDIO = "-"
+
+
+class OutputError(OmnitokError):
+    """An output could not be written (disk full, file too large, an I/O error): exit 1."""
+
+
+class _Raw(io.FileIO):
+    """The output's file descriptor: an OSError from a write becomes the output's OutputError,
+    recorded on it; after one, writes are dropped (the output will not be committed)."""
+
+    def __init__(self, fd: int, owner: Output, closefd: bool = True):
+        super().__init__(fd, "wb", closefd=closefd)
+        self._owner = owner
+
+    def write(self, data) -> int:
+        if self._owner.failure is not None:
+            return memoryview(data).nbytes
+        try:
+            return super().write(data)
+        except BlockingIOError:
+            raise
+        except OSError as e:
+            if e.errno == errno.EPIPE:  # the reader went away (`| head`): the CLI stops quietly
+                raise
+            raise self._owner.failed(e) from None
 
 
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
@@ -62,8 +95,9 @@ class Output:
         self._tmp: str | None = None
         self._target: str | None = None
         self._closed = False
+        self.failure: OutputError | None = None
         if self.path is None:
-            self.stream: IO[bytes] = sys.stdout.buffer
+            self.stream: IO[bytes] = self._stdout()
             return
         target = os.path.realpath(self.path)
         try:
@@ -88,48 +122,67 @@ class Output:
             with contextlib.suppress(OSError):
                 os.chmod(self._tmp, stat.S_IMODE(existing.st_mode))
 
+    @property
+    def name(self) -> str:
+        return self.path or "stdout"
+
+    def failed(self, e: OSError) -> OutputError:
+        """Record (the first) failure to write this output; the error to raise."""
+        if self.failure is None:
+            self.failure = OutputError(f"{self.name}: {e.strerror or e}")
+        return self.failure
+
+    def _stdout(self) -> IO[bytes]:
+        """stdout's descriptor under a buffer of our own, so a failed write is seen as above;
+        sys.stdout itself where it has no descriptor (an in-process caller's buffer)."""
+        try:
+            sys.stdout.flush()
+            fd = sys.stdout.fileno()
+        except (OSError, ValueError, AttributeError):
+            return sys.stdout.buffer
+        return io.BufferedWriter(_Raw(fd, self, closefd=False))
+
     def _open(self, path: str, flags: int, mode: int = 0o666) -> IO[bytes]:
         try:
             fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), mode)
         except OSError as e:
             raise UsageError(f"cannot write {self.path}: {e.strerror}") from None
-        return os.fdopen(fd, "wb")
+        return io.BufferedWriter(_Raw(fd, self))
 
     def close(self, commit: bool) -> None:
-        """Flush and publish (commit) or drop what was written. Safe to call twice."""
+        """Flush and publish (commit) or drop what was written. Safe to call twice. Raises
+        OutputError if any write, the flush, fsync or close failed: then nothing is published."""
         if self._closed:
             return
         self._closed = True
-        if self.path is None:
-            with contextlib.suppress(BrokenPipeError, ValueError):
-                self.stream.flush()
-            return
         try:
             self.stream.flush()
-            if commit and self._tmp is not None:
+            if commit and self._tmp is not None and self.failure is None:
                 os.fsync(self.stream.fileno())
+        except BrokenPipeError:
+            pass  # stdout's reader went away: the CLI stops quietly
+        except (ValueError, OutputError):
+            pass  # already closed by its writer, or the failure is recorded
         except OSError as e:
-            commit = False
-            failure: OSError | None = e
-        else:
-            failure = None
-        finally:
-            with contextlib.suppress(OSError):
-                self.stream.close()
-        if self._tmp is None:
-            if failure is not None:
-                raise UsageError(f"cannot write {self.path}: {failure.strerror}") from None
-            return
-        if commit:
+            self.failed(e)
+        if self.path is not None or self.stream is not sys.stdout.buffer:
             try:
-                os.replace(self._tmp, self._target)
-                return
+                self.stream.close()  # for stdout, our buffer only (its descriptor stays open)
+            except (BrokenPipeError, ValueError, OutputError):
+                pass
             except OSError as e:
-                failure = e
-        with contextlib.suppress(OSError):
-            os.unlink(self._tmp)
-        if failure is not None:
-            raise UsageError(f"cannot write {self.path}: {failure.strerror}; it was left as it was") from None
+                self.failed(e)
+        if self._tmp is not None:
+            if commit and self.failure is None:
+                try:
+                    os.replace(self._tmp, self._target)
+                    return
+                except OSError as e:
+                    self.failed(e)
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
+        if self.failure is not None:
+            raise self.failure
 
     def __enter__(self) -> Output:
         return self

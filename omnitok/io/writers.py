@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 from typing import IO, Any
 
 from ..errors import UsageError, printable
@@ -26,14 +25,29 @@ _SUFFIX_FORMATS = {
 }
 
 
-def format_for_output(fmt: str, output: str | None, single_text: bool) -> str:
-    if fmt != "auto":
-        return fmt
+def suffix_format(output: str | None) -> str | None:
+    """The format `output`'s suffix names (x.parquet: parquet), or None."""
     if output and output != "-":
         for suffix, name in _SUFFIX_FORMATS.items():
             if output.lower().endswith(suffix):
                 return name
-    return "number" if single_text else "jsonl"
+    return None
+
+
+def check_format_suffix(fmt: str, output: str | None) -> None:
+    """Refuse a --format that contradicts -o's suffix (`--format json -o x.parquet`)."""
+    named = suffix_format(output)
+    if fmt != "auto" and named is not None and fmt != named:
+        raise UsageError(
+            f"--format {fmt} contradicts -o {output}, whose suffix says {named}; drop --format or rename the file"
+        )
+
+
+def format_for_output(fmt: str, output: str | None, single_text: bool) -> str:
+    check_format_suffix(fmt, output)
+    if fmt != "auto":
+        return fmt
+    return suffix_format(output) or ("number" if single_text else "jsonl")
 
 
 class Sink:
@@ -209,7 +223,18 @@ class JsonSink(JsonlSink):
         super().close()
 
 
+def _csv_bool(value):
+    """A boolean as JSONL writes it (`true`/`false`), not as Python prints it (`True`)."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return value
+
+
 class CsvSink(Sink):
+    """Rows with the COLUMNS header; booleans written `true`/`false`, as in JSONL."""
+
     def __init__(self, out, meta, with_source):
         super().__init__(out, meta, with_source)
         self._text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
@@ -219,8 +244,8 @@ class CsvSink(Sink):
     def _flat(self, c: Counted, error: str | None) -> list:
         rec = c.record
         m = c.meta or self.meta
-        fixed = [m["model"], m["encoding"], m["strategy"], m["exact"], m.get("error_band")]
-        return [rec.pos, rec.id, rec.source, rec.line, c.tokens, *fixed, error]
+        fixed = [m["model"], m["encoding"], m["strategy"], _csv_bool(m["exact"]), m.get("error_band")]
+        return [rec.pos, _csv_bool(rec.id), rec.source, rec.line, c.tokens, *fixed, error]
 
     def result(self, c: Counted) -> None:
         self._csv.writerow(self._flat(c, None))
@@ -343,6 +368,13 @@ class TableSink(Sink):
         super().close()
 
 
+def _is_tty(out: IO[bytes]) -> bool:
+    try:
+        return out.isatty()
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def make_sink(fmt: str, out: IO[bytes], meta: dict, with_source: bool, add_field: str | None) -> Sink:
     if add_field:
         if fmt not in ("jsonl", "auto", "number"):
@@ -358,6 +390,6 @@ def make_sink(fmt: str, out: IO[bytes], meta: dict, with_source: bool, add_field
     }
     if fmt not in sinks:
         raise UsageError(f"unknown output format {fmt!r}; one of {', '.join(OUTPUT_FORMATS)}")
-    if fmt == "parquet" and out is sys.stdout.buffer and out.isatty():
+    if fmt == "parquet" and _is_tty(out):
         raise UsageError("--format parquet writes binary data; give -o FILE.parquet")
     return sinks[fmt](out, meta, with_source)

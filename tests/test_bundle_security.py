@@ -123,7 +123,7 @@ def legit(name: str, files: dict[str, bytes], revisions: dict | None = None) -> 
 
 
 BASE_FILES = {
-    "tiktoken/o200k_base.tiktoken": b"not really ranks",
+    "tiktoken/test_base.tiktoken": b"not really ranks",  # not a name omnitok pins a hash for
     "hf/good--model/tokenizer.json": b'{"model": {}}',
     "hf/good--model/vocab.json": b"{}",
     "gemini/tok.model": b"spm",
@@ -337,7 +337,7 @@ def test_symlinks_on_the_way_are_refused(world, tmp_path):
 
 UPDATE = {
     "hf/good--model/tokenizer.json": b'{"model": {"new": 1}}',  # a model dir that replaces one
-    "tiktoken/o200k_base.tiktoken": b"new ranks",  # a file that replaces one
+    "tiktoken/test_base.tiktoken": b"new ranks",  # a file that replaces one
     "newdir/sub/f.bin": b"f",  # new directories
 }
 

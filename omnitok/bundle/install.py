@@ -4,7 +4,8 @@ Reading: the manifest goes through the one schema (manifest.py) first. Then ever
 checked before a byte of it is kept: a regular file (no symlink, hard link, device, directory
 or FIFO), a relative path with no `..`, listed in the manifest, no larger than the manifest says
 nor than the limits (per member, in total, member count: decompression bombs), and with the
-sha256 and BLAKE3 the manifest pins.
+sha256 and BLAKE3 the manifest pins (and, for the files omnitok itself pins, tiktoken's rank
+files and the Gemma models, with omnitok's sha256: what use would refuse, verify and install refuse).
 
 Installing is one transaction under the store's lock:
 
@@ -162,6 +163,18 @@ class _Staged:
         return False
 
 
+def pinned_sha256() -> dict[str, tuple[str, str]]:
+    """Bundle paths omnitok checks against a sha256 of its own before use (tiktoken's pinned rank
+    files, the Gemma SentencePiece models): path -> (what, sha256). A bundle whose manifest agrees
+    with a changed file is refused here, not at first use."""
+    from ..families.gemini import SENTENCEPIECE
+    from ..tokenizers.openai_encodings import ENCODINGS
+
+    out = {f"tiktoken/{s.file}.tiktoken": (f"{s.file}.tiktoken", s.sha256) for s in ENCODINGS.values()}
+    out.update({f"gemini/{v.filename}": (v.filename, v.sha256) for v in SENTENCEPIECE.values()})
+    return out
+
+
 def check_members(path: str, limits: Limits, staging: Path | None, problems: list[str] | None = None) -> dict:
     """Read the whole bundle, checking every member; write accepted files under `staging` when
     given. With `problems`, hash mismatches are collected instead of raised (bundle verify)."""
@@ -170,6 +183,7 @@ def check_members(path: str, limits: Limits, staging: Path | None, problems: lis
     f, tar = _open_stream(path)
     manifest = None
     expected: dict[str, dict] = {}
+    pins = pinned_sha256()
     seen: set[str] = set()
     total = count = 0
     try:
@@ -220,13 +234,19 @@ def check_members(path: str, limits: Limits, staging: Path | None, problems: lis
                     sha.update(block)
                     b3.update(block)
                     out(block)
-            bad = []
+            bad, message = [], ""
             if sha.hexdigest() != entry["sha256"]:
                 bad.append(f"sha256 {sha.hexdigest()} != {entry['sha256']}")
             if "blake3" in entry and b3.hexdigest() != entry["blake3"]:
                 bad.append(f"blake3 {b3.hexdigest()} != {entry['blake3']}")
             if bad:
                 message = f"{path}: entry {m.name!r} refused: hash mismatch ({'; '.join(bad)})"
+            elif (pin := pins.get(rel)) and sha.hexdigest() != pin[1]:
+                message = (
+                    f"{path}: entry {m.name!r} refused: sha256 {sha.hexdigest()} is not the pinned sha256 of "
+                    f"{pin[0]} ({pin[1]}), which omnitok checks before using it"
+                )
+            if message:
                 if problems is None:
                     raise BundleError(message)
                 problems.append(message)
@@ -642,12 +662,37 @@ def installed(store: Path | None = None) -> list[dict]:
             reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             warn_once(f"bundle-record:{p}", f"skipping the malformed bundle record {p}: {reason}")
             continue
-        out.append(
-            {
-                "name": m["name"],
-                "record": str(p),
-                "models": sorted(m.get("models", {})),
-                "files": len(m["files"]),
-            }
-        )
+        replaced = _replaced(root, m)
+        row = {
+            "name": m["name"],
+            "record": str(p),
+            "models": sorted(m.get("models", {})),
+            "files": len(m["files"]),
+            "intact": not replaced,
+        }
+        if replaced:
+            row["replaced"] = replaced
+            warn_once(
+                f"bundle-replaced:{p}",
+                f"bundle {m['name']!r}: {len(replaced)} of its files changed since it was installed "
+                f"(replaced by another bundle, edited or removed): {', '.join(replaced[:5])}"
+                + (" ..." if len(replaced) > 5 else ""),
+            )
+        out.append(row)
+    return out
+
+
+def _replaced(root: Path, manifest: dict) -> list[str]:
+    """The files of an installed bundle that are no longer in the store as it installed them
+    (missing, not a regular file, another size or sha256)."""
+    out = []
+    for e in manifest["files"]:
+        try:
+            p = inside(root, e["path"])
+            st = os.lstat(p)
+        except (BundleError, OSError):
+            out.append(e["path"])
+            continue
+        if not stat.S_ISREG(st.st_mode) or st.st_size != e["size"] or _sha256(p) != e["sha256"]:
+            out.append(e["path"])
     return out

@@ -101,7 +101,8 @@ def inspect_cmd(
 
 @app.command("verify")
 def verify_cmd(bundle: str = typer.Argument(..., help="A bundle archive.")) -> None:
-    """Re-hash every file of a bundle against its manifest (exit 1 on any mismatch)."""
+    """Re-hash every file of a bundle against its manifest, and the files omnitok pins (tiktoken's
+    rank files, the Gemma models) against omnitok's sha256, as install does (exit 1 on any mismatch)."""
     from .. import api
 
     problems = api.verify_bundle(bundle)
@@ -134,7 +135,8 @@ def _megabytes(value: float, option: str) -> int:
 
 @app.command("list")
 def list_cmd() -> None:
-    """The bundles installed in omnitok's asset store."""
+    """The bundles installed in omnitok's asset store; `intact` is false, with the files under
+    `replaced` and a warning, when a file changed since the install (another bundle replaced it)."""
     from .. import api
 
     for row in api.installed_bundles():

@@ -32,6 +32,22 @@ def _report(data: dict, cache, json_out: bool, command: str, undone: str) -> Non
         raise _failed(command, failures, undone)
 
 
+def _existing(command: str, cache_dir: str | None) -> None:
+    """Refuse (exit 1, nothing created) a `--cache-dir` that does not exist: stats, clear and
+    verify read a cache; they never make one (a mistyped path would otherwise become a new,
+    empty cache and a success)."""
+    import os
+
+    from .. import api
+
+    if not cache_dir or cache_dir.strip().lower() == "none":
+        return
+    path = os.path.expanduser(cache_dir)
+    if not os.path.isdir(path):
+        why = "not a directory" if os.path.exists(path) else "no such directory"
+        raise api.CacheError(f"cache {command}: --cache-dir {errors.shown(cache_dir)}: {why}")
+
+
 def _emit(data: dict, json_out: bool) -> None:
     print_mapping(data, asked_json=json_out)
 
@@ -57,6 +73,7 @@ def stats_cmd(
     configured tier is down or damaged."""
     from .. import api
 
+    _existing("stats", cache_dir)
     cache = api.open_cache_tiers(cache_dir, l3_url)
     try:
         data = api.recorded_cache_stats(cache)
@@ -77,6 +94,8 @@ def clear_cmd(
     be cleared (down, read-only). A damaged disk cache is removed and made afresh."""
     if tier not in ("l1", "l2", "l3", "all"):
         raise errors.UsageError(f"--tier must be l1, l2, l3 or all, not {tier!r}")
+    if tier in ("l2", "all"):
+        _existing("clear", cache_dir)
     what = f"{tier} cache entries" + (f" of {model}" if model else "")
     if not yes:
         if not sys.stdin.isatty():
@@ -153,6 +172,7 @@ def verify_cmd(
 
     from .. import api
 
+    _existing("verify", cache_dir)
     cached = api.Counter(model, encoding=encoding, cache="on", cache_dir=cache_dir, l3_url=l3_url)
     fresh = api.Counter(model, encoding=encoding, cache="off")
     stream = api.open_inputs(files or [], api.Extractor(opt.split_fields(field), fresh.framing))

@@ -2,14 +2,48 @@
 
 from __future__ import annotations
 
+import re
 import sys
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape as _escape_xml
+from xml.sax.saxutils import quoteattr as _quoteattr_xml
 
 import orjson
 
 from ..errors import printable
 
 FORMATS = ("table", "jsonl", "json", "junit", "github", "markdown")
+
+
+# What XML 1.0 forbids (its Char production): C0 controls but tab, LF and CR; lone surrogates;
+# U+FFFE and U+FFFF. Written as their escapes (`\x00`, `\ud800`), as errors.printable writes them.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub(lambda m: printable(m.group()), str(text))
+
+
+def escape(text: str) -> str:
+    """Text for an XML element: escaped, and every character XML 1.0 forbids written as its escape."""
+    return _escape_xml(_xml_text(text))
+
+
+def quoteattr(text: str) -> str:
+    """A quoted XML attribute value, likewise (tab, LF and CR kept, as character references)."""
+    return _quoteattr_xml(_xml_text(text))
+
+
+def _cell(value) -> str:
+    """Text for one cell of a Markdown table, on one line: controls and newlines written as their
+    escapes (errors.printable), backslashes and `|` escaped (GFM splits cells on unescaped `|`),
+    and a leading `#` escaped."""
+    text = printable(str(value)).replace("\\", "\\\\").replace("|", "\\|")
+    return "\\" + text if text.lstrip().startswith("#") else text
+
+
+def _github(text: str) -> str:
+    """A GitHub workflow command's message: %, CR and LF encoded as the runner decodes them."""
+    return str(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def _name(row: dict) -> str:
@@ -31,7 +65,8 @@ def write(fmt: str, rows: list[dict], summary: dict, out) -> None:
         out.write(junit(rows, summary).encode())
     elif fmt == "github":
         lines = [
-            f"::error title=omnitok validate::{row.get('where', _name(row))}: {'; '.join(row['failures'])}"
+            f"::error title=omnitok validate::{_github(row.get('where', _name(row)))}: "
+            f"{_github('; '.join(row['failures']))}"
             for row in rows
             if row.get("failures")
         ]
@@ -79,12 +114,13 @@ def markdown(rows: list[dict], summary: dict) -> str:
     if agg:
         lines += ["| metric | mean | p10 | min |", "|---|---:|---:|---:|"]
         for metric, a in agg.items():
-            lines.append(f"| {metric} | {_fmt(a['mean'])} | {_fmt(a['p10'])} | {_fmt(a['min'])} |")
+            cells = (metric, _fmt(a["mean"]), _fmt(a["p10"]), _fmt(a["min"]))
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
         lines.append("")
     failing = [r for r in rows if r.get("failures")]
     if failing:
         lines += ["| pair | failures |", "|---|---|"]
-        lines += [f"| {_name(r)} | {'; '.join(r['failures'])} |" for r in failing[:50]]
+        lines += [f"| {_cell(_name(r))} | {_cell('; '.join(r['failures']))} |" for r in failing[:50]]
         lines.append("")
     return "\n".join(lines) + "\n"
 

@@ -337,6 +337,7 @@ def count_rows(
     from .records import Extractor
     from .summary import Summary
 
+    _check_rows(items)
     if on_error not in ON_ERROR:
         raise UsageError(f"on_error must be one of {', '.join(ON_ERROR)}, not {on_error!r}")
     with counter_lease(model, **options) as counter:
@@ -359,8 +360,19 @@ def count_rows(
     return rows, summary
 
 
+def _check_rows(items) -> None:
+    """A TypeError for rows that are no list of records: one text, one record (a mapping, whose
+    keys would be taken for rows) or no iterable at all."""
+    from collections.abc import Mapping
+
+    if isinstance(items, (str, bytes, bytearray, Mapping)) or not isinstance(items, Iterable):
+        what = "a mapping (one record: wrap it in a list)" if isinstance(items, Mapping) else type(items).__name__
+        raise TypeError(f"rows must be a list of records (texts or objects), not {what}")
+
+
 async def acount_rows(items: Sequence[Any], model: str | None = None, **kwargs) -> tuple[list[dict], dict]:
     """count_rows in the thread pool."""
+    _check_rows(items)
     return await _request(count_rows, list(items), model, **kwargs)
 
 

@@ -105,6 +105,8 @@ class Counter:
         change those fields of `options`. The object used is `self.count_options`."""
         from .strategy_chain import Options, plan
 
+        if model is not None and not isinstance(model, str):
+            raise TypeError(f"model must be a model id (a string) or None, not {type(model).__name__} {model!r:.80}")
         opts = self.count_options = build(CountOptions, options, kwargs)
         self.resolution = resolve(model, opts.encoding, opts.tokenizer)
         settings, online, tokenizer = opts.settings, opts.online, opts.tokenizer
@@ -175,6 +177,8 @@ class Counter:
         return self.count_batch([item])[0]
 
     def count_batch(self, items: Iterable[str | Sequence[dict]]) -> list[CountResult]:
+        if isinstance(items, (str, bytes, dict)):  # not one character, byte or key a text
+            raise TypeError(f"count_batch takes a list of texts or message lists, not one {type(items).__name__}")
         pieces = [self._pieces(item) for item in items]
         counts = self.strategy.count_batch([t for texts, _ in pieces for t in texts])
         metas = getattr(self.strategy, "last_meta", None)

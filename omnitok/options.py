@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from .errors import UsageError
+from .errors import UsageError, shown
 from .numbers import checked
 
 if TYPE_CHECKING:
@@ -34,6 +34,34 @@ METRICS = ("rouge-l", "compression", "bertscore")
 FAIL_ON = ("any", "mean", "p10")
 
 
+# The plain types a field may be annotated with: (does a value have it, what the message wants).
+# A bool is neither an int nor a float here (True is not 1 retry), and an int is no bool.
+_PLAIN_TYPES = {
+    "bool": (lambda v: type(v) is bool, "True or False"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "None": (lambda v: v is None, "None"),
+}
+
+
+def _check_types(obj) -> None:
+    """A TypeError naming the field for the first field of the dataclass `obj` whose value is not
+    of its annotated type, where that type is made of bool, int, float, str and None (`str |
+    None`); fields of other types (options objects, settings, tuples) are checked by their class.
+    Every options object calls this first, so a wrong type is refused before any value check."""
+    for f in fields(obj):
+        kinds = [_PLAIN_TYPES.get(part.strip()) for part in str(f.type).split("|")]
+        if None in kinds:
+            continue
+        value = getattr(obj, f.name)
+        if not any(has(value) for has, _ in kinds):
+            wanted = " or ".join(what for _, what in kinds)
+            raise TypeError(
+                f"{type(obj).__name__}.{f.name} must be {wanted}, not {type(value).__name__} {shown(repr(value), 80, quote=False)}"
+            )
+
+
 @dataclass(frozen=True)
 class Weights:
     """How compress's signals mix."""
@@ -41,6 +69,9 @@ class Weights:
     passage: float = 0.3  # share of a unit's score that comes from its passage
     dense: float = 0.5  # combined: share of the dense signal (the rest is BM25)
     gamma: float = 0.5  # value per token = score / tokens**gamma
+
+    def __post_init__(self) -> None:
+        _check_types(self)
 
 
 def _check_cache_mode(mode) -> None:
@@ -101,6 +132,7 @@ class CountOptions:
     cache_settings: CacheSettings | None = None
 
     def __post_init__(self) -> None:
+        _check_types(self)
         checked("--timeout", self.timeout, 0.1, 3600)
         checked("--retries", self.retries, 0, 100, integer=True)
         _check_cache_mode(self.cache)
@@ -189,6 +221,7 @@ class CompressOptions:
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
+        _check_types(self)
         if self.method != "auto" and self.method not in METHODS:
             raise UsageError(f"--method must be one of auto, {', '.join(METHODS)}; got {self.method!r}")
         if self.weights is not None and not isinstance(self.weights, Weights):
@@ -235,11 +268,18 @@ class ValidateOptions:
     count: CountOptions = field(default_factory=CountOptions)
 
     def __post_init__(self) -> None:
+        _check_types(self)
         metrics = self.metrics
         if isinstance(metrics, str):  # "rouge-l,compression", as --metrics takes them
             metrics = [m.strip() for m in metrics.split(",") if m.strip()]
+        if not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"ValidateOptions.metrics must be a list of metric names, not {type(metrics).__name__}")
         object.__setattr__(self, "metrics", tuple(metrics))
         for m in self.metrics:
+            if not isinstance(m, str):
+                raise TypeError(
+                    f"ValidateOptions.metrics holds names (strings), not {type(m).__name__} {shown(repr(m), 80, quote=False)}"
+                )
             if m not in METRICS:
                 raise UsageError(f"unknown metric {m!r}; available: {', '.join(METRICS)}")
         checked("--min-rouge-l", self.min_rouge_l, 0, 1)

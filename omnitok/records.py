@@ -128,6 +128,12 @@ class Extractor:
     id_field: str | None = "id"
 
     def __post_init__(self):
+        if self.fields is not None:
+            twice = next((name for i, name in enumerate(self.fields) if name in self.fields[:i]), None)
+            if twice is not None:  # its text would be counted twice
+                from .errors import UsageError
+
+                raise UsageError(f"field {shown(twice)} is given twice; give each field once")
         if self.framing is None:  # no model: texts are counted as they are, chats need a model
             object.__setattr__(self, "framing", TextOnly())
 

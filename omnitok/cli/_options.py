@@ -184,7 +184,14 @@ L3Url = Annotated[
 
 
 def split_fields(values: list[str] | None) -> tuple[str, ...] | None:
+    """The --field names, repeated or comma-separated; a name given twice is a usage error (its
+    text would be counted twice)."""
     if not values:
         return None
     out = tuple(part.strip() for v in values for part in v.split(",") if part.strip())
+    twice = next((name for i, name in enumerate(out) if name in out[:i]), None)
+    if twice is not None:
+        from ..errors import UsageError, shown
+
+        raise UsageError(f"--field {shown(twice)} is given twice; give each field once")
     return out or None

@@ -8,9 +8,10 @@ pipeline decides whether that stops the run.
 One rule picks the format (`input_format="auto"`): a file named .jsonl/.ndjson/.json is JSONL,
 .parquet/.pq is Parquet (a trailing .gz is looked through), any other named file is text. An
 input with no telling name (stdin, a pipe, a FIFO, process substitution, /dev/stdin) is sniffed:
-gzip is looked through; Parquet if it starts with PAR1; JSONL if its first non-blank line (a UTF-8 BOM aside) starts
-with `{` and ends with `}`, so a malformed first record is the same `<stdin>:1: invalid JSON`
-error a .jsonl file gives; otherwise text. A BOM before a JSONL file's first record is skipped.
+gzip is looked through; Parquet if it starts with PAR1; JSONL if its first non-blank line (a UTF-8
+BOM aside; any number of blank lines before it, up to 64 MiB of them) starts with `{` and ends with
+`}`, so a malformed first record is the same `<stdin>:N: invalid JSON` error a .jsonl file gives;
+otherwise text. A BOM before a JSONL file's first record is skipped.
 
 Empty input is not an error: empty text is one text of 0 tokens (as tiktoken and ttok count
 it); JSONL or Parquet with no records gives no records, and the run says so on stderr.
@@ -92,7 +93,7 @@ class _Counted(io.RawIOBase):
 
 BOM = b"\xef\xbb\xbf"
 GZIP_MAGIC = b"\x1f\x8b"
-_SNIFF_BLANK_LINES = 10_000  # blank lines looked past before a stream is called text
+_SNIFF_BLANK_BYTES = 64 << 20  # bytes of blank lines looked past before a stream is called text
 
 
 def _open(path: str, progress: Progress) -> IO[bytes]:
@@ -126,23 +127,35 @@ def is_stream(path: str) -> bool:
 
 
 def _sniff(f: IO[bytes]) -> tuple[str, list[bytes]]:
-    """(format, lines read) of an unnamed stream, by the module's rule."""
+    """(format, what was read) of an unnamed stream, by the module's rule. Any number of blank lines
+    is looked past, up to _SNIFF_BLANK_BYTES of them; they come back as one item of whole lines
+    (not one a line: 10 million blank lines are 10 MB here, not a list of 10 million), then the
+    first non-blank line. Read them as lines with `_head_lines`."""
     try:
         if f.peek(4)[:4] == b"PAR1":  # type: ignore[attr-defined]
             return "parquet", []
     except (AttributeError, OSError, EOFError):
         pass
-    head: list[bytes] = []
-    while len(head) < _SNIFF_BLANK_LINES:
-        line = f.readline()
+    blank = bytearray()
+    while len(blank) < _SNIFF_BLANK_BYTES:
+        line = f.readline(_SNIFF_BLANK_BYTES - len(blank))
         if not line:
             break
-        head.append(line)
-        first = line.removeprefix(BOM) if len(head) == 1 else line
-        if first.strip():
-            s = first.strip()
+        s = (line.removeprefix(BOM) if not blank else line).strip()
+        if s:
+            if not line.endswith(b"\n"):  # cut at the bound: the first record is read whole
+                line += f.readline()
+                s = line.removeprefix(BOM).strip() if not blank else line.strip()
+            head = [bytes(blank), line] if blank else [line]
             return ("jsonl" if s.startswith(b"{") and s.endswith(b"}") else "text"), head
-    return "text", head
+        blank += line
+    return "text", [bytes(blank)] if blank else []
+
+
+def _head_lines(head: list[bytes]) -> Iterator[bytes]:
+    """The lines of a sniffed head, one by one (its blank lines come as one item)."""
+    for item in head:
+        yield from io.BytesIO(item)
 
 
 class InputStream:
@@ -354,7 +367,7 @@ class InputStream:
     def _read_jsonl(self, f: IO[bytes], source: str, head: list[bytes]) -> Iterator[Record]:
         first = self._pos
         try:
-            yield from self.jsonl_lines(itertools.chain(head, f), source)
+            yield from self.jsonl_lines(itertools.chain(_head_lines(head), f), source)
         except (OSError, EOFError) as e:  # a truncated .gz, an I/O error: where the reading stopped
             yield self.shard_error(source, self.lines_read, e)
             return
@@ -418,7 +431,7 @@ class InputStream:
             return
         first = self._pos
         try:
-            yield from self.text_lines(itertools.chain(head, f), source)
+            yield from self.text_lines(itertools.chain(_head_lines(head), f), source)
         except (OSError, EOFError) as e:
             yield self.shard_error(source, self.lines_read, e)
             return

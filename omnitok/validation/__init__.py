@@ -166,6 +166,9 @@ def validate(
 
     `options` (a ValidateOptions) says how to validate in one object, in place of the keyword
     options (metrics, the gates, stem, bertscore_model, idf, rescale)."""
+    for name, text in (("original", original), ("compressed", compressed)):
+        if not isinstance(text, str):
+            raise TypeError(f"validate: {name} must be a string, not {type(text).__name__}")
     if options is None:
         options = ValidateOptions(
             metrics=metrics,

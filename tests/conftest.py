@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 from dataclasses import dataclass
 
@@ -83,6 +84,24 @@ def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("OMNITOK_L3_SECRET", raising=False)
 
 
+@pytest.fixture(scope="session")
+def gguf_home(tmp_path_factory):
+    """gguf_home(name): an OMNITOK_HOME for one GGUF vocabulary, shared by the tests, modules and
+    xdist workers of a run, so each file is converted once a run (Gemma 4's takes seconds). One
+    home a file: a test can check its file was converted once. Workers converting at once are
+    safe: omnitok converts into a temporary directory and renames it."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # this run's directory, above the workers' own
+    root = base / "gguf-homes"
+
+    def home(name: str) -> str:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        return str(root / name)
+
+    return home
+
+
 @pytest.fixture
 def warnings_seen():
     """The warnings a library user would see (omnitok.notices), as a list."""
@@ -113,6 +132,18 @@ SLOW_FIRST = (
     "test_cache_safety.py",
     "test_online.py",
 )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection(session):
+    """Keep the assert-rewritten test modules in __pycache__ (git-ignored) even where
+    PYTHONDONTWRITEBYTECODE is set: otherwise every worker of every run rewrites them all again,
+    ~3.5 s of CPU a worker (`make install` compiles omnitok for the same reason)."""
+    saved, sys.dont_write_bytecode = sys.dont_write_bytecode, False
+    try:
+        return (yield)
+    finally:
+        sys.dont_write_bytecode = saved
 
 
 def pytest_collection_modifyitems(config, items):

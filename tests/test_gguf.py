@@ -5,6 +5,7 @@ llama-cpp-python sdist on PyPI (fetched by `make install`, tests/assets/llama_vo
 """
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
@@ -62,8 +63,9 @@ def test_converted_ids_equal_llama_cpp_vectors(name, converted):
 
 @pytest.mark.parametrize("name", sorted(KINDS))
 @pytest.mark.parametrize("engine", ["auto", "tokenizers"])
-def test_counts_through_omnitok(name, engine, monkeypatch, tmp_path):
-    monkeypatch.setenv("OMNITOK_HOME", str(tmp_path))
+def test_counts_through_omnitok(name, engine, monkeypatch, gguf_home):
+    home = gguf_home(name)  # shared with the other engine: the conversion does not depend on it
+    monkeypatch.setenv("OMNITOK_HOME", home)
     if KINDS[name][0] == "tokenizer.model" and engine == "tokenizers":
         engine = "sentencepiece"
     texts, ids = zip(*llama_vocab.vectors(name), strict=True)
@@ -77,13 +79,13 @@ def test_counts_through_omnitok(name, engine, monkeypatch, tmp_path):
     expected_engine = {"tokenizer.json": "gigatoken", "tokenizer.model": "sentencepiece"}[KINDS[name][0]]
     assert counter.strategy.engine == (expected_engine if engine == "auto" else engine)
     # converted once, then read from $OMNITOK_HOME/assets/gguf/
-    assert len(list((tmp_path / "assets" / "gguf").iterdir())) == 1
+    assert len(list(Path(home, "assets", "gguf").iterdir())) == 1
 
 
-def test_gemini_31_counts_googles_example_with_gemma4(monkeypatch, tmp_path):
+def test_gemini_31_counts_googles_example_with_gemma4(monkeypatch, gguf_home):
     """Google's documented example: "The quick brown fox jumps over the lazy dog." is 10 tokens;
     Gemini counts text with no BOS."""
-    monkeypatch.setenv("OMNITOK_HOME", str(tmp_path))
+    monkeypatch.setenv("OMNITOK_HOME", gguf_home("gemma-4"))
     path = str(llama_vocab.path("gemma-4"))
     r = omnitok.count("The quick brown fox jumps over the lazy dog.", model="gemini-3.1-pro-preview", tokenizer=path)
     assert (r.tokens, r.exact, r.strategy) == (10, True, "hf-tokenizer")

@@ -1,6 +1,7 @@
 """A tokenizer.json that pads or truncates (all-MiniLM-L6-v2: every text padded to 128) counts the
 tokens of the text, in every engine: padding and truncation shape model inputs, not counts."""
 
+import functools
 import importlib.util
 import json
 import os
@@ -53,8 +54,10 @@ def minilm():
     return directory
 
 
+@functools.cache
 def _references(directory: Path, add_special_tokens: bool) -> list[int]:
-    """transformers' AutoTokenizer with truncation off, and `tokenizers` with no padding: they must agree."""
+    """transformers' AutoTokenizer with truncation off, and `tokenizers` with no padding: they must
+    agree. Once per file and flag (loading AutoTokenizer is most of this module's time)."""
     from tokenizers import Tokenizer
     from transformers import AutoTokenizer
 

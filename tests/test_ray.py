@@ -36,7 +36,13 @@ needs_ray = pytest.mark.skipif(
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own, on first use
 
 MODEL = "gpt-4o"
-CPUS = 0.5  # a worker's share: 4 actors on 2 CPUs, reads keep room
+CPUS = 0.5  # a worker's share: 4 actors fit on 2 CPUs, reads keep room
+# Two actors a stage where the actor count is not what is tested: each actor is a new worker
+# process (~2 s of CPU to start); the bundle test keeps the 4 that fit.
+ACTORS = 2
+# Several shards per file (3 per Parquet file, 13 of the JSONL one), not 76 tiny ones: with 4000,
+# test_count_paths_equals_local_pipeline took 12 s alone and 75 s in the parallel suite.
+SHARD_BYTES = 16000
 WORDS = [
     "the",
     "quick",
@@ -162,6 +168,9 @@ def test_spec_must_be_plain_data():
     from omnitok.errors import UsageError
 
     with pytest.raises(UsageError, match="plain data"):
+        engine_core.Spec("compress", MODEL, {}, params={"budget": object()})
+    # An option of the wrong type is refused where the options object is made, naming the field.
+    with pytest.raises(TypeError, match="tokenizer"):
         engine_core.Spec("count", MODEL, {"tokenizer": object()})
 
 
@@ -170,8 +179,10 @@ def test_count_paths_equals_local_pipeline(cluster, data, tmp_path):
     parquet = sorted((data / "pq").iterdir())
     paths = [*parquet, data / "chats.jsonl"]
     out = tmp_path / "out"
-    # Small shards: several runs of row groups per Parquet file, ~20 byte ranges of the JSONL file.
-    r = oray.count_paths([str(p) for p in paths], str(out), MODEL, num_cpus=CPUS, shard_bytes=4000)
+    # Small shards: several runs of row groups per Parquet file (3), byte ranges of the JSONL file (13).
+    r = oray.count_paths(
+        [str(p) for p in paths], str(out), MODEL, num_cpus=CPUS, concurrency=ACTORS, shard_bytes=SHARD_BYTES
+    )
     local = _local(paths)
     got = _written(out)
     assert got == local  # counts, errors and their messages, sources, lines: in input order
@@ -183,7 +194,7 @@ def test_count_paths_equals_local_pipeline(cluster, data, tmp_path):
     assert len(r.errors) == errors and r.errors[0].startswith(str(parquet[0]) + ":6: ")
     # A directory is a dataset: its files in name order, named as the directory was given.
     out2 = tmp_path / "out2"
-    r2 = oray.count_paths([str(data / "pq")], str(out2), MODEL, num_cpus=CPUS)
+    r2 = oray.count_paths([str(data / "pq")], str(out2), MODEL, num_cpus=CPUS, concurrency=ACTORS)
     assert _written(out2) == _local(parquet)
     assert r2.summary["total_tokens"] == _totals(_local(parquet))[2]
 
@@ -219,7 +230,13 @@ def test_worker_killed_mid_job_keeps_totals_exact(cluster, data, tmp_path):
     paths = [*parquet, data / "chats.jsonl"]
     out = tmp_path / "out"
     r = oray.count_paths(
-        [str(p) for p in paths], str(out), MODEL, num_cpus=CPUS, shard_bytes=4000, batch_class=DiesOnce
+        [str(p) for p in paths],
+        str(out),
+        MODEL,
+        num_cpus=CPUS,
+        concurrency=ACTORS,
+        shard_bytes=SHARD_BYTES,
+        batch_class=DiesOnce,
     )
     assert os.path.exists(flag)  # a worker did die
     local = _local(paths)
@@ -231,7 +248,7 @@ def test_worker_killed_mid_job_keeps_totals_exact(cluster, data, tmp_path):
 @needs_ray
 def test_count_in_a_users_pipeline(cluster, data):
     ds = ray.data.read_parquet(str(data / "pq"))
-    rows = oray.count(ds, MODEL, field="text", keep=True, num_cpus=CPUS).take_all()
+    rows = oray.count(ds, MODEL, field="text", keep=True, num_cpus=CPUS, concurrency=ACTORS).take_all()
     local = {r[2]: r for r in _local(sorted((data / "pq").iterdir()))}
     assert len(rows) == len(local)
     for row in rows:
@@ -255,7 +272,12 @@ def test_compress_same_as_library(cluster):
         for i in range(12)
     ]
     items.append({"id": 99, "context": None, "query": "q"})  # not a context: an error row
-    got = {r["id"]: r for r in oray.compress(ray.data.from_items(items), MODEL, budget=40, num_cpus=CPUS).take_all()}
+    got = {
+        r["id"]: r
+        for r in oray.compress(
+            ray.data.from_items(items), MODEL, budget=40, num_cpus=CPUS, concurrency=ACTORS
+        ).take_all()
+    }
     comp = Compressor(MODEL, method="bm25", cache="off")
     ex = CompressExtractor()
     for item in items:
@@ -283,7 +305,10 @@ def test_validate_same_as_library(cluster):
     metrics = ("rouge-l", "compression")
     ds = ray.data.from_items(items)
     got = {
-        r["id"]: r for r in oray.validate(ds, metrics=metrics, model=MODEL, min_rouge_l=0.5, num_cpus=CPUS).take_all()
+        r["id"]: r
+        for r in oray.validate(
+            ds, metrics=metrics, model=MODEL, min_rouge_l=0.5, num_cpus=CPUS, concurrency=ACTORS
+        ).take_all()
     }
     counter = Counter(MODEL, cache="off")
     for item in items:

@@ -165,17 +165,11 @@ def llama_vectors():
     return llama_vocab
 
 
-@pytest.fixture(scope="module")
-def gguf_home(tmp_path_factory):
-    """One OMNITOK_HOME for this module's GGUF tests: each file is converted once."""
-    return str(tmp_path_factory.mktemp("omnitok-home"))
-
-
 @pytest.mark.parametrize("name", ["llama-spm", "phi-3", "llama-bpe", "qwen2", "gemma-4"])
 def test_gguf_encode_is_llama_cpp(name, llama_vectors, monkeypatch, gguf_home):
     """GGUF vocabularies (SentencePiece and BPE, converted): ids equal llama.cpp's own test vectors
     (no BOS), decode gives the text back, and truncate works where no offsets are available."""
-    monkeypatch.setenv("OMNITOK_HOME", gguf_home)
+    monkeypatch.setenv("OMNITOK_HOME", gguf_home(name))  # tests/conftest.py: each file converted once a run
     enc = Encoder(f"local/{name}", tokenizer=str(llama_vectors.path(name)))
     vectors = llama_vectors.vectors(name)
     assert [(text, enc.encode(text)) for text, _ in vectors] == vectors
@@ -194,7 +188,7 @@ def test_gguf_encode_is_llama_cpp(name, llama_vectors, monkeypatch, gguf_home):
 
 def test_gemini_through_gemma4_encodes(llama_vectors, monkeypatch, gguf_home):
     """Gemini 3.1 is counted exactly with Gemma 4's tokenizer, so it encodes (Google's example is 10 tokens)."""
-    monkeypatch.setenv("OMNITOK_HOME", gguf_home)
+    monkeypatch.setenv("OMNITOK_HOME", gguf_home("gemma-4"))
     text = "The quick brown fox jumps over the lazy dog."
     ids = omnitok.encode(text, model="gemini-3.1-pro-preview", tokenizer=str(llama_vectors.path("gemma-4")))
     assert len(ids) == 10

@@ -192,8 +192,11 @@ def test_healthz_answers_while_four_maximal_validates_run_then_workers_are_repla
         f"\n/healthz during 4 maximal /validate ({len(heavy_body) / 1e6:.1f} MB each): {len(latencies)} probes, "
         f"p50 {latencies[len(latencies) // 2] * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms, max {latencies[-1] * 1e3:.1f} ms"
     )
-    assert len(latencies) >= 20
-    assert latencies[-1] <= 1.0  # before: no answer for minutes
+    # Before: no answer until ROUGE-L ended, minutes later (probes timed out at 5 s for 15 s). The
+    # bound leaves room for a loaded 2-core machine (the suite runs in parallel) and still fails
+    # that by far; benchmarks/serve_guard_bench.py measures the p99 against its 100 ms goal.
+    assert len(latencies) >= 10
+    assert latencies[-1] <= 2.0
     for r, elapsed in results:
         assert_timeout(r, elapsed)
     # The jobs were killed with their deadline: no CPU burns on, and four fresh workers serve.

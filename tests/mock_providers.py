@@ -286,12 +286,16 @@ class MockProviders:
         return Handler
 
 
+ANSWER = {"input_tokens": 7, "totalTokens": 7, "inputTokens": 7, "count": 7, "tokens": list(range(7))}
+
+
 class Recorder:
     """Another loopback server: records every request that reaches it (any method) and answers
     each with a plausible count in every provider's shape, so a client that followed a redirect
-    here would take it for an exact count. It should receive nothing."""
+    here would take it for an exact count. It should receive nothing. `answer(method, path)`, if
+    given, gives the (status, JSON body) of each request instead."""
 
-    def __init__(self):
+    def __init__(self, answer=None):
         self.requests: list[dict] = []
         recorder = self
 
@@ -304,16 +308,15 @@ class Recorder:
                 recorder.requests.append(
                     {"method": self.command, "path": self.path, "headers": dict(self.headers), "raw": raw}
                 )
-                data = json.dumps(
-                    {"input_tokens": 7, "totalTokens": 7, "inputTokens": 7, "count": 7, "tokens": list(range(7))}
-                ).encode()
-                self.send_response(200)
+                status, body = (200, ANSWER) if answer is None else answer(self.command, self.path)
+                data = json.dumps(body).encode()
+                self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = do_HEAD = _any
+            do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _any
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]

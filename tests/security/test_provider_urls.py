@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from tests.console import omnitok
+from tests.mock_providers import ANSWER, Recorder
 from tests.serve_server import Server
 
 httpx = pytest.importorskip("httpx")
@@ -37,54 +36,29 @@ TEMPLATES = {
     "tgi": "/tgi/tokenize",
     "llamacpp": "/llamacpp/tokenize",
 }
-ANSWER = {"input_tokens": 7, "totalTokens": 7, "inputTokens": 7, "count": 7, "tokens": list(range(7))}
 
 
-class Recorder:
-    """Records every request; answers a count on a template path, 599 on any other."""
+class StrictRecorder(Recorder):
+    """Records every request; answers a count on a template path, 599 (and a violation) on any other."""
 
     def __init__(self):
-        self.requests: list[dict] = []
         self.violations: list[str] = []
-        recorder = self
+        super().__init__(answer=self._answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _any(self):
-                raw = self.rfile.read(int(self.headers.get("content-length", 0) or 0))
-                recorder.requests.append({"path": self.path, "headers": dict(self.headers), "raw": raw})
-                if self.command != "POST" or self.path not in TEMPLATES.values():
-                    recorder.violations.append(f"{self.command} {self.path}")
-                    status, body = 599, {"error": {"message": "not a documented path"}}
-                else:
-                    status, body = 200, (list(ANSWER["tokens"]) if self.path == TEMPLATES["tgi"] else ANSWER)
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_DELETE = _any
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _answer(self, method: str, path: str) -> tuple[int, object]:
+        if method != "POST" or path not in TEMPLATES.values():
+            self.violations.append(f"{method} {path}")
+            return 599, {"error": {"message": "not a documented path"}}
+        return 200, (list(ANSWER["tokens"]) if path == TEMPLATES["tgi"] else ANSWER)
 
     def clear(self):
         self.requests.clear()
         self.violations.clear()
 
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
 
 @pytest.fixture(scope="module")
 def recorder():
-    r = Recorder()
+    r = StrictRecorder()
     yield r
     r.close()
 

@@ -123,6 +123,8 @@ class ClaudeText:
             if key in _memo:
                 return _memo[key]
         with self._lock:
+            if self._failed is not None:  # another thread found the counts untrustworthy while this one waited
+                raise RemoteError(self.provider, self._failed)
             with _memo_lock:
                 if key in _memo:  # another thread measured it while this one waited
                     return _memo[key]

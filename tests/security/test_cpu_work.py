@@ -19,7 +19,7 @@ import time
 import pytest
 
 import omnitok
-from tests.mock_providers import API_KEY, MockProviders
+from tests.mock_providers import API_KEY
 from tests.serve_server import Server
 
 httpx = pytest.importorskip("httpx")
@@ -208,13 +208,6 @@ def test_healthz_answers_while_four_maximal_validates_run_then_workers_are_repla
 
 
 # --- a full pool, and the count routes' deadline -------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def mock():
-    m = MockProviders()
-    yield m
-    m.close()
 
 
 @pytest.fixture(scope="module")

@@ -35,13 +35,6 @@ def env_for(mock: MockProviders) -> dict:
 
 
 @pytest.fixture(scope="module")
-def mock():
-    m = MockProviders()
-    yield m
-    m.close()
-
-
-@pytest.fixture(scope="module")
 def server(tmp_path_factory, mock):
     srv = Server(tmp_path_factory.mktemp("budget"), env=env_for(mock))
     yield srv

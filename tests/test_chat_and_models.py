@@ -1,7 +1,7 @@
 import pytest
 
 import omnitok
-from omnitok import models
+from omnitok import families
 from omnitok.errors import UnknownModelError, UsageError
 
 # openai-cookbook, How_to_count_tokens_with_tiktoken, section 6: the figures it prints (and the
@@ -91,7 +91,7 @@ def test_image_part_is_an_error_not_an_undercount():
     ],
 )
 def test_registry(model, encoding):
-    assert models.resolve(model).encoding == encoding
+    assert families.resolve(model).encoding == encoding
 
 
 def test_registry_agrees_with_tiktoken():
@@ -102,7 +102,7 @@ def test_registry_agrees_with_tiktoken():
             continue
         if name.startswith(("text-", "code-", "gpt-", "o", "davinci", "curie", "babbage", "ada")):
             try:
-                ours = models.resolve(name).encoding
+                ours = families.resolve(name).encoding
             except UnknownModelError:
                 continue
             assert ours == enc, name
@@ -110,7 +110,7 @@ def test_registry_agrees_with_tiktoken():
 
 def test_unknown_model_suggests():
     with pytest.raises(UnknownModelError) as info:
-        models.resolve("gpt4o")
+        families.resolve("gpt4o")
     assert "gpt-4o" in info.value.suggestions
     assert len(set(info.value.suggestions)) == len(info.value.suggestions)
 

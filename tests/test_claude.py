@@ -3,7 +3,8 @@
 import pytest
 
 import omnitok
-from omnitok import claude, models
+from omnitok import families
+from omnitok.families import claude
 
 
 @pytest.mark.parametrize(
@@ -30,7 +31,7 @@ from omnitok import claude, models
 def test_generation(model, gen):
     assert claude.generation(model) == gen
     if gen:
-        assert models.resolve(model).family == "claude"
+        assert families.resolve(model).family == "claude"
 
 
 def test_regression_pin_estimate_is_scaled_o200k_and_labelled(ref_o200k):

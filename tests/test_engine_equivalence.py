@@ -4,7 +4,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from omnitok.tokenizers.strategy import load_strategy as TiktokenStrategy
+from omnitok.tokenizers.tiktoken_strategy import load_strategy as TiktokenStrategy
 
 SPECIALS = ["<|endoftext|>", "<|endofprompt|>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>"]
 

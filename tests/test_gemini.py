@@ -10,8 +10,8 @@ import io
 import pytest
 
 import omnitok
-from omnitok import gemini
 from omnitok.errors import EXIT_NOT_EXACT
+from omnitok.families import gemini
 
 CORPUS = "\n".join(
     f"The quick brown fox {i} jumps over the lazy dog. Gemini counts tokens offline, élan vital 中文."

@@ -146,7 +146,7 @@ def test_config_file_local_model_dirs(tmp_path, monkeypatch, auto):
 
 
 def test_missing_assets_fall_back_to_heuristic_once(cli, tmp_path, monkeypatch):
-    from omnitok.heuristic import HeuristicStrategy
+    from omnitok.families.heuristic import HeuristicStrategy
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("OMNITOK_HOME", str(tmp_path / "omnitok"))

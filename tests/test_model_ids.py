@@ -5,9 +5,10 @@ import pytest
 import tiktoken.model as tm
 
 import omnitok
-from omnitok import models
+from omnitok import families
 from omnitok.assets.store import find_tiktoken_file
 from omnitok.errors import AssetError, UsageError
+from omnitok.families import openai as openai_family
 from omnitok.tokenizers.openai_encodings import ALIASES, ENCODINGS
 
 from .conftest import reference_encoding
@@ -43,8 +44,8 @@ TIKTOKEN_IDS = _tiktoken_ids()
 
 
 def test_tables_are_covered():
-    assert set(tm.MODEL_TO_ENCODING) <= set(models.OPENAI_MODELS)
-    assert set(tm.MODEL_PREFIX_TO_ENCODING) <= set(models.OPENAI_PREFIXES)
+    assert set(tm.MODEL_TO_ENCODING) <= set(openai_family.MODELS)
+    assert set(tm.MODEL_PREFIX_TO_ENCODING) <= set(openai_family.PREFIXES)
     assert {_ours(e) for e in tm.MODEL_TO_ENCODING.values()} | {
         _ours(e) for e in tm.MODEL_PREFIX_TO_ENCODING.values()
     } <= set(ENCODINGS)
@@ -52,7 +53,7 @@ def test_tables_are_covered():
 
 @pytest.mark.parametrize("model,encoding", TIKTOKEN_IDS)
 def test_resolves_like_tiktoken(model, encoding):
-    res = models.resolve(model)
+    res = families.resolve(model)
     assert (res.family, res.encoding) == ("openai", _ours(encoding))
 
 
@@ -117,10 +118,10 @@ def test_encoding_gpt2_is_r50k_base():
 def test_empty_model_id_resolve(model):
     if model == "openai/ ":  # a prefix with nothing after it is an unknown id, not gpt-4o either
         with pytest.raises(UsageError):
-            models.resolve(model)
+            families.resolve(model)
         return
     with pytest.raises(UsageError, match="model id is empty"):
-        models.resolve(model)
+        families.resolve(model)
 
 
 @pytest.mark.parametrize("model", [" ", ""])
@@ -140,4 +141,4 @@ def test_empty_model_id_console_script(model):
 
 def test_absent_model_is_still_the_default(monkeypatch):
     monkeypatch.delenv("OMNITOK_MODEL", raising=False)
-    assert omnitok.count("hi", cache="off").model == models.DEFAULT_MODEL
+    assert omnitok.count("hi", cache="off").model == families.DEFAULT_MODEL

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 import omnitok
-from omnitok import families, models
+from omnitok import families
 
 
 def test_models_json(cli):
@@ -59,7 +59,7 @@ class ToyFamily(families.Family):
             return [len(t) for t in texts]
 
     def resolve(self, model):
-        return models.Resolution(model, "toy", "toy", "toy", "toy plugin") if model.startswith("toy-") else None
+        return families.Resolution(model, "toy", "toy", "toy", "toy plugin") if model.startswith("toy-") else None
 
     def offline(self, res, opts):
         return self.Strategy()

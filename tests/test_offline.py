@@ -83,7 +83,7 @@ def test_corrupt_vocabulary_is_refused(tmp_path, monkeypatch):
 
 def test_legacy_encoding_not_embedded_says_how(tmp_path, monkeypatch):
     from omnitok.errors import AssetError
-    from omnitok.tokenizers.strategy import TiktokenStrategy
+    from omnitok.tokenizers.tiktoken_strategy import TiktokenStrategy
 
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("OMNITOK_HOME", str(tmp_path / "home"))

@@ -361,7 +361,7 @@ def test_a_dripping_answer_is_cut_at_the_timeout(servers, home, monkeypatch):
 def test_scrub_masks_a_key_cut_by_the_provider_and_its_encodings():
     from urllib.parse import quote
 
-    from omnitok.remote.redact import excerpt, redact_url
+    from omnitok.redact import excerpt, redact_url
 
     key = f"sk-ant-api03-{HEX}/+="
     b64 = base64.b64encode(b"user:" + key.encode()).decode()

@@ -52,7 +52,7 @@ import threading
 from collections.abc import Callable
 
 from ..errors import RemoteError
-from .redact import redact_url
+from ..redact import redact_url
 
 RULE = 2  # 1: input_tokens - 3; 2: this module's measured sandwich
 HEAD, TAIL, PROBE = "x\n", " x", "a"

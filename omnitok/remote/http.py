@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
 from ..errors import RemoteError, UsageError
+from ..redact import excerpt, origin, split_userinfo, url_secrets
 from . import budget
-from .redact import excerpt, origin, split_userinfo, url_secrets
 
 RETRY_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 MAX_BODY = 8 * 1024 * 1024  # a count answer is tens of bytes; more than this is refused

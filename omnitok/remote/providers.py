@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
+from ..redact import redact_url, url_secrets
 from . import budget, claude_text
 from .http import HttpPolicy, count_field, describe, path_segment, plausible, post_json
-from .redact import redact_url, url_secrets
 
 # Versions of a provider's counting rule beyond what the API answers, carried by its fingerprint
 # (so cache keys change with them): Claude texts are counted by claude_text's measured framing.

@@ -90,6 +90,13 @@ def count_stream(stream, counter: Counter, jobs: int | None = 1, progress=None, 
 # name -> (module, attribute): loaded on first use by __getattr__. The TYPE_CHECKING imports
 # below name the same objects, for type checkers and for import-linter's layer check.
 _LAZY = {
+    # the run driver: records through a stage to rows and one Outcome
+    "ErrorPolicy": ("run", "ErrorPolicy"),
+    "Outcome": ("run", "Outcome"),
+    "run_count": ("run", "count"),
+    "run_compress": ("run", "compress"),
+    "run_validate": ("run", "validate"),
+    "written": ("run", "written"),
     # records in, results out
     "detect_format": ("io.readers", "detect_format"),
     "ordered_map": ("pipeline", "ordered_map"),
@@ -176,6 +183,10 @@ if TYPE_CHECKING:  # the same objects as _LAZY names (grimp reads these imports 
     from .io.writers import format_for_output as output_format  # noqa: F401
     from .io.writers import make_sink  # noqa: F401
     from .pipeline import ordered_map  # noqa: F401
+    from .run import ErrorPolicy, Outcome, written  # noqa: F401
+    from .run import compress as run_compress  # noqa: F401
+    from .run import count as run_count  # noqa: F401
+    from .run import validate as run_validate  # noqa: F401
     from .summary import Summary  # noqa: F401
     from .tokens import Encoder, parse_ids  # noqa: F401
     from .validation import (  # noqa: F401

@@ -9,7 +9,7 @@ import typer
 from .. import errors
 from . import _options as opt
 from ._output import ProgressBar, error, info
-from ._run import BadRecords, exit_code
+from ._run import notify, report
 
 EPILOG = """\
 Examples:
@@ -117,17 +117,15 @@ def compress_cmd(
     quiet: opt.Quiet = False,
 ) -> int:
     """Compress contexts to a token budget for a model, keeping what the query needs."""
-    import orjson
 
     from .. import api
 
     api.check_budget(budget, ratio, target_compression)
-    bad = BadRecords(on_error, quiet)  # a bad --on-error is refused before anything is opened
+    policy = api.ErrorPolicy(on_error)  # a bad --on-error is refused before anything is opened
     api.set_default_device(device)  # the local embedder's device; cuda without a GPU is a usage error
     if fmt not in FORMATS:
         raise errors.UsageError(f"--format must be one of {', '.join(FORMATS)}")
     api.output_format(fmt, output, False)  # refuses a --format that contradicts -o's suffix
-    cache = opt.cache_mode(cache, no_cache)
     if context is not None:
         if files:
             raise errors.UsageError("give input files or --context, not both")
@@ -141,69 +139,74 @@ def compress_cmd(
         dedup=not no_dedup,
         tokenizer=tokenizer,
         engine=engine,
-        cache=cache,
+        cache=opt.cache_mode(cache, no_cache),
         cache_dir=cache_dir,
     )
     comp = api.Compressor(model, options=options)
-    extractor = api.CompressExtractor(context_field, query_field, query, id_field or None)
-    stream = api.open_inputs(files or [], extractor, input_format)
-    if fmt == "auto":
-        fmt = "text" if stream.single_text else "jsonl"
-    output_file = api.open_output(output, stream.paths)
-    out = output_file.stream
-    done = False
-    bar = ProgressBar(stream.progress, enabled=not quiet, label="compressing")
-    bad.before_print = bar.close
-    rows, below, total_in, total_out, n = [], 0, 0, 0, 0
     try:
-        for rec, row, err in api.compress_stream(
-            stream, comp, jobs, budget=budget, ratio=ratio, target_compression=target_compression
-        ):
-            bar.update()
-            where = {"pos": rec.pos, **({"id": rec.id} if rec.id is not None else {})}
-            if err is not None:
-                # --format text has no place for an error's reason: it goes to stderr as well.
-                recorded = bad.keeps_rows() and fmt != "text"
-                if not bad.bad(rec.where, err, recorded, rec.line is not None or len(stream.paths) > 1):
-                    break
-                if not bad.keeps_rows():
-                    continue
-                row = {**where, "source": rec.source, "line": rec.line, "error": err}  # as count's error rows
-            else:
-                n += 1
-                total_in += row["original_tokens"]
-                total_out += row["compressed_tokens"]
-                if min_quality is not None and row["quality_score"] < min_quality:
-                    below += 1
-                    row = {**where, **row, "passed": False}
-                else:
-                    row = {**where, **row}
-            if fmt == "jsonl":
-                out.write(orjson.dumps(row) + b"\n")
-            elif fmt == "text":
-                out.write((row.get("compressed_text", "") + "\n").encode())
-            else:
-                rows.append(row)
-        if bad.stopped is None and fmt == "json":
-            out.write(
-                orjson.dumps(rows[0] if len(rows) == 1 and stream.single_text else rows, option=orjson.OPT_INDENT_2)
+        extractor = api.CompressExtractor(context_field, query_field, query, id_field or None)
+        stream = api.open_inputs(files or [], extractor, input_format)
+        if fmt == "auto":
+            fmt = "text" if stream.single_text else "jsonl"
+        out = api.open_output(output, stream.paths)
+        writer = _Rows(fmt, out.stream, stream.single_text)
+        bar = ProgressBar(stream.progress, enabled=not quiet, label="compressing")
+        policy.notify = notify(bar.close)
+        budgets = {"budget": budget, "ratio": ratio, "target_compression": target_compression}
+
+        def run():
+            return api.run_compress(
+                stream,
+                comp,
+                policy,
+                writer.emit,
+                error_rows=fmt != "text",
+                min_quality=min_quality,
+                jobs=jobs,
+                progress=bar.update,
+                **budgets,
             )
-            out.write(b"\n")
-        done = bad.stopped is None
-    finally:
-        bar.close()
+
         try:
-            output_file.close(commit=done)  # a failed run leaves an existing -o file as it was
+            outcome = api.written(out, writer, run)
         finally:
-            comp.close()
+            bar.close()
+    finally:
+        comp.close()
+    totals = outcome.totals
+    n, total_in, total_out = totals["contexts"], totals["tokens_in"], totals["tokens_out"]
     if not quiet and n and (n > 1 or sys.stderr.isatty()):
         info(
             f"omnitok: compressed {n} context(s): {total_in:,} -> {total_out:,} tokens "
             f"({total_out / total_in if total_in else 0:.1%} kept)"
         )
-    if bad.stopped is not None:
-        bad.report(n + bad.count, n)
-        return exit_code(bad)
-    if below and not quiet:
-        error(f"quality gate failed: {below} of {n} results have quality_score < {min_quality}")
-    return exit_code(bad, gate_failed=bool(below))
+    report(outcome, quiet)
+    if outcome.stopped is None and totals["below"] and not quiet:
+        error(f"quality gate failed: {totals['below']} of {n} results have quality_score < {min_quality}")
+    return outcome.exit_code
+
+
+class _Rows:
+    """compress's rows to its output: JSONL a line each, text (the compressed text only), or one
+    JSON document at the end (the one row itself for a single text)."""
+
+    def __init__(self, fmt: str, out, single_text: bool):
+        self.fmt, self.out, self.single_text = fmt, out, single_text
+        self.rows: list[dict] = []
+
+    def emit(self, row: dict) -> None:
+        import orjson
+
+        if self.fmt == "jsonl":
+            self.out.write(orjson.dumps(row) + b"\n")
+        elif self.fmt == "text":
+            self.out.write((row.get("compressed_text", "") + "\n").encode())
+        else:
+            self.rows.append(row)
+
+    def close(self) -> None:
+        import orjson
+
+        if self.fmt == "json":
+            rows = self.rows[0] if len(self.rows) == 1 and self.single_text else self.rows
+            self.out.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n")

@@ -9,7 +9,7 @@ import typer
 from .. import errors
 from . import _options as opt
 from ._output import ProgressBar, error, info, print_json, print_mapping, wants_json
-from ._run import BadRecords, exit_code
+from ._run import notify, report
 
 EPILOG = """\
 Examples:
@@ -122,10 +122,10 @@ def count(
     """
     if ray_ and (text or add_field or lines):
         raise errors.UsageError("--ray counts Parquet or JSONL files; --text, --add-field and --lines do not apply")
-    # a bad --on-error is refused before anything is opened (--ray checks it with its own rules)
-    bad = None if ray_ else BadRecords(on_error, quiet)
     from .. import api
 
+    # a bad --on-error is refused before anything is opened (--ray checks it with its own rules)
+    policy = None if ray_ else api.ErrorPolicy(on_error)
     options = api.CountOptions(  # how to count: one object for every path (here, --jobs workers, --ray)
         encoding=encoding,
         engine=engine,
@@ -157,82 +157,40 @@ def count(
             quiet=quiet,
             options=options,
         )
-    paths = list(files or [])
     counter = api.Counter(model, options=options)
-    if explain:
-        info("; ".join(f"{k}: {v}" for k, v in api.explain(counter).items()))
-    stream = api.open_inputs(
-        paths,
-        api.Extractor(opt.split_fields(field), counter.framing, id_field or None),
-        input_format,
-        lines,
-        keep_raw=bool(add_field),
-        texts=text or None,
-    )
-    meta = counter.meta
-    stats = api.Summary(max_tokens_limit=max_tokens)
-    records_out = output if summary else output or "-"
-    sink = None
-    out = None
-    if records_out is not None:
-        kind = api.output_format(fmt, records_out, stream.single_text)
-        out = api.open_output(records_out, stream.paths)
-        try:
-            sink = api.make_sink(kind, out.stream, meta, len(stream.paths) > 1, add_field)
-        except BaseException:
-            out.close(commit=False)
-            raise
-    bar = ProgressBar(stream.progress, enabled=not quiet)
-    bad.before_print = bar.close
-    ended = False
     try:
-        for c in api.count_stream(stream, counter, jobs, bar.update, runs=True):
-            if type(c) is api.CountedRun:  # plain results counted in workers, as columns
-                stats.add_run(c)
-                if sink is not None:
-                    sink.results(c)
-                continue
-            rec = c.record
-            if rec.error is not None:
-                stats.add_error(f"{rec.where}: {rec.error}")
-                recorded = bad.keeps_rows() and sink is not None
-                # --on-error can only help when input follows this record.
-                if not bad.bad(
-                    rec.where,
-                    rec.error,
-                    recorded and sink.carries_errors,
-                    rec.line is not None or len(stream.paths) > 1,
-                ):
-                    break
-                if recorded:
-                    sink.error(c)
-                continue
-            stats.add(c.tokens, rec, c.meta)
-            if sink is not None:
-                sink.result(c)
-        ended = True
-    finally:
-        bar.close()
-        try:
-            closed = False  # the sink wrote its last bytes without error
+        if explain:
+            info("; ".join(f"{k}: {v}" for k, v in api.explain(counter).items()))
+        extractor = api.Extractor(opt.split_fields(field), counter.framing, id_field or None)
+        stream = api.open_inputs(list(files or []), extractor, input_format, lines, bool(add_field), text or None)
+        stats = api.Summary(max_tokens_limit=max_tokens)
+        records_out = output if summary else output or "-"
+        out = sink = None
+        if records_out is not None:
+            kind = api.output_format(fmt, records_out, stream.single_text)
+            out = api.open_output(records_out, stream.paths)
             try:
-                if sink is not None and ended:
-                    sink.close()
-                closed = ended
-            finally:
-                if out is not None:
-                    # A run that stopped at a bad record or failed, or whose sink or file could not
-                    # be closed, leaves an existing -o file as it was.
-                    out.close(commit=closed and bad.stopped is None)
+                sink = api.make_sink(kind, out.stream, counter.meta, len(stream.paths) > 1, add_field)
+            except BaseException:
+                out.close(commit=False)
+                raise
+        bar = ProgressBar(stream.progress, enabled=not quiet)
+        policy.notify = notify(bar.close)
+        try:
+            outcome = api.written(
+                out, sink, lambda: api.run_count(stream, counter, policy, stats, sink, jobs=jobs, progress=bar.update)
+            )
         finally:
-            cache_stats = counter.cache.run_stats() if counter.cache is not None else None
-            counter.close()
+            bar.close()
+        cache_stats = counter.cache.run_stats() if counter.cache is not None else None
+    finally:
+        counter.close()
     if summary:
-        _print_summary(stats, meta, fmt, cache_stats)
-    if bad.stopped is None and stats.over_limit:
+        _print_summary(stats, counter.meta, fmt, cache_stats)
+    if outcome.stopped is None and stats.over_limit:
         _list_over_limit(stats)
-    bad.report(stats.records, stats.counted)
-    return exit_code(bad, over_limit=bool(stats.over_limit))
+    report(outcome, quiet)
+    return outcome.exit_code
 
 
 def _list_over_limit(stats) -> None:

@@ -89,10 +89,11 @@ def validate_cmd(
 ) -> int:
     """Score (original, compressed) pairs with ROUGE-L and token compression; exit 6 when a gate fails."""
     from .. import api
-    from ..api import REPORT_FORMATS, judge_pairs, score_pair
+    from ..api import REPORT_FORMATS
     from ._output import error
-    from ._run import BadRecords, exit_code
+    from ._run import notify, report
 
+    policy = api.ErrorPolicy(on_error, notify())  # a bad --on-error is refused before anything is opened
     api.set_default_device(device)  # checked first: --device cuda without a GPU is a usage error
     options = api.ValidateOptions(  # how to validate: one object for scoring and judging
         metrics=metrics,
@@ -136,34 +137,20 @@ def validate_cmd(
     if original is None:
         api.check_output(output, [original_file, compressed_file] if original_file is not None else files or ["-"])
 
-    def scored_pair(item):
-        pos, rid, where, orig, comp, err = item
-        return item, None if err is not None else score_pair(orig, comp, chosen, counter, options.stem)
-
-    bad = BadRecords(on_error, quiet)
-    rows, texts = [], []
-    for (pos, rid, where, orig, comp, err), scores in api.ordered_map(scored_pair, pairs, jobs):
-        if err is not None:
-            if not bad.bad(where, err, recorded=bad.keeps_rows()):
-                break
-            if bad.keeps_rows():
-                rows.append({"pos": pos, "where": where, "error": err, "passed": False, "failures": []})
-            continue
-        rows.append({"pos": pos, **({"id": rid} if rid is not None else {}), "where": where, **scores})
-        texts.append((orig, comp))
-    if bad.stopped is not None:
-        bad.report(len(rows) + 1, len(texts))
-        return exit_code(bad)
-    summary, gate_fail = judge_pairs(rows, texts, options, errors=bad.count)
+    outcome, rows, summary, gate_fail = api.run_validate(pairs, options, policy, counter, jobs=jobs)
+    if outcome.stopped is not None:
+        report(outcome, quiet)
+        return outcome.exit_code
     with api.open_output(output) as out:
         api.write_report(fmt, rows, summary, out.stream)
+    report(outcome, quiet)
     if gate_fail and not quiet:
         n = len(gate_fail)
         error(
             f"quality gate failed ({fail_on}): "
-            + (f"{n} of {len(texts)} pairs below threshold" if fail_on == "any" else "; ".join(gate_fail))
+            + (f"{n} of {outcome.done} pairs below threshold" if fail_on == "any" else "; ".join(gate_fail))
         )
-    return exit_code(bad, gate_failed=bool(gate_fail))
+    return outcome.exit_code
 
 
 def _aligned(a_path, b_path, a_field, b_field, id_field, align, input_format):

@@ -14,11 +14,13 @@ MIN_WINDOW is taken. Off Linux (no /proc/stat): the load average, else every cor
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 MIN_WINDOW = 0.1  # seconds: at 100 ticks a second, a tenth of a core's resolution
 MAX_WINDOW = 5.0
 STAT = "/proc/stat"
+_PR_SET_PDEATHSIG = 1
 
 
 def cores() -> int:
@@ -100,3 +102,19 @@ def idle_cores() -> int:
         except (AttributeError, OSError):  # not on this platform
             return total
     return max(1, min(total, int(total - busy + 0.5)))
+
+
+def die_with_parent(sig: int) -> bool:
+    """In a child: have Linux send `sig` to this process when its parent exits (PR_SET_PDEATHSIG);
+    False where that is not available. "Exits" is the exit of the parent's *thread* that started
+    this process, so the caller forks from a thread that lives as long as the parent (its main
+    thread), and checks os.getppid() after, for a parent already gone before the request."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False

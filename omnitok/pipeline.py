@@ -5,6 +5,12 @@ records go to the engine in one call, so per-record Python work stays small; wit
 more than one batch of input, batches are counted in worker processes (forked, so they inherit
 the loaded tokenizer) while this process reads and writes, with a bounded number of batches in
 flight so memory does not grow with input size.
+
+Every process forked here dies with this one, however it ends (kill -9 included): on Linux by
+PR_SET_PDEATHSIG (SIGKILL) where the main thread forked it, else (another platform, or a fork
+from another thread, whose exit would fire that signal early) when a pipe whose write end only
+this process holds (_LIFELINE) reads end-of-file. A child checks, after asking, that its parent
+is still the one that forked it (it may have died before the request took effect).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import contextlib
 import itertools
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -57,6 +64,48 @@ def idle_jobs() -> int:
     return cpu.idle_cores()
 
 
+# This process's lifeline: (its pid, the read end, the write end) of a pipe that its forked
+# children watch (_stay_with_parent) where PR_SET_PDEATHSIG does not serve.
+_LIFELINE: tuple[int, int, int] | None = None
+
+
+def _parent() -> tuple[int, int, int, int]:
+    """What a child forked now needs to die with this process (_stay_with_parent): this process's
+    pid, its main thread's id, and the ends of its lifeline (made once a process)."""
+    global _LIFELINE
+    pid = os.getpid()
+    if _LIFELINE is None or _LIFELINE[0] != pid:
+        _LIFELINE = (pid, *os.pipe())  # not inherited by exec'd programs (os.pipe: close-on-exec)
+    return pid, threading.main_thread().ident, _LIFELINE[1], _LIFELINE[2]
+
+
+def _stay_with_parent(parent: tuple[int, int, int, int]) -> None:
+    """In a child just forked: end with the parent (the module's docstring). PR_SET_PDEATHSIG fires
+    when the forking *thread* exits, so it is used only where that thread was the parent's main
+    one (a thread's id survives the fork: the child's thread is the forking one's copy); any
+    other fork (a pool's handler thread refilling the pool, a caller's own thread) watches the
+    lifeline, whose write end this child closes so that only the parent holds it."""
+    pid, main_thread, read_end, write_end = parent
+    with contextlib.suppress(OSError):
+        os.close(write_end)
+    if not (threading.get_ident() == main_thread and cpu.die_with_parent(signal.SIGKILL)):
+        threading.Thread(target=_watch_lifeline, args=(read_end,), name="omnitok-lifeline", daemon=True).start()
+    if os.getppid() != pid:
+        os._exit(1)  # the parent was gone before the request took effect
+
+
+def _watch_lifeline(read_end: int) -> None:
+    with contextlib.suppress(OSError):
+        while os.read(read_end, 1):
+            pass
+    os._exit(1)  # end-of-file: the parent is gone
+
+
+def _pool_init(parent: tuple[int, int, int, int], initializer: Callable[[], None]) -> None:
+    _stay_with_parent(parent)
+    initializer()
+
+
 def fork_pool(jobs: int, initializer: Callable[[], None]):
     """A Pool of `jobs` forked workers, with this process's objects frozen out of the garbage
     collector (gc.freeze, as CPython's docs advise before a fork) until close_pool: collections
@@ -68,7 +117,7 @@ def fork_pool(jobs: int, initializer: Callable[[], None]):
 
     gc.freeze()
     try:
-        return multiprocessing.get_context("fork").Pool(jobs, initializer=initializer)
+        return multiprocessing.get_context("fork").Pool(jobs, initializer=_pool_init, initargs=(_parent(), initializer))
     except BaseException:
         gc.unfreeze()
         raise
@@ -411,7 +460,7 @@ class _Reference:
             return
         ctx = multiprocessing.get_context("fork")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_reference_main, args=(child, self._strategy), daemon=True)
+        self._proc = ctx.Process(target=_reference_main, args=(child, self._strategy, _parent()), daemon=True)
         self._proc.start()
         child.close()
 
@@ -449,12 +498,15 @@ class _Reference:
             self._proc.join()
 
 
-def _reference_main(conn, strategy) -> None:
+def _reference_main(conn, strategy, parent) -> None:
     """The reference process (_Reference): load the reference when asked, count texts, until told
-    to stop or the parent is gone. It leaves by os._exit: a normal exit would flush the stdout
-    buffer it inherited, writing the parent's pending output a second time."""
-    _worker_init()
+    to stop or the parent is gone (_stay_with_parent: the workers forked after it hold the
+    parent's end of `conn` too, so its end-of-file alone would not come). It leaves by os._exit:
+    a normal exit would flush the stdout buffer it inherited, writing the parent's pending output
+    a second time."""
     try:
+        _stay_with_parent(parent)
+        _worker_init()
         while True:
             try:
                 msg = conn.recv()

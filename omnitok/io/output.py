@@ -14,23 +14,35 @@ is an `OutputError`: one line naming the output and the reason, exit 1; the temp
 removed and nothing is committed. The failure is caught at the file descriptor (below the
 buffer), so it is seen however the bytes got there (a sink, pyarrow, the csv module), and later
 writes are dropped so that the run can unwind without a second error.
+
+The temporary file is `.NAME.omnitok.PID.MACHINE.RANDOM.tmp` (NAME the target's name, cut to fit
+the file-name limit; PID the writing process; MACHINE 8 hex digits naming the host's pid space,
+from its boot id and pid namespace; RANDOM 8 hex digits). One a killed run left (kill -9, a power
+cut) is removed by the next run to the same output (`sweep_stale`), only when it is safe: a
+regular file (never through a symlink) of this user, in the target's directory, of that name
+pattern for that NAME, whose MACHINE is this one's and whose PID is no longer running. A file of
+a live process, of another host or container, or of another user is left alone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
+import hashlib
 import io
 import os
+import re
 import stat
 import sys
-import uuid
 from collections.abc import Iterable
 from typing import IO
 
 from ..errors import OmnitokError, UsageError
 
 STDIO = "-"
+NAME_MAX = 255  # bytes in a file name (Linux, macOS)
+_TMP_EXTRA = len(".omnitok.4294967295.01234567.01234567.tmp") + 1  # the temporary name past NAME
 
 
 class OutputError(OmnitokError):
@@ -87,6 +99,76 @@ def check_output(path: str | None, inputs: Iterable[str], option: str = "-o") ->
             _refuse_input(path, os.stat(path), inputs, option)
 
 
+@functools.cache
+def _machine() -> str:
+    """8 hex digits naming this host's pid space: where a temporary file's PID can be checked."""
+    parts = []
+    with contextlib.suppress(OSError), open("/proc/sys/kernel/random/boot_id", "rb") as f:
+        parts.append(f.read().strip())
+    with contextlib.suppress(OSError):
+        parts.append(os.fsencode(os.readlink("/proc/self/ns/pid")))
+    with contextlib.suppress(AttributeError, OSError):
+        parts.append(os.fsencode(os.uname().nodename))
+    return hashlib.sha256(b"\0".join(parts)).hexdigest()[:8]
+
+
+def _tmp_stem(name: str) -> str:
+    """`name` cut (in bytes) so that its temporary file's name fits NAME_MAX."""
+    raw = os.fsencode(name)
+    return name if len(raw) + _TMP_EXTRA <= NAME_MAX else os.fsdecode(raw[: NAME_MAX - _TMP_EXTRA])
+
+
+def tmp_name(name: str) -> str:
+    """The temporary file of a run writing the output called `name` (the module's docstring)."""
+    return f".{_tmp_stem(name)}.omnitok.{os.getpid()}.{_machine()}.{os.urandom(4).hex()}.tmp"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):
+        return True  # another user's process (EPERM), or no pid at all: running, to be safe
+    return True
+
+
+def sweep_stale(directory: str, name: str) -> list[str]:
+    """Remove the temporary files of dead runs that wrote the output `name` in `directory`, where
+    safe (the module's docstring); returns the names removed. Best effort: errors are ignored."""
+    pattern = re.compile(
+        rf"\.{re.escape(_tmp_stem(name))}\.omnitok\.([1-9][0-9]{{0,9}})\.([0-9a-f]{{8}})\.[0-9a-f]{{8}}\.tmp"
+    )
+    removed: list[str] = []
+    if not hasattr(os, "getuid") or os.unlink not in os.supports_dir_fd:
+        return removed  # (not POSIX)
+    machine, uid = _machine(), os.getuid()
+    try:
+        dirfd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return removed
+    try:
+        with os.scandir(dirfd) as entries:
+            found = [e.name for e in entries if pattern.fullmatch(e.name)]
+        for entry in found:
+            match = pattern.fullmatch(entry)
+            if match.group(2) != machine or _running(int(match.group(1))):
+                continue
+            try:
+                st = os.stat(entry, dir_fd=dirfd, follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode) and st.st_uid == uid:
+                    # Unlinks the name itself: a symlink put there since is removed, never followed.
+                    os.unlink(entry, dir_fd=dirfd)
+                    removed.append(entry)
+            except OSError:
+                continue
+    except OSError:
+        pass
+    finally:
+        os.close(dirfd)
+    return removed
+
+
 class Output:
     """A binary output stream; `close(commit)` publishes or drops what was written."""
 
@@ -114,7 +196,8 @@ class Output:
             self.stream = self._open(target, os.O_WRONLY)  # a device or FIFO: written in place
             return
         directory, name = os.path.split(target)
-        self._tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
+        sweep_stale(directory, name)
+        self._tmp = os.path.join(directory, tmp_name(name))
         self._target = target
         # 0o666 less the umask, as a plain open() would give; an existing file keeps its mode.
         self.stream = self._open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

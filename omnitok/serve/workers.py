@@ -36,6 +36,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ..cpu import die_with_parent
+
 log = logging.getLogger("omnitok.serve")
 
 # What a worker imports before it says it is ready, so that no job waits for them.
@@ -46,7 +48,6 @@ STOP_GRACE = 1.0  # seconds an idle worker gets to exit on its own when the pool
 START_TIMEOUT = 120.0  # seconds a worker gets to import PRELOAD and say it is ready
 _HEADER = struct.Struct("!Q")  # a message: its length, then its pickle
 _READ_LIMIT = 1 << 20
-_PR_SET_PDEATHSIG = 1
 # A cancelled job's worker gets CANCEL, and SIGKILL KILL_GRACE s later if it has not ended: Python
 # code unwinds at once, a long call into C (rapidfuzz's LCS) is cut short by the SIGKILL.
 CANCEL = getattr(signal, "SIGUSR1", None)
@@ -65,20 +66,6 @@ class Busy(Exception):
 
 class WorkerLost(RuntimeError):
     """The worker process running a job exited before it answered (killed from outside, out of memory)."""
-
-
-def die_with_parent(sig: int = signal.SIGKILL) -> bool:
-    """Have Linux send `sig` to this process when its parent exits (PR_SET_PDEATHSIG); False where
-    that is not available. The caller checks os.getppid() after, for a parent already gone."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
 
 
 def default_size(server_workers: int = 1) -> int:
@@ -164,7 +151,7 @@ def _send(sock: socket.socket, reply: tuple) -> None:
 def main(fd: int, server: int) -> None:
     """A worker's life (`python -c`, WORKER_CODE): run the jobs the server (pid `server`) sends on
     the socket `fd`, one at a time, until that socket closes."""
-    if die_with_parent() and os.getppid() != server:
+    if die_with_parent(signal.SIGKILL) and os.getppid() != server:
         os._exit(0)  # the server was gone before the request took effect
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)  # the server stops us (see the module's docstring)

@@ -1,0 +1,188 @@
+"""Issue 25, item 3: no orphans. Every process `count --jobs N` forks (the shard workers and the
+reference process) dies with its parent, kill -9 included, within 2 s; a killed run's temporary
+output (which names its pid) is swept by the next run to that output once that pid is gone, and
+only then."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+from omnitok.io import output
+from tests.console import OMNITOK, omnitok
+
+ROW = b'{"id": 1, "text": "hello world number one two three four five six seven"}\n'
+# stdin has no size: it is cut in shards of 8 MB, and the workers start once two are read.
+STDIN_BYTES = 24_000_000
+
+
+def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
+    left = []
+    for p in procs:
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:  # a zombie has ended (its reaper may be slow)
+                left.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return left
+
+
+def _gone_within(procs: list[psutil.Process], seconds: float) -> list[psutil.Process]:
+    deadline = time.monotonic() + seconds
+    while (left := _alive(procs)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return left
+
+
+def _children(parent: psutil.Process, n: int, proc: subprocess.Popen) -> list[psutil.Process]:
+    deadline = time.monotonic() + 60
+    kids: list[psutil.Process] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        kids = parent.children(recursive=True)
+        if len(kids) >= n:
+            break
+        time.sleep(0.02)
+    return kids
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_count_jobs_children_die_with_the_parent(tmp_path, sig):
+    out = tmp_path / "out.jsonl"
+    p = subprocess.Popen(
+        [OMNITOK, "count", "-m", "gpt-4o", "--jobs", "2", "-o", str(out)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+    def feed():  # stdin stays open after it: the run cannot end before the kill
+        try:
+            p.stdin.write(ROW * (STDIN_BYTES // len(ROW)))
+            p.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    kids: list[psutil.Process] = []
+    try:
+        kids = _children(psutil.Process(p.pid), 3, p)
+        assert len(kids) >= 3, (p.poll(), p.stderr.read() if p.poll() is not None else "")  # 2 workers, the reference
+        os.kill(p.pid, sig)
+        p.wait(timeout=10)
+        left = _gone_within(kids, 2.0)
+        assert not left, [(k.pid, k.status()) for k in left]
+        if sig == signal.SIGKILL:  # the run's temporary output is left, named by its pid
+            tmps = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+            assert len(tmps) == 1 and f".out.jsonl.omnitok.{p.pid}." in tmps[0], tmps
+    finally:
+        for k in _alive(kids):
+            k.kill()
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=10)
+        p.stdin.close()
+        p.stderr.close()
+        feeder.join(timeout=10)
+
+
+LIFELINE_SCRIPT = """
+import os, threading, time
+from omnitok import pipeline
+box = {}
+t = threading.Thread(target=lambda: box.setdefault("pool", pipeline.fork_pool(2, pipeline._worker_init)))
+t.start(); t.join()  # the forking thread is gone: PR_SET_PDEATHSIG would have killed the workers
+pool = box["pool"]
+print(*[w.pid for w in pool._pool], flush=True)
+print(pool.apply(os.getpid) in [w.pid for w in pool._pool], flush=True)
+busy = pool.map_async(time.sleep, [30, 30], chunksize=1)  # busy workers: an idle one ends at its queue's EOF
+time.sleep(0.3)
+print("busy", flush=True)
+time.sleep(60)
+"""
+
+
+def test_workers_forked_by_another_thread_die_with_the_parent_by_the_lifeline(tmp_path):
+    """A caller's thread that forks and ends: the workers outlive it and answer, then die with the
+    process (the lifeline pipe, not PR_SET_PDEATHSIG, which watches the forking thread)."""
+    p = subprocess.Popen([sys.executable, "-c", LIFELINE_SCRIPT], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    workers: list[psutil.Process] = []
+    try:
+        workers = [psutil.Process(int(pid)) for pid in p.stdout.readline().split()]
+        assert len(workers) == 2
+        assert p.stdout.readline().strip() == "True"  # the workers answers after its forking thread ended
+        assert p.stdout.readline().strip() == "busy"
+        p.kill()
+        p.wait(timeout=10)
+        left = _gone_within(workers, 2.0)
+        assert not left, [(w.pid, w.status()) for w in left]
+    finally:
+        for w in _alive(workers):
+            w.kill()
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=10)
+        p.stdout.close()
+
+
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(done.stdout)
+    assert not psutil.pid_exists(pid)
+    return pid
+
+
+def test_stale_temporary_outputs_are_swept_only_when_safe(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(ROW)
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"before\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    victim = elsewhere / "victim"
+    victim.write_bytes(b"keep\n")
+    machine = output._machine()
+    dead, live = _dead_pid(), os.getpid()
+    stale = f".out.jsonl.omnitok.{dead}.{machine}.0123abcd.tmp"
+    kept = [
+        f".out.jsonl.omnitok.{live}.{machine}.0123abcd.tmp",  # a live process's (this test's)
+        f".out.jsonl.omnitok.{dead}.{'0' * 8 if machine != '0' * 8 else '1' * 8}.0123abcd.tmp",  # another host's
+        f".other.jsonl.omnitok.{dead}.{machine}.0123abcd.tmp",  # another output's
+        f".out.jsonl.{dead}.tmp",  # not omnitok's pattern
+        "out.jsonl.tmp",
+    ]
+    for name in [stale, *kept]:
+        (tmp_path / name).write_bytes(b"partial\n")
+    link = f".out.jsonl.omnitok.{dead}.{machine}.feedf00d.tmp"  # a symlink of the pattern: not followed
+    os.symlink(victim, tmp_path / link)
+    r = omnitok("count", "-m", "gpt-4o", "--format", "jsonl", str(src), "-o", str(out))
+    assert r.code == 0, r.err
+    assert b'"tokens"' in out.read_bytes()
+    assert sorted(os.listdir(tmp_path)) == sorted(["in.jsonl", "out.jsonl", "elsewhere", link, *kept])
+    assert victim.read_bytes() == b"keep\n"
+    for name in kept:
+        assert (tmp_path / name).read_bytes() == b"partial\n"
+
+
+def test_an_output_name_near_the_limit_is_written(tmp_path):
+    """The temporary name is cut to fit: a 246-byte output name (past the limit with the pid and
+    random parts added) is written, and the next run's sweep finds a dead run's file of it."""
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(ROW)
+    out = tmp_path / ("n" * 240 + ".jsonl")
+    stale = output.tmp_name(out.name).replace(f".{os.getpid()}.", f".{_dead_pid()}.")
+    assert len(stale.encode()) <= output.NAME_MAX and re.fullmatch(
+        r"\.n+\.omnitok\.\d+\.[0-9a-f]{8}\.[0-9a-f]{8}\.tmp", stale
+    )
+    (tmp_path / stale).write_bytes(b"partial\n")
+    r = omnitok("count", "-m", "gpt-4o", "--format", "jsonl", str(src), "-o", str(out))
+    assert r.code == 0, r.err
+    assert sorted(os.listdir(tmp_path)) == sorted(["in.jsonl", out.name])

@@ -142,9 +142,75 @@ def intact(export: Path) -> bool:
 
 
 def discard(export: Path) -> None:
-    """Remove an export and its record (it is made again on next use)."""
-    export.unlink(missing_ok=True)
-    export.with_name(RECORD).unlink(missing_ok=True)
+    """Remove an export and its record (it is made again on next use); where the directory is not
+    writable, they stay (and the export is made in a temporary directory instead: `exported`)."""
+    try:
+        export.unlink(missing_ok=True)
+        export.with_name(RECORD).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _cached(target: Path) -> bool:
+    """Whether the export at `target` is there and intact; one that is not is discarded."""
+    if target.is_file() or target.is_symlink():
+        if intact(target):
+            return True
+        discard(target)
+    return False
+
+
+def _temporary(target: Path) -> str:
+    """A new empty file beside `target` (its directory made first) that the export is written to
+    and then renamed over `target`."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=target.parent)
+    os.close(fd)
+    return tmp
+
+
+_SCRATCH: list[Path] = []  # this process's temporary export directory, once made
+_scratch_lock = threading.Lock()
+
+
+def _scratch(cause: OSError) -> Path:
+    """A temporary directory for the exports of this process, for when $OMNITOK_HOME cannot be
+    written (said once on stderr); removed when the process that made it exits."""
+    with _scratch_lock:
+        if not _SCRATCH:
+            import atexit
+            import shutil
+
+            try:
+                made = Path(tempfile.mkdtemp(prefix="omnitok-onnx-"))
+            except OSError as e:
+                raise _unwritable(cache_root(), cause, e) from None
+            owner = os.getpid()  # a forked child exiting must not remove its parent's exports
+            atexit.register(lambda: os.getpid() == owner and shutil.rmtree(made, ignore_errors=True))
+            _SCRATCH.append(made)
+            from .. import notices
+
+            notices.warn_once(
+                "onnx-scratch",
+                f"{cache_root()} is not writable ({_reason(cause)}): the local model is exported to a "
+                f"temporary directory for this run only (make OMNITOK_HOME writable to keep the export)",
+            )
+    return _SCRATCH[0]
+
+
+def _reason(e: OSError) -> str:
+    return e.strerror or str(e)
+
+
+def _unwritable(where: Path, e: OSError, scratch: OSError | None = None):
+    """The one-line error for an export that cannot be written anywhere."""
+    from ..errors import AssetError
+
+    also = f"; nor is the temporary directory {tempfile.gettempdir()} ({_reason(scratch)})" if scratch else ""
+    return AssetError(
+        f"{where}: cannot write the local model's ONNX export ({_reason(e)}){also}; "
+        "this directory (or OMNITOK_HOME) must be writable"
+    )
 
 
 def _read_memo(path: Path) -> dict | None:
@@ -200,13 +266,18 @@ def exported(model_dir: Path, num_layers: int | None = None, precision: str = "f
     version = ":".join(filter(None, (EXPORT_VERSION, GRAPH_VERSION.get(precision))))
     key = hashlib.sha256(f"{model_hash(model_dir)}:{layers}:{precision}:{version}".encode()).hexdigest()[:24]
     target = cache_root() / key / "model.onnx"
-    if target.is_file() or target.is_symlink():
-        if intact(target):
+    if _cached(target):
+        return target
+    try:
+        tmp = _temporary(target)
+    except OSError as e:  # $OMNITOK_HOME not writable: this run exports into a temporary directory
+        target = _scratch(e) / key / "model.onnx"
+        if _cached(target):
             return target
-        discard(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=target.parent)
-    os.close(fd)
+        try:
+            tmp = _temporary(target)
+        except OSError as e2:
+            raise _unwritable(cache_root(), e, e2) from None
     start = time.perf_counter()
     try:
         if precision == "int8":
@@ -230,6 +301,10 @@ def exported(model_dir: Path, num_layers: int | None = None, precision: str = "f
             _export(model_dir, layers, tmp)
         _write_record(target, sha256_file(Path(tmp)))  # first: the file never appears without it
         os.replace(tmp, target)
+    except OSError as e:  # a full disk while the export is written, a model file that cannot be read
+        from ..errors import AssetError
+
+        raise AssetError(f"{model_dir}: cannot export this model to {target.parent}: {_reason(e)}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import AssetError
+from ..errors import AssetError, shown
 
 CONVERTER_VERSION = 2
 MAGIC = b"GGUF"
@@ -33,6 +33,11 @@ MAGIC = b"GGUF"
 # GGUF value types -> struct format (None: variable length).
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
+# What one header value may hold: far above any real tokenizer (vocabularies of ~260k tokens, chat
+# templates of kilobytes), and far below what would exhaust memory.
+MAX_STRING = 16 << 20  # bytes of one string
+MAX_ARRAY = 1 << 24  # items of one array
+MAX_DEPTH = 4  # arrays within arrays
 
 # llama.cpp pre-tokenizer names -> the regex of the model's original tokenizer.json.
 _LLAMA3 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -77,34 +82,69 @@ class GGUFVocab:
 
 
 class _Reader:
+    """Reads the header of one GGUF file. Every length in it (strings, arrays, the key count) comes
+    from the file and is checked against what is left of the file and against the limits above
+    before anything is read or allocated for it: a damaged or hostile file is one AssetError,
+    never a MemoryError, OverflowError or RecursionError."""
+
     def __init__(self, fh: BinaryIO, path: Path):
         self.fh, self.path = fh, path
+        self.size = os.fstat(fh.fileno()).st_size
 
-    def take(self, n: int) -> bytes:
+    def left(self) -> int:
+        return self.size - self.fh.tell()
+
+    def truncated(self, what: str, offset: int) -> AssetError:
+        return AssetError(
+            f"{self.path}: truncated GGUF header: {what} at byte {offset:,} runs past the end of the file "
+            f"({self.size:,} bytes)"
+        )
+
+    def malformed(self, what: str) -> AssetError:
+        return AssetError(f"{self.path}: malformed GGUF header: {what}")
+
+    def take(self, n: int, what: str = "a value") -> bytes:
+        offset = self.fh.tell()
+        if n > self.size - offset:
+            raise self.truncated(what, offset)
         data = self.fh.read(n)
-        if len(data) != n:
-            raise AssetError(f"{self.path}: truncated GGUF header")
+        if len(data) != n:  # the file shrank while it was read
+            raise self.truncated(what, offset)
         return data
 
     def scalar(self, fmt: str):
         return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
 
     def string(self) -> str:
+        offset = self.fh.tell()
         n = self.scalar("<Q")
-        return self.take(n).decode("utf-8", errors="surrogateescape")
+        if n > MAX_STRING:
+            raise self.malformed(f"a string of {n:,} bytes at byte {offset:,} (at most {MAX_STRING:,} are read)")
+        return self.take(n, f"a string of {n:,} bytes").decode("utf-8", errors="surrogateescape")
 
-    def value(self, kind: int):
+    def value(self, kind: int, depth: int = 0):
         if kind == _STRING:
             return self.string()
         if kind in _SCALARS:
             return self.scalar(_SCALARS[kind])
-        if kind == _ARRAY:
-            item, n = self.scalar("<I"), self.scalar("<Q")
-            if item in _SCALARS:
-                fmt = _SCALARS[item]
-                return [v[0] for v in struct.iter_unpack(fmt, self.take(n * struct.calcsize(fmt)))]
-            return [self.value(item) for _ in range(n)]
-        raise AssetError(f"{self.path}: unknown GGUF value type {kind}")
+        if kind != _ARRAY:
+            raise AssetError(f"{self.path}: unknown GGUF value type {kind}")
+        offset = self.fh.tell()
+        item, n = self.scalar("<I"), self.scalar("<Q")
+        if depth >= MAX_DEPTH:
+            raise self.malformed(f"arrays nested more than {MAX_DEPTH} deep at byte {offset:,}")
+        if item not in _SCALARS and item not in (_STRING, _ARRAY):
+            raise AssetError(f"{self.path}: unknown GGUF value type {item}")
+        if n > MAX_ARRAY:
+            raise self.malformed(f"an array of {n:,} items at byte {offset:,} (at most {MAX_ARRAY:,} are read)")
+        # the fewest bytes each item takes: no count can promise more items than the file holds
+        least = struct.calcsize(_SCALARS[item]) if item in _SCALARS else (8 if item == _STRING else 12)
+        if n * least > self.left():
+            raise self.truncated(f"an array of {n:,} items", offset)
+        if item in _SCALARS:
+            fmt = _SCALARS[item]
+            return [v[0] for v in struct.iter_unpack(fmt, self.take(n * struct.calcsize(fmt)))]
+        return [self.value(item, depth + 1) for _ in range(n)]
 
 
 def read_metadata(path: Path) -> dict:
@@ -125,7 +165,10 @@ def _read_header(r: _Reader) -> dict:
     if version not in (2, 3):
         raise AssetError(f"{path}: GGUF version {version} is not supported (2 and 3 are)")
     r.scalar("<Q")  # tensor count
+    offset = fh.tell()
     n_kv = r.scalar("<Q")
+    if n_kv * 13 > r.left():  # a key (8 + 1 bytes at least), its type (4)
+        raise r.truncated(f"{n_kv:,} metadata entries", offset)
     meta = {}
     for _ in range(n_kv):
         key = r.string()
@@ -141,25 +184,57 @@ def read_vocab(path: Path) -> GGUFVocab:
         raise AssetError(f"{path}: this GGUF file carries no tokenizer (no tokenizer.ggml.model / tokens)")
     if model not in MODELS:
         raise AssetError(
-            f"{path}: GGUF tokenizer model {model!r} is not supported (supported: {', '.join(MODELS)})",
+            f"{path}: GGUF tokenizer model {shown(repr(model), quote=False)} is not supported (supported: {', '.join(MODELS)})",
             hint="count with the model's Hugging Face tokenizer files instead (--tokenizer DIR)",
         )
-    tokens = g("tokens")
+
+    def bad(key: str, what: str) -> AssetError:
+        return AssetError(f"{path}: malformed GGUF tokenizer: tokenizer.ggml.{key} {what}")
+
+    def array(key: str, kinds: tuple[type, ...], what: str, length: int | None = None) -> list:
+        value = g(key)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(x, kinds) and not isinstance(x, bool) for x in value):
+            raise bad(key, f"is not an array of {what}")
+        if length is not None and len(value) != length:
+            raise bad(key, f"has {len(value):,} items for {length:,} tokens")
+        return value
+
+    tokens = array("tokens", (str,), "strings")
+    n = len(tokens)
+
+    def token_id(key: str) -> int | None:
+        value = g(key)
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < n:
+            raise bad(key, f"is {shown(repr(value), quote=False)}, not a token id (the vocabulary has {n:,} tokens)")
+        return value
+
+    def text(key: str, value) -> str | None:
+        if value is not None and not isinstance(value, str):
+            raise bad(key, "is not a string")
+        return value
+
+    chat_template = meta.get("tokenizer.chat_template")
+    if chat_template is not None and not isinstance(chat_template, str):
+        raise AssetError(f"{path}: malformed GGUF tokenizer: tokenizer.chat_template is not a string")
     return GGUFVocab(
         path=Path(path),
         model=model,
-        pre=g("pre"),
+        pre=text("pre", g("pre")),
         tokens=tokens,
-        types=g("token_type") or [NORMAL] * len(tokens),
-        scores=g("scores") or [],
-        merges=g("merges") or [],
-        bos_id=g("bos_token_id"),
-        eos_id=g("eos_token_id"),
-        unk_id=g("unknown_token_id"),
+        types=array("token_type", (int,), "integers", n) or [NORMAL] * n,
+        scores=array("scores", (int, float), "numbers", n),
+        merges=array("merges", (str,), "strings"),
+        bos_id=token_id("bos_token_id"),
+        eos_id=token_id("eos_token_id"),
+        unk_id=token_id("unknown_token_id"),
         add_bos=g("add_bos_token"),
         add_eos=g("add_eos_token"),
         add_space_prefix=g("add_space_prefix"),
-        chat_template=meta.get("tokenizer.chat_template"),
+        chat_template=chat_template,
     )
 
 
@@ -366,21 +441,69 @@ def _header_digest(path: Path) -> str:
 
 
 def converted_dir(path: Path) -> Path:
-    """The converted tokenizer directory for a GGUF file, cached under $OMNITOK_HOME/assets/gguf/."""
+    """The converted tokenizer directory for a GGUF file, cached under $OMNITOK_HOME/assets/gguf/
+    (where that cannot be written: in a temporary directory for this process, said once)."""
     from ..assets.store import omnitok_home
 
     path = Path(path).expanduser()
-    target = omnitok_home() / "assets" / "gguf" / _header_digest(path)
+    try:
+        digest = _header_digest(path)
+    except OSError as e:
+        raise AssetError(f"{path}: cannot read: {e.strerror or e}") from None
+    target = omnitok_home() / "assets" / "gguf" / digest
     if (target / "tokenizer_config.json").is_file():
         return target
     vocab = read_vocab(path)
+    try:
+        return _convert_into(vocab, target)
+    except OSError as e:  # $OMNITOK_HOME not writable: convert into a temporary directory
+        try:
+            return _convert_into(vocab, _scratch(target.parent, e) / digest)
+        except OSError as e2:
+            raise AssetError(
+                f"{target.parent}: cannot write the converted tokenizer ({e.strerror or e}), nor can the "
+                f"temporary directory {tempfile.gettempdir()} ({e2.strerror or e2}); this directory "
+                "(or OMNITOK_HOME) must be writable"
+            ) from None
+
+
+def _convert_into(vocab: GGUFVocab, target: Path) -> Path:
+    """Convert into a temporary directory beside `target` and rename it to `target`."""
+    if (target / "tokenizer_config.json").is_file():
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
-    convert(vocab, tmp)
     try:
+        convert(vocab, tmp)
         os.replace(tmp, target)
-    except OSError:  # another process converted it first
+    except OSError:
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "tokenizer_config.json").is_file():  # else: another process converted it first
+            raise
     return target
+
+
+_SCRATCH: list[Path] = []  # this process's temporary directory for conversions, once made
+
+
+def _scratch(home: Path, cause: OSError) -> Path:
+    """A temporary directory for this process's conversions, for when $OMNITOK_HOME cannot be
+    written (said once on stderr); removed when the process that made it exits."""
+    if not _SCRATCH:
+        import atexit
+        import shutil
+
+        from .. import notices
+
+        made = Path(tempfile.mkdtemp(prefix="omnitok-gguf-"))
+        owner = os.getpid()  # a forked worker exiting must not remove its parent's files
+        atexit.register(lambda: os.getpid() == owner and shutil.rmtree(made, ignore_errors=True))
+        _SCRATCH.append(made)
+        notices.warn_once(
+            "gguf-scratch",
+            f"{home} is not writable ({cause.strerror or cause}): the GGUF tokenizer is converted into a "
+            "temporary directory for this run only (make OMNITOK_HOME writable to keep the conversion)",
+        )
+    return _SCRATCH[0]

@@ -131,6 +131,8 @@ SLOW_FIRST = (
     "test_serve_edge.py",
     "test_cache_safety.py",
     "test_online.py",
+    "test_round3_tracebacks.py",
+    "test_round3_orphans.py",
 )
 
 

@@ -148,3 +148,11 @@ def test_dense_compress_with_an_unwritable_home(tmp_path):
     assert b'"compressed_text":"The cat sat on the mat."' in r.out
     _said_once(r.err, "the local model is exported to a")
     assert not list((tmp_path / "tmp").glob("omnitok-*"))  # removed at exit
+
+
+def test_a_tokenizer_path_past_the_name_limits_is_one_line(tmp_path):
+    for path in (tmp_path / ("a" * 5000 + ".gguf"), tmp_path / ("a" * 5000)):
+        r = omnitok("count", "--tokenizer", str(path), "--text", "hi")
+        assert r.code == 1, r.err
+        assert r.err.startswith("omnitok: error: --tokenizer ") and "Traceback" not in r.err
+        assert len(r.err.splitlines()) == 1 and len(r.err) < 400

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ..config import settings
-from ..errors import AssetError
+from ..errors import AssetError, shown
 from .store import omnitok_home
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
@@ -62,13 +62,18 @@ def find_hf_tokenizer(model_id: str, explicit: str | None = None) -> tuple[Path,
     (which tokenizers.hf.locate converts; assets only finds files), or raise AssetError."""
     if explicit:
         path = Path(explicit).expanduser()
-        if is_gguf(path):
-            return path, f"--tokenizer (GGUF {path})"
-        if path.is_file():
-            path = path.parent
-        if not has_tokenizer(path):
+        try:
+            if is_gguf(path):
+                return path, f"--tokenizer (GGUF {path})"
+            if path.is_file():
+                path = path.parent
+            found = has_tokenizer(path)
+        except OSError as e:  # a name past the file-name limits (ENAMETOOLONG), a loop of links
+            raise AssetError(f"--tokenizer {shown(explicit, quote=False)}: {e.strerror or e}") from None
+        if not found:
             raise AssetError(
-                f"--tokenizer {explicit}: no tokenizer.json, tokenizer.model or vocab.json there, and not a .gguf file"
+                f"--tokenizer {shown(explicit, quote=False)}: no tokenizer.json, tokenizer.model or vocab.json there, "
+                "and not a .gguf file"
             )
         return path, "--tokenizer"
     looked = []

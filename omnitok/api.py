@@ -105,6 +105,7 @@ _LAZY = {
     "check_output": ("io.output", "check_output"),
     "output_format": ("io.writers", "format_for_output"),
     "make_sink": ("io.writers", "make_sink"),
+    "json_dumps": ("io.ids", "dumps"),
     # compression
     "Compressor": ("compression", "Compressor"),
     "check_budget": ("compression", "check_budget"),
@@ -178,6 +179,7 @@ if TYPE_CHECKING:  # the same objects as _LAZY names (grimp reads these imports 
     from .count_cache import open_tiers as open_cache_tiers  # noqa: F401
     from .count_cache import recorded_stats as recorded_cache_stats  # noqa: F401
     from .embedding import set_default_device  # noqa: F401
+    from .io.ids import dumps as json_dumps  # noqa: F401
     from .io.output import check_output, open_output  # noqa: F401
     from .io.readers import detect_format  # noqa: F401
     from .io.writers import format_for_output as output_format  # noqa: F401

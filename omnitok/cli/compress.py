@@ -195,10 +195,10 @@ class _Rows:
         self.rows: list[dict] = []
 
     def emit(self, row: dict) -> None:
-        import orjson
+        from .. import api
 
         if self.fmt == "jsonl":
-            self.out.write(orjson.dumps(row) + b"\n")
+            self.out.write(api.json_dumps(row) + b"\n")
         elif self.fmt == "text":
             self.out.write((row.get("compressed_text", "") + "\n").encode())
         else:
@@ -207,6 +207,8 @@ class _Rows:
     def close(self) -> None:
         import orjson
 
+        from .. import api
+
         if self.fmt == "json":
             rows = self.rows[0] if len(self.rows) == 1 and self.single_text else self.rows
-            self.out.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n")
+            self.out.write(api.json_dumps(rows, option=orjson.OPT_INDENT_2) + b"\n")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 from .. import errors
@@ -170,7 +168,8 @@ def count(
             kind = api.output_format(fmt, records_out, stream.single_text)
             out = api.open_output(records_out, stream.paths)
             try:
-                sink = api.make_sink(kind, out.stream, counter.meta, len(stream.paths) > 1, add_field)
+                id_type = stream.id_type() if kind == "parquet" else None  # Parquet out: the inputs' id type
+                sink = api.make_sink(kind, out.stream, counter.meta, len(stream.paths) > 1, add_field, id_type)
             except BaseException:
                 out.close(commit=False)
                 raise
@@ -199,7 +198,7 @@ def _list_over_limit(stats) -> None:
         label = f" (id {rid})" if rid is not None else ""
         info(f"  {where}{label}: {tokens} tokens")
     if stats.over_limit > 50:
-        sys.stderr.write(f"  ... and {stats.over_limit - 50} more\n")
+        info(f"  ... and {stats.over_limit - 50} more")
 
 
 def _print_summary(stats, meta: dict, fmt: str, cache_stats: dict | None = None) -> None:

@@ -11,7 +11,8 @@ input with no telling name (stdin, a pipe, a FIFO, process substitution, /dev/st
 gzip is looked through; Parquet if it starts with PAR1; JSONL if its first non-blank line (a UTF-8
 BOM aside; any number of blank lines before it, up to 64 MiB of them) starts with `{` and ends with
 `}`, so a malformed first record is the same `<stdin>:N: invalid JSON` error a .jsonl file gives;
-otherwise text. A BOM before a JSONL file's first record is skipped.
+otherwise text. A BOM before a JSONL file's first record is skipped. An integer id past 64 bits
+keeps its exact value (orjson reads it as a float; io.ids reads that line again).
 
 Empty input is not an error: empty text is one text of 0 tokens (as tiktoken and ttok count
 it); JSONL or Parquet with no records gives no records, and the run says so on stderr.
@@ -32,6 +33,7 @@ from typing import IO, TYPE_CHECKING, Any
 from .. import notices
 from ..errors import InputError, UsageError
 from ..records import ExtractError, Extractor, Record, record_id, record_of
+from .ids import exact_id, id_type
 
 if TYPE_CHECKING:
     from .shards import Shard
@@ -249,6 +251,13 @@ class InputStream:
             for p in self.paths
         )
 
+    def id_type(self):
+        """The Arrow type of the id column of Parquet output for these inputs (io.ids.id_type:
+        the Parquet inputs' own id type where they all agree, else string)."""
+        if self.texts is not None:
+            return id_type([], None, [])
+        return id_type(self.paths, self.extractor.id_field, [self.format_of(p) for p in self.paths])
+
     def fresh(self) -> InputStream:
         """A copy that reads shards from position 0 (a worker's reader)."""
         import copy
@@ -391,7 +400,11 @@ class InputStream:
         if plain and (keep or type(ex) is not Extractor or ex.fields is not None):
             plain = False
         if plain:
-            frame, id_field = ex.framing.text, ex.id_field
+            frame = ex.framing.text
+        # An id orjson read as a float may be an integer past 64 bits (io.ids): looked at again
+        # only where the record has the id field and no id came of it.
+        id_field = getattr(ex, "id_field", None)
+        dotted = id_field is not None and "." in id_field
         self.lines_read = lineno = 0
         for line in lines:
             lineno += 1
@@ -410,9 +423,15 @@ class InputStream:
                 if type(value) is str:
                     texts, overhead = frame(value)
                     if len(texts) == 1:
-                        yield (lineno, record_id(obj, id_field), texts[0], overhead)
+                        rid = record_id(obj, id_field)
+                        if rid is None and (dotted or id_field in obj):  # orjson's float of a wide integer?
+                            rid = exact_id(ex, obj, line)
+                        yield (lineno, rid, texts[0], overhead)
                         continue
-            yield self._record(source, lineno, obj, text=line if keep else None)
+            rec = self._record(source, lineno, obj, text=line if keep else None)
+            if rec.id is None and type(obj) is dict and (dotted or id_field in obj):
+                rec.id = exact_id(ex, obj, line)
+            yield rec
 
     def _read_text(self, f: IO[bytes], source: str, head: list[bytes]) -> Iterator[Record]:
         if not self.lines:

@@ -13,6 +13,7 @@ from typing import IO, Any
 
 from ..errors import UsageError, printable
 from ..records import Counted, CountedRun
+from .ids import id_column, json_id, json_ready
 
 OUTPUT_FORMATS = ("auto", "number", "jsonl", "json", "csv", "parquet", "table")
 COLUMNS = ["pos", "id", "source", "line", "tokens", "model", "encoding", "strategy", "exact", "error_band", "error"]
@@ -105,6 +106,12 @@ class JsonlSink(Sink):
         # orjson.dumps(self.row(c)) gives, which rows with their own meta or fields still use).
         self._tail = b"," + orjson.dumps(meta)[1:] + b"\n" if meta else None
 
+    def row(self, c: Counted) -> dict:
+        return json_ready(super().row(c))  # an id past 64 bits written as its digits
+
+    def error_row(self, c: Counted) -> dict:
+        return json_ready(super().error_row(c))
+
     def result(self, c: Counted) -> None:
         if c.meta is not None or c.parts is not None or self._tail is None:
             self.out.write(self._dumps(self.row(c)) + b"\n")
@@ -113,7 +120,7 @@ class JsonlSink(Sink):
         dumps = self._dumps
         head = b'{"pos":%d' % rec.pos
         if rec.id is not None:
-            head += b',"id":' + dumps(rec.id)
+            head += b',"id":' + json_id(rec.id, dumps)
         if self.with_source:
             head += b',"source":' + dumps(rec.source) + b',"line":' + dumps(rec.line)
         self.out.write(head + b',"tokens":%d' % c.tokens + self._tail)
@@ -124,7 +131,9 @@ class JsonlSink(Sink):
             return
         dumps, tail = self._dumps, self._tail
         # What follows "pos" in each row, up to "tokens": the id, then source and line if shown.
-        heads = [b"" if rid is None else b',"id":' + dumps(rid) for rid in run.ids]
+        heads = [  # (json_id, inlined: an integer of any size as its digits)
+            b"" if rid is None else b',"id":' + (b"%d" % rid if type(rid) is int else dumps(rid)) for rid in run.ids
+        ]
         if self.with_source:
             where = b',"source":' + dumps(run.source) + b',"line":'
             heads = [b"%s%s%d" % (head, where, line) for head, line in zip(heads, run.lines, strict=True)]
@@ -260,18 +269,22 @@ class CsvSink(Sink):
 
 
 class ParquetSink(Sink):
+    """Rows with the COLUMNS; the id column has `id_type` (io.ids.id_type: the Parquet inputs' own
+    id type where they all agree, else string, an integer id as its exact digits)."""
+
     _ROWS = 65536
 
-    def __init__(self, out, meta, with_source):
+    def __init__(self, out, meta, with_source, id_type=None):
         super().__init__(out, meta, with_source)
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         self._pa = pa
+        self._id_type = id_type or pa.string()
         self._schema = pa.schema(
             [
                 ("pos", pa.int64()),
-                ("id", pa.string()),
+                ("id", self._id_type),
                 ("source", pa.string()),
                 ("line", pa.int64()),
                 ("tokens", pa.int64()),
@@ -288,7 +301,7 @@ class ParquetSink(Sink):
 
     def _add(self, c: Counted, error: str | None) -> None:
         rec = c.record
-        row = {"pos": rec.pos, "id": None if rec.id is None else str(rec.id), "source": rec.source}
+        row = {"pos": rec.pos, "id": rec.id, "source": rec.source}
         m = c.meta or self.meta
         row.update({"line": rec.line, "tokens": c.tokens, "error": error})
         row.update({k: m.get(k) for k in ("model", "encoding", "strategy", "exact", "error_band")})
@@ -298,8 +311,10 @@ class ParquetSink(Sink):
 
     def _flush(self) -> None:
         if self._rows:
-            self._writer.write_table(self._pa.Table.from_pylist(self._rows, schema=self._schema))
-            self._rows = []
+            rows, self._rows = self._rows, []
+            ids = id_column([row.pop("id") for row in rows], self._id_type)
+            rest = self._pa.Table.from_pylist(rows, schema=self._schema.remove(1))
+            self._writer.write_table(rest.add_column(1, self._schema.field(1), ids))
 
     def result(self, c: Counted) -> None:
         self._add(c, None)
@@ -375,7 +390,9 @@ def _is_tty(out: IO[bytes]) -> bool:
         return False
 
 
-def make_sink(fmt: str, out: IO[bytes], meta: dict, with_source: bool, add_field: str | None) -> Sink:
+def make_sink(fmt: str, out: IO[bytes], meta: dict, with_source: bool, add_field: str | None, id_type=None) -> Sink:
+    """The sink for `fmt`; `id_type`: the Arrow type of Parquet output's id column (the inputs'
+    InputStream.id_type(); string when None)."""
     if add_field:
         if fmt not in ("jsonl", "auto", "number"):
             raise UsageError("--add-field writes JSONL records; use it without --format or with --format jsonl")
@@ -392,4 +409,6 @@ def make_sink(fmt: str, out: IO[bytes], meta: dict, with_source: bool, add_field
         raise UsageError(f"unknown output format {fmt!r}; one of {', '.join(OUTPUT_FORMATS)}")
     if fmt == "parquet" and _is_tty(out):
         raise UsageError("--format parquet writes binary data; give -o FILE.parquet")
+    if fmt == "parquet":
+        return ParquetSink(out, meta, with_source, id_type)
     return sinks[fmt](out, meta, with_source)

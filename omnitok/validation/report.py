@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import sys
 from xml.sax.saxutils import escape as _escape_xml
 from xml.sax.saxutils import quoteattr as _quoteattr_xml
 
 import orjson
 
 from ..errors import printable
+from ..io.ids import dumps
 
 FORMATS = ("table", "jsonl", "json", "junit", "github", "markdown")
 
@@ -57,10 +57,10 @@ def _fmt(v) -> str:
 def write(fmt: str, rows: list[dict], summary: dict, out) -> None:
     if fmt == "jsonl":
         for row in rows:
-            out.write(orjson.dumps(row) + b"\n")
-        out.write(orjson.dumps({"summary": summary}) + b"\n")
+            out.write(dumps(row) + b"\n")
+        out.write(dumps({"summary": summary}) + b"\n")
     elif fmt == "json":
-        out.write(orjson.dumps({"records": rows, "summary": summary}, option=orjson.OPT_INDENT_2) + b"\n")
+        out.write(dumps({"records": rows, "summary": summary}, option=orjson.OPT_INDENT_2) + b"\n")
     elif fmt == "junit":
         out.write(junit(rows, summary).encode())
     elif fmt == "github":
@@ -78,7 +78,7 @@ def write(fmt: str, rows: list[dict], summary: dict, out) -> None:
     elif fmt == "markdown":
         out.write(markdown(rows, summary).encode())
     else:
-        table(rows, summary)
+        out.write(table(rows, summary).encode())
 
 
 def junit(rows: list[dict], summary: dict) -> str:
@@ -125,7 +125,12 @@ def markdown(rows: list[dict], summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def table(rows: list[dict], summary: dict) -> None:
+def table(rows: list[dict], summary: dict) -> str:
+    """The rows as an aligned table for people (as wide as the terminal, else 80 columns), as text:
+    the caller writes it where the report goes (stdout or -o), as every other format."""
+    import io
+    import shutil
+
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -139,4 +144,6 @@ def table(rows: list[dict], summary: dict) -> None:
     for row in rows:  # as text, never rich markup; ids escaped (errors.printable)
         cells = (_name(row), *(_fmt(row.get(k, "")) for k in keys), "; ".join(row.get("failures", [])))
         t.add_row(*(Text(printable(c)) for c in cells))
-    Console(file=sys.stdout).print(t)
+    buf = io.StringIO()
+    Console(file=buf, width=shutil.get_terminal_size().columns, color_system=None).print(t)
+    return buf.getvalue()

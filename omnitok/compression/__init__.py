@@ -5,11 +5,13 @@
     >>> r.compressed_tokens <= 300
     True
 
-The context is segmented (passages, then sentences; code and list items whole), each unit is
-scored for the query (BM25 and/or dense similarity, mixed with its passage's score; salience
-without a query), near-duplicates are dropped (MinHash), and units are selected by value per
-token under the budget, counted exactly with the model's own tokenizer (omnitok.count's
-strategies), in their original order.
+The context is segmented (passages, then sentences, in any case; code and list items whole),
+each unit is scored for the query (BM25 and/or dense similarity, mixed with its passage's score;
+salience without a query), near-duplicates are dropped (MinHash), and units are selected by
+value per token under the budget, counted exactly with the model's own tokenizer (omnitok.count's
+strategies), in their original order. When no unit fits the budget whole, the units over it
+are cut into pieces that do (lines, sentences, clauses, words, then characters; see
+segment.split_over) and chosen again: a budget that one piece fits always keeps some text.
 
 quality_score: the share of the context's above-average relevance that the compressed text
 keeps: with z the units' z-scored relevance, sum(max(z, 0) over kept units) / sum(max(z, 0)
@@ -28,11 +30,11 @@ import numpy as np
 from ..errors import UsageError
 from ..options import METHODS, CompressOptions, Weights, build
 from . import score
-from .segment import Unit, segment
+from .segment import Unit, segment, split_over
 from .select import select
 
 MEASURE_BATCH = 4096  # units counted per count_batch call
-ALGORITHM_VERSION = 1
+ALGORITHM_VERSION = 2  # 2: sentences of small letters; units over the budget split
 
 
 # Tuned by benchmarks/compress_bench.py on 100 NQ-open dev questions (never the reported ones):
@@ -175,11 +177,11 @@ class Compressor:
         return self.strategy.count(text) if text else 0
 
     def measure(self, units: list[Unit]) -> None:
-        """Each unit's tokens, counted with the separator that precedes it, in batches of
-        MEASURE_BATCH (not a second copy of the whole context at once)."""
+        """Each unit's tokens, counted with the separator that precedes it (the context's first
+        unit alone), in batches of MEASURE_BATCH (not a second copy of the whole context at once)."""
         for s in range(0, len(units), MEASURE_BATCH):
             batch = units[s : s + MEASURE_BATCH]
-            texts = [u.sep + u.text if i else u.text for i, u in enumerate(batch, s)]
+            texts = [u.sep + u.text if u.index else u.text for u in batch]
             for u, n in zip(batch, self.strategy.count_batch(texts), strict=True):
                 u.tokens = n
 
@@ -270,13 +272,16 @@ class Compressor:
             )  # fmt: skip
         del original  # the context is compressed: its rendering is no longer needed
         self.measure(units)
-        excluded: set[int] = set()
-        if self.dedup:
-            from .dedup import near_duplicates
-
-            excluded = {i for i, j in enumerate(near_duplicates([u.text for u in units])) if j is not None}
-        scores = self.scores(units, query)
-        keep, text, tokens = select(units, scores, limit, self.count, self.gap_marker, self.weights.gamma, excluded)
+        keep, text, tokens, scores, excluded = self._select(units, query, limit)
+        if not any(keep) and limit > 0:
+            # nothing fits whole (units over the budget: a long unpunctuated sentence, a code
+            # block, a word run): those units are cut into pieces that fit, and chosen again
+            units, pieces = split_over(units, limit, self.count, self.strategy.count_batch)
+            if pieces:
+                self.measure(pieces)
+                keep, text, tokens, scores, excluded = self._select(units, query, limit)
+            if not any(keep):
+                keep, text, tokens = self._one_unit(units, scores, limit, excluded, keep, text, tokens)
         return CompressResult(
             original_tokens,
             tokens,
@@ -289,6 +294,33 @@ class Compressor:
             kept_passages=sorted({u.passage for u, k in zip(units, keep, strict=True) if k}),
             **base,
         )
+
+    def _select(self, units: list[Unit], query, limit: int):
+        """(keep flags, text, its tokens, the units' scores, the duplicates left out)."""
+        excluded: set[int] = set()
+        if self.dedup:
+            from .dedup import near_duplicates
+
+            excluded = {i for i, j in enumerate(near_duplicates([u.text for u in units])) if j is not None}
+        scores = self.scores(units, query)
+        keep, text, tokens = select(units, scores, limit, self.count, self.gap_marker, self.weights.gamma, excluded)
+        return keep, text, tokens, scores, excluded
+
+    def _one_unit(self, units, scores, limit, excluded, keep, text, tokens):
+        """When selection kept nothing (each unit's cost counts its separator, and a gap marker's),
+        the most relevant unit that fits the budget alone: any budget that one piece fits keeps
+        some text."""
+        if limit <= 0:
+            return keep, text, tokens
+        for i in np.lexsort((np.arange(len(units)), -np.asarray(scores, dtype=float))).tolist():
+            if i in excluded or units[i].kind == "title":
+                continue
+            n = self.count(units[i].text)
+            if n <= limit:
+                keep = [False] * len(units)
+                keep[i] = True
+                return keep, units[i].text, n
+        return keep, text, tokens
 
     def close(self):
         if self._tiered is not None:

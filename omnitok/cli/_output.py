@@ -37,18 +37,27 @@ def wants_json(asked: bool = False) -> bool:
     return asked or not sys.stdout.isatty()
 
 
-def print_json(data) -> None:
-    """One JSON document on a line of stdout (a failed write, as to a full device, is one
-    error line)."""
-    import orjson
-
+def write_stdout(data: bytes) -> None:
+    """Bytes on stdout as they are (a failed write, as to a full device, is one error line)."""
     from .. import api
 
     out = api.open_output(None)
     try:
-        out.stream.write(orjson.dumps(data, default=str) + b"\n")
+        out.stream.write(data)
     finally:
         out.close(commit=True)
+
+
+def print_line(text: str) -> None:
+    """One line of plain text on stdout (a path, a version), escaped (printable)."""
+    write_stdout((printable(text) + "\n").encode())
+
+
+def print_json(data) -> None:
+    """One JSON document on a line of stdout."""
+    import orjson
+
+    write_stdout(orjson.dumps(data, default=str) + b"\n")
 
 
 def _cell(value) -> str:

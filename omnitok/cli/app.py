@@ -10,6 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from .. import errors
+from ._output import info, print_line
 from .bundle import app as bundle_app
 from .cache import app as cache_app
 from .compress import EPILOG as COMPRESS_EPILOG
@@ -60,7 +61,7 @@ def _version(value: bool) -> None:
     if value:
         from .._version import __version__
 
-        print(f"omnitok {__version__}")
+        print_line(f"omnitok {__version__}")
         raise typer.Exit()
 
 
@@ -92,7 +93,7 @@ def version_cmd() -> None:
     """Print omnitok's version."""
     from .._version import __version__
 
-    print(__version__)
+    print_line(__version__)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.exit(report(e))
     except (KeyboardInterrupt, _Interrupted):
-        sys.stderr.write("omnitok: interrupted\n")
+        info("omnitok: interrupted")
         sys.exit(errors.EXIT_INTERRUPTED)
     except (BrokenPipeError, _StdoutClosed):
         # The reader went away (`| head`): stop quietly, as other Unix tools do.
@@ -168,12 +169,12 @@ def _click_exit(e: Exception) -> int | None:
     if isinstance(e, kinds["exit"]):
         return getattr(e, "exit_code", 0)
     if isinstance(e, kinds["abort"]):
-        sys.stderr.write("omnitok: interrupted\n")
+        info("omnitok: interrupted")
         return errors.EXIT_INTERRUPTED
     if isinstance(e, kinds["no_args"]):
         text = e.format_message().strip("\n")  # typer's rich help is printed already, on stdout
-        if text:
-            sys.stderr.write(text + "\n")
+        for line in text.splitlines():
+            info(line)
         return errors.EXIT_USAGE
     if isinstance(e, kinds["usage"]):
         ctx = getattr(e, "ctx", None)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-import sys
 
 import typer
 
 from .. import errors
-from ._output import print_json, print_rows, wants_json
+from ._output import info, print_json, print_rows, wants_json
 
 app = typer.Typer(
     help="Tokenizer bundles for air-gapped hosts: create online, verify, install offline.", no_args_is_help=True
@@ -54,7 +53,7 @@ def create_cmd(
     pins = dict(_pairs(revision, "--revision"))
     dirs = dict(_pairs(local, "--local"))
     r = dataclasses.replace(r, revisions={**r.revisions, **pins}, local_dirs={**r.local_dirs, **dirs})
-    sys.stderr.write(f"omnitok: gathering {len(r.models)} model(s) for bundle {r.name!r} ...\n")
+    info(f"omnitok: gathering {len(r.models)} model(s) for bundle {r.name!r} ...")
     path = api.create_bundle(r, output, compression)
     m = api.inspect_bundle(str(path))
     _emit(

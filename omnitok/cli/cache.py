@@ -8,7 +8,7 @@ import typer
 
 from .. import errors
 from . import _options as opt
-from ._output import print_mapping
+from ._output import print_line, print_mapping
 
 app = typer.Typer(help="The three-tier cache: L1 memory, L2 disk (diskcache), L3 Redis/Valkey.", no_args_is_help=True)
 
@@ -58,9 +58,9 @@ def path_cmd(cache_dir: opt.CacheDir = None, l3_url: opt.L3Url = None) -> None:
     from .. import api
 
     s = api.cache_settings(cache_dir, l3_url)
-    print(s.directory)
+    print_line(str(s.directory))
     if s.l3_url:
-        print(api.redact_url(s.l3_url))
+        print_line(api.redact_url(s.l3_url))
 
 
 @app.command("stats")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ..errors import printable
-from ._output import print_json, print_rows, wants_json
+from ._output import print_json, print_line, print_rows, wants_json
 
 
 def models_cmd(
@@ -31,7 +30,7 @@ def models_cmd(
             print_json(info)
         else:
             for k, v in info.items():
-                print(printable(f"{k + ':':12} {v}"))
+                print_line(f"{k + ':':12} {v}")
         return
     data = {
         "families": api.model_families(),

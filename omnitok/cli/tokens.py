@@ -8,6 +8,7 @@ import sys
 import typer
 
 from . import _options as opt
+from ._output import write_stdout
 
 ENCODE_EPILOG = """\
 Examples:
@@ -71,17 +72,12 @@ def _read_text(words: list[str] | None) -> str:
         raise InputError("<stdin>", line, f"invalid UTF-8 (byte 0x{data[e.start]:02x} at column {column})") from None
 
 
-def _write(data: bytes) -> None:
-    sys.stdout.buffer.write(data)
-    sys.stdout.flush()
-
-
 def _write_text(text: str) -> None:
     """The text exactly; a newline after it only on a terminal, so that the prompt starts on its own line."""
     data = text.encode("utf-8")
     if data and not data.endswith(b"\n") and sys.stdout.isatty():
         data += b"\n"
-    _write(data)
+    write_stdout(data)
 
 
 def _check_format(fmt: str) -> None:
@@ -120,16 +116,16 @@ def encode_cmd(
     if not tokens:
         ids = enc.encode(source)
         if fmt == "json":
-            _write(orjson.dumps(ids) + b"\n")
+            write_stdout(orjson.dumps(ids) + b"\n")
         elif ids:
-            _write(" ".join(map(str, ids)).encode() + b"\n")
+            write_stdout(" ".join(map(str, ids)).encode() + b"\n")
         return
     pairs = enc.tokenize(source)
     if fmt == "json":
         rows = [{"id": i, "text": t} if isinstance(t, str) else {"id": i, "bytes": list(t)} for i, t in pairs]
-        _write(orjson.dumps(rows) + b"\n")
+        write_stdout(orjson.dumps(rows) + b"\n")
     else:
-        _write("".join(f"{i}\t{t!r}\n" for i, t in pairs).encode())
+        write_stdout("".join(f"{i}\t{t!r}\n" for i, t in pairs).encode())
 
 
 def decode_cmd(

@@ -108,3 +108,36 @@ def test_builtins_are_registered_as_entry_points():
 def test_version_flag(cli):
     r = cli("--version")
     assert (r.code, r.text) == (0, f"omnitok {omnitok.__version__}\n")
+
+
+class ToyHubFamily(ToyFamily):
+    """A plugin family counting with a Hugging Face tokenizer it names: it says which files a
+    bundle needs (Family.bundle_files), and the bundle carries them without knowing the family."""
+
+    name = "toyhub"
+
+    def resolve(self, model):
+        return (
+            families.Resolution(model, "toyhub", "toy/tok", "toy", "toy plugin")
+            if model.startswith("toyhub-")
+            else None
+        )
+
+    def bundle_files(self, res):
+        return (families.BundleFiles("hf", res.target),)
+
+
+def test_a_plugin_family_says_what_a_bundle_carries(monkeypatch, tmp_path):
+    from omnitok.bundle import Recipe, create, inspect
+    from omnitok.bundle.sources import BundleError
+
+    from .hf_assets import TOKENIZERS
+
+    monkeypatch.setattr(families, "plugin_families", lambda: (ToyHubFamily(), ToyFamily()))
+    qwen_dir = TOKENIZERS["qwen2.5"][0]
+    bundle = create(Recipe("toy", ["toyhub-1"], local_dirs={"toy/tok": str(qwen_dir)}), str(tmp_path / "t.tar.gz"))
+    files = inspect(str(bundle))["models"]["toyhub-1"]
+    assert "hf/toy--tok/tokenizer.json" in files and all(f.startswith("hf/toy--tok/") for f in files)
+    # A family that names no files (the default) cannot be bundled, whatever its name.
+    with pytest.raises(BundleError, match="toy-1: the toy family has no files to bundle"):
+        create(Recipe("t2", ["toy-1"]), str(tmp_path / "t2.tar.gz"))

@@ -133,37 +133,38 @@ def hf_assets(repo: str, work: Path, revision: str | None = None, local_dir: str
 
 def gather(recipe, work: Path) -> tuple[list[Asset], dict[str, list[str]], dict[str, str]]:
     """(assets, model -> bundle paths, hf repo -> revision) for every model of a recipe."""
-    from ..families import gemini, resolve
-    from ..families.claude import GENERATIONS
+    from ..errors import AssetError
+    from ..families import family, resolve
 
     assets: dict[str, Asset] = {}
     by_model: dict[str, list[str]] = {}
     revisions: dict[str, str] = {}
     for model in recipe.models:
         res = resolve(model)
-        if res.family == "openai":
-            found = openai_assets(res.target, work)
-        elif res.family == "claude":
-            found = openai_assets(GENERATIONS[res.target][0], work)
-        elif res.family == "gemini":
-            name = gemini.tokenizer_name(res.target)
-            if name is None:
-                raise BundleError(f"{model}: no Gemma vocabulary is known for it")
-            if name in gemini.HF_TOKENIZERS:
-                repo = gemini.HF_TOKENIZERS[name]
-                found = hf_assets(repo, work, recipe.revisions.get(repo), recipe.local_dirs.get(repo))
-            else:
-                found = gemma_assets(name, work)
-        elif res.family == "hf":
-            repo = res.target
-            found = hf_assets(
-                repo, work, recipe.revisions.get(repo), recipe.local_dirs.get(repo) or recipe.local_dirs.get(model)
-            )
-        else:
+        try:
+            needs = family(res.family).bundle_files(res)  # the family says what it counts with
+        except AssetError as e:
+            raise BundleError(e.message) from None
+        if not needs:
             raise BundleError(f"{model}: the {res.family} family has no files to bundle")
+        found = [a for need in needs for a in _fetch(need, model, recipe, work)]
         for a in found:
             assets.setdefault(a.path, a)
             if a.revision and a.path.startswith("hf/"):
                 revisions[a.path.split("/")[1].replace("--", "/", 1)] = a.revision
         by_model[model] = [a.path for a in found]
     return [assets[p] for p in sorted(assets)], by_model, revisions
+
+
+def _fetch(need, model: str, recipe, work: Path) -> list[Asset]:
+    """The assets of one BundleFiles (families.base) of `model`: a recipe's --local directory and
+    --revision pin apply to a Hugging Face repository (named by the repository or by the model)."""
+    if need.kind == "tiktoken":
+        return openai_assets(need.name, work)
+    if need.kind == "gemma-spm":
+        return gemma_assets(need.name, work)
+    if need.kind == "hf":
+        repo = need.name
+        local = recipe.local_dirs.get(repo) or recipe.local_dirs.get(model)
+        return hf_assets(repo, work, recipe.revisions.get(repo), local)
+    raise BundleError(f"{model}: its family asks for {need.kind!r} files, which a bundle cannot carry")

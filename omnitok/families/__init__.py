@@ -18,7 +18,7 @@ import functools
 from importlib.metadata import entry_points
 
 from ..errors import UnknownModelError, UsageError
-from .base import Family, Resolution, check_id, not_exact
+from .base import BundleFiles, Family, Resolution, check_id, not_exact
 from .claude import ClaudeFamily
 from .gemini import GeminiFamily
 from .hf import HFFamily
@@ -26,6 +26,7 @@ from .openai import OpenAIFamily, for_encoding
 
 __all__ = [
     "BUILTIN",
+    "BundleFiles",
     "DEFAULT_MODEL",
     "ClaudeFamily",
     "Family",

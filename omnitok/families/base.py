@@ -72,6 +72,16 @@ class Resolution:
         return self.target
 
 
+@dataclass(frozen=True)
+class BundleFiles:
+    """Tokenizer files a bundle carries for a model, by kind (omnitok.bundle.sources fetches each
+    kind): `tiktoken` (name: an encoding, its rank file), `hf` (name: a Hugging Face repository,
+    its tokenizer files, never weights), `gemma-spm` (name: a Gemma SentencePiece vocabulary)."""
+
+    kind: str
+    name: str
+
+
 class Family:
     """A model family. Built-in families and plugins (the `omnitok.families` entry-point group)
     implement the same interface; the strategy chain asks the registry for a family by name and
@@ -111,6 +121,11 @@ class Family:
     def cache_options(self, res: Resolution, special_tokens: bool) -> str:
         """The options that change this family's counts (part of every cache key)."""
         return ""
+
+    def bundle_files(self, res: Resolution) -> tuple[BundleFiles, ...]:
+        """What `omnitok bundle create` packs so that an offline host counts `res` as this one
+        does; () when the family counts without files (a bundle then refuses the model)."""
+        return ()
 
     def rows(self) -> list[dict]:
         """Known ids / patterns for `omnitok models`."""

@@ -30,7 +30,7 @@ import re
 from collections.abc import Sequence
 
 from ..errors import UsageError
-from .base import BEDROCK_REGIONS, Family, Resolution, content_type, message_texts
+from .base import BEDROCK_REGIONS, BundleFiles, Family, Resolution, content_type, message_texts
 
 CALIBRATION_VERSION = 1
 
@@ -160,6 +160,9 @@ class ClaudeFamily(Family):
 
     def framing(self, res, strategy, opts):
         return ClaudeFraming(res.target if res.target in GENERATIONS else "claude-3")
+
+    def bundle_files(self, res):  # the offline estimate's local vocabulary
+        return (BundleFiles("tiktoken", GENERATIONS[res.target][0]),)
 
     def provider(self, res):
         from ..remote import providers

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..assets.store import omnitok_home, sha256_file
 from ..errors import AssetError
-from .base import Family, Resolution, lookup, message_texts, no_tools, step_down, table_rows
+from .base import BundleFiles, Family, Resolution, lookup, message_texts, no_tools, step_down, table_rows
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,14 @@ class GeminiFamily(Family):
 
     def framing(self, res, strategy, opts):
         return GeminiFraming()
+
+    def bundle_files(self, res):
+        name = tokenizer_name(res.target)
+        if name is None:
+            raise AssetError(f"{res.model}: no Gemma vocabulary is known for it")
+        if name in HF_TOKENIZERS:
+            return (BundleFiles("hf", HF_TOKENIZERS[name]),)
+        return (BundleFiles("gemma-spm", name),)
 
     def provider(self, res):
         from ..remote import providers

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ..errors import AssetError, ExtractError
-from .base import BEDROCK_REGIONS, Family, Resolution, step_down
+from .base import BEDROCK_REGIONS, BundleFiles, Family, Resolution, step_down
 
 # Bedrock ids of open-weight models -> the Hugging Face repo with the same tokenizer.
 BEDROCK_HF: dict[str, str] = {
@@ -105,6 +105,9 @@ class HFFamily(Family):
         if sep and org and rest and "://" not in name:
             return Resolution(model, "hf", name, "template", "an org/name id: a Hugging Face model")
         return None
+
+    def bundle_files(self, res):
+        return (BundleFiles("hf", res.target),)
 
     def offline(self, res, opts):
         from ..tokenizers.hf import locate

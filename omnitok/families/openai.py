@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..errors import ExtractError, UsageError
 from ..records import type_name
-from .base import Family, Resolution, check_id, lookup, no_tools, table_rows
+from .base import BundleFiles, Family, Resolution, check_id, lookup, no_tools, table_rows
 
 # Chat framing rules (OpenAI cookbook, "How to count tokens with tiktoken"): each message costs
 # `per_message` tokens plus its fields' tokens, plus `per_name` if it has a name; every reply is
@@ -183,6 +183,9 @@ class OpenAIFamily(Family):
 
     def framing(self, res, strategy, opts):
         return OpenAIFraming(res.chat_rule)
+
+    def bundle_files(self, res):
+        return (BundleFiles("tiktoken", res.target),)
 
     def rows(self):
         return table_rows(MODELS, PREFIXES)

@@ -12,8 +12,12 @@ In your own pipeline (each returns a lazy `ray.data.Dataset`, one result row per
 Over files, as `omnitok count --ray` runs it (`count_paths`): the inputs (Parquet or JSONL files
 or directories, local or any URI a pyarrow filesystem reads) are cut into shards (runs of Parquet
 row groups, byte ranges of JSONL files cut at line starts); each actor reads, parses, extracts,
-counts and writes its shards' results as `DIR/part-NNNNN.parquet` (named by shard, so a retried
-shard overwrites its own file) and sends back only its totals; the summary is the sum.
+counts and writes its shards' results as `part-NNNNN.parquet` under `DIR/_temporary/<run>/` (named
+by shard, so a retried shard overwrites its own file) and sends back only its totals; the summary
+is the sum. When every shard is done the driver moves the parts into DIR and writes `DIR/_SUCCESS`
+(the Hadoop/Spark committer's layout): a run killed before that leaves only `_temporary`, which
+readers skip and the next run into DIR removes, saying so. A DIR that holds anything else is
+refused.
 
 Every worker builds the engine-neutral core (omnitok.engine_core) once, from a plain spec, never
 from a pickled tokenizer. Tokenizer files reach workers as bundles (`omnitok bundle create`):
@@ -29,6 +33,7 @@ result is kept once, so totals stay exact.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -44,7 +49,7 @@ except ImportError as e:  # pragma: no cover - the extra is missing
 
 from omnitok import engine_core
 from omnitok.engine_core import BundleAsset, Spec
-from omnitok.errors import AssetError, UsageError
+from omnitok.errors import AssetError, OmnitokError, UsageError
 from omnitok.options import CompressOptions, CountOptions, ValidateOptions
 from omnitok.options import build as build_options
 
@@ -56,6 +61,7 @@ __all__ = [
     "connect",
     "count",
     "count_paths",
+    "disconnect",
     "validate",
 ]
 
@@ -67,24 +73,93 @@ def connect(address: str | None = "auto", **init) -> bool:
     """Join the Ray cluster at `address` (ray://host:10001, host:6379); "auto" (or None) joins the
     running one (RAY_ADDRESS, or one started by `ray start` on this host) and else starts a local
     Ray with `init`'s ray.init arguments; "local" always starts a local Ray. Nothing happens when
-    Ray is already initialised. Returns whether this call initialised Ray."""
+    Ray is already initialised. Returns whether this call initialised Ray. A cluster that cannot
+    be reached is one UsageError (ray:// without Ray Client) or OmnitokError, within about 20 s,
+    never Ray's endless retries."""
     if ray.is_initialized():
         return False
     init.setdefault("include_dashboard", False)
     init.setdefault("logging_level", "warning")
     joining = {k: v for k, v in init.items() if k not in ("num_cpus", "object_store_memory")}
-    if address not in (None, "", "auto", "local"):
-        ray.init(address=address, **joining)
-    elif address != "local" and os.environ.get("RAY_ADDRESS"):
-        ray.init(address="auto", **joining)  # the cluster named there, or an error
-    elif address != "local" and _local_cluster():
+    target = address if address not in (None, "", "auto", "local") else None
+    if target is None and address != "local":
+        target = os.environ.get("RAY_ADDRESS") or None
+    if target is not None and target not in ("auto", "local"):
+        _join(target, joining)
+    elif address != "local" and (target == "auto" or _local_cluster()):
         try:
             ray.init(address="auto", **joining)
         except ConnectionError:  # what a stopped cluster left behind
+            if target == "auto":
+                raise OmnitokError("RAY_ADDRESS=auto: no running Ray cluster found on this host") from None
             ray.init(**init)
     else:
         ray.init(**init)
     return True
+
+
+# A join gives up after one connection attempt (Ray's own default is 20 of them, each ~35 s: a
+# wrong address looked like a hang); the CLI also shortens each attempt's wait (ray_cli).
+JOIN_ATTEMPTS = "1"
+PROBE_SECONDS = 5.0
+
+
+def _join(target: str, joining: dict) -> None:
+    """ray.init(address=target), failing fast: Ray Client's package checked first for ray://, and
+    the cluster's port probed before Ray is asked (a refused or silent port is one error now)."""
+    if target.startswith("ray://"):
+        from ray._private.utils import get_ray_client_dependency_error
+
+        if get_ray_client_dependency_error() is not None:
+            raise UsageError(
+                f"{target}: a ray:// address needs Ray Client (pip install 'ray[client]=={ray.__version__}'), "
+                "or give the cluster's GCS address, HOST:6379"
+            )
+    else:
+        _probe_address(target)
+    key = "RAY_gcs_server_port_wait_time_s"  # read by ray.init's connect loop: attempts, ~1 s apart
+    given = os.environ.get(key)
+    os.environ[key] = given or JOIN_ATTEMPTS
+    try:
+        ray.init(address=target, **joining)
+    except (ConnectionError, RuntimeError) as e:
+        if ray.is_initialized():
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise OmnitokError(f"cannot reach the Ray cluster at {target}: {first}") from None
+    finally:
+        if given is None:
+            os.environ.pop(key, None)
+
+
+def _probe_address(target: str) -> None:
+    """A TCP connection to the cluster's GCS address (HOST:PORT), as Ray will make it (localhost
+    as this node's address), within PROBE_SECONDS; an address that is not HOST:PORT is left to Ray."""
+    import socket
+
+    from ray._private import services
+
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    host = host.strip("[]")
+    hosts = [host]
+    with contextlib.suppress(Exception):  # Ray's own lookup; the probe of the address as given stands
+        hosts.append(services.resolve_ip_for_localhost(host))
+    last: OSError | None = None
+    for h in dict.fromkeys(hosts):
+        try:
+            socket.create_connection((h, int(port)), timeout=PROBE_SECONDS).close()
+            return
+        except OSError as e:
+            last = e
+    reason = "timed out" if isinstance(last, TimeoutError) else (last.strerror or str(last))
+    raise OmnitokError(f"cannot reach the Ray cluster at {target}: {reason}")
+
+
+def disconnect() -> None:
+    """Leave Ray (and stop the local Ray that `connect` started, if any)."""
+    ray.shutdown()
 
 
 def _local_cluster() -> bool:
@@ -386,8 +461,8 @@ def _number_lines(shards: list[dict], num_cpus: float, runtime_env: dict | None)
 
 
 class ShardCounter:
-    """The callable class of `count_paths`: per shard, read, count, write DIR/part-<shard>.parquet,
-    and give back the shard's totals as one JSON row (never texts, never the rows)."""
+    """The callable class of `count_paths`: per shard, read, count, write part-<shard>.parquet
+    into `output` (the run's directory under DIR/_temporary), and give back the shard's totals as one JSON row (never texts, never the rows)."""
 
     def __init__(self, spec: dict, payloads: Sequence, output: str, max_tokens: int | None = None, skip_errors=False):
         self.core = engine_core.build(spec, ray.get(list(payloads)) if payloads else None)
@@ -413,6 +488,32 @@ class ShardCounter:
 
     def write(self, table, index: int) -> None:
         engine_core.write_part(table, self.output, index)
+
+
+def _worker_error(e: BaseException, output: str) -> BaseException:
+    """What a failed job raises here: an omnitok error from a worker as itself, a worker's OSError
+    (a full disk, a read-only output) as one OutputError line; anything else as Ray raised it."""
+    from omnitok.io.output import OutputError
+
+    seen: set[int] = set()
+    todo: list = [e]
+    while todo:
+        x = todo.pop(0)
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        inner = getattr(x, "cause", None)  # a RayTaskError: the worker's own exception
+        if isinstance(inner, BaseException):
+            todo.insert(0, inner)
+            continue
+        if isinstance(x, OmnitokError):
+            return x
+        if isinstance(x, OSError) and x.errno:
+            name = x.filename if isinstance(x.filename, str) else ""
+            where = name if name.startswith("/") or "://" in name else output  # Ray's rewraps put text there
+            return OutputError(f"{where}: {os.strerror(x.errno)}")
+        todo += [x.__cause__, x.__context__]
+    return e
 
 
 @dataclass
@@ -449,7 +550,9 @@ def count_paths(
 ) -> RunResult:
     """Count Parquet / JSONL inputs (files, directories, URIs) on Ray; results to the Parquet
     dataset DIR (`output`: part-NNNNN.parquet in input order, the columns of `omnitok count -o
-    x.parquet` less pos), totals in the returned summary. `address`: "auto" joins a running
+    x.parquet` less pos, then an empty _SUCCESS; nothing is moved into DIR before every shard is
+    done), totals in the returned summary. DIR must be new or empty (a stale _temporary of a
+    killed run is removed, with a warning). `address`: "auto" joins a running
     cluster or starts a local Ray (with `init`'s ray.init arguments). Error rows are written
     unless `skip_errors`; either way the summary counts them. `batch_class`: the callable class
     the actors run (a ShardCounter subclass). `options`: a CountOptions, used as given; or keyword
@@ -460,38 +563,53 @@ def count_paths(
     fields = _fields(field)
     files = engine_core.list_inputs(paths, input_format)
     shown, output = output, output if "://" in output else os.path.abspath(output)  # workers run elsewhere
-    engine_core.prepare_output(output)
-    connect(address, **(init or {}))
-    _quiet_data()
-    assets, refs = ship_bundles(bundles)
-    spec = Spec("count", model, _options(CountOptions, options, kwargs), fields, id_field, bundles=assets)
-    planned = check_workers(spec, refs, runtime_env=runtime_env, num_cpus=num_cpus, allow_estimate=allow_estimate)
-    t_ready = time.perf_counter()
-    shards = engine_core.plan_shards(files, fields, id_field, shard_bytes)
-    _number_lines(shards, num_cpus, runtime_env)
-    t_planned = time.perf_counter()
-    size = min(len(shards), concurrency or _slots(num_cpus))
-    ds = ray.data.from_items(shards, override_num_blocks=len(shards)).map_batches(
-        batch_class,
-        fn_constructor_kwargs={
-            "spec": spec.to_dict(),
-            "payloads": refs,
-            "output": output,
-            "max_tokens": max_tokens,
-            "skip_errors": skip_errors,
-        },
-        batch_format="pyarrow",
-        batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=size),
-        num_cpus=num_cpus,
-        runtime_env=runtime_env,
-    )
-    stats = [json.loads(r["stats"]) for r in ds.take_all()]
-    t_done = time.perf_counter()
-    engine_core.sweep_parts(output)
-    seen = Tally(st["index"] for st in stats)
-    if sorted(seen) != list(range(len(shards))) or any(n != 1 for n in seen.values()):
-        raise RuntimeError(f"Ray returned shards {sorted(seen.elements())}, expected each of 0..{len(shards) - 1} once")
+    run = engine_core.prepare_output(output)  # DIR/_temporary/<run>: the parts until the commit
+    try:
+        connect(address, **(init or {}))
+        _quiet_data()
+        assets, refs = ship_bundles(bundles)
+        spec = Spec("count", model, _options(CountOptions, options, kwargs), fields, id_field, bundles=assets)
+        planned = check_workers(spec, refs, runtime_env=runtime_env, num_cpus=num_cpus, allow_estimate=allow_estimate)
+        t_ready = time.perf_counter()
+        shards = engine_core.plan_shards(files, fields, id_field, shard_bytes)
+        _number_lines(shards, num_cpus, runtime_env)
+        t_planned = time.perf_counter()
+        size = min(len(shards), concurrency or _slots(num_cpus))
+        # A worker's own exception, not Ray Data's UserCodeException (which keeps only its text):
+        # an OSError from a part's write becomes one line here (_worker_error).
+        ctx = ray.data.DataContext.get_current()
+        original, ctx.raise_original_map_exception = ctx.raise_original_map_exception, True
+        ds = ray.data.from_items(shards, override_num_blocks=len(shards)).map_batches(
+            batch_class,
+            fn_constructor_kwargs={
+                "spec": spec.to_dict(),
+                "payloads": refs,
+                "output": run,
+                "max_tokens": max_tokens,
+                "skip_errors": skip_errors,
+            },
+            batch_format="pyarrow",
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=size),
+            num_cpus=num_cpus,
+            runtime_env=runtime_env,
+        )
+        try:
+            stats = [json.loads(r["stats"]) for r in ds.take_all()]
+        except Exception as e:
+            raise _worker_error(e, shown) from None
+        finally:
+            ctx.raise_original_map_exception = original
+        t_done = time.perf_counter()
+        seen = Tally(st["index"] for st in stats)
+        if sorted(seen) != list(range(len(shards))) or any(n != 1 for n in seen.values()):
+            raise RuntimeError(
+                f"Ray returned shards {sorted(seen.elements())}, expected each of 0..{len(shards) - 1} once"
+            )
+        engine_core.commit_parts(output, run, len(shards))
+    except BaseException:
+        engine_core.discard_run(output, run)
+        raise
     s = engine_core.merge_stats(stats, planned, max_tokens)
     summary = {
         **s.to_dict(),

@@ -190,7 +190,10 @@ def test_count_paths_equals_local_pipeline(cluster, data, tmp_path):
     records, errors, tokens = _totals(local)
     assert (s["records"], s["errors"], s["total_tokens"]) == (records, errors, tokens)
     assert s["counted"] == records - errors and s["exact"] is True and s["strategy"] == "tiktoken"
-    assert s["shards"] > len(paths) and sorted(os.listdir(out)) == [f"part-{i:05d}.parquet" for i in range(s["shards"])]
+    # The parts, then the Hadoop/Spark completion marker; no _temporary left.
+    parts = [f"part-{i:05d}.parquet" for i in range(s["shards"])]
+    assert s["shards"] > len(paths) and sorted(os.listdir(out)) == ["_SUCCESS", *parts]
+    assert (out / "_SUCCESS").read_bytes() == b""
     assert len(r.errors) == errors and r.errors[0].startswith(str(parquet[0]) + ":6: ")
     # A directory is a dataset: its files in name order, named as the directory was given.
     out2 = tmp_path / "out2"
@@ -394,10 +397,193 @@ def test_count_ray_through_the_console_script(cluster, data, tmp_path):
     omnitok_bin = str(Path(sys.executable).with_name("omnitok"))
     out = tmp_path / "out"
     args = [omnitok_bin, "count", "--ray", "-m", MODEL, str(data / "chats.jsonl"), "--output", str(out), "-q"]
-    r = subprocess.run([*args, "--on-error", "skip"], capture_output=True, timeout=240)
+    # RAY_ADDRESS names the module's cluster (auto reads it), so no second Ray starts.
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    r = subprocess.run([*args, "--on-error", "skip"], capture_output=True, timeout=240, env=env)
     local = _local([data / "chats.jsonl"])
     summary = json.loads(r.stdout)
     assert r.returncode == 4, r.stderr.decode()[-2000:]
     assert (summary["records"], summary["errors"], summary["total_tokens"]) == _totals(local)
     r = subprocess.run([omnitok_bin, "count", "--ray", "--text", "x"], capture_output=True, timeout=60)
     assert r.returncode == 2 and r.stderr.decode().startswith("omnitok: error: --ray counts Parquet or JSONL files")
+
+
+# --- outputs: committed whole or not at all; stdout for the summary alone; one-line failures -----
+
+# A driver killed (kill -9) while its worker writes: the worker (one actor, shards in order) kills
+# it on shard 2, once two parts are written.
+KILLED_DRIVER = """
+import os, signal, sys, time
+import omnitok.ray as oray
+
+class KillsDriver(oray.ShardCounter):
+    def shard(self, shard):
+        if shard["index"] == 2:
+            deadline = time.time() + 60
+            while time.time() < deadline and sum(n.startswith("part-") for n in os.listdir(self.output)) < 2:
+                time.sleep(0.05)
+            os.kill(DRIVER, signal.SIGKILL)
+            time.sleep(60)
+        return super().shard(shard)
+
+DRIVER = os.getpid()
+oray.count_paths(
+    sys.argv[2:], sys.argv[1], "gpt-4o", batch_class=KillsDriver, concurrency=1, num_cpus=0.5, shard_bytes=16000
+)
+"""
+
+# `omnitok count` itself (cli.app.main), with a worker that dies once on its first shard: Ray
+# prints its own lines about it ("A worker died ...", on stdout unless told otherwise).
+WORKER_DIES = """
+import os, sys
+import omnitok.ray as oray
+
+class DiesOnce(oray.ShardCounter):
+    def shard(self, shard):
+        if not os.path.exists(FLAG):
+            open(FLAG, "w").close()
+            os._exit(1)
+        return super().shard(shard)
+
+FLAG = sys.argv[1]
+oray.count_paths.__kwdefaults__["batch_class"] = DiesOnce
+from omnitok.cli.app import main
+main(sys.argv[2:])
+"""
+
+
+@needs_ray
+def test_killed_run_leaves_no_dataset_and_the_rerun_says_so(cluster, data, tmp_path):
+    """kill -9 of the driver mid-job: DIR holds only _temporary (readers skip it), never a partial
+    dataset. The next `omnitok count --ray` into DIR removes it, saying so in one warning, and
+    commits the parts, then _SUCCESS; Ray's own lines (a worker dies here) go to stderr without
+    colour codes and stdout is the JSON summary alone. A third run finds the complete dataset
+    and refuses it (exit 2): results are never mixed or silently replaced."""
+    import subprocess
+    import sys
+
+    from tests.console import omnitok
+
+    address = ray.get_runtime_context().gcs_address  # the module's cluster: no second Ray starts
+    env = {**os.environ, "RAY_ADDRESS": address}
+    src = str(data / "chats.jsonl")
+    out = tmp_path / "out"
+    killed = subprocess.run([sys.executable, "-c", KILLED_DRIVER, str(out), src], env=env, timeout=120)
+    assert killed.returncode == -9
+    assert os.listdir(out) == ["_temporary"]
+    assert pads.dataset(str(out), format="parquet").files == []  # nothing a reader takes for the data
+    flag = str(tmp_path / "died")
+    args = ["count", "--ray", "-m", MODEL, src, "--output", str(out), "--on-error", "record", "-q"]
+    rerun = subprocess.run([sys.executable, "-c", WORKER_DIES, flag, *args], env=env, capture_output=True, timeout=240)
+    err = rerun.stderr.decode()
+    assert rerun.returncode == 4, err[-3000:]
+    assert os.path.exists(flag)  # a worker did die
+    summary = json.loads(rerun.stdout)  # the whole of stdout: one JSON document
+    assert rerun.stdout.count(b"\n") == 1
+    assert (summary["records"], summary["errors"], summary["total_tokens"]) == _totals(_local([src]))
+    assert f"omnitok: warning: {out}: removed _temporary/ left by an unfinished run (" in err
+    assert "\x1b[" not in err  # stderr is not a terminal: no colour codes
+    assert sorted(os.listdir(out)) == ["_SUCCESS", "part-00000.parquet"]
+    assert _written(out) == _local([src])
+    again = omnitok(*args, env={"RAY_ADDRESS": address})
+    assert again.code == 2 and again.out == b""
+    assert again.err.startswith(f"omnitok: error: {out}: the directory is not empty: it holds a complete dataset")
+
+
+@needs_ray
+def test_unreachable_cluster_and_unwritable_output_are_one_line(data, tmp_path):
+    """A cluster that is not there fails at once (Ray alone retries for minutes); ray:// without
+    Ray Client names the package; an output directory that cannot be made is exit 1. Each is one
+    line on stderr and nothing on stdout (no Ray starts for any of them)."""
+    import time
+
+    from tests.console import omnitok
+
+    src = str(data / "chats.jsonl")
+    out = str(tmp_path / "out")
+    base = ["count", "--ray", "-m", MODEL, src, "--output", out, "-q"]
+    t0 = time.monotonic()
+    r = omnitok(*base, env={"RAY_ADDRESS": "127.0.0.1:1"}, timeout=30)
+    assert (r.code, r.out) == (1, b"") and time.monotonic() - t0 < 30
+    assert r.err == "omnitok: error: cannot reach the Ray cluster at 127.0.0.1:1: Connection refused\n"
+    assert os.listdir(out) == []  # nothing left behind
+    r = omnitok(*base, "--ray-address", "127.0.0.1:1", timeout=30)
+    assert r.code == 1 and r.err == "omnitok: error: cannot reach the Ray cluster at 127.0.0.1:1: Connection refused\n"
+    from ray._private.utils import get_ray_client_dependency_error
+
+    if get_ray_client_dependency_error() is not None:  # Ray Client is not installed here
+        r = omnitok(*base, "--ray-address", "ray://127.0.0.1:10001", timeout=30)
+        assert r.code == 2 and r.err.count("\n") == 1
+        assert r.err.startswith("omnitok: error: ray://127.0.0.1:10001: a ray:// address needs Ray Client")
+        assert f"pip install 'ray[client]=={ray.__version__}'" in r.err
+    # Root writes through chmod: a directory even root cannot write to (sysfs) where there is one.
+    unwritable = tmp_path / "read-only"
+    unwritable.mkdir(mode=0o555)
+    target = str(unwritable / "out")
+    if os.geteuid() == 0:
+        target = "/sys/kernel/omnitok-ray-out" if os.path.isdir("/sys/kernel") else None
+    if target is not None:
+        r = omnitok("count", "--ray", "-m", MODEL, src, "--output", target, "-q", timeout=60)
+        assert (r.code, r.out) == (1, b"") and r.err.count("\n") == 1, r.err
+        assert r.err.startswith(f"omnitok: error: {target}: cannot write the results: ")
+
+
+@needs_ray
+def test_a_failed_part_write_commits_nothing(cluster, data, tmp_path):
+    """A worker's write that fails (a full disk) is one OutputError naming the cause; DIR is left
+    as it was (empty: no parts, no _temporary, no _SUCCESS)."""
+    import errno
+
+    from omnitok.io.output import OutputError
+
+    class DiskFull(oray.ShardCounter):
+        def write(self, table, index):
+            if index == 1:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            super().write(table, index)
+
+    out = tmp_path / "out"
+    paths = [str(p) for p in sorted((data / "pq").iterdir())[:1]]
+    with pytest.raises(OutputError, match=f"^{out}: No space left on device$"):
+        oray.count_paths(
+            paths, str(out), MODEL, num_cpus=CPUS, concurrency=1, shard_bytes=SHARD_BYTES, batch_class=DiskFull
+        )
+    assert os.listdir(out) == []
+
+
+def test_output_directory_rules(tmp_path):
+    """Without Ray: what prepare_output finds in DIR. A stale _temporary (its run's pid is gone) is
+    removed with one warning; one whose run is alive on this host is refused (another run writes
+    there); a complete dataset and other files are refused, naming what is there; a failed run's
+    directory is dropped whole."""
+    import json as _json
+    import socket
+
+    from omnitok import notices
+    from omnitok.errors import UsageError
+
+    out = tmp_path / "out"
+    run = out / "_temporary" / "run-old"
+    run.mkdir(parents=True)
+    (run / "part-00000.parquet").write_bytes(b"x")
+    dead = 2**22 + 12345  # above Linux's default pid_max: no such process
+    (run / "_owner.json").write_text(_json.dumps({"host": socket.gethostname(), "pid": dead}))
+    said: list[str] = []
+    notices.reset()
+    notices.set_handler(said.append)
+    try:
+        mine = engine_core.prepare_output(str(out))
+    finally:
+        notices.set_handler(None)
+    assert said == [f"{out}: removed _temporary/ left by an unfinished run (1 part files, never committed)"]
+    assert os.listdir(out) == ["_temporary"] and os.listdir(out / "_temporary") == [os.path.basename(mine)]
+    with pytest.raises(UsageError, match=rf"another run \(pid {os.getpid()}\) is writing into it"):
+        engine_core.prepare_output(str(out))  # the run just prepared is this process's: alive
+    engine_core.discard_run(str(out), mine)
+    assert os.listdir(out) == []
+    (out / "part-00000.parquet").write_bytes(b"x")
+    with pytest.raises(UsageError, match=r"not empty \(part-00000.parquet\)"):
+        engine_core.prepare_output(str(out))
+    (out / "_SUCCESS").write_bytes(b"")
+    with pytest.raises(UsageError, match=r"holds a complete dataset \(_SUCCESS, 1 part files\)"):
+        engine_core.prepare_output(str(out))

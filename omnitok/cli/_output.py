@@ -4,6 +4,7 @@ words) goes through errors.printable, so no control or escape character reaches 
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 from ..errors import OmnitokError, printable
@@ -133,3 +134,32 @@ class ProgressBar:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Inside, stdout (the Python object and file descriptor 1, which child processes inherit) is
+    stderr: for a library that prints its own lines to stdout (Ray's worker and raylet lines, "A
+    worker died ...") where stdout is for the command's results alone."""
+    import os
+
+    saved, fd, kept = sys.stdout, None, None
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        fd = sys.stdout.fileno()
+        kept = os.dup(fd)
+        os.dup2(sys.stderr.fileno(), fd)
+    except (OSError, ValueError, AttributeError):  # no descriptor (an in-process caller's buffer)
+        fd = kept = None
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout = saved
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+            saved.flush()  # what was written to it meanwhile goes where fd 1 points now: stderr
+        if kept is not None:
+            os.dup2(kept, fd)
+            os.close(kept)

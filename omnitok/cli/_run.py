@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ._output import error, warn
+from ._output import error, info, warn
 
 HINT = "--on-error skip or --on-error record carries on past bad records"
 
@@ -35,3 +35,13 @@ def report(outcome, quiet: bool = False) -> None:
             )
         else:
             warn(f"{n} of {records} records had errors (written as error records)")
+
+
+def list_over_limit(over: int, counted: int, limit: int, offenders, shown: int = 50) -> None:
+    """--max-tokens' listing on stderr: how many records are over, the first `shown` of them."""
+    error(f"{over} of {counted} records are over --max-tokens {limit}:")
+    for where, rid, tokens in offenders[:shown]:
+        label = f" (id {rid})" if rid is not None else ""
+        info(f"  {where}{label}: {tokens} tokens")
+    if over > shown:
+        info(f"  ... and {over - shown} more")

@@ -6,8 +6,8 @@ import typer
 
 from .. import errors
 from . import _options as opt
-from ._output import ProgressBar, error, info, print_json, print_mapping, wants_json
-from ._run import notify, report
+from ._output import ProgressBar, info, print_json, print_mapping, wants_json
+from ._run import list_over_limit, notify, report
 
 EPILOG = """\
 Examples:
@@ -187,18 +187,9 @@ def count(
     if summary:
         _print_summary(stats, counter.meta, fmt, cache_stats)
     if outcome.stopped is None and stats.over_limit:
-        _list_over_limit(stats)
+        list_over_limit(stats.over_limit, stats.counted, stats.max_tokens_limit, stats.offenders)
     report(outcome, quiet)
     return outcome.exit_code
-
-
-def _list_over_limit(stats) -> None:
-    error(f"{stats.over_limit} of {stats.counted} records are over --max-tokens {stats.max_tokens_limit}:")
-    for where, rid, tokens in stats.offenders[:50]:
-        label = f" (id {rid})" if rid is not None else ""
-        info(f"  {where}{label}: {tokens} tokens")
-    if stats.over_limit > 50:
-        info(f"  ... and {stats.over_limit - 50} more")
 
 
 def _print_summary(stats, meta: dict, fmt: str, cache_stats: dict | None = None) -> None:

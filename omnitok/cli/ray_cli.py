@@ -1,8 +1,10 @@
 """`omnitok count --ray`: the count command run by omnitok.ray.count_paths on a Ray cluster.
 
 Glue only: it checks the options that make no sense on a cluster, calls the library, prints the
-summary (stdout, JSON) and the first errors (stderr), and returns count's exit code. Per-record
-results go to the Parquet dataset DIR (--output), one part file per shard, in input order.
+summary (stdout, JSON: the only thing on stdout; Ray's own lines go to stderr) and the first errors
+(stderr), and returns count's exit code. Per-record results go to the Parquet dataset DIR
+(--output), one part file per shard, in input order, moved there with DIR/_SUCCESS when every
+shard is done (omnitok.ray.count_paths).
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import sys
 
 from .. import errors
-from ._output import error, info, warn
+from ._output import error, info, print_json, stdout_to_stderr, warn
+from ._run import list_over_limit
 
 SHOWN_ERRORS = 20
 
@@ -46,59 +49,71 @@ def count_on_ray(
         options = replace(options, **kwargs)
     if not output or output == "-":
         raise errors.UsageError("--ray writes a directory of Parquet files: give --output DIR")
-    if on_error not in ("stop", "skip", "record"):
-        raise errors.UsageError(f"--on-error must be stop, skip or record, not {on_error!r}")
+    api.ErrorPolicy(on_error)  # the one check of --on-error
     if options.cache == "auto":
         options = replace(options, cache="off")  # a worker's disk cache would be its node's alone: off unless asked
+    _ray_environment(address)
     try:
         from .. import ray as oray
     except ImportError:
         raise errors.UsageError("--ray needs Ray Data: pip install 'omnitok[ray]'") from None
     if not quiet:
         info(f"omnitok: counting on Ray ({address or 'auto'}) into {output} ...")
-    result = oray.count_paths(
-        paths,
-        output,
-        model,
-        field=fields,
-        id_field=id_field,
-        input_format=input_format,
-        bundles=bundles or (),
-        address=address,
-        concurrency=workers,
-        max_tokens=max_tokens,
-        # A cluster cannot stop at the first bad record: every one is an error row (or skipped).
-        skip_errors=on_error == "skip",
-        allow_estimate=allow_estimate,
-        options=options,
-    )
-    import orjson
-
-    sys.stdout.buffer.write(orjson.dumps(result.summary) + b"\n")
-    sys.stdout.flush()
+    joined = oray.ray.is_initialized()
+    with stdout_to_stderr():  # Ray's worker and raylet lines: stdout is for the summary alone
+        try:
+            result = oray.count_paths(
+                paths,
+                output,
+                model,
+                field=fields,
+                id_field=id_field,
+                input_format=input_format,
+                bundles=bundles or (),
+                address=address,
+                concurrency=workers,
+                max_tokens=max_tokens,
+                # A cluster cannot stop at the first bad record: every one is an error row (or skipped).
+                skip_errors=on_error == "skip",
+                allow_estimate=allow_estimate,
+                options=options,
+            )
+        finally:
+            if not joined:  # Ray's last log lines (printed as it shuts down) still go to stderr
+                oray.disconnect()
+    print_json(result.summary)
     return _finish(result, on_error, quiet)
 
 
+def _ray_environment(address: str | None) -> None:
+    """Ray's settings for a command-line run, made before Ray is imported (its core reads them
+    once): no colour codes in its log lines unless stderr is a terminal; and, when joining a
+    cluster at a given address, a connection attempt that gives up in seconds, not minutes (Ray's
+    default waits 30 s an attempt). Values already in the environment are kept."""
+    import os
+
+    if not sys.stderr.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+    target = address if address not in (None, "", "auto", "local") else os.environ.get("RAY_ADDRESS")
+    if target and target not in ("auto", "local") and not target.startswith("ray://") and "ray" not in sys.modules:
+        os.environ.setdefault("RAY_py_gcs_connect_timeout_s", "10")
+
+
 def _finish(result, on_error: str, quiet: bool) -> int:
+    from .. import api
+
     s = result.summary
-    code = errors.EXIT_OK
     if s.get("over_limit"):
-        error(f"{s['over_limit']} of {s['counted']} records are over --max-tokens {s['max_tokens']}:")
-        for where, rid, tokens in result.offenders[:50]:
-            label = f" (id {rid})" if rid is not None else ""
-            info(f"  {where}{label}: {tokens} tokens")
-        if s["over_limit"] > 50:
-            sys.stderr.write(f"  ... and {s['over_limit'] - 50} more\n")
-        code = errors.EXIT_OVER_LIMIT
-    if s["errors"]:
-        if not quiet:
-            for message in result.errors[:SHOWN_ERRORS]:
-                error(message)
-            more = s["errors"] - min(len(result.errors), SHOWN_ERRORS)
-            where = "skipped" if on_error == "skip" else f"error rows in {s['output']}"
-            warn(
-                f"{s['errors']} of {s['records']} records had errors ({where})"
-                + (f"; {more} not shown" if more > 0 else "")
-            )
-        code = errors.EXIT_BAD_RECORDS
-    return code
+        list_over_limit(s["over_limit"], s["counted"], s["max_tokens"], result.offenders)
+    if s["errors"] and not quiet:
+        for message in result.errors[:SHOWN_ERRORS]:
+            error(message)
+        more = s["errors"] - min(len(result.errors), SHOWN_ERRORS)
+        where = "skipped" if on_error == "skip" else f"error rows in {s['output']}"
+        warn(
+            f"{s['errors']} of {s['records']} records had errors ({where})"
+            + (f"; {more} not shown" if more > 0 else "")
+        )
+    # A cluster never stops at a bad record: the outcome of the whole run, its exit code as count's.
+    outcome = api.Outcome(on_error, s["records"], s["counted"], s["errors"], s.get("over_limit", 0))
+    return outcome.exit_code

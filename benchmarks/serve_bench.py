@@ -429,14 +429,14 @@ INLINE_MODELS = ("gpt-4o", "gpt-4", "claude-sonnet-4-5")
 
 
 def inline_worst() -> tuple[float, str]:
-    """The longest a text of aio.INLINE_MAX_CHARS characters takes to count (the most a count on
+    """The longest a text of runtime.INLINE_MAX_CHARS characters takes to count (the most a count on
     `omnitok serve`'s event loop holds it), over inputs chosen to be slow (one long piece of
     emoji, random astral, CJK or other BMP characters, letters without spaces) and the models
     in INLINE_MODELS: (milliseconds, what), the best of 3 tries of each."""
-    from omnitok import aio
+    from omnitok import runtime
     from omnitok.counter import Counter
 
-    n = aio.INLINE_MAX_CHARS
+    n = runtime.INLINE_MAX_CHARS
     rng = random.Random(2)
 
     def pick(lo: int, hi: int) -> str:
@@ -575,10 +575,10 @@ def main(argv: list[str] | None = None) -> None:
             f"{b['p50']:.2f} | {b['p99']:.2f} | {o['rps'] / b['rps']:.2f} | {o['errors'] + b['errors']} | "
             f"{_us(o['cpu_us'])} / {_us(b['cpu_us'])} | {client_us:.0f} |"
         )
-    from omnitok import aio
+    from omnitok import runtime
 
     print(
-        f"\nLongest count of a {aio.INLINE_MAX_CHARS:,}-character text (the most `omnitok serve` counts on its "
+        f"\nLongest count of a {runtime.INLINE_MAX_CHARS:,}-character text (the most `omnitok serve` counts on its "
         f"event loop) among slow inputs: {inline_ms:.2f} ms ({inline_what}; best of 3)."
     )
     if total_errors:

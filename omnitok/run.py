@@ -26,9 +26,9 @@ class ErrorPolicy:
     skip: it is left out (and `notify` hears of it); record: it gets an error row where the output
     holds one (else `notify` hears of it too)."""
 
-    def __init__(self, mode: str, notify: Callable[[str], None] | None = None):
-        if mode not in ON_ERROR:
-            raise errors.UsageError(f"--on-error must be stop, skip or record, not {mode!r}")
+    def __init__(self, mode: str, notify: Callable[[str], None] | None = None, name: str = "--on-error"):
+        if mode not in ON_ERROR:  # `name`: what the caller calls the setting (`on_error` in Python, JSON)
+            raise errors.UsageError(f"{name} must be stop, skip or record, not {errors.shown(mode)}")
         self.mode = mode
         self.notify = notify
         self.count = 0

@@ -505,7 +505,7 @@ def test_schemathesis_finds_no_500_and_responses_match_the_schema(server, tmp_pa
 
 
 def test_aio_matches_the_library_and_never_blocks_the_loop():
-    from omnitok import aio
+    from omnitok import aio, runtime
     from omnitok.errors import InputError, UnknownModelError
 
     texts = [("paragraph of text " * 3000) + str(i) for i in range(120)]  # ~6 MB
@@ -535,8 +535,9 @@ def test_aio_matches_the_library_and_never_blocks_the_loop():
         assert [r.tokens for r in many] == [
             r.tokens for r in omnitok.count_batch([f"text {i}" for i in range(32)], model="gpt-4.1")
         ]
-        leased = [c for c in aio.COUNTERS.objects() if c.resolution.model == "gpt-4.1"]
-        assert 1 <= len(leased) <= aio.COUNTERS.size
+        counters = runtime.default().counters
+        leased = [c for c in counters.objects() if c.resolution.model == "gpt-4.1"]
+        assert 1 <= len(leased) <= counters.size
         rows, summary = await aio.acount_rows([{"id": "a", "text": "hello world"}], "gpt-4o")
         assert rows == [
             {

@@ -1,5 +1,5 @@
 """omnitok.serve.fast (plain POST /count-tokens answered in front of FastAPI) and
-aio.count_inline: the same bytes as the FastAPI route for every request, good or bad, and the
+Runtime.count_inline: the same bytes as the FastAPI route for every request, good or bad, and the
 requests it leaves to the route."""
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ pytest.importorskip("httpx", reason="the test client is httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from omnitok import aio  # noqa: E402
+from omnitok.runtime import INLINE_MAX_CHARS, default, key  # noqa: E402
 from omnitok.serve import ServeConfig, create_app  # noqa: E402
 from omnitok.serve.fast import FastCount, parse  # noqa: E402
 
 JSON = {"content-type": "application/json"}
 LOCAL = "http://127.0.0.1"  # a server bound to loopback answers the loopback names only
-LONG = "word " * 1000 + "東京 😀 " * 200  # over aio.INLINE_MAX_CHARS: counted in the thread pool
+LONG = "word " * 1000 + "東京 😀 " * 200  # over INLINE_MAX_CHARS: counted in the thread pool
 
 # (body, headers): requests the fast path answers itself.
 PLAIN = [
@@ -142,34 +143,36 @@ def test_the_fast_path_keeps_the_limits_auth_and_metrics(tmp_path):
 
 
 def test_count_inline_only_counts_what_it_can_at_once(tmp_path):
+    rt = default()
+
     async def main():
         # No counter for the key yet: None (acount makes one in the thread pool).
-        assert aio.count_inline("hello world", "gpt-4.1", engine="auto", cache="off") is None
+        assert rt.count_inline("hello world", "gpt-4.1", engine="auto", cache="off") is None
         first = await aio.acount("hello world", "gpt-4.1", engine="auto", cache="off")
-        now = aio.count_inline("hello world", "gpt-4.1", engine="auto", cache="off")
+        now = rt.count_inline("hello world", "gpt-4.1", engine="auto", cache="off")
         assert now == first == omnitok.count("hello world", model="gpt-4.1")
         # Over the bound: None; acount counts it in the pool, with the same result as the library.
-        long = "x " * aio.INLINE_MAX_CHARS
-        assert aio.count_inline(long, "gpt-4.1", engine="auto", cache="off") is None
+        long = "x " * INLINE_MAX_CHARS
+        assert rt.count_inline(long, "gpt-4.1", engine="auto", cache="off") is None
         assert (await aio.acount(long, "gpt-4.1", engine="auto", cache="off")) == omnitok.count(long, model="gpt-4.1")
         # Messages are never counted inline.
-        assert aio.count_inline([{"role": "user", "content": "hi"}], "gpt-4.1", engine="auto", cache="off") is None
+        assert rt.count_inline([{"role": "user", "content": "hi"}], "gpt-4.1", engine="auto", cache="off") is None
         # A counter with cache tiers (an L2 file) waits on I/O: never counted inline.
         cached = {"engine": "auto", "cache": "on", "cache_dir": str(tmp_path)}
         assert (await aio.acount("hello world", "gpt-4.1", **cached)) == first
-        assert aio.count_inline("hello world", "gpt-4.1", **cached) is None
+        assert rt.count_inline("hello world", "gpt-4.1", **cached) is None
         # All lent out (a thread holds it): None at once, never a wait.
-        key = aio._key("gpt-4.1", {"engine": "auto", "cache": "off"})
-        with aio.COUNTERS.lease(key):
-            held = [aio.COUNTERS.lease(key) for _ in range(aio.COUNTERS.size - 1)]
+        k = key("gpt-4.1", {"engine": "auto", "cache": "off"})
+        with rt.counters.lease(k):
+            held = [rt.counters.lease(k) for _ in range(rt.counters.size - 1)]
             for lease in held:
                 lease.__enter__()
             try:
-                assert aio.count_inline("hello world", "gpt-4.1", engine="auto", cache="off") is None
+                assert rt.count_inline("hello world", "gpt-4.1", engine="auto", cache="off") is None
             finally:
                 for lease in held:
                     lease.__exit__(None, None, None)
-        assert aio.count_inline("hello world", "gpt-4.1", engine="auto", cache="off") == first
+        assert rt.count_inline("hello world", "gpt-4.1", engine="auto", cache="off") == first
 
     try:
         asyncio.run(main())

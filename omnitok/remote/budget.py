@@ -2,7 +2,7 @@
 
 A server lends its API keys to whoever reaches it. Unbounded, one request of 2,000 texts spends
 2,000 calls of the server's quota, and a few such requests at once open hundreds of connections
-with its key. Two bounds, set once for the process (omnitok.aio.set_upstream_limits, from `omnitok
+with its key. Two bounds, set once for the process (budget.configure, from `omnitok
 serve --max-upstream-per-request / --max-upstream-concurrency`):
 
 - a Budget per request, held in a context variable: every HTTP call to a provider (retries and
@@ -15,7 +15,7 @@ serve --max-upstream-per-request / --max-upstream-concurrency`):
 The command line and the Python API set neither unless asked: there the caller spends their own
 key. Context variables do not follow work into a thread pool (loop.run_in_executor,
 ThreadPoolExecutor.submit), so the code that hands work to a thread copies the context
-(contextvars.copy_context().run): omnitok.aio and RemoteStrategy do.
+(contextvars.copy_context().run): omnitok.runtime and RemoteStrategy do.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@
     POST /validate            {original, compressed, metrics}
     GET  /stats, /cache/stats, /healthz, /readyz, /metrics, /openapi.json
 
-Every endpoint calls the library: counting through omnitok.aio (a thread pool), /validate and
+Every endpoint calls the library: counting through the app's own omnitok.runtime.Runtime (a
+thread pool, on app.state.service), /validate and
 /compress in worker processes (omnitok.serve.workers), each under --timeout; errors are JSON
 `{"error": {"code", "message"}}`. README "Security" says what each bound protects.
 """

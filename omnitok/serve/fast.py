@@ -1,8 +1,10 @@
 """The fast path for the commonest request, `POST /count-tokens` with a JSON body of a text and
-simple options: the innermost ASGI layer (inside Guard's metrics, BearerAuth and BodyLimit, so
-every limit and check still applies) answers it without FastAPI's routing, request model and
-response model, with the same answer the route gives (the same count_text, the same error
-handlers, JSON as pydantic writes it).
+simple options: an ordinary ASGI middleware (app.add_middleware), the app's innermost (inside
+Guard's metrics, BearerAuth and BodyLimit, so every limit and check still applies), answers it
+without FastAPI's routing, request model and response model, with the same answer the route
+gives (the same Service.count_text, the app's own exception handlers, JSON as pydantic writes
+it). It uses public APIs only: app.exception_handlers, the route it stands in for (Guard labels
+metrics with its path), Starlette's Request.
 
 It only takes a request whose answer it knows FastAPI would give the same way: a Content-Length
 (so BodyLimit has checked the size), no Content-Type or `application/json`, a body orjson reads

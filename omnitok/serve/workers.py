@@ -42,7 +42,7 @@ log = logging.getLogger("omnitok.serve")
 
 # What a worker imports before it says it is ready, so that no job waits for them.
 # rouge_score.tokenizers (nltk, about 1.5 s) is loaded only by a worker's first stemmed request.
-PRELOAD = ("omnitok.aio", "omnitok.api", "omnitok.validation", "omnitok.compression", "rapidfuzz.distance")
+PRELOAD = ("omnitok.runtime", "omnitok.api", "omnitok.validation", "omnitok.compression", "rapidfuzz.distance")
 NICE = 10  # the workers' priority below the server's: the event loop goes first
 STOP_GRACE = 1.0  # seconds an idle worker gets to exit on its own when the pool closes
 START_TIMEOUT = 120.0  # seconds a worker gets to import PRELOAD and say it is ready
@@ -83,9 +83,9 @@ def default_size(server_workers: int = 1) -> int:
 def limit_upstream(per_request: int | None, concurrency: int | None) -> tuple:
     """A worker's first job: the server's bounds on provider calls (omnitok.remote.budget); each
     job is then one request with its own budget. (In flight at once: `concurrency` per worker.)"""
-    from .. import aio
+    from ..remote import budget
 
-    aio.set_upstream_limits(per_request, concurrency)
+    budget.configure(per_request, concurrency)
     return None, None
 
 
@@ -97,12 +97,14 @@ def validate(original: str, compressed: str, kwargs: dict) -> tuple:
 
 
 def compress(context, query, model, budgets: dict, options: dict) -> tuple:
-    """omnitok.compress with this worker's Compressor for (model, options), as aio.acompress runs it."""
-    from .. import aio
+    """omnitok.compress with this worker's Compressor for (model, options), as aio.acompress runs it
+    (a worker process's runtime is the default one)."""
+    from .. import runtime
 
-    with aio.compressor_lease(model, **options) as comp:
+    rt = runtime.default()
+    with rt.compressor_lease(model, **options) as comp:
         result = comp.compress(context, query, **budgets)
-    return result, aio.cache_stats()
+    return result, rt.cache_stats()
 
 
 # --- a worker process ----------------------------------------------------------------------------

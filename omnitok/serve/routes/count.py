@@ -1,0 +1,102 @@
+"""POST /count-tokens and /count-tokens/batch: counting in the app's thread pool (or at once for
+a short text: Service.count_text), under --timeout. omnitok.serve.fast answers plain
+/count-tokens requests in front of these routes with the same answers."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from ...errors import InputError, UsageError
+from ..errors import ServeError
+from ..schemas import BatchRequest, BatchResponse, CountRequest, CountResponse
+from . import POST_ERRORS, service
+
+router = APIRouter()
+
+
+class _Expired(Exception):
+    """A batch's deadline passed: its thread stops counting."""
+
+
+class _Until:
+    """A batch's items, ending in _Expired once `stop` is set (at the request's deadline)."""
+
+    def __init__(self, items, stop: threading.Event):
+        self.items, self.stop = items, stop
+
+    def __iter__(self):
+        for item in self.items:
+            if self.stop.is_set():
+                raise _Expired
+            yield item
+
+
+@router.post("/count-tokens", response_model=CountResponse, responses=POST_ERRORS)
+async def count_tokens(req: CountRequest, request: Request) -> dict:
+    """Count one text, or one chat `messages` array (with its `system` and `tools`)."""
+    svc = service(request)
+    if (req.text is None) == (req.messages is None):
+        raise ServeError(422, "invalid_request", "give either text or messages")
+    if req.text is not None:
+        if req.system is not None or req.tools is not None:
+            raise ServeError(422, "invalid_request", "system and tools go with messages, not text")
+        return await svc.count_text(req.text, req.model_id, req.encoding, req.online, req.strict)
+    model, options = svc.count_options(req.model_id, req.encoding, req.online, req.strict)
+    record: dict[str, Any] = {"messages": req.messages}
+    if req.system is not None:
+        record["system"] = req.system
+    if req.tools is not None:
+        record["tools"] = req.tools
+    rt = svc.runtime
+    try:
+        rows, _ = await svc.within(
+            rt.request(rt.count_rows, [record], model, id_field=None, source="request", **options)
+        )
+    except InputError as e:
+        raise UsageError(e.reason) from None
+    row = rows[0]
+    return svc.counted(
+        row["tokens"], row["model"], row["encoding"], row["strategy"], row["exact"], row.get("error_band")
+    )
+
+
+@router.post("/count-tokens/batch", response_model=BatchResponse, responses=POST_ERRORS)
+async def count_tokens_batch(req: BatchRequest, request: Request) -> dict:
+    """Count many texts or records in one call: rows as `omnitok count --format jsonl` writes
+    them (pos, id, tokens, model, encoding, strategy, exact), in input order."""
+    svc = service(request)
+    model, options = svc.count_options(req.model_id, req.encoding, req.online, req.strict)
+    if (req.texts is None) == (req.records is None):
+        raise ServeError(422, "invalid_request", "give either texts or records")
+    items = req.texts if req.texts is not None else req.records
+    limit = svc.config.max_records
+    if len(items) > limit:
+        raise ServeError(413, "too_many_records", f"{len(items)} items; the server takes at most {limit} a request")
+    fields = [req.field] if isinstance(req.field, str) else req.field
+    if req.texts is not None and fields:
+        raise ServeError(422, "invalid_request", "field applies to records, not texts")
+    # In the thread pool, not a worker process: the engines release the GIL while they encode,
+    # the per-record work gives it up every switch interval, and a batch's records would cost the
+    # loop more to pickle than to count (omnitok.serve.workers). At the deadline the thread stops
+    # at its next record.
+    stop = threading.Event()
+    rt = svc.runtime
+    rows, summary = await svc.within(
+        rt.request(  # one request's budget of provider calls
+            rt.count_rows,
+            _Until(items, stop),
+            model,
+            fields=fields,
+            id_field=req.id_field,
+            on_error=req.on_error,
+            source="texts" if req.texts is not None else "records",
+            **options,
+        ),
+        on_timeout=stop.set,
+    )
+    svc.totals.counted(summary["total_tokens"])
+    svc.metrics.counted(summary["model"], summary["strategy"], summary["total_tokens"], summary["counted"])
+    return {"results": rows, "summary": summary}

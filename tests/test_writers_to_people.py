@@ -21,15 +21,13 @@ def _writers(tree: ast.AST) -> list[tuple[int, str]]:
         if isinstance(node, ast.Call):
             f = node.func
             name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
-            if isinstance(f, ast.Name) and name in ("print", "pprint"):
-                found.append((node.lineno, name))
-            elif name in ("echo", "secho"):  # typer.echo, click.echo
+            if (isinstance(f, ast.Name) and name in ("print", "pprint")) or name in ("echo", "secho"):  # typer/click
                 found.append((node.lineno, name))
             elif name == "Console" and not any(k.arg == "file" for k in node.keywords):  # rich: stdout
                 found.append((node.lineno, "Console() on stdout"))
-        if isinstance(node, ast.Attribute) and node.attr in ("stdout", "stderr", "__stdout__", "__stderr__"):
-            if isinstance(node.value, ast.Name) and node.value.id == "sys":
-                found.append((node.lineno, f"sys.{node.attr}"))
+        std = isinstance(node, ast.Attribute) and node.attr in ("stdout", "stderr", "__stdout__", "__stderr__")
+        if std and isinstance(node.value, ast.Name) and node.value.id == "sys":
+            found.append((node.lineno, f"sys.{node.attr}"))
     return found
 
 

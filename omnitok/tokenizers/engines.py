@@ -97,14 +97,10 @@ class GigatokenEngine(ReferenceGuarded):
     _patterns = OPENAI  # cl100k / o200k: letters, marks, numbers, white space (unicode_guard)
 
     def __init__(self, spec: EncodingSpec, path: Path, threads: int = 1):
-        from gigatoken.gigatoken_rs import BPETokenizer
-
         if spec.gigatoken_pretokenizer is None:
             raise ValueError(f"gigatoken cannot load {spec.name}")
-        # No special tokens: `<|endoftext|>` in text is plain text, as in encode_ordinary.
-        self._tok = BPETokenizer.from_tiktoken(str(path), spec.gigatoken_pretokenizer, {})
-        self._encode = self._tok.encode
         self._spec, self._path = spec, path
+        self._lend()  # the first instance now: a bad file fails here, not at the first count
 
     @classmethod
     def supports(cls, spec: EncodingSpec) -> bool:
@@ -117,14 +113,22 @@ class GigatokenEngine(ReferenceGuarded):
     def _reference_factory(self):  # newer Unicode than gigatoken's tables: tiktoken decides
         return TiktokenEngine(self._spec, self._path)
 
-    def _count_fast(self, text: str) -> int:
-        try:
-            return len(self._encode(text))
-        except (UnicodeEncodeError, TypeError):  # lone surrogates
-            return len(self._encode(_clean_surrogates(text)))
+    def _encoder(self):
+        from gigatoken.gigatoken_rs import BPETokenizer
 
-    def _encode_fast(self, text: str) -> list[int]:
+        # No special tokens: `<|endoftext|>` in text is plain text, as in encode_ordinary.
+        return BPETokenizer.from_tiktoken(str(self._path), self._spec.gigatoken_pretokenizer, {}).encode
+
+    @staticmethod
+    def _count_fast(encode, text: str) -> int:
         try:
-            return self._encode(text).tolist()
+            return len(encode(text))
         except (UnicodeEncodeError, TypeError):  # lone surrogates
-            return self._encode(_clean_surrogates(text)).tolist()
+            return len(encode(_clean_surrogates(text)))
+
+    @staticmethod
+    def _encode_fast(encode, text: str) -> list[int]:
+        try:
+            return encode(text).tolist()
+        except (UnicodeEncodeError, TypeError):  # lone surrogates
+            return encode(_clean_surrogates(text)).tolist()

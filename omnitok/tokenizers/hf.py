@@ -55,29 +55,29 @@ class _Gigatoken(ReferenceGuarded):
     name = "gigatoken"
 
     def __init__(self, path: Path, doc: dict | None = None, data: bytes | None = None):
-        import gigatoken
-
         # gigatoken 0.10 ignores padding and truncation; it is given a tokenizer.json without
         # them all the same, so that no later version can pad or cut a count. `doc` is then the
         # whole document (HFStrategy parses it all when the head says it pads or truncates).
         if doc is not None and _shapes_output(doc):
-            self._tok = gigatoken.Tokenizer.from_json(json.dumps(_unshaped(doc), ensure_ascii=False))
-        elif data is not None:  # the bytes already read: not read again
-            self._tok = gigatoken.Tokenizer.from_json(data)
+            self._json: bytes | str | None = json.dumps(_unshaped(doc), ensure_ascii=False)
         else:
-            self._tok = gigatoken.Tokenizer(str(path))
-        # The Rust backend's encode: the wrapper's adds a Python call to every text.
-        self._encode = getattr(self._tok, "_backend", self._tok).encode
+            self._json = data  # the bytes already read: not read again (None: the file)
         self._path = path
+        self._lend()  # the first instance now: a bad file fails here, not at the first count
+
+    def _encoder(self):
+        import gigatoken
+
+        tok = (
+            gigatoken.Tokenizer.from_json(self._json)
+            if self._json is not None
+            else gigatoken.Tokenizer(str(self._path))
+        )
+        # The Rust backend's encode: the wrapper's adds a Python call to every text.
+        return getattr(tok, "_backend", tok).encode
 
     def _reference_factory(self):  # newer Unicode than gigatoken's tables: `tokenizers` decides
         return _Tokenizers(self._path)
-
-    def _count_fast(self, text: str) -> int:
-        return len(self._encode(text))
-
-    def _encode_fast(self, text: str) -> list[int]:
-        return self._encode(text).tolist()
 
 
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")

@@ -1,34 +1,31 @@
-"""The library API: the one door every front end uses (`import omnitok` re-exports its core).
+"""The front ends' door: what the command line, the server and the Ray adapters need from the
+library, and nothing more (a Python user's API is `import omnitok`, which re-exports its core).
 
 The `omnitok` command imports nothing else of the package below this module (import-linter's
-"cli" contract in `.importlinter`): what a command needs to do its work is here, so a Python user
-has it too. By concern:
+"cli" contract in `.importlinter`). By concern:
 
 - counting: `Counter`, `count`, `count_batch`, `count_files`, `resolve`, `load_tokenizer`,
-  `CountResult` (omnitok.counter);
-- one options object per command (omnitok.options): `CountOptions` (`Counter(model,
-  options=...)`), `CompressOptions` (`Compressor(model, options=...)`), `ValidateOptions`
-  (`validate(..., options=...)`, `judge_pairs(rows, pairs, options)`): checked when made,
-  `to_dict()` / `from_dict()` plain data;
+  `default_model`, `CountResult` (omnitok.counter);
+- one options object per command (omnitok.options): `CountOptions`, `CompressOptions`,
+  `ValidateOptions`: checked when made, `to_dict()` / `from_dict()` plain data;
+- the run driver (omnitok.run): `ErrorPolicy` (--on-error), `run_count`, `run_compress`,
+  `run_validate`, `written` (an output committed only when the run ended well), `Outcome`;
 - records in and results out: `open_inputs` (files, stdin or texts -> a stream of records),
-  `Extractor`, `detect_format`, `count_stream` (a stream -> `Counted` / `CountedRun`, in input
-  order), `ordered_map`, `Summary`, `open_output` / `check_output` (stdout or a file that appears
-  whole), `output_format` / `make_sink` (JSONL, JSON, CSV, Parquet, table, number, --add-field);
-- the stages: compression (`compress`, `Compressor`, `CompressExtractor`, `compress_stream`,
-  `check_budget`), validation (`validate`, `Thresholds`, `score_pair`, `add_bertscore`,
-  `aggregate`, `failures`, `with_gated`, `judge_pairs`: a run's pass/fail, aggregates, gate and
-  summary; `write_report`, `REPORT_FORMATS`, `METRICS`, `FAIL_ON`), bundles (`BundleRecipe`,
+  `Extractor`, `detect_format`, `count_stream`, `Summary`, `open_output` / `check_output` (stdout
+  or a file that appears whole), `output_format` / `make_sink` (JSONL, JSON, CSV, Parquet,
+  table, number, --add-field), `json_dumps` (ids past 64 bits written exactly);
+- the stages: compression (`compress`, `Compressor`, `CompressExtractor`, `check_budget`),
+  validation (`validate`, `write_report`, `REPORT_FORMATS`), bundles (`BundleRecipe`,
   `load_recipe`, `create_bundle`, `inspect_bundle`, `verify_bundle`, `install_bundle`,
   `InstallLimits`, `installed_bundles`, `bundle_compression`, `pre_download`), token ids
   (`Encoder`, `parse_ids`), the embedding device (`set_default_device`);
 - the cache: `Cache` (omnitok.count_cache), `CacheSettings`, `CacheError`, `cache_settings`,
-  `open_cache_tiers`, `recorded_cache_stats`, `cache_tags`, `redact_url`;
-- settings: `TokenizerSettings` (omnitok.config) and `CacheSettings` (omnitok.cache), the config
-  file's settings as objects;
+  `open_cache_tiers`, `recorded_cache_stats`, `cache_tags`, `redact_url`; `TokenizerSettings`;
 - what omnitok knows: `model_families`, `asset_rows`, `explain` (omnitok.catalog).
 
-Everything past counting loads on first use, so `import omnitok.api` (every `omnitok count`)
-stays light.
+Everything past counting loads on first use (`_LAZY`; its `TYPE_CHECKING` imports name the same
+objects, which tests/test_public_objects.py checks), so `import omnitok.api` (every `omnitok
+count`) stays light.
 """
 
 from __future__ import annotations
@@ -38,17 +35,13 @@ from typing import TYPE_CHECKING
 
 from .counter import Counter, CountResult, count, count_batch, count_files, default_model, load_tokenizer, resolve
 from .options import CompressOptions, CountOptions, ValidateOptions
-from .pipeline import Counted
-from .records import CountedRun, ExtractError, Extractor
+from .records import Extractor
 
 __all__ = [
     "CompressOptions",
     "CountOptions",
     "CountResult",
-    "Counted",
-    "CountedRun",
     "Counter",
-    "ExtractError",
     "Extractor",
     "count",
     "count_batch",
@@ -99,7 +92,6 @@ _LAZY = {
     "written": ("run", "written"),
     # records in, results out
     "detect_format": ("io.readers", "detect_format"),
-    "ordered_map": ("pipeline", "ordered_map"),
     "Summary": ("summary", "Summary"),
     "open_output": ("io.output", "open_output"),
     "check_output": ("io.output", "check_output"),
@@ -111,19 +103,9 @@ _LAZY = {
     "check_budget": ("compression", "check_budget"),
     "compress": ("compression", "compress"),
     "CompressExtractor": ("compression.stream", "CompressExtractor"),
-    "compress_stream": ("compression.stream", "compress_stream"),
     "set_default_device": ("embedding", "set_default_device"),
     # validation
     "validate": ("validation", "validate"),
-    "Thresholds": ("validation", "Thresholds"),
-    "METRICS": ("validation", "METRICS"),
-    "FAIL_ON": ("validation", "FAIL_ON"),
-    "score_pair": ("validation", "score_pair"),
-    "add_bertscore": ("validation", "add_bertscore"),
-    "aggregate": ("validation", "aggregate"),
-    "failures": ("validation", "failures"),
-    "with_gated": ("validation", "with_gated"),
-    "judge_pairs": ("validation.gates", "judge"),
     "REPORT_FORMATS": ("validation.report", "FORMATS"),
     "write_report": ("validation.report", "write"),
     # bundles
@@ -173,7 +155,7 @@ if TYPE_CHECKING:  # the same objects as _LAZY names (grimp reads these imports 
     from .cache import settings_from as cache_settings  # noqa: F401
     from .catalog import asset_rows, explain, model_families  # noqa: F401
     from .compression import Compressor, check_budget, compress  # noqa: F401
-    from .compression.stream import CompressExtractor, compress_stream  # noqa: F401
+    from .compression.stream import CompressExtractor  # noqa: F401
     from .config import TokenizerSettings  # noqa: F401
     from .count_cache import Cache, cache_tags  # noqa: F401
     from .count_cache import open_tiers as open_cache_tiers  # noqa: F401
@@ -184,25 +166,13 @@ if TYPE_CHECKING:  # the same objects as _LAZY names (grimp reads these imports 
     from .io.readers import detect_format  # noqa: F401
     from .io.writers import format_for_output as output_format  # noqa: F401
     from .io.writers import make_sink  # noqa: F401
-    from .pipeline import ordered_map  # noqa: F401
     from .run import ErrorPolicy, Outcome, written  # noqa: F401
     from .run import compress as run_compress  # noqa: F401
     from .run import count as run_count  # noqa: F401
     from .run import validate as run_validate  # noqa: F401
     from .summary import Summary  # noqa: F401
     from .tokens import Encoder, parse_ids  # noqa: F401
-    from .validation import (  # noqa: F401
-        FAIL_ON,
-        METRICS,
-        Thresholds,
-        add_bertscore,
-        aggregate,
-        failures,
-        score_pair,
-        validate,
-        with_gated,
-    )
-    from .validation.gates import judge as judge_pairs  # noqa: F401
+    from .validation import validate  # noqa: F401
     from .validation.report import FORMATS as REPORT_FORMATS  # noqa: F401
     from .validation.report import write as write_report  # noqa: F401
 

@@ -135,7 +135,8 @@ def _weights():
 
 
 def test_validate_options_validate_and_judge_the_same():
-    from omnitok.api import Thresholds, judge_pairs, score_pair
+    from omnitok.validation import Thresholds, score_pair
+    from omnitok.validation.gates import judge as judge_pairs
 
     original, compressed = "The cat sat on the mat today.", "the cat on the mat"
     opts = ValidateOptions(metrics=("rouge-l", "compression"), min_rouge_l=0.5, max_ratio=0.9, fail_on="mean")

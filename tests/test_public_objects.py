@@ -193,6 +193,46 @@ def test_the_api_offers_everything_it_names():
         assert getattr(api, name) is not None, name
     assert api.open_output.__module__ == "omnitok.io.output"
     assert api.Cache is omnitok.Cache and api.Counter is omnitok.Counter
+    for name in omnitok.__all__:
+        assert getattr(omnitok, name) is not None, name
+
+
+def _type_checking_names(module) -> set[str]:
+    """The names a module's `if TYPE_CHECKING:` block imports (as they are bound)."""
+    import ast
+    import inspect
+
+    names = set()
+    for node in ast.walk(ast.parse(inspect.getsource(module))):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for imp in node.body:
+                names |= {a.asname or a.name for a in imp.names}
+    return names
+
+
+def test_lazy_tables_agree_with_what_they_declare():
+    """omnitok.api's _LAZY and its TYPE_CHECKING imports name the same objects (import-linter
+    reads the imports; __getattr__ the table), and every lazy name is in __all__; the package's
+    own table is its __all__ less what it imports eagerly."""
+    import importlib
+
+    from omnitok import api
+
+    assert _type_checking_names(api) == set(api._LAZY)
+    for name, (module, attr) in api._LAZY.items():
+        assert getattr(importlib.import_module(f"omnitok.{module}"), attr) is getattr(api, name), name
+    assert set(api._LAZY) <= set(api.__all__)
+    assert set(omnitok._LAZY) == set(omnitok.__all__) - {"__version__"}
+
+
+def test_every_top_level_name_the_readme_uses_exists():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    modules = {"aio", "api", "ray", "serve", "errors", "validation", "compression", "families", "runtime"}
+    used = {m for m in re.findall(r"(?<![.\w/-])omnitok\.([A-Za-z_]\w*)", readme) if m not in modules}
+    assert used <= set(omnitok.__all__), sorted(used - set(omnitok.__all__))
 
 
 def test_api_stream_and_sink_count_as_count_files(tmp_path):
@@ -229,17 +269,18 @@ def test_counter_finds_a_model_in_the_settings_local_model_dirs(warnings_seen):
 
 
 def test_judge_pairs_closes_a_validate_run():
-    from omnitok import api
+    from omnitok import validation
+    from omnitok.validation.gates import judge
 
     pairs = [("the cat sat on the mat", "the cat sat on the mat"), ("the cat sat on the mat", "dogs")]
-    rows = [{"pos": i, **api.score_pair(a, b, ("rouge-l",))} for i, (a, b) in enumerate(pairs)]
+    rows = [{"pos": i, **validation.score_pair(a, b, ("rouge-l",))} for i, (a, b) in enumerate(pairs)]
     assert [r["rouge_l_f1"] for r in rows] == [1.0, 0.0]
     rows.append({"pos": 2, "where": "x", "error": "bad", "passed": False, "failures": []})
-    summary, gate = api.judge_pairs(rows, pairs, ("rouge-l",), api.Thresholds(min_rouge_l=0.6), "any", errors=1)
+    summary, gate = judge(rows, pairs, ("rouge-l",), validation.Thresholds(min_rouge_l=0.6), "any", errors=1)
     assert [r["passed"] for r in rows[:2]] == [True, False] and gate == [rows[1]]
     assert (summary["records"], summary["errors"], summary["passed"]) == (3, 1, False)
     assert summary["aggregate"]["rouge_l_f1"] == {"mean": 0.5, "p10": 0.0, "min": 0.0}
-    summary, gate = api.judge_pairs(rows[:2], pairs, ("rouge-l",), api.Thresholds(min_rouge_l=0.4), "mean")
+    summary, gate = judge(rows[:2], pairs, ("rouge-l",), validation.Thresholds(min_rouge_l=0.4), "mean")
     assert gate == [] and summary["passed"] is True and summary["gate_failures"] == []
-    summary, gate = api.judge_pairs(rows[:2], pairs, ("rouge-l",), api.Thresholds(min_rouge_l=0.6), "mean")
+    summary, gate = judge(rows[:2], pairs, ("rouge-l",), validation.Thresholds(min_rouge_l=0.6), "mean")
     assert len(gate) == 1 and "rouge" in gate[0] and summary["passed"] is False

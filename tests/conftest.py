@@ -133,6 +133,7 @@ SLOW_FIRST = (
     "test_online.py",
     "test_round3_tracebacks.py",
     "test_round3_orphans.py",
+    "test_fuzz.py",
 )
 
 

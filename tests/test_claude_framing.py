@@ -189,7 +189,7 @@ def test_the_method_isolates_the_text_in_o200k(ref_o200k):
     def n(s: str) -> int:
         return len(ref_o200k.encode_ordinary(s))
 
-    source = Path(claude_text.__file__).read_text() + Path(omnitok.__file__).with_name("chain.py").read_text()
+    source = Path(claude_text.__file__).read_text() + Path(omnitok.__file__).with_name("strategy_chain.py").read_text()
     chunks = [source[i : i + size] for size in (1, 2, 7, 40, 300) for i in range(0, 6000, 97)]
     chunks += TEXTS[1:] + NEWLINE_LED + ["  ", "\t", "x", " x", "'s", "😀😀", "Привет, мир!"]
     for text in chunks:

@@ -15,7 +15,7 @@ disjoint from the reported ones. Throughput (MB of context per second, cold cach
 memory are measured per method in a fresh process, and for one large context (LARGE_MB of NQ
 passages) through the CLI.
 
-    python -m benchmarks.compress_bench    # writes benchmarks/COMPRESS.md (OMNITOK_BENCH_COMPRESS_N=500)
+    python -m benchmarks.compress_bench    # the tables, on stdout (OMNITOK_BENCH_COMPRESS_N=500)
     python -m benchmarks.compress_bench --large    # the large context alone
     python -m benchmarks.compress_bench --speed    # the throughput table alone
 """
@@ -383,7 +383,5 @@ if __name__ == "__main__":
         result = throughput(sys.argv[2])
         result["contexts"] = 150
         Path(sys.argv[3]).write_text(json.dumps(result))
-    else:
-        text = "\n".join(main())
-        (Path(__file__).parent / "COMPRESS.md").write_text(text + "\n")
-        print(text)
+    else:  # the figures of record come from `make bench` (benchmarks/RESULTS.md): stdout only
+        print("\n".join(main()))

@@ -40,8 +40,8 @@ files, out, cpus, store = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 t_import = time.perf_counter() - t0
 runs = []
 for i in range(2):  # the first starts Ray; the second finds it up (actors still start afresh)
-    r = oray.count_paths(files, f"{out}-{i}", "gpt-4o", address="local",
-                         init={"num_cpus": cpus, "object_store_memory": store})
+    ro = oray.RayOptions(address="local", init={"num_cpus": cpus, "object_store_memory": store})
+    r = oray.count_paths(files, f"{out}-{i}", "gpt-4o", ray_options=ro)
     runs.append(r.summary)
 print(json.dumps({"import_s": t_import, "runs": runs}))
 """

@@ -4,8 +4,12 @@
    results) vs tiktoken run its fastest way on the same cores (the best of N threads and N forked
    processes) over the same texts already in memory; a scaling table for jobs 1, 2, 4, ... up to
    the cores; counts compared document by document. The same for Hugging Face tokenizer.json
-   files (Qwen2.5, Llama 3.2) against the `tokenizers` library (encode_batch on its thread pool,
-   and N forked processes).
+   files (Qwen2.5, Llama 3.2) against the `tokenizers` library's fastest of encode_batch and
+   encode_batch_fast on its thread pool and N forked processes.
+   gigatoken's own file path (`encode_files(JsonlFileSource)`, benchmarks/engine_files.py), a whole
+   process from the same file, is timed beside omnitok. The fixed costs of a corpus count (start-up,
+   the engine's load, warming up, the fork, the first shard, the merge, closing) come from
+   benchmarks/count_phases.py.
 2. Start-up: `echo hello | omnitok count -m gpt-4o` vs a one-line `python -c` tiktoken count with
    the same encoding (its file in tiktoken's cache), medians of interleaved runs.
 3. Memory: peak RSS of the whole process tree counting the corpus 1x and 5x.
@@ -185,6 +189,19 @@ def throughput(corpus: Path, text_mb: float, model: str, encoding: str, results:
         cmd = [OMNITOK_BIN, "count", "-m", model, "-q", "--jobs", str(n), str(corpus), "-o", os.devnull]
         scaling[n]["omnitok"] = statistics.median(timed(cmd) for _ in range(3))
     tk_s = timed([OMNITOK_BIN, "count", "-m", model, "-q", "--engine", "tiktoken", str(corpus), "-o", os.devnull])
+    files = subprocess.run(
+        [sys.executable, "-m", "benchmarks.engine_files", encoding, str(corpus)],
+        capture_output=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    files_s = statistics.median(
+        timed([sys.executable, "-m", "benchmarks.engine_files", encoding, str(corpus)], stdout=subprocess.DEVNULL)
+        for _ in range(3)
+    )
+    e2e_median = statistics.median(
+        timed([OMNITOK_BIN, "count", "-m", model, "-q", str(corpus), "-o", os.devnull]) for _ in range(3)
+    )
     results += [
         f"### Throughput, {model} ({encoding}), {len(ref):,} records, {text_mb:.0f} MB of text, {cores} cores",
         "",
@@ -197,6 +214,8 @@ def throughput(corpus: Path, text_mb: float, model: str, encoding: str, results:
         f"| tiktoken, {best_form}, texts in memory | {best_s:.2f} | {text_mb / best_s:.1f} | 1.00x |",
         f"| `omnitok count` (default `--jobs auto`) | {e2e_s:.2f} | {text_mb / e2e_s:.1f} | **{best_s / e2e_s:.2f}x** |",
         f"| `omnitok count --engine tiktoken` | {tk_s:.2f} | {text_mb / tk_s:.1f} | {best_s / tk_s:.2f}x |",
+        f"| gigatoken alone, `encode_files(JsonlFileSource)`, whole process from the file (median of 3) "
+        f"| {files_s:.2f} | {text_mb / files_s:.1f} | {best_s / files_s:.2f}x |",
         *(
             f"| gigatoken alone, {form}, texts in memory | {sec:.2f} | {text_mb / sec:.1f} | {best_s / sec:.2f}x |"
             for form, sec in engine.items()
@@ -204,7 +223,13 @@ def throughput(corpus: Path, text_mb: float, model: str, encoding: str, results:
         "",
         "The gigatoken rows time the engine omnitok counts with, with no reading or parsing: its own "
         "thread pool (`encode_batch(parallel=True)`, no pickling) against the per-text `encode` that "
-        "omnitok's workers call, one process; omnitok uses processes because they also parse.",
+        "omnitok's workers call, one process; omnitok uses processes because they also parse. "
+        "The `encode_files` row is gigatoken's own Rust reader, a whole process like omnitok's (it "
+        "skips lines it cannot read, keeps no ids and returns every token id: a speed reference).",
+        "",
+        f"`omnitok count` (median of 3, `-o /dev/null`) vs gigatoken's file path, both whole processes "
+        f"from the file: **{e2e_median / files_s:.2f}x** its time ({e2e_median:.2f} s vs {files_s:.2f} s; "
+        f"token totals {sum(ours):,} vs {int(files.stdout):,}).",
         "",
         "Scaling (MB/s; omnitok: median of 3 runs):",
         "",
@@ -236,23 +261,27 @@ def _hf_worker_init() -> None:
 
 
 def _tokenizers_chunk(bounds: tuple[int, int]) -> list[int]:
-    return [len(e.ids) for e in _HF_TOK.encode_batch(_TEXTS[bounds[0] : bounds[1]], add_special_tokens=True)]
+    texts = _TEXTS[bounds[0] : bounds[1]]
+    return [len(e.ids) for e in _HF_TOK.encode_batch_fast(texts, add_special_tokens=True)]
 
 
 def tokenizers_forms(path: Path, texts: list[str], workers: int) -> dict[str, tuple[float, list[int]]]:
     """`tokenizers` run the ways a user can on `workers` cores, texts already in memory:
-    encode_batch on its own thread pool (all cores), and `workers` forked processes (a Pool over
-    chunks of 500 texts, one thread each). {form: (seconds, counts)}."""
+    encode_batch and encode_batch_fast (no offsets: the library's fastest batch call) on its own
+    thread pool (all cores), and `workers` forked processes (a Pool over chunks of 500 texts, one
+    thread each, encode_batch_fast). {form: (seconds, counts)}; the baseline is the fastest."""
     import multiprocessing
 
     from tokenizers import Tokenizer
 
     global _TEXTS, _HF_TOK
     out = {}
-    tok = Tokenizer.from_file(str(path))
-    start = time.perf_counter()
-    counts = [len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=True)]
-    out["encode_batch, all threads"] = (time.perf_counter() - start, counts)
+    for form in ("encode_batch", "encode_batch_fast"):
+        tok = Tokenizer.from_file(str(path))  # a fresh tokenizer: no cache warmed by the form before
+        call = getattr(tok, form)
+        start = time.perf_counter()
+        counts = [len(e.ids) for e in call(texts, add_special_tokens=True)]
+        out[f"{form}, all threads"] = (time.perf_counter() - start, counts)
     if workers > 1:
         _TEXTS, _HF_TOK = texts, Tokenizer.from_file(str(path))  # loaded before the fork, unused here
         bounds = [(i, i + 500) for i in range(0, len(texts), 500)]
@@ -312,6 +341,40 @@ def throughput_hf(corpus: Path, results: list[str], mb: float) -> None:
         + " | ".join(f"`tokenizers` {form}" for form in forms)
         + " | best form | `omnitok count` end to end | ratio | counts differing |",
         "|---|" + "---:|" * len(forms) + "---|---:|---:|---:|",
+        *rows,
+        "",
+    ]
+
+
+def fixed_costs(corpus: Path, text_mb: float, results: list[str], runs: int = 3) -> None:
+    """What a whole `omnitok count -m gpt-4o` of the corpus spends besides the engine's work
+    (benchmarks/count_phases.py: the pipeline's steps noted as they happen), medians of `runs`."""
+    jobs = str(os.cpu_count() or 1)  # every core: auto would take fewer where other work holds some
+    cmd = [sys.executable, "-m", "benchmarks.count_phases", "count", "-m", "gpt-4o", "-q", "-j", jobs, str(corpus)]
+    cmd += ["-o", os.devnull]
+    phases: dict[str, list[tuple[float, float]]] = {}
+    for _ in range(runs):
+        r = subprocess.run(cmd, capture_output=True, check=True, cwd=Path(__file__).resolve().parents[1])
+        marks = json.loads(r.stderr.decode().strip().splitlines()[-1])["marks"]
+        before = ("start", 0.0, 0.0)
+        for name, wall, cpu in marks:
+            phases.setdefault(f"{before[0]} -> {name}", []).append((wall - before[1], cpu - before[2]))
+            before = (name, wall, cpu)
+    rows = [
+        f"| {name} | {statistics.median(w for w, _ in v):.3f} | {statistics.median(c for _, c in v):.3f} |"
+        for name, v in phases.items()
+        if len(v) == runs
+    ]
+    results += [
+        f"### Fixed costs of `omnitok count -m gpt-4o -j {jobs}` on the corpus ({text_mb:.0f} MB of text), "
+        f"median of {runs}",
+        "",
+        f"`python -m benchmarks.count_phases count -m gpt-4o -q -j {jobs} CORPUS -o /dev/null`: the command in one "
+        "process with its steps noted (the workers' time is the wall time between `forked` and `last result "
+        "merged`; the CPU column is the parent's own).",
+        "",
+        "| phase | wall s | parent CPU s |",
+        "|---|---:|---:|",
         *rows,
         "",
     ]
@@ -519,6 +582,7 @@ def main() -> None:
         ("throughput o200k", lambda: throughput(corpus, text_mb, "gpt-4o", "o200k_base", results)),
         ("throughput cl100k", lambda: throughput(corpus, text_mb, "gpt-4", "cl100k_base", results)),
         ("throughput hf", lambda: throughput_hf(corpus, results, text_mb)),
+        ("fixed costs", lambda: fixed_costs(corpus, text_mb, results)),
         ("start-up", lambda: startup(results)),
         ("cache", lambda: cache_step(corpus, results)),
         ("bundle", lambda: bundle_step(results)),
@@ -546,6 +610,16 @@ def main() -> None:
             "embed",
             lambda: module_step(
                 "embed_bench", "Model-backed paths (benchmarks/embed_bench.py)", results, "--skip", "bertscore"
+            ),
+        ),
+        (
+            "calibrate",
+            lambda: module_step(
+                "calibrate_bench",
+                "Claude offline: calibrated vs built-in estimate (benchmarks/calibrate_bench.py)",
+                results,
+                "--out",
+                str(Path(__file__).parent / "RESULTS-calibrate.md"),
             ),
         ),
     ]

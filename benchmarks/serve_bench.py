@@ -1,24 +1,25 @@
-"""`omnitok serve` under load, next to a bare FastAPI app that calls tiktoken directly.
+"""`omnitok serve` under load, next to two baselines that call tiktoken directly: a bare FastAPI
+app, and a hand-written ASGI app (no framework, orjson) on the same uvicorn.
 
     .venv/bin/python -m benchmarks.serve_bench [--duration 10] [--clients 1,8,64] [--client raw,httpx]
         [--rounds 5]
 
-Both servers run as uvicorn processes with the same settings (one worker, 127.0.0.1, no access
-log written: `omnitok serve --log-level warning`, the bare app with access_log=False; uvicorn's
+The servers run as uvicorn processes with the same settings (one worker, 127.0.0.1, no access
+log written: `omnitok serve --log-level warning`, the baselines with access_log=False; uvicorn's
 own choice of HTTP parser and event loop, httptools and uvloop when installed). A load client
 keeps N requests in flight, one keep-alive connection each, for `--duration` seconds per case and
-server (in `--rounds` turns that the two servers take in turn), and records requests/s, p50 and
+server (in `--rounds` turns that the servers take in turn), and records requests/s, p50 and
 p99 latency, and errors (a non-200 answer, a transport error, or a count that differs from
-tiktoken's). Two clients, each run against both servers: `raw`, HTTP/1.1 written and read over
+tiktoken's). Two clients, each run against every server: `raw`, HTTP/1.1 written and read over
 asyncio streams, and `httpx`, the httpx async client. Each row prints the client's own CPU time
 a request, and each server's (its process's CPU time over the requests it answered, from
-/proc): where the client's is near the servers' own (httpx), the client is the ceiling of both
-servers' requests/s on a 2-core machine and squeezes the ratio towards 1; the raw client leaves
-the cores to the servers. On a machine shared with other work the servers' CPU a request holds
-better than requests/s. Cases: POST /count-tokens with a ~1 KB text, and the batch form with 100 such
-texts a request (omnitok: /count-tokens/batch; bare: the same list through
-encode_ordinary_batch). Prints a markdown table; the ratio column is omnitok's requests/s over
-the bare app's, measured in turns with the same client. The load client shares the machine's
+/proc/PID/stat: every thread it ran, ended ones included): where the client's is near the
+servers' own (httpx), the client is the ceiling of the servers' requests/s on a 2-core machine
+and squeezes the ratios towards 1; the raw client leaves the cores to the servers. On a machine
+shared with other work the servers' CPU a request holds better than requests/s. Cases: POST /count-tokens with a ~1 KB text, and the batch form with 100 such
+texts a request (omnitok: /count-tokens/batch; the baselines: the same list through
+encode_ordinary_batch). Prints a markdown table; the ratio columns are omnitok's requests/s over
+each baseline's, measured in turns with the same client. The load client shares the machine's
 cores with the server under test.
 """
 
@@ -83,6 +84,56 @@ def bare_app():
     return app
 
 
+def asgi_app():
+    """The hand-written baseline: a plain ASGI callable (no framework), orjson and tiktoken. It
+    reads the body, takes `text` (or `texts`: a list of strings) and counts it as the FastAPI app
+    does (encode_ordinary, encode_ordinary_batch for the batch form); anything else is a 400."""
+    import orjson
+
+    enc = _encoding()
+    json_headers = [(b"content-type", b"application/json")]
+
+    async def respond(send, status: int, data: bytes) -> None:
+        headers = [(b"content-length", str(len(data)).encode()), *json_headers]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        path = scope["path"]
+        try:
+            req = orjson.loads(body) if scope["method"] == "POST" else None
+        except orjson.JSONDecodeError:
+            req = None
+        if type(req) is dict and path == "/count-tokens" and type(req.get("text")) is str:
+            answer = {"token_count": len(enc.encode_ordinary(req["text"])), "model_id": req.get("model_id", MODEL)}
+        elif type(req) is dict and path == "/count-tokens/batch" and type(req.get("texts")) is list:
+            texts = req["texts"]
+            if not all(type(t) is str for t in texts):
+                return await respond(send, 400, b'{"detail":"texts: strings"}')
+            answer = {"results": [{"tokens": len(ids)} for ids in enc.encode_ordinary_batch(texts)]}
+        else:
+            return await respond(send, 404 if path not in ("/count-tokens", "/count-tokens/batch") else 400, b"{}")
+        await respond(send, 200, orjson.dumps(answer))
+
+    return app
+
+
 # --- servers -------------------------------------------------------------------------------------------
 
 
@@ -115,22 +166,26 @@ def start_omnitok(port: int) -> subprocess.Popen:
     return _start([omnitok, "serve", "--port", str(port), "--log-level", "warning", "--max-body-mb", "50"], port)
 
 
-def start_bare(port: int) -> subprocess.Popen:
+def start_bare(port: int, factory: str = "bare_app") -> subprocess.Popen:
     code = (
-        "import uvicorn; from benchmarks.serve_bench import bare_app; "
-        f"uvicorn.run(bare_app(), host='127.0.0.1', port={port}, log_level='warning', access_log=False)"
+        f"import uvicorn; from benchmarks.serve_bench import {factory}; "
+        f"uvicorn.run({factory}(), host='127.0.0.1', port={port}, log_level='warning', access_log=False)"
     )
     return _start([sys.executable, "-c", code], port)
 
 
+def start_asgi(port: int) -> subprocess.Popen:
+    return start_bare(port, "asgi_app")
+
+
 def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process, all its threads (Linux /proc; None elsewhere)."""
+    """User + system CPU time of a process from /proc/PID/stat: every thread it ran, those that
+    have ended included (tiktoken's encode_ordinary_batch runs a thread pool a call; the per-task
+    files under /proc/PID/task list only the live ones). Linux; None elsewhere."""
     try:
-        total = 0
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
     except (OSError, ValueError, IndexError):
         return None
     return total / os.sysconf("SC_CLK_TCK")
@@ -506,53 +561,56 @@ def main(argv: list[str] | None = None) -> None:
     if not kinds or any(k not in CLIENTS for k in kinds):
         ap.error(f"--client takes {', '.join(CLIENTS)}")
     texts = texts_1kb(1000)
-    po, pb = _free_port(), _free_port()
-    omnitok_server, bare_server = start_omnitok(po), start_bare(pb)
+    starters = {"omnitok": start_omnitok, "fastapi": start_bare, "asgi": start_asgi}
+    ports = {who: _free_port() for who in starters}
+    servers = {}
     rows = []
     total_errors = 0
     load_before = os.getloadavg()
     try:
+        for who, starter in starters.items():
+            servers[who] = starter(ports[who])
         for kind in kinds:
             client = CLIENTS[kind]
             for name, bodies_o, bodies_b, check in cases(texts):
                 for clients in levels:
-                    servers = {"omnitok": (po, bodies_o), "bare": (pb, bodies_b)}
-                    pids = {"omnitok": omnitok_server.pid, "bare": bare_server.pid}
-                    server_cpu: dict[str, float | None] = {"omnitok": 0.0, "bare": 0.0}
-                    slices: dict[str, list] = {"omnitok": [], "bare": []}
+                    bodies = {"omnitok": bodies_o, "fastapi": bodies_b, "asgi": bodies_b}
+                    server_cpu: dict[str, float | None] = dict.fromkeys(starters, 0.0)
+                    slices: dict[str, list] = {who: [] for who in starters}
                     client_cpu = 0.0
-                    for port, bodies in servers.values():
-                        _run(client(f"http://127.0.0.1:{port}", bodies, check, clients, 1.0, 50))  # warm up
-                    # Rounds taken in turn (omnitok, bare, bare, omnitok, ...), so that other work
-                    # on the machine falls on both servers alike.
+                    for who in starters:
+                        _run(client(f"http://127.0.0.1:{ports[who]}", bodies[who], check, clients, 1.0, 50))  # warm up
+                    # Rounds taken in turn, the order turned each round (omnitok, fastapi, asgi;
+                    # fastapi, asgi, omnitok; ...), so that other work on the machine falls on
+                    # every server alike.
+                    order = list(starters)
                     for r in range(args.rounds):
-                        for who in ("omnitok", "bare") if r % 2 == 0 else ("bare", "omnitok"):
-                            port, bodies = servers[who]
-                            url = f"http://127.0.0.1:{port}"
+                        for who in order[r % 3 :] + order[: r % 3]:
+                            url = f"http://127.0.0.1:{ports[who]}"
                             per = args.duration / args.rounds
-                            cpu0, server0 = time.process_time(), cpu_seconds(pids[who])
-                            slices[who].append(_run(client(url, bodies, check, clients, per, args.max_requests)))
+                            cpu0, server0 = time.process_time(), cpu_seconds(servers[who].pid)
+                            slices[who].append(_run(client(url, bodies[who], check, clients, per, args.max_requests)))
                             client_cpu += time.process_time() - cpu0
-                            server1 = cpu_seconds(pids[who])
+                            server1 = cpu_seconds(servers[who].pid)
                             if server0 is None or server1 is None or server_cpu[who] is None:
                                 server_cpu[who] = None
                             else:
                                 server_cpu[who] += server1 - server0
                     res = {who: _figures(slices[who]) for who in slices}
-                    res["client_us"] = client_cpu / (res["omnitok"]["requests"] + res["bare"]["requests"]) * 1e6
-                    for who in slices:
+                    client_us = client_cpu / sum(res[who]["requests"] for who in starters) * 1e6
+                    for who in starters:
                         used = server_cpu[who]
                         res[who]["cpu_us"] = None if used is None else used / res[who]["requests"] * 1e6
-                    total_errors += res["omnitok"]["errors"] + res["bare"]["errors"]
-                    rows.append((kind, name, clients, res["omnitok"], res["bare"], res["client_us"]))
-                    o, b = res["omnitok"], res["bare"]
+                        total_errors += res[who]["errors"]
+                    rows.append((kind, name, clients, res, client_us))
                     print(
-                        f"# {kind}: {name}, {clients} clients: omnitok {o['rps']:.0f} req/s, bare {b['rps']:.0f} req/s",
+                        f"# {kind}: {name}, {clients} clients: "
+                        + ", ".join(f"{who} {res[who]['rps']:.0f} req/s" for who in starters),
                         file=sys.stderr,
                     )
     finally:
-        stop(omnitok_server)
-        stop(bare_server)
+        for proc in servers.values():
+            stop(proc)
     load_after = os.getloadavg()
     inline_ms, inline_what = inline_worst()
     cpu = os.cpu_count()
@@ -561,19 +619,25 @@ def main(argv: list[str] | None = None) -> None:
         f"--client {args.client} --rounds {args.rounds}`"
     )
     print(
-        f"({cpu} cores shared by the load client and the server; one uvicorn worker each, {_stack()}; "
-        f"Python {sys.version.split()[0]}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after)\n"
+        f"({cpu} cores shared by the load client and the servers; one uvicorn worker each, {_stack()}; "
+        f"Python {sys.version.split()[0]}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after. "
+        "Baselines: `fastapi`, a FastAPI app calling tiktoken (pydantic request models); `asgi`, a "
+        "hand-written ASGI app on the same uvicorn with orjson and tiktoken, no framework. Server CPU: "
+        "/proc/PID/stat, every thread the process ran, ended ones included.)\n"
     )
     print(
-        "| client | case | clients | omnitok req/s | p50 ms | p99 ms | bare FastAPI+tiktoken req/s | p50 ms | p99 ms "
-        "| ratio | errors | server CPU us/request, omnitok / bare | client CPU us/request |"
+        "| client | case | clients | omnitok req/s | p50 ms | p99 ms | FastAPI+tiktoken req/s | ASGI+orjson+tiktoken "
+        "req/s | p50 ms | p99 ms | vs FastAPI | vs ASGI | errors | server CPU us/request, omnitok / FastAPI / ASGI "
+        "| client CPU us/request |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for kind, name, clients, o, b, client_us in rows:
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for kind, name, clients, res, client_us in rows:
+        o, f, a = res["omnitok"], res["fastapi"], res["asgi"]
         print(
-            f"| {kind} | {name} | {clients} | {o['rps']:.0f} | {o['p50']:.2f} | {o['p99']:.2f} | {b['rps']:.0f} | "
-            f"{b['p50']:.2f} | {b['p99']:.2f} | {o['rps'] / b['rps']:.2f} | {o['errors'] + b['errors']} | "
-            f"{_us(o['cpu_us'])} / {_us(b['cpu_us'])} | {client_us:.0f} |"
+            f"| {kind} | {name} | {clients} | {o['rps']:.0f} | {o['p50']:.2f} | {o['p99']:.2f} | {f['rps']:.0f} | "
+            f"{a['rps']:.0f} | {a['p50']:.2f} | {a['p99']:.2f} | {o['rps'] / f['rps']:.2f} | "
+            f"**{o['rps'] / a['rps']:.2f}** | {o['errors'] + f['errors'] + a['errors']} | "
+            f"{_us(o['cpu_us'])} / {_us(f['cpu_us'])} / {_us(a['cpu_us'])} | {client_us:.0f} |"
         )
     from omnitok import runtime
 

@@ -17,7 +17,8 @@ The `omnitok` command imports nothing else of the package below this module (imp
 - the stages: compression (`compress`, `Compressor`, `CompressExtractor`, `check_budget`),
   validation (`validate`, `write_report`, `REPORT_FORMATS`), bundles (`BundleRecipe`,
   `load_recipe`, `create_bundle`, `inspect_bundle`, `verify_bundle`, `install_bundle`,
-  `InstallLimits`, `installed_bundles`, `bundle_compression`, `pre_download`), token ids
+  `InstallLimits`, `installed_bundles`, `bundle_compression`, `pre_download`), Claude
+  calibrations (`calibrate`, `installed_calibrations`, `load_calibration`), token ids
   (`Encoder`, `parse_ids`), the embedding device (`set_default_device`);
 - the cache: `Cache` (omnitok.count_cache), `CacheSettings`, `CacheError`, `cache_settings`,
   `open_cache_tiers`, `recorded_cache_stats`, `cache_tags`, `redact_url`; `TokenizerSettings`;
@@ -108,6 +109,10 @@ _LAZY = {
     "validate": ("validation", "validate"),
     "REPORT_FORMATS": ("validation.report", "FORMATS"),
     "write_report": ("validation.report", "write"),
+    # Claude calibrations
+    "calibrate": ("calibrate", "calibrate"),
+    "installed_calibrations": ("calibration", "installed"),
+    "load_calibration": ("calibration", "load"),
     # bundles
     "BundleRecipe": ("bundle", "Recipe"),
     "load_recipe": ("bundle", "load_recipe"),
@@ -153,6 +158,9 @@ if TYPE_CHECKING:  # the same objects as _LAZY names (grimp reads these imports 
     from .bundle.install import Limits as InstallLimits  # noqa: F401
     from .cache import CacheError, CacheSettings, redact_url  # noqa: F401
     from .cache import settings_from as cache_settings  # noqa: F401
+    from .calibrate import calibrate  # noqa: F401
+    from .calibration import installed as installed_calibrations  # noqa: F401
+    from .calibration import load as load_calibration  # noqa: F401
     from .catalog import asset_rows, explain, model_families  # noqa: F401
     from .compression import Compressor, check_budget, compress  # noqa: F401
     from .compression.stream import CompressExtractor  # noqa: F401

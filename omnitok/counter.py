@@ -27,7 +27,8 @@ class CountResult:
     tokens: int
     model: str
     encoding: str
-    strategy: str
+    strategy: str  # how it was counted: tiktoken (an OpenAI encoding), hf-tokenizer, claude-calibrated, ...
+    engine: str | None  # what counted: gigatoken, tiktoken, tokenizers, sentencepiece, anthropic, heuristic, ...
     exact: bool
     error_band: float | None = None  # for estimates: the relative half-width of the likely error
 
@@ -37,6 +38,7 @@ class CountResult:
             "model": self.model,
             "encoding": self.encoding,
             "strategy": self.strategy,
+            "engine": self.engine,
             "exact": self.exact,
         }
         if self.error_band is not None:
@@ -161,7 +163,8 @@ class Counter:
 
     def _result(self, tokens: int) -> CountResult:
         s = self.strategy
-        return CountResult(tokens, self.resolution.model, s.encoding, s.name, s.exact, getattr(s, "error_band", None))
+        engine, band = getattr(s, "engine", None), getattr(s, "error_band", None)
+        return CountResult(tokens, self.resolution.model, s.encoding, s.name, engine, s.exact, band)
 
     def _pieces(self, item: str | Sequence[dict]) -> tuple[list[str], int]:
         if isinstance(item, str):

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 # compress: how contexts are scored; validate: the metrics and where the gate looks.
 METHODS = ("combined", "bm25", "dense")
-METRICS = ("rouge-l", "compression", "bertscore")
+METRICS = ("rouge-l", "compression", "bertscore", "bleu", "chrf")
 FAIL_ON = ("any", "mean", "p10")
 
 
@@ -247,18 +247,37 @@ class CompressOptions:
         return cls(**kwargs)
 
 
+def share(name: str, value):
+    """A gate on BLEU or chrF: 0 to 1 (sacrebleu's 0-100 score / 100), else a UsageError that says so."""
+    try:
+        return checked(name, value, 0, 1)
+    except UsageError as e:
+        raise UsageError(f"{e} (BLEU and chrF run 0-1 here: sacrebleu's score / 100)") from None
+
+
+def _need_sacrebleu() -> None:
+    """BLEU and chrF are sacrebleu's: refused when it does not import, before any pair is read."""
+    try:
+        import sacrebleu.metrics  # noqa: F401
+    except ImportError:
+        raise UsageError("BLEU and chrF need sacrebleu (pip install 'omnitok[validate]')") from None
+
+
 @dataclass(frozen=True)
 class ValidateOptions:
     """How to validate (every `omnitok validate` option that is not about input or output):
-    the metrics (a gate on a metric turns it on: `scored`), ROUGE-L's stemming, the gates, the
-    BERTScore model and its weighting, where the gate looks (`fail_on`), BERTScore's cache, and
-    `count`: how the compression metric counts (a CountOptions)."""
+    the metrics (a gate on a metric turns it on: `scored`), ROUGE-L's stemming, the gates (BLEU's
+    and chrF's run 0-1: sacrebleu's sentence score / 100), the BERTScore model and its weighting,
+    where the gate looks (`fail_on`), BERTScore's cache, and `count`: how the compression metric
+    counts (a CountOptions)."""
 
     metrics: tuple[str, ...] = ("rouge-l",)
     stem: bool = False
     min_rouge_l: float | None = None
     max_ratio: float | None = None
     min_bertscore: float | None = None
+    min_bleu: float | None = None
+    min_chrf: float | None = None
     bertscore_model: str | None = None
     idf: bool = False
     rescale: bool = False
@@ -285,6 +304,8 @@ class ValidateOptions:
         checked("--min-rouge-l", self.min_rouge_l, 0, 1)
         checked("--max-ratio", self.max_ratio, 0)
         checked("--min-bertscore", self.min_bertscore, -1, 1)
+        share("--min-bleu", self.min_bleu)
+        share("--min-chrf", self.min_chrf)
         if self.fail_on not in FAIL_ON:
             raise UsageError(f"--fail-on must be one of {', '.join(FAIL_ON)}")
         _check_cache_mode(self.cache)
@@ -292,11 +313,19 @@ class ValidateOptions:
             object.__setattr__(self, "count", CountOptions.from_dict(self.count))
         elif not isinstance(self.count, CountOptions):
             raise TypeError(f"count must be a CountOptions, not {type(self.count).__name__}")
+        if {"bleu", "chrf"} & set(self.scored):
+            _need_sacrebleu()
 
     @property
     def scored(self) -> tuple[str, ...]:
         """The metrics scored: `metrics` plus every metric a gate needs, in order, without repeats."""
-        gated = (("rouge-l", self.min_rouge_l), ("compression", self.max_ratio), ("bertscore", self.min_bertscore))
+        gated = (
+            ("rouge-l", self.min_rouge_l),
+            ("compression", self.max_ratio),
+            ("bertscore", self.min_bertscore),
+            ("bleu", self.min_bleu),
+            ("chrf", self.min_chrf),
+        )
         return tuple(dict.fromkeys((*self.metrics, *(m for m, t in gated if t is not None))))
 
     def to_dict(self) -> dict:

@@ -6,6 +6,7 @@ the texts of many records into one engine call and add the overhead back afterwa
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,3 +233,22 @@ def record_of(extractor, pos: int, source: str | None, line: int | None, obj: An
         rec.error = str(e)
         rec.raw = obj
     return rec
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")  # in a str only unpaired (the reader joins pairs)
+LONE_SURROGATE = "a lone surrogate escape (\\ud800-\\udfff without its pair) is not Unicode text"
+
+
+def lone_surrogate(obj: Any, depth: int = 0) -> bool:
+    """Whether a JSON value (as the standard library reads it) holds a lone surrogate in any string,
+    key or value: such a record is refused in every front end, as the command line's JSON reader
+    refuses its line (README, "Input rules")."""
+    if isinstance(obj, str):
+        return not obj.isascii() and _SURROGATE.search(obj) is not None
+    if depth > 64:  # deeper than any record a reader accepts
+        return False
+    if isinstance(obj, dict):
+        return any(lone_surrogate(k, depth + 1) or lone_surrogate(v, depth + 1) for k, v in obj.items())
+    if isinstance(obj, list):
+        return any(lone_surrogate(v, depth + 1) for v in obj)
+    return False

@@ -258,5 +258,10 @@ def records_of(items: Iterable[Any], extractor, source: str) -> Iterator:
     """Records of in-memory items (a text, or a JSON object as a JSONL line holds it), numbered as
     the command line numbers lines: pos from 0, line from 1; a record whose text cannot be taken
     out of it carries the reason, as a bad input line does."""
+    from .records import LONE_SURROGATE, Record, lone_surrogate
+
     for i, obj in enumerate(items):
+        if lone_surrogate(obj):  # read by a parser that keeps them (the server's): refused as the CLI's reader does
+            yield Record(i, source, i + 1, error=f"invalid JSON: {LONE_SURROGATE}", raw=None)
+            continue
         yield extractor.record(i, source, i + 1, obj)

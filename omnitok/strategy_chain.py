@@ -7,7 +7,7 @@ The family (asked from the registry by name, never imported here) supplies each 
 strategy (exact, else the estimate it steps down to), its framing, and its online provider. This
 module composes them: the online strategy first when it is allowed and configured, with the
 offline one behind it (Fallback). Every step down is visible: one warning per cause, and
-`strategy` / `exact` on every result. With `strict`, any step down from exact is an error (exit 5)
+`strategy` / `engine` / `exact` on every result. With `strict`, any step down from exact is an error (exit 5)
 instead.
 """
 
@@ -52,9 +52,21 @@ class Options:
 
 
 def meta_of(strategy, model: str) -> dict:
-    out = {"model": model, "encoding": strategy.encoding, "strategy": strategy.name, "exact": strategy.exact}
+    """The fields every result row of `strategy` carries: model, encoding, strategy (how it counts),
+    engine (what counted: gigatoken, tiktoken, tokenizers, sentencepiece, a provider such as
+    anthropic, heuristic; null for a plugin strategy that has no `engine`), exact, and error_band
+    for estimates."""
+    out = {
+        "model": model,
+        "encoding": strategy.encoding,
+        "strategy": strategy.name,
+        "engine": getattr(strategy, "engine", None),
+        "exact": strategy.exact,
+    }
     if not strategy.exact:
         out["error_band"] = strategy.error_band
+    if getattr(strategy, "calibration", None):  # the installed calibration an estimate used (its id)
+        out["calibration"] = strategy.calibration
     return out
 
 

@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass, field
 
 MAX_LISTED = 1000  # offenders and errors kept for listing; the totals count all
-_META_KEYS = ("model", "encoding", "strategy", "exact", "error_band")
+# What a row says about how it was counted (strategy_chain.meta_of), in the rows' order.
+_META_KEYS = ("model", "encoding", "strategy", "engine", "exact", "error_band")
 
 
 @dataclass
@@ -25,7 +26,7 @@ class Summary:
     offenders: list[tuple[str, object, int]] = field(default_factory=list)  # (where, id, tokens)
     error_list: list[str] = field(default_factory=list)
     _hist: collections.Counter = field(default_factory=collections.Counter)
-    # Records counted other than as planned (fallbacks): (model, encoding, strategy, exact, error_band) -> n.
+    # Records counted other than as planned (fallbacks): a tuple of _META_KEYS' values -> n.
     _how: collections.Counter = field(default_factory=collections.Counter)
 
     def add(self, tokens: int, record=None, meta: dict | None = None) -> None:
@@ -77,10 +78,11 @@ class Summary:
         return None
 
     def meta(self, planned: dict) -> dict:
-        """model / encoding / strategy / exact / error_band of the rows themselves: `planned` (the
-        strategy the run set out with) only when no row was counted. A run that fell back for some
-        rows says so: exact only if every row was, the widest error band, and `strategies` with
-        the records each strategy counted when there were several."""
+        """model / encoding / strategy / engine / exact / error_band of the rows themselves:
+        `planned` (the strategy the run set out with) only when no row was counted. A run that fell
+        back for some rows says so: exact only if every row was, the widest error band,
+        `strategy: "mixed"` and `strategies` with the records each strategy counted when there were
+        several, and likewise `engine: "mixed"` and `engines` when several engines counted."""
         how = collections.Counter(self._how)
         as_planned = self.counted - sum(how.values())
         if as_planned:
@@ -96,10 +98,13 @@ class Summary:
             out["error_band"] = max(bands)
         if len(kinds) > 1:
             out["strategy"] = "mixed"
-            by_name: collections.Counter = collections.Counter()
-            for key, n in how.items():
-                by_name[key[_META_KEYS.index("strategy")]] += n
-            out["strategies"] = dict(by_name.most_common())
+            out["strategies"] = _tally(how, "strategy")
+            engines = {k["engine"] for k in kinds}
+            if len(engines) == 1:
+                out["engine"] = engines.pop()
+            else:
+                out["engine"] = "mixed"
+                out["engines"] = _tally(how, "engine")
         return out
 
     def to_dict(self) -> dict:
@@ -120,3 +125,13 @@ class Summary:
                 else {}
             ),
         }
+
+
+def _tally(how: collections.Counter, key: str) -> dict:
+    """Records by one field of the ways they were counted (`strategy`, `engine`), most first; a
+    plugin strategy that names no engine is listed as "null" (a JSON key is a string)."""
+    i = _META_KEYS.index(key)
+    by_name: collections.Counter = collections.Counter()
+    for kind, n in how.items():
+        by_name["null" if kind[i] is None else kind[i]] += n
+    return dict(by_name.most_common())

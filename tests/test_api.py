@@ -30,5 +30,6 @@ def test_counter_result_fields():
         "model": "gpt-4o",
         "encoding": "o200k_base",
         "strategy": "tiktoken",
+        "engine": "gigatoken",
         "exact": True,
     }

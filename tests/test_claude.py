@@ -47,9 +47,9 @@ def test_regression_pin_estimate_is_scaled_o200k_and_labelled(ref_o200k):
         round(len(ref_o200k.encode_ordinary(prose)) * 1.16),
         round(len(ref_o200k.encode_ordinary(code)) * 1.30),
     ]
-    assert {(x.strategy, x.exact, x.error_band) for x in r} == {("claude-calibrated", False, 0.16)}
+    assert {(x.strategy, x.exact, x.error_band) for x in r} == {("claude-calibrated", False, 0.20)}
     newer = omnitok.count(prose, model="claude-opus-4-7")
-    assert newer.tokens == round(len(ref_o200k.encode_ordinary(prose)) * 1.16 * 1.30) and newer.error_band == 0.25
+    assert newer.tokens == round(len(ref_o200k.encode_ordinary(prose)) * 1.16 * 1.30) and newer.error_band == 0.30
 
 
 def test_regression_pin_anthropic_documented_chat_example():
@@ -62,7 +62,7 @@ def test_regression_pin_anthropic_documented_chat_example():
 def test_cli_marks_estimates(cli):
     r = cli("count", "-m", "claude-opus-4-7", "--format", "json", stdin=b"hello")
     row = __import__("orjson").loads(r.out)
-    assert row["exact"] is False and row["strategy"] == "claude-calibrated" and row["error_band"] == 0.25
+    assert row["exact"] is False and row["strategy"] == "claude-calibrated" and row["error_band"] == 0.30
 
 
 def test_image_block_is_an_error():

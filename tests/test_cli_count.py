@@ -8,7 +8,7 @@ import pytest
 from omnitok import pipeline
 from omnitok.errors import EXIT_BAD_RECORDS, EXIT_ERROR, EXIT_OVER_LIMIT, EXIT_USAGE
 
-META = {"model": "gpt-4o", "encoding": "o200k_base", "strategy": "tiktoken", "exact": True}
+META = {"model": "gpt-4o", "encoding": "o200k_base", "strategy": "tiktoken", "engine": "gigatoken", "exact": True}
 
 
 def write_jsonl(path, rows):
@@ -243,8 +243,8 @@ def test_add_field(cli, tmp_path, ref_o200k):
 def test_csv_and_json_formats(cli, ref_o200k):
     r = cli("count", "--format", "csv", stdin=b'{"text":"a b c","id":"q"}\n')
     assert r.text.splitlines() == [
-        "pos,id,source,line,tokens,model,encoding,strategy,exact,error_band,error",
-        f"0,q,<stdin>,1,{len(ref_o200k.encode_ordinary('a b c'))},gpt-4o,o200k_base,tiktoken,true,,",
+        "pos,id,source,line,tokens,model,encoding,strategy,engine,exact,error_band,error",
+        f"0,q,<stdin>,1,{len(ref_o200k.encode_ordinary('a b c'))},gpt-4o,o200k_base,tiktoken,gigatoken,true,,",
     ]
     r = cli("count", "--format", "json", stdin=b"a b c")
     assert orjson.loads(r.out) == {"pos": 0, "tokens": len(ref_o200k.encode_ordinary("a b c")), **META}
@@ -254,7 +254,11 @@ def test_csv_and_json_formats(cli, ref_o200k):
 
 def test_table_format(cli):
     r = cli("count", "--format", "table", stdin=b'{"text":"a b c","id":"q"}\n')
-    assert r.code == 0 and "gpt-4o (o200k_base, tiktoken, exact=True)" in r.text and "<stdin>:1" in r.text
+    assert (
+        r.code == 0
+        and "gpt-4o (o200k_base, tiktoken, engine gigatoken, exact=True)" in r.text
+        and "<stdin>:1" in r.text
+    )
 
 
 def test_summary_exact_percentiles(cli):

@@ -65,7 +65,7 @@ def test_table_streams_every_row(tmp_path, ref_o200k):
     r = omnitok("count", str(p), "--format", "table")
     assert r.code == 0
     lines = r.out.decode().splitlines()
-    assert lines[0] == "gpt-4o (o200k_base, tiktoken, exact=True)"
+    assert lines[0] == "gpt-4o (o200k_base, tiktoken, engine gigatoken, exact=True)"
     assert lines[1].split() == ["pos", "id", "where", "tokens", "error"]
     body = [line.split() for line in lines[3:]]
     assert len(body) == n

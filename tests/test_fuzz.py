@@ -55,10 +55,7 @@ CODES = {
 # Tracebacks of the crashes in KNOWN (below): the fuzz tests let them pass, so that the suite
 # passes until they are fixed; KNOWN's strict xfails say when they are. Remove both together.
 # Each is the start of the traceback's last line (the exception).
-KNOWN_SIGNATURES = (
-    "error: Error -3 while decompressing data",  # zlib.error from a damaged .gz (io/readers.py)
-    "Exception: ",  # tokenizers' Tokenizer.from_file on a damaged tokenizer.json (tokenizers/hf.py)
-)
+KNOWN_SIGNATURES: tuple[str, ...] = ()  # none left
 
 
 def check(
@@ -330,46 +327,16 @@ def _known_align_id_drops_records(tmp_path):
     return ["validate", *files, "--align", "id"], b""
 
 
-def _xfail(reason: str):
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
 KNOWN = [
-    pytest.param(
-        _known_gz_jsonl,
-        id="corrupt-gz-jsonl",
-        marks=_xfail(
-            "omnitok count bad.jsonl.gz (deflate data damaged): zlib.error traceback, "
-            "omnitok/io/readers.py jsonl_lines (catches OSError/EOFError only)"
-        ),
-    ),
-    pytest.param(
-        _known_gz_text,
-        id="corrupt-gz-text",
-        marks=_xfail("omnitok count bad.txt.gz: zlib.error traceback, omnitok/io/readers.py _read_text"),
-    ),
-    pytest.param(
-        _known_gz_stdin,
-        id="corrupt-gz-stdin",
-        marks=_xfail("omnitok count < bad.jsonl.gz: zlib.error traceback, omnitok/io/readers.py _sniff"),
-    ),
-    pytest.param(
-        _known_tokenizer_json,
-        id="tokenizer-json-without-model",
-        marks=_xfail(
-            "echo {} > t/tokenizer.json; omnitok count --tokenizer t/tokenizer.json --text hi: "
-            "'Exception: Model missing.' traceback, omnitok/tokenizers/hf.py _Tokenizers.__init__ (Tokenizer.from_file)"
-        ),
-    ),
-    pytest.param(
-        _known_align_id_drops_records,
-        id="align-id-drops-bad-records",
-        marks=_xfail(
-            "validate --original-file a.jsonl --compressed-file b.jsonl --align id, b.jsonl holding an invalid "
-            "JSON line and a record without an id: exit 0, both dropped silently (omnitok/cli/validate.py "
-            "_aligned keeps only b's records with no error and an id)"
-        ),
-    ),
+    # Fixed, each once a traceback: a .gz whose deflate data is damaged (zlib.error is no OSError:
+    # io/readers.GzipReader), from a file, as text, on stdin; a tokenizer.json the tokenizers
+    # library cannot load (tokenizers/hf.py _Tokenizers).
+    pytest.param(_known_gz_jsonl, id="corrupt-gz-jsonl"),
+    pytest.param(_known_gz_text, id="corrupt-gz-text"),
+    pytest.param(_known_gz_stdin, id="corrupt-gz-stdin"),
+    pytest.param(_known_tokenizer_json, id="tokenizer-json-without-model"),
+    # Fixed: validate --align id once dropped B's bad records and those without an id (exit 0).
+    pytest.param(_known_align_id_drops_records, id="align-id-drops-bad-records"),
 ]
 
 # Cases that must fail the run (a bad record under --on-error stop), not only not crash.

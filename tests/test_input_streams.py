@@ -19,7 +19,7 @@ from .console import OMNITOK, omnitok
 
 ROWS = [{"text": "alpha beta", "id": "a"}, {"text": "γάμμα"}, {"text": "third one here"}]
 DATA = b"".join(orjson.dumps(r) + b"\n" for r in ROWS)
-META = {"model": "gpt-4o", "encoding": "o200k_base", "strategy": "tiktoken", "exact": True}
+META = {"model": "gpt-4o", "encoding": "o200k_base", "strategy": "tiktoken", "engine": "gigatoken", "exact": True}
 
 
 @pytest.fixture
@@ -59,8 +59,16 @@ def test_malformed_first_line_is_the_jsonl_error_not_one_text(cli):
     )
 
 
-def test_text_that_starts_with_a_brace_stays_text(cli, ref_o200k):
-    text = b'{\n  "pretty": "printed"\n}\n'
+def test_a_pretty_printed_object_on_stdin_is_one_json_record(cli):
+    r = cli("count", "-m", "gpt-4o", stdin=b'{\n  "pretty": "printed"\n}\n')
+    assert r.code == EXIT_ERROR
+    assert r.err.splitlines()[0] == (
+        "omnitok: error: <stdin>:1: no 'text' or 'messages' field; pass --field (record has: pretty)"
+    )
+
+
+def test_text_that_starts_with_a_brace_but_is_no_json_stays_text(cli, ref_o200k):
+    text = b'{\n  "not": json\n}\n'
     r = cli("count", "-m", "gpt-4o", stdin=text)
     assert (r.code, r.out) == (0, b"%d\n" % len(ref_o200k.encode_ordinary(text.decode())))
 

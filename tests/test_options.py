@@ -77,7 +77,7 @@ def test_count_options_round_trip_and_count_the_same(tmp_path):
         (lambda: CountOptions(timeout=float("nan")), ["count", "--timeout", "nan", "--text", "x"]),
         (lambda: CountOptions(retries=101), ["count", "--retries", "101", "--text", "x"]),
         (lambda: CompressOptions(method="magic"), ["compress", "--budget", "5", "--method", "magic", "--context", "-"]),
-        (lambda: ValidateOptions(metrics="rouge-l,bleu"), ["validate", "--metrics", "rouge-l,bleu"]),
+        (lambda: ValidateOptions(metrics="rouge-l,meteor"), ["validate", "--metrics", "rouge-l,meteor"]),
         (lambda: ValidateOptions(fail_on="p50"), ["validate", "--fail-on", "p50"]),
         (lambda: ValidateOptions(min_rouge_l=2.0), ["validate", "--min-rouge-l", "2"]),
         (lambda: ValidateOptions(max_ratio=-1.0), ["validate", "--max-ratio", "-1"]),
@@ -190,9 +190,8 @@ def test_count_ray_hands_the_workers_the_commands_options(tmp_path, monkeypatch)
         seen["spec"] = spec
         raise UsageError("stopped before the job")
 
-    monkeypatch.setattr(oray, "connect", lambda *a, **k: True)  # no cluster: the spec is the point
-    monkeypatch.setattr(oray, "_quiet_data", lambda: None)
-    monkeypatch.setattr(oray, "check_workers", stop)
+    monkeypatch.setattr(oray.files, "connect", lambda *a, **k: True)  # no cluster: the spec is the point
+    monkeypatch.setattr(oray.files, "check_workers", stop)
     args = ["count", "--ray", "-m", "gpt-4o", str(data), "-o", str(tmp_path / "out"), "-q"]
     args += ["--engine", "tiktoken", "--no-special-tokens", "--timeout", "7", "--retries", "1", "--strict"]
     try:

@@ -20,14 +20,17 @@ import pytest
 from omnitok import engine_core
 from omnitok.api import count_files
 from omnitok.errors import AssetError
+from omnitok.io import parts
+from omnitok.io import shards as sharding
 
 try:
     import ray
     import ray.data
 
     import omnitok.ray as oray
+    from omnitok.ray import RayOptions
 except ImportError:  # the ray extra is not installed: the engine-core tests still run
-    ray = oray = None
+    ray = oray = RayOptions = None
 
 needs_ray = pytest.mark.skipif(
     ray is None, reason="omnitok.ray needs Ray Data: pip install 'omnitok[ray]' (the test extra has it)"
@@ -148,20 +151,44 @@ def test_engine_core_alone_equals_local_pipeline(data):
     read and counted by the core, give count_files' rows; and a table gives its rows' counts."""
     parquet = sorted((data / "pq").iterdir())
     paths = [str(p) for p in [*parquet, data / "chats.jsonl"]]
-    shards = engine_core.plan_shards(engine_core.list_inputs(paths), None, "id", 3000)
-    todo = engine_core.ranges_to_count(shards)
-    engine_core.number_lines(
-        shards, {i: engine_core.newlines(shards[i]["path"], shards[i]["start"], shards[i]["end"]) for i in todo}
-    )
+    shards = sharding.plan_shards(sharding.list_inputs(paths), None, "id", 3000)
+    todo = sharding.ranges_to_count(shards)
+    sharding.number_lines(shards, {i: sharding.newlines(shards[i].path, shards[i].start, shards[i].end) for i in todo})
     core = engine_core.build(engine_core.Spec("count", MODEL))
-    tables = [core.records(engine_core.read_shard(s, core.extractor())) for s in shards]
+    tables = [core.records(sharding.shard_records(s, core.extractor())) for s in shards]
     got = [(r["source"], r["line"], r["id"], r["tokens"], r["error"]) for t in tables for r in t.to_pylist()]
     assert got == _local(paths) and len(todo) > 10
     table = pq.read_table(parquet[0])
     rows = core.table(table).to_pylist()
     assert [(r["id"], r["tokens"], r["error"]) for r in rows] == [(r[2], r[3], r[4]) for r in _local(parquet[:1])]
+    # Through the run driver (run.count): its outcome, and the engine that counted on every row.
+    assert core.outcome.records == len(rows) and core.outcome.errors == sum(r["error"] is not None for r in rows) > 0
+    assert {r["engine"] for r in rows if r["error"] is None} == {core.meta["engine"]} and core.meta["engine"]
     spec = engine_core.Spec("count", MODEL, {"engine": "tiktoken"}, ("text",), "id")
     assert engine_core.Spec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec  # plain data
+
+
+@needs_ray
+def test_ray_options_are_checked_once_with_the_command_lines_messages():
+    from omnitok.errors import UsageError
+
+    with pytest.raises(
+        UsageError, match=r"^--ray-workers must be a whole number from 1 to 9223372036854775807, not 0$"
+    ):
+        RayOptions(concurrency=0)
+    with pytest.raises(UsageError, match=r"^shard_bytes must be a whole number from 1 to 9223372036854775807, not 0$"):
+        RayOptions(shard_bytes=0)
+    with pytest.raises(UsageError, match=r"^num_cpus must be a finite number at least 0, not nan$"):
+        RayOptions(num_cpus=float("nan"))
+    with pytest.raises(UsageError, match="bundles must be a list"):
+        RayOptions(bundles="x.tar.gz")
+    with pytest.raises(TypeError):
+        RayOptions(0.5)  # keyword-only: no positional mix-up of address and num_cpus
+    ro = RayOptions(bundles=["a.tar.gz"])
+    assert ro.bundles == ("a.tar.gz",) and ro.ray_init() == {"log_to_driver": False, "logging_level": "error"}
+    assert RayOptions(verbose=True, init={"num_cpus": 2}).ray_init() == {"num_cpus": 2}
+    with pytest.raises(TypeError, match="ray_options must be a RayOptions"):
+        oray.count(None, MODEL, ray_options={"num_cpus": 1})
 
 
 def test_spec_must_be_plain_data():
@@ -181,7 +208,10 @@ def test_count_paths_equals_local_pipeline(cluster, data, tmp_path):
     out = tmp_path / "out"
     # Small shards: several runs of row groups per Parquet file (3), byte ranges of the JSONL file (13).
     r = oray.count_paths(
-        [str(p) for p in paths], str(out), MODEL, num_cpus=CPUS, concurrency=ACTORS, shard_bytes=SHARD_BYTES
+        [str(p) for p in paths],
+        str(out),
+        MODEL,
+        ray_options=RayOptions(num_cpus=CPUS, concurrency=ACTORS, shard_bytes=SHARD_BYTES),
     )
     local = _local(paths)
     got = _written(out)
@@ -197,9 +227,29 @@ def test_count_paths_equals_local_pipeline(cluster, data, tmp_path):
     assert len(r.errors) == errors and r.errors[0].startswith(str(parquet[0]) + ":6: ")
     # A directory is a dataset: its files in name order, named as the directory was given.
     out2 = tmp_path / "out2"
-    r2 = oray.count_paths([str(data / "pq")], str(out2), MODEL, num_cpus=CPUS, concurrency=ACTORS)
+    r2 = oray.count_paths(
+        [str(data / "pq")], str(out2), MODEL, ray_options=RayOptions(num_cpus=CPUS, concurrency=ACTORS)
+    )
     assert _written(out2) == _local(parquet)
     assert r2.summary["total_tokens"] == _totals(_local(parquet))[2]
+
+
+def test_odd_records_count_as_every_other_front_end(cluster, tmp_path):
+    """The parity corpus (tests/test_parity.py: ids past 64 bits, lone surrogates, null and
+    non-string texts, odd roles, a BOM and blank lines) counted on Ray gives the command line's
+    tokens, ids and errors row for row (ids from JSONL come out as their exact digits: the Parquet
+    id column of a JSONL input is a string column)."""
+    from tests.console import omnitok as run
+    from tests.test_parity import _jsonl, _key, _loads
+
+    path = _jsonl(tmp_path)
+    cli = run("count", "-m", MODEL, str(path), "--on-error", "record")
+    want = [
+        (None if k[1] is None else str(k[1]), *k[2:]) for k in (_key(_loads(line)) for line in cli.out.splitlines())
+    ]
+    oray.count_paths([str(path)], str(tmp_path / "out"), MODEL, ray_options=RayOptions(num_cpus=CPUS, concurrency=1))
+    rows = pads.dataset(str(tmp_path / "out"), format="parquet").to_table().to_pylist()
+    assert [(r["id"], r["tokens"], r["error"]) for r in rows] == want
 
 
 @needs_ray
@@ -224,7 +274,7 @@ def test_worker_killed_mid_job_keeps_totals_exact(cluster, data, tmp_path):
         """Exits the worker process, once, on its first shard of the marked file."""
 
         def shard(self, shard):
-            if shard["source"].endswith("part1.parquet") and not os.path.exists(flag):
+            if shard.source.endswith("part1.parquet") and not os.path.exists(flag):
                 open(flag, "w").close()
                 os._exit(1)
             return super().shard(shard)
@@ -236,9 +286,7 @@ def test_worker_killed_mid_job_keeps_totals_exact(cluster, data, tmp_path):
         [str(p) for p in paths],
         str(out),
         MODEL,
-        num_cpus=CPUS,
-        concurrency=ACTORS,
-        shard_bytes=SHARD_BYTES,
+        ray_options=RayOptions(num_cpus=CPUS, concurrency=ACTORS, shard_bytes=SHARD_BYTES),
         batch_class=DiesOnce,
     )
     assert os.path.exists(flag)  # a worker did die
@@ -251,7 +299,9 @@ def test_worker_killed_mid_job_keeps_totals_exact(cluster, data, tmp_path):
 @needs_ray
 def test_count_in_a_users_pipeline(cluster, data):
     ds = ray.data.read_parquet(str(data / "pq"))
-    rows = oray.count(ds, MODEL, field="text", keep=True, num_cpus=CPUS, concurrency=ACTORS).take_all()
+    rows = oray.count(
+        ds, MODEL, field="text", keep=True, ray_options=RayOptions(num_cpus=CPUS, concurrency=ACTORS)
+    ).take_all()
     local = {r[2]: r for r in _local(sorted((data / "pq").iterdir()))}
     assert len(rows) == len(local)
     for row in rows:
@@ -278,7 +328,7 @@ def test_compress_same_as_library(cluster):
     got = {
         r["id"]: r
         for r in oray.compress(
-            ray.data.from_items(items), MODEL, budget=40, num_cpus=CPUS, concurrency=ACTORS
+            ray.data.from_items(items), MODEL, budget=40, ray_options=RayOptions(num_cpus=CPUS, concurrency=ACTORS)
         ).take_all()
     }
     comp = Compressor(MODEL, method="bm25", cache="off")
@@ -305,12 +355,17 @@ def test_validate_same_as_library(cluster):
         original = _text(rng) + " end"
         items.append({"id": i, "original": original, "compressed": " ".join(original.split()[::2])})
     items.append({"id": 50, "original": "only one side", "compressed": None})
-    metrics = ("rouge-l", "compression")
+    metrics = ("rouge-l", "compression", "bleu", "chrf")
     ds = ray.data.from_items(items)
     got = {
         r["id"]: r
         for r in oray.validate(
-            ds, metrics=metrics, model=MODEL, min_rouge_l=0.5, num_cpus=CPUS, concurrency=ACTORS
+            ds,
+            metrics=metrics,
+            model=MODEL,
+            min_rouge_l=0.5,
+            min_chrf=0.6,
+            ray_options=RayOptions(num_cpus=CPUS, concurrency=ACTORS),
         ).take_all()
     }
     counter = Counter(MODEL, cache="off")
@@ -321,7 +376,7 @@ def test_validate_same_as_library(cluster):
             continue
         want = score_pair(item["original"], item["compressed"], metrics, counter)
         assert {k: row[k] for k in want} == want
-        assert row["passed"] == (want["rouge_l_f1"] >= 0.5)
+        assert row["passed"] == (want["rouge_l_f1"] >= 0.5 and want["chrf"] >= 0.6)
 
 
 QWEN = "Qwen/Qwen2.5-7B-Instruct"
@@ -343,13 +398,17 @@ def test_missing_asset_fails_before_the_job(cluster, data, qwen_bundle, tmp_path
     out = tmp_path / "out"
     # Workers have no DeepSeek files (and no network): one message, before any shard runs.
     with pytest.raises(AssetError, match="on the Ray workers: no tokenizer files for 'deepseek-ai/DeepSeek-V3'"):
-        oray.count_paths([str(data / "chats.jsonl")], str(out), "deepseek-ai/DeepSeek-V3", num_cpus=CPUS)
+        oray.count_paths(
+            [str(data / "chats.jsonl")], str(out), "deepseek-ai/DeepSeek-V3", ray_options=RayOptions(num_cpus=CPUS)
+        )
     assert os.listdir(out) == []
     with pytest.raises(AssetError, match="cannot read the bundle"):
-        oray.count(ray.data.from_items([{"text": "x"}]), QWEN, bundles=[str(tmp_path / "nope.tar.gz")])
+        oray.count(
+            ray.data.from_items([{"text": "x"}]), QWEN, ray_options=RayOptions(bundles=[str(tmp_path / "nope.tar.gz")])
+        )
     bad = oray.BundleAsset(qwen_bundle[0], "0" * 64)
     with pytest.raises(AssetError, match="expected 0000"):
-        oray.count(ray.data.from_items([{"text": "x"}]), QWEN, bundles=[bad])
+        oray.count(ray.data.from_items([{"text": "x"}]), QWEN, ray_options=RayOptions(bundles=[bad]))
 
 
 @needs_ray
@@ -357,7 +416,8 @@ def test_airgapped_workers_count_exactly_from_a_bundle(cluster, data, qwen_bundl
     bundle, directory = qwen_bundle
     paths = [data / "chats.jsonl"]
     out = tmp_path / "out"
-    r = oray.count_paths([str(p) for p in paths], str(out), QWEN, bundles=[bundle], num_cpus=CPUS, shard_bytes=20000)
+    ro = RayOptions(num_cpus=CPUS, shard_bytes=20000, bundles=[bundle])
+    r = oray.count_paths([str(p) for p in paths], str(out), QWEN, ray_options=ro)
     assert r.summary["exact"] is True and r.summary["strategy"] == "hf-tokenizer"
     local = _local(paths, QWEN, tokenizer=directory)
     assert _written(out) == local
@@ -403,6 +463,7 @@ def test_count_ray_through_the_console_script(cluster, data, tmp_path):
     local = _local([data / "chats.jsonl"])
     summary = json.loads(r.stdout)
     assert r.returncode == 4, r.stderr.decode()[-2000:]
+    assert r.stderr == b""  # -q, and Ray quiet unless --verbose: no log lines, progress bars, worker output
     assert (summary["records"], summary["errors"], summary["total_tokens"]) == _totals(local)
     r = subprocess.run([omnitok_bin, "count", "--ray", "--text", "x"], capture_output=True, timeout=60)
     assert r.returncode == 2 and r.stderr.decode().startswith("omnitok: error: --ray counts Parquet or JSONL files")
@@ -418,7 +479,7 @@ import omnitok.ray as oray
 
 class KillsDriver(oray.ShardCounter):
     def shard(self, shard):
-        if shard["index"] == 2:
+        if shard.index == 2:
             deadline = time.time() + 60
             while time.time() < deadline and sum(n.startswith("part-") for n in os.listdir(self.output)) < 2:
                 time.sleep(0.05)
@@ -428,7 +489,8 @@ class KillsDriver(oray.ShardCounter):
 
 DRIVER = os.getpid()
 oray.count_paths(
-    sys.argv[2:], sys.argv[1], "gpt-4o", batch_class=KillsDriver, concurrency=1, num_cpus=0.5, shard_bytes=16000
+    sys.argv[2:], sys.argv[1], "gpt-4o", batch_class=KillsDriver,
+    ray_options=oray.RayOptions(num_cpus=0.5, concurrency=1, shard_bytes=16000),
 )
 """
 
@@ -546,7 +608,11 @@ def test_a_failed_part_write_commits_nothing(cluster, data, tmp_path):
     paths = [str(p) for p in sorted((data / "pq").iterdir())[:1]]
     with pytest.raises(OutputError, match=f"^{out}: No space left on device$"):
         oray.count_paths(
-            paths, str(out), MODEL, num_cpus=CPUS, concurrency=1, shard_bytes=SHARD_BYTES, batch_class=DiskFull
+            paths,
+            str(out),
+            MODEL,
+            ray_options=RayOptions(num_cpus=CPUS, concurrency=1, shard_bytes=SHARD_BYTES),
+            batch_class=DiskFull,
         )
     assert os.listdir(out) == []
 
@@ -572,18 +638,18 @@ def test_output_directory_rules(tmp_path):
     notices.reset()
     notices.set_handler(said.append)
     try:
-        mine = engine_core.prepare_output(str(out))
+        mine = parts.prepare_output(str(out))
     finally:
         notices.set_handler(None)
     assert said == [f"{out}: removed _temporary/ left by an unfinished run (1 part files, never committed)"]
     assert os.listdir(out) == ["_temporary"] and os.listdir(out / "_temporary") == [os.path.basename(mine)]
     with pytest.raises(UsageError, match=rf"another run \(pid {os.getpid()}\) is writing into it"):
-        engine_core.prepare_output(str(out))  # the run just prepared is this process's: alive
-    engine_core.discard_run(str(out), mine)
+        parts.prepare_output(str(out))  # the run just prepared is this process's: alive
+    parts.discard_run(str(out), mine)
     assert os.listdir(out) == []
     (out / "part-00000.parquet").write_bytes(b"x")
     with pytest.raises(UsageError, match=r"not empty \(part-00000.parquet\)"):
-        engine_core.prepare_output(str(out))
+        parts.prepare_output(str(out))
     (out / "_SUCCESS").write_bytes(b"")
     with pytest.raises(UsageError, match=r"holds a complete dataset \(_SUCCESS, 1 part files\)"):
-        engine_core.prepare_output(str(out))
+        parts.prepare_output(str(out))

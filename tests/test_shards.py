@@ -376,3 +376,46 @@ def test_the_reference_loads_once_from_many_threads():
     for t in threads:
         t.join()
     assert made == [1]
+
+
+def test_cluster_shards_read_alone_through_a_given_filesystem(tmp_path):
+    """A cluster's plan (io.shards: one Shard type, plain data both ways) over a pyarrow filesystem
+    given as a parameter (paths inside it, as an object store's client takes them), each shard
+    read alone, gives the serial reader's records, lines, ids and errors: JSONL byte ranges (a BOM,
+    blank and bad lines), runs of Parquet row groups, and a .json document read whole."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    from omnitok.io.readers import InputStream
+    from omnitok.records import Extractor
+
+    rng = random.Random(11)
+    d = tmp_path / "data"
+    d.mkdir()
+    lines = [b"", b"{bad", b'"a string"'] + [
+        orjson.dumps(
+            {"id": i, "text": " ".join(rng.choice(["ab", "cd", "é", "中"]) for _ in range(rng.randint(0, 30)))}
+        )
+        for i in range(300)
+    ]
+    rng.shuffle(lines)
+    (d / "a.jsonl").write_bytes(b"\xef\xbb\xbf" + b"\n".join(lines) + b"\n")
+    rows = [{"id": f"p{i}", "text": None if i % 17 == 3 else f"row {i} " * (i % 9)} for i in range(200)]
+    pq.write_table(pa.Table.from_pylist(rows), d / "b.parquet", row_group_size=30)
+    (d / "c.json").write_text(json.dumps([{"id": 1, "text": "one"}, {"id": 2, "text": 3}, {"id": 3, "text": "x"}]))
+    fs = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem())
+    ex = Extractor(None, None, "id")
+    plan = shards.plan_shards(shards.list_inputs(["data"], fs=fs), None, "id", 400, fs)
+    assert [shards.Shard.from_dict(json.loads(json.dumps(s.to_dict()))) for s in plan] == plan
+    assert sum(s.fmt == "jsonl" for s in plan) > 5 and sum(s.fmt == "parquet" for s in plan) > 1
+    todo = shards.ranges_to_count(plan)
+    shards.number_lines(plan, {i: shards.newlines(plan[i].path, plan[i].start, plan[i].end, fs) for i in todo})
+    got = [(r.source, r.line, r.id, r.texts, r.error) for s in plan for r in shards.shard_records(s, ex, fs)]
+    want = []
+    for name in ("a.jsonl", "b.parquet", "c.json"):
+        for r in InputStream([str(d / name)], ex):
+            want.append((f"data/{name}", r.line, r.id, r.texts, r.error))
+    assert got == want and any(e for *_, e in got)

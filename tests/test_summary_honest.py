@@ -11,8 +11,14 @@ from omnitok.summary import Summary
 from .mock_providers import API_KEY, MockProviders
 
 TEXT = "the quick brown fox jumps over the lazy dog"
-API = {"model": "claude-sonnet-4-5", "encoding": "claude", "strategy": "anthropic-api", "exact": True}
-EST = {**API, "strategy": "claude-calibrated", "exact": False, "error_band": 0.12}
+API = {
+    "model": "claude-sonnet-4-5",
+    "encoding": "claude",
+    "strategy": "anthropic-api",
+    "engine": "anthropic",
+    "exact": True,
+}
+EST = {**API, "strategy": "claude-calibrated", "engine": "gigatoken", "exact": False, "error_band": 0.12}
 
 
 @pytest.fixture
@@ -30,14 +36,14 @@ def test_summary_after_a_fallback_is_not_exact(cli, anthropic):
     r = cli("count", "--online", "--retries", "2", "-m", "claude-sonnet-4-5", "--summary", stdin=rows)
     assert r.code == 0, r.err
     s = orjson.loads(r.out)
-    assert (s["strategy"], s["exact"], s["records"]) == ("claude-calibrated", False, 3)
+    assert (s["strategy"], s["engine"], s["exact"], s["records"]) == ("claude-calibrated", "gigatoken", False, 3)
     assert s["error_band"] > 0
 
 
 def test_summary_of_online_rows_is_exact(cli, anthropic):
     r = cli("count", "--online", "-m", "claude-sonnet-4-5", "--summary", stdin=TEXT.encode())
     s = orjson.loads(r.out)
-    assert (s["strategy"], s["exact"]) == ("anthropic-api", True) and "error_band" not in s
+    assert (s["strategy"], s["engine"], s["exact"]) == ("anthropic-api", "anthropic", True) and "error_band" not in s
 
 
 def test_mixed_rows_are_mixed():
@@ -50,8 +56,20 @@ def test_mixed_rows_are_mixed():
         "model": "claude-sonnet-4-5",
         "encoding": "claude",
         "strategy": "mixed",
+        "engine": "mixed",
         "exact": False,
         "error_band": 0.12,
         "strategies": {"anthropic-api": 2, "claude-calibrated": 1},
+        "engines": {"anthropic": 2, "gigatoken": 1},
     }
     assert Summary().meta(API) == API  # nothing counted: what the run planned
+
+
+def test_one_engine_under_several_strategies_is_named():
+    """Strategies differ but one engine counted every row: the summary names it, no `engines`."""
+    s = Summary()
+    s.add(5, None, None)
+    s.add(7, None, {**EST, "model": "gpt-4o"})
+    meta = s.meta({**EST, "strategy": "tiktoken", "exact": True, "error_band": None})
+    assert (meta["strategy"], meta["engine"], "engines" in meta) == ("mixed", "gigatoken", False)
+    assert meta["strategies"] == {"tiktoken": 1, "claude-calibrated": 1}

@@ -202,3 +202,38 @@ def test_two_files_aligned_by_line_and_id(cli, tmp_path):
         (1, rouge_l("alpha beta gamma", "alpha gamma").f1),
         (2, rouge_l("delta epsilon", "delta").f1),
     ]
+
+
+def test_align_id_never_drops_a_record(tmp_path):
+    from .console import omnitok as run
+
+    a = tmp_path / "a.jsonl"
+    b = tmp_path / "b.jsonl"
+    a.write_text(
+        '{"id": 1, "original": "the cat sat"}\n{"id": 2, "original": "a dog ran"}\n'
+        '{"id": 2, "original": "twice"}\n{"original": "no id"}\n'
+    )
+    b.write_text('{"id": 1, "compressed": "cat sat"}\nnot json\n{"compressed": "no id either"}\n')
+    r = run(
+        "validate",
+        "--original-file",
+        str(a),
+        "--compressed-file",
+        str(b),
+        "--align",
+        "id",
+        "--on-error",
+        "record",
+        "--format",
+        "jsonl",
+    )
+    assert r.code == 4, r.err
+    rows = [orjson.loads(line) for line in r.out.splitlines()][:-1]  # the last line is the summary
+    errors = sorted(row["error"] for row in rows if "error" in row)
+    assert len(rows) == 6 and sum("error" not in row for row in rows) == 1  # only id 1 pairs
+    assert any("no record with id 2 in" in e for e in errors)
+    assert any("id 2 is given twice" in e for e in errors)
+    assert sum("no id (field 'id')" in e for e in errors) == 2
+    assert any("invalid JSON" in e for e in errors)
+    r = run("validate", "--original-file", str(a), "--compressed-file", str(b), "--align", "id")
+    assert r.code == 1 and "omnitok: error:" in r.err  # stop (the default) at the first bad record

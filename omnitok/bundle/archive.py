@@ -19,7 +19,7 @@ from pathlib import Path
 from .._version import __version__
 from ..errors import UsageError
 from .manifest import FORMAT, FORMAT_VERSION, check, is_name
-from .sources import BundleError, gather
+from .sources import Asset, BundleError, gather
 
 
 def _hashes(path: Path) -> tuple[str, str, int]:
@@ -32,6 +32,16 @@ def _hashes(path: Path) -> tuple[str, str, int]:
             b3.update(block)
             size += len(block)
     return sha.hexdigest(), b3.hexdigest(), size
+
+
+def calibration_asset(cal_id: str) -> tuple[Asset, str]:
+    """(the bundle asset of a calibration in this host's store, its model): installed under
+    calibrations/ in the asset store, where offline counting looks for it."""
+    from .. import calibration
+
+    cal = calibration.load(cal_id)  # checked: a damaged calibration is never bundled
+    source = f"omnitok calibrate: {cal.model} against {cal.data['provider']}, {cal.data['created']}"
+    return Asset(f"calibrations/{cal.id}.json", calibration.path_of(cal.id), source), cal.model
 
 
 def compression_for(output: str, compression: str | None) -> str:
@@ -87,6 +97,10 @@ def create(recipe, output: str, compression: str | None = None, workdir: str | N
         )
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         assets, by_model, revisions = gather(recipe, Path(tmp))
+        for cal_id in dict.fromkeys(recipe.calibrations):
+            asset, model = calibration_asset(cal_id)
+            assets.append(asset)
+            by_model.setdefault(model, []).append(asset.path)
         files = []
         for a in assets:
             sha, b3, size = _hashes(a.local)

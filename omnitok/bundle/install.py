@@ -175,6 +175,29 @@ def pinned_sha256() -> dict[str, tuple[str, str]]:
     return out
 
 
+CALIBRATIONS = "calibrations/"  # omnitok calibrate's files (omnitok.calibration), checked like the store reads them
+MAX_CALIBRATION = 1 << 20
+
+
+def _calibration_problem(rel: str, data: bytes) -> str | None:
+    """Why a calibrations/ member is not a calibration that offline counting would read, or None."""
+    from ..calibration import MAX_FILE, parse
+    from ..errors import AssetError
+
+    name = rel[len(CALIBRATIONS) :]
+    if "/" in name or not name.endswith(".json"):
+        return "a calibration is calibrations/<id>.json"
+    if len(data) > MAX_FILE:
+        return f"a calibration is at most {MAX_FILE} bytes"
+    try:
+        cal = parse(data, rel)
+    except AssetError as e:
+        return e.message
+    if cal.id != name[: -len(".json")]:
+        return f"its id {cal.id!r} is not its file name's"
+    return None
+
+
 def check_members(path: str, limits: Limits, staging: Path | None, problems: list[str] | None = None) -> dict:
     """Read the whole bundle, checking every member; write accepted files under `staging` when
     given. With `problems`, hash mismatches are collected instead of raised (bundle verify)."""
@@ -229,11 +252,14 @@ def check_members(path: str, limits: Limits, staging: Path | None, problems: lis
             sha, b3 = hashlib.sha256(), blake3()
             src = tar.extractfile(m)
             dest = inside(staging, rel, "staging directory") if staging is not None else None
+            content = [] if rel.startswith(CALIBRATIONS) else None  # read again below: a few KB
             with _Staged(dest, path) as out:
                 while block := src.read(1 << 20):
                     sha.update(block)
                     b3.update(block)
                     out(block)
+                    if content is not None and sum(map(len, content)) <= MAX_CALIBRATION:
+                        content.append(block)
             bad, message = [], ""
             if sha.hexdigest() != entry["sha256"]:
                 bad.append(f"sha256 {sha.hexdigest()} != {entry['sha256']}")
@@ -246,6 +272,8 @@ def check_members(path: str, limits: Limits, staging: Path | None, problems: lis
                     f"{path}: entry {m.name!r} refused: sha256 {sha.hexdigest()} is not the pinned sha256 of "
                     f"{pin[0]} ({pin[1]}), which omnitok checks before using it"
                 )
+            elif content is not None and (problem := _calibration_problem(rel, b"".join(content))):
+                message = f"{path}: entry {m.name!r} refused: {problem}"
             if message:
                 if problems is None:
                     raise BundleError(message)

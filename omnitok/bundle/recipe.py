@@ -16,6 +16,7 @@ class Recipe:
     description: str = ""
     revisions: dict[str, str] = field(default_factory=dict)
     local_dirs: dict[str, str] = field(default_factory=dict)  # model id -> directory
+    calibrations: list[str] = field(default_factory=list)  # ids in the calibration store (omnitok calibrate)
 
 
 def recipe_dirs() -> list[Path]:
@@ -51,10 +52,14 @@ def load_recipe(name_or_path: str) -> Recipe:
     models = data.get("models")
     if not isinstance(models, list) or not all(isinstance(m, str) for m in models) or not models:
         raise UsageError(f"{path}: 'models' must be a non-empty list of model ids")
+    calibrations = data.get("calibrations", [])
+    if not isinstance(calibrations, list) or not all(isinstance(c, str) for c in calibrations):
+        raise UsageError(f"{path}: 'calibrations' must be a list of calibration ids")
     return Recipe(
         name=str(data.get("name", path.stem)),
         models=models,
         description=str(data.get("description", "")),
         revisions=dict(data.get("revisions", {})),
         local_dirs=dict(data.get("local_dirs", {})),
+        calibrations=calibrations,
     )

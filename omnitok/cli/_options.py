@@ -6,6 +6,46 @@ from typing import Annotated
 
 import typer
 
+# The values some options take, for shell completion (tests/test_help_and_completion.py checks
+# them against the library's own lists: omnitok.io.writers.OUTPUT_FORMATS, omnitok.options).
+INPUT_FORMATS = ("auto", "jsonl", "json", "parquet", "text")
+OUTPUT_FORMATS = ("auto", "number", "jsonl", "json", "csv", "parquet", "table")
+COMPRESS_FORMATS = ("auto", "jsonl", "json", "text")
+REPORT_FORMATS = ("auto", "table", "jsonl", "json", "junit", "github", "markdown")
+METHODS = ("auto", "combined", "bm25", "dense")
+METRICS = ("rouge-l", "compression", "bertscore", "bleu", "chrf")
+ON_ERROR = ("stop", "skip", "record")
+ENGINES = ("auto", "gigatoken", "tiktoken", "tokenizers", "sentencepiece", "transformers")
+CACHE_MODES = ("auto", "on", "off")
+
+
+def complete(values: tuple[str, ...]):
+    """Shell completion of an option's values (typer's `autocompletion`)."""
+
+    def completions(incomplete: str) -> list[str]:
+        return [v for v in values if v.startswith(incomplete)]
+
+    return completions
+
+
+def complete_list(values: tuple[str, ...]):
+    """Completion of a comma-separated list (--metrics rouge-l,bl<TAB>): the values not given yet."""
+
+    def completions(incomplete: str) -> list[str]:
+        *given, last = incomplete.split(",")
+        head = "".join(g + "," for g in given)
+        return [head + v for v in values if v.startswith(last) and v not in given]
+
+    return completions
+
+
+def complete_model(incomplete: str) -> list[str]:
+    """Shell completion of -m: the model ids the registry knows (omnitok models)."""
+    from .. import api
+
+    ids = (m["model"] for fam in api.model_families() for m in fam["models"] if m.get("kind") in ("id", "bedrock id"))
+    return sorted({i for i in ids if i.startswith(incomplete)})
+
 
 def number(low=None, high=None, *, low_open: bool = False, integer: bool = False):
     """A callback for a numeric option: finite and within the bounds (omnitok.numbers.checked),
@@ -21,7 +61,9 @@ def number(low=None, high=None, *, low_open: bool = False, integer: bool = False
 
 Files = Annotated[
     list[str] | None,
-    typer.Argument(help="Input files (JSONL, Parquet, text; .gz by suffix). '-' or none: stdin.", show_default=False),
+    typer.Argument(
+        help="Input files (JSONL, JSON, Parquet, text; .gz by suffix). '-' or none: stdin.", show_default=False
+    ),
 ]
 Model = Annotated[
     str | None,
@@ -30,6 +72,7 @@ Model = Annotated[
         "-m",
         help="Model id, e.g. gpt-4o, gpt-4.1-mini, o3, text-embedding-3-small. Default: $OMNITOK_MODEL, else gpt-4o.",
         show_default=False,
+        autocompletion=complete_model,
     ),
 ]
 Encoding = Annotated[
@@ -59,8 +102,11 @@ InputFormat = Annotated[
     str,
     typer.Option(
         "--input-format",
-        help="auto (by suffix; stdin and pipes: JSONL if the first non-blank line is {...}, "
-        "Parquet if it starts with PAR1, else text), jsonl, parquet, text.",
+        help="auto (by suffix: .jsonl/.ndjson JSONL, .json a JSON document, .parquet/.pq Parquet, else "
+        "text; stdin and pipes: JSONL if the first non-blank line is {...}, Parquet if it starts with "
+        "PAR1, a JSON document if it starts with \\[ or { and parses as one, else text), jsonl, json "
+        "(an array of records or one record, at most 64 MiB), parquet, text.",
+        autocompletion=complete(INPUT_FORMATS),
     ),
 ]
 Lines = Annotated[
@@ -73,6 +119,7 @@ Format = Annotated[
         "--format",
         help="auto (a bare number for one text, else JSONL; or by -o suffix), "
         "number, jsonl, json, csv, parquet, table.",
+        autocompletion=complete(OUTPUT_FORMATS),
     ),
 ]
 Output = Annotated[
@@ -85,6 +132,7 @@ OnError = Annotated[
         "--on-error",
         help="Bad record: stop (exit 1), skip (report on stderr, exit 4), or "
         "record (an error row in the output, exit 4).",
+        autocompletion=complete(ON_ERROR),
     ),
 ]
 Jobs = Annotated[
@@ -104,6 +152,7 @@ Engine = Annotated[
         "--engine",
         help="Engine: auto (fastest exact), gigatoken, tiktoken (OpenAI reference), "
         "tokenizers (Hugging Face reference), sentencepiece (tokenizer.model), transformers.",
+        autocompletion=complete(ENGINES),
     ),
 ]
 
@@ -152,6 +201,7 @@ CacheMode = Annotated[
     typer.Option(
         "--cache",
         help="auto (cache what is dear to redo: online counts, embeddings, BERTScore), on (cache everything), off.",
+        autocompletion=complete(CACHE_MODES),
     ),
 ]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Same as --cache off.")]

@@ -9,8 +9,53 @@ import typer
 from .. import errors
 from ._output import info, print_json, print_rows, wants_json
 
+EPILOG = """\
+Examples:
+
+  omnitok bundle create --models gpt-4o,Qwen/Qwen2.5-7B-Instruct -o tok.tar.gz   # where the hub is reachable
+
+  omnitok bundle verify tok.tar.gz && omnitok bundle install tok.tar.gz          # on the air-gapped host
+
+  omnitok bundle list
+"""
+CREATE_EPILOG = """\
+Examples:
+
+  omnitok bundle create --models gpt-4o,Qwen/Qwen2.5-7B-Instruct -o tok.tar.gz
+
+  omnitok bundle create --recipe openai -o openai.tar.gz                  # bundles/openai.toml
+
+  omnitok bundle create --models my-org/model --local my-org/model=./model-dir -o tok.tar.gz
+"""
+INSPECT_EPILOG = """\
+Examples:
+
+  omnitok bundle inspect tok.tar.gz
+
+  omnitok bundle inspect tok.tar.gz --json | jq '.files[].path'
+"""
+VERIFY_EPILOG = """\
+Example:
+
+  omnitok bundle verify tok.tar.gz            # exit 1 on any mismatch
+"""
+INSTALL_EPILOG = """\
+Examples:
+
+  omnitok bundle install tok.tar.gz
+
+  omnitok bundle install tok.tar.gz --hf-cache --tiktoken-cache   # also where transformers and tiktoken look
+"""
+LIST_EPILOG = """\
+Example:
+
+  omnitok bundle list
+"""
+
 app = typer.Typer(
-    help="Tokenizer bundles for air-gapped hosts: create online, verify, install offline.", no_args_is_help=True
+    help="Tokenizer bundles for air-gapped hosts: create online, verify, install offline.",
+    epilog=EPILOG,
+    no_args_is_help=True,
 )
 
 
@@ -18,7 +63,7 @@ def _emit(data) -> None:
     print_json(data)
 
 
-@app.command("create", epilog="Example: omnitok bundle create --models gpt-4o,Qwen/Qwen2.5-7B-Instruct -o tok.tar.gz")
+@app.command("create", epilog=CREATE_EPILOG)
 def create_cmd(
     output: str = typer.Option(
         "tokenizers.tar.gz", "--output", "-o", help="The bundle to write (.tar.gz, .tar.zst, .tar)."
@@ -36,23 +81,34 @@ def create_cmd(
     compression: str | None = typer.Option(
         None, "--compression", help="gzip (default), zstd, none; or by suffix.", show_default=False
     ),
+    calibration: list[str] | None = typer.Option(
+        None,
+        "--calibration",
+        help="Carry a calibration (omnitok calibrate --list): ID (repeatable); install puts it where counting looks.",
+        show_default=False,
+    ),
 ) -> None:
     """Gather the tokenizer files of some models (never weights) into one verified, deterministic archive."""
     import dataclasses
 
     from .. import api
 
-    if bool(models) == bool(recipe):
+    if models and recipe:
         raise errors.UsageError("give either --models or --recipe")
+    if not (models or recipe or calibration):
+        raise errors.UsageError("give --models, --recipe or --calibration")
     api.bundle_compression(output, compression)  # a bad --compression is refused before any download
     r = (
         api.load_recipe(recipe)
         if recipe
-        else api.BundleRecipe("custom", [m.strip() for m in models.split(",") if m.strip()])
+        else api.BundleRecipe("custom", [m.strip() for m in (models or "").split(",") if m.strip()])
     )
     pins = dict(_pairs(revision, "--revision"))
     dirs = dict(_pairs(local, "--local"))
-    r = dataclasses.replace(r, revisions={**r.revisions, **pins}, local_dirs={**r.local_dirs, **dirs})
+    cals = [*r.calibrations, *(c.strip() for c in calibration or [])]
+    r = dataclasses.replace(
+        r, revisions={**r.revisions, **pins}, local_dirs={**r.local_dirs, **dirs}, calibrations=cals
+    )
     info(f"omnitok: gathering {len(r.models)} model(s) for bundle {r.name!r} ...")
     path = api.create_bundle(r, output, compression)
     m = api.inspect_bundle(str(path))
@@ -75,7 +131,7 @@ def _pairs(values: list[str] | None, option: str):
         yield key.strip(), value.strip()
 
 
-@app.command("inspect")
+@app.command("inspect", epilog=INSPECT_EPILOG)
 def inspect_cmd(
     bundle: str = typer.Argument(..., help="A bundle archive."),
     json_out: bool = typer.Option(False, "--json", help="The manifest as JSON."),
@@ -98,7 +154,7 @@ def inspect_cmd(
     print_rows(cells, ("path", "size", "sha256", "source", "revision", "license"), title)
 
 
-@app.command("verify")
+@app.command("verify", epilog=VERIFY_EPILOG)
 def verify_cmd(bundle: str = typer.Argument(..., help="A bundle archive.")) -> None:
     """Re-hash every file of a bundle against its manifest, and the files omnitok pins (tiktoken's
     rank files, the Gemma models) against omnitok's sha256, as install does (exit 1 on any mismatch)."""
@@ -110,7 +166,7 @@ def verify_cmd(bundle: str = typer.Argument(..., help="A bundle archive.")) -> N
         raise typer.Exit(errors.EXIT_ERROR)
 
 
-@app.command("install")
+@app.command("install", epilog=INSTALL_EPILOG)
 def install_cmd(
     bundle: str = typer.Argument(..., help="A bundle archive."),
     hf_cache: bool = typer.Option(False, "--hf-cache", help="Also into the Hugging Face cache layout (HF_HOME)."),
@@ -132,7 +188,7 @@ def _megabytes(value: float, option: str) -> int:
     return max(1, int(value * 1_000_000))
 
 
-@app.command("list")
+@app.command("list", epilog=LIST_EPILOG)
 def list_cmd() -> None:
     """The bundles installed in omnitok's asset store; `intact` is false, with the files under
     `replaced` and a warning, when a file changed since the install (another bundle replaced it)."""

@@ -10,7 +10,54 @@ from .. import errors
 from . import _options as opt
 from ._output import print_line, print_mapping
 
-app = typer.Typer(help="The three-tier cache: L1 memory, L2 disk (diskcache), L3 Redis/Valkey.", no_args_is_help=True)
+EPILOG = """\
+Examples:
+
+  omnitok cache path                                  # where the disk cache (L2) and L3 are
+
+  omnitok cache stats --json
+
+  omnitok cache warm -m gpt-4o corpus.jsonl           # pre-fill it from a corpus
+
+  omnitok cache clear --tier l2 -m gpt-4o --yes
+"""
+PATH_EPILOG = """\
+Examples:
+
+  omnitok cache path
+
+  omnitok cache path --l3-url redis://localhost:6379/0
+"""
+STATS_EPILOG = """\
+Examples:
+
+  omnitok cache stats
+
+  omnitok cache stats --json
+"""
+CLEAR_EPILOG = """\
+Examples:
+
+  omnitok cache clear --yes                           # every tier
+
+  omnitok cache clear --tier l2 -m gpt-4o --yes       # only gpt-4o's entries on disk
+"""
+WARM_EPILOG = """\
+Examples:
+
+  omnitok cache warm -m gpt-4o corpus.jsonl
+
+  cat chats.jsonl | omnitok cache warm -m claude-sonnet-4-5
+"""
+VERIFY_EPILOG = """\
+Examples:
+
+  omnitok cache verify -m gpt-4o corpus.jsonl --sample 500   # exit 1 on a mismatch
+"""
+
+app = typer.Typer(
+    help="The three-tier cache: L1 memory, L2 disk (diskcache), L3 Redis/Valkey.", epilog=EPILOG, no_args_is_help=True
+)
 
 
 def _failed(command: str, failures: dict[str, str], undone: str) -> errors.OmnitokError:
@@ -52,7 +99,7 @@ def _emit(data: dict, json_out: bool) -> None:
     print_mapping(data, asked_json=json_out)
 
 
-@app.command("path")
+@app.command("path", epilog=PATH_EPILOG)
 def path_cmd(cache_dir: opt.CacheDir = None, l3_url: opt.L3Url = None) -> None:
     """Print where the L2 cache lives (and the L3 URL, password hidden)."""
     from .. import api
@@ -63,7 +110,7 @@ def path_cmd(cache_dir: opt.CacheDir = None, l3_url: opt.L3Url = None) -> None:
         print_line(api.redact_url(s.l3_url))
 
 
-@app.command("stats")
+@app.command("stats", epilog=STATS_EPILOG)
 def stats_cmd(
     json_out: bool = typer.Option(False, "--json", help="JSON instead of a table."),
     cache_dir: opt.CacheDir = None,
@@ -82,10 +129,14 @@ def stats_cmd(
     _report(data, cache, json_out, "stats", "unreadable")
 
 
-@app.command("clear")
+@app.command("clear", epilog=CLEAR_EPILOG)
 def clear_cmd(
-    tier: str = typer.Option("all", "--tier", help="l1, l2, l3 or all."),
-    model: str | None = typer.Option(None, "--model", "-m", help="Only this model's entries.", show_default=False),
+    tier: str = typer.Option(
+        "all", "--tier", help="l1, l2, l3 or all.", autocompletion=opt.complete(("all", "l1", "l2", "l3"))
+    ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Only this model's entries.", show_default=False, autocompletion=opt.complete_model
+    ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     cache_dir: opt.CacheDir = None,
     l3_url: opt.L3Url = None,
@@ -119,7 +170,7 @@ def clear_cmd(
     _report(out, cache, True, "clear", "not cleared")
 
 
-@app.command("warm")
+@app.command("warm", epilog=WARM_EPILOG)
 def warm_cmd(
     files: opt.Files = None,
     model: opt.Model = None,
@@ -156,7 +207,7 @@ def warm_cmd(
         raise typer.Exit(errors.EXIT_BAD_RECORDS)
 
 
-@app.command("verify")
+@app.command("verify", epilog=VERIFY_EPILOG)
 def verify_cmd(
     files: opt.Files = None,
     model: opt.Model = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import typer
@@ -70,6 +71,7 @@ def compress_cmd(
         "--method",
         help="combined (BM25 + embeddings), bm25 (fast, no model), dense (embeddings); "
         "auto: combined if the embedding model is installed (or --embedding-url given), else bm25.",
+        autocompletion=opt.complete(opt.METHODS),
     ),
     embedding_url: str | None = typer.Option(
         None,
@@ -110,6 +112,7 @@ def compress_cmd(
         "auto",
         "--format",
         help="jsonl, json, or text (the compressed text only). auto: text for --context, else jsonl.",
+        autocompletion=opt.complete(FORMATS),
     ),
     output: opt.Output = None,
     on_error: opt.OnError = "stop",
@@ -153,26 +156,21 @@ def compress_cmd(
         bar = ProgressBar(stream.progress, enabled=not quiet, label="compressing")
         policy.notify = notify(bar.close)
         budgets = {"budget": budget, "ratio": ratio, "target_compression": target_compression}
-
-        def run():
-            return api.run_compress(
-                stream,
-                comp,
-                policy,
-                writer.emit,
-                error_rows=fmt != "text",
-                min_quality=min_quality,
-                jobs=jobs,
-                progress=bar.update,
-                **budgets,
-            )
-
+        run = functools.partial(
+            api.run_compress, stream, comp, policy, writer.emit, error_rows=fmt != "text", min_quality=min_quality
+        )
         try:
-            outcome = api.written(out, writer, run)
+            outcome = api.written(out, writer, lambda: run(jobs=jobs, progress=bar.update, **budgets))
         finally:
             bar.close()
     finally:
         comp.close()
+    _tell(outcome, quiet, min_quality)
+    return outcome.exit_code
+
+
+def _tell(outcome, quiet: bool, min_quality: float | None) -> None:
+    """compress's closing words on stderr: what was compressed, the bad records, the gate."""
     totals = outcome.totals
     n, total_in, total_out = totals["contexts"], totals["tokens_in"], totals["tokens_out"]
     if not quiet and n and (n > 1 or sys.stderr.isatty()):
@@ -183,7 +181,6 @@ def compress_cmd(
     report(outcome, quiet)
     if outcome.stopped is None and totals["below"] and not quiet:
         error(f"quality gate failed: {totals['below']} of {n} results have quality_score < {min_quality}")
-    return outcome.exit_code
 
 
 class _Rows:

@@ -89,7 +89,7 @@ def count(
     ray_: bool = typer.Option(
         False,
         "--ray",
-        help="Count on a Ray cluster (pip install 'omnitok[ray]'): Parquet/JSONL files or directories, "
+        help="Count on a Ray cluster (pip install 'omnitok\\[ray]'): Parquet/JSONL files or directories, "
         "local or URIs; results as a Parquet dataset in --output DIR, the summary on stdout.",
     ),
     ray_address: str = typer.Option(
@@ -111,6 +111,12 @@ def count(
         help="--ray: how many actors count (default: one a CPU of the cluster).",
         show_default=False,
     ),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        help="--ray: Ray's own output on stderr (log lines, worker output, progress bars); quiet without it.",
+        show_default=False,
+    ),
     quiet: opt.Quiet = False,
 ) -> None:
     """Count tokens of texts, JSONL records, chat messages or Parquet rows, exactly, offline.
@@ -120,6 +126,7 @@ def count(
     """
     if ray_ and (text or add_field or lines):
         raise errors.UsageError("--ray counts Parquet or JSONL files; --text, --add-field and --lines do not apply")
+    _check_words(files)
     from .. import api
 
     # a bad --on-error is refused before anything is opened (--ray checks it with its own rules)
@@ -153,6 +160,7 @@ def count(
             max_tokens=max_tokens,
             on_error=on_error,
             quiet=quiet,
+            verbose=verbose,
             options=options,
         )
     counter = api.Counter(model, options=options)
@@ -162,25 +170,9 @@ def count(
         extractor = api.Extractor(opt.split_fields(field), counter.framing, id_field or None)
         stream = api.open_inputs(list(files or []), extractor, input_format, lines, bool(add_field), text or None)
         stats = api.Summary(max_tokens_limit=max_tokens)
-        records_out = output if summary else output or "-"
-        out = sink = None
-        if records_out is not None:
-            kind = api.output_format(fmt, records_out, stream.single_text)
-            out = api.open_output(records_out, stream.paths)
-            try:
-                id_type = stream.id_type() if kind == "parquet" else None  # Parquet out: the inputs' id type
-                sink = api.make_sink(kind, out.stream, counter.meta, len(stream.paths) > 1, add_field, id_type)
-            except BaseException:
-                out.close(commit=False)
-                raise
-        bar = ProgressBar(stream.progress, enabled=not quiet)
-        policy.notify = notify(bar.close)
-        try:
-            outcome = api.written(
-                out, sink, lambda: api.run_count(stream, counter, policy, stats, sink, jobs=jobs, progress=bar.update)
-            )
-        finally:
-            bar.close()
+        outcome = _run(
+            api, stream, counter, policy, stats, output if summary else output or "-", fmt, add_field, jobs, quiet
+        )
         cache_stats = counter.cache.run_stats() if counter.cache is not None else None
     finally:
         counter.close()
@@ -190,6 +182,42 @@ def count(
         list_over_limit(stats.over_limit, stats.counted, stats.max_tokens_limit, stats.offenders)
     report(outcome, quiet)
     return outcome.exit_code
+
+
+def _run(api, stream, counter, policy, stats, records_out, fmt, add_field, jobs, quiet):
+    """The local run: its rows to `records_out` (None: totals only) in the chosen format, committed
+    only when the run ended well (api.written), a progress bar on a terminal."""
+    out = sink = None
+    if records_out is not None:
+        kind = api.output_format(fmt, records_out, stream.single_text)
+        out = api.open_output(records_out, stream.paths)
+        try:
+            id_type = stream.id_type() if kind == "parquet" else None  # Parquet out: the inputs' id type
+            sink = api.make_sink(kind, out.stream, counter.meta, len(stream.paths) > 1, add_field, id_type)
+        except BaseException:
+            out.close(commit=False)
+            raise
+    bar = ProgressBar(stream.progress, enabled=not quiet)
+    policy.notify = notify(bar.close)
+    try:
+        return api.written(
+            out, sink, lambda: api.run_count(stream, counter, policy, stats, sink, jobs=jobs, progress=bar.update)
+        )
+    finally:
+        bar.close()
+
+
+def _check_words(files: list[str] | None) -> None:
+    """A positional that is not a file and looks like words, not a file name (`omnitok count hello
+    world`): say so, and how to count text, before anything is read."""
+    import os
+
+    for path in files or []:
+        if path == "-" or "://" in path or os.path.lexists(path):
+            continue
+        if not any(c in path for c in "./\\") or any(c.isspace() for c in path):
+            raise errors.InputError(path, None, "no such file (to count text, use --text)")
+        return
 
 
 def _print_summary(stats, meta: dict, fmt: str, cache_stats: dict | None = None) -> None:
@@ -203,5 +231,7 @@ def _print_summary(stats, meta: dict, fmt: str, cache_stats: dict | None = None)
     rows = dict(stats.to_dict())
     if cache_stats is not None:
         rows.update({f"cache {k}": v for k, v in cache_stats.items()})
-    title = f"{meta['model']} ({meta['encoding']}, {meta['strategy']}, exact={meta['exact']})"
+    title = (
+        f"{meta['model']} ({meta['encoding']}, {meta['strategy']}, engine {meta.get('engine')}, exact={meta['exact']})"
+    )
     print_mapping(rows, title)

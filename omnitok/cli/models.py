@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import typer
 
+from . import _options as opt
 from ._output import print_json, print_line, print_rows, wants_json
+
+EPILOG = """\
+Examples:
+
+  omnitok models                                      # every family, its ids, chains and local assets
+
+  omnitok models claude-sonnet-4-5                    # how this id would be counted
+
+  omnitok models Qwen/Qwen2.5-7B-Instruct --json
+
+  omnitok models --json | jq -r '.families[].models[].model'
+"""
 
 
 def models_cmd(
     model: str | None = typer.Argument(
-        None, help="Resolve one model id and say how it would be counted.", show_default=False
+        None,
+        help="Resolve one model id and say how it would be counted.",
+        show_default=False,
+        autocompletion=opt.complete_model,
     ),
     json_out: bool = typer.Option(False, "--json", help="JSON (one document) instead of tables."),
     online: bool | None = typer.Option(

@@ -33,12 +33,15 @@ def count_on_ray(
     on_error: str = "stop",
     allow_estimate: bool = False,
     quiet: bool = False,
+    verbose: bool = False,
     options=None,
     **kwargs,
 ) -> int:
     """Run `omnitok count` over `paths` on Ray with `options` (an api.CountOptions, as `count`
     builds it), or keyword options, Counter's (encoding, engine, tokenizer, special_tokens,
-    online, strict, cache, ...). Returns the exit code."""
+    online, strict, cache, ...); the cluster settings become one omnitok.ray.RayOptions. Ray's
+    own output (worker lines, progress bars, log lines below errors) only with `verbose`.
+    Returns the exit code."""
     from dataclasses import replace
 
     from .. import api
@@ -57,6 +60,13 @@ def count_on_ray(
         from .. import ray as oray
     except ImportError:
         raise errors.UsageError("--ray needs Ray Data: pip install 'omnitok[ray]'") from None
+    ray_options = oray.RayOptions(
+        address=address,
+        concurrency=workers,
+        bundles=tuple(bundles or ()),
+        allow_estimate=allow_estimate,
+        verbose=verbose,
+    )
     if not quiet:
         info(f"omnitok: counting on Ray ({address or 'auto'}) into {output} ...")
     joined = oray.ray.is_initialized()
@@ -69,14 +79,11 @@ def count_on_ray(
                 field=fields,
                 id_field=id_field,
                 input_format=input_format,
-                bundles=bundles or (),
-                address=address,
-                concurrency=workers,
                 max_tokens=max_tokens,
                 # A cluster cannot stop at the first bad record: every one is an error row (or skipped).
                 skip_errors=on_error == "skip",
-                allow_estimate=allow_estimate,
                 options=options,
+                ray_options=ray_options,
             )
         finally:
             if not joined:  # Ray's last log lines (printed as it shuts down) still go to stderr
@@ -87,9 +94,10 @@ def count_on_ray(
 
 def _ray_environment(address: str | None) -> None:
     """Ray's settings for a command-line run, made before Ray is imported (its core reads them
-    once): no colour codes in its log lines unless stderr is a terminal; and, when joining a
-    cluster at a given address, a connection attempt that gives up in seconds, not minutes (Ray's
-    default waits 30 s an attempt). Values already in the environment are kept."""
+    once): no colour codes in its log lines unless stderr is a terminal (what Ray prints at all:
+    RayOptions.verbose); and, when joining a cluster at a given address, a connection attempt
+    that gives up in seconds, not minutes (Ray's default waits 30 s an attempt). Values already
+    in the environment are kept."""
     import os
 
     if not sys.stderr.isatty():

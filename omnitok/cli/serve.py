@@ -14,7 +14,8 @@ Examples:
 
   omnitok serve --host 0.0.0.0 --port 8001 --workers 4 --auth-token-file /run/secrets/omnitok-token
 
-  curl -s localhost:8001/count-tokens -d '{"text": "Hello, world!", "model_id": "gpt-4"}'
+  curl -s localhost:8001/count-tokens -H 'content-type: application/json' \\
+    -d '{"text": "Hello, world!", "model_id": "gpt-4"}'
 """
 
 

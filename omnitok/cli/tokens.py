@@ -48,7 +48,12 @@ Text = typer.Argument(
     help="The text (several arguments are joined by spaces, as ttok joins them). None: stdin, read whole.",
     show_default=False,
 )
-TextFormat = typer.Option("text", "--format", help="text (ids separated by spaces) or json (an array).")
+TextFormat = typer.Option(
+    "text",
+    "--format",
+    help="text (ids separated by spaces) or json (an array).",
+    autocompletion=opt.complete(("text", "json")),
+)
 
 
 def _encoder(model, encoding, engine, tokenizer, purpose: str):

@@ -1,4 +1,5 @@
-"""`omnitok validate`: ROUGE-L and compression of compressed prompts vs originals, as a CI gate."""
+"""`omnitok validate`: ROUGE-L, BLEU, chrF, BERTScore and compression of compressed prompts vs
+originals, as a CI gate."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ Examples:
   omnitok validate --original "$(cat long.txt)" --compressed "$(cat short.txt)" --metrics rouge-l,compression -m gpt-4o
 
   omnitok validate pairs.jsonl --min-rouge-l 0.6 --fail-on p10 --format github
+
+  omnitok validate pairs.jsonl --metrics rouge-l,bleu,chrf --min-chrf 0.5 --format markdown
 """
 
 
@@ -39,12 +42,19 @@ def validate_cmd(
         help="Compressed texts, aligned line by line (or by --id-field with --align id).",
         show_default=False,
     ),
-    align: str = typer.Option("line", "--align", help="Two files: pair records by line or by id."),
+    align: str = typer.Option(
+        "line", "--align", help="Two files: pair records by line or by id.", autocompletion=opt.complete(("line", "id"))
+    ),
     original_field: str = typer.Option("original", "--original-field", help="Field of the original text."),
     compressed_field: str = typer.Option("compressed", "--compressed-field", help="Field of the compressed text."),
     id_field: opt.IdField = "id",
     input_format: opt.InputFormat = "auto",
-    metrics: str = typer.Option("rouge-l", "--metrics", help="Comma-separated: rouge-l, bertscore, compression."),
+    metrics: str = typer.Option(
+        "rouge-l",
+        "--metrics",
+        help="Comma-separated: rouge-l, bleu, chrf, bertscore, compression.",
+        autocompletion=opt.complete_list(opt.METRICS),
+    ),
     model: opt.Model = None,
     stem: bool = typer.Option(False, "--stem", help="ROUGE-L with Porter stemming (rouge-score's use_stemmer)."),
     min_rouge_l: float | None = typer.Option(
@@ -64,6 +74,18 @@ def validate_cmd(
         help="Gate: BERTScore F1 at least this.",
         show_default=False,
     ),
+    min_bleu: float | None = typer.Option(
+        None,
+        "--min-bleu",
+        help="Gate: BLEU at least this, 0-1 (sacrebleu's sentence BLEU / 100).",
+        show_default=False,
+    ),
+    min_chrf: float | None = typer.Option(
+        None,
+        "--min-chrf",
+        help="Gate: chrF at least this, 0-1 (sacrebleu's sentence chrF / 100).",
+        show_default=False,
+    ),
     bertscore_model: str | None = typer.Option(
         None,
         "--bertscore-model",
@@ -78,16 +100,24 @@ def validate_cmd(
     cache: opt.CacheMode = "auto",
     no_cache: opt.NoCache = False,
     cache_dir: opt.CacheDir = None,
-    fail_on: str = typer.Option("any", "--fail-on", help="any (every pair), mean, or p10 (the 10th percentile)."),
+    fail_on: str = typer.Option(
+        "any",
+        "--fail-on",
+        help="any (every pair), mean, or p10 (the 10th percentile).",
+        autocompletion=opt.complete(("any", "mean", "p10")),
+    ),
     fmt: str = typer.Option(
-        "auto", "--format", help="table, jsonl, json, junit, github, markdown (auto: table on a terminal, else jsonl)."
+        "auto",
+        "--format",
+        help="table, jsonl, json, junit, github, markdown (auto: table on a terminal, else jsonl).",
+        autocompletion=opt.complete(opt.REPORT_FORMATS),
     ),
     output: opt.Output = None,
     on_error: opt.OnError = "stop",
     jobs: opt.Jobs = None,
     quiet: opt.Quiet = False,
 ) -> int:
-    """Score (original, compressed) pairs with ROUGE-L and token compression; exit 6 when a gate fails."""
+    """Score (original, compressed) pairs (ROUGE-L, BLEU, chrF, BERTScore, compression); exit 6 when a gate fails."""
     from .. import api
     from ..api import REPORT_FORMATS
     from ._output import error
@@ -101,6 +131,8 @@ def validate_cmd(
         min_rouge_l=min_rouge_l,
         max_ratio=max_ratio,
         min_bertscore=min_bertscore,
+        min_bleu=min_bleu,
+        min_chrf=min_chrf,
         bertscore_model=bertscore_model,
         idf=idf,
         rescale=rescale,
@@ -115,25 +147,8 @@ def validate_cmd(
     if fmt not in REPORT_FORMATS:
         raise errors.UsageError(f"--format must be one of {', '.join(REPORT_FORMATS)}")
     counter = api.Counter(model, options=options.count) if "compression" in chosen else None
-    if (original is None) != (compressed is None):
-        raise errors.UsageError("give both --original and --compressed, or neither")
-    if (original_file is None) != (compressed_file is None):
-        raise errors.UsageError("give both --original-file and --compressed-file, or neither")
-    if original is not None:
-        if files:
-            raise errors.UsageError("give files or --original/--compressed, not both")
-        pairs = [(0, None, "--original/--compressed", original, compressed, None)]
-    elif original_file is not None:
-        if files:
-            raise errors.UsageError("give pair files or --original-file/--compressed-file, not both")
-        pairs = _aligned(
-            original_file, compressed_file, original_field, compressed_field, id_field, align, input_format
-        )
-    else:
-        stream = api.open_inputs(
-            files or [], api.Extractor((original_field, compressed_field), None, id_field or None), input_format
-        )
-        pairs = ((r.pos, r.id, r.where, *(r.texts or [None, None]), r.error) for r in stream)
+    texts = (original, compressed, original_file, compressed_file, original_field, compressed_field)
+    pairs = _pairs(files, *texts, id_field, align, input_format)
     if original is None:
         api.check_output(output, [original_file, compressed_file] if original_file is not None else files or ["-"])
 
@@ -153,6 +168,30 @@ def validate_cmd(
     return outcome.exit_code
 
 
+def _pairs(
+    files, original, compressed, original_file, compressed_file, original_field, compressed_field, id_field, align, fmt
+):
+    """Where the pairs come from, checked: one pair, two aligned files, or records holding both
+    texts; (pos, id, where, original, compressed, error) tuples."""
+    from .. import api
+
+    if (original is None) != (compressed is None):
+        raise errors.UsageError("give both --original and --compressed, or neither")
+    if (original_file is None) != (compressed_file is None):
+        raise errors.UsageError("give both --original-file and --compressed-file, or neither")
+    if original is not None:
+        if files:
+            raise errors.UsageError("give files or --original/--compressed, not both")
+        return [(0, None, "--original/--compressed", original, compressed, None)]
+    if original_file is not None:
+        if files:
+            raise errors.UsageError("give pair files or --original-file/--compressed-file, not both")
+        return _aligned(original_file, compressed_file, original_field, compressed_field, id_field, align, fmt)
+    extractor = api.Extractor((original_field, compressed_field), None, id_field or None)
+    stream = api.open_inputs(files or [], extractor, fmt)
+    return ((r.pos, r.id, r.where, *(r.texts or [None, None]), r.error) for r in stream)
+
+
 def _aligned(a_path, b_path, a_field, b_field, id_field, align, input_format):
     """Pairs from two files: record i of one with record i of the other, or by id."""
     from .. import api
@@ -167,17 +206,7 @@ def _aligned(a_path, b_path, a_field, b_field, id_field, align, input_format):
 
     a, b = stream(a_path, a_field), stream(b_path, b_field)
     if align == "id":
-        by_id = {}
-        for r in b:
-            if r.error is None and r.id is not None:
-                by_id[r.id] = r
-        for r in a:
-            other = by_id.pop(r.id, None) if r.id is not None else None
-            err = r.error or (None if other is not None else f"no record with id {r.id!r} in {b_path}")
-            err = err or other.error
-            yield (r.pos, r.id, r.where, r.texts[0] if not err else None, other.texts[0] if not err else None, err)
-        for rid, r in by_id.items():
-            yield (r.pos, rid, r.where, None, None, f"no record with id {rid!r} in {a_path}")
+        yield from _by_id(a, b, a_path, b_path, id_field)
         return
     for ra, rb in itertools.zip_longest(a, b):
         if ra is None or rb is None:
@@ -187,3 +216,37 @@ def _aligned(a_path, b_path, a_field, b_field, id_field, align, input_format):
             continue
         err = ra.error or rb.error
         yield (ra.pos, ra.id, ra.where, None if err else ra.texts[0], None if err else rb.texts[0], err)
+
+
+def _by_id(a, b, a_path: str, b_path: str, id_field: str | None):
+    """--align id: each record of A with B's record of the same id. Every record of either file
+    comes out, as a pair or as an error (never dropped): a bad record, one without an id, an id
+    given twice in its file, an id the other file lacks."""
+
+    def problem(r, seen: set, path: str) -> str | None:
+        if r.error is not None:
+            return r.error
+        if r.id is None:
+            return f"no id (field {id_field!r}): --align id pairs records by id"
+        if r.id in seen:
+            return f"id {r.id!r} is given twice in {path}"
+        seen.add(r.id)
+        return None
+
+    by_id, bad_b, seen_b, seen_a = {}, [], set(), set()
+    for r in b:
+        err = problem(r, seen_b, b_path)
+        if err is None:
+            by_id[r.id] = r
+        else:
+            bad_b.append((r, err))
+    for r in a:
+        err = problem(r, seen_a, a_path)
+        other = by_id.pop(r.id, None) if err is None else None
+        if err is None and other is None:
+            err = f"no record with id {r.id!r} in {b_path}"
+        yield (r.pos, r.id, r.where, None if err else r.texts[0], None if err else other.texts[0], err)
+    for r, err in bad_b:
+        yield (r.pos, r.id, r.where, None, None, err)
+    for rid, r in by_id.items():
+        yield (r.pos, rid, r.where, None, None, f"no record with id {rid!r} in {a_path}")

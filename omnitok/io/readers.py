@@ -1,17 +1,22 @@
 """Readers: files and stdin -> a stream of Records, in input order, in constant memory.
 
-Formats: JSONL (one JSON value a line; blank lines are not records), Parquet (streamed by record
-batch), plain text (the whole input is one record, or one record a line with `lines=True`).
+Formats: JSONL (one JSON value a line; blank lines are not records), a JSON document (an array of
+records, or one record such as `{"messages": [...]}`; read whole, so at most JSON_DOC_MAX bytes),
+Parquet (streamed by record batch), plain text (the whole input is one record, or one record a line with `lines=True`).
 `.gz` inputs are decompressed by suffix. A bad record becomes a Record with `error` set; the
 pipeline decides whether that stops the run.
 
-One rule picks the format (`input_format="auto"`): a file named .jsonl/.ndjson/.json is JSONL,
+One rule picks the format (`input_format="auto"`): a file named .jsonl/.ndjson is JSONL, .json is
+a JSON document (JSONL where its first non-blank line is a whole JSON object: JSONL named .json),
 .parquet/.pq is Parquet (a trailing .gz is looked through), any other named file is text. An
 input with no telling name (stdin, a pipe, a FIFO, process substitution, /dev/stdin) is sniffed:
 gzip is looked through; Parquet if it starts with PAR1; JSONL if its first non-blank line (a UTF-8
 BOM aside; any number of blank lines before it, up to 64 MiB of them) starts with `{` and ends with
 `}`, so a malformed first record is the same `<stdin>:N: invalid JSON` error a .jsonl file gives;
-otherwise text. A BOM before a JSONL file's first record is skipped. An integer id past 64 bits
+a JSON document if that line starts with `[` or `{` (and is not such a record) and the whole input
+parses as JSON within JSON_DOC_MAX bytes; otherwise text. A JSON document's records are numbered
+by the line each starts on (`req.json:14`), and an array element's error also names its index
+(`req.json:14: [2]: ...`, 0-based as in jq's `.[2]`). A BOM before a JSONL file's first record is skipped. An integer id past 64 bits
 keeps its exact value (orjson reads it as a float; io.ids reads that line again).
 
 Empty input is not an error: empty text is one text of 0 tokens (as tiktoken and ttok count
@@ -26,6 +31,7 @@ import io
 import itertools
 import os
 import sys
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
@@ -39,8 +45,34 @@ if TYPE_CHECKING:
     from .shards import Shard
 
 STDIN = "-"
-FORMATS = ("auto", "jsonl", "parquet", "text")
-_JSONL_SUFFIXES = {".jsonl", ".ndjson", ".json"}
+
+
+def _gzip_guard(name: str):
+    def method(self, *args):
+        try:
+            return getattr(gzip.GzipFile, name)(self, *args)
+        except zlib.error as e:  # not an OSError: every reader's handler of a damaged file takes this
+            raise OSError(f"damaged gzip data ({e})") from None
+
+    return method
+
+
+class GzipReader(gzip.GzipFile):
+    """gzip.GzipFile whose damaged data (zlib.error, which is no OSError) is an OSError, so that a
+    .gz whose compressed bytes are damaged is the same one-line error as a truncated one."""
+
+    read = _gzip_guard("read")
+    read1 = _gzip_guard("read1")
+    readinto = _gzip_guard("readinto")
+    readline = _gzip_guard("readline")
+    peek = _gzip_guard("peek")
+
+
+FORMATS = ("auto", "jsonl", "json", "parquet", "text")
+_JSONL_SUFFIXES = {".jsonl", ".ndjson"}
+# A JSON document is parsed whole (its records are Python objects at once, some 5-10x its bytes in
+# memory), unlike JSONL or Parquet which stream: past this size, convert it to JSONL.
+JSON_DOC_MAX = 64 << 20
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
 
 
@@ -56,6 +88,8 @@ def detect_format(path: str) -> str:
     suffix = os.path.splitext(name)[1]
     if suffix in _JSONL_SUFFIXES:
         return "jsonl"
+    if suffix == ".json":
+        return "json"
     if suffix in _PARQUET_SUFFIXES:
         return "parquet"
     return "text"
@@ -114,7 +148,7 @@ def _open(path: str, progress: Progress) -> IO[bytes]:
             raise InputError(path, None, f"cannot open: {e.strerror}") from None
     counted = io.BufferedReader(_Counted(raw, progress), buffer_size=1 << 20)
     if path != STDIN and path.lower().endswith(".gz"):
-        return gzip.GzipFile(fileobj=counted, mode="rb")  # type: ignore[return-value]
+        return GzipReader(fileobj=counted, mode="rb")  # type: ignore[return-value]
     return counted
 
 
@@ -128,7 +162,7 @@ def is_stream(path: str) -> bool:
         return False
 
 
-def _sniff(f: IO[bytes]) -> tuple[str, list[bytes]]:
+def _sniff(f: IO[bytes], documents: bool = True) -> tuple[str, list[bytes]]:
     """(format, what was read) of an unnamed stream, by the module's rule. Any number of blank lines
     is looked past, up to _SNIFF_BLANK_BYTES of them; they come back as one item of whole lines
     (not one a line: 10 million blank lines are 10 MB here, not a list of 10 million), then the
@@ -149,9 +183,68 @@ def _sniff(f: IO[bytes]) -> tuple[str, list[bytes]]:
                 line += f.readline()
                 s = line.removeprefix(BOM).strip() if not blank else line.strip()
             head = [bytes(blank), line] if blank else [line]
-            return ("jsonl" if s.startswith(b"{") and s.endswith(b"}") else "text"), head
+            if s.startswith(b"{") and s.endswith(b"}"):
+                return "jsonl", head
+            if documents and s.startswith((b"[", b"{")):  # a JSON document, if the whole input parses as one
+                head.append(f.read(JSON_DOC_MAX + 1 - sum(map(len, head))))
+                return ("json" if _parses(b"".join(head)) else "text"), head
+            return "text", head
         blank += line
     return "text", [bytes(blank)] if blank else []
+
+
+def _parses(data: bytes) -> bool:
+    """Whether `data` (at most JSON_DOC_MAX bytes) is one JSON document."""
+    import orjson
+
+    if len(data) > JSON_DOC_MAX:
+        return False
+    try:
+        orjson.loads(data.removeprefix(BOM))
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _jsonl_named_json(path: str) -> bool:
+    """Whether a file named .json holds JSONL: its first non-blank line is a whole JSON object."""
+    import orjson
+
+    try:
+        f = _open(path, Progress())
+    except InputError:
+        return False
+    try:
+        fmt, head = _sniff(f, documents=False)
+    except (OSError, EOFError):
+        return False
+    finally:
+        f.close()
+    if fmt != "jsonl":
+        return False
+    try:
+        orjson.loads(head[-1].removeprefix(BOM))
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+_WS = None
+
+
+def _skip_ws(text: str, i: int) -> int:
+    global _WS
+    if _WS is None:
+        import re
+
+        _WS = re.compile(r"[ \t\n\r]*")
+    return _WS.match(text, i).end()
+
+
+def _one_line(element: str) -> bytes:
+    """A JSON value's text on one line, for JSONL output (--add-field): a raw line end can only be
+    whitespace between tokens (inside strings they are escaped), so it becomes a space."""
+    return element.replace("\r\n", " ").replace("\n", " ").replace("\r", " ").encode()
 
 
 def _head_lines(head: list[bytes]) -> Iterator[bytes]:
@@ -193,6 +286,7 @@ class InputStream:
         self._pos = 0
         # Streams sniffed (or opened) ahead of reading: path -> (stream, lines read, format).
         self._opened: dict[str, tuple[IO[bytes], list[bytes], str]] = {}
+        self._named_json: dict[str, str] = {}  # a .json file's format: json, or jsonl (JSONL named .json)
         if len(paths) == 1 and self._sniffed(paths[0]):
             # Sniff now, so the output format can depend on what the stream holds.
             self._open_sniffed(paths[0])
@@ -219,9 +313,12 @@ class InputStream:
             f = _open(path, self.progress)
             with contextlib.suppress(AttributeError, OSError):
                 if f.peek(2)[:2] == GZIP_MAGIC:  # type: ignore[attr-defined]
-                    f = gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[assignment]
+                    f = GzipReader(fileobj=f, mode="rb")  # type: ignore[assignment]
                     f = io.BufferedReader(f, buffer_size=1 << 20)  # type: ignore[arg-type]
-            fmt, head = _sniff(f)
+            try:
+                fmt, head = _sniff(f)
+            except (OSError, EOFError) as e:  # damaged gzip data, an I/O error: before the first record
+                raise InputError(source_name(path), None, f"cannot read: {_read_error(e)}") from None
             self._opened[path] = (f, head, fmt)
         return self._opened[path]
 
@@ -230,7 +327,14 @@ class InputStream:
             return self.input_format
         if path in self._opened:
             return self._opened[path][2]
-        return "text" if self._sniffed(path) else detect_format(path)
+        if self._sniffed(path):
+            return "text"
+        fmt = detect_format(path)
+        if fmt == "json" and not is_stream(path):
+            if path not in self._named_json:
+                self._named_json[path] = "jsonl" if _jsonl_named_json(path) else "json"
+            fmt = self._named_json[path]
+        return fmt
 
     @property
     def single_text(self) -> bool:
@@ -366,6 +470,8 @@ class InputStream:
         try:
             if fmt == "jsonl":
                 yield from self._read_jsonl(f, source, head)
+            elif fmt == "json":
+                yield from self._read_json(f, source, head)
             else:
                 yield from self._read_text(f, source, head)
         finally:
@@ -381,6 +487,71 @@ class InputStream:
             yield self.shard_error(source, self.lines_read, e)
             return
         if self._pos == first:
+            self.no_records(source, "jsonl")
+
+    def _read_json(self, f: IO[bytes], source: str, head: list[bytes]) -> Iterator[Record]:
+        """The records of one JSON document: each element of a top-level array, else the document
+        itself (one record, such as {"messages": [...]}). Read whole, at most JSON_DOC_MAX bytes."""
+        import json
+
+        import orjson
+
+        try:
+            data = b"".join(head)
+            data += f.read(JSON_DOC_MAX + 1 - len(data))
+        except (OSError, EOFError) as e:
+            yield self._error(source, None, f"cannot read: {_read_error(e)}")
+            return
+        if len(data) > JSON_DOC_MAX:
+            yield self._error(
+                source,
+                None,
+                f"a JSON document over {JSON_DOC_MAX >> 20} MiB (it is read whole): "
+                "give it as JSONL, one record a line (jq -c '.[]')",
+            )
+            return
+        data = data.removeprefix(BOM)
+        if not data.strip():
+            self.no_records(source, "jsonl")
+            return
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line, msg = _utf8_error(data, e)
+            yield self._error(source, line, msg)
+            return
+        del data
+        try:
+            # Checked whole first (the same rules and messages as JSONL's lines), so a document is
+            # all records or one error; the objects are dropped at once: the peak is this check's.
+            orjson.loads(text)
+        except orjson.JSONDecodeError as e:
+            # The whole document is refused: no line of its own (--on-error has no record to go on to).
+            yield self._error(source, None, f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}")
+            return
+        # The stdlib decoder, element by element: where each starts (its line) and exact integers.
+        decoder = json.JSONDecoder()
+        i = _skip_ws(text, 0)
+        if text[i] != "[":
+            obj, end = decoder.raw_decode(text, i)
+            raw = _one_line(text[i:end]) if self.keep_raw else None
+            yield self._record(source, 1 + text.count("\n", 0, i), obj, text=raw)
+            return
+        i, line, seen, index = _skip_ws(text, i + 1), 1, 0, 0
+        while text[i] != "]":
+            obj, end = decoder.raw_decode(text, i)
+            line += text.count("\n", seen, i)
+            seen = i
+            raw = _one_line(text[i:end]) if self.keep_raw else None
+            rec = self._record(source, line, obj, text=raw)
+            if rec.error is not None:
+                rec.error = f"[{index}]: {rec.error}"
+            yield rec
+            index += 1
+            i = _skip_ws(text, end)
+            if text[i] == ",":
+                i = _skip_ws(text, i + 1)
+        if index == 0:
             self.no_records(source, "jsonl")
 
     def jsonl_lines(self, lines: Iterable[bytes], source: str, first_of_file: bool = True, plain: bool = False):
@@ -552,4 +723,8 @@ def _json_error(line: bytes, err: Exception) -> str:
         return _utf8_error(line, e)[1]
     col = getattr(err, "colno", None)
     reason = getattr(err, "msg", str(err))
+    if "surrogate" in reason:  # one message in every front end (records.LONE_SURROGATE)
+        from ..records import LONE_SURROGATE
+
+        return f"invalid JSON: {LONE_SURROGATE}"
     return f"invalid JSON at column {col}: {reason}" if col else f"invalid JSON: {reason}"

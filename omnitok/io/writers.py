@@ -2,7 +2,7 @@
 
 Every sink takes results in input order. A result row holds the record's position (and id,
 source and line where they help), `tokens`, and the run's `model`, `encoding`, `strategy`,
-`exact`; an error row holds `error` and the offending `record`.
+`engine`, `exact`; an error row holds `error` and the offending `record`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from ..records import Counted, CountedRun
 from .ids import id_column, json_id, json_ready
 
 OUTPUT_FORMATS = ("auto", "number", "jsonl", "json", "csv", "parquet", "table")
-COLUMNS = ["pos", "id", "source", "line", "tokens", "model", "encoding", "strategy", "exact", "error_band", "error"]
+# How a row was counted (strategy_chain.meta_of's fields), in the rows' order.
+META = ("model", "encoding", "strategy", "engine", "exact", "error_band")
+COLUMNS = ["pos", "id", "source", "line", "tokens", *META, "error"]
 _SUFFIX_FORMATS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
@@ -253,7 +255,7 @@ class CsvSink(Sink):
     def _flat(self, c: Counted, error: str | None) -> list:
         rec = c.record
         m = c.meta or self.meta
-        fixed = [m["model"], m["encoding"], m["strategy"], _csv_bool(m["exact"]), m.get("error_band")]
+        fixed = [_csv_bool(m.get(k)) for k in META]
         return [rec.pos, _csv_bool(rec.id), rec.source, rec.line, c.tokens, *fixed, error]
 
     def result(self, c: Counted) -> None:
@@ -291,6 +293,7 @@ class ParquetSink(Sink):
                 ("model", pa.string()),
                 ("encoding", pa.string()),
                 ("strategy", pa.string()),
+                ("engine", pa.string()),
                 ("exact", pa.bool_()),
                 ("error_band", pa.float64()),
                 ("error", pa.string()),
@@ -304,7 +307,7 @@ class ParquetSink(Sink):
         row = {"pos": rec.pos, "id": rec.id, "source": rec.source}
         m = c.meta or self.meta
         row.update({"line": rec.line, "tokens": c.tokens, "error": error})
-        row.update({k: m.get(k) for k in ("model", "encoding", "strategy", "exact", "error_band")})
+        row.update({k: m.get(k) for k in META})
         self._rows.append(row)
         if len(self._rows) >= self._ROWS:
             self._flush()
@@ -326,6 +329,14 @@ class ParquetSink(Sink):
         self._flush()
         self._writer.close()
         super().close()
+
+
+def title_of(meta: dict) -> str:
+    """How a table names the way its rows were counted: `gpt-4o (o200k_base, tiktoken, engine
+    gigatoken, exact=True)`."""
+    return (
+        f"{meta['model']} ({meta['encoding']}, {meta['strategy']}, engine {meta.get('engine')}, exact={meta['exact']})"
+    )
 
 
 class TableSink(Sink):
@@ -365,7 +376,7 @@ class TableSink(Sink):
     def _flush(self) -> None:
         if self._widths is None:
             m = self.meta
-            title = printable(f"{m['model']} ({m['encoding']}, {m['strategy']}, exact={m['exact']})")
+            title = printable(title_of(m))
             names = [name for name, _ in self._COLUMNS]
             least = {"pos": 6, "tokens": 6}  # room for a million rows before a later row is pushed out
             self._widths = [

@@ -149,7 +149,10 @@ class _Tokenizers:
     def __init__(self, path: Path):
         from tokenizers import Tokenizer
 
-        self.tok = Tokenizer.from_file(str(path))
+        try:
+            self.tok = Tokenizer.from_file(str(path))
+        except Exception as e:  # noqa: BLE001 - the tokenizers library raises plain Exceptions ("Model missing")
+            raise AssetError(f"{path}: not a tokenizer.json the tokenizers library can load ({e})") from None
         self.tok.no_padding()
         self.tok.no_truncation()
         if self.tok.decoder is None:  # decoding only: a decoder never changes ids or counts

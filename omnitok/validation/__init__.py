@@ -6,10 +6,11 @@ import math
 from dataclasses import dataclass, field
 
 from ..options import FAIL_ON, METRICS, ValidateOptions
-from .metrics import RougeL, rouge_l
+from .metrics import RougeL, bleu, chrf, rouge_l
 
 __all__ = [
     "FAIL_ON",
+    "FIELDS",
     "METRICS",
     "Thresholds",
     "ValidateOptions",
@@ -23,27 +24,51 @@ __all__ = [
 ]
 
 
+# The scores each metric adds to a pair's row, in order.
+FIELDS = {
+    "rouge-l": ("rouge_l_precision", "rouge_l_recall", "rouge_l_f1"),
+    "compression": ("original_tokens", "compressed_tokens", "ratio"),
+    "bertscore": ("bertscore_precision", "bertscore_recall", "bertscore_f1"),
+    "bleu": ("bleu",),
+    "chrf": ("chrf",),
+}
+
+
 @dataclass
 class Thresholds:
+    """The gates. BLEU's and chrF's run 0-1, as their scores here do (sacrebleu's / 100)."""
+
     min_rouge_l: float | None = None
     max_ratio: float | None = None
     min_bertscore: float | None = None
+    min_bleu: float | None = None
+    min_chrf: float | None = None
 
     def __post_init__(self) -> None:
         from ..numbers import checked
+        from ..options import share
 
         checked("--min-rouge-l", self.min_rouge_l, 0, 1)
         checked("--max-ratio", self.max_ratio, 0)
         checked("--min-bertscore", self.min_bertscore, -1, 1)
+        share("--min-bleu", self.min_bleu)
+        share("--min-chrf", self.min_chrf)
 
     @classmethod
     def of(cls, options: ValidateOptions) -> Thresholds:
         """The gates a ValidateOptions sets."""
-        return cls(options.min_rouge_l, options.max_ratio, options.min_bertscore)
+        o = options
+        return cls(o.min_rouge_l, o.max_ratio, o.min_bertscore, o.min_bleu, o.min_chrf)
 
     def metrics(self) -> tuple[str, ...]:
         """The metrics these thresholds need: a gate on a metric turns the metric on."""
-        need = (("rouge-l", self.min_rouge_l), ("compression", self.max_ratio), ("bertscore", self.min_bertscore))
+        need = (
+            ("rouge-l", self.min_rouge_l),
+            ("compression", self.max_ratio),
+            ("bertscore", self.min_bertscore),
+            ("bleu", self.min_bleu),
+            ("chrf", self.min_chrf),
+        )
         return tuple(metric for metric, threshold in need if threshold is not None)
 
 
@@ -56,12 +81,17 @@ class ValidationResult:
 
 
 def score_pair(original: str, compressed: str, metrics=("rouge-l",), counter=None, stem: bool = False) -> dict:
-    """Per-pair scores: rouge_l_{precision,recall,f1}; original_tokens, compressed_tokens, ratio."""
+    """Per-pair scores: rouge_l_{precision,recall,f1}; original_tokens, compressed_tokens, ratio;
+    bleu; chrf (FIELDS). BERTScore's are added by add_bertscore."""
     out: dict = {}
     for metric in metrics:
         if metric == "rouge-l":
             r: RougeL = rouge_l(original, compressed, stem)
             out.update(rouge_l_precision=r.precision, rouge_l_recall=r.recall, rouge_l_f1=r.f1)
+        elif metric == "bleu":
+            out["bleu"] = bleu(original, compressed)
+        elif metric == "chrf":
+            out["chrf"] = chrf(original, compressed)
         elif metric == "bertscore":
             continue  # scored in batches by add_bertscore (one model call for many pairs)
         elif metric == "compression":
@@ -74,7 +104,7 @@ def score_pair(original: str, compressed: str, metrics=("rouge-l",), counter=Non
         else:
             from ..errors import UsageError
 
-            raise UsageError(f"unknown metric {metric!r}; available: {', '.join(METRICS)} (bertscore: not yet)")
+            raise UsageError(f"unknown metric {metric!r}; available: {', '.join(METRICS)}")
     return out
 
 
@@ -135,6 +165,8 @@ def failures(scores: dict, t: Thresholds) -> list[str]:
         ("bertscore f1", "bertscore_f1", t.min_bertscore, "<"),
         ("rouge-l f1", "rouge_l_f1", t.min_rouge_l, "<"),
         ("ratio", "ratio", t.max_ratio, ">"),
+        ("bleu", "bleu", t.min_bleu, "<"),
+        ("chrf", "chrf", t.min_chrf, "<"),
     )
     for label, key, threshold, fails_when in gates:
         if threshold is None:
@@ -159,13 +191,17 @@ def validate(
     bertscore_model: str | None = None,
     idf: bool = False,
     rescale: bool = False,
+    min_bleu: float | None = None,
+    min_chrf: float | None = None,
     *,
     options: ValidateOptions | None = None,
 ) -> ValidationResult:
     """The spec's Python form: `omnitok.validate(original, compressed, metrics=["rouge-l"])`.
 
-    `options` (a ValidateOptions) says how to validate in one object, in place of the keyword
-    options (metrics, the gates, stem, bertscore_model, idf, rescale)."""
+    Metrics: rouge-l, compression, bertscore, bleu, chrf (sacrebleu's sentence scores / 100, the
+    compressed text the hypothesis, the original its reference). `options` (a ValidateOptions)
+    says how to validate in one object, in place of the keyword options (metrics, the gates,
+    stem, bertscore_model, idf, rescale)."""
     for name, text in (("original", original), ("compressed", compressed)):
         if not isinstance(text, str):
             raise TypeError(f"validate: {name} must be a string, not {type(text).__name__}")
@@ -176,6 +212,8 @@ def validate(
             min_rouge_l=min_rouge_l,
             max_ratio=max_ratio,
             min_bertscore=min_bertscore,
+            min_bleu=min_bleu,
+            min_chrf=min_chrf,
             bertscore_model=bertscore_model,
             idf=idf,
             rescale=rescale,

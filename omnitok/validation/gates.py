@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from . import FAIL_ON, Thresholds, ValidateOptions, add_bertscore, aggregate, failures
 
-AGGREGATED = ("rouge_l_f1", "bertscore_f1", "ratio")
+# The scores aggregated (mean, p10, min over the pairs: for BLEU and chrF the mean of sentence
+# scores, not sacrebleu's corpus score).
+AGGREGATED = ("rouge_l_f1", "bertscore_f1", "ratio", "bleu", "chrf")
 
 
 def judge(
@@ -65,6 +67,8 @@ def judge(
             "min_rouge_l": thresholds.min_rouge_l,
             "max_ratio": thresholds.max_ratio,
             "min_bertscore": thresholds.min_bertscore,
+            "min_bleu": thresholds.min_bleu,
+            "min_chrf": thresholds.min_chrf,
         },
     }
     if fail_on != "any":

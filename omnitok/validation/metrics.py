@@ -4,6 +4,13 @@ ROUGE-L is `rouge-score`'s `RougeScorer(["rougeL"]).score(original, compressed)`
 is the reference): the same tokenizer (rouge-score's own, optional Porter stemming) and the same
 formulas, with the longest common subsequence computed bit-parallel by rapidfuzz instead of
 rouge-score's pure-Python O(n*m) table (identical integer LCS, so identical scores).
+
+BLEU and chrF are sacrebleu's sentence scores, the compressed text the hypothesis and the
+original its one reference: `sentence_bleu(compressed, [original])` (13a tokenization, case kept,
+exponential smoothing, effective order) and `sentence_chrf(compressed, [original])` (chrF:
+character 6-grams, no word n-grams, beta 2, whitespace removed, no epsilon smoothing), each
+divided by 100, so that they run 0-1 as omnitok's other scores do. One metric object of each is
+made per process and reused (sacrebleu's functions make one a call; the scores are the same).
 """
 
 from __future__ import annotations
@@ -32,6 +39,39 @@ def _tokenizer(stem: bool):
 
         raise UsageError("ROUGE-L needs rouge-score (pip install 'omnitok[validate]')") from None
     return tokenizers.DefaultTokenizer(use_stemmer=stem)
+
+
+@functools.lru_cache(maxsize=1)
+def _sacrebleu():
+    """sacrebleu's BLEU and chrF, made as its sentence_bleu and sentence_chrf make them."""
+    try:
+        from sacrebleu.metrics import BLEU, CHRF
+    except ImportError:
+        from ..errors import UsageError
+
+        raise UsageError("BLEU and chrF need sacrebleu (pip install 'omnitok[validate]')") from None
+    b = BLEU(
+        lowercase=False,
+        tokenize=BLEU.TOKENIZER_DEFAULT,
+        force=False,
+        smooth_method="exp",
+        smooth_value=None,
+        effective_order=True,
+    )
+    c = CHRF(
+        char_order=CHRF.CHAR_ORDER, word_order=CHRF.WORD_ORDER, beta=CHRF.BETA, whitespace=False, eps_smoothing=False
+    )
+    return b, c
+
+
+def bleu(original: str, compressed: str) -> float:
+    """sacrebleu's `sentence_bleu(compressed, [original]).score / 100`."""
+    return _sacrebleu()[0].sentence_score(compressed, [original]).score / 100
+
+
+def chrf(original: str, compressed: str) -> float:
+    """sacrebleu's `sentence_chrf(compressed, [original]).score / 100`."""
+    return _sacrebleu()[1].sentence_score(compressed, [original]).score / 100
 
 
 def tokenize(text: str, stem: bool = False) -> list[str]:

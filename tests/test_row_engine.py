@@ -1,0 +1,98 @@
+"""Every count row names the engine that counted it (`engine`, after `strategy`): the strategy
+says how a count is made (tiktoken: an OpenAI encoding; hf-tokenizer; claude-calibrated; an API),
+the engine says what made it (gigatoken, tiktoken, tokenizers, a provider, the heuristic)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+
+import omnitok
+from omnitok.strategy_chain import meta_of
+
+from .console import omnitok as run
+from .hf_assets import TOKENIZERS
+from .mock_providers import API_KEY, MockProviders
+
+
+def _row(*args: str, stdin: bytes = b"hello", env: dict | None = None) -> dict:
+    r = run("count", "--format", "jsonl", "--cache", "off", *args, stdin=stdin, env=env)
+    assert r.code == 0, r.err
+    return orjson.loads(r.out)
+
+
+@pytest.mark.parametrize(("engine", "named"), [("auto", "gigatoken"), ("tiktoken", "tiktoken")])
+def test_openai_rows_name_the_engine(engine, named):
+    row = _row("-m", "gpt-4o", "--engine", engine)
+    assert list(row) == ["pos", "tokens", "model", "encoding", "strategy", "engine", "exact"]
+    assert (row["strategy"], row["engine"], row["exact"]) == ("tiktoken", named, True)
+
+
+@pytest.mark.parametrize(("engine", "named"), [("auto", "gigatoken"), ("tokenizers", "tokenizers")])
+def test_hugging_face_rows_name_the_engine(cli, engine, named):
+    directory, model_id = TOKENIZERS["llama3.2"]
+    r = cli(
+        "count", "-m", model_id, "--tokenizer", str(directory), "--engine", engine, "--format", "jsonl", stdin=b"hi"
+    )
+    row = orjson.loads(r.out)
+    assert (row["strategy"], row["engine"], row["exact"]) == ("hf-tokenizer", named, True)
+
+
+def test_estimates_name_what_they_are(cli):
+    """A Claude offline estimate: the calibrated strategy over the engine that counted its base
+    encoding; a model with no files: the heuristic, which is its own engine."""
+    row = orjson.loads(cli("count", "-m", "claude-sonnet-4-5", "--format", "jsonl", stdin=b"hi").out)
+    assert (row["strategy"], row["engine"], row["exact"]) == ("claude-calibrated", "gigatoken", False)
+    r = cli("count", "-m", "claude-sonnet-4-5", "--engine", "tiktoken", "--format", "jsonl", stdin=b"hi")
+    assert orjson.loads(r.out)["engine"] == "tiktoken"
+    row = orjson.loads(cli("count", "-m", "nobody-knows/this-model", "--format", "jsonl", stdin=b"hi").out)
+    assert (row["strategy"], row["engine"], row["exact"]) == ("heuristic", "heuristic", False)
+
+
+def test_online_rows_name_the_provider(monkeypatch):
+    m = MockProviders()
+    try:
+        env = {"ANTHROPIC_API_KEY": API_KEY, "ANTHROPIC_BASE_URL": m.url}
+        row = _row("--online", "-m", "claude-sonnet-4-5", env=env)
+        assert (row["strategy"], row["engine"], row["exact"]) == ("anthropic-api", "anthropic", True)
+    finally:
+        m.close()
+
+
+def test_csv_parquet_and_summary_carry_the_engine(cli, tmp_path):
+    r = cli("count", "-m", "gpt-4o", "--engine", "tiktoken", "--format", "csv", stdin=b"hi")
+    (row,) = csv.DictReader(io.StringIO(r.text))
+    assert list(row)[7:9] == ["strategy", "engine"] and row["engine"] == "tiktoken"
+    out = tmp_path / "x.parquet"
+    assert cli("count", "-m", "gpt-4o", "-o", str(out), stdin=b"hi").code == 0
+    table = pq.read_table(out)
+    assert table.column_names[7:9] == ["strategy", "engine"] and table["engine"].to_pylist() == ["gigatoken"]
+    s = orjson.loads(cli("count", "-m", "gpt-4o", "--summary", "--engine", "tiktoken", stdin=b"hi").out)
+    assert (s["strategy"], s["engine"]) == ("tiktoken", "tiktoken")
+
+
+def test_python_results_carry_the_engine():
+    counter = omnitok.Counter("gpt-4o", engine="tiktoken", cache="off")
+    assert counter.meta["engine"] == "tiktoken"
+    r = counter.count("hello world")
+    assert (r.strategy, r.engine) == ("tiktoken", "tiktoken")
+    assert list(r.to_dict()) == ["tokens", "model", "encoding", "strategy", "engine", "exact"]
+
+
+def test_a_strategy_without_an_engine_says_null():
+    """A plugin strategy that names no engine: `engine` is null, not a guess."""
+
+    class Plain:
+        name, encoding, exact = "plain", "chars", True
+
+    assert meta_of(Plain(), "m") == {
+        "model": "m",
+        "encoding": "chars",
+        "strategy": "plain",
+        "engine": None,
+        "exact": True,
+    }

@@ -173,13 +173,18 @@ def serve_cmd(
         cache_settings(cache_dir, l3_url)
     os.environ.pop(L3_ENV, None)
     os.environ.update(config.to_env())  # what the workers read (ServeConfig.from_env)
+    _run(uvicorn, config)
+
+
+def _run(uvicorn, config) -> None:
+    """uvicorn serving the app each worker builds from the environment (ServeConfig.from_env)."""
     uvicorn.run(
         "omnitok.serve.app:app_from_env",
         factory=True,
-        host=host,
-        port=port,
-        workers=workers if workers > 1 else None,
-        log_level=log_level,
-        timeout_graceful_shutdown=graceful_timeout,
+        host=config.host,
+        port=config.port,
+        workers=config.workers if config.workers > 1 else None,
+        log_level=config.log_level,
+        timeout_graceful_shutdown=config.graceful_timeout,
         server_header=False,
     )

@@ -25,7 +25,7 @@ from typing import Any
 
 from .runtime import INLINE_MAX_CHARS, check_rows, default
 
-__all__ = ["acompress", "acount", "acount_batch", "acount_rows", "avalidate", "close"]
+__all__ = ["Cache", "Count", "Tokenizer", "acompress", "acount", "acount_batch", "acount_rows", "avalidate", "close"]
 
 
 async def acount(item: str | Sequence[dict], model: str | None = None, **options):
@@ -85,3 +85,95 @@ def close() -> None:
     """Close the default runtime's Counters and Compressors (saving cache statistics) and stop
     its thread pool; the next call starts them again."""
     default().close()
+
+
+# --- the original design's surface: thin forms over the objects above ------------------------
+
+
+class Count:
+    """A count as the original design's tokenizer gave it: `count` (the number of tokens; `tokens`
+    is the same number, omnitok's name), `is_exact`, `model`, `strategy`, and `result`, the
+    CountResult it reads."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result):
+        self.result = result
+
+    count = property(lambda self: self.result.tokens)
+    tokens = property(lambda self: self.result.tokens)
+    is_exact = property(lambda self: self.result.exact)
+    model = property(lambda self: self.result.model)
+    strategy = property(lambda self: self.result.strategy)
+
+    def __repr__(self) -> str:
+        return f"Count(count={self.count}, model={self.model!r}, strategy={self.strategy!r}, is_exact={self.is_exact})"
+
+
+class Tokenizer:
+    """The original design's async tokenizer: `await Tokenizer().count(model, text)` is a Count
+    (acount with `options`, the Counter's keywords: online=, cache=, ...).
+
+        >>> tok = Tokenizer()
+        >>> r = await tok.count("gpt-4", "Hello, world!")
+        >>> (r.count, r.tokens, r.is_exact)
+        (4, 4, True)
+    """
+
+    def __init__(self, **options):
+        self.options = options
+
+    async def count(self, model: str | None, text: str | Sequence[dict]) -> Count:
+        return Count(await acount(text, model, **self.options))
+
+
+class Cache:
+    """The original design's async cache over omnitok.count_cache.Cache (the one `omnitok count`
+    stores its counts in): `key(model, text)`, `await get(key)`, `await set(key, n, model_id=...)`,
+    `get_stats()`. Reads and writes run in the default runtime's thread pool (a disk or Redis tier
+    may block).
+
+        >>> cache = Cache()
+        >>> key = cache.key("gpt-4", "Hello, world!")
+        >>> await cache.set(key, 4, model_id="gpt-4")
+        >>> await cache.get(key)
+        4
+        >>> cache.get_stats()["l1_hits"]
+        1
+    """
+
+    def __init__(self, settings=None):
+        from .count_cache import Cache as SyncCache
+
+        self.sync = SyncCache(settings)
+
+    def key(self, model: str | None, text: str, **options) -> str:
+        return self.sync.key(model, text, **options)
+
+    async def get(self, key: str) -> int | None:
+        return await default().run_sync(self.sync.get, key)
+
+    async def set(self, key: str, count: int, model_id: str | None = None) -> None:
+        """Keep `count` under `key`; with `model_id`, the key must be one `key(model_id, ...)` makes
+        (a ValueError otherwise: a count kept under another model's key would be read as its)."""
+        if model_id is not None:
+            self._check_model(key, model_id)
+        await default().run_sync(self.sync.set, key, count)
+
+    def get_stats(self) -> dict:
+        """The original design's statistics: l1_hits, l2_hits, l3_hits, misses, total_hits,
+        total_requests, hit_rate (percent), l1_size, l2_size, then omnitok's own (Cache.stats)."""
+        return self.sync.stats()
+
+    def close(self) -> None:
+        self.sync.close()
+
+    def _check_model(self, key: str, model_id: str) -> None:
+        from .count_cache import cache_tags
+
+        algorithm = self.sync.settings.hash_algorithm
+        tags = cache_tags(model_id, True, algorithm) + cache_tags(model_id, False, algorithm)
+        if key.partition(":")[0] not in tags:
+            raise ValueError(
+                f"the key {key[:40]!r} was not made for model {model_id!r} (use cache.key({model_id!r}, text))"
+            )

@@ -161,9 +161,11 @@ def api_container() -> tuple[dict, dict]:
 
 
 def app_routes() -> set[str]:
+    """The paths the server answers: its OpenAPI description's (every route, the probes included:
+    the app is routers included into it, whose route objects name no path of their own)."""
     from omnitok.serve import create_app
 
-    return {getattr(r, "path", None) for r in create_app().routes}
+    return set(create_app().openapi()["paths"])
 
 
 def test_manifest_ports_match_the_image():

@@ -127,8 +127,32 @@ def hf_assets(repo: str, work: Path, revision: str | None = None, local_dir: str
         raise BundleError(f"{repo}: no such repository on the hub (or it is private: set HF_TOKEN)") from None
     except HfHubHTTPError as e:
         raise BundleError(f"{repo}: the hub answered {e}") from None
-    except OSError as e:  # connection refused, DNS, timeouts
-        raise BundleError(f"{repo}: cannot reach the Hugging Face hub ({type(e).__name__}: {e})") from None
+    except _network_errors() as e:  # connection refused, DNS, timeouts, offline mode
+        raise BundleError(
+            f"{repo}: cannot reach the Hugging Face hub ({type(e).__name__}); run this where the hub is "
+            f"reachable, or take the model's tokenizer files from a directory: --local {repo}=DIR"
+        ) from None
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What the hub's client raises when the hub cannot be reached: OSError, and the transport
+    errors of the HTTP library it is built on (httpx2 or httpx in huggingface_hub 1.x and later,
+    requests before), which are not OSErrors."""
+    import importlib
+
+    kinds: list[type[BaseException]] = [OSError]
+    for module, names in (
+        ("httpx2", ("TransportError",)),
+        ("httpx", ("TransportError",)),
+        ("requests", ("ConnectionError", "Timeout")),
+        ("huggingface_hub.errors", ("OfflineModeIsEnabled",)),
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        kinds += [k for k in (getattr(mod, name, None) for name in names) if isinstance(k, type)]
+    return tuple(kinds)
 
 
 def gather(recipe, work: Path) -> tuple[list[Asset], dict[str, list[str]], dict[str, str]]:

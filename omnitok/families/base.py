@@ -237,12 +237,36 @@ def not_exact(res: Resolution, strategy, why: str) -> NotExactError:
 
 def step_down(res: Resolution, opts, error: AssetError, strategy):
     """Step down to an estimate when an exact strategy's files are missing: an error under
-    --strict (offline), else one warning, and `strategy` counts."""
+    --strict (offline), else one warning, and `strategy` counts. Where counting online is allowed
+    the estimate is the online count's fallback: the warning comes when it first counts, never
+    after a count the provider made."""
     if opts.strict and not opts.online_allowed:
         raise not_exact(res, strategy, error.message)
-    notices.warn_once(
-        f"no-assets:{res.target}",
+    key = f"no-assets:{res.target}"
+    message = (
         f"{error.message}; counting {res.model} with the heuristic (exact: false, about "
-        f"±{strategy.error_band:.0%}). {error.hint or ''}".rstrip(),
+        f"±{strategy.error_band:.0%}). {error.hint or ''}".rstrip()
     )
+    if opts.online_allowed:
+        return _WarnOnUse(strategy, key, message)
+    notices.warn_once(key, message)
     return strategy
+
+
+class _WarnOnUse:
+    """`strategy` as it is (every attribute read through), warning once (notices.warn_once) when
+    it first counts."""
+
+    def __init__(self, strategy, key: str, message: str):
+        self._strategy, self._key, self._message = strategy, key, message
+
+    def __getattr__(self, name):
+        return getattr(self._strategy, name)
+
+    def count(self, text):
+        notices.warn_once(self._key, self._message)
+        return self._strategy.count(text)
+
+    def count_batch(self, texts):
+        notices.warn_once(self._key, self._message)
+        return self._strategy.count_batch(texts)

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from pydantic import TypeAdapter
 
 from .._version import __version__
-from . import handlers, workers
+from . import docs, handlers, workers
 from .config import ServeConfig
 from .errors import add_secret
 from .fast import PATH as FAST_PATH
@@ -57,12 +57,13 @@ def create_app(config: ServeConfig | None = None, *, fast_path: bool = True, fre
         version=__version__,
         description="Token counting, compression and validation for LLM workloads (omnitok's library over HTTP).",
         lifespan=_lifespan,
+        docs_url=None,  # omnitok.serve.docs: Swagger UI with its files served from here
         redoc_url=None,
         strict_content_type=False,  # a body without Content-Type is read as JSON
     )
     app.state.service = service
     handlers.install(app)
-    for router in (count.router, work.router, status.router):
+    for router in (count.router, work.router, status.router, docs.router):
         app.include_router(router)
 
     # --- layers, innermost first ---------------------------------------------------------------

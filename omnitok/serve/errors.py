@@ -8,6 +8,7 @@ server's log, not its clients, may know how its disk is laid out)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 
@@ -78,10 +79,44 @@ def no_paths(text: str) -> str:
     return _PATH.sub("<path>", text) if ("/" in text or "\\" in text) else text
 
 
+# The command line's options that are request fields under another name; every other option
+# whose name, with `_` for `-`, is a request field is that field (--min-rouge-l: min_rouge_l).
+_FIELD_OF_FLAG = {"model": "model_id", "m": "model_id", "prefer-online": "online"}
+_FLAG = re.compile(r"(?<![\w-])--?([a-z][a-z0-9]*(?:-[a-z0-9]+)*)\b")
+
+
+@functools.cache
+def _request_fields() -> frozenset[str]:
+    from . import schemas
+
+    names: set[str] = set()
+    for model in (schemas.CountRequest, schemas.BatchRequest, schemas.CompressRequest, schemas.ValidateRequest):
+        names.update(model.model_fields)
+    return frozenset(names)
+
+
+def json_fields(text: str) -> str:
+    """`text` (a library message, written for the command line) with each option that is a
+    request field named as the field, in backquotes: `--budget` -> `budget`, `--min-rouge-l` ->
+    `min_rouge_l`, `--model` -> `model_id`. Options the API has no field for stay as they are."""
+    if "-" not in text:
+        return text
+    fields = _request_fields()
+
+    def field(m: re.Match) -> str:
+        flag = m.group(1)
+        name = _FIELD_OF_FLAG.get(flag) or flag.replace("-", "_")
+        if name in fields and (m.group(0).startswith("--") or flag in _FIELD_OF_FLAG):
+            return f"`{name}`"
+        return m.group(0)
+
+    return _FLAG.sub(field, text)
+
+
 def error_body(code: str, message: str, hint: str | None = None) -> dict:
-    error = {"code": code, "message": no_paths(mask(message))}
+    error = {"code": code, "message": no_paths(mask(json_fields(message)))}
     if hint:
-        error["hint"] = no_paths(mask(hint))
+        error["hint"] = no_paths(mask(json_fields(hint)))
     return {"error": error}
 
 
@@ -117,7 +152,10 @@ def validation_message(errs: list) -> tuple[str, str]:
         return "malformed_json", f"the body is not valid JSON ({why} at character {pos})"
     parts = []
     for err in errs[:10]:
-        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+        msg = err.get("msg", "invalid")
+        parts.append(f"{loc}: {msg}" if loc else msg)  # a rule between fields names them itself
     more = f" (and {len(errs) - 10} more)" if len(errs) > 10 else ""
-    return "invalid_request", "; ".join(parts) + more
+    # A rule between fields the library also checks answers with the library's code (schemas._refuse).
+    code = "invalid_input" if all(err.get("type") == "invalid_input" for err in errs) else "invalid_request"
+    return code, "; ".join(parts) + more

@@ -22,7 +22,10 @@ from .errors import error_body
 log = logging.getLogger("omnitok.serve")
 
 # Paths open without a token: the probes, and the API's own description.
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect"}
+    | {f"/docs/assets/{name}" for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png")}
+)
 
 
 async def send_json(send, status: int, body: dict, headers: list | None = None) -> None:

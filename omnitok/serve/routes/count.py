@@ -37,12 +37,8 @@ class _Until:
 @router.post("/count-tokens", response_model=CountResponse, responses=POST_ERRORS)
 async def count_tokens(req: CountRequest, request: Request) -> dict:
     """Count one text, or one chat `messages` array (with its `system` and `tools`)."""
-    svc = service(request)
-    if (req.text is None) == (req.messages is None):
-        raise ServeError(422, "invalid_request", "give either text or messages")
+    svc = service(request)  # the request's form was checked with its body (CountRequest)
     if req.text is not None:
-        if req.system is not None or req.tools is not None:
-            raise ServeError(422, "invalid_request", "system and tools go with messages, not text")
         return await svc.count_text(req.text, req.model_id, req.encoding, req.online, req.strict)
     model, options = svc.count_options(req.model_id, req.encoding, req.online, req.strict)
     record: dict[str, Any] = {"messages": req.messages}
@@ -69,15 +65,11 @@ async def count_tokens_batch(req: BatchRequest, request: Request) -> dict:
     them (pos, id, tokens, model, encoding, strategy, exact), in input order."""
     svc = service(request)
     model, options = svc.count_options(req.model_id, req.encoding, req.online, req.strict)
-    if (req.texts is None) == (req.records is None):
-        raise ServeError(422, "invalid_request", "give either texts or records")
     items = req.texts if req.texts is not None else req.records
     limit = svc.config.max_records
     if len(items) > limit:
         raise ServeError(413, "too_many_records", f"{len(items)} items; the server takes at most {limit} a request")
-    fields = [req.field] if isinstance(req.field, str) else req.field
-    if req.texts is not None and fields:
-        raise ServeError(422, "invalid_request", "field applies to records, not texts")
+    fields = [req.field] if isinstance(req.field, str) else req.field  # with records (BatchRequest)
     # In the thread pool, not a worker process: the engines release the GIL while they encode,
     # the per-record work gives it up every switch interval, and a batch's records would cost the
     # loop more to pickle than to count (omnitok.serve.workers). At the deadline the thread stops

@@ -58,7 +58,7 @@ async def compress(req: CompressRequest, request: Request) -> dict:
 
 @router.post("/validate", response_model=ValidateResponse, responses=POST_ERRORS)
 async def validate(req: ValidateRequest, request: Request) -> dict:
-    """Score a compressed text against its original (ROUGE-L, compression, BERTScore) and gate."""
+    """Score a compressed text against its original (ROUGE-L, compression, BERTScore, BLEU, chrF) and gate."""
     svc = service(request)
     r = await svc.in_worker(
         workers.validate,
@@ -69,6 +69,8 @@ async def validate(req: ValidateRequest, request: Request) -> dict:
             "min_rouge_l": req.min_rouge_l,
             "max_ratio": req.max_ratio,
             "min_bertscore": req.min_bertscore,
+            "min_bleu": req.min_bleu,
+            "min_chrf": req.min_chrf,
             "model": req.model_id if req.model_id is not None else svc.config.model,
             "stem": req.stem,
         },

@@ -405,3 +405,54 @@ def test_action_validate_step_writes_junit_and_annotations(tmp_path):
     assert "p3" in (tmp_path / "step_summary").read_text() or "pairs.jsonl:3" in (tmp_path / "step_summary").read_text()
     skipped = run_step("validate", {"validate-files": ""}, tmp_path, work)
     assert skipped.returncode == 0 and "skipped" in skipped.stdout
+
+
+def _docker() -> str | None:
+    """Why the image cannot be built here, or None when a Docker daemon answers."""
+    import shutil
+
+    if shutil.which("docker") is None:
+        return "no docker CLI on this machine (CI has no Docker daemon)"
+    if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode != 0:
+        return "the docker CLI finds no daemon"
+    return None
+
+
+@pytest.mark.skipif(_docker() is not None, reason=str(_docker()))
+def test_the_image_builds_and_serves_as_its_non_root_user(tmp_path):
+    """Where Docker exists: the image builds (the openai recipe, the smallest), runs `omnitok
+    serve` as user 10001 with the token mounted, and answers /healthz and a count."""
+    tag = "omnitok-test:ci"
+    build = ["docker", "build", "-q", "-t", tag, "--build-arg", "OMNITOK_BUNDLE_RECIPE=openai", str(ROOT)]
+    subprocess.run(build, check=True, capture_output=True, timeout=1800)
+    token = tmp_path / "token"
+    token.write_text("test-token\n")
+    name = f"omnitok-test-{os.getpid()}"
+    run = ["docker", "run", "-d", "--rm", "--name", name, "-p", "127.0.0.1::8001"]
+    run += ["-v", f"{token}:/run/secrets/omnitok-token:ro", tag]
+    subprocess.run(run, check=True, capture_output=True, timeout=120)
+    try:
+        port = subprocess.run(["docker", "port", name, "8001"], capture_output=True, text=True, check=True)
+        url = "http://" + port.stdout.split()[0]
+        user = subprocess.run(["docker", "exec", name, "id", "-u"], capture_output=True, text=True, check=True)
+        assert user.stdout.strip() == "10001"
+        import httpx
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the container never answered /healthz"
+            time.sleep(1)
+        r = httpx.post(
+            f"{url}/count-tokens",
+            json={"text": "Hello, world!", "model_id": "gpt-4"},
+            headers={"Authorization": "Bearer test-token"},
+            timeout=30,
+        )
+        assert (r.status_code, r.json()["token_count"]) == (200, 4)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)

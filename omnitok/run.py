@@ -225,8 +225,9 @@ def compress(
 def validate(
     pairs: Iterable[tuple], options, policy: ErrorPolicy, counter=None, *, jobs=1
 ) -> tuple[Outcome, list[dict], dict, list[str]]:
-    """Score (pos, id, where, original, compressed, error) pairs and judge them by `options` (a
-    ValidateOptions): (outcome, rows in input order, summary, the gate's failure messages)."""
+    """Score (pos, id, where, original, compressed, error[, more input follows]) pairs and judge
+    them by `options` (a ValidateOptions): (outcome, rows in input order, summary, the gate's
+    failure messages)."""
     from .pipeline import ordered_map
     from .validation import score_pair
     from .validation.gates import judge
@@ -234,14 +235,14 @@ def validate(
     chosen = options.scored
 
     def scored(item):
-        *_, orig, comp, err = item
+        orig, comp, err = item[3:6]
         return item, None if err is not None else score_pair(orig, comp, chosen, counter, options.stem)
 
     rows: list[dict] = []
     texts: list[tuple[str, str]] = []
-    for (pos, rid, where, orig, comp, err), scores in ordered_map(scored, pairs, jobs):
-        if err is not None:
-            if not policy.bad(where, err, recorded=policy.keeps_rows()):
+    for (pos, rid, where, orig, comp, err, *more), scores in ordered_map(scored, pairs, jobs):
+        if err is not None:  # `more`: whether input follows a bad pair (default: it may)
+            if not policy.bad(where, err, policy.keeps_rows(), more[0] if more else True):
                 break
             if policy.keeps_rows():
                 rows.append({"pos": pos, "where": where, "error": err, "passed": False, "failures": []})

@@ -253,6 +253,15 @@ def test_odd_records_count_as_every_other_front_end(cluster, tmp_path):
 
 
 @needs_ray
+def test_an_input_uri_that_cannot_be_opened_is_one_line(tmp_path):
+    from tests.console import omnitok as run
+
+    r = run("count", "--ray", "-q", "-m", MODEL, "bogus://bucket/corpus/", "--output", str(tmp_path / "out"))
+    assert r.code == 1 and "Traceback" not in r.err and "│" not in r.err, r.err
+    assert r.err.strip().splitlines()[-1].startswith("omnitok: error: bogus://bucket/corpus/: cannot open: ")
+
+
+@needs_ray
 def test_refuses_non_empty_output_and_text_inputs(data, tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "old.parquet").write_bytes(b"x")

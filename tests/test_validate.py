@@ -237,3 +237,10 @@ def test_align_id_never_drops_a_record(tmp_path):
     assert any("invalid JSON" in e for e in errors)
     r = run("validate", "--original-file", str(a), "--compressed-file", str(b), "--align", "id")
     assert r.code == 1 and "omnitok: error:" in r.err  # stop (the default) at the first bad record
+
+
+def test_a_missing_only_input_gets_no_on_error_hint(tmp_path):
+    from .console import omnitok as run
+
+    r = run("validate", str(tmp_path / "missing.jsonl"))
+    assert r.code == 1 and r.err == f"omnitok: error: {tmp_path / 'missing.jsonl'}: no such file\n"

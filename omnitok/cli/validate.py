@@ -189,7 +189,8 @@ def _pairs(
         return _aligned(original_file, compressed_file, original_field, compressed_field, id_field, align, fmt)
     extractor = api.Extractor((original_field, compressed_field), None, id_field or None)
     stream = api.open_inputs(files or [], extractor, fmt)
-    return ((r.pos, r.id, r.where, *(r.texts or [None, None]), r.error) for r in stream)
+    several = len(stream.paths) > 1  # --on-error can help past a bad line or file only if input follows
+    return ((r.pos, r.id, r.where, *(r.texts or [None, None]), r.error, r.line is not None or several) for r in stream)
 
 
 def _aligned(a_path, b_path, a_field, b_field, id_field, align, input_format):

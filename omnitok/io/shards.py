@@ -161,7 +161,10 @@ def filesystem(path: str, fs=None) -> tuple[Any, str]:
     if fs is not None:
         return fs, path
     if "://" in path:
-        return pafs.FileSystem.from_uri(path)
+        try:
+            return pafs.FileSystem.from_uri(path)
+        except (OSError, ValueError) as e:  # unreachable storage, no credentials, an unknown scheme
+            raise InputError(path, None, f"cannot open: {' '.join(str(e).split())[:300]}") from None
     return pafs.LocalFileSystem(), os.path.abspath(path)
 
 

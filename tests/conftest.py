@@ -134,6 +134,13 @@ SLOW_FIRST = (
     "test_round3_tracebacks.py",
     "test_round3_orphans.py",
     "test_fuzz.py",
+    "test_calibrate.py",
+    "test_api_contract.py",
+    "test_docs_browser.py",
+    "test_pre_commit_hook.py",
+    "test_action.py",
+    "test_readme_commands.py",
+    "test_help_and_completion.py",
 )
 
 

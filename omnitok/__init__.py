@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Cache": "count_cache",
+    "Cache": "cache_api",
     "CacheSettings": "cache",
     "compress": "compression",
     "Compressor": "compression",

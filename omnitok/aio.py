@@ -128,7 +128,7 @@ class Tokenizer:
 
 
 class Cache:
-    """The original design's async cache over omnitok.count_cache.Cache (the one `omnitok count`
+    """The original design's async cache over omnitok.cache_api.Cache (the one `omnitok count`
     stores its counts in): `key(model, text)`, `await get(key)`, `await set(key, n, model_id=...)`,
     `get_stats()`. Reads and writes run in the default runtime's thread pool (a disk or Redis tier
     may block).
@@ -143,7 +143,7 @@ class Cache:
     """
 
     def __init__(self, settings=None):
-        from .count_cache import Cache as SyncCache
+        from .cache_api import Cache as SyncCache
 
         self.sync = SyncCache(settings)
 
@@ -169,7 +169,7 @@ class Cache:
         self.sync.close()
 
     def _check_model(self, key: str, model_id: str) -> None:
-        from .count_cache import cache_tags
+        from .cache_api import cache_tags
 
         algorithm = self.sync.settings.hash_algorithm
         tags = cache_tags(model_id, True, algorithm) + cache_tags(model_id, False, algorithm)

@@ -20,7 +20,7 @@ The `omnitok` command imports nothing else of the package below this module (imp
   `InstallLimits`, `installed_bundles`, `bundle_compression`, `pre_download`), Claude
   calibrations (`calibrate`, `installed_calibrations`, `load_calibration`), token ids
   (`Encoder`, `parse_ids`), the embedding device (`set_default_device`);
-- the cache: `Cache` (omnitok.count_cache), `CacheSettings`, `CacheError`, `cache_settings`,
+- the cache: `Cache` (omnitok.cache_api), `CacheSettings`, `CacheError`, `cache_settings`,
   `open_cache_tiers`, `recorded_cache_stats`, `cache_tags`, `redact_url`; `TokenizerSettings`;
 - what omnitok knows: `model_families`, `asset_rows`, `explain` (omnitok.catalog).
 
@@ -92,7 +92,7 @@ _LAZY = {
     "run_validate": ("run", "validate"),
     "written": ("run", "written"),
     # records in, results out
-    "detect_format": ("io.readers", "detect_format"),
+    "detect_format": ("io.formats", "detect_format"),
     "Summary": ("summary", "Summary"),
     "open_output": ("io.output", "open_output"),
     "check_output": ("io.output", "check_output"),
@@ -107,6 +107,7 @@ _LAZY = {
     "set_default_device": ("embedding", "set_default_device"),
     # validation
     "validate": ("validation", "validate"),
+    "validate_options": ("validation", "validate_options"),
     "REPORT_FORMATS": ("validation.report", "FORMATS"),
     "write_report": ("validation.report", "write"),
     # Claude calibrations
@@ -122,16 +123,16 @@ _LAZY = {
     "install_bundle": ("bundle", "install"),
     "installed_bundles": ("bundle", "installed"),
     "pre_download": ("bundle", "pre_download"),
-    "InstallLimits": ("bundle.install", "Limits"),
+    "InstallLimits": ("bundle.reading", "Limits"),
     "bundle_compression": ("bundle.archive", "compression_for"),
     # token ids
     "Encoder": ("tokens", "Encoder"),
     "parse_ids": ("tokens", "parse_ids"),
     # the cache
-    "Cache": ("count_cache", "Cache"),
-    "cache_tags": ("count_cache", "cache_tags"),
-    "open_cache_tiers": ("count_cache", "open_tiers"),
-    "recorded_cache_stats": ("count_cache", "recorded_stats"),
+    "Cache": ("cache_api", "Cache"),
+    "cache_tags": ("cache_api", "cache_tags"),
+    "open_cache_tiers": ("cache_api", "open_tiers"),
+    "recorded_cache_stats": ("cache_api", "recorded_stats"),
     "cache_settings": ("cache", "settings_from"),
     "CacheSettings": ("cache", "CacheSettings"),
     "CacheError": ("cache", "CacheError"),
@@ -155,9 +156,12 @@ if TYPE_CHECKING:  # the same objects as _LAZY names (grimp reads these imports 
     from .bundle import load_recipe, pre_download  # noqa: F401
     from .bundle import verify as verify_bundle  # noqa: F401
     from .bundle.archive import compression_for as bundle_compression  # noqa: F401
-    from .bundle.install import Limits as InstallLimits  # noqa: F401
+    from .bundle.reading import Limits as InstallLimits  # noqa: F401
     from .cache import CacheError, CacheSettings, redact_url  # noqa: F401
     from .cache import settings_from as cache_settings  # noqa: F401
+    from .cache_api import Cache, cache_tags  # noqa: F401
+    from .cache_api import open_tiers as open_cache_tiers  # noqa: F401
+    from .cache_api import recorded_stats as recorded_cache_stats  # noqa: F401
     from .calibrate import calibrate  # noqa: F401
     from .calibration import installed as installed_calibrations  # noqa: F401
     from .calibration import load as load_calibration  # noqa: F401
@@ -165,13 +169,10 @@ if TYPE_CHECKING:  # the same objects as _LAZY names (grimp reads these imports 
     from .compression import Compressor, check_budget, compress  # noqa: F401
     from .compression.stream import CompressExtractor  # noqa: F401
     from .config import TokenizerSettings  # noqa: F401
-    from .count_cache import Cache, cache_tags  # noqa: F401
-    from .count_cache import open_tiers as open_cache_tiers  # noqa: F401
-    from .count_cache import recorded_stats as recorded_cache_stats  # noqa: F401
     from .embedding import set_default_device  # noqa: F401
+    from .io.formats import detect_format  # noqa: F401
     from .io.ids import dumps as json_dumps  # noqa: F401
     from .io.output import check_output, open_output  # noqa: F401
-    from .io.readers import detect_format  # noqa: F401
     from .io.writers import format_for_output as output_format  # noqa: F401
     from .io.writers import make_sink  # noqa: F401
     from .run import ErrorPolicy, Outcome, written  # noqa: F401
@@ -180,7 +181,7 @@ if TYPE_CHECKING:  # the same objects as _LAZY names (grimp reads these imports 
     from .run import validate as run_validate  # noqa: F401
     from .summary import Summary  # noqa: F401
     from .tokens import Encoder, parse_ids  # noqa: F401
-    from .validation import validate  # noqa: F401
+    from .validation import validate, validate_options  # noqa: F401
     from .validation.report import FORMATS as REPORT_FORMATS  # noqa: F401
     from .validation.report import write as write_report  # noqa: F401
 

@@ -6,11 +6,7 @@ more than one batch of input, batches are counted in worker processes (forked, s
 the loaded tokenizer) while this process reads and writes, with a bounded number of batches in
 flight so memory does not grow with input size.
 
-Every process forked here dies with this one, however it ends (kill -9 included): on Linux by
-PR_SET_PDEATHSIG (SIGKILL) where the main thread forked it, else (another platform, or a fork
-from another thread, whose exit would fire that signal early) when a pipe whose write end only
-this process holds (_LIFELINE) reads end-of-file. A child checks, after asking, that its parent
-is still the one that forked it (it may have died before the request took effect).
+Every process forked here dies with this one, however it ends (omnitok.forks).
 """
 
 from __future__ import annotations
@@ -25,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from . import cpu
+from .forks import close_pool, fork_pool, parent_handle, stay_with_parent
 from .records import Counted, CountedRun, Record
 
 BATCH_BYTES = 1 << 20  # characters of text per batch
@@ -35,6 +32,11 @@ AUTO_MIN_BYTES = 4 << 20  # --jobs auto: smaller inputs are counted in this proc
 # them keep the workers busy while the merge waits, e.g. for the reference engine's counts.
 STREAM_SHARDS_AHEAD = 2
 FILE_SHARDS_AHEAD = 8
+# --jobs 1 over an input of this many bytes or more counts in one forked worker that is replaced
+# every SHARD_WORKER_TASKS shards, not in this process: the engine's memory (SHARD_WORKER_TASKS'
+# note) would otherwise grow with the input here (+250 MB over a gigabyte of distinct text,
+# +20-60 MB below this size).
+LONE_WORKER_BYTES = 256 << 20
 
 
 def batched(records: Iterable[Record], max_chars: int | None = None, max_records: int | None = None):
@@ -64,76 +66,6 @@ def idle_jobs() -> int:
     return cpu.idle_cores()
 
 
-# This process's lifeline: (its pid, the read end, the write end) of a pipe that its forked
-# children watch (_stay_with_parent) where PR_SET_PDEATHSIG does not serve.
-_LIFELINE: tuple[int, int, int] | None = None
-
-
-def _parent() -> tuple[int, int, int, int]:
-    """What a child forked now needs to die with this process (_stay_with_parent): this process's
-    pid, its main thread's id, and the ends of its lifeline (made once a process)."""
-    global _LIFELINE
-    pid = os.getpid()
-    if _LIFELINE is None or _LIFELINE[0] != pid:
-        _LIFELINE = (pid, *os.pipe())  # not inherited by exec'd programs (os.pipe: close-on-exec)
-    return pid, threading.main_thread().ident, _LIFELINE[1], _LIFELINE[2]
-
-
-def _stay_with_parent(parent: tuple[int, int, int, int]) -> None:
-    """In a child just forked: end with the parent (the module's docstring). PR_SET_PDEATHSIG fires
-    when the forking *thread* exits, so it is used only where that thread was the parent's main
-    one (a thread's id survives the fork: the child's thread is the forking one's copy); any
-    other fork (a pool's handler thread refilling the pool, a caller's own thread) watches the
-    lifeline, whose write end this child closes so that only the parent holds it."""
-    pid, main_thread, read_end, write_end = parent
-    with contextlib.suppress(OSError):
-        os.close(write_end)
-    if not (threading.get_ident() == main_thread and cpu.die_with_parent(signal.SIGKILL)):
-        threading.Thread(target=_watch_lifeline, args=(read_end,), name="omnitok-lifeline", daemon=True).start()
-    if os.getppid() != pid:
-        os._exit(1)  # the parent was gone before the request took effect
-
-
-def _watch_lifeline(read_end: int) -> None:
-    with contextlib.suppress(OSError):
-        while os.read(read_end, 1):
-            pass
-    os._exit(1)  # end-of-file: the parent is gone
-
-
-def _pool_init(parent: tuple[int, int, int, int], initializer: Callable[[], None]) -> None:
-    _stay_with_parent(parent)
-    initializer()
-
-
-def fork_pool(jobs: int, initializer: Callable[[], None]):
-    """A Pool of `jobs` forked workers, with this process's objects frozen out of the garbage
-    collector (gc.freeze, as CPython's docs advise before a fork) until close_pool: collections
-    here and in the workers then never walk what was loaded before (modules, the tokenizer, the
-    run's state), and the workers do not copy the shared pages such a walk touches. Objects still
-    go when their last reference does; only cycles among them wait for close_pool. make bench's
-    `--jobs 2` rows measure it."""
-    import gc
-
-    gc.freeze()
-    try:
-        return multiprocessing.get_context("fork").Pool(jobs, initializer=_pool_init, initargs=(_parent(), initializer))
-    except BaseException:
-        gc.unfreeze()
-        raise
-
-
-def close_pool(pool) -> None:
-    """Stop a fork_pool's workers and give the frozen objects back to the collector."""
-    import gc
-
-    try:
-        pool.terminate()
-        pool.join()
-    finally:
-        gc.unfreeze()
-
-
 # The strategy a forked worker counts with; set in the parent just before the fork.
 _WORKER_STRATEGY = None
 
@@ -141,7 +73,6 @@ _WORKER_STRATEGY = None
 def _worker_init() -> None:
     # Ctrl-C reaches the whole process group: the parent says "interrupted" and stops the pool;
     # a worker that took the signal too would only print a KeyboardInterrupt traceback.
-    import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -230,13 +161,17 @@ def count_records(
 
     `jobs=None` is auto: the idle cores (idle_jobs) for an input of AUTO_MIN_BYTES or more (or a
     stream longer than one shard), else this process alone, where start-up matters more."""
-    if getattr(strategy, "in_process", False):
+    in_process = getattr(strategy, "in_process", False)
+    if in_process:
         jobs = 1  # online strategies and the cache run here (threads, a database connection)
     shardable = getattr(records, "shardable", None)
+    total = getattr(getattr(records, "progress", None), "total", None)
     if jobs is None:
-        total = getattr(getattr(records, "progress", None), "total", None)
         jobs = 1 if total is not None and total < AUTO_MIN_BYTES else idle_jobs()
-    if jobs > 1 and shardable is not None and shardable():
+    # One job over a large input: one worker, replaced as shard workers are (SHARD_WORKER_TASKS),
+    # so that the engine's cache of the words met does not grow with the input in this process.
+    lone = jobs == 1 and not in_process and total is not None and total >= LONE_WORKER_BYTES
+    if (jobs > 1 or lone) and shardable is not None and shardable():
         yield from _count_shards(records, strategy, jobs, on_batch, runs)
         return
     counter = BatchCounter(strategy.count_batch, strategy, jobs)
@@ -340,7 +275,7 @@ def _count_shards(stream, strategy, jobs: int, on_batch, runs: bool = False) -> 
     before, error records and read failures where the serial reader puts them. With `runs`,
     consecutive plain results come as one CountedRun (records.CountedRun) instead of one Counted
     each."""
-    from .io.readers import source_name
+    from .io.inputs import source_name
     from .io.shards import Shard, shard_bytes
 
     global _SHARD_WORKER
@@ -460,7 +395,7 @@ class _Reference:
             return
         ctx = multiprocessing.get_context("fork")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_reference_main, args=(child, self._strategy, _parent()), daemon=True)
+        self._proc = ctx.Process(target=_reference_main, args=(child, self._strategy, parent_handle()), daemon=True)
         self._proc.start()
         child.close()
 
@@ -500,12 +435,12 @@ class _Reference:
 
 def _reference_main(conn, strategy, parent) -> None:
     """The reference process (_Reference): load the reference when asked, count texts, until told
-    to stop or the parent is gone (_stay_with_parent: the workers forked after it hold the
+    to stop or the parent is gone (forks.stay_with_parent: the workers forked after it hold the
     parent's end of `conn` too, so its end-of-file alone would not come). It leaves by os._exit:
     a normal exit would flush the stdout buffer it inherited, writing the parent's pending output
     a second time."""
     try:
-        _stay_with_parent(parent)
+        stay_with_parent(parent)
         _worker_init()
         while True:
             try:
@@ -534,12 +469,23 @@ def _shard_worker_init() -> None:
     unicode_guard.DEFER_REFERENCE = True
 
 
+# Shards a worker counts before a fresh fork replaces it (None: never). gigatoken's memory grows
+# with the distinct words it meets (+20-40 MB a 100 MB of distinct text) and only the process's
+# end gives it back (not a new tokenizer, not the end of the thread that counted, not
+# malloc_trim): a worker that counted 500 MB of a gigabyte held 100+ MB more than it started
+# with. 4 shards are 4-32 MB of input; the fork costs milliseconds. 1 GB of distinct text,
+# --jobs 2, interleaved: 6.39/6.09/6.38 s at 4 vs 6.38/6.27/5.73 s at 16 shards a worker; peak
+# PSS of the process tree 275 MB at 4, 304-317 at 8, 333 at 16, 452 never replaced.
+SHARD_WORKER_TASKS: int | None = 4
+
+
 def _start_shard_pool(strategy, jobs: int):  # noqa: ARG001 - the strategy reaches workers by the fork
     # The reference engine for rare texts (code points newer than the fast engine's Unicode
     # tables) is not loaded before the fork (0.3-0.5 s of serial start-up on every run) nor in
     # the workers (memory would depend on how many met such a text): workers send those texts
     # back and the merge has them counted by one process (_Reference), which loads the reference
     # once, only if one turns up.
+    _shard_worker_init.worker_tasks = SHARD_WORKER_TASKS
     return fork_pool(jobs, _shard_worker_init)
 
 

@@ -15,8 +15,9 @@ import json
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
+from tests._http import JSONHandler
 from tests.hf_assets import TOKENIZERS
 
 API_KEY = "sk-test-CALIBRATE-0123456789"
@@ -85,20 +86,7 @@ class MockCountAPI:
     def _handler(self):
         mock = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status: int, body, headers: dict | None = None):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JSONHandler):
             def do_POST(self):
                 raw = self.rfile.read(int(self.headers.get("content-length", 0)))
                 with mock._lock:

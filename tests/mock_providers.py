@@ -10,8 +10,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import unquote
+
+from tests._http import JSONHandler
 
 API_KEY = "sk-test-SECRET-0123456789"
 
@@ -137,39 +139,7 @@ class MockProviders:
     def _handler(self):
         mock = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status: int, body, headers: dict | None = None):
-                if not isinstance(body, (bytes, str, dict, list, int, float, type(None))):
-                    return self._stream(status, body, headers)
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                try:
-                    self.wfile.write(data)
-                except OSError:  # the client gave up (a timeout, a refused body): as a real server
-                    self.close_connection = True
-
-            def _stream(self, status: int, chunks, headers: dict | None):
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()  # no content-length: HTTP/1.0, the body ends when the connection does
-                try:
-                    for chunk in chunks:
-                        self.wfile.write(chunk)
-                        self.wfile.flush()
-                except OSError:
-                    pass
-                self.close_connection = True
-
+        class Handler(JSONHandler):
             def do_POST(self):
                 raw = self.rfile.read(int(self.headers.get("content-length", 0)))
                 route, answer = self._route(raw)
@@ -299,22 +269,14 @@ class Recorder:
         self.requests: list[dict] = []
         recorder = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(JSONHandler):
             def _any(self):
                 raw = self.rfile.read(int(self.headers.get("content-length", 0) or 0))
                 recorder.requests.append(
                     {"method": self.command, "path": self.path, "headers": dict(self.headers), "raw": raw}
                 )
                 status, body = (200, ANSWER) if answer is None else answer(self.command, self.path)
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self._send(status, body)
 
             do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _any
 

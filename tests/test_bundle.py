@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from omnitok.bundle import Recipe, create, inspect, install, verify
-from omnitok.bundle.install import Limits
+from omnitok.bundle.reading import Limits
 from omnitok.bundle.sources import BundleError
 
 from .hf_assets import TOKENIZERS

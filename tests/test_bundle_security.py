@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from omnitok.bundle import Recipe, create, inspect, install, installed, verify
-from omnitok.bundle.install import Limits
+from omnitok.bundle.reading import Limits
 from omnitok.bundle.sources import BundleError
 from omnitok.notices import OmnitokWarning
 

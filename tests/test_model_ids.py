@@ -5,6 +5,7 @@ import pytest
 import tiktoken.model as tm
 
 import omnitok
+import omnitok.api
 from omnitok import families
 from omnitok.assets.store import find_tiktoken_file
 from omnitok.errors import AssetError, UsageError

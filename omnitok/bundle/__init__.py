@@ -1,8 +1,9 @@
 """Verified tokenizer bundles for air-gapped hosts: create on a connected machine, install offline."""
 
 from .archive import create, inspect, verify
-from .install import install, installed
+from .install import install
 from .recipe import Recipe, load_recipe
+from .records import installed
 
 __all__ = ["Recipe", "create", "inspect", "install", "installed", "load_recipe", "pre_download", "verify"]
 

@@ -142,7 +142,7 @@ def create(recipe, output: str, compression: str | None = None, workdir: str | N
 
 def inspect(path: str) -> dict:
     """The manifest of a bundle (read through the same checks as an install)."""
-    from .install import Limits, read_manifest
+    from .reading import Limits, read_manifest
 
     return read_manifest(path, Limits())
 
@@ -150,7 +150,7 @@ def inspect(path: str) -> dict:
 def verify(path: str) -> list[str]:
     """Every problem found checking a bundle as an install would: an empty list means it is
     intact and would be accepted (a refusal is listed as the one problem it stops at)."""
-    from .install import Limits, check_members
+    from .reading import Limits, check_members
 
     problems: list[str] = []
     try:

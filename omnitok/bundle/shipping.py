@@ -44,7 +44,7 @@ def load_bundle(bundle: str | BundleAsset) -> tuple[BundleAsset, bytes]:
     with the sha256 a BundleAsset pins. Raises AssetError."""
     import tempfile
 
-    from .install import Limits, read_manifest
+    from .reading import Limits, read_manifest
     from .sources import BundleError
 
     path, pinned = (bundle.path, bundle.sha256) if isinstance(bundle, BundleAsset) else (str(bundle), None)

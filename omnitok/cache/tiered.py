@@ -14,12 +14,10 @@ import contextlib
 import json
 import sqlite3
 from collections import Counter as Tally
-from dataclasses import dataclass, fields
-from pathlib import Path
 
 from .. import notices
 from ..config import redact_url
-from ..errors import OmnitokError, UsageError
+from ..errors import OmnitokError
 from .disk import (
     BLOOM_FILE,
     DAMAGED,
@@ -36,128 +34,13 @@ from .disk import (
 )
 from .memory import MemoryTier
 from .redis import FORGED, Unreadable
-
-STAT_FIELDS = (
-    "l1_hits",
-    "l2_hits",
-    "l3_hits",
-    "misses",
-    "bloom_skips",
-    "l1_errors",
-    "l2_errors",
-    "l3_errors",
-    "malformed",
-)
-
-
-@dataclass(frozen=True)
-class CacheSettings:
-    """Where and how to cache. Every field is checked when the object is made (the rules are the
-    config file's [cache] rules, omnitok.config.CACHE_RULES): a bad value is a UsageError, whatever
-    front end built it."""
-
-    directory: Path | None  # L2; None: no L2
-    l3_url: str | None = None
-    l1_max_entries: int = 100_000
-    l1_ttl: float | None = 3600.0
-    l2_size_mb: float = 1024
-    l3_ttl: int | None = 7 * 86400
-    l3_prefix: str = "omnitok:v1:"
-    l3_timeout: float = 2.0
-    hash_algorithm: str = "blake3"
-    bloom: bool = True
-    bloom_capacity: int = 5_000_000
-    bloom_error_rate: float = 0.01
-    # L3 values are tagged with an HMAC under this secret (never shown: repr masks it); given, or
-    # read from l3_secret_file (OMNITOK_L3_SECRET, then [cache] l3_secret_file, for `load()`)
-    l3_secret_file: str | None = None
-    l3_secret: str | None = None
-
-    @classmethod
-    def load(cls, cache_dir: str | None = None, l3_url: str | None = None) -> CacheSettings:
-        """The settings the config file's [cache], the environment and these flags give now
-        (defaults < file < environment < flags; cache_dir 'none': no disk tier)."""
-        from . import settings_from
-
-        return settings_from(cache_dir, l3_url)
-
-    def __repr__(self) -> str:  # the L3 URL's password and the secret hidden, as everywhere
-        parts = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "l3_url" and value:
-                value = redact_url(value)
-            if f.name == "l3_secret" and value is not None:
-                parts.append(f"{f.name}='***'")
-                continue
-            parts.append(f"{f.name}={value!r}")
-        return f"CacheSettings({', '.join(parts)})"
-
-    def __post_init__(self):
-        from ..config import Invalid, check_bloom, check_cache_value, check_l3_secret, read_l3_secret_file
-
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None and f.name in ("directory", "l3_url", "l3_secret_file", "l3_secret"):
-                continue
-            if f.name == "l3_secret":
-                value = check_l3_secret(value, "cache settings: l3_secret")
-            else:
-                value = check_cache_value(f.name, value, f"cache settings: {f.name}")
-            if f.name == "directory":
-                value = Path(value)
-            object.__setattr__(self, f.name, value)
-        if self.l3_secret is None and self.l3_secret_file is not None:
-            secret = read_l3_secret_file(self.l3_secret_file, "cache settings: l3_secret_file")
-            object.__setattr__(self, "l3_secret", secret)
-        try:
-            check_bloom(self.bloom_capacity, self.bloom_error_rate)
-        except Invalid as e:
-            raise UsageError(f"cache settings: {e}") from None
+from .settings import CacheSettings
+from .stats import MAX_STAT, STAT_FIELDS, parse_stats, stats_view
+from .values import parse_count
 
 
 class CacheError(OmnitokError):
     """A cache command that could not do what was asked of a tier (down, damaged, read-only)."""
-
-
-MAX_COUNT = 10**12  # tokens in one text: ~4 TB of it, more than any text omnitok reads
-MAX_STAT = 10**18 - 1  # a statistics counter kept across runs
-
-
-def parse_count(value, limit: int = MAX_COUNT) -> int | None:
-    """A cached count: an int from 0 to `limit` (or its decimal text from L2/L3); anything else is
-    foreign."""
-    if isinstance(value, bytes):
-        value = value.decode("ascii", "replace")
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit:
-        return value
-    return None
-
-
-parse_count.max_bytes = 20  # what L3 may send back for one count
-
-
-def parse_scores(value) -> list[float] | None:
-    """Cached scores: a JSON array of finite numbers (metrics store them as text)."""
-    import math
-
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    if not isinstance(value, str):
-        return None
-    try:
-        data = json.loads(value)
-    except json.JSONDecodeError:
-        return None
-    if (
-        isinstance(data, list)
-        and data
-        and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in data)
-    ):
-        return [float(x) for x in data]
-    return None
 
 
 class TieredCache:
@@ -323,7 +206,6 @@ class TieredCache:
             todo = seen
         promote: dict[str, int] = {}
         if todo and self.l2 is not None:
-            still = []
             try:
                 values = self.l2.get_many([keys[i] for i in todo])
             except UnsafeValue:
@@ -331,18 +213,7 @@ class TieredCache:
             except (OSError, sqlite3.Error) as e:
                 self._l2_failed(e)
                 values = [None] * len(todo)
-            for i, raw in zip(todo, values, strict=True):
-                if raw is DAMAGED:
-                    self._refused("l2", keys[i])
-                    raw = None
-                value = None if raw is None else self._decode("l2", keys[i], raw, decode)
-                if value is None:
-                    still.append(i)
-                else:
-                    found[i] = value
-                    promote[keys[i]] = value
-                    self.stats["l2_hits"] += 1
-            todo = still
+            todo = self._answers("l2", DAMAGED, todo, keys, values, decode, found, promote)
         l3_promote: dict[str, int] = {}
         l3 = self._l3_ready() if todo else None
         if l3 is not None:
@@ -351,15 +222,7 @@ class TieredCache:
             except Exception as e:  # redis errors, sockets
                 self._l3_failed(e)
                 values = [None] * len(todo)
-            for i, raw in zip(todo, values, strict=True):
-                if raw is FORGED:
-                    self._refused("l3", keys[i])
-                    raw = None
-                value = None if raw is None else self._decode("l3", keys[i], raw, decode)
-                if value is not None:
-                    found[i] = value
-                    l3_promote[keys[i]] = value
-                    self.stats["l3_hits"] += 1
+            self._answers("l3", FORGED, todo, keys, values, decode, found, l3_promote)
         self.stats["misses"] += sum(v is None for v in found)
         if promote:
             self.l1.set_many(promote)
@@ -367,6 +230,24 @@ class TieredCache:
             self.l1.set_many(l3_promote)
             self._set_l2(l3_promote)
         return found
+
+    def _answers(self, tier: str, refused, todo: list[int], keys: list[str], values, decode, found, promote) -> list:
+        """A slower tier's answers for the keys at `todo`: a value the tier refused (`refused`:
+        damaged in L2, forged in L3) or one that does not decode is a miss; a hit goes into `found`
+        and `promote` and is counted. The positions still missed."""
+        still = []
+        for i, raw in zip(todo, values, strict=True):
+            if raw is refused:
+                self._refused(tier, keys[i])
+                raw = None
+            value = None if raw is None else self._decode(tier, keys[i], raw, decode)
+            if value is None:
+                still.append(i)
+            else:
+                found[i] = value
+                promote[keys[i]] = value
+                self.stats[f"{tier}_hits"] += 1
+        return still
 
     def _l2_one_by_one(self, keys: list[str]) -> list:
         out = []
@@ -554,50 +435,6 @@ class TieredCache:
                 self._l3_failed(e)
             with contextlib.suppress(Exception):  # closing sockets that may already be gone
                 self.l3.close()
-
-
-def hit_rate(hits: int, total: int) -> float:
-    """Hits as a percentage of requests, to two decimals (0.0 when there were none)."""
-    return round(100 * hits / total, 2) if total else 0.0
-
-
-def stats_view(counts, *, l1_size=None, l2_size=None, bloom: dict | None = None, sizes: bool = True) -> dict:
-    """Statistics as every front end shows them (`count --summary`, validate's summary, `cache
-    stats`): the field names of the cache omnitok grew from first (l1_hits, l2_hits, l3_hits,
-    misses, total_hits, total_requests, hit_rate in percent, l1_size, l2_size; the sizes left out
-    with sizes=False), then omnitok's own: `malformed` (values read back and ignored),
-    `tier_errors` (failures per tier) and `bloom` (lookups it skipped plus the filter's
-    `bloom` description; None with neither)."""
-    out = {f: int(counts.get(f, 0)) for f in ("l1_hits", "l2_hits", "l3_hits", "misses")}
-    hits = out["l1_hits"] + out["l2_hits"] + out["l3_hits"]
-    total = hits + out["misses"]
-    out.update(total_hits=hits, total_requests=total, hit_rate=hit_rate(hits, total))
-    if sizes:
-        out.update(l1_size=l1_size, l2_size=l2_size)
-    out["malformed"] = int(counts.get("malformed", 0))
-    out["tier_errors"] = {t: int(counts.get(f"{t}_errors", 0)) for t in ("l1", "l2", "l3")}
-    skips = int(counts.get("bloom_skips", 0))
-    out["bloom"] = {"skips": skips, **(bloom or {})} if bloom is not None or skips else None
-    return out
-
-
-def parse_stats(raw) -> dict[str, int] | None:
-    """Stored statistics: a JSON object of known fields with non-negative integer values."""
-    if not isinstance(raw, str) or len(raw) > 4096:
-        return None
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    out = {}
-    for key, value in data.items():
-        if key in STAT_FIELDS:
-            if parse_count(value, MAX_STAT) is None:
-                return None
-            out[key] = value
-    return out
 
 
 def _why(e: BaseException) -> str:

@@ -58,21 +58,13 @@ def validate_cmd(
     model: opt.Model = None,
     stem: bool = typer.Option(False, "--stem", help="ROUGE-L with Porter stemming (rouge-score's use_stemmer)."),
     min_rouge_l: float | None = typer.Option(
-        None, "--min-rouge-l", callback=opt.number(0, 1), help="Gate: ROUGE-L F1 at least this.", show_default=False
+        None, "--min-rouge-l", help="Gate: ROUGE-L F1 at least this.", show_default=False
     ),
     max_ratio: float | None = typer.Option(
-        None,
-        "--max-ratio",
-        callback=opt.number(0),
-        help="Gate: compressed/original tokens at most this.",
-        show_default=False,
+        None, "--max-ratio", help="Gate: compressed/original tokens at most this.", show_default=False
     ),
     min_bertscore: float | None = typer.Option(
-        None,
-        "--min-bertscore",
-        callback=opt.number(-1, 1),
-        help="Gate: BERTScore F1 at least this.",
-        show_default=False,
+        None, "--min-bertscore", help="Gate: BERTScore F1 at least this.", show_default=False
     ),
     min_bleu: float | None = typer.Option(
         None,
@@ -118,6 +110,7 @@ def validate_cmd(
     quiet: opt.Quiet = False,
 ) -> int:
     """Score (original, compressed) pairs (ROUGE-L, BLEU, chrF, BERTScore, compression); exit 6 when a gate fails."""
+    arguments = dict(locals())  # first: the options as given, before any other name is bound
     from .. import api
     from ..api import REPORT_FORMATS
     from ._output import error
@@ -125,21 +118,8 @@ def validate_cmd(
 
     policy = api.ErrorPolicy(on_error, notify())  # a bad --on-error is refused before anything is opened
     api.set_default_device(device)  # checked first: --device cuda without a GPU is a usage error
-    options = api.ValidateOptions(  # how to validate: one object for scoring and judging
-        metrics=metrics,
-        stem=stem,
-        min_rouge_l=min_rouge_l,
-        max_ratio=max_ratio,
-        min_bertscore=min_bertscore,
-        min_bleu=min_bleu,
-        min_chrf=min_chrf,
-        bertscore_model=bertscore_model,
-        idf=idf,
-        rescale=rescale,
-        fail_on=fail_on,
-        cache=opt.cache_mode(cache, no_cache),
-        cache_dir=cache_dir,
-    )
+    # How to validate: one object for scoring and judging, each gate's range checked when it is made.
+    options = api.validate_options(arguments, cache=opt.cache_mode(cache, no_cache))
     chosen = options.scored  # a gate on a metric turns the metric on
     api.output_format(fmt, output, False)  # refuses a --format that contradicts -o's suffix
     if fmt == "auto":

@@ -140,7 +140,7 @@ def id_type(paths: Sequence[str], id_field: str | None, formats: Sequence[str]):
         return string
     import pyarrow.parquet as pq
 
-    from .readers import is_stream
+    from .inputs import is_stream
 
     found = set()
     for path in paths:

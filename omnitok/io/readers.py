@@ -6,18 +6,13 @@ Parquet (streamed by record batch), plain text (the whole input is one record, o
 `.gz` inputs are decompressed by suffix. A bad record becomes a Record with `error` set; the
 pipeline decides whether that stops the run.
 
-One rule picks the format (`input_format="auto"`): a file named .jsonl/.ndjson is JSONL, .json is
-a JSON document (JSONL where its first non-blank line is a whole JSON object: JSONL named .json),
-.parquet/.pq is Parquet (a trailing .gz is looked through), any other named file is text. An
-input with no telling name (stdin, a pipe, a FIFO, process substitution, /dev/stdin) is sniffed:
-gzip is looked through; Parquet if it starts with PAR1; JSONL if its first non-blank line (a UTF-8
-BOM aside; any number of blank lines before it, up to 64 MiB of them) starts with `{` and ends with
-`}`, so a malformed first record is the same `<stdin>:N: invalid JSON` error a .jsonl file gives;
-a JSON document if that line starts with `[` or `{` (and is not such a record) and the whole input
-parses as JSON within JSON_DOC_MAX bytes; otherwise text. A JSON document's records are numbered
-by the line each starts on (`req.json:14`), and an array element's error also names its index
-(`req.json:14: [2]: ...`, 0-based as in jq's `.[2]`). A BOM before a JSONL file's first record is skipped. An integer id past 64 bits
-keeps its exact value (orjson reads it as a float; io.ids reads that line again).
+The format is picked by one rule (`input_format="auto"`), written in io.formats; opening an
+input (stdin, `.gz`, the bytes read for progress) is io.inputs. A JSON document's records are
+numbered by the line each starts on (`req.json:14`), and an array element's error also names its
+index (`req.json:14: [2]: ...`, 0-based as in jq's `.[2]`). A BOM before a JSONL file's first
+record is skipped. Bad UTF-8 is one error, wherever it is found (`InputStream._decoded`): the line
+and column of its first bad byte. An integer id past 64 bits keeps its exact value (orjson reads
+it as a float; io.ids reads that line again).
 
 Empty input is not an error: empty text is one text of 0 tokens (as tiktoken and ttok count
 it); JSONL or Parquet with no records gives no records, and the run says so on stderr.
@@ -26,207 +21,27 @@ it); JSONL or Parquet with no records gives no records, and the run says so on s
 from __future__ import annotations
 
 import contextlib
-import gzip
 import io
 import itertools
 import os
-import sys
-import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from .. import notices
 from ..errors import InputError, UsageError
 from ..records import ExtractError, Extractor, Record, record_id, record_of
+from .formats import BOM, FORMATS, JSON_DOC_MAX, detect_format, head_lines, jsonl_named_json, sniff
 from .ids import exact_id, id_type
+from .inputs import GZIP_MAGIC, STDIN, GzipReader, Progress, is_stream, open_input, read_error, source_name
 
 if TYPE_CHECKING:
     from .shards import Shard
-
-STDIN = "-"
-
-
-def _gzip_guard(name: str):
-    def method(self, *args):
-        try:
-            return getattr(gzip.GzipFile, name)(self, *args)
-        except zlib.error as e:  # not an OSError: every reader's handler of a damaged file takes this
-            raise OSError(f"damaged gzip data ({e})") from None
-
-    return method
-
-
-class GzipReader(gzip.GzipFile):
-    """gzip.GzipFile whose damaged data (zlib.error, which is no OSError) is an OSError, so that a
-    .gz whose compressed bytes are damaged is the same one-line error as a truncated one."""
-
-    read = _gzip_guard("read")
-    read1 = _gzip_guard("read1")
-    readinto = _gzip_guard("readinto")
-    readline = _gzip_guard("readline")
-    peek = _gzip_guard("peek")
-
-
-FORMATS = ("auto", "jsonl", "json", "parquet", "text")
-_JSONL_SUFFIXES = {".jsonl", ".ndjson"}
-# A JSON document is parsed whole (its records are Python objects at once, some 5-10x its bytes in
-# memory), unlike JSONL or Parquet which stream: past this size, convert it to JSONL.
-JSON_DOC_MAX = 64 << 20
-_PARQUET_SUFFIXES = {".parquet", ".pq"}
-
-
-def source_name(path: str) -> str:
-    return "<stdin>" if path == STDIN else path
-
-
-def detect_format(path: str) -> str:
-    """Input format from the file name (a trailing .gz is looked through)."""
-    name = path.lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
-    suffix = os.path.splitext(name)[1]
-    if suffix in _JSONL_SUFFIXES:
-        return "jsonl"
-    if suffix == ".json":
-        return "json"
-    if suffix in _PARQUET_SUFFIXES:
-        return "parquet"
-    return "text"
-
-
-@dataclass
-class Progress:
-    """Bytes (or rows) consumed so far, read by the progress bar."""
-
-    done: int = 0
-    total: int | None = None
-    records: int = 0
 
 
 def _utf8_error(data: bytes, err: UnicodeDecodeError, first_line: int = 1) -> tuple[int, str]:
     line = first_line + data.count(b"\n", 0, err.start)
     col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
     return line, f"invalid UTF-8 (byte 0x{data[err.start]:02x} at column {col})"
-
-
-class _Counted(io.RawIOBase):
-    """Counts the bytes read from an underlying binary file, for progress."""
-
-    def __init__(self, raw: IO[bytes], progress: Progress):
-        self._raw = raw
-        self._progress = progress
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        n = self._raw.readinto(buffer)
-        if n:
-            self._progress.done += n
-        return n
-
-
-BOM = b"\xef\xbb\xbf"
-GZIP_MAGIC = b"\x1f\x8b"
-_SNIFF_BLANK_BYTES = 64 << 20  # bytes of blank lines looked past before a stream is called text
-
-
-def _open(path: str, progress: Progress) -> IO[bytes]:
-    if path == STDIN:
-        raw: IO[bytes] = sys.stdin.buffer
-    else:
-        try:
-            raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
-        except FileNotFoundError:
-            raise InputError(path, None, "no such file") from None
-        except IsADirectoryError:
-            raise InputError(path, None, "is a directory, not a file") from None
-        except PermissionError:
-            raise InputError(path, None, "permission denied") from None
-        except OSError as e:
-            raise InputError(path, None, f"cannot open: {e.strerror}") from None
-    counted = io.BufferedReader(_Counted(raw, progress), buffer_size=1 << 20)
-    if path != STDIN and path.lower().endswith(".gz"):
-        return GzipReader(fileobj=counted, mode="rb")  # type: ignore[return-value]
-    return counted
-
-
-def is_stream(path: str) -> bool:
-    """stdin, a pipe, a FIFO or a device: an input that has no size and cannot seek."""
-    if path == STDIN or path.startswith(("/dev/", "/proc/")):  # /dev/stdin, /dev/fd/63: names of streams
-        return True
-    try:
-        return not os.path.isdir(path) and not os.path.isfile(path) and os.path.exists(path)
-    except OSError:
-        return False
-
-
-def _sniff(f: IO[bytes], documents: bool = True) -> tuple[str, list[bytes]]:
-    """(format, what was read) of an unnamed stream, by the module's rule. Any number of blank lines
-    is looked past, up to _SNIFF_BLANK_BYTES of them; they come back as one item of whole lines
-    (not one a line: 10 million blank lines are 10 MB here, not a list of 10 million), then the
-    first non-blank line. Read them as lines with `_head_lines`."""
-    try:
-        if f.peek(4)[:4] == b"PAR1":  # type: ignore[attr-defined]
-            return "parquet", []
-    except (AttributeError, OSError, EOFError):
-        pass
-    blank = bytearray()
-    while len(blank) < _SNIFF_BLANK_BYTES:
-        line = f.readline(_SNIFF_BLANK_BYTES - len(blank))
-        if not line:
-            break
-        s = (line.removeprefix(BOM) if not blank else line).strip()
-        if s:
-            if not line.endswith(b"\n"):  # cut at the bound: the first record is read whole
-                line += f.readline()
-                s = line.removeprefix(BOM).strip() if not blank else line.strip()
-            head = [bytes(blank), line] if blank else [line]
-            if s.startswith(b"{") and s.endswith(b"}"):
-                return "jsonl", head
-            if documents and s.startswith((b"[", b"{")):  # a JSON document, if the whole input parses as one
-                head.append(f.read(JSON_DOC_MAX + 1 - sum(map(len, head))))
-                return ("json" if _parses(b"".join(head)) else "text"), head
-            return "text", head
-        blank += line
-    return "text", [bytes(blank)] if blank else []
-
-
-def _parses(data: bytes) -> bool:
-    """Whether `data` (at most JSON_DOC_MAX bytes) is one JSON document."""
-    import orjson
-
-    if len(data) > JSON_DOC_MAX:
-        return False
-    try:
-        orjson.loads(data.removeprefix(BOM))
-    except orjson.JSONDecodeError:
-        return False
-    return True
-
-
-def _jsonl_named_json(path: str) -> bool:
-    """Whether a file named .json holds JSONL: its first non-blank line is a whole JSON object."""
-    import orjson
-
-    try:
-        f = _open(path, Progress())
-    except InputError:
-        return False
-    try:
-        fmt, head = _sniff(f, documents=False)
-    except (OSError, EOFError):
-        return False
-    finally:
-        f.close()
-    if fmt != "jsonl":
-        return False
-    try:
-        orjson.loads(head[-1].removeprefix(BOM))
-    except orjson.JSONDecodeError:
-        return False
-    return True
 
 
 _WS = None
@@ -245,12 +60,6 @@ def _one_line(element: str) -> bytes:
     """A JSON value's text on one line, for JSONL output (--add-field): a raw line end can only be
     whitespace between tokens (inside strings they are escaped), so it becomes a space."""
     return element.replace("\r\n", " ").replace("\n", " ").replace("\r", " ").encode()
-
-
-def _head_lines(head: list[bytes]) -> Iterator[bytes]:
-    """The lines of a sniffed head, one by one (its blank lines come as one item)."""
-    for item in head:
-        yield from io.BytesIO(item)
 
 
 class InputStream:
@@ -310,15 +119,15 @@ class InputStream:
 
     def _open_sniffed(self, path: str) -> tuple[IO[bytes], list[bytes], str]:
         if path not in self._opened:
-            f = _open(path, self.progress)
+            f = open_input(path, self.progress)
             with contextlib.suppress(AttributeError, OSError):
                 if f.peek(2)[:2] == GZIP_MAGIC:  # type: ignore[attr-defined]
                     f = GzipReader(fileobj=f, mode="rb")  # type: ignore[assignment]
                     f = io.BufferedReader(f, buffer_size=1 << 20)  # type: ignore[arg-type]
             try:
-                fmt, head = _sniff(f)
+                fmt, head = sniff(f)
             except (OSError, EOFError) as e:  # damaged gzip data, an I/O error: before the first record
-                raise InputError(source_name(path), None, f"cannot read: {_read_error(e)}") from None
+                raise InputError(source_name(path), None, f"cannot read: {read_error(e)}") from None
             self._opened[path] = (f, head, fmt)
         return self._opened[path]
 
@@ -332,7 +141,7 @@ class InputStream:
         fmt = detect_format(path)
         if fmt == "json" and not is_stream(path):
             if path not in self._named_json:
-                self._named_json[path] = "jsonl" if _jsonl_named_json(path) else "json"
+                self._named_json[path] = "jsonl" if jsonl_named_json(path) else "json"
             fmt = self._named_json[path]
         return fmt
 
@@ -393,7 +202,7 @@ class InputStream:
                 return
             else:
                 fmt = self.format_of(path)
-                f = _open(path, self.progress)
+                f = open_input(path, self.progress)
                 if path != STDIN and not path.lower().endswith(".gz") and os.path.isfile(path):
                     f.close()
                     yield from file_shards(path, source, fmt, os.path.getsize(path), chunk)
@@ -410,7 +219,7 @@ class InputStream:
 
     def shard_error(self, source: str, lines: int, e: BaseException) -> Record:
         """The error record for an input whose reading failed after `lines` lines."""
-        return self._error(source, lines + 1, f"cannot read past line {lines}: {_read_error(e)}")
+        return self._error(source, lines + 1, f"cannot read past line {lines}: {read_error(e)}")
 
     @staticmethod
     def no_records(source: str, fmt: str) -> None:
@@ -452,6 +261,16 @@ class InputStream:
     def _error(self, source: str, line: int | None, message: str, raw: Any = None) -> Record:
         return Record(self.next_pos(), source, line, error=message, raw=raw)
 
+    def _decoded(self, data: bytes, source: str, first_line: int = 1, line_raw: bool = False) -> str | Record:
+        """`data` (an input whole, or one line numbered `first_line`) as text, or the error Record
+        of its first bad UTF-8 byte (the line and column it stands at); `line_raw`: the record keeps
+        the line as its raw text (what --on-error lists)."""
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line, message = _utf8_error(data, e, first_line)
+            return self._error(source, line, message, raw=_raw_line(data) if line_raw else None)
+
     def _read(self, path: str) -> Iterator[Record]:
         source = source_name(path)
         head: list[bytes] = []
@@ -460,7 +279,7 @@ class InputStream:
                 f, head, fmt = self._open_sniffed(path)
             else:
                 fmt = self.format_of(path)
-                f = None if fmt == "parquet" else _open(path, self.progress)
+                f = None if fmt == "parquet" else open_input(path, self.progress)
             if fmt == "parquet":
                 yield from self._read_parquet(path, source, f)
                 return
@@ -482,7 +301,7 @@ class InputStream:
     def _read_jsonl(self, f: IO[bytes], source: str, head: list[bytes]) -> Iterator[Record]:
         first = self._pos
         try:
-            yield from self.jsonl_lines(itertools.chain(_head_lines(head), f), source)
+            yield from self.jsonl_lines(itertools.chain(head_lines(head), f), source)
         except (OSError, EOFError) as e:  # a truncated .gz, an I/O error: where the reading stopped
             yield self.shard_error(source, self.lines_read, e)
             return
@@ -500,7 +319,7 @@ class InputStream:
             data = b"".join(head)
             data += f.read(JSON_DOC_MAX + 1 - len(data))
         except (OSError, EOFError) as e:
-            yield self._error(source, None, f"cannot read: {_read_error(e)}")
+            yield self._error(source, None, f"cannot read: {read_error(e)}")
             return
         if len(data) > JSON_DOC_MAX:
             yield self._error(
@@ -514,13 +333,11 @@ class InputStream:
         if not data.strip():
             self.no_records(source, "jsonl")
             return
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            line, msg = _utf8_error(data, e)
-            yield self._error(source, line, msg)
-            return
+        text = self._decoded(data, source)
         del data
+        if isinstance(text, Record):
+            yield text
+            return
         try:
             # Checked whole first (the same rules and messages as JSONL's lines), so a document is
             # all records or one error; the objects are dropped at once: the peak is this check's.
@@ -609,19 +426,14 @@ class InputStream:
             try:
                 data = b"".join(head) + f.read()
             except (OSError, EOFError) as e:
-                yield self._error(source, None, f"cannot read: {_read_error(e)}")
+                yield self._error(source, None, f"cannot read: {read_error(e)}")
                 return
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError as e:
-                line, msg = _utf8_error(data, e)
-                yield self._error(source, line, msg)
-                return
-            yield self._record(source, None, text)
+            text = self._decoded(data, source)
+            yield text if isinstance(text, Record) else self._record(source, None, text)
             return
         first = self._pos
         try:
-            yield from self.text_lines(itertools.chain(_head_lines(head), f), source)
+            yield from self.text_lines(itertools.chain(head_lines(head), f), source)
         except (OSError, EOFError) as e:
             yield self.shard_error(source, self.lines_read, e)
             return
@@ -634,11 +446,9 @@ class InputStream:
         for raw in lines:
             lineno += 1
             self.lines_read = lineno
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                _, msg = _utf8_error(raw, e)
-                yield self._error(source, lineno, msg, raw=_raw_line(raw))
+            text = self._decoded(raw, source, lineno, line_raw=True)
+            if isinstance(text, Record):
+                yield text
                 continue
             if text.endswith("\n"):
                 text = text[:-2] if text.endswith("\r\n") else text[:-1]
@@ -665,7 +475,7 @@ class InputStream:
 
         try:
             if stream is not None or path == STDIN:  # cannot seek: read it whole
-                with stream or _open(path, self.progress) as f:
+                with stream or open_input(path, self.progress) as f:
                     target: Any = io.BytesIO(f.read())
                 size = 0
             else:
@@ -701,15 +511,10 @@ class InputStream:
                     yield self._record(source, row, obj, extractor)
                 self.progress.done += size * batch.num_rows // rows_total
         except (pa.ArrowException, OSError, EOFError) as e:
-            reason = f"cannot read Parquet row group {group}: {_read_error(e)}"
+            reason = f"cannot read Parquet row group {group}: {read_error(e)}"
             while row < end:
                 row += 1
                 yield self._error(source, row, reason)
-
-
-def _read_error(e: BaseException) -> str:
-    text = " ".join(str(e).split())[:300]
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _raw_line(line: bytes) -> str:

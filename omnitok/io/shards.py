@@ -170,7 +170,7 @@ def filesystem(path: str, fs=None) -> tuple[Any, str]:
 
 def _format_of(path: str, input_format: str, pfs=None) -> str | None:
     """jsonl, json (one JSON document: read whole, one shard), parquet; None: not an input."""
-    from .readers import detect_format
+    from .formats import detect_format
 
     if input_format != "auto":
         return input_format
@@ -186,7 +186,7 @@ def _json_kind(pfs, where: str) -> str:
     local reader decides), else one JSON document."""
     import orjson
 
-    from .readers import GzipReader
+    from .inputs import GzipReader
 
     try:
         with pfs.open_input_stream(where) as raw:
@@ -378,7 +378,8 @@ def shard_records(shard: Shard, extractor, fs=None) -> Iterator:
     import pyarrow.parquet as pq
 
     from ..records import ExtractError, Record
-    from .readers import GzipReader, InputStream
+    from .inputs import GzipReader
+    from .readers import InputStream
 
     source = shard.source
     if shard.error is not None:

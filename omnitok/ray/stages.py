@@ -221,19 +221,9 @@ def validate(
     used as given in place of those arguments; else `kwargs` are Counter's options for the
     compression metric (cache off unless given). `ray_options`: how it runs (RayOptions)."""
     if options is None:
-        options = ValidateOptions(
-            metrics=metrics,
-            stem=stem,
-            min_rouge_l=min_rouge_l,
-            max_ratio=max_ratio,
-            min_bertscore=min_bertscore,
-            min_bleu=min_bleu,
-            min_chrf=min_chrf,
-            bertscore_model=bertscore_model,
-            rescale=rescale,
-            cache="off",
-            count=options_of(CountOptions, None, kwargs),
-        )
+        from omnitok.validation import validate_options
+
+        options = validate_options(locals(), cache="off", count=options_of(CountOptions, None, kwargs))
     elif kwargs:
         raise TypeError("give options= or keyword options, not both")
     spec = Spec("validate", model, options, (original_field, compressed_field), id_field)

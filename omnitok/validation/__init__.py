@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 
 from ..options import FAIL_ON, METRICS, ValidateOptions
 from .metrics import RougeL, bleu, chrf, rouge_l
@@ -20,6 +21,7 @@ __all__ = [
     "failures",
     "score_pair",
     "validate",
+    "validate_options",
     "with_gated",
 ]
 
@@ -132,7 +134,7 @@ def add_bertscore(
     if cache != "off" and not idf:
         from ..cache import TieredCache, settings_from
         from ..cache.keys import KeyMaker
-        from ..cache.tiered import parse_scores
+        from ..cache.values import parse_scores
 
         tiered = TieredCache(settings_from(cache_dir))
         keys = KeyMaker(f"bertscore:{s.model_fingerprint}", f"rescale={int(rescale)}", tiered.algorithm)
@@ -179,6 +181,15 @@ def failures(scores: dict, t: Thresholds) -> list[str]:
     return out
 
 
+def validate_options(arguments: Mapping, **fixed) -> ValidateOptions:
+    """The ValidateOptions of a front end's call (`validate`, `omnitok validate`, the Ray stage):
+    its arguments named as ValidateOptions' fields (the others, about input, output and how it
+    runs, left out), `fixed` over them. Made and checked in one place: ValidateOptions checks the
+    metric names and each gate's range, with the command line's messages."""
+    names = {f.name for f in fields(ValidateOptions)}
+    return ValidateOptions(**{**{k: v for k, v in arguments.items() if k in names}, **fixed})
+
+
 def validate(
     original: str,
     compressed: str,
@@ -202,22 +213,12 @@ def validate(
     compressed text the hypothesis, the original its reference). `options` (a ValidateOptions)
     says how to validate in one object, in place of the keyword options (metrics, the gates,
     stem, bertscore_model, idf, rescale)."""
+    arguments = dict(locals())  # first: the keyword options, before any other name is bound
     for name, text in (("original", original), ("compressed", compressed)):
         if not isinstance(text, str):
             raise TypeError(f"validate: {name} must be a string, not {type(text).__name__}")
     if options is None:
-        options = ValidateOptions(
-            metrics=metrics,
-            stem=stem,
-            min_rouge_l=min_rouge_l,
-            max_ratio=max_ratio,
-            min_bertscore=min_bertscore,
-            min_bleu=min_bleu,
-            min_chrf=min_chrf,
-            bertscore_model=bertscore_model,
-            idf=idf,
-            rescale=rescale,
-        )
+        options = validate_options(arguments)
     elif not isinstance(options, ValidateOptions):
         raise TypeError(f"options must be a ValidateOptions, not {type(options).__name__}")
     thresholds = Thresholds.of(options)

@@ -1,5 +1,8 @@
-"""The cache of token counts as a Python object, over the same L1 memory / L2 disk / L3 Redis
-tiers (omnitok.cache.TieredCache) and the same keys as `omnitok count --cache on`.
+"""The cache's library API: `Cache`, the cache of token counts as a Python object, and what the
+`omnitok cache` commands call (`open_tiers`, `cache_tags`, `recorded_stats`). It is the storage of
+omnitok.cache (the L1 memory / L2 disk / L3 Redis tiers, TieredCache, the keys) seen per model and
+text: it resolves model ids (omnitok.counter) to the keys `omnitok count --cache on` stores under,
+so it sits above the counter, not inside omnitok.cache, which sits below it.
 
     >>> from omnitok import Cache, CacheSettings
     >>> cache = Cache(CacheSettings(directory=None))     # memory only
@@ -57,7 +60,7 @@ def recorded_stats(tiers: TieredCache) -> dict:
     """What `omnitok cache stats` shows: where L2 lives, the hit/miss counts kept across runs
     (L2's record, else L3's) in the seed's field names, sizes per tier, and L3's own record when
     L2 keeps the counts."""
-    from .cache.tiered import stats_view
+    from .cache.stats import stats_view
 
     stored = tiers.stored_stats()
     sizes = tiers.sizes()

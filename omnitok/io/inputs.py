@@ -1,0 +1,104 @@
+"""Opening an input: a file name, or stdin ('-'), as one binary stream whose bytes are counted
+for the progress bar, a `.gz` name decompressed (damaged gzip data an OSError like any other read
+error), and the one-line reasons a file cannot be opened or read."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import sys
+import zlib
+from dataclasses import dataclass
+from typing import IO
+
+from ..errors import InputError
+
+STDIN = "-"
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def source_name(path: str) -> str:
+    return "<stdin>" if path == STDIN else path
+
+
+def is_stream(path: str) -> bool:
+    """stdin, a pipe, a FIFO or a device: an input that has no size and cannot seek."""
+    if path == STDIN or path.startswith(("/dev/", "/proc/")):  # /dev/stdin, /dev/fd/63: names of streams
+        return True
+    try:
+        return not os.path.isdir(path) and not os.path.isfile(path) and os.path.exists(path)
+    except OSError:
+        return False
+
+
+@dataclass
+class Progress:
+    """Bytes (or rows) consumed so far, read by the progress bar."""
+
+    done: int = 0
+    total: int | None = None
+    records: int = 0
+
+
+class _Counted(io.RawIOBase):
+    """Counts the bytes read from an underlying binary file, for progress."""
+
+    def __init__(self, raw: IO[bytes], progress: Progress):
+        self._raw = raw
+        self._progress = progress
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self._raw.readinto(buffer)
+        if n:
+            self._progress.done += n
+        return n
+
+
+def _gzip_guard(name: str):
+    def method(self, *args):
+        try:
+            return getattr(gzip.GzipFile, name)(self, *args)
+        except zlib.error as e:  # not an OSError: every reader's handler of a damaged file takes this
+            raise OSError(f"damaged gzip data ({e})") from None
+
+    return method
+
+
+class GzipReader(gzip.GzipFile):
+    """gzip.GzipFile whose damaged data (zlib.error, which is no OSError) is an OSError, so that a
+    .gz whose compressed bytes are damaged is the same one-line error as a truncated one."""
+
+    read = _gzip_guard("read")
+    read1 = _gzip_guard("read1")
+    readinto = _gzip_guard("readinto")
+    readline = _gzip_guard("readline")
+    peek = _gzip_guard("peek")
+
+
+def open_input(path: str, progress: Progress) -> IO[bytes]:
+    if path == STDIN:
+        raw: IO[bytes] = sys.stdin.buffer
+    else:
+        try:
+            raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
+        except FileNotFoundError:
+            raise InputError(path, None, "no such file") from None
+        except IsADirectoryError:
+            raise InputError(path, None, "is a directory, not a file") from None
+        except PermissionError:
+            raise InputError(path, None, "permission denied") from None
+        except OSError as e:
+            raise InputError(path, None, f"cannot open: {e.strerror}") from None
+    counted = io.BufferedReader(_Counted(raw, progress), buffer_size=1 << 20)
+    if path != STDIN and path.lower().endswith(".gz"):
+        return GzipReader(fileobj=counted, mode="rb")  # type: ignore[return-value]
+    return counted
+
+
+def read_error(e: BaseException) -> str:
+    text = " ".join(str(e).split())[:300]
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

@@ -92,7 +92,7 @@ def test_value_completion():
 
 def test_completion_lists_match_the_library():
     from omnitok.cli import _options as opt
-    from omnitok.io.readers import FORMATS
+    from omnitok.io.formats import FORMATS
     from omnitok.options import METRICS
     from omnitok.validation.report import FORMATS as REPORT_FORMATS
 

@@ -12,7 +12,13 @@ import pytest
 from omnitok.errors import EXIT_BAD_RECORDS, EXIT_ERROR
 from tests.console import omnitok
 
-META = {"model": "gpt-4o", "encoding": "o200k_base", "strategy": "tiktoken", "engine": "gigatoken", "exact": True}
+META = {
+    "model": "gpt-4o",
+    "encoding": "o200k_base",
+    "strategy": "tiktoken",
+    "engine": "tiktoken",
+    "exact": True,
+}  # small input
 CHAT = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}]}
 
 

@@ -70,7 +70,9 @@ class ToyFamily(families.Family):
 
 @pytest.fixture
 def with_plugin(monkeypatch):
-    real = families.entry_points
+    import importlib.metadata
+
+    real = importlib.metadata.entry_points
 
     def fake(group):
         eps = list(real(group=group))
@@ -78,7 +80,7 @@ def with_plugin(monkeypatch):
             eps.append(EntryPoint("toy", "tests.test_models_and_plugins:ToyFamily", group))
         return eps
 
-    monkeypatch.setattr(families, "entry_points", fake)
+    monkeypatch.setattr(importlib.metadata, "entry_points", fake)
     families.plugin_families.cache_clear()
     yield
     families.plugin_families.cache_clear()

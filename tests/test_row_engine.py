@@ -25,7 +25,9 @@ def _row(*args: str, stdin: bytes = b"hello", env: dict | None = None) -> dict:
     return orjson.loads(r.out)
 
 
-@pytest.mark.parametrize(("engine", "named"), [("auto", "gigatoken"), ("tiktoken", "tiktoken")])
+@pytest.mark.parametrize(
+    ("engine", "named"), [("auto", "tiktoken"), ("tiktoken", "tiktoken"), ("gigatoken", "gigatoken")]
+)
 def test_openai_rows_name_the_engine(engine, named):
     row = _row("-m", "gpt-4o", "--engine", engine)
     assert list(row) == ["pos", "tokens", "model", "encoding", "strategy", "engine", "exact"]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated
-
-import typer
 
 # The values some options take, for shell completion (tests/test_help_and_completion.py checks
 # them against the library's own lists: omnitok.io.writers.OUTPUT_FORMATS, omnitok.options).
@@ -52,159 +51,11 @@ def number(low=None, high=None, *, low_open: bool = False, integer: bool = False
     else a usage error naming the option (exit 2)."""
     from ..numbers import checked
 
-    def callback(param: typer.CallbackParam, value):
+    def callback(_ctx, param, value):  # typer passes the click context and parameter by position
         name = max(param.opts, key=len) if param.opts else param.name
         return checked(name, value, low, high, low_open=low_open, integer=integer)
 
     return callback
-
-
-Files = Annotated[
-    list[str] | None,
-    typer.Argument(
-        help="Input files (JSONL, JSON, Parquet, text; .gz by suffix). '-' or none: stdin.", show_default=False
-    ),
-]
-Model = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        "-m",
-        help="Model id, e.g. gpt-4o, gpt-4.1-mini, o3, text-embedding-3-small. Default: $OMNITOK_MODEL, else gpt-4o.",
-        show_default=False,
-        autocompletion=complete_model,
-    ),
-]
-Encoding = Annotated[
-    str | None,
-    typer.Option(
-        "--encoding",
-        help="Count with this encoding (o200k_base, cl100k_base, ...) instead of the model's.",
-        show_default=False,
-    ),
-]
-Field = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--field",
-        "-f",
-        help="Field to count: a name, a dotted path (meta.body), or a chat "
-        "'messages' array. Repeat or comma-separate to count several. Default: 'messages', "
-        "else 'text'.",
-        show_default=False,
-    ),
-]
-IdField = Annotated[
-    str,
-    typer.Option("--id-field", help="Field copied to the output as the record's id when present."),
-]
-InputFormat = Annotated[
-    str,
-    typer.Option(
-        "--input-format",
-        help="auto (by suffix: .jsonl/.ndjson JSONL, .json a JSON document, .parquet/.pq Parquet, else "
-        "text; stdin and pipes: JSONL if the first non-blank line is {...}, Parquet if it starts with "
-        "PAR1, a JSON document if it starts with \\[ or { and parses as one, else text), jsonl, json "
-        "(an array of records or one record, at most 64 MiB), parquet, text.",
-        autocompletion=complete(INPUT_FORMATS),
-    ),
-]
-Lines = Annotated[
-    bool,
-    typer.Option("--lines", help="Text input: count each line as a record (default: the whole input)."),
-]
-Format = Annotated[
-    str,
-    typer.Option(
-        "--format",
-        help="auto (a bare number for one text, else JSONL; or by -o suffix), "
-        "number, jsonl, json, csv, parquet, table.",
-        autocompletion=complete(OUTPUT_FORMATS),
-    ),
-]
-Output = Annotated[
-    str | None,
-    typer.Option("--output", "-o", help="Write results here instead of stdout.", show_default=False),
-]
-OnError = Annotated[
-    str,
-    typer.Option(
-        "--on-error",
-        help="Bad record: stop (exit 1), skip (report on stderr, exit 4), or "
-        "record (an error row in the output, exit 4).",
-        autocompletion=complete(ON_ERROR),
-    ),
-]
-Jobs = Annotated[
-    int | None,
-    typer.Option(
-        "--jobs",
-        "-j",
-        callback=number(1, 1024, integer=True),
-        help="Worker processes. Default: auto (all cores for large inputs; small ones stay in-process).",
-        show_default=False,
-    ),
-]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notes on stderr.")]
-Engine = Annotated[
-    str,
-    typer.Option(
-        "--engine",
-        help="Engine: auto (fastest exact), gigatoken, tiktoken (OpenAI reference), "
-        "tokenizers (Hugging Face reference), sentencepiece (tokenizer.model), transformers.",
-        autocompletion=complete(ENGINES),
-    ),
-]
-
-
-Tokenizer = Annotated[
-    str | None,
-    typer.Option(
-        "--tokenizer",
-        help="Hugging Face models: a directory (or tokenizer.json) holding the "
-        "tokenizer files, or a llama.cpp .gguf model file, instead of looking them up.",
-        show_default=False,
-    ),
-]
-NoSpecialTokens = Annotated[
-    bool,
-    typer.Option(
-        "--no-special-tokens",
-        help="Hugging Face models: leave out the special tokens (BOS, ...) "
-        "the tokenizer adds to a text. Chats are framed by their template either way.",
-    ),
-]
-
-
-Online = Annotated[
-    bool | None,
-    typer.Option(
-        "--online/--offline",
-        help="Use the provider's count API where one exists (Anthropic, "
-        "Gemini, Bedrock, vLLM) with its credentials from the environment. Default: the "
-        "config's prefer_offline (offline).",
-        show_default=False,
-    ),
-]
-Strict = Annotated[
-    bool,
-    typer.Option(
-        "--strict",
-        help="Fail (exit 5) instead of giving an estimate: no heuristic, no "
-        "calibrated estimate, no fallback from an exact count to an estimate.",
-    ),
-]
-
-
-CacheMode = Annotated[
-    str,
-    typer.Option(
-        "--cache",
-        help="auto (cache what is dear to redo: online counts, embeddings, BERTScore), on (cache everything), off.",
-        autocompletion=complete(CACHE_MODES),
-    ),
-]
-NoCache = Annotated[bool, typer.Option("--no-cache", help="Same as --cache off.")]
 
 
 def cache_mode(cache: str, no_cache: bool) -> str:
@@ -215,22 +66,6 @@ def cache_mode(cache: str, no_cache: bool) -> str:
 
         raise UsageError(f"--cache must be auto, on or off, not {cache!r}")
     return "off" if no_cache else cache
-
-
-CacheDir = Annotated[
-    str | None,
-    typer.Option(
-        "--cache-dir",
-        help="L2 disk cache directory ('none': no disk tier). Default: $XDG_CACHE_HOME/omnitok.",
-        show_default=False,
-    ),
-]
-L3Url = Annotated[
-    str | None,
-    typer.Option(
-        "--l3-url", help="L3 Redis/Valkey URL (redis://host:port/db). Default: $L3_CACHE_URL.", show_default=False
-    ),
-]
 
 
 def split_fields(values: list[str] | None) -> tuple[str, ...] | None:
@@ -245,3 +80,153 @@ def split_fields(values: list[str] | None) -> tuple[str, ...] | None:
 
         raise UsageError(f"--field {shown(twice)} is given twice; give each field once")
     return out or None
+
+
+def _option(annotation, *decls: str, **settings) -> tuple:
+    return annotation, "Option", decls, settings
+
+
+def _argument(annotation, **settings) -> tuple:
+    return annotation, "Argument", (), settings
+
+
+# The option types (`Files`, `Model`, ...): typer's parameter declarations, read as this module's
+# attributes (opt.Model) in the annotations of the commands' parameters. They are made from this
+# table on first use (__getattr__), when typer builds a command: a plain count
+# (cli.app._plain_count) reads no annotation and so never imports typer.
+_DECLARED: dict[str, tuple] = {
+    "Files": _argument(
+        list[str] | None,
+        help="Input files (JSONL, JSON, Parquet, text; .gz by suffix). '-' or none: stdin.",
+        show_default=False,
+    ),
+    "Model": _option(
+        str | None,
+        "--model",
+        "-m",
+        help="Model id, e.g. gpt-4o, gpt-4.1-mini, o3, text-embedding-3-small. Default: $OMNITOK_MODEL, else gpt-4o.",
+        show_default=False,
+        autocompletion=complete_model,
+    ),
+    "Encoding": _option(
+        str | None,
+        "--encoding",
+        help="Count with this encoding (o200k_base, cl100k_base, ...) instead of the model's.",
+        show_default=False,
+    ),
+    "Field": _option(
+        list[str] | None,
+        "--field",
+        "-f",
+        help="Field to count: a name, a dotted path (meta.body), or a chat "
+        "'messages' array. Repeat or comma-separate to count several. Default: 'messages', "
+        "else 'text'.",
+        show_default=False,
+    ),
+    "IdField": _option(str, "--id-field", help="Field copied to the output as the record's id when present."),
+    "InputFormat": _option(
+        str,
+        "--input-format",
+        help="auto (by suffix: .jsonl/.ndjson JSONL, .json a JSON document, .parquet/.pq Parquet, else "
+        "text; stdin and pipes: JSONL if the first non-blank line is {...}, Parquet if it starts with "
+        "PAR1, a JSON document if it starts with \\[ or { and parses as one, else text), jsonl, json "
+        "(an array of records or one record, at most 64 MiB), parquet, text.",
+        autocompletion=complete(INPUT_FORMATS),
+    ),
+    "Lines": _option(bool, "--lines", help="Text input: count each line as a record (default: the whole input)."),
+    "Format": _option(
+        str,
+        "--format",
+        help="auto (a bare number for one text, else JSONL; or by -o suffix), "
+        "number, jsonl, json, csv, parquet, table.",
+        autocompletion=complete(OUTPUT_FORMATS),
+    ),
+    "Output": _option(str | None, "--output", "-o", help="Write results here instead of stdout.", show_default=False),
+    "OnError": _option(
+        str,
+        "--on-error",
+        help="Bad record: stop (exit 1), skip (report on stderr, exit 4), or "
+        "record (an error row in the output, exit 4).",
+        autocompletion=complete(ON_ERROR),
+    ),
+    "Jobs": _option(
+        int | None,
+        "--jobs",
+        "-j",
+        callback=number(1, 1024, integer=True),
+        help="Worker processes. Default: auto (all cores for large inputs; small ones stay in-process).",
+        show_default=False,
+    ),
+    "Quiet": _option(bool, "--quiet", "-q", help="No progress bar or notes on stderr."),
+    "Engine": _option(
+        str,
+        "--engine",
+        help="Engine: auto (fastest exact), gigatoken, tiktoken (OpenAI reference), "
+        "tokenizers (Hugging Face reference), sentencepiece (tokenizer.model), transformers.",
+        autocompletion=complete(ENGINES),
+    ),
+    "Tokenizer": _option(
+        str | None,
+        "--tokenizer",
+        help="Hugging Face models: a directory (or tokenizer.json) holding the "
+        "tokenizer files, or a llama.cpp .gguf model file, instead of looking them up.",
+        show_default=False,
+    ),
+    "NoSpecialTokens": _option(
+        bool,
+        "--no-special-tokens",
+        help="Hugging Face models: leave out the special tokens (BOS, ...) "
+        "the tokenizer adds to a text. Chats are framed by their template either way.",
+    ),
+    "Online": _option(
+        bool | None,
+        "--online/--offline",
+        help="Use the provider's count API where one exists (Anthropic, "
+        "Gemini, Bedrock, vLLM) with its credentials from the environment. Default: the "
+        "config's prefer_offline (offline).",
+        show_default=False,
+    ),
+    "Strict": _option(
+        bool,
+        "--strict",
+        help="Fail (exit 5) instead of giving an estimate: no heuristic, no "
+        "calibrated estimate, no fallback from an exact count to an estimate.",
+    ),
+    "CacheMode": _option(
+        str,
+        "--cache",
+        help="auto (cache what is dear to redo: online counts, embeddings, BERTScore), on (cache everything), off.",
+        autocompletion=complete(CACHE_MODES),
+    ),
+    "NoCache": _option(bool, "--no-cache", help="Same as --cache off."),
+    "CacheDir": _option(
+        str | None,
+        "--cache-dir",
+        help="L2 disk cache directory ('none': no disk tier). Default: $XDG_CACHE_HOME/omnitok.",
+        show_default=False,
+    ),
+    "L3Url": _option(
+        str | None,
+        "--l3-url",
+        help="L3 Redis/Valkey URL (redis://host:port/db). Default: $L3_CACHE_URL.",
+        show_default=False,
+    ),
+}
+
+
+def __getattr__(name: str):
+    if name in _DECLARED:
+        return _declared(name)
+    if name in ("Option", "Argument"):  # for the commands' own options, in Annotated form
+        import typer
+
+        return getattr(typer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _declared(name: str):
+    import typer
+
+    annotation, kind, decls, settings = _DECLARED[name]
+    return Annotated[annotation, getattr(typer, kind)(*decls, **settings)]

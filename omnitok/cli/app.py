@@ -1,4 +1,7 @@
-"""The `omnitok` command: one Typer app, one module per subcommand."""
+"""The `omnitok` command's entry point: main() runs a command line and turns what goes wrong into
+a message and an exit code. The commonest count is read here without click (_plain_count), so
+that it imports neither typer nor the other commands; every other line goes to the Typer app of
+cli/commands.py, imported then (`app` here, on first use)."""
 
 from __future__ import annotations
 
@@ -6,111 +9,24 @@ import functools
 import os
 import sys
 
-import typer
-from typer.core import TyperGroup
-
 from .. import errors
-from ._output import info, print_line
-from .bundle import app as bundle_app
-from .cache import app as cache_app
-from .calibrate import EPILOG as CALIBRATE_EPILOG
-from .calibrate import calibrate_cmd
-from .compress import EPILOG as COMPRESS_EPILOG
-from .compress import compress_cmd
-from .count import EPILOG as COUNT_EPILOG
-from .count import count
-from .models import EPILOG as MODELS_EPILOG
-from .models import models_cmd
-from .serve import EPILOG as SERVE_EPILOG
-from .serve import serve_cmd
-from .tokens import DECODE_EPILOG, ENCODE_EPILOG, TRUNCATE_EPILOG, decode_cmd, encode_cmd, truncate_cmd
-from .validate import EPILOG as VALIDATE_EPILOG
-from .validate import validate_cmd
-
-ROOT_EPILOG = """\
-Examples:
-
-  omnitok count -m gpt-4o --text "hello world"              # 2
-
-  omnitok count -m claude-sonnet-4-5 prompts.jsonl --max-tokens 8000
-
-  omnitok models                                            # the models omnitok counts
-
-  omnitok COMMAND --help                                    # each command's options and examples
-"""
+from ._output import info
 
 
-class _StdoutClosed(Exception):
+class StdoutClosed(Exception):
     """The reader of stdout went away (`| head`)."""
 
 
-class _Interrupted(Exception):
+class Interrupted(Exception):
     """Ctrl-C."""
 
 
-class _Group(TyperGroup):
-    """The root command group. typer turns a broken pipe into exit 1 (the code for a bad record)
-    and Ctrl-C into a silent exit 130; both are caught here first, as exceptions of our own that
-    typer lets through, so that main() reports them the omnitok way for every command."""
+def __getattr__(name: str):
+    if name == "app":  # the Typer app, built when first asked for (typer is not imported before)
+        from .commands import app
 
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except BrokenPipeError:
-            raise _StdoutClosed() from None
-        except KeyboardInterrupt:
-            raise _Interrupted() from None
-
-
-app = typer.Typer(
-    cls=_Group,
-    name="omnitok",
-    help="Token counting for LLM workloads: exact, offline, fast enough to stream a corpus through.",
-    epilog=ROOT_EPILOG,
-    no_args_is_help=True,
-    add_completion=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-def _version(value: bool) -> None:
-    if value:
-        from .._version import __version__
-
-        print_line(f"omnitok {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def root(
-    version: bool = typer.Option(
-        False, "--version", "-V", callback=_version, is_eager=True, help="Print omnitok's version and exit."
-    ),
-) -> None:
-    """Token counting for LLM workloads: exact, offline, fast enough to stream a corpus through."""
-
-
-app.command("count", epilog=COUNT_EPILOG)(count)
-
-
-app.command("compress", epilog=COMPRESS_EPILOG)(compress_cmd)
-app.command("models", epilog=MODELS_EPILOG)(models_cmd)
-app.command("validate", epilog=VALIDATE_EPILOG)(validate_cmd)
-app.command("encode", epilog=ENCODE_EPILOG)(encode_cmd)
-app.command("decode", epilog=DECODE_EPILOG)(decode_cmd)
-app.command("truncate", epilog=TRUNCATE_EPILOG)(truncate_cmd)
-app.command("serve", epilog=SERVE_EPILOG)(serve_cmd)
-app.command("calibrate", epilog=CALIBRATE_EPILOG)(calibrate_cmd)
-app.add_typer(cache_app, name="cache")
-app.add_typer(bundle_app, name="bundle")
-
-
-@app.command("version", epilog="Example:\n\n  omnitok version                # omnitok 0.1.0, as omnitok --version\n")
-def version_cmd() -> None:
-    """Print omnitok's version (as --version does)."""
-    from .._version import __version__
-
-    print_line(f"omnitok {__version__}")
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # `omnitok count` command lines read here without click (see _plain_count): its flags and the
@@ -160,14 +76,10 @@ def _plain_count(args: list[str]):
         given[name] = value
     import inspect
 
-    from typer.models import ParameterInfo
-
     from .count import count
 
-    kwargs = {}
-    for name, param in inspect.signature(count).parameters.items():
-        default = param.default.default if isinstance(param.default, ParameterInfo) else param.default
-        kwargs[name] = given.get(name, default)
+    # Every parameter of the command has its default in its signature (typer's Annotated style).
+    kwargs = {name: given.get(name, p.default) for name, p in inspect.signature(count).parameters.items()}
     kwargs["files"] = files or None
     return lambda: count(**kwargs)
 
@@ -181,15 +93,20 @@ def main(argv: list[str] | None = None) -> None:
     notices.set_handler(warn)
     try:
         plain = _plain_count(sys.argv[1:] if argv is None else argv)
-        result = plain() if plain is not None else app(args=argv, standalone_mode=False)
+        if plain is None:
+            from .commands import app
+
+            result = app(args=argv, standalone_mode=False)
+        else:
+            result = plain()
     except errors.OmnitokError as e:
         from ._output import report
 
         sys.exit(report(e))
-    except (KeyboardInterrupt, _Interrupted):
+    except (KeyboardInterrupt, Interrupted):
         info("omnitok: interrupted")
         sys.exit(errors.EXIT_INTERRUPTED)
-    except (BrokenPipeError, _StdoutClosed):
+    except (BrokenPipeError, StdoutClosed):
         # The reader went away (`| head`): stop quietly, as other Unix tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

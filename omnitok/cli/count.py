@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import typer
+from typing import Annotated
 
 from .. import errors
 from . import _options as opt
@@ -32,12 +32,14 @@ Examples:
 
 def count(
     files: opt.Files = None,
-    text: list[str] | None = typer.Option(
-        None,
-        "--text",
-        help="Count this text instead of files or stdin (repeat for several: one record each).",
-        show_default=False,
-    ),
+    text: Annotated[
+        list[str] | None,
+        opt.Option(
+            "--text",
+            help="Count this text instead of files or stdin (repeat for several: one record each).",
+            show_default=False,
+        ),
+    ] = None,
     model: opt.Model = None,
     encoding: opt.Encoding = None,
     field: opt.Field = None,
@@ -46,25 +48,31 @@ def count(
     lines: opt.Lines = False,
     fmt: opt.Format = "auto",
     output: opt.Output = None,
-    summary: bool = typer.Option(
-        False,
-        "--summary",
-        help="Print totals, min/mean/p50/p95/max and errors "
-        "(to stdout; per-record results then go only to -o, if given).",
-    ),
-    add_field: str | None = typer.Option(
-        None,
-        "--add-field",
-        help="Write each input record back with its count added under this name (JSONL).",
-        show_default=False,
-    ),
-    max_tokens: int | None = typer.Option(
-        None,
-        "--max-tokens",
-        callback=opt.number(0, integer=True),
-        help="CI gate: exit 3 and list the records over this many tokens.",
-        show_default=False,
-    ),
+    summary: Annotated[
+        bool,
+        opt.Option(
+            "--summary",
+            help="Print totals, min/mean/p50/p95/max and errors "
+            "(to stdout; per-record results then go only to -o, if given).",
+        ),
+    ] = False,
+    add_field: Annotated[
+        str | None,
+        opt.Option(
+            "--add-field",
+            help="Write each input record back with its count added under this name (JSONL).",
+            show_default=False,
+        ),
+    ] = None,
+    max_tokens: Annotated[
+        int | None,
+        opt.Option(
+            "--max-tokens",
+            callback=opt.number(0, integer=True),
+            help="CI gate: exit 3 and list the records over this many tokens.",
+            show_default=False,
+        ),
+    ] = None,
     on_error: opt.OnError = "stop",
     jobs: opt.Jobs = None,
     engine: opt.Engine = "auto",
@@ -72,51 +80,63 @@ def count(
     no_special_tokens: opt.NoSpecialTokens = False,
     online: opt.Online = None,
     strict: opt.Strict = False,
-    timeout: float = typer.Option(
-        30.0, "--timeout", callback=opt.number(0.1, 3600), help="Online: seconds per request."
-    ),
-    retries: int = typer.Option(
-        2,
-        "--retries",
-        callback=opt.number(0, 100, integer=True),
-        help="Online: retries on 408/409/429/5xx and connection errors, with backoff honouring retry-after.",
-    ),
+    timeout: Annotated[
+        float, opt.Option("--timeout", callback=opt.number(0.1, 3600), help="Online: seconds per request.")
+    ] = 30.0,
+    retries: Annotated[
+        int,
+        opt.Option(
+            "--retries",
+            callback=opt.number(0, 100, integer=True),
+            help="Online: retries on 408/409/429/5xx and connection errors, with backoff honouring retry-after.",
+        ),
+    ] = 2,
     cache: opt.CacheMode = "auto",
     no_cache: opt.NoCache = False,
     cache_dir: opt.CacheDir = None,
     l3_url: opt.L3Url = None,
-    explain: bool = typer.Option(False, "--explain", help="Say on stderr how the model was resolved."),
-    ray_: bool = typer.Option(
-        False,
-        "--ray",
-        help="Count on a Ray cluster (pip install 'omnitok\\[ray]'): Parquet/JSONL files or directories, "
-        "local or URIs; results as a Parquet dataset in --output DIR, the summary on stdout.",
-    ),
-    ray_address: str = typer.Option(
-        "auto",
-        "--ray-address",
-        help="--ray: ray://HOST:10001 or HOST:6379; auto: $RAY_ADDRESS or a running local cluster, "
-        "else a local Ray; local: always a new local Ray.",
-    ),
-    bundle: list[str] | None = typer.Option(
-        None,
-        "--bundle",
-        help="--ray: a tokenizer bundle (omnitok bundle create) installed once on every node (repeatable).",
-        show_default=False,
-    ),
-    ray_workers: int | None = typer.Option(
-        None,
-        "--ray-workers",
-        callback=opt.number(1, integer=True),
-        help="--ray: how many actors count (default: one a CPU of the cluster).",
-        show_default=False,
-    ),
-    verbose: bool = typer.Option(
-        False,
-        "--verbose",
-        help="--ray: Ray's own output on stderr (log lines, worker output, progress bars); quiet without it.",
-        show_default=False,
-    ),
+    explain: Annotated[bool, opt.Option("--explain", help="Say on stderr how the model was resolved.")] = False,
+    ray_: Annotated[
+        bool,
+        opt.Option(
+            "--ray",
+            help="Count on a Ray cluster (pip install 'omnitok\\[ray]'): Parquet/JSONL files or directories, "
+            "local or URIs; results as a Parquet dataset in --output DIR, the summary on stdout.",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str,
+        opt.Option(
+            "--ray-address",
+            help="--ray: ray://HOST:10001 or HOST:6379; auto: $RAY_ADDRESS or a running local cluster, "
+            "else a local Ray; local: always a new local Ray.",
+        ),
+    ] = "auto",
+    bundle: Annotated[
+        list[str] | None,
+        opt.Option(
+            "--bundle",
+            help="--ray: a tokenizer bundle (omnitok bundle create) installed once on every node (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        int | None,
+        opt.Option(
+            "--ray-workers",
+            callback=opt.number(1, integer=True),
+            help="--ray: how many actors count (default: one a CPU of the cluster).",
+            show_default=False,
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool,
+        opt.Option(
+            "--verbose",
+            help="--ray: Ray's own output on stderr (log lines, worker output, progress bars); quiet without it.",
+            show_default=False,
+        ),
+    ] = False,
     quiet: opt.Quiet = False,
 ) -> None:
     """Count tokens of texts, JSONL records, chat messages or Parquet rows, exactly, offline.
@@ -127,7 +147,11 @@ def count(
     if ray_ and (text or add_field or lines):
         raise errors.UsageError("--ray counts Parquet or JSONL files; --text, --add-field and --lines do not apply")
     _check_words(files)
+    _one_blas_thread()
     from .. import api
+
+    if engine == "auto" and not ray_ and tokenizer is None:
+        engine = _small_input_engine(api, model, encoding, files, text)
 
     # a bad --on-error is refused before anything is opened (--ray checks it with its own rules)
     policy = None if ray_ else api.ErrorPolicy(on_error)
@@ -176,8 +200,14 @@ def count(
         cache_stats = counter.cache.run_stats() if counter.cache is not None else None
     finally:
         counter.close()
-    if summary:
-        _print_summary(stats, counter.meta, fmt, cache_stats)
+    return _finish(outcome, stats, counter.meta, cache_stats, fmt if summary else None, quiet)
+
+
+def _finish(outcome, stats, meta: dict, cache_stats: dict | None, summary_fmt: str | None, quiet: bool) -> int:
+    """After the local run: the summary (if asked for, in `summary_fmt`), the records over
+    --max-tokens, the run's report on stderr; the exit code."""
+    if summary_fmt is not None:
+        _print_summary(stats, meta, summary_fmt, cache_stats)
     if outcome.stopped is None and stats.over_limit:
         list_over_limit(stats.over_limit, stats.counted, stats.max_tokens_limit, stats.offenders)
     report(outcome, quiet)
@@ -205,6 +235,30 @@ def _run(api, stream, counter, policy, stats, records_out, fmt, add_field, jobs,
         )
     finally:
         bar.close()
+
+
+def _small_input_engine(api, model, encoding, files, text) -> str:
+    """The engine to ask for where none was named: tiktoken for a small input (cli/_small.py) of
+    an OpenAI model, whose vocabulary loads in half gigatoken's time with the same counts; else
+    auto."""
+    try:
+        if api.resolve(model, encoding, None).family != "openai":
+            return "auto"
+    except errors.OmnitokError:
+        return "auto"  # the Counter reports it
+    from ._small import is_small
+
+    return "tiktoken" if is_small(files, text) else "auto"
+
+
+def _one_blas_thread() -> None:
+    """A count does no linear algebra, but numpy is loaded (gigatoken's encode hands back numpy
+    arrays; the Unicode guard looks code points up in one): OpenBLAS, loaded with it, would start a
+    thread per core that spins a while, about 7% of a one-line count's CPU time. One thread, unless
+    the user set it (the variable is read when numpy is first imported, here or in a worker)."""
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def _check_words(files: list[str] | None) -> None:

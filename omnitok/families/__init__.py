@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-from importlib.metadata import entry_points
 
 from ..errors import UnknownModelError, UsageError
 from .base import BundleFiles, Family, Resolution, check_id, not_exact
@@ -63,7 +62,9 @@ def builtin_families() -> tuple[Family, ...]:
 def plugin_families() -> tuple[Family, ...]:
     """Families other packages register in the `omnitok.families` entry-point group. Scanning
     entry points costs tens of ms, so it happens only when no built-in family claims an id."""
-    eps = [ep for ep in entry_points(group="omnitok.families") if ep.name not in BUILTIN]
+    from importlib import metadata
+
+    eps = [ep for ep in metadata.entry_points(group="omnitok.families") if ep.name not in BUILTIN]
     return tuple(sorted((ep.load()() for ep in eps), key=lambda f: (f.order, f.name)))
 
 

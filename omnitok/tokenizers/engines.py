@@ -44,10 +44,13 @@ class TiktokenEngine:
     def __init__(self, spec: EncodingSpec, path: Path, threads: int = 1):
         import tiktoken
 
+        from ..assets.rank_cache import load_ranks
+
         self._enc = tiktoken.Encoding(
             name=spec.name,
             pat_str=spec.pat_str,
-            mergeable_ranks=read_ranks(path),
+            # the store verified `path` against spec.sha256; the derived form is checked against both
+            mergeable_ranks=load_ranks(path, spec.file, spec.sha256, read_ranks),
             special_tokens=spec.special_tokens,
             explicit_n_vocab=spec.explicit_n_vocab,
         )

@@ -4,7 +4,6 @@ the same way a third-party plugin is; --engine NAME scans the group for names no
 from __future__ import annotations
 
 import functools
-from importlib.metadata import entry_points
 
 from ..errors import UsageError
 
@@ -21,7 +20,9 @@ def builtin_engines() -> dict[str, type]:
 @functools.cache
 def engine_classes() -> dict[str, type]:
     """Built-in engines plus those of plugins (the entry points are scanned here, on demand)."""
-    found = {ep.name: ep for ep in entry_points(group="omnitok.engines")}
+    from importlib import metadata
+
+    found = {ep.name: ep for ep in metadata.entry_points(group="omnitok.engines")}
     return {**{name: ep.load() for name, ep in found.items()}, **builtin_engines()}
 
 

@@ -1,0 +1,95 @@
+"""Small inputs of `omnitok count` (issue 26 item 2): is the whole input at most SMALL bytes?
+
+For a count that small, start-up is the run: gigatoken's vocabulary takes ~0.3-0.4 s to build
+(and its encode imports numpy), tiktoken's ~0.2 s from omnitok's derived rank file
+(assets/rank_cache.py). So where the user named no engine, a small input of an OpenAI model is
+counted by tiktoken (the reference engine: the same counts), and the rows say `engine: tiktoken`.
+
+stdin from a pipe has no size: up to SMALL + 1 bytes are read first, and sys.stdin is replaced by
+a stream that gives those bytes back before the rest (same descriptor, for the output checks)."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import sys
+
+SMALL = 64 * 1024  # bytes
+
+
+class _Prefixed(io.RawIOBase):
+    """The bytes read ahead, then the rest of the original binary stdin."""
+
+    def __init__(self, head: bytes, rest, fd: int):
+        self._head, self._rest, self._fd = memoryview(head), rest, fd
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return False
+
+    def readinto(self, buffer) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return self._rest.readinto(buffer)
+
+
+def _stdin_is_small(limit: int) -> bool:
+    stdin = sys.stdin
+    try:
+        fd = stdin.fileno()
+        st = os.fstat(fd)
+        buffer = stdin.buffer
+    except (AttributeError, OSError, ValueError):
+        return False
+    if stat.S_ISREG(st.st_mode):  # `< file`: its size, from where the descriptor stands
+        try:
+            return st.st_size - os.lseek(fd, 0, os.SEEK_CUR) <= limit
+        except OSError:
+            return False
+    if stdin.isatty():  # typed by hand: not read ahead
+        return False
+    chunks, n = [], 0
+    while n <= limit:
+        chunk = buffer.read1(limit + 1 - n)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        n += len(chunk)
+    reader = io.BufferedReader(_Prefixed(b"".join(chunks), buffer, fd))
+    sys.stdin = io.TextIOWrapper(reader, encoding=stdin.encoding, errors=stdin.errors)
+    return n <= limit
+
+
+def is_small(files: list[str] | None, texts: list[str] | None) -> bool:
+    """Whether the count's whole input (texts, files, stdin) is at most SMALL bytes: plain files
+    by their size (not .gz: their text may be larger), stdin read ahead. Reads nothing when a file
+    already rules it out."""
+    total = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts or [])
+    if texts and not files:
+        return total <= SMALL
+    stdin = False
+    for path in files or ["-"]:
+        if path == "-":
+            stdin = True
+            continue
+        if "://" in path or path.lower().endswith(".gz"):
+            return False
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            return False  # the run reports it
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        total += st.st_size
+        if total > SMALL:
+            return False
+    return not stdin or _stdin_is_small(SMALL - total)

@@ -5,8 +5,9 @@ app, and a hand-written ASGI app (no framework, orjson) on the same uvicorn.
         [--rounds 5]
 
 The servers run as uvicorn processes with the same settings (one worker, 127.0.0.1, no access
-log written: `omnitok serve --log-level warning`, the baselines with access_log=False; uvicorn's
-own choice of HTTP parser and event loop, httptools and uvloop when installed). A load client
+log written: `omnitok serve --log-level warning`, the baselines with access_log=False; no Server
+header, as `omnitok serve` sends none; uvicorn's own choice of HTTP parser and event loop,
+httptools and uvloop when installed, the same for all three). A load client
 keeps N requests in flight, one keep-alive connection each, for `--duration` seconds per case and
 server (in `--rounds` turns that the servers take in turn), and records requests/s, p50 and
 p99 latency, and errors (a non-200 answer, a transport error, or a count that differs from
@@ -169,7 +170,8 @@ def start_omnitok(port: int) -> subprocess.Popen:
 def start_bare(port: int, factory: str = "bare_app") -> subprocess.Popen:
     code = (
         f"import uvicorn; from benchmarks.serve_bench import {factory}; "
-        f"uvicorn.run({factory}(), host='127.0.0.1', port={port}, log_level='warning', access_log=False)"
+        f"uvicorn.run({factory}(), host='127.0.0.1', port={port}, log_level='warning', access_log=False, "
+        "server_header=False)"
     )
     return _start([sys.executable, "-c", code], port)
 

@@ -141,6 +141,7 @@ class Counter:
             )
             strategy, self.cache = wrap(strategy, opts.cache, chosen, tag)
         self.strategy = strategy
+        self._fields: tuple | None = None  # count_text's result fields (made at its first count)
 
     def close(self) -> None:
         """Save cache statistics and the Bloom filter; release connections."""
@@ -178,6 +179,24 @@ class Counter:
 
     def count(self, item: str | Sequence[dict]) -> CountResult:
         return self.count_batch([item])[0]
+
+    def count_text(self, text: str) -> CountResult:
+        """count(text) for one text, without count_batch's lists (omnitok serve's path for a
+        short text): the same result and errors."""
+        s = self.strategy
+        count = getattr(s, "count", None)
+        if type(text) is not str or count is None or hasattr(s, "last_meta"):  # a fallback or a cache
+            return self.count_batch([text])[0]  # says per text who counted: its batch path
+        texts, overhead = self.framing.text(text)
+        if len(texts) != 1:
+            return self.count_batch([text])[0]
+        tokens = count(texts[0]) + overhead
+        fields = self._fields
+        if fields is None:  # what _result reads of a local strategy, read once
+            r = self._result(0)
+            fields = self._fields = (r.model, r.encoding, r.strategy, r.engine, r.exact, r.error_band)
+        model, encoding, strategy, engine, exact, band = fields
+        return CountResult(tokens, model, encoding, strategy, engine, exact, band)
 
     def count_batch(self, items: Iterable[str | Sequence[dict]]) -> list[CountResult]:
         if isinstance(items, (str, bytes, dict)):  # not one character, byte or key a text

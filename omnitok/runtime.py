@@ -52,10 +52,16 @@ def default_threads() -> int:
 
 
 class _Slot:
-    __slots__ = ("all", "idle", "sem")
+    """One key's objects: `all` made, `idle` of them free, `free` permits left (of the pool's
+    `size`: a caller holds one while it uses or makes an object), `waiting` callers waiting for
+    one on `cond` (the pool's lock)."""
 
-    def __init__(self, size: int):
-        self.sem = threading.BoundedSemaphore(size)
+    __slots__ = ("all", "cond", "free", "idle", "waiting")
+
+    def __init__(self, size: int, lock: threading.Lock):
+        self.free = size
+        self.waiting = 0
+        self.cond = threading.Condition(lock)
         self.idle: list = []
         self.all: list = []
 
@@ -83,14 +89,14 @@ class Pool:
         with self._lock:
             slot = self._slots.get(key)
             if slot is None:
-                slot = self._slots[key] = _Slot(self.size)
+                slot = self._slots[key] = _Slot(self.size, self._lock)
             self._slots.move_to_end(key)
             evict = []
             if len(self._slots) > self.max_keys:
                 for k, s in list(self._slots.items()):
                     if len(self._slots) <= self.max_keys:
                         break
-                    if k != key and len(s.idle) == len(s.all):
+                    if k != key and s.free == self.size and len(s.idle) == len(s.all):
                         evict += s.all
                         del self._slots[k]
         for obj in evict:
@@ -100,10 +106,16 @@ class Pool:
     @contextlib.contextmanager
     def lease(self, key: tuple) -> Iterator[Any]:
         slot = self._slot(key)
-        slot.sem.acquire()
+        with self._lock:
+            while not slot.free:
+                slot.waiting += 1
+                try:
+                    slot.cond.wait()
+                finally:
+                    slot.waiting -= 1
+            slot.free -= 1
+            obj = slot.idle.pop() if slot.idle else None
         try:
-            with self._lock:
-                obj = slot.idle.pop() if slot.idle else None
             if obj is None:
                 obj = self.factory(key)  # may raise (unknown model, ...): nothing is kept
                 with self._lock:
@@ -120,7 +132,16 @@ class Pool:
                             slot.all.remove(obj)
                     self._close(obj)
         finally:
-            slot.sem.release()
+            self._give_back(slot)
+
+    def _give_back(self, slot: _Slot, obj: Any = None) -> None:
+        """Return a permit (and `obj`, when given, to the idle ones)."""
+        with self._lock:
+            if obj is not None:
+                slot.idle.append(obj)
+            slot.free += 1
+            if slot.waiting:
+                slot.cond.notify()
 
     def objects(self) -> list:
         with self._lock:
@@ -130,22 +151,19 @@ class Pool:
         """`fn(obj)` with an idle object for `key`, on the calling thread, when one is idle now
         and `usable(obj)`; else None at once (never waits, never makes an object)."""
         slot = self._slots.get(key)
-        if slot is None or not slot.idle or not slot.sem.acquire(blocking=False):
+        if slot is None or not slot.idle:
             return None
-        try:
-            with self._lock:
-                obj = slot.idle.pop() if slot.idle else None
-                if obj is not None and key in self._slots:
-                    self._slots.move_to_end(key)
-            if obj is None:
+        with self._lock:
+            if not slot.free or not slot.idle:
                 return None
-            try:
-                return fn(obj) if usable(obj) else None
-            finally:
-                with self._lock:  # usable objects are local: a call never degrades them
-                    slot.idle.append(obj)
+            slot.free -= 1
+            obj = slot.idle.pop()
+            if key in self._slots:
+                self._slots.move_to_end(key)
+        try:
+            return fn(obj) if usable(obj) else None
         finally:
-            slot.sem.release()
+            self._give_back(slot, obj)  # usable objects are local: a call never degrades them
 
     def stats(self) -> tuple[Tally, int, int | None]:
         """(cache counts of the objects kept and retired, L1 entries summed, L2 entries or None)."""
@@ -278,9 +296,13 @@ class Runtime:
         for (model, options); None when that is not possible without waiting (the text is over
         INLINE_MAX_CHARS, no Counter for the key is loaded and idle, or it counts with a cache or
         online): then count it in the pool."""
+        return self.count_inline_key(text, key(model, options))
+
+    def count_inline_key(self, text: str, k: tuple):
+        """count_inline for the Pool key `k` (key(model, options)), made once by the caller."""
         if type(text) is not str or len(text) > INLINE_MAX_CHARS:
             return None
-        return self.counters.try_inline(key(model, options), lambda c: c.count_batch([text])[0], _counts_locally)
+        return self.counters.try_inline(k, lambda c: c.count_text(text), _counts_locally)
 
     def count_rows(
         self,
@@ -322,10 +344,10 @@ class Runtime:
 
     def cache_stats(self) -> dict:
         """The statistics of every cache this runtime's lent objects use (and used, for objects
-        since closed), as `omnitok cache stats` names them (omnitok.cache.tiered.stats_view): hits
+        since closed), as `omnitok cache stats` names them (omnitok.cache.stats.stats_view): hits
         per tier, misses, totals, hit rate in percent, L1 entries (summed), L2 entries (the shared
         disk tier)."""
-        from .cache.tiered import stats_view
+        from .cache.stats import stats_view
 
         counts = Tally()
         l1 = 0

@@ -185,6 +185,8 @@ def _run(uvicorn, config) -> None:
         port=config.port,
         workers=config.workers if config.workers > 1 else None,
         log_level=config.log_level,
+        # uvicorn formats an access line per request even when its level hides it: only when shown.
+        access_log=config.log_level in ("trace", "debug", "info"),
         timeout_graceful_shutdown=config.graceful_timeout,
         server_header=False,
     )

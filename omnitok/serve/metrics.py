@@ -92,7 +92,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.in_flight = Gauge("omnitok_http_requests_in_flight", "Requests being answered", registry=r)
+        # Requests being answered: a plain number the event loop's thread keeps (Guard, the fast
+        # path), read when /metrics is rendered.
+        self.in_flight = 0
+        Gauge("omnitok_http_requests_in_flight", "Requests being answered", registry=r).set_function(
+            lambda: self.in_flight
+        )
         self.tokens = Counter("omnitok_tokens_counted", "Tokens counted", ["model", "strategy"], registry=r)
         self.texts = Counter("omnitok_texts_counted", "Texts and records counted", ["model"], registry=r)
         self.compressions = _Bounded(
@@ -130,16 +135,25 @@ class Metrics:
             self._children[key] = child
         return child
 
+    def request_series(self, method: str, route: str, status: int) -> tuple:
+        """(requests counter, latency histogram) for (method, route, status): answered() without
+        the look-up, for a caller that answers one kind of request many times (the fast path)."""
+        method = method if method in METHODS else OTHER
+        return self._child(("request", method, route, str(status)))
+
     def answered(self, method: str, route: str, status: int, seconds: float) -> None:
         """One request answered: counted by (method, route, status), timed by (method, route)."""
-        method = method if method in METHODS else OTHER
-        requests, latency = self._child(("request", method, route, str(status)))
+        requests, latency = self.request_series(method, route, status)
         requests.inc()
         latency.observe(seconds)
 
-    def counted(self, model: str, strategy: str, tokens: int, texts: int) -> None:
+    def count_series(self, model: str, strategy: str) -> tuple:
+        """(tokens counter, texts counter) for (model, strategy), labels bounded as counted() bounds them."""
         strategy = strategy if strategy in STRATEGIES else OTHER
-        count, number = self._child(("count", self.model_label(model), strategy))
+        return self._child(("count", self.model_label(model), strategy))
+
+    def counted(self, model: str, strategy: str, tokens: int, texts: int) -> None:
+        count, number = self.count_series(model, strategy)
         count.inc(tokens)
         number.inc(texts)
 

@@ -2,7 +2,7 @@
 unexpected, never a traceback), HostCheck (400 for a Host the server does not answer: DNS
 rebinding), BearerAuth (401 before the body is read), BodyLimit (the body read whole before the
 app sees it: 413 over the size limit, 408 past the body timeout, 503 while the bodies being read
-at once would pass the in-flight limit).
+at once would pass the in-flight limit; the state, Bodies, shared with the fast path).
 
 A refusal sent before the body has been read closes the connection (`connection: close`): uvicorn
 would otherwise keep reading and dropping what a slow client still sends, for as long as it sends."""
@@ -65,6 +65,19 @@ def _closing(scope) -> list:
     return [(b"connection", b"close")] if _has_body(scope) else []
 
 
+def internal_error(scope) -> None:
+    """Log an unexpected error on a request (the traceback to the server's log, the path from the
+    client escaped and cut: the operator's terminal is safe)."""
+    log.exception(
+        "omnitok serve: unexpected error on %s %s",
+        shown(scope.get("method", ""), quote=False),
+        shown(scope.get("path", ""), quote=False),
+    )
+
+
+INTERNAL = error_body("internal", "internal server error")
+
+
 class Guard:
     """Counts and times every request (Prometheus), and turns an exception that reached this far
     into `500 {"error": {"code": "internal", ...}}` with no details (the traceback goes to the
@@ -89,23 +102,30 @@ class Guard:
                 response_started = True
             await send(message)
 
-        self.metrics.in_flight.inc()
+        metrics = self.metrics
+        metrics.in_flight += 1
         try:
             await self.app(scope, receive, watched)
         except Exception:
-            log.exception(  # the path from the client, escaped and cut: the operator's terminal is safe
-                "omnitok serve: unexpected error on %s %s",
-                shown(scope.get("method", ""), quote=False),
-                shown(scope.get("path", ""), quote=False),
-            )
+            internal_error(scope)
             status = 500
             if not response_started:
-                await send_json(send, 500, error_body("internal", "internal server error"))
+                await send_json(send, 500, INTERNAL)
         finally:
-            self.metrics.in_flight.dec()
+            metrics.in_flight -= 1
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            self.metrics.answered(scope.get("method", ""), path, status, time.perf_counter() - started)
+            metrics.answered(scope.get("method", ""), path, status, time.perf_counter() - started)
+
+
+def bearer_ok(value: bytes | None, token: bytes) -> bool:
+    """Whether an Authorization header's value is `Bearer <token>` (compared in constant time)."""
+    if value is None:
+        return False
+    scheme, _, given = value.partition(b" ")
+    if scheme.lower() != b"bearer":
+        return False
+    return hmac.compare_digest(given.strip(), token)
 
 
 class BearerAuth:
@@ -117,13 +137,7 @@ class BearerAuth:
         self.token = token.encode("utf-8")
 
     def _authorized(self, scope) -> bool:
-        value = _header(scope, b"authorization")
-        if value is None:
-            return False
-        scheme, _, given = value.partition(b" ")
-        if scheme.lower() != b"bearer":
-            return False
-        return hmac.compare_digest(given.strip(), self.token)
+        return bearer_ok(_header(scope, b"authorization"), self.token)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope.get("path") in PUBLIC_PATHS or self._authorized(scope):
@@ -147,20 +161,24 @@ class HostCheck:
     def __init__(self, app, names: frozenset[str]):
         from .config import host_name
 
-        self.app = app
+        self.app = app  # None: the check alone (the fast path's)
         self.host_name = host_name
         self.exact = frozenset(n for n in names if not n.startswith("*."))
         self.suffixes = tuple(n[1:] for n in names if n.startswith("*."))  # ".example.com"
+
+    def allows(self, host: bytes) -> bool:
+        """Whether one Host header's value names a host answered."""
+        try:
+            name = self.host_name(host.decode("ascii"))
+        except UnicodeDecodeError:
+            return False
+        return name in self.exact or (bool(self.suffixes) and name.endswith(self.suffixes))
 
     def _allowed(self, scope) -> bool:
         hosts = [v for k, v in scope.get("headers") or () if k.lower() == b"host"]
         if len(hosts) != 1:
             return not hosts
-        try:
-            name = self.host_name(hosts[0].decode("ascii"))
-        except UnicodeDecodeError:
-            return False
-        return name in self.exact or (bool(self.suffixes) and name.endswith(self.suffixes))
+        return self.allows(hosts[0])
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or self._allowed(scope):
@@ -170,22 +188,14 @@ class HostCheck:
         await send_json(send, 400, error_body("bad_host", message), _closing(scope))
 
 
-class BodyLimit:
-    """Reads the request body whole before the app sees it (the app then reads it from memory):
-    - 413 for a body over `max_bytes`: at once when Content-Length says so (nothing is read), else
-      as soon as the bytes received pass it (a chunked upload);
-    - 408 when the whole body has not arrived within `timeout` seconds of the request's headers
-      (a client trickling a body holds a connection and its buffer no longer than that);
-    - 503 with Retry-After when the bodies being read at once, each counted at its declared
-      Content-Length (a chunked one at the bytes received so far), would pass `max_inflight`
-      bytes: a crowd of slow uploads cannot hold the server's memory. A body stops counting
-      once it is read.
-    Each refusal closes the connection. Limits are per worker process."""
+class Bodies:
+    """The request bodies being read, and their bounds (`max_bytes`, `timeout`, `max_inflight`),
+    shared by BodyLimit and the fast path (omnitok.serve.fast) so that one in-flight total and
+    one timer hold for both. See BodyLimit for the rules."""
 
     RETRY_AFTER = b"1"
 
-    def __init__(self, app, max_bytes: int, timeout: float = 30.0, max_inflight: int | None = None):
-        self.app = app
+    def __init__(self, max_bytes: int, timeout: float = 30.0, max_inflight: int | None = None):
         self.max_bytes = max_bytes
         self.timeout = timeout
         self.max_inflight = max_inflight if max_inflight is not None else 256 * 1024 * 1024
@@ -209,20 +219,96 @@ class BodyLimit:
                 task.cancel()
         self._reaper = loop.call_later(self._tick, self._reap) if self._reading else None
 
-    def _too_large(self) -> dict:
+    def too_large(self) -> dict:
         mb = self.max_bytes / (1024 * 1024)
         return error_body("too_large", f"the request body is over the server's limit of {mb:g} MB")
 
-    def _busy(self) -> dict:
+    def busy(self) -> dict:
         mb = self.max_inflight / (1024 * 1024)
         return error_body(
             "busy", f"the server is reading its limit of {mb:g} MB of request bodies at once; try again in a moment"
         )
 
-    def _slow(self) -> dict:
+    def slow(self) -> dict:
         return error_body(
             "body_timeout", f"the request body did not arrive within the server's limit of {self.timeout:g} s"
         )
+
+    async def read(self, receive, declared: int) -> tuple[bytes | None, tuple | None]:
+        """(the whole body, None), or (None, (status, body, headers)) for a refusal while reading
+        (413, 503, 408), or (None, None) when the client left. `declared` (its Content-Length,
+        0 for a chunked body) counts in the in-flight total while it is read; the caller has
+        checked that it fits."""
+        self.inflight += declared
+        held = declared
+        refusal = None
+        chunks: list[bytes] = []
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        self._reading[task] = loop.time() + self.timeout
+        if self._reaper is None or self._reaper_loop is not loop:
+            self._reaper_loop = loop
+            self._reaper = loop.call_later(self._tick, self._reap)
+        try:
+            received = 0
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":  # the client left: nobody to answer
+                    return None, None
+                body = message.get("body", b"")
+                if body:
+                    received += len(body)
+                    if received > self.max_bytes:
+                        refusal = (413, self.too_large(), [])
+                        break
+                    if received > held:  # a chunked body: counted as it arrives
+                        more = received - held
+                        if self.inflight + more > self.max_inflight:
+                            refusal = (503, self.busy(), [(b"retry-after", self.RETRY_AFTER)])
+                            break
+                        self.inflight += more
+                        held = received
+                    chunks.append(body)
+                if not message.get("more_body", False):
+                    break
+        except asyncio.CancelledError:
+            if task not in self._expired:
+                raise
+            if hasattr(task, "uncancel"):  # Python 3.11+: this cancellation was ours, and is handled
+                task.uncancel()
+            refusal = (408, self.slow(), [])
+        finally:
+            self.inflight -= held
+            if self._reading.pop(task, None) is None:  # reaped: its cancel has been seen or is moot
+                self._expired.discard(task)
+        if refusal is not None:
+            return None, refusal
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), None
+
+
+class BodyLimit:
+    """Reads the request body whole before the app sees it (the app then reads it from memory):
+    - 413 for a body over `max_bytes`: at once when Content-Length says so (nothing is read), else
+      as soon as the bytes received pass it (a chunked upload);
+    - 408 when the whole body has not arrived within `timeout` seconds of the request's headers
+      (a client trickling a body holds a connection and its buffer no longer than that);
+    - 503 with Retry-After when the bodies being read at once, each counted at its declared
+      Content-Length (a chunked one at the bytes received so far), would pass `max_inflight`
+      bytes: a crowd of slow uploads cannot hold the server's memory. A body stops counting
+      once it is read.
+    Each refusal closes the connection. Limits are per worker process; the state is `bodies`
+    (Bodies), shared with the fast path, or one of its own."""
+
+    def __init__(
+        self,
+        app,
+        max_bytes: int | None = None,
+        timeout: float = 30.0,
+        max_inflight: int | None = None,
+        bodies: Bodies | None = None,
+    ):
+        self.app = app
+        self.bodies = bodies or Bodies(max_bytes, timeout, max_inflight)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -244,60 +330,20 @@ class BodyLimit:
         if not declared and not chunked:  # no body
             await self.app(scope, receive, send)
             return
-        if declared > self.max_bytes:
-            await send_json(send, 413, self._too_large(), [(b"connection", b"close")])
+        bodies = self.bodies
+        if declared > bodies.max_bytes:
+            await send_json(send, 413, bodies.too_large(), [(b"connection", b"close")])
             return
-        if self.inflight + declared > self.max_inflight:
-            await send_json(send, 503, self._busy(), [(b"retry-after", self.RETRY_AFTER), (b"connection", b"close")])
+        if bodies.inflight + declared > bodies.max_inflight:
+            await send_json(send, 503, bodies.busy(), [(b"retry-after", bodies.RETRY_AFTER), (b"connection", b"close")])
             return
-        self.inflight += declared
-        held = declared
-        refusal = None
-        chunks: list[bytes] = []
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        self._reading[task] = loop.time() + self.timeout
-        if self._reaper is None or self._reaper_loop is not loop:
-            self._reaper_loop = loop
-            self._reaper = loop.call_later(self._tick, self._reap)
-        try:
-            received = 0
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":  # the client left: nobody to answer
-                    return
-                body = message.get("body", b"")
-                if body:
-                    received += len(body)
-                    if received > self.max_bytes:
-                        refusal = (413, self._too_large(), [])
-                        break
-                    if received > held:  # a chunked body: counted as it arrives
-                        more = received - held
-                        if self.inflight + more > self.max_inflight:
-                            refusal = (503, self._busy(), [(b"retry-after", self.RETRY_AFTER)])
-                            break
-                        self.inflight += more
-                        held = received
-                    chunks.append(body)
-                if not message.get("more_body", False):
-                    break
-        except asyncio.CancelledError:
-            if task not in self._expired:
-                raise
-            if hasattr(task, "uncancel"):  # Python 3.11+: this cancellation was ours, and is handled
-                task.uncancel()
-            refusal = (408, self._slow(), [])
-        finally:
-            self.inflight -= held
-            if self._reading.pop(task, None) is None:  # reaped: its cancel has been seen or is moot
-                self._expired.discard(task)
+        whole, refusal = await bodies.read(receive, declared)
         if refusal is not None:
             status, body, headers = refusal
             await send_json(send, status, body, [*headers, (b"connection", b"close")])
             return
-        whole = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        del chunks
+        if whole is None:  # the client left
+            return
         await self.app(scope, _replay(whole, receive), send)
 
 

@@ -12,13 +12,14 @@ import threading
 from typing import Any
 
 from ..errors import OmnitokError
-from ..runtime import INLINE_MAX_CHARS, Runtime
+from ..runtime import INLINE_MAX_CHARS, Runtime, key
 from . import workers
 from .config import ServeConfig
 from .errors import ServeError
 from .metrics import Metrics
 
 PROBE_TEXT = "Hello, world!"
+PLANS_KEPT = 1024  # request options whose (model, options, pool key) are kept made (a client picks them)
 
 
 class Totals:
@@ -84,6 +85,7 @@ class Service:
         self.not_ready = "loading the default model's tokenizer"
         self.ready_info: dict = {}
         self._warm: asyncio.Task | None = None
+        self._plans: dict[tuple, tuple] = {}
 
     # --- lifespan ---
 
@@ -142,6 +144,20 @@ class Service:
             options["strict"] = True
         return model, options
 
+    def count_plan(
+        self, model_id: str | None, encoding: str | None, online: bool | None, strict: bool | None
+    ) -> tuple[str | None, dict, tuple]:
+        """(model, Counter options, the runtime's pool key) for a request's options: count_options
+        made once per distinct request options (the first PLANS_KEPT of them; past that, each time)."""
+        request = (model_id, encoding, online, strict)
+        plan = self._plans.get(request)
+        if plan is None:
+            model, options = self.count_options(model_id, encoding, online, strict)
+            plan = (model, options, key(model, options))
+            if len(self._plans) < PLANS_KEPT:
+                self._plans[request] = plan
+        return plan
+
     async def within(self, awaitable, on_timeout=None):
         """`awaitable` under --timeout: at the deadline it is cancelled (a worker process's job is
         killed with it), `on_timeout()` is called, and the client gets 504."""
@@ -176,6 +192,11 @@ class Service:
         """Record one count (/stats, /metrics) and give /count-tokens' answer for it."""
         self.totals.counted(tokens)
         self.metrics.counted(model, strategy, tokens, 1)
+        return self.describe(tokens, model, encoding, strategy, exact, error_band)
+
+    @staticmethod
+    def describe(tokens: int, model: str, encoding: str, strategy: str, exact: bool, error_band) -> dict:
+        """/count-tokens' answer for one count."""
         metadata = {"encoding": encoding}
         if error_band is not None:
             metadata["error_band"] = error_band
@@ -190,10 +211,18 @@ class Service:
     async def count_text(
         self, text: str, model_id: str | None, encoding: str | None, online: bool | None, strict: bool | None
     ) -> dict:
-        """/count-tokens for a text (the route and the fast path in front of it): counted at once
-        when the runtime can (count_inline), else in the thread pool under the timeout."""
-        model, options = self.count_options(model_id, encoding, online, strict)
-        r = self.runtime.count_inline(text, model, **options)
+        """/count-tokens for a text (the route; the fast path in front of it calls count_result and
+        writes the same answer itself)."""
+        r = await self.count_result(text, model_id, encoding, online, strict)
+        return self.counted(r.tokens, r.model, r.encoding, r.strategy, r.exact, r.error_band)
+
+    async def count_result(
+        self, text: str, model_id: str | None, encoding: str | None, online: bool | None, strict: bool | None
+    ):
+        """The CountResult for /count-tokens' text, not yet recorded: counted at once when the
+        runtime can (count_inline), else in the thread pool under the timeout."""
+        model, options, k = self.count_plan(model_id, encoding, online, strict)
+        r = self.runtime.count_inline_key(text, k)
         if r is None:
             r = (await self.within(self.runtime.request(self.runtime.count_batch, [text], model, options)))[0]
-        return self.counted(r.tokens, r.model, r.encoding, r.strategy, r.exact, r.error_band)
+        return r

@@ -452,12 +452,12 @@ def _stop(procs: list[subprocess.Popen], grace: float) -> None:
 
 
 def add_stats(views: list[dict]) -> dict:
-    """Cache statistics (omnitok.cache.tiered.stats_view's) of several processes as one: the
+    """Cache statistics (omnitok.cache.stats.stats_view's) of several processes as one: the
     server's own and those its workers reported. L2 is one file shared by all: its size is the
     first one known."""
     from collections import Counter as Tally
 
-    from ..cache.tiered import stats_view
+    from ..cache.stats import stats_view
 
     counts: Tally = Tally()
     l1 = 0

@@ -70,7 +70,8 @@ class EngineStrategy:
         return isinstance(self._engine, ReferenceGuarded) and self._engine._reference is None
 
     def count(self, text: str) -> int:
-        return self._engine.count_batch([text])[0]
+        one = getattr(self._engine, "count", None)  # an engine's one-text count, where it has one
+        return one(text) if one is not None else self._engine.count_batch([text])[0]
 
     def count_batch(self, texts: Sequence[str]) -> list[int]:
         return self._engine.count_batch(texts)

@@ -5,7 +5,8 @@ Unicode tables of different versions: a character assigned only recently (U+323B
 J, Unicode 17) is a letter to tiktoken and not to gigatoken, and the counts differ (the
 differential property test found it). Texts holding any code point unassigned in Unicode 14
 (omnitok/data/unassigned.json, from Python's unicodedata) are therefore counted by the
-reference engine. ASCII texts skip the check; others cost one table lookup of their code points.
+reference engine. ASCII and Latin-1 texts skip the check; others cost one regex search
+(needs_reference says how).
 
 For OpenAI's patterns (cl100k, o200k) only letters, marks, numbers and white space are told
 apart; every other character, unassigned (Cn) or assigned as a symbol, punctuation or format
@@ -26,6 +27,8 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+import sys
 import threading
 from pathlib import Path
 
@@ -37,10 +40,12 @@ ANY, OPENAI = "any", "openai"  # which patterns a guard is for (module docstring
 
 @functools.cache
 def _table(patterns: str = ANY):
-    """A boolean per code point, True where Unicode 14 assigns nothing; looked up for a whole text
-    at once (numpy, a dependency: gigatoken hands back numpy arrays), several times faster than
-    the regex class search it replaces, which on non-ASCII text had cost about as much as the
-    encoding itself (tests/test_unicode_guard.py holds the answers to the ranges)."""
+    """A boolean per code point, True where the guard applies (Unicode 14 assigns nothing, less
+    what `patterns` tell apart alike); looked up for a text with many characters above U+FFFF
+    (numpy, a dependency: gigatoken hands back numpy arrays). A regex class of every guarded code
+    point is ~100x slower (`re` checks ranges above U+FFFF one by one): needs_reference's class
+    names only the safe ones, and of those above U+FFFF only the widest runs
+    (tests/test_unicode_guard.py holds the answers to the ranges)."""
     import numpy as np
 
     table = np.zeros(0x110000, dtype=np.bool_)
@@ -55,9 +60,102 @@ def _table(patterns: str = ANY):
 
 def needs_reference(text: str, patterns: str = ANY) -> bool:
     """True if the text holds a code point newer than the fast engine's Unicode tables that the
-    `patterns` (ANY, or OPENAI's) may split differently."""
-    if text.isascii():
+    `patterns` (ANY, or OPENAI's) may split differently.
+
+    The common texts are answered without a pass in Python over their characters: ASCII at once;
+    a text whose every code point is below U+0100 (Latin-1, all assigned in Unicode 14) from its
+    storage width; others by one regex search for a character not surely safe (_search: ~2 ns a
+    character, twice as fast as numpy's table lookup), each character above U+FFFF it finds then
+    looked up in a table (past _ASTRAL_SEEN of them, the rest of the text in numpy's table).
+    tests/test_guard_fast.py checks the answers against the table's."""
+    if text.isascii() or _width(text) == 1:
         return False
+    search = _search(patterns)
+    seen = 0
+    found = search(text)
+    while found is not None:
+        cp = ord(found.group())
+        if cp <= 0xFFFF or _astral(patterns)[cp - 0x10000]:
+            return True
+        seen += 1
+        if seen == _ASTRAL_SEEN:
+            return _in_table(text[found.end() :], patterns)
+        found = search(text, found.end())
+    return False
+
+
+_ASTRAL_SEEN = 16  # characters above U+FFFF looked up one at a time before numpy takes the rest
+_EXTRA = sys.getsizeof("\u00e9") - 2  # a compact non-ASCII str's size less its 1-byte characters
+
+
+def _width(text: str) -> int:
+    """CPython's bytes per character of a non-ASCII str (1: all below U+0100, 2: below
+    U+10000, 4), from its size (O(1)); 4 (nothing assumed) where that cannot be known."""
+    if _CPYTHON and type(text) is str:
+        extra, stride = divmod(sys.getsizeof(text) - _EXTRA, len(text) + 1)
+        if not stride and extra in (1, 2):
+            return extra
+    return 4
+
+
+_CPYTHON = sys.implementation.name == "cpython"
+
+
+def _guarded(patterns: str) -> list[tuple[int, int]]:
+    """The guarded code points as sorted, disjoint (first, last) ranges."""
+    ranges = [tuple(r) for r in json.loads(DATA.read_text())["ranges"]]
+    if patterns == OPENAI:
+        cut = sorted(tuple(r) for name in (NEW_OTHERS, KNOWN_LETTERS) for r in json.loads(name.read_text())["ranges"])
+        out = []
+        for a, b in ranges:
+            for c, d in cut:
+                if d < a or c > b:
+                    continue
+                if c > a:
+                    out.append((a, c - 1))
+                a = max(a, d + 1)
+                if a > b:
+                    break
+            if a <= b:
+                out.append((a, b))
+        ranges = out
+    return ranges
+
+
+@functools.cache
+def _search(patterns: str = ANY):
+    """The search for a character that is not surely safe: a negated class of the code points
+    below U+10000 that are not guarded (a bitmap in `re`: a safe character costs one lookup) and
+    of the _SAFE_RANGES widest runs above U+FFFF that are not (emoji, CJK extensions: compared
+    only for characters above U+FFFF). What it finds is guarded if below U+10000, else maybe."""
+    safe, start = [], 0
+    for a, b in _guarded(patterns):
+        if a > start:
+            safe.append((start, a - 1))
+        start = b + 1
+    if start <= 0x10FFFF:
+        safe.append((start, 0x10FFFF))
+    bmp = [(a, min(b, 0xFFFF)) for a, b in safe if a <= 0xFFFF]
+    astral = sorted(((max(a, 0x10000), b) for a, b in safe if b > 0xFFFF), key=lambda r: r[0] - r[1])
+    ranges = bmp + sorted(astral[:_SAFE_RANGES])
+    return re.compile("[^" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges) + "]").search
+
+
+_SAFE_RANGES = 32
+
+
+@functools.cache
+def _astral(patterns: str = ANY) -> bytes:
+    """A byte per code point above U+FFFF, 1 where it is guarded."""
+    table = bytearray(0x100000)
+    for a, b in _guarded(patterns):
+        if b > 0xFFFF:
+            a = max(a, 0x10000)
+            table[a - 0x10000 : b - 0xFFFF] = b"\x01" * (b - a + 1)
+    return bytes(table)
+
+
+def _in_table(text: str, patterns: str) -> bool:
     import numpy as np
 
     table = _table(patterns)
@@ -137,31 +235,56 @@ class Lent:
     take themselves mutably while they encode, without the GIL: a second thread calling one that
     is encoding gets RuntimeError('Already borrowed') (as the server's threads would). A thread
     takes a free instance, or builds one more when none is free (o200k: ~0.3 s, ~50 MB), so there
-    are never more instances than threads that ever counted at once; past `cap` it waits."""
+    are never more instances than threads that ever counted at once; past `cap` it waits.
+
+    Taking a free instance and giving it back are one list pop and one append (each atomic under
+    the GIL: no two threads get the same instance); only a thread that finds none free takes the
+    lock, to build one or wait, and a give wakes it when someone waits."""
 
     def __init__(self, build, first, cap: int | None = None):
         import os
 
         self._build = build
         self._free = [first]
-        self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(cap or max(2, os.cpu_count() or 2))
+        self._made = 1
+        self._cap = cap or max(2, os.cpu_count() or 2)
+        self._waiting = 0
+        self._cond = threading.Condition(threading.Lock())
 
     def take(self):
-        self._slots.acquire()
-        with self._lock:
-            if self._free:
-                return self._free.pop()
+        try:
+            return self._free.pop()
+        except IndexError:
+            return self._take_slow()
+
+    def _take_slow(self):
+        with self._cond:
+            self._waiting += 1  # before looking again: a give after this look sees it and wakes us
+            try:
+                while True:
+                    try:
+                        return self._free.pop()
+                    except IndexError:
+                        pass
+                    if self._made < self._cap:
+                        self._made += 1
+                        break
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
         try:
             return self._build()
         except BaseException:
-            self._slots.release()
+            with self._cond:
+                self._made -= 1
+                self._cond.notify()
             raise
 
     def give(self, instance) -> None:
-        with self._lock:
-            self._free.append(instance)
-        self._slots.release()
+        self._free.append(instance)
+        if self._waiting:  # read after the append: a thread counted later finds the instance itself
+            with self._cond:
+                self._cond.notify()
 
 
 class ReferenceGuarded:
@@ -208,6 +331,8 @@ class ReferenceGuarded:
     def count_batch(self, texts) -> list[int]:
         # One call per text: gigatoken's per-text encode is faster than its batch calls once their
         # results are turned into Python objects; the pipeline uses processes for both cores.
+        if type(texts) is list and len(texts) == 1:  # EngineStrategy.count: no loop
+            return [self.count(texts[0])]
         out = []
         count = self._count_fast
         patterns = self._patterns
@@ -226,6 +351,20 @@ class ReferenceGuarded:
         finally:
             lent.give(encode)
         return out
+
+    def count(self, text: str) -> int:
+        """count_batch([text])[0], without the list (the server's one-text path)."""
+        if needs_reference(text, self._patterns):
+            if DEFER_REFERENCE:
+                return DEFERRED
+            self.prepare_for_fork()
+            return self._reference.count_batch([text])[0]
+        lent = self._encoders or self._lend()
+        encode = lent.take()
+        try:
+            return self._count_fast(encode, text)
+        finally:
+            lent.give(encode)
 
     def encode(self, text: str) -> list[int]:
         if needs_reference(text, self._patterns):

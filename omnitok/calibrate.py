@@ -2,9 +2,9 @@
 texts, and measure it (omnitok.calibration holds the estimator, the file and the store).
 
 1. Draw the sample: every non-empty text of the records is put in its stratum (prose, code,
-   cjk, other non-Latin scripts, numbers: calibration.stratum) and kept by reservoir sampling (seeded), `sample`
-   texts in all, shared out equally between the strata present (a stratum with fewer texts gives
-   its share to the others).
+   numbers, or its non-Latin script: calibration.stratum) and kept by reservoir sampling (seeded),
+   `sample` texts in all, shared out equally between the strata present (a stratum with fewer
+   texts gives its share to the others).
 2. Count it with the provider's count API exactly as `count --online` counts a text (the
    provider classes of omnitok.remote: Anthropic count_tokens or Bedrock CountTokens, credentials
    and base URLs from the same environment variables, the message framing measured and taken away
@@ -12,8 +12,8 @@ texts, and measure it (omnitok.calibration holds the estimator, the file and the
    retries and framing probes included, is taken from a budget of `max_calls`
    (omnitok.remote.budget): the call past it is never sent; the texts counted by then are used if
    there are enough of them (MIN_TEXTS).
-3. Fit and measure: calibration.fit on all counted texts; the error figures come from k-fold
-   cross-validation (each text estimated by weights fitted without it).
+3. Fit and measure: calibration.fit on all counted texts (one fit over the whole sample); the
+   error figures come from k-fold cross-validation (each text estimated by a fit without it).
 4. Write the calibration into the store (whole or not at all).
 """
 
@@ -187,10 +187,10 @@ def calibrate(
     if stopped and warn is not None:
         warn(f"calibrate: {len(keep)} of {len(drawn)} sampled texts counted: {stopped}")
     feats = calibration.Featurizer(engine)
-    rows, _ = feats.rows([texts_[i] for i in keep])
+    x, ids, owner, _ = feats.features([texts_[i] for i in keep])
     ys = [counts[i] for i in keep]
     kinds = [strata[i] for i in keep]
-    errors = calibration.cross_errors(rows, ys, kinds)
+    errors = calibration.cross_errors(x, ids, owner, ys, kinds)
     band = calibration.band_of(errors)
     measured = {
         "method": f"{calibration.FOLDS}-fold cross-validation (each text estimated by weights fitted without it)",
@@ -201,7 +201,7 @@ def calibrate(
             if s in kinds
         },
     }
-    weights = calibration.fit(rows, ys, kinds)
+    fitted = calibration.fit(x, ids, owner, ys)
     created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     sample_info = {
         "texts": len(keep),
@@ -209,6 +209,6 @@ def calibrate(
         "calls": calls,
         "seed": seed,
     }
-    cal = calibration.build(sent_as, cls.name, weights, measured, sample_info, created)
+    cal = calibration.build(sent_as, cls.name, fitted, measured, sample_info, created)
     path = calibration.save(cal)
     return cal, {"path": str(path), "calls": calls, "seconds": round(seconds, 3), "stopped": stopped}

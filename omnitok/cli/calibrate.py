@@ -26,7 +26,7 @@ def calibrate_cmd(
     model: str | None = typer.Option(
         None, "--model", "-m", help="The Claude model id (Anthropic or Bedrock).", show_default=False
     ),
-    sample: int = typer.Option(200, "--sample", help="Texts to count online (stratified by content type)."),
+    sample: int = typer.Option(200, "--sample", help="Texts to count online (stratified by content type and script)."),
     max_calls: int | None = typer.Option(
         None,
         "--max-calls",

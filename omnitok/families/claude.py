@@ -118,7 +118,7 @@ class CalibratedClaude:
         self.calibration = cal.id
         self.error_band = cal.error_band
         self.encoding = f"calibration:{cal.id}"
-        self._weights = cal.weights
+        self._model = cal.estimator
         self._features = calibration.Featurizer(engine)
         self.engine = self._features.engine
         self.source = f"calibration {cal.id} ({cal.data['provider']}, {cal.data['sample']['texts']} texts)"
@@ -128,10 +128,8 @@ class CalibratedClaude:
         return self.count_batch([text])[0]
 
     def count_batch(self, texts: Sequence[str]) -> list[int]:
-        from ..calibration import estimate
-
-        rows, strata = self._features.rows(texts)
-        return [estimate(self._weights, r, s) if t else 0 for r, s, t in zip(rows, strata, texts, strict=True)]
+        x, ids, owner, _ = self._features.features(texts)
+        return [n if t else 0 for n, t in zip(self._model.estimate(x, ids, owner), texts, strict=True)]
 
 
 @functools.lru_cache(maxsize=8)

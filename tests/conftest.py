@@ -102,6 +102,72 @@ def gguf_home(tmp_path_factory):
     return home
 
 
+@pytest.fixture(scope="session")
+def ray_airgap(tmp_path_factory):
+    """The Ray workers' environment, air-gapped: an empty OMNITOK_HOME, an empty Hugging Face
+    cache, HF_HUB_OFFLINE=1 and no config (tests/test_ray*.py)."""
+    base = tmp_path_factory.mktemp("worker-env")
+    return {
+        "OMNITOK_HOME": str(base / "omnitok-home"),
+        "HF_HOME": str(base / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "XDG_CONFIG_HOME": str(base / "config"),
+        "OMNITOK_LOCAL_MODEL_DIRS": "",
+        "TIKTOKEN_CACHE_DIR": str(base / "tiktoken"),
+    }
+
+
+RAY_FILES = ("test_ray.py", "test_ray_runs.py")
+_RAY_STARTED: list[bool] = []  # whether this process's Ray is the one ray_cluster started
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(ray_airgap):
+    """One local Ray (2 CPUs, a 300 MB object store, the workers air-gapped) for the Ray test files
+    (RAY_FILES) a test process runs in a row: started by the first, kept for the next (a Ray start
+    is seconds of CPU), stopped after the last (pytest_runtest_teardown below), so that no idle Ray
+    runs beside the other files. The Ray tests are two files so that xdist runs them side by side:
+    most of their time is Ray starting workers and scheduling, not CPU."""
+    ray = pytest.importorskip("ray", reason="omnitok.ray needs Ray Data: pip install 'omnitok[ray]'")
+    pytest.importorskip("ray.data", reason="omnitok.ray needs Ray Data: pip install 'omnitok[ray]'")
+    if ray.is_initialized() and not _RAY_STARTED:
+        ray.shutdown()  # another's Ray: not the air-gapped workers these tests need
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2,
+            object_store_memory=300 * 1024 * 1024,
+            include_dashboard=False,
+            logging_level="warning",
+            runtime_env={"env_vars": ray_airgap},
+            # Ray's cap on running tasks of one kind (its CPUs' worth) backs a queued task off for
+            # up to 10 s at a time: waits, not work, that made up much of these tests' minutes. Off
+            # here; what the tests check (rows, totals, failures) does not depend on it.
+            _system_config={"worker_cap_enabled": False},
+        )
+        _RAY_STARTED[:] = [True]
+    yield
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Stop ray_cluster's Ray after the last test of the Ray files this process runs in a row."""
+    if item.path.name in RAY_FILES and (nextitem is None or nextitem.path.name not in RAY_FILES) and _RAY_STARTED:
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
+        _RAY_STARTED.clear()
+
+
+@pytest.fixture(scope="session")
+def ray_data(tmp_path_factory):
+    """The corpus of the Ray tests (tests/ray_corpus.py), written once a test process."""
+    from tests.ray_corpus import write_corpus
+
+    d = tmp_path_factory.mktemp("data")
+    write_corpus(d)
+    return d
+
+
 @pytest.fixture
 def warnings_seen():
     """The warnings a library user would see (omnitok.notices), as a list."""
@@ -119,6 +185,7 @@ def warnings_seen():
 # --dist loadfile), so the long ones do not start last and leave one worker running alone at the end.
 SLOW_FIRST = (
     "test_ray.py",
+    "test_ray_runs.py",
     "test_secrets.py",
     "test_onnx_embed.py",
     "test_serve.py",

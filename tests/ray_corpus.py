@@ -1,0 +1,104 @@
+"""What the Ray tests (tests/test_ray.py, tests/test_ray_runs.py) share: the corpus they count,
+the local pipeline's rows it is checked against, and the settings of their runs. The cluster
+itself is tests/conftest.py's `ray_cluster`: one local Ray a test process, whichever Ray files
+it runs."""
+
+from __future__ import annotations
+
+import json
+import random
+
+MODEL = "gpt-4o"
+CPUS = 0.5  # a worker's share: 4 actors fit on 2 CPUs, reads keep room
+# Two actors a stage where the actor count is not what is tested: each actor is a new worker
+# process (~2 s of CPU to start); the bundle test keeps the 4 that fit.
+ACTORS = 2
+# Several shards per file (3 per Parquet file, 13 of the JSONL one), not 76 tiny ones: with 4000,
+# test_count_paths_equals_local_pipeline took 12 s alone and 75 s in the parallel suite.
+SHARD_BYTES = 16000
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+    "中文",
+    "émoji",
+    "🙂",
+    "tokens",
+    "count",
+    "<|endoftext|>",
+]
+
+
+def text(rng: random.Random) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 40)))
+
+
+def write_corpus(d) -> None:
+    """Three Parquet files (several row groups, null texts) and a JSONL file with every kind of
+    bad line (invalid JSON, a JSON string, a missing field, blank lines, a BOM) and chats."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = random.Random(7)
+    (d / "pq").mkdir()
+    for k in range(3):
+        rows = [{"id": f"p{k}-{i}", "text": None if i % 37 == 5 else text(rng), "n": i} for i in range(300)]
+        pq.write_table(pa.Table.from_pylist(rows), d / "pq" / f"part{k}.parquet", row_group_size=40)
+    lines = []
+    for i in range(1500):
+        r = i % 40
+        if r == 3:
+            lines.append(b"{bad json")
+        elif r == 7:
+            lines.append(b"")
+        elif r == 9:
+            lines.append(b'"a bare string"')
+        elif r == 11:
+            lines.append(json.dumps({"id": i, "body": "no text here"}).encode())
+        elif r == 13:
+            msgs = [{"role": "system", "content": text(rng)}, {"role": "user", "content": text(rng)}]
+            lines.append(json.dumps({"id": i, "messages": msgs}).encode())
+        else:
+            lines.append(json.dumps({"id": i, "text": text(rng)}, ensure_ascii=False).encode())
+    (d / "chats.jsonl").write_bytes(b"\xef\xbb\xbf" + b"\n".join(lines) + b"\n")
+
+
+_LOCAL: dict = {}
+
+
+def local(paths, model=MODEL, **options):
+    """count_files' rows (source, line, id, tokens, error) for `paths`, the reference every Ray
+    result is checked against; computed once a process for the same arguments (the corpus is
+    written once and never changed)."""
+    from omnitok.api import count_files
+
+    key = (tuple(str(p) for p in paths), model, tuple(sorted(options.items())))
+    if key not in _LOCAL:
+        _LOCAL[key] = [
+            (
+                c.record.source,
+                c.record.line,
+                None if c.record.id is None else str(c.record.id),
+                c.tokens,
+                c.record.error,
+            )
+            for c in count_files([str(p) for p in paths], model, jobs=1, cache="off", **options)
+        ]
+    return list(_LOCAL[key])
+
+
+def written(out):
+    import pyarrow.dataset as pads
+
+    t = pads.dataset(str(out), format="parquet").to_table()
+    return [(r["source"], r["line"], r["id"], r["tokens"], r["error"]) for r in t.to_pylist()]
+
+
+def totals(rows):
+    ok = [r for r in rows if r[4] is None]
+    return len(rows), len(rows) - len(ok), sum(r[3] for r in ok)

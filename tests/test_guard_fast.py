@@ -17,6 +17,8 @@ import omnitok
 from omnitok.tokenizers import unicode_guard
 from omnitok.tokenizers.unicode_guard import ANY, OPENAI, Lent, needs_reference
 
+from .conftest import reference_encoding
+
 
 def _table(patterns: str) -> np.ndarray:
     """The guard's rule, made here from the data files: Unicode 14's unassigned code points, less
@@ -35,6 +37,8 @@ TABLES = {p: _table(p) for p in (ANY, OPENAI)}
 
 
 def expected(text: str, patterns: str) -> bool:
+    """The table's answer for the text the engines count: surrogates cleaned as tiktoken does."""
+    text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return bool(TABLES[patterns][[ord(c) for c in text]].any()) if text else False
 
 
@@ -258,3 +262,34 @@ def test_the_front_answers_before_fastapi_and_as_fastapi_does():
     assert fast.status_code == slow.status_code == 200
     assert fast.content == slow.content
     assert fast.json()["token_count"] == omnitok.count("caf\u00e9 \u6570\u636e \U0001f600 hello", model="gpt-4o").tokens
+
+
+def test_a_surrogate_pair_is_checked_as_the_character_it_makes():
+    """The engines count a text with surrogates cleaned as tiktoken cleans it (a pair becomes the
+    character above U+FFFF it encodes): the guard checks that text, so U+323B0 (Unicode 17) made
+    of a pair goes to the reference engine as it does when written whole."""
+    paired, whole = "x\ud888\udfb0y", "x\U000323b0y"
+    for patterns in (ANY, OPENAI):
+        assert needs_reference(whole, patterns) and needs_reference(paired, patterns)
+        assert not needs_reference("x\ud800y", patterns)  # a lone one: U+FFFD
+    ref = reference_encoding("o200k_base")
+    cleaned = paired.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    for engine in ("gigatoken", "tiktoken"):
+        got = omnitok.count(paired, model="gpt-4o", engine=engine, cache="off").tokens
+        assert got == len(ref.encode_ordinary(cleaned)), engine
+
+
+def test_the_width_test_holds_when_a_latin1_literal_has_a_utf8_copy():
+    """The guard's storage-width test is measured on a string of its own: a shared literal
+    ("\\u00e9") that some C code has asked for UTF-8 (orjson here) is larger, and measured on it
+    two-byte texts passed as Latin-1 and skipped the guard."""
+    import subprocess
+    import sys
+
+    code = (
+        "import orjson; orjson.dumps('\\u00e9')\n"
+        "from omnitok.tokenizers.unicode_guard import needs_reference\n"
+        "print(needs_reference('\\u0378x'), needs_reference('\\u00e9x'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import marshal
+import os
 
 import orjson
 
@@ -26,7 +27,7 @@ SOURCE_SHA = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d" 
 
 
 def _derived(home):
-    return home / "assets" / "derived" / f"o200k_base-{SOURCE_SHA[:16]}.ranks"
+    return home / "assets" / "derived" / f"o200k_base-{SOURCE_SHA[:16]}-m{marshal.version}.ranks"
 
 
 def _rows(home, *args: str, stdin: bytes = b"") -> list[dict]:
@@ -120,3 +121,52 @@ def test_a_home_that_cannot_be_written_counts_without_the_file(tmp_path, ref_o20
     finally:
         (home / "assets").chmod(0o755)
         home.chmod(0o755)
+
+
+def test_a_derived_file_others_could_write_or_a_link_or_a_fifo_is_never_read(tmp_path, ref_o200k):
+    """Only a regular file of this user's that group and others cannot write is read: a file made
+    writable by others, a symlink to a good file and a FIFO (which would block a reader) are
+    replaced by a good file, and every count is exact and finishes."""
+    home = tmp_path / "home"
+    text = "hello world, hello again"
+    want = len(ref_o200k.encode_ordinary(text))
+    assert _rows(home, "--text", text)[0]["tokens"] == want
+    derived = _derived(home)
+    good = derived.read_bytes()
+    (tmp_path / "good.ranks").write_bytes(good)
+    for kind in ("other-writable", "symlink", "fifo"):
+        derived.unlink()
+        if kind == "other-writable":
+            derived.write_bytes(good)
+            derived.chmod(0o666)
+        elif kind == "symlink":
+            derived.symlink_to(tmp_path / "good.ranks")
+        else:
+            os.mkfifo(derived)
+        row = _rows(home, "--text", text)[0]
+        assert (row["tokens"], row["engine"]) == (want, "tiktoken"), kind
+        assert not derived.is_symlink() and derived.is_file() and derived.read_bytes() == good, kind
+        assert derived.stat().st_mode & 0o777 == 0o644, kind
+
+
+def test_packed_inputs_are_never_small(tmp_path, ref_o200k):
+    """A small gzip or Parquet file may hold far more text than its size: gigatoken counts it."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    text = "hello world " * 10
+    want = len(ref_o200k.encode_ordinary(text))
+    line = orjson.dumps({"text": text}) + b"\n"
+    (tmp_path / "in.jsonl.gz").write_bytes(gzip.compress(line))
+    pq.write_table(pa.table({"text": [text]}), tmp_path / "in.parquet")
+    home = tmp_path / "home"
+    for args, stdin in (
+        ((str(tmp_path / "in.jsonl.gz"),), b""),
+        ((str(tmp_path / "in.parquet"),), b""),
+        ((), gzip.compress(line)),  # stdin from a pipe, sniffed
+        ((), line),  # the same text plain: small
+    ):
+        row = _rows(home, *args, stdin=stdin)[0]
+        assert (row["tokens"], row["engine"]) == (want, "gigatoken" if args or stdin != line else "tiktoken"), args

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import marshal
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -31,18 +32,28 @@ _MAX_BYTES = 64 << 20  # o200k_base's is 3.4 MB: anything far larger is not one 
 
 
 def cache_path(name: str, source_sha256: str) -> Path:
-    return omnitok_home() / "assets" / "derived" / f"{name}-{source_sha256[:16]}.ranks"
+    # The marshal format in the name: Pythons of other formats sharing a home keep their own files.
+    return omnitok_home() / "assets" / "derived" / f"{name}-{source_sha256[:16]}-m{marshal.version}.ranks"
 
 
 def read_cached(path: Path, source_sha256: str) -> dict[bytes, int] | None:
     """The ranks in a derived file, or None when it is missing, unreadable or fails a check."""
-    try:
-        with open(path, "rb") as f:
-            if os.fstat(f.fileno()).st_size > _MAX_BYTES:
-                return None
-            data = f.read()
+    try:  # not through a symlink, never blocking on a FIFO
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        # A regular file of this user's that no one else may write (as ssh trusts its files):
+        # the digest below finds damage, not a forger who can write the directory.
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_BYTES or st.st_mode & 0o022:
+            return None
+        if hasattr(os, "getuid") and st.st_uid != os.getuid():
+            return None
+        try:
+            data = f.read(_MAX_BYTES + 1)
+        except OSError:
+            return None
     head, sep, payload = data.partition(b"\n")
     fields = head.split(b" ")
     if not sep or len(fields) != 6 or fields[:3] != [_MAGIC, _VERSION, b"marshal%d" % marshal.version]:
@@ -53,7 +64,7 @@ def read_cached(path: Path, source_sha256: str) -> dict[bytes, int] | None:
         return None
     try:  # the digest matched: these are the bytes this module wrote
         ranks = marshal.loads(payload)
-    except (ValueError, EOFError, TypeError):
+    except (ValueError, EOFError, TypeError, MemoryError):
         return None
     if type(ranks) is not dict or len(ranks) != int(fields[5]):
         return None
@@ -77,16 +88,17 @@ def write_cached(path: Path, source_sha256: str, ranks: dict[bytes, int]) -> boo
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(fd, 0o644)  # as a plain file: mkstemp's 0600 would hide it from a shared home's users
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(fd, 0o644)  # as a plain file: mkstemp's 0600 would hide it from a shared home's users
             f.write(head + b"\n" + payload)
         os.replace(tmp, path)
         return True
     except OSError:
-        if tmp is not None:
+        return False
+    finally:  # failed or interrupted (Ctrl-C): no temporary file left behind
+        if tmp is not None and os.path.lexists(tmp):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-        return False
 
 
 def load_ranks(

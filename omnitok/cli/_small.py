@@ -52,7 +52,8 @@ def _stdin_is_small(limit: int) -> bool:
         return False
     if stat.S_ISREG(st.st_mode):  # `< file`: its size, from where the descriptor stands
         try:
-            return st.st_size - os.lseek(fd, 0, os.SEEK_CUR) <= limit
+            at = os.lseek(fd, 0, os.SEEK_CUR)
+            return st.st_size - at <= limit and not os.pread(fd, 4, at).startswith(PACKED)
         except OSError:
             return False
     if stdin.isatty():  # typed by hand: not read ahead
@@ -64,9 +65,21 @@ def _stdin_is_small(limit: int) -> bool:
             break
         chunks.append(chunk)
         n += len(chunk)
-    reader = io.BufferedReader(_Prefixed(b"".join(chunks), buffer, fd))
+    head = b"".join(chunks)
+    reader = io.BufferedReader(_Prefixed(head, buffer, fd))
     sys.stdin = io.TextIOWrapper(reader, encoding=stdin.encoding, errors=stdin.errors)
-    return n <= limit
+    return n <= limit and not head.startswith(PACKED)
+
+
+PACKED = (b"\x1f\x8b", b"PAR1")  # gzip, Parquet: a small file may hold far more text
+
+
+def _packed(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4).startswith(PACKED)
+    except OSError:
+        return True  # the run reports it
 
 
 def is_small(files: list[str] | None, texts: list[str] | None) -> bool:
@@ -87,7 +100,7 @@ def is_small(files: list[str] | None, texts: list[str] | None) -> bool:
             st = os.stat(path)
         except (OSError, ValueError):
             return False  # the run reports it
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(st.st_mode) or _packed(path):
             return False
         total += st.st_size
         if total > SMALL:

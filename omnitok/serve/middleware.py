@@ -324,7 +324,9 @@ class BodyLimit:
                         send, 400, error_body("bad_request", "Content-Length is not a number"), _closing(scope)
                     )
                     return
-                declared = max(declared, int(value))
+                digits = value.strip().lstrip(b"0")
+                # Past 18 digits it is past any limit (and int() refuses over 4,300 digits).
+                declared = max(declared, int(digits or b"0") if len(digits) <= 18 else 1 << 62)
             elif key == b"transfer-encoding":
                 chunked = True
         if not declared and not chunked:  # no body

@@ -14,13 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .openai_encodings import EncodingSpec
-from .unicode_guard import OPENAI, ReferenceGuarded
-
-
-def _clean_surrogates(text: str) -> str:
-    # tiktoken's own fallback for strings that are not valid UTF-8 (lone surrogates).
-    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-
+from .unicode_guard import OPENAI, ReferenceGuarded, _clean_surrogates
 
 _CONTINUATION = bytes(range(0x80, 0xC0))  # UTF-8 bytes that continue a character
 

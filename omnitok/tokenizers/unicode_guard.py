@@ -58,6 +58,11 @@ def _table(patterns: str = ANY):
     return table
 
 
+def _clean_surrogates(text: str) -> str:
+    """tiktoken's own cleaning of a str that is not valid UTF-8 (the engines count this text)."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def needs_reference(text: str, patterns: str = ANY) -> bool:
     """True if the text holds a code point newer than the fast engine's Unicode tables that the
     `patterns` (ANY, or OPENAI's) may split differently.
@@ -75,6 +80,10 @@ def needs_reference(text: str, patterns: str = ANY) -> bool:
     found = search(text)
     while found is not None:
         cp = ord(found.group())
+        if 0xD800 <= cp <= 0xDFFF:
+            # Surrogates: the engines count the text cleaned as tiktoken cleans it (a pair becomes
+            # the character above U+FFFF it encodes, a lone one U+FFFD): that is the text to check.
+            return needs_reference(_clean_surrogates(text), patterns)
         if cp <= 0xFFFF or _astral(patterns)[cp - 0x10000]:
             return True
         seen += 1
@@ -85,7 +94,9 @@ def needs_reference(text: str, patterns: str = ANY) -> bool:
 
 
 _ASTRAL_SEEN = 16  # characters above U+FFFF looked up one at a time before numpy takes the rest
-_EXTRA = sys.getsizeof("\u00e9") - 2  # a compact non-ASCII str's size less its 1-byte characters
+# A compact non-ASCII str's size less its 1-byte characters, from a string made here: a literal
+# is shared, and once any C code has asked it for UTF-8 its size includes that copy.
+_EXTRA = sys.getsizeof("".join(["\u00e9", "\u00e9"])) - 3
 
 
 def _width(text: str) -> int:
@@ -135,7 +146,9 @@ def _search(patterns: str = ANY):
         start = b + 1
     if start <= 0x10FFFF:
         safe.append((start, 0x10FFFF))
-    bmp = [(a, min(b, 0xFFFF)) for a, b in safe if a <= 0xFFFF]
+    bmp = []  # surrogates are not safe: needs_reference checks the text they make once cleaned
+    for a, b in ((a, min(b, 0xFFFF)) for a, b in safe if a <= 0xFFFF):
+        bmp += [(x, y) for x, y in ((a, min(b, 0xD7FF)), (max(a, 0xE000), b)) if x <= y]
     astral = sorted(((max(a, 0x10000), b) for a, b in safe if b > 0xFFFF), key=lambda r: r[0] - r[1])
     ranges = bmp + sorted(astral[:_SAFE_RANGES])
     return re.compile("[^" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges) + "]").search

@@ -518,3 +518,27 @@ def test_metric_labels_come_from_fixed_sets():
     assert set(re.findall(r'strategy="([^"]*)"', text)) == {OTHER}
     assert set(re.findall(r'method="([^"]*)"', text)) == {OTHER}
     assert len(text) < size + 4000
+
+
+def test_a_content_length_of_thousands_of_digits_is_read_as_the_number_it_is(edge):
+    """int() refuses more than 4,300 digits: a Content-Length padded with zeros is its number
+    (answered; it was a 500 and a traceback), one of thousands of nines a 400, neither a 500 (the
+    fixture checks the log for tracebacks)."""
+    host = f"127.0.0.1:{edge.port}"
+    body = b'{"text": "hello world", "model_id": "gpt-4o"}'
+    padded = "0" * 5000 + str(len(body))
+    s = connect(
+        edge.port,
+        head("POST", "/count-tokens", host, {**AUTH, "Content-Type": "application/json", "Content-Length": padded})
+        + body,
+    )
+    status, _, data, _ = reply(s, wait_close=False)
+    s.close()
+    assert (status, json.loads(data)["token_count"]) == (200, 2)
+    s = connect(
+        edge.port,
+        head("POST", "/count-tokens", host, {**AUTH, "Content-Type": "application/json", "Content-Length": "9" * 5000}),
+    )
+    status, _, data, _ = reply(s)
+    s.close()
+    assert status == 400, (status, data)  # uvicorn's HTTP parser: a number past 64 bits

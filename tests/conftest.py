@@ -126,8 +126,8 @@ def ray_cluster(ray_airgap):
     """One local Ray (2 CPUs, a 300 MB object store, the workers air-gapped) for the Ray test files
     (RAY_FILES) a test process runs in a row: started by the first, kept for the next (a Ray start
     is seconds of CPU), stopped after the last (pytest_runtest_teardown below), so that no idle Ray
-    runs beside the other files. The Ray tests are two files so that xdist runs them side by side:
-    most of their time is Ray starting workers and scheduling, not CPU."""
+    runs beside the other files. Both files go to one worker (pytest_xdist_make_scheduler below):
+    two clusters side by side on 2 cores slowed every other test more than they gained."""
     ray = pytest.importorskip("ray", reason="omnitok.ray needs Ray Data: pip install 'omnitok[ray]'")
     pytest.importorskip("ray.data", reason="omnitok.ray needs Ray Data: pip install 'omnitok[ray]'")
     if ray.is_initialized() and not _RAY_STARTED:
@@ -179,6 +179,21 @@ def warnings_seen():
     yield seen
     notices.set_handler(None)
     notices.reset()
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadfile, with the Ray files (RAY_FILES) as one unit: one worker runs them in a row
+    on one cluster (ray_cluster)."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class RayTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "tests/<ray files>" if scope.rsplit("/", 1)[-1] in RAY_FILES else scope
+
+    return RayTogether(config, log)
 
 
 # The slowest modules first (tests run in parallel, a module to a worker: `make test`'s -n and

@@ -76,6 +76,23 @@ def ref_cl100k():
     return reference_encoding("cl100k_base")
 
 
+@pytest.fixture
+def pools(monkeypatch):
+    """How many shard worker pools were started (so a test knows the shard path ran), in
+    the order started, each with its number of jobs."""
+    started = []
+    from omnitok import pipeline
+
+    real = pipeline._start_shard_pool
+
+    def counting(strategy, jobs):
+        started.append(jobs)
+        return real(strategy, jobs)
+
+    monkeypatch.setattr(pipeline, "_start_shard_pool", counting)
+    return started
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
     """Every test gets its own L2 directory and no L3, so no test sees another's cached counts."""

@@ -1,12 +1,27 @@
 """What the Ray tests (tests/test_ray.py, tests/test_ray_runs.py) share: the corpus they count,
 the local pipeline's rows it is checked against, and the settings of their runs. The cluster
 itself is tests/conftest.py's `ray_cluster`: one local Ray a test process, whichever Ray files
-it runs."""
+it runs; `ray`, `oray` and `RayOptions` are None where the ray extra is not installed."""
 
 from __future__ import annotations
 
 import json
 import random
+
+import pytest
+
+try:
+    import ray
+    import ray.data
+
+    import omnitok.ray as oray
+    from omnitok.ray import RayOptions
+except ImportError:  # the ray extra is not installed: the engine-core tests still run
+    ray = oray = RayOptions = None
+
+needs_ray = pytest.mark.skipif(
+    ray is None, reason="omnitok.ray needs Ray Data: pip install 'omnitok[ray]' (the test extra has it)"
+)
 
 MODEL = "gpt-4o"
 CPUS = 0.5  # a worker's share: 4 actors fit on 2 CPUs, reads keep room

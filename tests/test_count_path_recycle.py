@@ -49,27 +49,21 @@ def test_workers_replaced_after_each_shard_write_the_same_bytes(cli, tmp_path, m
     assert len(seen) > 10 and len(set(seen)) == len(seen)  # every shard in a fresh worker
 
 
-def test_one_job_over_a_large_input_counts_in_a_worker_with_the_same_bytes(cli, tmp_path, monkeypatch, small_shards):
+def test_one_job_over_a_large_input_counts_in_a_worker_with_the_same_bytes(
+    cli, tmp_path, monkeypatch, small_shards, pools
+):
     # --jobs 1 over LONE_WORKER_BYTES or more: one forked worker (replaced as shard workers
     # are), so the engine's cache does not grow with the input in the main process.
-    started = []
-    real = pipeline._start_shard_pool
-
-    def counting(strategy, jobs):
-        started.append(jobs)
-        return real(strategy, jobs)
-
-    monkeypatch.setattr(pipeline, "_start_shard_pool", counting)
     monkeypatch.setattr(pipeline, "SHARD_WORKER_TASKS", 2)
     p = tmp_path / "c.jsonl"
     p.write_bytes(corpus(random.Random(12), 300))
     here = cli("count", "--on-error", "record", "-j", "1", str(p))
     summary_here = cli("count", "--on-error", "record", "-j", "1", "--summary", str(p))
-    assert started == []  # smaller than LONE_WORKER_BYTES: this process
+    assert pools == []  # smaller than LONE_WORKER_BYTES: this process
     monkeypatch.setattr(pipeline, "LONE_WORKER_BYTES", 1000)
     lone = cli("count", "--on-error", "record", "-j", "1", str(p))
     summary_lone = cli("count", "--on-error", "record", "-j", "1", "--summary", str(p))
-    assert started == [1, 1]
+    assert pools == [1, 1]
     assert (lone.code, lone.out, lone.err) == (here.code, here.out, here.err)
     assert (summary_lone.code, summary_lone.out) == (summary_here.code, summary_here.out)
     assert here.out.count(b"\n") > 200

@@ -4,8 +4,8 @@ One Ray a test process (tests/conftest.py's ray_cluster: 2 CPUs, a 300 MB object
 with the workers' environment air-gapped: an empty OMNITOK_HOME, an empty Hugging Face cache,
 HF_HUB_OFFLINE=1 and no config. The OpenAI encodings are embedded, so they need nothing; a Hugging
 Face tokenizer reaches the workers only as a bundle (tests/test_ray_runs.py). Actors take half a
-CPU each, so that reads are never starved. The Ray tests are two files so that xdist runs them
-side by side: most of their time is Ray starting workers and scheduling, not CPU.
+CPU each, so that reads are never starved. The two Ray files run on one xdist
+worker and that one Ray (tests/conftest.py: pytest_xdist_make_scheduler).
 """
 
 from __future__ import annotations
@@ -21,50 +21,20 @@ import pytest
 from omnitok import engine_core
 from omnitok.io import parts
 from omnitok.io import shards as sharding
-from tests.ray_corpus import ACTORS, CPUS, MODEL, SHARD_BYTES, WORDS
+from tests.ray_corpus import ACTORS, CPUS, MODEL, SHARD_BYTES, WORDS, RayOptions, needs_ray, oray, ray
 from tests.ray_corpus import local as _local
 from tests.ray_corpus import text as _text
 from tests.ray_corpus import totals as _totals
 from tests.ray_corpus import written as _written
 
-try:
-    import ray
-    import ray.data
-
-    import omnitok.ray as oray
-    from omnitok.ray import RayOptions
-except ImportError:  # the ray extra is not installed: the engine-core tests still run
-    ray = oray = RayOptions = None
-
-needs_ray = pytest.mark.skipif(
-    ray is None, reason="omnitok.ray needs Ray Data: pip install 'omnitok[ray]' (the test extra has it)"
-)
-
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own, on first use
 
 
-# The process's one local Ray, its workers' air-gapped environment and the corpus: tests/conftest.py
-# (ray_cluster, ray_airgap, ray_data), shared with the other Ray file of the same xdist worker.
-@pytest.fixture
-def cluster(ray_cluster):
-    return ray_cluster
-
-
-@pytest.fixture
-def airgap(ray_airgap):
-    return ray_airgap
-
-
-@pytest.fixture
-def data(ray_data):
-    return ray_data
-
-
-def test_engine_core_alone_equals_local_pipeline(data):
+def test_engine_core_alone_equals_local_pipeline(ray_data):
     """Without Ray: the shards of the inputs, line numbers from the counted line ends, each shard
     read and counted by the core, give count_files' rows; and a table gives its rows' counts."""
-    parquet = sorted((data / "pq").iterdir())
-    paths = [str(p) for p in [*parquet, data / "chats.jsonl"]]
+    parquet = sorted((ray_data / "pq").iterdir())
+    paths = [str(p) for p in [*parquet, ray_data / "chats.jsonl"]]
     shards = sharding.plan_shards(sharding.list_inputs(paths), None, "id", 3000)
     todo = sharding.ranges_to_count(shards)
     sharding.number_lines(shards, {i: sharding.newlines(shards[i].path, shards[i].start, shards[i].end) for i in todo})
@@ -116,9 +86,9 @@ def test_spec_must_be_plain_data():
 
 
 @needs_ray
-def test_count_paths_equals_local_pipeline(cluster, data, tmp_path):
-    parquet = sorted((data / "pq").iterdir())
-    paths = [*parquet, data / "chats.jsonl"]
+def test_count_paths_equals_local_pipeline(ray_cluster, ray_data, tmp_path):
+    parquet = sorted((ray_data / "pq").iterdir())
+    paths = [*parquet, ray_data / "chats.jsonl"]
     out = tmp_path / "out"
     # Small shards: several runs of row groups per Parquet file (3), byte ranges of the JSONL file (13).
     r = oray.count_paths(
@@ -142,13 +112,13 @@ def test_count_paths_equals_local_pipeline(cluster, data, tmp_path):
     # A directory is a dataset: its files in name order, named as the directory was given.
     out2 = tmp_path / "out2"
     r2 = oray.count_paths(
-        [str(data / "pq")], str(out2), MODEL, ray_options=RayOptions(num_cpus=CPUS, concurrency=ACTORS)
+        [str(ray_data / "pq")], str(out2), MODEL, ray_options=RayOptions(num_cpus=CPUS, concurrency=ACTORS)
     )
     assert _written(out2) == _local(parquet)
     assert r2.summary["total_tokens"] == _totals(_local(parquet))[2]
 
 
-def test_odd_records_count_as_every_other_front_end(cluster, tmp_path):
+def test_odd_records_count_as_every_other_front_end(ray_cluster, tmp_path):
     """The parity corpus (tests/test_parity.py: ids past 64 bits, lone surrogates, null and
     non-string texts, odd roles, a BOM and blank lines) counted on Ray gives the command line's
     tokens, ids and errors row for row (ids from JSONL come out as their exact digits: the Parquet
@@ -176,13 +146,13 @@ def test_an_input_uri_that_cannot_be_opened_is_one_line(tmp_path):
 
 
 @needs_ray
-def test_refuses_non_empty_output_and_text_inputs(data, tmp_path):
+def test_refuses_non_empty_output_and_text_inputs(ray_data, tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "old.parquet").write_bytes(b"x")
     from omnitok.errors import InputError, UsageError
 
     with pytest.raises(UsageError, match="not empty"):
-        oray.count_paths([str(data / "chats.jsonl")], str(tmp_path / "full"), MODEL)
+        oray.count_paths([str(ray_data / "chats.jsonl")], str(tmp_path / "full"), MODEL)
     with pytest.raises(UsageError, match="Parquet or JSONL"):
         oray.count_paths([str(tmp_path / "notes.txt")], str(tmp_path / "o"), MODEL, input_format="text")
     with pytest.raises(InputError, match="no such file"):
@@ -190,7 +160,7 @@ def test_refuses_non_empty_output_and_text_inputs(data, tmp_path):
 
 
 @needs_ray
-def test_worker_killed_mid_job_keeps_totals_exact(cluster, data, tmp_path):
+def test_worker_killed_mid_job_keeps_totals_exact(ray_cluster, ray_data, tmp_path):
     flag = str(tmp_path / "died")
 
     class DiesOnce(oray.ShardCounter):
@@ -202,8 +172,8 @@ def test_worker_killed_mid_job_keeps_totals_exact(cluster, data, tmp_path):
                 os._exit(1)
             return super().shard(shard)
 
-    parquet = sorted((data / "pq").iterdir())
-    paths = [*parquet, data / "chats.jsonl"]
+    parquet = sorted((ray_data / "pq").iterdir())
+    paths = [*parquet, ray_data / "chats.jsonl"]
     out = tmp_path / "out"
     r = oray.count_paths(
         [str(p) for p in paths],
@@ -220,7 +190,7 @@ def test_worker_killed_mid_job_keeps_totals_exact(cluster, data, tmp_path):
 
 
 @needs_ray
-def test_compress_same_as_library(cluster):
+def test_compress_same_as_library(ray_cluster):
     from omnitok.compression import Compressor
     from omnitok.compression.stream import CompressExtractor
 
@@ -254,7 +224,7 @@ def test_compress_same_as_library(cluster):
 
 
 @needs_ray
-def test_validate_same_as_library(cluster):
+def test_validate_same_as_library(ray_cluster):
     from omnitok.api import Counter
     from omnitok.validation import score_pair
 
@@ -289,7 +259,7 @@ def test_validate_same_as_library(cluster):
 
 
 @needs_ray
-def test_unreachable_cluster_and_unwritable_output_are_one_line(data, tmp_path):
+def test_unreachable_cluster_and_unwritable_output_are_one_line(ray_data, tmp_path):
     """A cluster that is not there fails at once (Ray alone retries for minutes); ray:// without
     Ray Client names the package; an output directory that cannot be made is exit 1. Each is one
     line on stderr and nothing on stdout (no Ray starts for any of them)."""
@@ -297,7 +267,7 @@ def test_unreachable_cluster_and_unwritable_output_are_one_line(data, tmp_path):
 
     from tests.console import omnitok
 
-    src = str(data / "chats.jsonl")
+    src = str(ray_data / "chats.jsonl")
     out = str(tmp_path / "out")
     base = ["count", "--ray", "-m", MODEL, src, "--output", out, "-q"]
     t0 = time.monotonic()

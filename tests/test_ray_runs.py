@@ -11,42 +11,12 @@ import pyarrow.dataset as pads
 import pytest
 
 from omnitok.errors import AssetError
-from tests.ray_corpus import ACTORS, CPUS, MODEL, SHARD_BYTES
+from tests.ray_corpus import ACTORS, CPUS, MODEL, SHARD_BYTES, RayOptions, needs_ray, oray, ray
 from tests.ray_corpus import local as _local
 from tests.ray_corpus import totals as _totals
 from tests.ray_corpus import written as _written
 
-try:
-    import ray
-    import ray.data
-
-    import omnitok.ray as oray
-    from omnitok.ray import RayOptions
-except ImportError:  # the ray extra is not installed: the engine-core tests still run
-    ray = oray = RayOptions = None
-
-needs_ray = pytest.mark.skipif(
-    ray is None, reason="omnitok.ray needs Ray Data: pip install 'omnitok[ray]' (the test extra has it)"
-)
-
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own, on first use
-
-
-# The process's one local Ray, its workers' air-gapped environment and the corpus: tests/conftest.py
-# (ray_cluster, ray_airgap, ray_data), shared with the other Ray file of the same xdist worker.
-@pytest.fixture
-def cluster(ray_cluster):
-    return ray_cluster
-
-
-@pytest.fixture
-def airgap(ray_airgap):
-    return ray_airgap
-
-
-@pytest.fixture
-def data(ray_data):
-    return ray_data
 
 
 QWEN = "Qwen/Qwen2.5-7B-Instruct"
@@ -64,12 +34,12 @@ def qwen_bundle(tmp_path_factory):
 
 
 @needs_ray
-def test_missing_asset_fails_before_the_job(cluster, data, qwen_bundle, tmp_path):
+def test_missing_asset_fails_before_the_job(ray_cluster, ray_data, qwen_bundle, tmp_path):
     out = tmp_path / "out"
     # Workers have no DeepSeek files (and no network): one message, before any shard runs.
     with pytest.raises(AssetError, match="on the Ray workers: no tokenizer files for 'deepseek-ai/DeepSeek-V3'"):
         oray.count_paths(
-            [str(data / "chats.jsonl")], str(out), "deepseek-ai/DeepSeek-V3", ray_options=RayOptions(num_cpus=CPUS)
+            [str(ray_data / "chats.jsonl")], str(out), "deepseek-ai/DeepSeek-V3", ray_options=RayOptions(num_cpus=CPUS)
         )
     assert os.listdir(out) == []
     with pytest.raises(AssetError, match="cannot read the bundle"):
@@ -82,9 +52,9 @@ def test_missing_asset_fails_before_the_job(cluster, data, qwen_bundle, tmp_path
 
 
 @needs_ray
-def test_airgapped_workers_count_exactly_from_a_bundle(cluster, data, qwen_bundle, airgap, tmp_path):
+def test_airgapped_workers_count_exactly_from_a_bundle(ray_cluster, ray_data, qwen_bundle, ray_airgap, tmp_path):
     bundle, directory = qwen_bundle
-    paths = [data / "chats.jsonl"]
+    paths = [ray_data / "chats.jsonl"]
     out = tmp_path / "out"
     ro = RayOptions(num_cpus=CPUS, shard_bytes=20000, bundles=[bundle])
     r = oray.count_paths([str(p) for p in paths], str(out), QWEN, ray_options=ro)
@@ -92,18 +62,18 @@ def test_airgapped_workers_count_exactly_from_a_bundle(cluster, data, qwen_bundl
     local = _local(paths, QWEN, tokenizer=directory)
     assert _written(out) == local
     # Installed once on this node (one marker, one bundle record), whatever the number of workers.
-    home = airgap["OMNITOK_HOME"]
+    home = ray_airgap["OMNITOK_HOME"]
     assert len([n for n in os.listdir(os.path.join(home, "installed-bundles")) if n.endswith(".json")]) == 1
     assert len(os.listdir(os.path.join(home, "assets", "bundles"))) == 1
 
 
 @needs_ray
-def test_count_in_a_users_pipeline(cluster, data):
-    ds = ray.data.read_parquet(str(data / "pq"))
+def test_count_in_a_users_pipeline(ray_cluster, ray_data):
+    ds = ray.data.read_parquet(str(ray_data / "pq"))
     rows = oray.count(
         ds, MODEL, field="text", keep=True, ray_options=RayOptions(num_cpus=CPUS, concurrency=ACTORS)
     ).take_all()
-    local = {r[2]: r for r in _local(sorted((data / "pq").iterdir()))}
+    local = {r[2]: r for r in _local(sorted((ray_data / "pq").iterdir()))}
     assert len(rows) == len(local)
     for row in rows:
         _, _, rid, tokens, error = local[row["id"]]
@@ -112,17 +82,19 @@ def test_count_in_a_users_pipeline(cluster, data):
 
 
 @needs_ray
-def test_cli_glue(cluster, data, tmp_path, capsys):
+def test_cli_glue(ray_cluster, ray_data, tmp_path, capsys):
     from omnitok.cli.ray_cli import count_on_ray
     from omnitok.errors import EXIT_BAD_RECORDS, UsageError
 
     with pytest.raises(UsageError, match="--output DIR"):
-        count_on_ray([str(data / "chats.jsonl")], None, model=MODEL)
+        count_on_ray([str(ray_data / "chats.jsonl")], None, model=MODEL)
     out = tmp_path / "out"
-    code = count_on_ray([str(data / "chats.jsonl")], str(out), model=MODEL, on_error="skip", max_tokens=30, quiet=False)
+    code = count_on_ray(
+        [str(ray_data / "chats.jsonl")], str(out), model=MODEL, on_error="skip", max_tokens=30, quiet=False
+    )
     std = capsys.readouterr()
     summary = json.loads(std.out)
-    local = _local([data / "chats.jsonl"])
+    local = _local([ray_data / "chats.jsonl"])
     assert code == EXIT_BAD_RECORDS and (summary["records"], summary["errors"], summary["total_tokens"]) == _totals(
         local
     )
@@ -131,7 +103,7 @@ def test_cli_glue(cluster, data, tmp_path, capsys):
     assert all(r[4] is None for r in _written(out))  # skipped: no error rows written
 
 
-def test_count_ray_through_the_console_script(cluster, data, tmp_path):
+def test_count_ray_through_the_console_script(ray_cluster, ray_data, tmp_path):
     """`omnitok count --ray` as a user types it: the console script joins the running local Ray
     (--ray-address auto) and gives the library's totals; a misuse is one usage line, exit 2."""
     import subprocess
@@ -140,11 +112,11 @@ def test_count_ray_through_the_console_script(cluster, data, tmp_path):
 
     omnitok_bin = str(Path(sys.executable).with_name("omnitok"))
     out = tmp_path / "out"
-    args = [omnitok_bin, "count", "--ray", "-m", MODEL, str(data / "chats.jsonl"), "--output", str(out), "-q"]
+    args = [omnitok_bin, "count", "--ray", "-m", MODEL, str(ray_data / "chats.jsonl"), "--output", str(out), "-q"]
     # RAY_ADDRESS names the module's cluster (auto reads it), so no second Ray starts.
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     r = subprocess.run([*args, "--on-error", "skip"], capture_output=True, timeout=240, env=env)
-    local = _local([data / "chats.jsonl"])
+    local = _local([ray_data / "chats.jsonl"])
     summary = json.loads(r.stdout)
     assert r.returncode == 4, r.stderr.decode()[-2000:]
     assert r.stderr == b""  # -q, and Ray quiet unless --verbose: no log lines, progress bars, worker output
@@ -199,7 +171,7 @@ main(sys.argv[2:])
 
 
 @needs_ray
-def test_killed_run_leaves_no_dataset_and_the_rerun_says_so(cluster, data, tmp_path):
+def test_killed_run_leaves_no_dataset_and_the_rerun_says_so(ray_cluster, ray_data, tmp_path):
     """kill -9 of the driver mid-job: DIR holds only _temporary (readers skip it), never a partial
     dataset. The next `omnitok count --ray` into DIR removes it, saying so in one warning, and
     commits the parts, then _SUCCESS; Ray's own lines (a worker dies here) go to stderr without
@@ -212,7 +184,7 @@ def test_killed_run_leaves_no_dataset_and_the_rerun_says_so(cluster, data, tmp_p
 
     address = ray.get_runtime_context().gcs_address  # the module's cluster: no second Ray starts
     env = {**os.environ, "RAY_ADDRESS": address}
-    src = str(data / "chats.jsonl")
+    src = str(ray_data / "chats.jsonl")
     out = tmp_path / "out"
     killed = subprocess.run([sys.executable, "-c", KILLED_DRIVER, str(out), src], env=env, timeout=120)
     assert killed.returncode == -9
@@ -237,7 +209,7 @@ def test_killed_run_leaves_no_dataset_and_the_rerun_says_so(cluster, data, tmp_p
 
 
 @needs_ray
-def test_a_failed_part_write_commits_nothing(cluster, data, tmp_path):
+def test_a_failed_part_write_commits_nothing(ray_cluster, ray_data, tmp_path):
     """A worker's write that fails (a full disk) is one OutputError naming the cause; DIR is left
     as it was (empty: no parts, no _temporary, no _SUCCESS)."""
     import errno
@@ -251,7 +223,7 @@ def test_a_failed_part_write_commits_nothing(cluster, data, tmp_path):
             super().write(table, index)
 
     out = tmp_path / "out"
-    paths = [str(p) for p in sorted((data / "pq").iterdir())[:1]]
+    paths = [str(p) for p in sorted((ray_data / "pq").iterdir())[:1]]
     with pytest.raises(OutputError, match=f"^{out}: No space left on device$"):
         oray.count_paths(
             paths,

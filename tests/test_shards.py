@@ -24,20 +24,6 @@ def small_shards(monkeypatch):
     monkeypatch.setattr(pipeline, "idle_jobs", lambda: 2)  # auto, whatever else this machine runs
 
 
-@pytest.fixture
-def pools(monkeypatch):
-    """How many shard worker pools were started (so a test knows the shard path ran)."""
-    started = []
-    real = pipeline._start_shard_pool
-
-    def counting(strategy, jobs):
-        started.append(jobs)
-        return real(strategy, jobs)
-
-    monkeypatch.setattr(pipeline, "_start_shard_pool", counting)
-    return started
-
-
 WORDS = ["alpha", "βήτα", "gamma", "日本語", "😀", "<|endoftext|>", "x" * 40, "naïve", "\U000323b0"]
 
 

@@ -27,6 +27,7 @@ pytest.importorskip("rapidfuzz", reason="ROUGE-L needs the validate extra")
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree in /proc")
 
 TIMEOUT = 3.0  # the servers' --timeout: small, so that the tests are quick
+LATE = 7.0  # how long after the deadline an answer may come on a loaded machine (still far from minutes)
 MAX_BODY = 10 * 1024 * 1024  # the default --max-body-mb 10
 SMALL = {"original": "the cat sat on the mat today", "compressed": "the cat sat", "metrics": ["rouge-l"]}
 JSON = {"content-type": "application/json"}
@@ -151,7 +152,10 @@ def assert_timeout(r, elapsed: float) -> None:
     assert isinstance(r, httpx.Response), r
     assert r.status_code == 504, r.text[:300]
     assert r.json()["error"]["code"] == "timeout"
-    assert TIMEOUT - 0.05 <= elapsed < TIMEOUT + 2.5, elapsed  # at the deadline, not minutes later
+    # At the deadline, not minutes later (the job alone runs for minutes). The slack is for a 2-core
+    # machine running the suite 4-wide beside four CPU workers: a fresh-clone CI run answered 2.6 s
+    # after the deadline; benchmarks/serve_guard_bench.py measures the latency itself.
+    assert TIMEOUT - 0.05 <= elapsed < TIMEOUT + LATE, elapsed
 
 
 def assert_small_validate(server: Server) -> None:

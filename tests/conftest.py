@@ -2,10 +2,18 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import sys
 from dataclasses import dataclass
 
 import pytest
+
+# A suite started in the background (`make test &`, a CI runner's non-interactive shell) inherits
+# SIGINT ignored, and so does every console script the tests start: Python leaves an ignored SIGINT
+# ignored, so the Ctrl-C tests' `omnitok` ran on to exit 0. The tests send their SIGINT as a
+# terminal would, to a process that has its ordinary handler.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass
@@ -198,6 +206,7 @@ def warnings_seen():
     notices.reset()
 
 
+@pytest.hookimpl(optionalhook=True)  # a run without xdist (-p no:xdist) has no such hook
 def pytest_xdist_make_scheduler(config, log):
     """--dist loadfile, with the Ray files (RAY_FILES) as one unit: one worker runs them in a row
     on one cluster (ray_cluster)."""

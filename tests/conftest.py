@@ -164,10 +164,12 @@ def ray_cluster(ray_airgap):
             include_dashboard=False,
             logging_level="warning",
             runtime_env={"env_vars": ray_airgap},
-            # Ray's cap on running tasks of one kind (its CPUs' worth) backs a queued task off for
-            # up to 10 s at a time: waits, not work, that made up much of these tests' minutes. Off
-            # here; what the tests check (rows, totals, failures) does not depend on it.
-            _system_config={"worker_cap_enabled": False},
+            # Ray starts its workers at nice 15: beside the suite's other test processes (nice 0)
+            # they got a few percent of a core, and a worker's ~1 s start took a minute (the first
+            # task of a run 61 s under load instead of 1.1 s). At 0 they share the cores fairly.
+            # Ray's worker cap stays on: without it the raylet starts a new worker process for
+            # every queued task instead of reusing one (28 for one read_parquet of three files).
+            _system_config={"worker_niceness": 0},
         )
         _RAY_STARTED[:] = [True]
     yield

@@ -111,6 +111,10 @@ class GigatokenEngine(ReferenceGuarded):
         return TiktokenEngine(self._spec, self._path)
 
     def _encoder(self):
+        # numpy here, not inside the first encode (gigatoken returns numpy arrays and imports numpy
+        # from Rust when it first makes one): a Ctrl-C during that import became a pyo3
+        # PanicException, a traceback and exit 1 instead of "omnitok: interrupted" and 130.
+        import numpy  # noqa: F401
         from gigatoken.gigatoken_rs import BPETokenizer
 
         # No special tokens: `<|endoftext|>` in text is plain text, as in encode_ordinary.

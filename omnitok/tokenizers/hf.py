@@ -67,6 +67,7 @@ class _Gigatoken(ReferenceGuarded):
 
     def _encoder(self):
         import gigatoken
+        import numpy  # noqa: F401  (before the first encode: see engines.GigatokenEngine._encoder)
 
         tok = (
             gigatoken.Tokenizer.from_json(self._json)

@@ -117,6 +117,10 @@ class AssetError(OmnitokError):
     """A tokenizer file that is missing or fails verification."""
 
 
+class WorkerLostError(OmnitokError):
+    """A forked worker process ended (killed: the OOM killer, kill -9) while it held a task."""
+
+
 class InputError(OmnitokError):
     """A bad input record or file, located by source and line (or row)."""
 

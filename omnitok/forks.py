@@ -6,14 +6,17 @@ parent is still the one that forked it (it may have died before the request took
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import threading
 from collections.abc import Callable
 
 from . import cpu
+from .errors import WorkerLostError
 
 # This process's lifeline: (its pid, the read end, the write end) of a pipe that its forked
 # children watch (stay_with_parent) where PR_SET_PDEATHSIG does not serve.
@@ -52,13 +55,172 @@ def _watch_lifeline(read_end: int) -> None:
     os._exit(1)  # end-of-file: the parent is gone
 
 
-def _pool_init(parent: tuple[int, int, int, int], initializer: Callable[[], None]) -> None:
-    stay_with_parent(parent)
-    initializer()
+def _status(status: int) -> str:
+    """A waitpid status in words: 'killed by SIGKILL', 'exit status 3'."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(sig).name}"
+        return f"killed by signal {sig}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
-def fork_pool(jobs: int, initializer: Callable[[], None]):
-    """A Pool of `jobs` forked workers, with this process's objects frozen out of the garbage
+class _Worker:
+    """A forked worker: the parent's ends of its two pipes (tasks in, results out)."""
+
+    def __init__(self, parent, initializer: Callable[[], None], limit: int | None, others: list[_Worker]):
+        task_r, self.tasks = multiprocessing.Pipe(duplex=False)
+        self.results, result_w = multiprocessing.Pipe(duplex=False)
+        self.key: int | None = None  # the task it holds
+        self.done = 0
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: never returns into the caller's frames
+            code = 1
+            try:
+                for conn in (self.tasks, self.results, *(c for w in others for c in (w.tasks, w.results))):
+                    conn.close()
+                stay_with_parent(parent)
+                initializer()
+                code = _serve(task_r, result_w, limit)
+            finally:
+                os._exit(code)
+        task_r.close()
+        result_w.close()
+
+    def close(self) -> None:
+        self.tasks.close()
+        self.results.close()
+
+
+def _serve(tasks, results, limit: int | None) -> int:
+    """A worker's loop: run each task it is sent, send back ("ok", value) or ("error", exception);
+    end after `limit` tasks (its replacement is a fresh fork) or when the parent closes the pipe."""
+    done = 0
+    while limit is None or done < limit:
+        try:
+            fn, args = tasks.recv()
+        except EOFError:
+            return 0
+        try:
+            reply = ("ok", fn(*args))
+        except Exception as e:  # the parent raises it, as Pool did
+            reply = ("error", e)
+        try:
+            results.send(reply)
+        except Exception as e:  # an unpicklable result or exception
+            results.send(("error", RuntimeError(f"{type(e).__name__}: {e}")))
+        done += 1
+    return 0
+
+
+class ForkPool:
+    """`jobs` forked workers, each with its own pipes, so that the parent always knows which worker
+    holds which task: a worker that dies with a task (the OOM killer, kill -9) is a
+    WorkerLostError for whoever waits on it. (multiprocessing's Pool replaces such a worker and
+    drops its task, and its shared queue's lock can die held with it: a wait, or terminate(),
+    then hung forever.) Workers are forked by the thread that submits or waits (no handler
+    threads); one with `worker_tasks` done is replaced by a fresh fork (Pool's
+    maxtasksperchild). Results are taken as they come; `callback` runs then, in that thread."""
+
+    def __init__(self, jobs: int, initializer: Callable[[], None]):
+        self._initializer = initializer
+        self._limit = getattr(initializer, "worker_tasks", None)
+        self._parent = parent_handle()
+        self._workers: list[_Worker] = []
+        self._queue: collections.deque = collections.deque()  # (key, fn, args) not yet sent
+        self._callbacks: dict[int, Callable] = {}
+        self._results: dict[int, tuple[str, object]] = {}
+        self._next = 0
+        try:
+            for _ in range(jobs):
+                self._workers.append(_Worker(self._parent, initializer, self._limit, self._workers))
+        except BaseException:
+            self.close()
+            raise
+
+    def submit(self, fn: Callable, args: tuple, callback: Callable | None = None) -> Task:
+        key, self._next = self._next, self._next + 1
+        self._queue.append((key, fn, args))
+        if callback is not None:
+            self._callbacks[key] = callback
+        self._dispatch()
+        return Task(self, key)
+
+    def _dispatch(self) -> None:
+        for w in self._workers:
+            if not self._queue:
+                return
+            if w.key is None:
+                key, fn, args = self._queue.popleft()
+                w.key = key
+                try:
+                    w.tasks.send((fn, args))
+                except OSError:  # it died idle: its task is lost with it
+                    self._lost(w)
+
+    def _lost(self, w: _Worker) -> None:
+        _, status = os.waitpid(w.pid, 0)
+        w.close()
+        raise WorkerLostError(
+            f"a worker process died in the middle of its task ({_status(status)}); the run stopped",
+            hint="a worker killed by SIGKILL is often the kernel's out-of-memory killer (see dmesg): "
+            "try a smaller --jobs",
+        )
+
+    def _collect(self, timeout: float | None) -> None:
+        """Take the results ready within `timeout`, replace workers that ended, send more tasks."""
+        busy = {w.results: w for w in self._workers if w.key is not None}
+        for conn in multiprocessing.connection.wait(list(busy), timeout):
+            w = busy[conn]
+            try:
+                reply = conn.recv()
+            except (EOFError, OSError):
+                self._lost(w)
+            key, w.key = w.key, None
+            self._results[key] = reply
+            w.done += 1
+            callback = self._callbacks.pop(key, None)
+            if callback is not None and reply[0] == "ok":
+                callback(reply[1])
+            if self._limit is not None and w.done >= self._limit:  # it ends by itself: a fresh one
+                os.waitpid(w.pid, 0)
+                w.close()
+                i = self._workers.index(w)
+                self._workers[i] = _Worker(self._parent, self._initializer, self._limit, self._workers)
+        self._dispatch()
+
+    def result(self, key: int):
+        while key not in self._results:
+            self._collect(None)
+        kind, value = self._results.pop(key)
+        if kind == "error":
+            raise value
+        return value
+
+    def close(self) -> None:
+        """Stop every worker now (a task under way is abandoned) and reap it."""
+        for w in self._workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(w.pid, signal.SIGKILL)
+        for w in self._workers:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(w.pid, 0)
+            w.close()
+        self._workers = []
+
+
+class Task:
+    """One submitted task: get() its result (its exception raised), or WorkerLostError."""
+
+    def __init__(self, pool: ForkPool, key: int):
+        self._pool, self.key = pool, key
+
+    def get(self):
+        return self._pool.result(self.key)
+
+
+def fork_pool(jobs: int, initializer: Callable[[], None]) -> ForkPool:
+    """A ForkPool of `jobs` forked workers, with this process's objects frozen out of the garbage
     collector (gc.freeze, as CPython's docs advise before a fork) until close_pool: collections
     here and in the workers then never walk what was loaded before (modules, the tokenizer, the
     run's state), and the workers do not copy the shared pages such a walk touches. Objects still
@@ -67,23 +229,19 @@ def fork_pool(jobs: int, initializer: Callable[[], None]):
     worker replaced by a fresh fork after that many tasks (Pool's maxtasksperchild)."""
     import gc
 
-    tasks = getattr(initializer, "worker_tasks", None)
     gc.freeze()
     try:
-        return multiprocessing.get_context("fork").Pool(
-            jobs, initializer=_pool_init, initargs=(parent_handle(), initializer), maxtasksperchild=tasks
-        )
+        return ForkPool(jobs, initializer)
     except BaseException:
         gc.unfreeze()
         raise
 
 
-def close_pool(pool) -> None:
+def close_pool(pool: ForkPool) -> None:
     """Stop a fork_pool's workers and give the frozen objects back to the collector."""
     import gc
 
     try:
-        pool.terminate()
-        pool.join()
+        pool.close()
     finally:
         gc.unfreeze()

@@ -125,7 +125,7 @@ class BatchCounter:
             pending: collections.deque = collections.deque()
             limit = 2 * self.jobs
             for batch in _chain(first, second, batches):
-                pending.append((batch, self._pool.apply_async(_count_in_worker, (_texts(batch),))))
+                pending.append((batch, self._pool.submit(_count_in_worker, (_texts(batch),))))
                 if len(pending) >= limit:
                     done, result = pending.popleft()
                     yield done, result.get()
@@ -358,7 +358,7 @@ def _count_shards(stream, strategy, jobs: int, on_batch, runs: bool = False) -> 
         for kind, inp, item in itertools.chain(ahead, source):
             if kind == "shard":
                 window = (STREAM_SHARDS_AHEAD if item.data is not None else FILE_SHARDS_AHEAD) * jobs
-                item = (item, pool.apply_async(_count_shard, (item,), callback=reference.early) if pool else None)
+                item = (item, pool.submit(_count_shard, (item,), callback=reference.early) if pool else None)
             pending.append((kind, inp, item))
             while pending and (len(pending) > window or pending[0][0] != "shard"):
                 yield from merge(*pending.popleft())
@@ -516,7 +516,7 @@ def ordered_map(fn: Callable, items: Iterable, jobs: int | None = None, chunk: i
         pending: collections.deque = collections.deque()
         chunks = itertools.chain((first, second), iter(lambda: list(itertools.islice(it, chunk)), []))
         for part in chunks:
-            pending.append(pool.apply_async(_map_chunk, (part,)))
+            pending.append(pool.submit(_map_chunk, (part,)))
             while len(pending) > 2 * jobs:
                 yield from pending.popleft().get()
         while pending:

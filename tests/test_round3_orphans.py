@@ -101,9 +101,9 @@ box = {}
 t = threading.Thread(target=lambda: box.setdefault("pool", pipeline.fork_pool(2, pipeline._worker_init)))
 t.start(); t.join()  # the forking thread is gone: PR_SET_PDEATHSIG would have killed the workers
 pool = box["pool"]
-print(*[w.pid for w in pool._pool], flush=True)
-print(pool.apply(os.getpid) in [w.pid for w in pool._pool], flush=True)
-busy = pool.map_async(time.sleep, [30, 30], chunksize=1)  # busy workers: an idle one ends at its queue's EOF
+print(*[w.pid for w in pool._workers], flush=True)
+print(pool.submit(os.getpid, ()).get() in [w.pid for w in pool._workers], flush=True)
+busy = [pool.submit(time.sleep, (30,)) for _ in range(2)]  # busy workers: an idle one ends at its pipe's EOF
 time.sleep(0.3)
 print("busy", flush=True)
 time.sleep(60)

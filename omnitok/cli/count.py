@@ -150,11 +150,12 @@ def count(
     _one_blas_thread()
     from .. import api
 
+    # a bad --on-error or --field is refused before anything is opened or read (--ray checks
+    # --on-error with its own rules): the small-input check below may wait on stdin
+    policy = None if ray_ else api.ErrorPolicy(on_error)
+    fields = opt.split_fields(field)
     if engine == "auto" and not ray_ and tokenizer is None:
         engine = _small_input_engine(api, model, encoding, files, text)
-
-    # a bad --on-error is refused before anything is opened (--ray checks it with its own rules)
-    policy = None if ray_ else api.ErrorPolicy(on_error)
     options = api.CountOptions(  # how to count: one object for every path (here, --jobs workers, --ray)
         encoding=encoding,
         engine=engine,
@@ -176,7 +177,7 @@ def count(
             output,
             address=ray_address,
             model=model,
-            fields=opt.split_fields(field),
+            fields=fields,
             id_field=id_field or None,
             input_format=input_format,
             bundles=bundle,
@@ -191,7 +192,7 @@ def count(
     try:
         if explain:
             info("; ".join(f"{k}: {v}" for k, v in api.explain(counter).items()))
-        extractor = api.Extractor(opt.split_fields(field), counter.framing, id_field or None)
+        extractor = api.Extractor(fields, counter.framing, id_field or None)
         stream = api.open_inputs(list(files or []), extractor, input_format, lines, bool(add_field), text or None)
         stats = api.Summary(max_tokens_limit=max_tokens)
         outcome = _run(

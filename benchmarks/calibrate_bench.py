@@ -7,8 +7,8 @@ scripts (the translations in /usr/share/locale's message catalogues: Japanese, C
 Russian, Ukrainian, Greek, Arabic, Hebrew, Hindi, Thai, Georgian where present; CPython's
 cjkencodings texts), numbers and markup (key-value JSON records from
 ../shared/data/kv-retrieval-75_keys.jsonl.gz, Markdown tables and CSV of seeded numbers). The
-records are shuffled (seed 0) and halved: `omnitok calibrate` (the console script, default
-options: a sample of 200) gets one half; the other half is held out.
+records are shuffled (seed 0) and halved: `omnitok calibrate --sample N` (the console script, other
+options their defaults; N from --samples) gets one half; the other half is held out.
 
 Measured on the held-out texts of >= 50 true tokens: the relative error |estimate - true| / true
 of `omnitok count` (console script, offline) with the built-in estimate and with the calibration,
@@ -18,7 +18,8 @@ the calibration made, and its wall time at Anthropic's published count_tokens ra
 (requests per minute by usage tier: 100, 2,000, 4,000, 8,000; docs.anthropic.com, "Token
 counting", Pricing and rate limits).
 
-    .venv/bin/python -m benchmarks.calibrate_bench [--hidden deepseek,qwen2.5,llama3.2] [--omnitok PATH]
+    .venv/bin/python -m benchmarks.calibrate_bench [--hidden deepseek,qwen2.5,llama3.2] [--samples 200,600]
+        [--kinds prose,code,nonlatin,numbers] [--omnitok PATH] [--out FILE]
 """
 
 from __future__ import annotations
@@ -169,51 +170,72 @@ def figures(est: list[int], true: list[int], band: float) -> dict:
     }
 
 
-def bench(label: str, omnitok: str, records: list[dict], tmp: Path) -> dict:
+def by_group(held: list[dict], before: list[int], after: list[int], true: list[int], bands: tuple) -> tuple:
+    """(by content type, non-Latin texts by script): (before, after) figures each."""
+
+    def pair(idx):
+        return (
+            figures([before[i] for i in idx], [true[i] for i in idx], bands[0]),
+            figures([after[i] for i in idx], [true[i] for i in idx], bands[1]),
+        )
+
+    by_kind = {}
+    for kind in ("prose", "code", "nonlatin", "numbers"):
+        idx = [i for i, r in enumerate(held) if r["kind"] == kind]
+        if idx:
+            by_kind[kind] = pair(idx)
+    by_script = {}
+    scripts = strata_of([r["text"] for r in held])
+    for script in SCRIPTS:
+        idx = [i for i, (r, s) in enumerate(zip(held, scripts, strict=True)) if r["kind"] == "nonlatin" and s == script]
+        if idx:
+            by_script[script] = pair(idx)
+    return by_kind, by_script
+
+
+def bench(label: str, omnitok: str, records: list[dict], tmp: Path, samples: list[int]) -> list[dict]:
+    """A result per sample size: `omnitok calibrate --sample N` into a fresh store each."""
     half = len(records) // 2
     calib, held = records[:half], records[half:]
     write_jsonl(tmp / "calibrate.jsonl", calib)
-    home = tmp / f"home-{label}"
-    base_env = {**os.environ, "OMNITOK_HOME": str(home), "OMNITOK_CACHE": "off"}
+    out = []
     with MockCountAPI(label) as api:
         true_all = [api.count(r["text"]) for r in held]
         held = [r for r, n in zip(held, true_all, strict=True) if n >= 50]
         true = [api.count(r["text"]) for r in held]
         write_jsonl(tmp / "held.jsonl", held)
-        before, before_row = offline_counts(omnitok, tmp / "held.jsonl", base_env)
-        env = {**base_env, "ANTHROPIC_API_KEY": API_KEY, "ANTHROPIC_BASE_URL": api.url}
-        t0 = time.perf_counter()
-        p = run([omnitok, "calibrate", "-m", MODEL, str(tmp / "calibrate.jsonl"), "--quiet"], env)
-        wall = time.perf_counter() - t0
-        cal = json.loads(p.stdout.splitlines()[-1])
-        served = api.requests
-    after, after_row = offline_counts(omnitok, tmp / "held.jsonl", base_env)
-    assert after_row["encoding"] == f"calibration:{cal['id']}", after_row
-    out = {
-        "hidden": f"{label} ({api.repo})",
-        "before": figures(before, true, before_row["error_band"]),
-        "after": figures(after, true, after_row["error_band"]),
-        "by_kind": {},
-        "calibration": cal,
-        "calls": cal["calls"],
-        "served": served,
-        "wall": wall,
-    }
-    for kind in ("prose", "code", "nonlatin", "numbers"):
-        idx = [i for i, r in enumerate(held) if r["kind"] == kind]
-        if idx:
-            out["by_kind"][kind] = (
-                figures([before[i] for i in idx], [true[i] for i in idx], before_row["error_band"]),
-                figures([after[i] for i in idx], [true[i] for i in idx], after_row["error_band"]),
+        for size in samples:
+            home = tmp / f"home-{label}-{size}"
+            base_env = {**os.environ, "OMNITOK_HOME": str(home), "OMNITOK_CACHE": "off"}
+            before, before_row = offline_counts(omnitok, tmp / "held.jsonl", base_env)
+            env = {**base_env, "ANTHROPIC_API_KEY": API_KEY, "ANTHROPIC_BASE_URL": api.url}
+            served = api.requests
+            t0 = time.perf_counter()
+            p = run(
+                [omnitok, "calibrate", "-m", MODEL, str(tmp / "calibrate.jsonl"), "--sample", str(size), "--quiet"], env
             )
-    out["by_script"] = {}
-    scripts = strata_of([r["text"] for r in held])
-    for script in SCRIPTS:
-        idx = [i for i, (r, s) in enumerate(zip(held, scripts, strict=True)) if r["kind"] == "nonlatin" and s == script]
-        if idx:
-            out["by_script"][script] = (
-                figures([before[i] for i in idx], [true[i] for i in idx], before_row["error_band"]),
-                figures([after[i] for i in idx], [true[i] for i in idx], after_row["error_band"]),
+            wall = time.perf_counter() - t0
+            cal = json.loads(p.stdout.splitlines()[-1])
+            served = api.requests - served
+            after, after_row = offline_counts(omnitok, tmp / "held.jsonl", base_env)
+            assert after_row["encoding"] == f"calibration:{cal['id']}", after_row
+            by_kind, by_script = by_group(
+                held, before, after, true, (before_row["error_band"], after_row["error_band"])
+            )
+            out.append(
+                {
+                    "hidden": f"{label} ({api.repo})",
+                    "label": label,
+                    "sample": size,
+                    "before": figures(before, true, before_row["error_band"]),
+                    "after": figures(after, true, after_row["error_band"]),
+                    "by_kind": by_kind,
+                    "by_script": by_script,
+                    "calibration": cal,
+                    "calls": cal["calls"],
+                    "served": served,
+                    "wall": wall,
+                }
             )
     return out
 
@@ -230,46 +252,46 @@ def meets(f: dict) -> str:
     return "yes" if ok else "no"
 
 
-def report(results: list[dict], records: int, kinds: str) -> str:
+def report(results: list[dict], records: int, kinds: str, default: int) -> str:
+    sizes = sorted({r["sample"] for r in results})
     lines = [
         f"## omnitok calibrate: Claude offline counts against a hidden BPE ({MODEL})",
         "",
         f"Corpus: {records} records ({kinds}), halved: "
-        "`omnitok calibrate` (defaults: 200 texts) on one half; measured on the held-out half's texts of "
-        ">= 50 true tokens. Relative error |estimate - true| / true; `inside band`: share of texts whose "
-        "error is within the row's error_band.",
+        f"`omnitok calibrate --sample N` (N = {', '.join(map(str, sizes))}; the default: {default}) on one half; "
+        "measured on the held-out half's texts of >= 50 true tokens. Relative error |estimate - true| / true; "
+        "`inside band`: share of texts whose error is within the row's error_band.",
         "",
         "Goal (issue 28): median <= 2%, p95 <= 6%, inside band >= 90%.",
         "",
-        "| hidden tokenizer | texts | before: median / p95 / band / inside | after: median / p95 / band / inside | goal met |",
-        "|---|---:|---|---|---|",
+        "| hidden tokenizer | sample | texts | before: median / p95 / band / inside "
+        "| after: median / p95 / band / inside | goal met |",
+        "|---|---:|---:|---|---|---|",
     ]
     for r in results:
         b, a = r["before"], r["after"]
         lines.append(
-            f"| {r['hidden']} | {a['texts']} | {pct(b['median'])} / {pct(b['p95'])} / ±{pct(b['band'])} / "
-            f"{pct(b['inside'])} | {pct(a['median'])} / {pct(a['p95'])} / ±{pct(a['band'])} / {pct(a['inside'])} "
-            f"| {meets(a)} |"
+            f"| {r['hidden']} | {r['sample']} | {a['texts']} | {pct(b['median'])} / {pct(b['p95'])} / "
+            f"±{pct(b['band'])} / {pct(b['inside'])} | {pct(a['median'])} / {pct(a['p95'])} / ±{pct(a['band'])} / "
+            f"{pct(a['inside'])} | {meets(a)} |"
         )
+    kinds_ = list(results[0]["by_kind"])
     lines += ["", "By content type (after calibration; before in brackets), median / p95:", ""]
-    lines += [
-        "| hidden tokenizer | " + " | ".join(results[0]["by_kind"]) + " |",
-        "|---|" + "---|" * len(results[0]["by_kind"]),
-    ]
+    lines += ["| hidden tokenizer | sample | " + " | ".join(kinds_) + " |", "|---|---:|" + "---|" * len(kinds_)]
     for r in results:
         cells = [
             f"{pct(a['median'])} / {pct(a['p95'])} ({pct(b['median'])} / {pct(b['p95'])}), n={a['texts']}"
             for b, a in r["by_kind"].values()
         ]
-        lines.append(f"| {r['hidden'].split(' ')[0]} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r['label']} | {r['sample']} | " + " | ".join(cells) + " |")
     scripts = [s for s in SCRIPTS if any(s in r["by_script"] for r in results)]
     lines += [
         "",
         "Non-Latin texts by script (the script most of their letters are in), after calibration "
         "(before in brackets), median / p95:",
         "",
-        "| hidden tokenizer | " + " | ".join(scripts) + " |",
-        "|---|" + "---|" * len(scripts),
+        "| hidden tokenizer | sample | " + " | ".join(scripts) + " |",
+        "|---|---:|" + "---|" * len(scripts),
     ]
     for r in results:
         cells = []
@@ -279,31 +301,39 @@ def report(results: list[dict], records: int, kinds: str) -> str:
                 continue
             b, a = r["by_script"][s]
             cells.append(f"{pct(a['median'])} / {pct(a['p95'])} ({pct(b['median'])} / {pct(b['p95'])}), n={a['texts']}")
-        lines.append(f"| {r['hidden'].split(' ')[0]} | " + " | ".join(cells) + " |")
-    lines += ["", "Cost of a default calibration (200 texts):", ""]
+        lines.append(f"| {r['label']} | {r['sample']} | " + " | ".join(cells) + " |")
+    lines += ["", "Cost of a calibration (`--sample N`; max-calls default 2 x N + 2):", ""]
     for r in results:
         at = ", ".join(f"tier {t} ({rpm:,} RPM): {60 * r['calls'] / rpm:.0f} s" for t, rpm in TIERS.items())
         lines.append(
-            f"- {r['hidden'].split(' ')[0]}: {r['calls']} provider calls (200 texts + framing probes; the mock "
-            f"served {r['served']}), {r['wall']:.1f} s here against the local mock; at Anthropic's "
+            f"- {r['label']}, --sample {r['sample']}: {r['calls']} provider calls ({r['calibration']['texts']} texts "
+            f"counted + {r['calls'] - r['calibration']['texts']} framing probes, 0 where an earlier run against the "
+            "same mock had measured the framing; "
+            f"the mock served {r['served']}), {r['wall']:.1f} s here against the local mock; at Anthropic's "
             f"count_tokens limits: {at}."
         )
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
+    from omnitok.calibrate import DEFAULT_SAMPLE
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--hidden", default="deepseek,qwen2.5,llama3.2")
     ap.add_argument("--omnitok", default=str(Path(sys.executable).with_name("omnitok")))
     ap.add_argument("--kinds", default="prose,code,nonlatin,numbers", help="Which kinds of text the corpus holds.")
+    ap.add_argument(
+        "--samples", default="200,600", help="Sample sizes to calibrate with (`calibrate --sample`), comma-separated."
+    )
     ap.add_argument("--out", default=None, help="Also write the report here (Markdown).")
     args = ap.parse_args()
     records = corpus(tuple(args.kinds.split(",")))
+    samples = [int(x) for x in args.samples.split(",")]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for label in args.hidden.split(","):
-            results.append(bench(label, args.omnitok, records, Path(tmp)))
-    text = report(results, len(records), args.kinds.replace(",", ", "))
+            results += bench(label, args.omnitok, records, Path(tmp), samples)
+    text = report(results, len(records), args.kinds.replace(",", ", "), DEFAULT_SAMPLE)
     print(text)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")

@@ -105,7 +105,7 @@ def test_calibrate_counts_a_stratified_sample_and_stores_what_it_measured(calibr
     by = cal["sample"]["by_stratum"]
     assert {k: v for k, v in by.items() if v} == {"prose": 8, "code": 8, "numbers": 8, "hangul": 5, "kana": 4, "han": 7}
     assert set(by) == set(calibration.STRATA)
-    assert cal["format_version"] == 2 and cal["estimator"]["kind"] == "script-tokens-v2"
+    assert cal["format_version"] == 3 and cal["estimator"]["kind"] == "script-tokens-v3"
     m = cal["measured"]
     assert m["texts"] == 40 and "cross-validation" in m["method"]
     assert 0 < m["median"] < 0.05 and m["median"] <= m["p95"] <= m["error_band"] < 1 and m["coverage"] >= 0.9

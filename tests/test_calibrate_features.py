@@ -1,4 +1,4 @@
-"""The calibrated Claude estimate's features and fit (omnitok.calibration, format version 2):
+"""The calibrated Claude estimate's features and fit (omnitok.calibration, format version 3):
 features computed by hand from the reference tokenizations (tiktoken), a fit that recovers
 coefficients it was built from, and a calibration file of the earlier format refused in one line."""
 
@@ -92,8 +92,11 @@ def by_hand_features(text: str, ref_o200k, ref_cl100k) -> tuple[list[float], dic
         float(len(re.findall("[^\x00-\x7f]+", text))),  # runs of non-ASCII characters
         float(sum(text.count(c) for c in ";{}()=[]_")),
         float(sum(text.count(c) for c in '<>|"')),
-        1.0,
     ]
+    for base, toks in ids.items():  # tokens by rank: from each edge up to the next
+        edges = [*calibration.RANK_EDGES[base], 1 << 30]
+        row += [float(sum(1 for t in toks if lo <= t < hi)) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    row.append(1.0)
     return row, ids
 
 
@@ -109,7 +112,8 @@ def by_hand_estimate(estimator: dict, text: str, ref_o200k, ref_cl100k) -> int:
 
 def test_features_are_the_reference_tokenizations_split_by_script(ref_o200k, ref_cl100k):
     x, ids, owner, strata = calibration.Featurizer().features(TEXTS)
-    assert len(calibration.FEATURES) == x.shape[1] == 3 * len(calibration.CLASSES) + 7
+    ranked = sum(len(e) for e in calibration.RANK_EDGES.values())
+    assert len(calibration.FEATURES) == x.shape[1] == 3 * len(calibration.CLASSES) + 7 + ranked
     for i, text in enumerate(TEXTS):
         row, want_ids = by_hand_features(text, ref_o200k, ref_cl100k)
         assert x[i].tolist() == row, text

@@ -11,7 +11,9 @@ of a local tokenization is in the class of its first character that is not a spa
 starts inside a character, a byte-level piece of it, in its predecessor's). The features
 (`FEATURES`) of a text are its o200k_base tokens per class, its cl100k_base tokens per class, its
 characters per class, its white-space runs, line breaks, ASCII words, runs of non-ASCII
-characters, code and markup characters, and a constant. Its estimate is the dot product of those
+characters, code and markup characters, each base's tokens by rank (`RANK_EDGES`: a late merge is
+a rare piece, the likeliest to be cut differently by a vocabulary of another size), and a
+constant. Its estimate is the dot product of those
 features with one vector of weights, plus, for each of its tokens of either vocabulary, that
 token's correction (`token_deltas`: what a token of the sample turned into, beyond its class's
 weight).
@@ -74,6 +76,7 @@ from .features import (
     FEATURES,
     OFFSETS,
     RANGES,
+    RANK_EDGES,
     SCRIPTS,
     STRATA,
     VOCAB,
@@ -94,6 +97,7 @@ __all__ = [
     "FEATURES",
     "FOLDS",
     "RANGES",
+    "RANK_EDGES",
     "RIDGE",
     "RIDGE_TOKENS",
     "SCRIPTS",
@@ -123,8 +127,8 @@ __all__ = [
 ]
 
 FORMAT = "omnitok-calibration"
-FORMAT_VERSION = 2
-ESTIMATOR = "script-tokens-v2"
+FORMAT_VERSION = 3
+ESTIMATOR = "script-tokens-v3"
 MAX_FILE = 1 << 22  # a calibration is tens of KB (mostly its token corrections); more is not one
 ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,150}")
 _TOKEN_ID = re.compile(r"0|[1-9][0-9]{0,6}")

@@ -15,6 +15,7 @@ RIDGE_TOKENS = 6e-3  # on the token corrections
 DELTA_DIGITS = 3  # token corrections are stored rounded to this many decimals
 DELTA_MIN = 0.03  # and smaller ones dropped (a file of tens of KB, not hundreds)
 FOLDS = 5
+TOKEN_BLOCK = 4096  # the fit's token-count matrix is built this many tokens (columns) at a time
 
 
 @dataclass
@@ -79,14 +80,24 @@ def fit(x, ids, owner, ys: Sequence[int], ridge: float = RIDGE, ridge_tokens: fl
     p = np.asarray(prior())
     r = 1.0 - zs @ p
     m1 = zs / (np.sqrt(ridge) * scale)
+    ids = np.asarray(ids, np.int64)
+    owner = np.asarray(owner, np.int64)
     vocab, inv = np.unique(ids, return_inverse=True)
-    zt = np.zeros((n, len(vocab)))
-    np.add.at(zt, (owner, inv), 1.0)
-    zt /= y[:, None]
-    k = m1 @ m1.T + (zt @ zt.T) / ridge_tokens + np.eye(n)
+    width = len(vocab)
+    # the token-count matrix zt (text x token, / y) is sparse: its entries, (text, token, value)
+    pair, times = np.unique(owner * width + inv, return_counts=True)
+    row, col = pair // width, pair % width
+    val = times / y[row]
+    gram = np.zeros((n, n))
+    for start in range(0, width, TOKEN_BLOCK):  # zt @ zt.T, a block of tokens at a time
+        sel = (col >= start) & (col < start + TOKEN_BLOCK)
+        block = np.zeros((n, min(TOKEN_BLOCK, width - start)))
+        block[row[sel], col[sel] - start] = val[sel]
+        gram += block @ block.T
+    k = m1 @ m1.T + gram / ridge_tokens + np.eye(n)
     a = np.linalg.solve(k, r)
     w = p + (m1.T @ a) / (np.sqrt(ridge) * scale)
-    d = (zt.T @ a) / ridge_tokens
+    d = np.bincount(col, weights=val * a[row], minlength=width) / ridge_tokens  # zt.T @ a
     deltas = {int(t): round(float(v), DELTA_DIGITS) for t, v in zip(vocab.tolist(), d.tolist(), strict=True)}
     return Model([float(v) for v in w], {t: v for t, v in deltas.items() if abs(v) >= DELTA_MIN})
 

@@ -1,6 +1,6 @@
 """The features of texts for a calibrated estimate (see omnitok.calibration): character classes
 by script, byte statistics, the stratum of a text, and its tokens of the local vocabularies,
-counted by the class of their first character that is not a space."""
+counted by the class of their first character that is not a space and by their rank (RANK_EDGES)."""
 
 from __future__ import annotations
 
@@ -74,10 +74,19 @@ STRATA = ("prose", "code", "numbers", *SCRIPTS)
 BASES = ("o200k_base", "cl100k_base")
 _SHORT = {"o200k_base": "o200k", "cl100k_base": "cl100k"}
 _EXTRA = ("spaces", "newlines", "words", "nonascii_words", "code", "markup")
+# A base's tokens by rank: a BPE rank says how late (how rarely) its merge was learnt, so the tokens
+# of high rank are the ones a vocabulary of another size or corpus is likeliest to split (or to
+# merge further). A feature per edge: the tokens from that rank up to the next edge (the byte
+# tokens, below the first edge, are in none).
+RANK_EDGES = {
+    "o200k_base": (256, 5000, 20000, 50000, 100000, 150000),
+    "cl100k_base": (256, 5000, 20000, 50000, 80000),
+}
 FEATURES = (
     *(f"{_SHORT[b]}:{c}" for b in BASES for c in CLASSES),
     *(f"chars:{c}" for c in CLASSES),
     *_EXTRA,
+    *(f"{_SHORT[b]}:rank{e}" for b in BASES for e in RANK_EDGES[b]),
     "one",
 )
 VOCAB = {"o200k_base": 200000, "cl100k_base": 100256}  # ordinary token ids are below these
@@ -273,24 +282,24 @@ def stratum(text: str) -> str:
 @functools.lru_cache(maxsize=4)
 def token_classes(encoding: str):
     """The class of each token id of an OpenAI encoding (a numpy array; -1: the token starts inside
-    a character), from its rank file (found and verified by the asset store): the class of the
-    token's first character that is not a space (all spaces: `space`)."""
+    a character), from its rank file (found and verified by the asset store, read through the
+    derived rank cache the tokenizer itself loads from): the class of the token's first character
+    that is not a space (all spaces, or an id no token has: `space`)."""
     import numpy as np
 
+    from ..assets.rank_cache import load_ranks
     from ..assets.store import find_tiktoken_file
     from ..tokenizers.engines import read_ranks
     from ..tokenizers.openai_encodings import ENCODINGS
 
     spec = ENCODINGS[encoding]
     path, _ = find_tiktoken_file(spec.file, spec.url, spec.sha256)
-    ranks = read_ranks(path)
-    size = max(ranks.values()) + 1
-    heads = [b""] * size
-    for piece, rank in ranks.items():
-        heads[rank] = piece.lstrip(b" ")[:4]
-    blank = np.fromiter((not h for h in heads), bool, size)
-    padded = np.frombuffer(b"".join((h + b"\x80\x80\x80\x80")[:4] for h in heads), np.uint8)
-    b = padded.reshape(size, 4).astype(np.int64)
+    ranks = load_ranks(path, spec.file, spec.sha256, read_ranks)
+    n = len(ranks)
+    where = np.fromiter(ranks.values(), np.int64, n)
+    heads = [piece.lstrip(b" ") for piece in ranks]
+    blank = np.fromiter(map(len, heads), np.int64, n) == 0
+    b = np.frombuffer(b"".join([h[:4].ljust(4, b"\x80") for h in heads]), np.uint8).reshape(n, 4).astype(np.int64)
     lead = b[:, 0]
     cont = b[:, 1:] & 0x3F
     cp = np.where(
@@ -306,9 +315,11 @@ def token_classes(encoding: str):
             ),
         ),
     )
-    out = classes_of(np.minimum(cp, 0x10FFFF))
-    out[(lead >= 0x80) & (lead < 0xC0)] = -1
-    out[blank] = _K["space"]
+    cls = classes_of(np.minimum(cp, 0x10FFFF))
+    cls[(lead >= 0x80) & (lead < 0xC0)] = -1
+    cls[blank] = _K["space"]
+    out = np.full(int(where.max()) + 1 if n else 0, _K["space"], np.int64)
+    out[where] = cls
     return out
 
 
@@ -329,8 +340,8 @@ class Featurizer:
         import numpy as np
 
         n = len(texts)
-        parts, keys, owners = [], [], []
-        for offset, base, table in zip(OFFSETS, self.bases, self.tables, strict=True):
+        parts, keys, owners, ranked = [], [], [], []
+        for offset, name, base, table in zip(OFFSETS, BASES, self.bases, self.tables, strict=True):
             ids = [np.asarray(base.encode(t), np.int64) for t in texts]
             sizes = np.fromiter((len(x) for x in ids), np.int64, n)
             flat = np.concatenate(ids) if n else np.zeros(0, np.int64)
@@ -345,10 +356,14 @@ class Featurizer:
                 cls = cls[idx]
                 cls[cls < 0] = _K["symbol"]
             parts.append(np.bincount(owner * NC + cls, minlength=n * NC).reshape(n, NC).astype(float))
+            edges = np.asarray(RANK_EDGES[name], np.int64)
+            nb = len(edges) + 1  # bucket 0: below the first edge (not a feature)
+            bucket = np.searchsorted(edges, flat, side="right")
+            ranked.append(np.bincount(owner * nb + bucket, minlength=n * nb).reshape(n, nb)[:, 1:].astype(float))
             keys.append(flat + offset)
             owners.append(owner)
         stats = byte_stats(texts)
         chars = char_counts(texts)
         extra = stats[:, [_C[k] for k in _EXTRA]]
-        x = np.hstack([*parts, chars, extra, np.ones((n, 1))])
+        x = np.hstack([*parts, chars, extra, *ranked, np.ones((n, 1))])
         return x, np.concatenate(keys), np.concatenate(owners), strata_of(texts, stats, chars)

@@ -11,7 +11,7 @@ from ._output import info, print_json, warn
 EPILOG = """\
 Examples:
 
-  ANTHROPIC_API_KEY=... omnitok calibrate -m claude-sonnet-4-5 prompts.jsonl   # 200 texts counted online
+  ANTHROPIC_API_KEY=... omnitok calibrate -m claude-sonnet-4-5 prompts.jsonl   # 600 texts counted online
 
   omnitok count -m claude-sonnet-4-5 prompts.jsonl        # offline, with it: error_band = its measured p95
 
@@ -26,7 +26,7 @@ def calibrate_cmd(
     model: str | None = typer.Option(
         None, "--model", "-m", help="The Claude model id (Anthropic or Bedrock).", show_default=False
     ),
-    sample: int = typer.Option(200, "--sample", help="Texts to count online (stratified by content type and script)."),
+    sample: int = typer.Option(600, "--sample", help="Texts to count online (stratified by content type and script)."),
     max_calls: int | None = typer.Option(
         None,
         "--max-calls",

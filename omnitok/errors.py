@@ -48,6 +48,9 @@ class OmnitokError(Exception):
 
     exit_code = EXIT_ERROR
 
+    def __reduce__(self):  # rebuilt without __init__: subclasses' own arguments are not in args
+        return _rebuild, (type(self), self.args, self.__dict__)
+
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)
         self.message = message
@@ -134,3 +137,10 @@ class InputError(OmnitokError):
 
 class ExtractError(ValueError):
     """Why a record's text could not be taken out of it."""
+
+
+def _rebuild(cls, args, state):
+    e = cls.__new__(cls)
+    e.args = args
+    e.__dict__.update(state)
+    return e

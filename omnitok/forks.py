@@ -161,6 +161,7 @@ class ForkPool:
     def _lost(self, w: _Worker) -> None:
         _, status = os.waitpid(w.pid, 0)
         w.close()
+        self._workers.remove(w)  # reaped: close() must not signal its pid (the kernel may reuse it)
         raise WorkerLostError(
             f"a worker process died in the middle of its task ({_status(status)}); the run stopped",
             hint="a worker killed by SIGKILL is often the kernel's out-of-memory killer (see dmesg): "
@@ -176,6 +177,8 @@ class ForkPool:
                 reply = conn.recv()
             except (EOFError, OSError):
                 self._lost(w)
+            except Exception as e:  # a reply that does not unpickle (the message was read whole)
+                reply = ("error", RuntimeError(f"a worker's reply could not be read: {type(e).__name__}: {e}"))
             key, w.key = w.key, None
             self._results[key] = reply
             w.done += 1
@@ -191,6 +194,8 @@ class ForkPool:
 
     def result(self, key: int):
         while key not in self._results:
+            if not any(w.key is not None for w in self._workers) and not self._queue:
+                raise RuntimeError(f"task {key}: no worker holds it (its result was taken, or the pool is closed)")
             self._collect(None)
         kind, value = self._results.pop(key)
         if kind == "error":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import itertools
 import multiprocessing
 import os
@@ -195,7 +196,7 @@ def count_records(
 _SHARD_WORKER = None
 
 
-def _count_shard(shard) -> tuple[int, list, bool]:
+def _count_shard(shard, state=None) -> tuple[int, list, bool]:
     """In a worker: read, parse, extract and count one shard; never send the texts back. The
     records come back in order as segments: a run of plain results (counted as planned, one
     text, no error) as columns, `[lines, ids, tokens, raws, raw JSON texts]` (raws only when the
@@ -205,7 +206,7 @@ def _count_shard(shard) -> tuple[int, list, bool]:
     from .io.shards import read_shard
     from .tokenizers.unicode_guard import DEFERRED
 
-    template, strategy = _SHARD_WORKER
+    template, strategy = state or _SHARD_WORKER
     reader = template.fresh()
     recs = read_shard(reader, shard, plain=True)  # a plain JSONL record: (line, id, text, overhead)
     texts = []
@@ -278,8 +279,7 @@ def _count_shards(stream, strategy, jobs: int, on_batch, runs: bool = False) -> 
     from .io.inputs import source_name
     from .io.shards import Shard, shard_bytes
 
-    global _SHARD_WORKER
-    _SHARD_WORKER = (stream.fresh(), strategy)
+    state = (stream.fresh(), strategy)
     chunk = shard_bytes(stream.progress.total, jobs)
     pool = None
     pending: collections.deque = collections.deque()  # (kind, input, item), in input order
@@ -310,7 +310,7 @@ def _count_shards(stream, strategy, jobs: int, on_batch, runs: bool = False) -> 
                 stream.no_records(inp.source, inp.fmt)
         else:
             shard, result = item
-            lines, segments, _ = result.get() if result is not None else _count_shard(shard)
+            lines, segments, _ = result.get() if result is not None else _count_shard(shard, state)
             base, source = inp.lines, inp.source
             pos = stream.next_pos
             n = 0
@@ -351,7 +351,7 @@ def _count_shards(stream, strategy, jobs: int, on_batch, runs: bool = False) -> 
             if warm is not None:
                 warm()  # what each worker would do first, done once before the fork
             reference.fork()  # before the pool: this process has no threads yet
-            pool = _start_shard_pool(strategy, jobs)
+            pool = _start_shard_pool(state, jobs)
             break
     try:
         window = STREAM_SHARDS_AHEAD * jobs
@@ -462,9 +462,11 @@ def _reference_main(conn, strategy, parent) -> None:
         os._exit(0)
 
 
-def _shard_worker_init() -> None:
+def _shard_worker_init(state) -> None:
+    global _SHARD_WORKER
     from .tokenizers import unicode_guard
 
+    _SHARD_WORKER = state  # this run's, bound when its pool began: not the module's latest
     _worker_init()
     unicode_guard.DEFER_REFERENCE = True
 
@@ -479,14 +481,15 @@ def _shard_worker_init() -> None:
 SHARD_WORKER_TASKS: int | None = 4
 
 
-def _start_shard_pool(strategy, jobs: int):  # noqa: ARG001 - the strategy reaches workers by the fork
+def _start_shard_pool(state, jobs: int):
     # The reference engine for rare texts (code points newer than the fast engine's Unicode
     # tables) is not loaded before the fork (0.3-0.5 s of serial start-up on every run) nor in
     # the workers (memory would depend on how many met such a text): workers send those texts
     # back and the merge has them counted by one process (_Reference), which loads the reference
     # once, only if one turns up.
-    _shard_worker_init.worker_tasks = SHARD_WORKER_TASKS
-    return fork_pool(jobs, _shard_worker_init)
+    init = functools.partial(_shard_worker_init, state)
+    init.worker_tasks = SHARD_WORKER_TASKS
+    return fork_pool(jobs, init)
 
 
 # The function a forked ordered_map worker applies; set just before the fork.

@@ -1,0 +1,85 @@
+"""omnitok.forks.ForkPool under misuse found by a review of its first version (commit 7ce65e5)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from omnitok import errors, pipeline
+from omnitok.forks import close_pool, fork_pool
+
+
+def _bad_record_at(x: int) -> int:
+    if x == 700:
+        raise errors.InputError("data.jsonl", 701, "bad record")
+    return x
+
+
+def test_an_omnitok_error_with_its_own_init_raised_in_a_worker_reaches_the_parent_as_itself():
+    # InputError(source, line, message) pickles as InputError("data.jsonl:701: bad record"):
+    # unpickling it in the parent raised TypeError (missing 'line' and 'message') out of recv.
+    with pytest.raises(errors.InputError, match="bad record"):
+        list(pipeline.ordered_map(_bad_record_at, range(2000), jobs=2, chunk=100))
+
+
+def _die(x: int) -> int:
+    os.kill(os.getpid(), 9)
+    return x
+
+
+def test_a_lost_worker_is_not_signalled_again_once_reaped(monkeypatch):
+    # _lost() reaps the dead worker but leaves it in the pool: close() then sent SIGKILL to a
+    # reaped pid, which the kernel may have given to an unrelated process meanwhile.
+    pool = fork_pool(2, pipeline._worker_init)
+    try:
+        with pytest.raises(errors.WorkerLostError):
+            pool.submit(_die, (1,)).get()
+    finally:
+        killed: list[int] = []
+        real_kill = os.kill
+        monkeypatch.setattr(os, "kill", lambda pid, sig: (killed.append(pid), real_kill(pid, sig)))
+        live = set()
+        for w in pool._workers:
+            try:
+                if os.waitpid(w.pid, os.WNOHANG) == (0, 0):
+                    live.add(w.pid)
+            except ChildProcessError:
+                pass
+        close_pool(pool)
+    assert set(killed) <= live
+
+
+def _totals(paths, models, monkeypatch, interleave):
+    from omnitok import api
+    from omnitok.io import shards
+
+    monkeypatch.setattr(pipeline, "SHARD_WORKER_TASKS", 1)  # every shard a fresh fork
+    monkeypatch.setattr(shards, "shard_bytes", lambda total, jobs: 16 * 1024)
+    gens = [
+        api.count_stream(api.open_inputs([str(p)], api.Extractor()), api.Counter(m), jobs=2)
+        for p, m in zip(paths, models, strict=True)
+    ]
+    if not interleave:
+        return [sum(c.tokens for c in g) for g in gens]
+    totals = [0, 0]
+    for a, b in zip(*gens, strict=True):  # two runs consumed side by side (one thread)
+        totals[0] += a.tokens
+        totals[1] += b.tokens
+    return totals
+
+
+def test_two_counts_consumed_side_by_side_each_count_with_their_own_tokenizer(tmp_path, monkeypatch):
+    # A replacement worker is forked mid-run from pipeline._SHARD_WORKER, a module global that the
+    # second count_records overwrote: the first run's later shards were counted with the second
+    # run's tokenizer (also with multiprocessing's Pool, by chance of timing; now every time).
+    import orjson
+
+    data = tmp_path / "a.jsonl"
+    data.write_bytes(
+        b"".join(orjson.dumps({"text": f"Überprüfung {i} 😀 ありがとう " * 8}) + b"\n" for i in range(1200))
+    )
+    models = ("gpt-4o", "gpt-4")
+    alone = [_totals([data], [m], monkeypatch, False)[0] for m in models]
+    assert alone[0] != alone[1]
+    assert _totals([data, data], models, monkeypatch, True) == alone

@@ -355,7 +355,7 @@ def test_a_dripping_answer_is_cut_at_the_timeout(servers, home, monkeypatch):
     started = time.monotonic()
     result, error, _ = api_count(case, True, 0.5, 0)
     assert error.startswith("anthropic: cannot reach") and "timed out" in error
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 4  # the 0.5 s timeout, not the drip's 5 s
 
 
 def test_scrub_masks_a_key_cut_by_the_provider_and_its_encodings():

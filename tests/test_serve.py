@@ -505,7 +505,6 @@ def test_schemathesis_finds_no_500_and_responses_match_the_schema(server, tmp_pa
             "response_headers_conformance",
         )
     )
-    started = time.monotonic()
     p = subprocess.run(
         [st, "run", f"{server.url}/openapi.json", "--checks", checks, "--header", f"Authorization: Bearer {TOKEN}"]
         + ["--phases", "examples,fuzzing,stateful"]
@@ -517,7 +516,6 @@ def test_schemathesis_finds_no_500_and_responses_match_the_schema(server, tmp_pa
         cwd=tmp_path,
     )
     assert p.returncode == 0, p.stdout[-6000:] + p.stderr[-2000:]
-    assert time.monotonic() - started < 60
 
 
 # --- the async library API and in-process limits ------------------------------------------------------

@@ -232,7 +232,7 @@ def test_a_full_pool_answers_503_with_retry_after(one, heavy_body):
     time.sleep(0.8)
     started = time.monotonic()
     r = httpx.post(f"{one.url}/validate", json=SMALL, timeout=30)
-    assert time.monotonic() - started < 1.0  # at once, not queued
+    assert time.monotonic() - started < 2.0  # at once, not queued (queued, it waits for the 3 s deadline)
     assert r.status_code == 503, r.text
     assert r.json()["error"]["code"] == "busy"
     assert 1 <= int(r.headers["retry-after"]) <= TIMEOUT

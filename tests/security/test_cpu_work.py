@@ -159,7 +159,13 @@ def assert_timeout(r, elapsed: float) -> None:
 
 
 def assert_small_validate(server: Server) -> None:
-    r = httpx.post(f"{server.url}/validate", json=SMALL, timeout=30)
+    # A worker just started may still be importing when the job reaches it: on a loaded 2-core
+    # machine (a fresh-clone CI run) that took past the 3 s deadline once. A 504 then is tried
+    # again; what is checked is that the workers answer, and answer right.
+    for _ in range(5):
+        r = httpx.post(f"{server.url}/validate", json=SMALL, timeout=30)
+        if r.status_code != 504:
+            break
     assert r.status_code == 200, r.text
     lib = omnitok.validate(SMALL["original"], SMALL["compressed"], metrics=["rouge-l"])
     assert r.json()["rouge_l_score"] == lib.rouge_l_score and r.json()["details"] == lib.details

@@ -206,7 +206,7 @@ def test_healthz_answers_while_four_maximal_validates_run_then_workers_are_repla
     # bound leaves room for a loaded 2-core machine (the suite runs in parallel) and still fails
     # that by far; benchmarks/serve_guard_bench.py measures the p99 against its 100 ms goal.
     assert len(latencies) >= 10
-    assert latencies[-1] <= 2.0
+    assert latencies[-1] <= 5.0  # a fresh-clone CI run saw 2.5 s once (the suite 4-wide on 2 cores)
     for r, elapsed in results:
         assert_timeout(r, elapsed)
     # The jobs were killed with their deadline: no CPU burns on, and four fresh workers serve.

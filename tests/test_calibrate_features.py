@@ -184,21 +184,30 @@ def test_the_fit_recovers_a_tokens_correction():
     assert model.weights[n] == pytest.approx(0.0, abs=1e-6)  # cl100k: no texts, the prior
 
 
-def test_a_calibration_of_the_earlier_format_is_refused_in_one_line(tmp_path):
+EARLIER = [
+    {"format_version": 1, "estimator": {"kind": "linear-features-v1"}},
+    {
+        "format_version": 2,
+        "provider": "anthropic",
+        "created": "2026-12-01T00:00:00Z",
+        "estimator": {"kind": "script-tokens-v2", "bases": ["o200k_base", "cl100k_base"], "features": []},
+        "measured": {},
+        "sample": {"texts": 200},
+    },
+]
+
+
+@pytest.mark.parametrize("earlier", EARLIER, ids=lambda e: f"format-{e['format_version']}")
+def test_a_calibration_of_an_earlier_format_is_refused_in_one_line(tmp_path, earlier):
     store = tmp_path / "assets" / "calibrations"
     store.mkdir(parents=True)
-    old = {
-        "id": "claude-sonnet-4-5-000000000000",
-        "format": "omnitok-calibration",
-        "format_version": 1,
-        "model": MODEL,
-        "estimator": {"kind": "linear-features-v1"},
-    }
+    version = earlier["format_version"]
+    old = {"id": f"claude-sonnet-4-5-00000000000{version}", "format": "omnitok-calibration", "model": MODEL, **earlier}
     (store / f"{old['id']}.json").write_text(json.dumps(old))
     env = {"OMNITOK_HOME": str(tmp_path)}
     shown = omnitok("calibrate", "--show", old["id"], env=env)
     assert shown.code == 1 and shown.err.count("\n") == 1
-    assert "format_version 1, an earlier omnitok's; run omnitok calibrate again" in shown.err
+    assert f"format_version {version}, an earlier omnitok's; run omnitok calibrate again" in shown.err
     c = omnitok("count", "-m", MODEL, "--text", "some words to count", "--format", "jsonl", env=env)
     assert c.code == 0 and json.loads(c.out)["encoding"] == "claude-3~o200k_base"
     assert "omnitok: warning:" in c.err and "run omnitok calibrate again" in c.err

@@ -59,6 +59,56 @@ def test_fp32_equals_the_torch_model(reference):
     assert len(emb.tokenizer.encode(LONG).ids) == MAX_LENGTH
 
 
+def test_the_exported_bert_equals_transformers_bert_model():
+    """The export's BERT (omnitok/embedding/bert.py: plain torch, no transformers) gives
+    transformers' BertModel's hidden states at every unpadded token of a padded batch, cut to 3
+    layers as bert-score cuts it, with sdpa and with eager attention (the fused export's)."""
+    import torch
+    from transformers import AutoModel
+
+    from omnitok.embedding import bert, pad, tokenizer
+
+    d, layers = default_model_dir(), 3
+    ids = [e.ids for e in tokenizer(d, MAX_LENGTH).encode_batch([*TEXTS[:4], LONG[:400]])]
+    x, mask = (torch.from_numpy(a) for a in pad(ids))
+    for attention in ("sdpa", "eager"):
+        want = AutoModel.from_pretrained(
+            str(d), local_files_only=True, dtype=torch.float32, attn_implementation=attention
+        )
+        want.encoder.layer = torch.nn.ModuleList(list(want.encoder.layer[:layers]))
+        ours = bert.load(d, layers, attention)
+        assert ours is not None and len(ours.encoder.layer) == layers
+        with torch.inference_mode():
+            a = want.eval()(input_ids=x, attention_mask=mask)[0].numpy()
+            b = ours(input_ids=x, attention_mask=mask)[0].numpy()
+        for j, s in enumerate(ids):
+            assert np.abs(a[j, : len(s)] - b[j, : len(s)]).max() <= 1e-5, (attention, j)
+
+
+def test_a_model_the_exported_bert_does_not_reproduce_goes_through_transformers(tmp_path):
+    """bert.load answers None (the export then loads the model with transformers) for another
+    architecture, activation or position embedding, or weights it cannot read by name."""
+    import json
+
+    from omnitok.embedding import bert
+    from omnitok.errors import UsageError
+
+    d = default_model_dir()
+    config = json.loads((d / "config.json").read_text())
+    for change in ({"model_type": "roberta"}, {"hidden_act": "gelu_new"}, {"position_embedding_type": "relative_key"}):
+        (tmp_path / "config.json").write_text(json.dumps({**config, **change}))
+        assert bert.load(tmp_path, 6) is None, change
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert bert.load(tmp_path, 6) is None  # no weights at all
+    (tmp_path / "model.safetensors").symlink_to(d / "model.safetensors")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"")
+    assert bert.load(tmp_path, 6) is None  # two weight files: which one transformers reads is its call
+    (tmp_path / "pytorch_model.bin").unlink()
+    assert bert.load(tmp_path, 6) is not None
+    with pytest.raises(UsageError, match="num_layers must be 1..6"):
+        bert.load(tmp_path, 7)
+
+
 def test_int8_within_its_tolerance(reference):
     emb = LocalEmbedder(precision="int8")
     assert emb.encoder.name == "onnxruntime-int8"

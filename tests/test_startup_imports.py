@@ -107,3 +107,32 @@ def test_every_count_parameter_has_a_plain_default():
 
     defaults = [p.default for p in inspect.signature(count).parameters.values()]
     assert all(d is None or type(d) in (str, bool, int, float) for d in defaults), defaults
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "out"),
+    [
+        (("encode", "-m", "gpt-4o", "hello world"), b"", b"24912 2375\n"),
+        (("decode", "-m", "gpt-4o", "24912", "2375"), b"", b"hello world"),
+        (("truncate", "-m", "gpt-4o", "-t", "1", "hello world"), b"", b"hello"),
+        (("compress", "-m", "gpt-4o", "--method", "bm25", "--budget", "50"), b"hello world\n", None),
+    ],
+    ids=["encode", "decode", "truncate", "compress"],
+)
+def test_small_inputs_of_other_commands_load_tiktoken_not_gigatoken(tmp_path, args, stdin, out):
+    """count's rule for a small input of an OpenAI model (cli/_small.py: tiktoken's vocabulary
+    loads in half gigatoken's time, the same ids) holds for encode, truncate and compress; decode
+    uses tiktoken whatever its input (tiktoken decodes and checks the ids in any case)."""
+    seen = _run(tmp_path, *args, stdin=stdin)
+    assert seen["code"] in (0, None), seen
+    assert out is None or seen["out"] == out
+    assert "tiktoken" in seen["packages"] and "gigatoken" not in seen["packages"]
+    big = tmp_path / "big.txt"  # past 64 KiB: gigatoken, as count
+    big.write_text("hello world " * 6000)
+    if args[0] in ("encode", "truncate"):
+        seen = _run(tmp_path, *args[:-1], stdin=big.read_bytes())
+    elif args[0] == "compress":
+        seen = _run(tmp_path, *args, str(big))
+    else:
+        return
+    assert seen["code"] in (0, None) and "gigatoken" in seen["packages"]

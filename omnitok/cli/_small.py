@@ -106,3 +106,23 @@ def is_small(files: list[str] | None, texts: list[str] | None) -> bool:
         if total > SMALL:
             return False
     return not stdin or _stdin_is_small(SMALL - total)
+
+
+def small_input_engine(
+    model: str | None, encoding: str | None, files: list[str] | None, texts: list[str] | None, small: bool | None = None
+) -> str:
+    """The engine a command asks for where none was named (`--engine auto`, no --tokenizer):
+    tiktoken for an input of at most SMALL bytes of an OpenAI model (count, compress, encode,
+    truncate), whose vocabulary loads from the derived rank file in half gigatoken's time with the
+    same ids; else auto. `small` given: the input's size is not looked at (decode: tiktoken decodes
+    and checks the ids whichever engine counts). An unknown model is left to the command."""
+    from .. import api, errors
+
+    try:
+        if api.resolve(model, encoding, None).family != "openai":
+            return "auto"
+    except errors.OmnitokError:
+        return "auto"
+    if small is None:
+        small = is_small(files, texts)
+    return "tiktoken" if small else "auto"

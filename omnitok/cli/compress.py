@@ -133,6 +133,10 @@ def compress_cmd(
         if files:
             raise errors.UsageError("give input files or --context, not both")
         files, input_format = [context], "text"
+    if engine == "auto" and tokenizer is None:
+        from ._small import small_input_engine
+
+        engine = small_input_engine(model, None, files, None)
     options = api.CompressOptions(  # how to compress: one object, here and in --jobs workers
         method=method,
         embedding_url=embedding_url,

@@ -155,7 +155,9 @@ def count(
     policy = None if ray_ else api.ErrorPolicy(on_error)
     fields = opt.split_fields(field)
     if engine == "auto" and not ray_ and tokenizer is None:
-        engine = _small_input_engine(api, model, encoding, files, text)
+        from ._small import small_input_engine
+
+        engine = small_input_engine(model, encoding, files, text)
     options = api.CountOptions(  # how to count: one object for every path (here, --jobs workers, --ray)
         encoding=encoding,
         engine=engine,
@@ -236,20 +238,6 @@ def _run(api, stream, counter, policy, stats, records_out, fmt, add_field, jobs,
         )
     finally:
         bar.close()
-
-
-def _small_input_engine(api, model, encoding, files, text) -> str:
-    """The engine to ask for where none was named: tiktoken for a small input (cli/_small.py) of
-    an OpenAI model, whose vocabulary loads in half gigatoken's time with the same counts; else
-    auto."""
-    try:
-        if api.resolve(model, encoding, None).family != "openai":
-            return "auto"
-    except errors.OmnitokError:
-        return "auto"  # the Counter reports it
-    from ._small import is_small
-
-    return "tiktoken" if is_small(files, text) else "auto"
 
 
 def _one_blas_thread() -> None:

@@ -56,9 +56,15 @@ TextFormat = typer.Option(
 )
 
 
-def _encoder(model, encoding, engine, tokenizer, purpose: str):
+def _encoder(model, encoding, engine, tokenizer, purpose: str, words: list[str] | None = None):
     from ..api import Encoder
 
+    if engine == "auto" and tokenizer is None:
+        from ._small import small_input_engine
+
+        # decode: tiktoken whatever the size (it decodes and checks the ids whichever engine
+        # counts: gigatoken's vocabulary would be built for nothing); encode, truncate: count's rule
+        engine = small_input_engine(model, encoding, None, words, small=True if purpose == "decode" else None)
     return Encoder(model, encoding=encoding, engine=engine, tokenizer=tokenizer, purpose=purpose)
 
 
@@ -116,7 +122,7 @@ def encode_cmd(
     import orjson
 
     _check_format(fmt)
-    enc = _encoder(model, encoding, engine, tokenizer, "encode")
+    enc = _encoder(model, encoding, engine, tokenizer, "encode", text)
     source = _read_text(text)
     if not tokens:
         ids = enc.encode(source)
@@ -177,5 +183,5 @@ def truncate_cmd(
     character: a token that ends inside an emoji or CJK character is left out with it. Counted as
     `count --no-special-tokens` counts. The text is printed exactly, with no newline added.
     """
-    enc = _encoder(model, encoding, engine, tokenizer, "truncate")
+    enc = _encoder(model, encoding, engine, tokenizer, "truncate", text)
     _write_text(enc.truncate(_read_text(text), max_tokens))

@@ -47,7 +47,7 @@ class Run:
 def omnitok(
     *args: str, stdin: bytes | None = b"", env: dict | None = None, cwd=None, timeout: float = 120, fresh: bool = False
 ) -> Run:
-    full_env = {**os.environ, **(env or {})}
+    full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}  # None: unset
     zygote = None
     exec_all = os.environ.get("OMNITOK_TESTS_EXEC") == "1"
     if not fresh and not exec_all and stdin is not None and (cwd is None or os.path.isdir(cwd)):
@@ -60,6 +60,13 @@ def omnitok(
         else:
             return Run(code, out, err.decode("utf-8", "replace"))
     return exec_omnitok(*args, stdin=stdin, env=full_env, cwd=cwd, timeout=timeout)
+
+
+def completed(args, r: Run) -> subprocess.CompletedProcess:
+    """A Run as subprocess.run's result (returncode, stdout bytes, stderr bytes) plus .err (text)."""
+    done = subprocess.CompletedProcess(["omnitok", *args], r.code, r.out, r.err.encode())
+    done.err = r.err  # type: ignore[attr-defined]
+    return done
 
 
 def exec_omnitok(*args: str, stdin: bytes | None, env: dict, cwd=None, timeout: float = 120) -> Run:

@@ -25,7 +25,10 @@ jsonschema_rs = pytest.importorskip("jsonschema_rs", reason="schemathesis's sche
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("contract"), "--compress-method", "bm25")
+    # One CPU worker: BERTScore (torch and its model, seconds of CPU) loads in each worker that gets
+    # a bertscore job; with one, the warm-up below loads it once and no schemathesis request waits
+    # for another load (59 s -> 19 s of wall, 21 -> 14 s of CPU). Pools: tests/security/test_cpu_work.py.
+    srv = Server(tmp_path_factory.mktemp("contract"), "--compress-method", "bm25", "--cpu-workers", "1")
     yield srv
     srv.stop()
 

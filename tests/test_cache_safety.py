@@ -23,6 +23,8 @@ from omnitok.cache import CacheSettings, TieredCache
 from omnitok.cache.disk import BLOOM_FILE, BLOOM_HEADER, DB_FILE, STATS_KEY, inspect
 from omnitok.config import bloom_shape
 
+from .console import completed
+from .console import omnitok as console_omnitok
 from .redis_server import RedisServer, free_port
 
 TEXTS = [f"record {i} about caches " * (i % 5 + 1) for i in range(60)]
@@ -397,12 +399,9 @@ def test_damaged_l3_statistics(tmp_path, redis_srv, warnings_seen):
 
 
 def omnitok_cli(*args: str, env: dict | None = None, tmp: Path, stdin: bytes = b"hi") -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("omnitok")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "omnitok"]
-    base = {k: v for k, v in os.environ.items() if k not in ("OMNITOK_CONFIG", "L3_CACHE_URL")}
+    base = {"OMNITOK_CONFIG": None, "L3_CACHE_URL": None}  # None: unset
     base.update(XDG_CONFIG_HOME=str(tmp / "xdg"), OMNITOK_CACHE_DIR=str(tmp / "default-cache"))
-    r = subprocess.run(cmd + list(args), input=stdin, capture_output=True, env={**base, **(env or {})}, timeout=300)
-    r.err = r.stderr.decode()  # type: ignore[attr-defined]
+    r = completed(args, console_omnitok(*args, stdin=stdin, env={**base, **(env or {})}, timeout=300))
     assert "Traceback" not in r.err, r.err
     return r
 

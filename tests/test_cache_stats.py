@@ -5,14 +5,12 @@ script: `count --summary`'s "cache" entry for one run, `cache stats --json` acro
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
+from .console import omnitok
 from .redis_server import RedisServer
 
 FIELDS = ["l1_hits", "l2_hits", "l3_hits", "misses", "total_hits", "total_requests", "hit_rate", "l1_size", "l2_size"]
@@ -27,20 +25,19 @@ def redis_srv(tmp_path):
     server.stop()
 
 
-def omnitok(*args: str, tmp: Path, env: dict | None = None) -> dict:
-    """`omnitok ARGS` as a subprocess with its config and cache under `tmp`; its JSON output."""
-    exe = Path(sys.executable).with_name("omnitok")
-    base = {k: v for k, v in os.environ.items() if k not in ("OMNITOK_CONFIG", "L3_CACHE_URL")}
+def run(*args: str, tmp: Path, env: dict | None = None) -> dict:
+    """`omnitok ARGS` (the console script) with its config and cache under `tmp`; its JSON output."""
+    base = {"OMNITOK_CONFIG": None, "L3_CACHE_URL": None}  # None: unset
     base.update(
         XDG_CONFIG_HOME=str(tmp / "xdg-config"),
         XDG_CACHE_HOME=str(tmp / "xdg-cache"),
         OMNITOK_HOME=str(tmp / "home"),
         OMNITOK_CACHE_DIR=str(tmp / "cache"),
     )
-    r = subprocess.run([str(exe), *args], capture_output=True, env={**base, **(env or {})}, timeout=300)
-    assert r.returncode == 0 and not r.stderr, r.stderr.decode()
-    assert b"None" not in r.stdout  # a missing value is JSON null, never the string "None"
-    return orjson.loads(r.stdout)
+    r = omnitok(*args, env={**base, **(env or {})}, timeout=300)
+    assert r.code == 0 and not r.err, r.err
+    assert b"None" not in r.out  # a missing value is JSON null, never the string "None"
+    return orjson.loads(r.out)
 
 
 def corpus(path: Path, n: int) -> str:
@@ -51,14 +48,12 @@ def corpus(path: Path, n: int) -> str:
 
 
 def count(f: str, tmp: Path, *extra: str, env: dict | None = None) -> dict:
-    out = omnitok(
-        "count", "-m", "gpt-4o", "--cache", "on", "--summary", "--format", "json", *extra, f, tmp=tmp, env=env
-    )
+    out = run("count", "-m", "gpt-4o", "--cache", "on", "--summary", "--format", "json", *extra, f, tmp=tmp, env=env)
     return out["cache"]
 
 
 def stats(tmp: Path, *extra: str, env: dict | None = None) -> dict:
-    return omnitok("cache", "stats", "--json", *extra, tmp=tmp, env=env)
+    return run("cache", "stats", "--json", *extra, tmp=tmp, env=env)
 
 
 def expected(l1=0, l2=0, l3=0, misses=0, l1_size=0, l2_size=None) -> dict:

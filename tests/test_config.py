@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,8 @@ from omnitok import config, notices
 from omnitok.cache import CacheSettings, settings_from
 from omnitok.config import CACHE_RULES, HASH_ALGORITHMS
 from omnitok.errors import UsageError
+
+from .console import completed, omnitok
 
 PASSWORD = "PW-s3cret-xyz"
 FUZZ = settings(
@@ -302,10 +303,8 @@ REPORTED = [
 
 
 def omnitok_cli(*args: str, env: dict, stdin: bytes = b"hello there") -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("omnitok")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "omnitok"]
-    base = {k: v for k, v in os.environ.items() if k not in ("OMNITOK_CONFIG", "L3_CACHE_URL")}
-    return subprocess.run(cmd + list(args), input=stdin, capture_output=True, env={**base, **env}, timeout=300)
+    base = {"OMNITOK_CONFIG": None, "L3_CACHE_URL": None}  # None: unset
+    return completed(args, omnitok(*args, stdin=stdin, env={**base, **env}, timeout=300))
 
 
 @pytest.mark.parametrize("line, said", REPORTED, ids=[r[0] for r in REPORTED])

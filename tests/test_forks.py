@@ -77,7 +77,7 @@ def test_two_counts_consumed_side_by_side_each_count_with_their_own_tokenizer(tm
 
     data = tmp_path / "a.jsonl"
     data.write_bytes(
-        b"".join(orjson.dumps({"text": f"Überprüfung {i} 😀 ありがとう " * 8}) + b"\n" for i in range(1200))
+        b"".join(orjson.dumps({"text": f"Überprüfung {i} 😀 ありがとう " * 8}) + b"\n" for i in range(400))
     )
     models = ("gpt-4o", "gpt-4")
     alone = [_totals([data], [m], monkeypatch, False)[0] for m in models]

@@ -65,6 +65,10 @@ def server(tmp_path_factory):
         "100",
         "--compress-method",
         "bm25",
+        # One CPU worker: each worker loads what its jobs need (BERTScore: torch and a model, when
+        # the fuzzing asks for it) afresh; one is loaded once. Pools: tests/security/test_cpu_work.py.
+        "--cpu-workers",
+        "1",
         "--log-level",
         "info",
         env={"ANTHROPIC_API_KEY": CANARY_KEY, "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{dead}"},
@@ -399,7 +403,7 @@ def test_cors_when_origins_are_named():
 
     from omnitok.serve import ServeConfig, create_app
 
-    app = create_app(ServeConfig(cors_origins=("https://app.example",)))
+    app = create_app(ServeConfig(cors_origins=("https://app.example",), cpu_workers=1))
     with TestClient(app, base_url="http://127.0.0.1") as c:  # loopback: the loopback names only
         r = c.options(
             "/count-tokens", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
@@ -589,7 +593,7 @@ def test_request_timeout_is_a_504():
     from omnitok.serve import ServeConfig, create_app
 
     context = " ".join(f"Sentence number {i} talks about topic {i % 97}." for i in range(20_000))
-    config = ServeConfig(request_timeout=0.001, compress_method="bm25")
+    config = ServeConfig(request_timeout=0.001, compress_method="bm25", cpu_workers=1)
     with TestClient(create_app(config), base_url="http://127.0.0.1") as c:
         r = c.post("/compress", json={"context": context, "query": "topic 5", "budget": 100})
         assert r.status_code == 504, r.text

@@ -21,6 +21,10 @@ def small_shards(monkeypatch):
     monkeypatch.setattr(shards, "SHARD_MIN", 512)
     monkeypatch.setattr(shards, "SHARD_MAX", 2048)
     monkeypatch.setattr(pipeline, "AUTO_MIN_BYTES", 4096)
+    # Shards 2000x smaller than a run's, so a worker is replaced after 16 of them, not 4: still
+    # several replacements a run (tests/test_count_path_recycle.py checks replacement itself), a
+    # quarter of the forks (each copies the test process, which may hold gigabytes).
+    monkeypatch.setattr(pipeline, "SHARD_WORKER_TASKS", 16)
     monkeypatch.setattr(pipeline, "idle_jobs", lambda: 2)  # auto, whatever else this machine runs
 
 

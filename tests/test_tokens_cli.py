@@ -14,6 +14,7 @@ import pytest
 
 import omnitok
 from omnitok.errors import UsageError
+from omnitok.families.gemini import HF_TOKENIZERS
 from omnitok.tokens import Encoder, parse_ids
 
 from .console import omnitok as run
@@ -165,12 +166,18 @@ def llama_vectors():
     return llama_vocab
 
 
+# Gemma 4's file is loaded under the id Gemini 3.1 counts with (omnitok/families/gemini.py): the same
+# strategy (model id, directory, engine), so test_gemini_through_gemma4_encodes reuses its 262k
+# vocabulary instead of loading it again (seconds of CPU).
+GGUF_MODEL_IDS = {"gemma-4": HF_TOKENIZERS["gemma4"]}
+
+
 @pytest.mark.parametrize("name", ["llama-spm", "phi-3", "llama-bpe", "qwen2", "gemma-4"])
 def test_gguf_encode_is_llama_cpp(name, llama_vectors, monkeypatch, gguf_home):
     """GGUF vocabularies (SentencePiece and BPE, converted): ids equal llama.cpp's own test vectors
     (no BOS), decode gives the text back, and truncate works where no offsets are available."""
     monkeypatch.setenv("OMNITOK_HOME", gguf_home(name))  # tests/conftest.py: each file converted once a run
-    enc = Encoder(f"local/{name}", tokenizer=str(llama_vectors.path(name)))
+    enc = Encoder(GGUF_MODEL_IDS.get(name, f"local/{name}"), tokenizer=str(llama_vectors.path(name)))
     vectors = llama_vectors.vectors(name)
     assert [(text, enc.encode(text)) for text, _ in vectors] == vectors
     assert all(enc.decode(ids) == text for text, ids in vectors)

@@ -6,6 +6,7 @@ any code point inside an unassigned range, BMP or astral, lone surrogates includ
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import random
 
@@ -97,30 +98,30 @@ def test_which_texts_go_to_the_reference(text, any_, openai):
     assert needs_reference(text, unicode_guard.OPENAI) is openai
 
 
-@pytest.mark.parametrize("encoding", ["o200k_base", "cl100k_base"])
-def test_gigatoken_and_tiktoken_agree_on_every_new_symbol(encoding, ref_o200k, ref_cl100k):
-    # The proof behind OPENAI's narrower guard: gigatoken itself (no guard in front) gives
-    # tiktoken's ids for each such character in every context its patterns tell apart.
-    from gigatoken.gigatoken_rs import BPETokenizer
-
-    import omnitok
-    from omnitok.tokenizers.openai_encodings import ENCODINGS
-
-    ref = ref_o200k if encoding == "o200k_base" else ref_cl100k
-    path = unicode_guard.DATA.parents[1] / "assets/data/openai" / f"{encoding}.tiktoken"
-    assert path.is_relative_to(unicode_guard.DATA.parents[1]) and omnitok
-    fast = BPETokenizer.from_tiktoken(str(path), ENCODINGS[encoding].gigatoken_pretokenizer, {})
-    texts = [ctx.format(c=chr(cp)) for cp in OTHER_POINTS for ctx in unicode_guard.CONTEXTS]
-    assert [list(ids) for ids in map(fast.encode, texts)] == ref.encode_ordinary_batch(texts, num_threads=1)
-
-
+@functools.cache
 def _gigatoken(encoding: str):
+    """gigatoken itself on omnitok's rank file (no guard in front), built once per encoding for the
+    module (o200k's takes most of a second)."""
     from gigatoken.gigatoken_rs import BPETokenizer
 
     from omnitok.tokenizers.openai_encodings import ENCODINGS
 
     path = unicode_guard.DATA.parents[1] / "assets/data/openai" / f"{encoding}.tiktoken"
     return BPETokenizer.from_tiktoken(str(path), ENCODINGS[encoding].gigatoken_pretokenizer, {})
+
+
+@pytest.mark.parametrize("encoding", ["o200k_base", "cl100k_base"])
+def test_gigatoken_and_tiktoken_agree_on_every_new_symbol(encoding, ref_o200k, ref_cl100k):
+    # The proof behind OPENAI's narrower guard: gigatoken itself (no guard in front) gives
+    # tiktoken's ids for each such character in every context its patterns tell apart.
+    import omnitok
+
+    ref = ref_o200k if encoding == "o200k_base" else ref_cl100k
+    path = unicode_guard.DATA.parents[1] / "assets/data/openai" / f"{encoding}.tiktoken"
+    assert path.is_relative_to(unicode_guard.DATA.parents[1]) and omnitok
+    fast = _gigatoken(encoding)
+    texts = [ctx.format(c=chr(cp)) for cp in OTHER_POINTS for ctx in unicode_guard.CONTEXTS]
+    assert [list(ids) for ids in map(fast.encode, texts)] == ref.encode_ordinary_batch(texts, num_threads=1)
 
 
 def test_known_letters_file_is_what_the_engines_say(ref_o200k, ref_cl100k):

@@ -188,7 +188,8 @@ def test_bedrock_path_is_botocores_and_the_signature_holds(rec, tmp_path):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, recorder):
-    srv = Server(tmp_path_factory.mktemp("urls"), env=provider_env(recorder.url))
+    # Count routes only: one CPU worker (/validate's and /compress's), not one a core.
+    srv = Server(tmp_path_factory.mktemp("urls"), "--cpu-workers", "1", env=provider_env(recorder.url))
     yield srv
     srv.stop()
 

@@ -36,7 +36,8 @@ def env_for(mock: MockProviders) -> dict:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, mock):
-    srv = Server(tmp_path_factory.mktemp("budget"), env=env_for(mock))
+    # Count routes only: one CPU worker (/validate's and /compress's), not one a core.
+    srv = Server(tmp_path_factory.mktemp("budget"), "--cpu-workers", "1", env=env_for(mock))
     yield srv
     srv.stop()
 

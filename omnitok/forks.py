@@ -119,12 +119,12 @@ class ForkPool:
     WorkerLostError for whoever waits on it. (multiprocessing's Pool replaces such a worker and
     drops its task, and its shared queue's lock can die held with it: a wait, or terminate(),
     then hung forever.) Workers are forked by the thread that submits or waits (no handler
-    threads); one with `worker_tasks` done is replaced by a fresh fork (Pool's
+    threads); one with `worker_tasks` done (None: never) is replaced by a fresh fork (Pool's
     maxtasksperchild). Results are taken as they come; `callback` runs then, in that thread."""
 
-    def __init__(self, jobs: int, initializer: Callable[[], None]):
+    def __init__(self, jobs: int, initializer: Callable[[], None], worker_tasks: int | None = None):
         self._initializer = initializer
-        self._limit = getattr(initializer, "worker_tasks", None)
+        self._limit = worker_tasks
         self._parent = parent_handle()
         self._workers: list[_Worker] = []
         self._queue: collections.deque = collections.deque()  # (key, fn, args) not yet sent
@@ -224,19 +224,19 @@ class Task:
         return self._pool.result(self.key)
 
 
-def fork_pool(jobs: int, initializer: Callable[[], None]) -> ForkPool:
+def fork_pool(jobs: int, initializer: Callable[[], None], worker_tasks: int | None = None) -> ForkPool:
     """A ForkPool of `jobs` forked workers, with this process's objects frozen out of the garbage
     collector (gc.freeze, as CPython's docs advise before a fork) until close_pool: collections
     here and in the workers then never walk what was loaded before (modules, the tokenizer, the
     run's state), and the workers do not copy the shared pages such a walk touches. Objects still
     go when their last reference does; only cycles among them wait for close_pool. make bench's
-    `--jobs 2` rows measure it. An initializer with a `worker_tasks` attribute (an int) has each
-    worker replaced by a fresh fork after that many tasks (Pool's maxtasksperchild)."""
+    `--jobs 2` rows measure it. `worker_tasks`: each worker is replaced by a fresh fork after that
+    many tasks (Pool's maxtasksperchild; None: never)."""
     import gc
 
     gc.freeze()
     try:
-        return ForkPool(jobs, initializer)
+        return ForkPool(jobs, initializer, worker_tasks)
     except BaseException:
         gc.unfreeze()
         raise

@@ -487,9 +487,7 @@ def _start_shard_pool(state, jobs: int):
     # the workers (memory would depend on how many met such a text): workers send those texts
     # back and the merge has them counted by one process (_Reference), which loads the reference
     # once, only if one turns up.
-    init = functools.partial(_shard_worker_init, state)
-    init.worker_tasks = SHARD_WORKER_TASKS
-    return fork_pool(jobs, init)
+    return fork_pool(jobs, functools.partial(_shard_worker_init, state), SHARD_WORKER_TASKS)
 
 
 # The function a forked ordered_map worker applies; set just before the fork.

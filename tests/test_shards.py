@@ -267,8 +267,8 @@ def test_workers_fork_with_the_parents_objects_frozen_and_it_is_undone(tmp_path,
     seen = []
     real = pipeline.fork_pool
 
-    def watching(jobs, init):
-        pool = real(jobs, init)
+    def watching(jobs, init, *more):
+        pool = real(jobs, init, *more)
         seen.append(gc.get_freeze_count())
         return pool
 

@@ -49,14 +49,12 @@ def _init() -> None:
 
 
 def test_workers_are_replaced_after_their_tasks_and_answer_in_order():
-    _init.worker_tasks = 2
-    pool = fork_pool(2, _init)
+    pool = fork_pool(2, _init, worker_tasks=2)
     try:
         tasks = [pool.submit(os.getpid, ()) for _ in range(10)]
         pids = [t.get() for t in tasks]
     finally:
         close_pool(pool)
-        del _init.worker_tasks
     assert len(set(pids)) >= 5  # a fresh fork every 2 tasks
     assert all(pids.count(p) <= 2 for p in pids)
 

@@ -38,6 +38,14 @@ def _write(tmp_path, data: bytes, name: str = "v.gguf"):
     return path
 
 
+def _read_error(tmp_path, data: bytes, name: str = "v.gguf") -> tuple[object, str]:
+    """The file written, and the AssetError message read_vocab gives for it."""
+    path = _write(tmp_path, data, name)
+    with pytest.raises(AssetError) as e:
+        gguf.read_vocab(path)
+    return path, str(e.value)
+
+
 # Strings past several chunks, one longer than a chunk, empty ones, and bytes that are not UTF-8
 # (kept as surrogate escapes, as the item-by-item reader kept them).
 LONG = "L" * (3 * gguf._CHUNK + 5)
@@ -75,30 +83,24 @@ def _lying(position: int, length: int, cut: int | None = None) -> tuple[bytes, i
 @pytest.mark.parametrize("position", [1, 9_000])  # in the first chunk; far past it (~3 MB in)
 def test_lying_string_lengths_are_the_same_errors(tmp_path, position):
     data, at = _lying(position, gguf.MAX_STRING + 1)
-    path = _write(tmp_path, data, "huge.gguf")
-    with pytest.raises(AssetError) as e:
-        gguf.read_vocab(path)
-    assert str(e.value) == (
+    path, said = _read_error(tmp_path, data, "huge.gguf")
+    assert said == (
         f"{path}: malformed GGUF header: a string of {gguf.MAX_STRING + 1:,} bytes at byte {at:,} "
         f"(at most {gguf.MAX_STRING:,} are read)"
     )
 
     data, at = _lying(position, 1000)
-    path = _write(tmp_path, data, "past.gguf")
-    with pytest.raises(AssetError) as e:
-        gguf.read_vocab(path)
-    assert str(e.value) == (
+    path, said = _read_error(tmp_path, data, "past.gguf")
+    assert said == (
         f"{path}: truncated GGUF header: a string of 1,000 bytes at byte {at + 8:,} runs past the end of the "
         f"file ({len(data):,} bytes)"
     )
 
     for cut in (at, at + 3, at + 10):  # before the length, inside it, inside the string
         data, at = _lying(position, 4, cut)
-        path = _write(tmp_path, data, f"cut{cut}.gguf")
-        with pytest.raises(AssetError) as e:
-            gguf.read_vocab(path)
+        path, said = _read_error(tmp_path, data, f"cut{cut}.gguf")
         what, where = ("a value", at) if cut < at + 8 else ("a string of 4 bytes", at + 8)
-        assert str(e.value) == (
+        assert said == (
             f"{path}: truncated GGUF header: {what} at byte {where:,} runs past the end of the file ({cut:,} bytes)"
         )
 
@@ -113,11 +115,9 @@ def test_every_cut_of_a_vocabulary_is_one_error(tmp_path):
     )
     assert gguf.read_vocab(_write(tmp_path, data)).tokens == ["a", "b", "ab", "é"]
     for cut in range(len(data)):
-        path = _write(tmp_path, data[:cut])
-        with pytest.raises(AssetError) as e:
-            gguf.read_vocab(path)
-        said = "not a GGUF file" if cut < 4 else "truncated GGUF header: "
-        assert str(e.value).startswith(f"{path}: {said}"), (cut, str(e.value))
+        path, said = _read_error(tmp_path, data[:cut])
+        kind = "not a GGUF file" if cut < 4 else "truncated GGUF header: "
+        assert said.startswith(f"{path}: {kind}"), (cut, said)
 
 
 def _vocab(tmp_path, tokens: list, merges: list[str], model: str = "gpt2"):

@@ -38,7 +38,7 @@ PRELOAD = (
     "omnitok.io.writers", "omnitok.run", "omnitok.summary", "omnitok.tokens", "omnitok.tooldefs", "omnitok.config",
     "omnitok.cli._small", "omnitok.strategy_chain", "omnitok.tokenizers.registry", "omnitok.tokenizers.engines",
     "omnitok.tokenizers.tiktoken_strategy", "omnitok.tokenizers.openai_encodings", "omnitok.tokenizers.unicode_guard",
-    "omnitok.assets.rank_cache", "omnitok.cache.tiered", "omnitok.cache.disk", "omnitok.cache.settings",
+    "omnitok.assets.rank_cache", "omnitok.tokenizers.pybpe", "regex", "omnitok.cache.tiered", "omnitok.cache.disk", "omnitok.cache.settings",
     "tiktoken", "tiktoken.core", "tiktoken.model", "tiktoken.registry", "pydantic", "click",
     "concurrent.futures.thread", "sqlite3", "csv", "logging",
 )  # fmt: skip

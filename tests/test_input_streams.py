@@ -21,7 +21,7 @@ ROWS = [{"text": "alpha beta", "id": "a"}, {"text": "γάμμα"}, {"text": "thi
 DATA = b"".join(orjson.dumps(r) + b"\n" for r in ROWS)
 META = {"model": "gpt-4o", "encoding": "o200k_base", "strategy": "tiktoken", "exact": True}
 # The engine is not compared: a small input that can be sized or read ahead (a pipe, a file) is
-# counted by tiktoken, others (a FIFO, /dev/stdin, .gz) by gigatoken; the counts are the same.
+# counted by pybpe, others (a FIFO, /dev/stdin, .gz) by gigatoken; the counts are the same.
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def expected(ref_o200k):
 def rows(out: bytes) -> list[dict]:
     found = [orjson.loads(x) for x in out.splitlines()]
     for row in found:
-        assert row.pop("engine", "tiktoken") in ("tiktoken", "gigatoken"), row
+        assert row.pop("engine", "pybpe") in ("pybpe", "gigatoken"), row
     return found
 
 

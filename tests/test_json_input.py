@@ -16,7 +16,7 @@ META = {
     "model": "gpt-4o",
     "encoding": "o200k_base",
     "strategy": "tiktoken",
-    "engine": "tiktoken",
+    "engine": "pybpe",
     "exact": True,
 }  # small input
 CHAT = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}]}

@@ -26,7 +26,7 @@ def _row(*args: str, stdin: bytes = b"hello", env: dict | None = None) -> dict:
 
 
 @pytest.mark.parametrize(
-    ("engine", "named"), [("auto", "tiktoken"), ("tiktoken", "tiktoken"), ("gigatoken", "gigatoken")]
+    ("engine", "named"), [("auto", "pybpe"), ("pybpe", "pybpe"), ("tiktoken", "tiktoken"), ("gigatoken", "gigatoken")]
 )
 def test_openai_rows_name_the_engine(engine, named):
     row = _row("-m", "gpt-4o", "--engine", engine)

@@ -2,8 +2,8 @@
 what it uses. The command line is read without click (cli.app._plain_count) and the Typer app
 (cli/commands.py, every other command) is not imported, so typer, click and rich stay out, and
 so do the libraries of paths the run does not take (pyarrow, awkward, pydantic; orjson where no
-JSON is written). An input of at most 64 KiB is counted by tiktoken (cli/_small.py), so neither
-gigatoken nor numpy is imported; a larger one by gigatoken, whose encode hands back a numpy array,
+JSON is written). An input of at most 64 KiB is counted by pybpe (cli/_small.py), so none of tiktoken,
+gigatoken and numpy is imported; a larger one by gigatoken, whose encode hands back a numpy array,
 so its first count imports numpy (its batch calls import awkward and pyarrow besides, so the count
 calls encode).
 
@@ -62,10 +62,11 @@ def _imported(tmp_path, *args: str, stdin: bytes = b"hello\n") -> tuple[int, byt
 def test_a_one_line_count_imports_no_cli_framework_nor_unused_libraries(tmp_path):
     code, out, packages = _imported(tmp_path, "count", "-m", "gpt-4o")
     assert (code, out) == (0, b"2\n")
-    assert packages & ((HEAVY - {"tiktoken"}) | {"orjson"}) == set()
+    assert packages & (HEAVY | {"orjson"}) == set()
     assert "omnitok.cli.commands" not in packages  # nor the other commands
-    # the measurement works: it saw the engine load (a small input: tiktoken, so no gigatoken/numpy)
-    assert {"tiktoken", "omnitok"} <= packages and not packages & {"gigatoken", "numpy"}
+    # the measurement works: it saw the engine load (a small ASCII input: pybpe, which needs only
+    # the `regex` module: no tiktoken, gigatoken or numpy)
+    assert {"regex", "omnitok.tokenizers.pybpe"} <= packages and not packages & {"tiktoken", "gigatoken", "numpy"}
 
 
 @pytest.mark.parametrize(
@@ -81,7 +82,7 @@ def test_other_plain_counts_leave_typer_out_too(tmp_path, args):
     args = tuple(a.format(records=records, out=tmp_path / "out.jsonl") for a in args)
     code, out, packages = _imported(tmp_path, *args, stdin=b"")
     assert code == 0 and (b'"total_tokens":1' in out if "--summary" in args else out == b"")
-    assert packages & (HEAVY - {"tiktoken"}) == set()
+    assert packages & HEAVY == set()
 
 
 def test_a_line_click_reads_builds_the_typer_app(tmp_path):
@@ -119,14 +120,15 @@ def test_every_count_parameter_has_a_plain_default():
     ],
     ids=["encode", "decode", "truncate", "compress"],
 )
-def test_small_inputs_of_other_commands_load_tiktoken_not_gigatoken(tmp_path, args, stdin, out):
-    """count's rule for a small input of an OpenAI model (cli/_small.py: tiktoken's vocabulary
-    loads in half gigatoken's time, the same ids) holds for encode, truncate and compress; decode
-    uses tiktoken whatever its input (tiktoken decodes and checks the ids in any case)."""
+def test_small_inputs_of_other_commands_load_pybpe_not_an_engine(tmp_path, args, stdin, out):
+    """count's rule for a small input of an OpenAI model (cli/_small.py: pybpe builds no engine,
+    the same ids) holds for encode, truncate and compress; decode uses pybpe whatever its input
+    (a dict lookup an id)."""
     seen = _run(tmp_path, *args, stdin=stdin)
     assert seen["code"] in (0, None), seen
     assert out is None or seen["out"] == out
-    assert "tiktoken" in seen["packages"] and "gigatoken" not in seen["packages"]
+    assert "omnitok.tokenizers.pybpe" in seen["packages"]
+    assert not seen["packages"] & {"tiktoken", "gigatoken"}
     big = tmp_path / "big.txt"  # past 64 KiB: gigatoken, as count
     big.write_text("hello world " * 6000)
     if args[0] in ("encode", "truncate"):

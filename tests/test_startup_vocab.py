@@ -1,5 +1,5 @@
 """Start-up of a small count (issue 26 item 2): where no engine is named, an input of at most 64 KiB
-of an OpenAI model is counted by tiktoken (its vocabulary read from the derived rank file that
+of an OpenAI model is counted by pybpe (its vocabulary read from the derived rank file that
 omnitok keeps under OMNITOK_HOME, assets/rank_cache.py), larger ones by gigatoken as before.
 
 Through the console script: the counts equal tiktoken's encode_ordinary, the rows name the engine
@@ -36,11 +36,11 @@ def _rows(home, *args: str, stdin: bytes = b"") -> list[dict]:
     return [orjson.loads(line) for line in r.out.splitlines()]
 
 
-def test_small_inputs_count_exactly_with_tiktoken_from_the_derived_file(tmp_path, ref_o200k):
+def test_small_inputs_count_exactly_with_pybpe_from_the_derived_file(tmp_path, ref_o200k):
     home = tmp_path / "home"
     expected = [len(ref_o200k.encode_ordinary(t)) for t in TEXTS]
     rows = _rows(home, *(a for t in TEXTS for a in ("--text", t)))  # the first run writes the file
-    assert [(r["tokens"], r["engine"]) for r in rows] == [(n, "tiktoken") for n in expected]
+    assert [(r["tokens"], r["engine"]) for r in rows] == [(n, "pybpe") for n in expected]
     derived = _derived(home)
     assert derived.read_bytes().startswith(b"omnitok-ranks 1 marshal")
     assert list(derived.parent.iterdir()) == [derived]  # no temporary file left
@@ -49,7 +49,7 @@ def test_small_inputs_count_exactly_with_tiktoken_from_the_derived_file(tmp_path
     # stdin from a pipe (read ahead, then counted) and a file: the same counts, from the file
     stdin = b"".join(orjson.dumps({"id": i, "text": t}) + b"\n" for i, t in enumerate(TEXTS))
     rows = _rows(home, stdin=stdin)
-    assert [(r["id"], r["tokens"], r["engine"]) for r in rows] == [(i, n, "tiktoken") for i, n in enumerate(expected)]
+    assert [(r["id"], r["tokens"], r["engine"]) for r in rows] == [(i, n, "pybpe") for i, n in enumerate(expected)]
     (tmp_path / "in.jsonl").write_bytes(stdin)
     assert [r["tokens"] for r in _rows(home, str(tmp_path / "in.jsonl"))] == expected
     assert derived.stat().st_mtime_ns == stamp  # read, not rewritten
@@ -65,7 +65,7 @@ def test_a_large_input_still_counts_with_gigatoken(tmp_path, ref_o200k):
         (i, len(ref_o200k.encode_ordinary(t))) for i, t in enumerate(texts)
     ]
     assert {r["engine"] for r in rows} == {"gigatoken"}
-    assert _rows(tmp_path / "home", stdin=stdin[:1000].rsplit(b"\n", 1)[0])[0]["engine"] == "tiktoken"
+    assert _rows(tmp_path / "home", stdin=stdin[:1000].rsplit(b"\n", 1)[0])[0]["engine"] == "pybpe"
     # a named engine is the user's choice, small input or not
     assert _rows(tmp_path / "home", "--engine", "gigatoken", "--text", "hello")[0]["engine"] == "gigatoken"
 
@@ -101,7 +101,7 @@ def test_a_bad_derived_file_is_rebuilt_not_loaded(tmp_path, ref_o200k):
     for kind in ("flipped", "truncated", "empty", "garbage-marshal", "other-ranks", "other-source"):
         derived.write_bytes(_damage(kind, good))
         row = _rows(home, "--text", text)[0]
-        assert (row["tokens"], row["engine"]) == (len(ref_o200k.encode_ordinary(text)), "tiktoken"), kind
+        assert (row["tokens"], row["engine"]) == (len(ref_o200k.encode_ordinary(text)), "pybpe"), kind
         assert derived.read_bytes() == good, kind  # rebuilt
 
 
@@ -116,7 +116,7 @@ def test_a_home_that_cannot_be_written_counts_without_the_file(tmp_path, ref_o20
     try:
         for _ in range(2):
             row = _rows(home, stdin="naïve 🤖 text".encode())[0]
-            assert (row["tokens"], row["engine"]) == (len(ref_o200k.encode_ordinary("naïve 🤖 text")), "tiktoken")
+            assert (row["tokens"], row["engine"]) == (len(ref_o200k.encode_ordinary("naïve 🤖 text")), "pybpe")
         assert sorted(p.name for p in (home / "assets").iterdir()) == ["derived"]
     finally:
         (home / "assets").chmod(0o755)
@@ -144,7 +144,7 @@ def test_a_derived_file_others_could_write_or_a_link_or_a_fifo_is_never_read(tmp
         else:
             os.mkfifo(derived)
         row = _rows(home, "--text", text)[0]
-        assert (row["tokens"], row["engine"]) == (want, "tiktoken"), kind
+        assert (row["tokens"], row["engine"]) == (want, "pybpe"), kind
         assert not derived.is_symlink() and derived.is_file() and derived.read_bytes() == good, kind
         assert derived.stat().st_mode & 0o777 == 0o644, kind
 
@@ -169,4 +169,4 @@ def test_packed_inputs_are_never_small(tmp_path, ref_o200k):
         ((), line),  # the same text plain: small
     ):
         row = _rows(home, *args, stdin=stdin)[0]
-        assert (row["tokens"], row["engine"]) == (want, "gigatoken" if args or stdin != line else "tiktoken"), args
+        assert (row["tokens"], row["engine"]) == (want, "gigatoken" if args or stdin != line else "pybpe"), args

@@ -14,7 +14,7 @@ REPORT_FORMATS = ("auto", "table", "jsonl", "json", "junit", "github", "markdown
 METHODS = ("auto", "combined", "bm25", "dense")
 METRICS = ("rouge-l", "compression", "bertscore", "bleu", "chrf")
 ON_ERROR = ("stop", "skip", "record")
-ENGINES = ("auto", "gigatoken", "tiktoken", "tokenizers", "sentencepiece", "transformers")
+ENGINES = ("auto", "gigatoken", "tiktoken", "pybpe", "tokenizers", "sentencepiece", "transformers")
 CACHE_MODES = ("auto", "on", "off")
 
 
@@ -161,7 +161,7 @@ _DECLARED: dict[str, tuple] = {
     "Engine": _option(
         str,
         "--engine",
-        help="Engine: auto (fastest exact), gigatoken, tiktoken (OpenAI reference), "
+        help="Engine: auto (fastest exact), gigatoken, tiktoken (OpenAI reference), pybpe (small inputs), "
         "tokenizers (Hugging Face reference), sentencepiece (tokenizer.model), transformers.",
         autocompletion=complete(ENGINES),
     ),

@@ -1,9 +1,10 @@
 """Small inputs of `omnitok count` (issue 26 item 2): is the whole input at most SMALL bytes?
 
-For a count that small, start-up is the run: gigatoken's vocabulary takes ~0.3-0.4 s to build
-(and its encode imports numpy), tiktoken's ~0.2 s from omnitok's derived rank file
-(assets/rank_cache.py). So where the user named no engine, a small input of an OpenAI model is
-counted by tiktoken (the reference engine: the same counts), and the rows say `engine: tiktoken`.
+For a count that small, start-up is the run: gigatoken's tokenizer and tiktoken's CoreBPE each
+take 0.2-0.5 s of CPU to build for o200k_base. So where the user named no engine, a small input of
+an OpenAI model is encoded by `pybpe` (tokenizers/pybpe.py: tiktoken's merge in Python over the
+ranks of omnitok's derived rank file, the same ids; characters above U+00FF go to tiktoken), and
+the rows say `engine: pybpe`.
 
 stdin from a pipe has no size: up to SMALL + 1 bytes are read first, and sys.stdin is replaced by
 a stream that gives those bytes back before the rest (same descriptor, for the output checks)."""
@@ -112,10 +113,10 @@ def small_input_engine(
     model: str | None, encoding: str | None, files: list[str] | None, texts: list[str] | None, small: bool | None = None
 ) -> str:
     """The engine a command asks for where none was named (`--engine auto`, no --tokenizer):
-    tiktoken for an input of at most SMALL bytes of an OpenAI model (count, compress, encode,
-    truncate), whose vocabulary loads from the derived rank file in half gigatoken's time with the
-    same ids; else auto. `small` given: the input's size is not looked at (decode: tiktoken decodes
-    and checks the ids whichever engine counts). An unknown model is left to the command."""
+    pybpe for an input of at most SMALL bytes of an OpenAI model (count, compress, encode,
+    truncate), which needs no engine built, with tiktoken's ids; else auto. `small` given: the
+    input's size is not looked at (decode: a dict lookup per id, whatever their number). An
+    unknown model is left to the command."""
     from .. import api, errors
 
     try:
@@ -125,4 +126,4 @@ def small_input_engine(
         return "auto"
     if small is None:
         small = is_small(files, texts)
-    return "tiktoken" if small else "auto"
+    return "pybpe" if small else "auto"

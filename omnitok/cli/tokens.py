@@ -62,8 +62,8 @@ def _encoder(model, encoding, engine, tokenizer, purpose: str, words: list[str] 
     if engine == "auto" and tokenizer is None:
         from ._small import small_input_engine
 
-        # decode: tiktoken whatever the size (it decodes and checks the ids whichever engine
-        # counts: gigatoken's vocabulary would be built for nothing); encode, truncate: count's rule
+        # decode: pybpe whatever the size (a dict lookup an id: no engine built for nothing);
+        # encode, truncate: count's rule
         engine = small_input_engine(model, encoding, None, words, small=True if purpose == "decode" else None)
     return Encoder(model, encoding=encoding, engine=engine, tokenizer=tokenizer, purpose=purpose)
 

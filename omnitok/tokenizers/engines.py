@@ -32,19 +32,35 @@ def read_ranks(path: Path) -> dict[bytes, int]:
     return dict(zip(map(a2b_base64, fields[0::2]), map(int, fields[1::2]), strict=True))
 
 
+def cuts_of(ids: Sequence[int], text: str, token_bytes) -> list[int | None]:
+    """After each token of `ids` (the encoding of `text`), the character offset its bytes end at,
+    None inside a character: characters so far are the UTF-8 lead bytes so far."""
+    data = text.encode("utf-8", "surrogatepass")
+    cuts: list[int | None] = []
+    end = chars = 0
+    for token in ids:
+        b = token_bytes(token)
+        end += len(b)
+        chars += len(b.translate(None, _CONTINUATION))
+        cuts.append(chars if end >= len(data) or data[end] & 0xC0 != 0x80 else None)
+    return cuts
+
+
 class TiktokenEngine:
     name = "tiktoken"
 
-    def __init__(self, spec: EncodingSpec, path: Path, threads: int = 1):
+    def __init__(self, spec: EncodingSpec, path: Path, threads: int = 1, ranks: dict[bytes, int] | None = None):
+        """`ranks`: the rank file's, already read (by pybpe, whose reference this is)."""
         import tiktoken
 
         from ..assets.rank_cache import load_ranks
 
+        if ranks is None:  # the store verified `path` against spec.sha256; the derived form is checked against both
+            ranks = load_ranks(path, spec.file, spec.sha256, read_ranks)
         self._enc = tiktoken.Encoding(
             name=spec.name,
             pat_str=spec.pat_str,
-            # the store verified `path` against spec.sha256; the derived form is checked against both
-            mergeable_ranks=load_ranks(path, spec.file, spec.sha256, read_ranks),
+            mergeable_ranks=ranks,
             special_tokens=spec.special_tokens,
             explicit_n_vocab=spec.explicit_n_vocab,
         )
@@ -64,19 +80,8 @@ class TiktokenEngine:
         return self._enc.encode_ordinary(text)
 
     def encode_cuts(self, text: str) -> tuple[list[int], list[int | None]]:
-        """The ids, and after each token the character offset its bytes end at (None inside a
-        character): characters so far are the UTF-8 lead bytes so far."""
         ids = self._enc.encode_ordinary(text)
-        data = text.encode("utf-8", "surrogatepass")
-        piece = self._enc.decode_single_token_bytes
-        cuts: list[int | None] = []
-        end = chars = 0
-        for token in ids:
-            b = piece(token)
-            end += len(b)
-            chars += len(b.translate(None, _CONTINUATION))
-            cuts.append(chars if end >= len(data) or data[end] & 0xC0 != 0x80 else None)
-        return ids, cuts
+        return ids, cuts_of(ids, text, self._enc.decode_single_token_bytes)
 
     def decode(self, ids: Sequence[int]) -> str:
         return self._enc.decode(list(ids))

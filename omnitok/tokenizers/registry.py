@@ -12,9 +12,9 @@ AUTO_ORDER = ("gigatoken", "tiktoken")
 
 
 def builtin_engines() -> dict[str, type]:
-    from . import engines
+    from . import engines, pybpe
 
-    return {"gigatoken": engines.GigatokenEngine, "tiktoken": engines.TiktokenEngine}
+    return {"gigatoken": engines.GigatokenEngine, "tiktoken": engines.TiktokenEngine, "pybpe": pybpe.PyBpeEngine}
 
 
 @functools.cache

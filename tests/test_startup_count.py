@@ -52,6 +52,50 @@ def test_plain_lines_answer_as_click_does(records, bad):
     _same(["count", "--text", "-5 apples"])  # a value that looks like an option: click's reading
 
 
+MORE = [
+    (["count", "-m", "gpt-4o", "--format", "jsonl", "--engine", "tiktoken", "{records}"], b""),
+    (["count", "--format=csv", "--field", "text", "--id-field=id", "--cache", "off", "{records}"], b""),
+    (["count", "-f", "text,text", "{records}"], b""),  # a usage error (exit 2), the same message
+    (["count", "-f", "text", "--field", "body", "{records}"], b""),
+    (["count", "--format", "bogus", "{records}"], b""),
+    (["count", "--engine", "bogus", "{records}"], b""),
+    (["count", "--cache", "maybe", "--text", "x"], b""),
+    (["count", "--online", "--strict", "--explain", "--no-cache", "-m", "gpt-4o", "{bad}"], b""),
+    (["count", "--offline", "--lines", "--input-format", "text", "--add-field", "n"], b"a b\nc\n"),
+    (["count", "--encoding", "cl100k_base", "--no-special-tokens", "--cache-dir", "none", "--text", "hi"], b""),
+    (["count", "--l3-url", "redis://127.0.0.1:1/0", "--cache", "on", "--text", "hi", "-q"], b""),
+]
+
+
+@pytest.mark.parametrize(("args", "stdin"), MORE)
+def test_plain_lines_with_more_options_answer_as_click_does(records, bad, args, stdin):
+    from omnitok.cli.app import _plain_count
+
+    args = [a.format(records=records, bad=bad) for a in args]
+    assert _plain_count(args) is not None  # read without click
+    _same(args, stdin=stdin)
+
+
+def test_the_plain_tables_match_the_commands_declarations():
+    """Each option the plain reading takes sets the parameter click would set, takes a value where
+    click's does (a flag sets the value click's flag sets), and has no callback (a number's range
+    check, which the plain reading would skip)."""
+    import typer.main
+
+    from omnitok.cli import app
+
+    command = typer.main.get_command(app.app).commands["count"]
+    by_opt = {o: p for p in command.params for o in (*p.opts, *p.secondary_opts)}
+    for option, (name, value) in app._COUNT_FLAGS.items():
+        p = by_opt[option]
+        assert (p.name, p.is_flag, p.callback) == (name, True, None), option
+        assert value is (option not in p.secondary_opts), option
+    for option, name in app._COUNT_VALUES.items():
+        p = by_opt[option]
+        assert (p.name, p.is_flag, p.multiple) == (name, False, name in app._COUNT_LISTS), option
+        assert p.callback is None or name == "jobs", option  # -j's range is checked by the reading itself
+
+
 def test_plain_lines_with_jobs_and_output(records, tmp_path):
     out = tmp_path / "out.jsonl"
     _same(["count", "-j", "2", "-o", str(out), str(records)], output=out)

@@ -29,23 +29,34 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-# `omnitok count` command lines read here without click (see _plain_count): its flags and the
-# options that take a value, by the parameter they set.
-_COUNT_FLAGS = {"--summary": "summary", "-q": "quiet", "--quiet": "quiet"}
+# `omnitok count` command lines read here without click (see _plain_count): its flags with the
+# value each sets, and the options that take a plain string, by the parameter they set (those that
+# take a number or run a callback are click's). tests/test_startup_count.py checks each against
+# the command's own declaration (name, kind, no callback).
+_COUNT_FLAGS = {
+    "--summary": ("summary", True), "-q": ("quiet", True), "--quiet": ("quiet", True),
+    "--online": ("online", True), "--offline": ("online", False), "--strict": ("strict", True),
+    "--no-cache": ("no_cache", True), "--lines": ("lines", True), "--explain": ("explain", True),
+    "--no-special-tokens": ("no_special_tokens", True),
+}  # fmt: skip
 _COUNT_VALUES = {
     "-m": "model", "--model": "model", "-o": "output", "--output": "output", "--tokenizer": "tokenizer",
-    "-j": "jobs", "--jobs": "jobs", "--text": "text",
+    "-j": "jobs", "--jobs": "jobs", "--text": "text", "--format": "fmt", "--engine": "engine",
+    "--input-format": "input_format", "--encoding": "encoding", "-f": "field", "--field": "field",
+    "--id-field": "id_field", "--add-field": "add_field", "--cache": "cache", "--cache-dir": "cache_dir",
+    "--l3-url": "l3_url",
 }  # fmt: skip
+_COUNT_LISTS = ("text", "field")  # repeatable: each value appended
 
 
 def _plain_count(args: list[str]):
-    """The commonest command lines, `omnitok count [-m MODEL] [--summary] [-q] [-o OUT]
-    [--tokenizer DIR] [-j N] [--text TEXT ...] [FILE ...]` (each option but --text at most once,
-    as `-m X` or `--model=X`, a value that does not start with '-', N a whole number from 1 to
-    1024), as a call of the count command with every other parameter at its default; else None,
-    and click reads the line. typer reads every parameter through a pydantic TypeAdapter:
-    importing pydantic and building them was a fifth of a one-line count's CPU time (0.50 ->
-    0.41 s; tests/test_startup_count.py checks both readings answer alike)."""
+    """The commonest command lines, `omnitok count [OPTION ...] [FILE ...]` where each option is
+    one of _COUNT_FLAGS or _COUNT_VALUES, each at most once but --text and --field, as `-m X` or
+    `--model=X`, a value that does not start with '-', -j's a whole number from 1 to 1024, as a
+    call of the count command with every other parameter at its default; else None, and click
+    reads the line. typer reads every parameter through a pydantic TypeAdapter: importing typer
+    and pydantic and building the command was ~0.2 s of a one-line count's CPU (0.50 -> 0.41 s
+    when this took the first lines; tests/test_startup_count.py checks both readings answer alike)."""
     if not args or args[0] != "count" or "_OMNITOK_COMPLETE" in os.environ:
         return None
     given: dict = {}
@@ -54,7 +65,7 @@ def _plain_count(args: list[str]):
     for arg in rest:
         option, sep, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
         if option in _COUNT_FLAGS and not sep:
-            name, value = _COUNT_FLAGS[option], True
+            name, value = _COUNT_FLAGS[option]
         elif option in _COUNT_VALUES:
             name, value = _COUNT_VALUES[option], value if sep else next(rest, None)
             if not value or value.startswith("-"):
@@ -68,7 +79,7 @@ def _plain_count(args: list[str]):
             continue
         else:
             return None
-        if name == "text":
+        if name in _COUNT_LISTS:
             given.setdefault(name, []).append(value)
             continue
         if name in given:

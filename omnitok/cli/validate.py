@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+from dataclasses import replace
 
 import typer
 
@@ -126,7 +127,19 @@ def validate_cmd(
         fmt = "table" if (output is None and sys.stdout.isatty()) else "jsonl"
     if fmt not in REPORT_FORMATS:
         raise errors.UsageError(f"--format must be one of {', '.join(REPORT_FORMATS)}")
-    counter = api.Counter(model, options=options.count) if "compression" in chosen else None
+    counter = None
+    if "compression" in chosen:
+        from ._small import small_input_engine
+
+        # count's rule for a small input (pybpe: no engine to build for a few pairs)
+        if original is not None:
+            engine = small_input_engine(model, None, None, [original, compressed or ""])
+        else:
+            given = [original_file, compressed_file] if original_file is not None else files
+            engine = small_input_engine(model, None, given, None)
+        if engine != "auto" and options.count.engine == "auto":
+            options = replace(options, count=replace(options.count, engine=engine))
+        counter = api.Counter(model, options=options.count)
     texts = (original, compressed, original_file, compressed_file, original_field, compressed_field)
     pairs = _pairs(files, *texts, id_field, align, input_format)
     if original is None:

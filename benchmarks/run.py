@@ -479,21 +479,38 @@ def startup(results: list[str], runs: int = 15) -> None:
         "import sys, tiktoken; print(len(tiktoken.get_encoding('o200k_base').encode_ordinary(sys.stdin.read())))",
     ]
     ours_cmd = [OMNITOK_BIN, "count", "-m", "gpt-4o"]
-    ref_t, ours_t = [], []
+    # The small-input engine (pybpe, cli/_small.py) against the engines it stands in for, on one
+    # line and on an input near the 64 KiB bound (ASCII prose: all of it pybpe's).
+    line = b"hello\n"
+    near = (b"The quick brown fox jumps over the lazy dog; 12345 apples, don't they? " * 880)[:60_000]
+    cases = [
+        ("`python -c` tiktoken o200k count (file in TIKTOKEN_CACHE_DIR)", ref_cmd, line),
+        ("`omnitok count -m gpt-4o` (auto: pybpe)", ours_cmd, line),
+        ("`omnitok count -m gpt-4o --engine tiktoken`", [*ours_cmd, "--engine", "tiktoken"], line),
+        ("`omnitok count -m gpt-4o --engine gigatoken`", [*ours_cmd, "--engine", "gigatoken"], line),
+        ("60 KB: `python -c` tiktoken", ref_cmd, near),
+        ("60 KB: `omnitok count -m gpt-4o` (auto: pybpe)", ours_cmd, near),
+        ("60 KB: `omnitok count -m gpt-4o --engine tiktoken`", [*ours_cmd, "--engine", "tiktoken"], near),
+    ]
+    times: list[list[float]] = [[] for _ in cases]
+    outs: list[set] = [set() for _ in cases]
     for _ in range(runs):
-        for cmd, bucket in ((ref_cmd, ref_t), (ours_cmd, ours_t)):
+        for (_label, cmd, stdin), bucket, seen in zip(cases, times, outs, strict=True):
             start = time.perf_counter()
-            r = subprocess.run(cmd, input=b"hello\n", env=env, capture_output=True, check=True)
+            r = subprocess.run(cmd, input=stdin, env=env, capture_output=True, check=True)
             bucket.append(time.perf_counter() - start)
-            assert r.stdout.strip() == b"2", r.stdout
-    ref_m, ours_m = statistics.median(ref_t), statistics.median(ours_t)
+            seen.add(r.stdout.strip())
+    assert outs[0] == outs[1] == outs[2] == outs[3] == {b"2"} and len(outs[4] | outs[5] | outs[6]) == 1, outs
+    medians = [statistics.median(t) for t in times]
     results += [
         f"### Start-up, `echo hello | omnitok count -m gpt-4o`, median of {runs} interleaved runs",
         "",
-        "| command | seconds | vs reference |",
+        "| command | seconds | vs `python -c` tiktoken on the same input |",
         "|---|---:|---:|",
-        f"| `python -c` tiktoken o200k count (file in TIKTOKEN_CACHE_DIR) | {ref_m:.3f} | 1.00x |",
-        f"| `omnitok count -m gpt-4o` | {ours_m:.3f} | **{ours_m / ref_m:.2f}x** |",
+        *(
+            f"| {label} | {m:.3f} | {'1.00x' if cmd is ref_cmd else f'**{m / medians[0 if stdin is line else 4]:.2f}x**'} |"
+            for (label, cmd, stdin), m in zip(cases, medians, strict=True)
+        ),
         "",
     ]
 

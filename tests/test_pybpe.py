@@ -98,10 +98,10 @@ def test_long_pieces(pair, text):
 
 def test_merge_order_ties_go_leftmost():
     """Three equal bytes: the pairs (0,1) and (1,2) have the same rank; the left one merges."""
-    assert _merge(b"aaa", {b"a": 0, b"aa": 2}) == [2, 0]
-    assert _merge(b"aaa", {b"a": 0, b"aa": 2, b"aaa": 9}) == [9]
-    assert _merge(b"aab", {b"a": 0, b"b": 1, b"aa": 5, b"ab": 5}) == [5, 1]
-    assert _merge(b"aab", {b"a": 0, b"b": 1, b"aa": 6, b"ab": 5}) == [0, 5]
+    assert _merge(b"aaa", {b"a": 0, b"aa": 2}.get) == [2, 0]
+    assert _merge(b"aaa", {b"a": 0, b"aa": 2, b"aaa": 9}.get) == [9]
+    assert _merge(b"aab", {b"a": 0, b"b": 1, b"aa": 5, b"ab": 5}.get) == [5, 1]
+    assert _merge(b"aab", {b"a": 0, b"b": 1, b"aa": 6, b"ab": 5}.get) == [0, 5]
 
 
 def test_other_texts_go_to_tiktoken_once_needed(ref_o200k):
@@ -160,3 +160,47 @@ def _has(ref, i) -> bool:
 def test_cuts_are_tiktokens(pair, text):
     mine, ref = pair
     assert mine.encode_cuts(text) == ref.encode_cuts(text)
+
+
+def test_the_table_holds_the_ranks():
+    """assets/rank_table.py: every token's rank found, every rank's token, nothing else."""
+    from omnitok.assets import rank_table
+
+    mine, _ = _pair_o200k()
+    ranks = mine._ranks()
+    table = rank_table._checked(rank_table.build(ranks, "ab" * 32), "ab" * 32)
+    assert len(table) == len(ranks) and table.top == max(ranks.values())
+    assert all(table.get(token) == rank for token, rank in ranks.items())
+    assert all(table.token(rank) == token for token, rank in ranks.items())
+    assert dict(table.items()) == ranks
+    for missing in (b"", b"\xff\xfe\xfd\xfc definitely not a token", b"x" * 300):
+        assert table.get(missing) is None
+    for rank in (-1, len(ranks) + 5, 10**12):
+        with pytest.raises(KeyError):
+            table.token(rank)
+
+
+def test_a_table_with_holes_among_its_ranks():
+    from omnitok.assets import rank_table
+
+    ranks = {bytes([b]): b for b in range(256)} | {b"ab": 300, b"abc": 1000, b"  ": 257}
+    table = rank_table._checked(rank_table.build(ranks, "cd" * 32), "cd" * 32)
+    assert [table.token(r) for r in (0, 255, 257, 300, 1000)] == [b"\x00", b"\xff", b"  ", b"ab", b"abc"]
+    for rank in (256, 258, 999, 1001):
+        with pytest.raises(KeyError):
+            table.token(rank)
+    assert table.get(b"abc") == 1000 and table.get(b"abd") is None and table.top == 1000
+    assert rank_table._checked(rank_table.build(ranks, "cd" * 32), "ef" * 32) is None  # another source
+
+
+def test_without_the_table_the_dict_counts_alike(monkeypatch, ref_o200k):
+    """Where the table form cannot be used (a big-endian machine), pybpe keeps the dict."""
+    from omnitok.assets import rank_table
+
+    monkeypatch.setattr(rank_table, "load", lambda *a: None)
+    mine, _ = _engines("o200k_base")
+    texts = ["hello world", "caf\u00e9 " * 50, "1234567 \t\n  x", "\u03b3\u03ac\u03bc\u03bc\u03b1"]
+    assert [mine.encode(t) for t in texts] == [ref_o200k.encode_ordinary(t) for t in texts]
+    assert mine.decode(mine.encode(texts[1])) == texts[1] and mine.vocab_size == 200019
+    with pytest.raises(KeyError):
+        mine.token_bytes(199998 + 3)

@@ -14,6 +14,7 @@ import marshal
 import os
 
 import orjson
+import pytest
 
 from tests.console import omnitok
 
@@ -30,6 +31,10 @@ def _derived(home):
     return home / "assets" / "derived" / f"o200k_base-{SOURCE_SHA[:16]}-m{marshal.version}.ranks"
 
 
+def _table(home):
+    return home / "assets" / "derived" / f"o200k_base-{SOURCE_SHA[:16]}.rtable"
+
+
 def _rows(home, *args: str, stdin: bytes = b"") -> list[dict]:
     r = omnitok("count", "-m", "gpt-4o", "--format", "jsonl", *args, stdin=stdin, env={"OMNITOK_HOME": str(home)})
     assert (r.code, r.err) == (0, "")
@@ -43,8 +48,9 @@ def test_small_inputs_count_exactly_with_pybpe_from_the_derived_file(tmp_path, r
     assert [(r["tokens"], r["engine"]) for r in rows] == [(n, "pybpe") for n in expected]
     derived = _derived(home)
     assert derived.read_bytes().startswith(b"omnitok-ranks 1 marshal")
-    assert list(derived.parent.iterdir()) == [derived]  # no temporary file left
-    stamp = derived.stat().st_mtime_ns
+    assert _table(home).read_bytes().startswith(b"omnitok-rtable 1 " + SOURCE_SHA.encode())
+    assert sorted(derived.parent.iterdir()) == sorted([derived, _table(home)])  # no temporary file left
+    stamp = derived.stat().st_mtime_ns, _table(home).stat().st_mtime_ns
 
     # stdin from a pipe (read ahead, then counted) and a file: the same counts, from the file
     stdin = b"".join(orjson.dumps({"id": i, "text": t}) + b"\n" for i, t in enumerate(TEXTS))
@@ -52,7 +58,7 @@ def test_small_inputs_count_exactly_with_pybpe_from_the_derived_file(tmp_path, r
     assert [(r["id"], r["tokens"], r["engine"]) for r in rows] == [(i, n, "pybpe") for i, n in enumerate(expected)]
     (tmp_path / "in.jsonl").write_bytes(stdin)
     assert [r["tokens"] for r in _rows(home, str(tmp_path / "in.jsonl"))] == expected
-    assert derived.stat().st_mtime_ns == stamp  # read, not rewritten
+    assert (derived.stat().st_mtime_ns, _table(home).stat().st_mtime_ns) == stamp  # read, not rewritten
 
 
 def test_a_large_input_still_counts_with_gigatoken(tmp_path, ref_o200k):
@@ -92,16 +98,51 @@ def _damage(kind: str, good: bytes) -> bytes:
     raise AssertionError(kind)
 
 
-def test_a_bad_derived_file_is_rebuilt_not_loaded(tmp_path, ref_o200k):
+def _damage_table(kind: str, good: bytes) -> bytes:
+    """The same damage to the table form (assets/rank_table.py): header, then arrays."""
+    from omnitok.assets import rank_table
+
+    head, payload = good[: rank_table.HEAD], good[rank_table.HEAD :]
+    if kind == "flipped":
+        return head + payload[:5000] + bytes([payload[5000] ^ 0xFF]) + payload[5001:]
+    if kind == "truncated":
+        return good[: len(good) // 2]
+    if kind == "empty":
+        return b""
+    if kind == "garbage-marshal":  # sizes that point past the file, under the real digest
+        fields = head.split()
+        fields[4] = b"99999999"
+        return b" ".join(fields).ljust(rank_table.HEAD - 1) + b"\n" + payload
+    table = rank_table._checked(good, SOURCE_SHA)
+    ranks = dict(table.items())
+    del ranks[b"hello"]
+    if kind == "other-ranks":  # the real header over another table
+        return head + rank_table.build(ranks, SOURCE_SHA)[rank_table.HEAD :]
+    if kind == "other-source":  # its own digest right, but made from another rank file
+        return rank_table.build(ranks, "0" * 64)
+    raise AssertionError(kind)
+
+
+# The two derived forms: the marshalled dict tiktoken's engine loads (`--engine tiktoken`), the
+# table pybpe maps (auto, a small input).
+FORMS = {
+    "ranks": (_derived, ("--engine", "tiktoken"), "tiktoken", _damage),
+    "rtable": (_table, (), "pybpe", _damage_table),
+}
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_a_bad_derived_file_is_rebuilt_not_loaded(tmp_path, ref_o200k, form):
+    where, args, engine, damage = FORMS[form]
     home = tmp_path / "home"
-    assert _rows(home, "--text", "hello")[0]["tokens"] == 1
-    derived = _derived(home)
+    assert _rows(home, *args, "--text", "hello")[0]["tokens"] == 1
+    derived = where(home)
     good = derived.read_bytes()
     text = "hello world, hello again"
     for kind in ("flipped", "truncated", "empty", "garbage-marshal", "other-ranks", "other-source"):
-        derived.write_bytes(_damage(kind, good))
-        row = _rows(home, "--text", text)[0]
-        assert (row["tokens"], row["engine"]) == (len(ref_o200k.encode_ordinary(text)), "pybpe"), kind
+        derived.write_bytes(damage(kind, good))
+        row = _rows(home, *args, "--text", text)[0]
+        assert (row["tokens"], row["engine"]) == (len(ref_o200k.encode_ordinary(text)), engine), kind
         assert derived.read_bytes() == good, kind  # rebuilt
 
 
@@ -123,15 +164,17 @@ def test_a_home_that_cannot_be_written_counts_without_the_file(tmp_path, ref_o20
         home.chmod(0o755)
 
 
-def test_a_derived_file_others_could_write_or_a_link_or_a_fifo_is_never_read(tmp_path, ref_o200k):
+@pytest.mark.parametrize("form", FORMS)
+def test_a_derived_file_others_could_write_or_a_link_or_a_fifo_is_never_read(tmp_path, ref_o200k, form):
     """Only a regular file of this user's that group and others cannot write is read: a file made
     writable by others, a symlink to a good file and a FIFO (which would block a reader) are
     replaced by a good file, and every count is exact and finishes."""
+    where, args, engine, _ = FORMS[form]
     home = tmp_path / "home"
     text = "hello world, hello again"
     want = len(ref_o200k.encode_ordinary(text))
-    assert _rows(home, "--text", text)[0]["tokens"] == want
-    derived = _derived(home)
+    assert _rows(home, *args, "--text", text)[0]["tokens"] == want
+    derived = where(home)
     good = derived.read_bytes()
     (tmp_path / "good.ranks").write_bytes(good)
     for kind in ("other-writable", "symlink", "fifo"):
@@ -143,8 +186,8 @@ def test_a_derived_file_others_could_write_or_a_link_or_a_fifo_is_never_read(tmp
             derived.symlink_to(tmp_path / "good.ranks")
         else:
             os.mkfifo(derived)
-        row = _rows(home, "--text", text)[0]
-        assert (row["tokens"], row["engine"]) == (want, "pybpe"), kind
+        row = _rows(home, *args, "--text", text)[0]
+        assert (row["tokens"], row["engine"]) == (want, engine), kind
         assert not derived.is_symlink() and derived.is_file() and derived.read_bytes() == good, kind
         assert derived.stat().st_mode & 0o777 == 0o644, kind
 

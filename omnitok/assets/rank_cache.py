@@ -36,20 +36,29 @@ def cache_path(name: str, source_sha256: str) -> Path:
     return omnitok_home() / "assets" / "derived" / f"{name}-{source_sha256[:16]}-m{marshal.version}.ranks"
 
 
-def read_cached(path: Path, source_sha256: str) -> dict[bytes, int] | None:
-    """The ranks in a derived file, or None when it is missing, unreadable or fails a check."""
-    try:  # not through a symlink, never blocking on a FIFO
+def open_trusted(path: Path) -> int | None:
+    """A descriptor of `path` when it is a regular file of this user's that no one else may write
+    (as ssh trusts its files) and at most _MAX_BYTES, opened not through a symlink and never
+    blocking on a FIFO; else None. A digest in the file then finds damage, not a forger who can
+    write the directory."""
+    try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return None
+    st = os.fstat(fd)
+    mine = not hasattr(os, "getuid") or st.st_uid == os.getuid()
+    if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_BYTES or st.st_mode & 0o022 or not mine:
+        os.close(fd)
+        return None
+    return fd
+
+
+def read_cached(path: Path, source_sha256: str) -> dict[bytes, int] | None:
+    """The ranks in a derived file, or None when it is missing, unreadable or fails a check."""
+    fd = open_trusted(path)
+    if fd is None:
+        return None
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        # A regular file of this user's that no one else may write (as ssh trusts its files):
-        # the digest below finds damage, not a forger who can write the directory.
-        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_BYTES or st.st_mode & 0o022:
-            return None
-        if hasattr(os, "getuid") and st.st_uid != os.getuid():
-            return None
         try:
             data = f.read(_MAX_BYTES + 1)
         except OSError:
@@ -84,13 +93,20 @@ def write_cached(path: Path, source_sha256: str, ranks: dict[bytes, int]) -> boo
             b"%d" % len(ranks),
         ]
     )
+    return write_atomic(path, head + b"\n", payload)
+
+
+def write_atomic(path: Path, head: bytes, payload: bytes) -> bool:
+    """`head + payload` as `path`, whole or not at all (a temporary file in the same directory,
+    then a rename), readable by all, writable by this user; False where it cannot be written."""
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             os.fchmod(fd, 0o644)  # as a plain file: mkstemp's 0600 would hide it from a shared home's users
-            f.write(head + b"\n" + payload)
+            f.write(head)
+            f.write(payload)
         os.replace(tmp, path)
         return True
     except OSError:

@@ -2,22 +2,21 @@
 
 Building tiktoken's CoreBPE for o200k_base takes 0.2-0.5 s of CPU (its 200,000 ranks copied into
 Rust maps, its pattern compiled); gigatoken's tokenizer about as long. For a one-line count that is
-the whole run. This engine needs only the ranks as a dict (omnitok's derived rank file: one
-`marshal.loads`, ~0.05-0.1 s) and the split pattern compiled by the `regex` module (tiktoken's own
-dependency; ~2 ms), then encodes at ~1-2 MB/s: cheaper than building either engine up to some
-tens of KB, which is what the CLI gives it (cli/_small.py: inputs of at most 64 KiB).
+the whole run. This engine needs the ranks only as a table it maps (assets/rank_table.py: a hash
+table in a file, checked by its digest, looked up where it lies) and the split pattern compiled by
+the `regex` module (tiktoken's own dependency; ~2 ms); it then merges in Python, far slower per
+byte than either engine, so the CLI gives it inputs of at most 64 KiB (cli/_small.py).
 
 The same ids as tiktoken's `encode_ordinary`, by the same rule: the text split by the encoding's
 pattern, each piece that is a token taken whole, the others merged pair by pair, the lowest rank
-first and of equal ranks the leftmost (tiktoken's `_byte_pair_merge`). Two things could make them
-differ, and both are kept out:
-- Unicode tables: the `regex` module and tiktoken's Rust regex may class a character differently
-  (a newer Unicode's letter). Only texts whose every character is below U+0100 (ASCII, Latin-1:
-  classes unchanged since Unicode 1.1) are split here; tests/test_pybpe.py compares every such
-  character, in every context the patterns tell apart, with tiktoken for each OpenAI encoding.
-  Other texts (and lone surrogates) are tiktoken's, loaded on first need (ReferenceGuarded).
-- Nothing else: the merge runs over a heap of (rank, position), so a long piece (a run of digits
-  or spaces) costs n log n, not tiktoken's n^2 in Python.
+first and of equal ranks the leftmost (tiktoken's `_byte_pair_merge`; here over a heap of
+(rank, position), so a long piece, a run of digits or spaces, costs n log n and not n^2). What
+could still differ is the split: the `regex` module and tiktoken's Rust regex may class a
+character differently (a newer Unicode's letter). So only texts whose every character is below
+U+0100 (ASCII, Latin-1: classes unchanged since Unicode 1.1) are split here; tests/test_pybpe.py
+compares every such character, in every context the patterns tell apart, with tiktoken for each
+OpenAI encoding. Other texts (and lone surrogates) are tiktoken's, loaded on first need
+(ReferenceGuarded) from the ranks as a dict.
 """
 
 from __future__ import annotations
@@ -42,15 +41,15 @@ def _latin1(text: str) -> bool:
     return True
 
 
-def _merge(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
-    """The ids of one piece that is not a token: tiktoken's merge order (lowest rank, then
-    leftmost), over a heap with stale entries skipped instead of a rescan per merge."""
+def _merge(piece: bytes, get) -> list[int]:
+    """The ids of one piece that is not a token (`get`: a token's rank, or None): tiktoken's merge
+    order (lowest rank, then leftmost), over a heap with stale entries skipped instead of a rescan
+    per merge."""
     n = len(piece)
     # parts as a linked list of byte offsets: start[i] begins a part, nxt/prv link live parts
     nxt = list(range(1, n + 1))
     prv = list(range(-1, n - 1))
     alive = [True] * n
-    get = ranks.get
     heap = []
     for i in range(n - 1):
         rank = get(piece[i : i + 2])
@@ -80,9 +79,21 @@ def _merge(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     out = []
     i = 0
     while i < n:
-        out.append(ranks[piece[i : nxt[i]]])
+        out.append(get(piece[i : nxt[i]]))
         i = nxt[i]
     return out
+
+
+def _inverse(ranks: dict[bytes, int]):
+    """rank -> token bytes over `ranks` (KeyError for no token), the inverse made on first use."""
+    inverse: dict[int, bytes] = {}
+
+    def token(rank: int) -> bytes:
+        if not inverse:
+            inverse.update((r, t) for t, r in ranks.items())
+        return inverse[rank]
+
+    return token
 
 
 class PyBpeEngine(ReferenceGuarded):
@@ -91,14 +102,30 @@ class PyBpeEngine(ReferenceGuarded):
     def __init__(self, spec: EncodingSpec, path: Path, threads: int = 1):
         import regex
 
-        from ..assets.rank_cache import load_ranks
-        from .engines import read_ranks
+        from ..assets import rank_table
 
         self._spec, self._path = spec, path
-        # the store verified `path` against spec.sha256; the derived form is checked against both
-        self._ranks = load_ranks(path, spec.file, spec.sha256, read_ranks)
+        self._dict: dict[bytes, int] | None = None
+        # The ranks as a mapped table (assets/rank_table.py: no 200,000 objects to make), or, where
+        # that form cannot be used, as the dict.
+        table = rank_table.load(spec.file, spec.sha256, self._ranks)
+        if table is not None:
+            self._get, self._token, self._top = table.get, table.token, table.top
+        else:
+            ranks = self._ranks()
+            self._get, self._token, self._top = ranks.get, _inverse(ranks), max(ranks.values())
+        self._special = {rank: token.encode() for token, rank in spec.special_tokens.items()}
         self._split = regex.compile(spec.pat_str).findall
-        self._decoder: dict[int, bytes] | None = None
+
+    def _ranks(self) -> dict[bytes, int]:
+        """The ranks as a dict (rank_cache's derived file, or the verified rank file parsed)."""
+        if self._dict is None:
+            from ..assets.rank_cache import load_ranks
+            from .engines import read_ranks
+
+            # the store verified `path` against spec.sha256; the derived form is checked against both
+            self._dict = load_ranks(self._path, self._spec.file, self._spec.sha256, read_ranks)
+        return self._dict
 
     @classmethod
     def supports(cls, spec: EncodingSpec) -> bool:
@@ -107,11 +134,10 @@ class PyBpeEngine(ReferenceGuarded):
     def _reference_factory(self):  # characters above U+00FF, lone surrogates: tiktoken decides
         from .engines import TiktokenEngine
 
-        return TiktokenEngine(self._spec, self._path, ranks=self._ranks)
+        return TiktokenEngine(self._spec, self._path, ranks=self._dict)
 
     def _ids(self, text: str) -> list[int]:
-        ranks = self._ranks
-        get = ranks.get
+        get = self._get
         out: list[int] = []
         for piece in self._split(text):
             data = piece.encode("utf-8")
@@ -119,7 +145,7 @@ class PyBpeEngine(ReferenceGuarded):
             if token is not None:
                 out.append(token)
             else:
-                out += _merge(data, ranks)
+                out += _merge(data, get)
         return out
 
     def count_batch(self, texts: Sequence[str]) -> list[int]:
@@ -143,24 +169,17 @@ class PyBpeEngine(ReferenceGuarded):
         ids = self._ids(text)
         return ids, cuts_of(ids, text, self.token_bytes)
 
-    def _tokens(self) -> dict[int, bytes]:
-        if self._decoder is None:
-            decoder = {rank: token for token, rank in self._ranks.items()}
-            decoder.update((rank, token.encode()) for token, rank in self._spec.special_tokens.items())
-            self._decoder = decoder
-        return self._decoder
-
     def decode(self, ids: Sequence[int]) -> str:
         """tiktoken's decode: the tokens' bytes, a cut character as U+FFFD; KeyError for an id
         that is no token (special tokens are)."""
-        tokens = self._tokens()
-        return b"".join([tokens[i] for i in ids]).decode("utf-8", "replace")
+        return b"".join([self.token_bytes(i) for i in ids]).decode("utf-8", "replace")
 
     def token_bytes(self, token_id: int) -> bytes:
-        return self._tokens()[token_id]
+        special = self._special.get(token_id)
+        return special if special is not None else self._token(token_id)
 
     @property
     def vocab_size(self) -> int:
         if self._spec.explicit_n_vocab is not None:
             return self._spec.explicit_n_vocab
-        return max(self._tokens()) + 1
+        return max([self._top, *self._special]) + 1

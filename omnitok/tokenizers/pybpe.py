@@ -25,6 +25,7 @@ import heapq
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import unicode_guard
 from .openai_encodings import EncodingSpec
 from .unicode_guard import ReferenceGuarded
 
@@ -154,6 +155,8 @@ class PyBpeEngine(ReferenceGuarded):
     def count(self, text: str) -> int:
         if _latin1(text):
             return len(self._ids(text))
+        if unicode_guard.DEFER_REFERENCE:  # a shard worker: the pipeline's one reference process counts it
+            return unicode_guard.DEFERRED
         return self._ref().count_batch([text])[0]
 
     def encode(self, text: str) -> list[int]:

@@ -244,3 +244,35 @@ def test_a_missing_only_input_gets_no_on_error_hint(tmp_path):
 
     r = run("validate", str(tmp_path / "missing.jsonl"))
     assert r.code == 1 and r.err == f"omnitok: error: {tmp_path / 'missing.jsonl'}: no such file\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--compressed", "x"), "give both --original and --compressed, or neither"),
+        (("--compressed-file", "{f}"), "give both --original-file and --compressed-file, or neither"),
+        (("--original-file", "{f}"), "give both --original-file and --compressed-file, or neither"),
+        (("--original", "a", "--compressed", "b", "{f}"), "give files or --original/--compressed, not both"),
+    ],
+)
+def test_a_half_given_pair_is_a_usage_error_before_stdin_is_read(tmp_path, args, message):
+    """With the compression metric on, the small-input rule (cli/_small.py) must not read stdin
+    ahead, nor look at a missing file, before the pair options are checked: a pipe left open
+    (CI, a parent process) would block the run."""
+    import subprocess
+
+    from tests.console import OMNITOK
+
+    f = tmp_path / "o.txt"
+    f.write_text("o")
+    argv = [OMNITOK, "validate", "--metrics", "compression", "-m", "gpt-4o", *(a.format(f=f) for a in args)]
+    out, err = tmp_path / "out", tmp_path / "err"
+    with open(out, "wb") as o, open(err, "wb") as e:
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=o, stderr=e)
+    try:  # stdin stays open: a run that reads it blocks, and the wait's timeout fails the test
+        code = p.wait(timeout=60)
+    finally:
+        p.kill()
+        p.stdin.close()
+        p.wait()
+    assert (code, out.read_bytes(), err.read_text()) == (2, b"", f"omnitok: error: {message}\n")

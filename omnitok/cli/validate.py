@@ -129,14 +129,7 @@ def validate_cmd(
         raise errors.UsageError(f"--format must be one of {', '.join(REPORT_FORMATS)}")
     counter = None
     if "compression" in chosen:
-        from ._small import small_input_engine
-
-        # count's rule for a small input (pybpe: no engine to build for a few pairs)
-        if original is not None:
-            engine = small_input_engine(model, None, None, [original, compressed or ""])
-        else:
-            given = [original_file, compressed_file] if original_file is not None else files
-            engine = small_input_engine(model, None, given, None)
+        engine = _small_engine(model, files, original, compressed, original_file, compressed_file)
         if engine != "auto" and options.count.engine == "auto":
             options = replace(options, count=replace(options.count, engine=engine))
         counter = api.Counter(model, options=options.count)
@@ -159,6 +152,24 @@ def validate_cmd(
             + (f"{n} of {outcome.done} pairs below threshold" if fail_on == "any" else "; ".join(gate_fail))
         )
     return outcome.exit_code
+
+
+def _small_engine(model, files, original, compressed, original_file, compressed_file) -> str:
+    """count's rule for a small input (cli/_small.py: pybpe, no engine built for a few pairs),
+    where the options name one source of pairs; else auto, and _pairs reports the misuse (before
+    anything, stdin included, is read)."""
+    from ._small import small_input_engine
+
+    if original is not None and compressed is not None:
+        texts = None if files or original_file is not None else [original, compressed]
+        return small_input_engine(model, None, None, texts) if texts else "auto"
+    if original is not None or compressed is not None:
+        return "auto"
+    if original_file is not None and compressed_file is not None:
+        return "auto" if files else small_input_engine(model, None, [original_file, compressed_file], None)
+    if original_file is not None or compressed_file is not None:
+        return "auto"
+    return small_input_engine(model, None, files, None)
 
 
 def _pairs(

@@ -115,7 +115,11 @@ class PyBpeEngine(ReferenceGuarded):
         else:
             ranks = self._ranks()
             self._get, self._token, self._top = ranks.get, _inverse(ranks), max(ranks.values())
-        self._special = {rank: token.encode() for token, rank in spec.special_tokens.items()}
+        # An id with two names (o200k_harmony's 200018: <|endofprompt|> and <|reserved_200018|>)
+        # decodes to the first, as tiktoken decodes it.
+        self._special: dict[int, bytes] = {}
+        for token, rank in spec.special_tokens.items():
+            self._special.setdefault(rank, token.encode())
         self._split = regex.compile(spec.pat_str).findall
 
     def _ranks(self) -> dict[bytes, int]:

@@ -18,8 +18,8 @@ and the tokens' bytes:
 The table is trusted as rank_cache's file is: a regular file of this user's that no one else may
 write (rank_cache.open_trusted), whose header names the expected source, and whose payload has the
 digest the header gives; then every array's length is checked against the file's size. A file
-that fails is rebuilt (written whole: a temporary file and a rename), never read; a home that
-cannot be written keeps the table in memory for the run.
+that fails is rebuilt (written whole: a temporary file and a rename), never read; where the home cannot be
+written the caller counts with the dict it built the table from.
 """
 
 from __future__ import annotations
@@ -170,14 +170,13 @@ def _checked(data, source_sha256: str) -> RankTable | None:
 
 def load(name: str, source_sha256: str, ranks) -> RankTable | None:
     """The table of a verified rank file: mapped from its file when that passes its checks, else
-    made from `ranks()` (the ranks as a dict) and its file (re)written. None on a big-endian
-    machine (the file's arrays are little-endian: the caller keeps the dict)."""
+    made from `ranks()` (the ranks as a dict) and its file (re)written. None where it cannot be
+    written (a read-only home: the dict `ranks()` gave serves this run) or used (a big-endian
+    machine: the file's arrays are little-endian)."""
     if not _LITTLE:
         return None
     path = table_path(name, source_sha256)
     table = read(path, source_sha256)
-    if table is None:
-        data = build(ranks(), source_sha256)
-        if not (write_atomic(path, b"", data) and (table := read(path, source_sha256)) is not None):
-            table = _checked(data, source_sha256)  # a home that cannot be written: this run's only
-    return table
+    if table is None and write_atomic(path, b"", build(ranks(), source_sha256)):
+        table = read(path, source_sha256)
+    return table  # None where the home cannot be written: the caller has the dict already

@@ -210,7 +210,7 @@ def test_healthz_answers_while_four_maximal_validates_run_then_workers_are_repla
     for r, elapsed in results:
         assert_timeout(r, elapsed)
     # The jobs were killed with their deadline: no CPU burns on, and four fresh workers serve.
-    wait_for(lambda: not any(alive(pid) for pid in before), 5, "the killed workers to be gone")
+    wait_for(lambda: not any(alive(pid) for pid in before), 30, "the killed workers to be gone")
     after = wait_workers(four, 4)
     assert not set(after) & set(before)
     assert_small_validate(four)
@@ -236,9 +236,10 @@ def test_a_full_pool_answers_503_with_retry_after(one, heavy_body):
     wait_busy([pid])
     second = post_in_thread(f"{one.url}/validate", heavy_body, results)  # waits: the queue's one place
     time.sleep(0.8)
-    started = time.monotonic()
     r = httpx.post(f"{one.url}/validate", json=SMALL, timeout=30)
-    assert time.monotonic() - started < 2.0  # at once, not queued (queued, it waits for the 3 s deadline)
+    # Refused at admission, not queued: the pool raises Busy (503) only there; a queued job that
+    # met its deadline would be a 504. (Not timed: a CI run on a loaded 2-core machine took 4.2 s
+    # for this answer, past the 2 s bound this test had.)
     assert r.status_code == 503, r.text
     assert r.json()["error"]["code"] == "busy"
     assert 1 <= int(r.headers["retry-after"]) <= TIMEOUT

@@ -3,7 +3,6 @@ U+0100) in every context OpenAI's patterns tell apart, random texts of those cha
 pieces (its heap merge), and the texts it hands to tiktoken; its decoding, token bytes, vocabulary
 size and cuts are tiktoken's too."""
 
-import os
 import random
 
 import pytest
@@ -213,25 +212,24 @@ def test_without_the_table_the_dict_counts_alike(monkeypatch, ref_o200k):
 
 
 def test_shard_workers_defer_other_texts_to_the_reference_process(cli, tmp_path, monkeypatch, pools):
-    """`--engine pybpe -j 2`: in shard workers a text past U+00FF is sent back (DEFERRED) for the
-    pipeline's one reference process, as gigatoken's are; the counts are tiktoken's, in order."""
+    """`--engine pybpe -j 2`: in shard workers (unicode_guard.DEFER_REFERENCE) a text past U+00FF
+    is sent back (DEFERRED) for the pipeline's one reference process, as gigatoken's are, not
+    counted by a tiktoken built in each worker; the counts are tiktoken's, in order."""
     import orjson
 
     from omnitok import pipeline
     from omnitok.io import shards
+    from omnitok.tokenizers import unicode_guard
+
+    mine, _ = _engines("o200k_base")
+    monkeypatch.setattr(unicode_guard, "DEFER_REFERENCE", True)
+    assert [mine.count("caf\u00e9"), mine.count("\u03b3\u03ac\u03bc\u03bc\u03b1")] == [2, unicode_guard.DEFERRED]
+    assert mine._reference is None
+    monkeypatch.setattr(unicode_guard, "DEFER_REFERENCE", False)
 
     monkeypatch.setattr(shards, "SHARD_MIN", 512)
     monkeypatch.setattr(shards, "SHARD_MAX", 2048)
     monkeypatch.setattr(pipeline, "SHARD_WORKER_TASKS", 16)
-    built = tmp_path / "built"
-    real = PyBpeEngine._reference_factory
-
-    def noting(self):  # which processes build tiktoken behind pybpe
-        with open(built, "a") as f:
-            f.write(f"{os.getpid()}\n")
-        return real(self)
-
-    monkeypatch.setattr(PyBpeEngine, "_reference_factory", noting)
     rng = random.Random(5)
     words = ["caf\u00e9", "hello", "\u03b3\u03ac\u03bc\u03bc\u03b1", "\U0001f600", "12345", "don't", "\u6771\u4eac"]
     texts = [" ".join(rng.choices(words, k=rng.randint(1, 30))) for _ in range(400)]
@@ -246,4 +244,3 @@ def test_shard_workers_defer_other_texts_to_the_reference_process(cli, tmp_path,
         (r["id"], r["tokens"], "pybpe") for r in map(orjson.loads, reference.out.splitlines())
     ]
     assert len(rows) == 400 and pools == [2]  # the shard path ran
-    assert len(set(built.read_text().split()) - {str(os.getpid())}) == 1  # one process: the pipeline's reference

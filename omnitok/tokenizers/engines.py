@@ -32,6 +32,14 @@ def read_ranks(path: Path) -> dict[bytes, int]:
     return dict(zip(map(a2b_base64, fields[0::2]), map(int, fields[1::2]), strict=True))
 
 
+def spec_ranks(spec: EncodingSpec, path: Path) -> dict[bytes, int]:
+    """The ranks of `spec` as a dict: the store verified `path` against spec.sha256; the derived
+    form (assets/rank_cache.py) is checked against both."""
+    from ..assets.rank_cache import load_ranks
+
+    return load_ranks(path, spec.file, spec.sha256, read_ranks)
+
+
 def cuts_of(ids: Sequence[int], text: str, token_bytes) -> list[int | None]:
     """After each token of `ids` (the encoding of `text`), the character offset its bytes end at,
     None inside a character: characters so far are the UTF-8 lead bytes so far."""
@@ -53,10 +61,8 @@ class TiktokenEngine:
         """`ranks`: the rank file's, already read (by pybpe, whose reference this is)."""
         import tiktoken
 
-        from ..assets.rank_cache import load_ranks
-
-        if ranks is None:  # the store verified `path` against spec.sha256; the derived form is checked against both
-            ranks = load_ranks(path, spec.file, spec.sha256, read_ranks)
+        if ranks is None:
+            ranks = spec_ranks(spec, path)
         self._enc = tiktoken.Encoding(
             name=spec.name,
             pat_str=spec.pat_str,

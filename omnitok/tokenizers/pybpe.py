@@ -125,11 +125,9 @@ class PyBpeEngine(ReferenceGuarded):
     def _ranks(self) -> dict[bytes, int]:
         """The ranks as a dict (rank_cache's derived file, or the verified rank file parsed)."""
         if self._dict is None:
-            from ..assets.rank_cache import load_ranks
-            from .engines import read_ranks
+            from .engines import spec_ranks
 
-            # the store verified `path` against spec.sha256; the derived form is checked against both
-            self._dict = load_ranks(self._path, self._spec.file, self._spec.sha256, read_ranks)
+            self._dict = spec_ranks(self._spec, self._path)
         return self._dict
 
     @classmethod

@@ -46,11 +46,19 @@ def test_hugging_face_rows_name_the_engine(cli, engine, named):
 
 def test_estimates_name_what_they_are(cli):
     """A Claude offline estimate: the calibrated strategy over the engine that counted its base
-    encoding; a model with no files: the heuristic, which is its own engine."""
-    row = orjson.loads(cli("count", "-m", "claude-sonnet-4-5", "--format", "jsonl", stdin=b"hi").out)
-    assert (row["strategy"], row["engine"], row["exact"]) == ("claude-calibrated", "gigatoken", False)
-    r = cli("count", "-m", "claude-sonnet-4-5", "--engine", "tiktoken", "--format", "jsonl", stdin=b"hi")
-    assert orjson.loads(r.out)["engine"] == "tiktoken"
+    encoding (a small input: pybpe, as for OpenAI's models; the same count from every engine); a
+    model with no files: the heuristic, which is its own engine."""
+    text = ("Hello, wörld: ¿qué tal? 東京 " * 3).encode()  # past U+00FF too: pybpe hands it to tiktoken
+    engines = ("auto", "gigatoken", "tiktoken")
+    rows = {e: _row("-m", "claude-sonnet-4-5", "--engine", e, stdin=text) for e in engines}
+    named = {e: (row["strategy"], row["engine"], row["exact"]) for e, row in rows.items()}
+    assert named == {
+        "auto": ("claude-calibrated", "pybpe", False),
+        "gigatoken": ("claude-calibrated", "gigatoken", False),
+        "tiktoken": ("claude-calibrated", "tiktoken", False),
+    }
+    assert len({row["tokens"] for row in rows.values()}) == 1 and rows["auto"]["tokens"] > 0
+    assert _row("-m", "claude-sonnet-4-5", stdin=b"hi " * 30_000)["engine"] == "gigatoken"  # past SMALL
     row = orjson.loads(cli("count", "-m", "nobody-knows/this-model", "--format", "jsonl", stdin=b"hi").out)
     assert (row["strategy"], row["engine"], row["exact"]) == ("heuristic", "heuristic", False)
 

@@ -2,7 +2,8 @@
 
 For a count that small, start-up is the run: gigatoken's tokenizer and tiktoken's CoreBPE each
 take 0.2-0.5 s of CPU to build for o200k_base. So where the user named no engine, a small input of
-an OpenAI model is encoded by `pybpe` (tokenizers/pybpe.py: tiktoken's merge in Python over the
+a model counted offline with an OpenAI encoding (OpenAI's models, Claude's estimate) is encoded by
+`pybpe` (tokenizers/pybpe.py: tiktoken's merge in Python over the
 ranks of omnitok's derived rank file, the same ids; characters above U+00FF go to tiktoken), and
 the rows say `engine: pybpe`.
 
@@ -113,16 +114,19 @@ def small_input_engine(
     model: str | None, encoding: str | None, files: list[str] | None, texts: list[str] | None, small: bool | None = None
 ) -> str:
     """The engine a command asks for where none was named (`--engine auto`, no --tokenizer):
-    pybpe for an input of at most SMALL bytes of an OpenAI model (count, compress, encode,
-    truncate), which needs no engine built, with tiktoken's ids; else auto. `small` given: the
-    input's size is not looked at (decode: a dict lookup per id, whatever their number). An
-    unknown model is left to the command."""
+    pybpe for an input of at most SMALL bytes of a model whose offline count runs on an OpenAI
+    encoding (OpenAI's own; Claude's estimate, o200k scaled), which needs no engine built, with
+    tiktoken's ids; else auto. `small` given: the input's size is not looked at (decode: a dict
+    lookup per id, whatever their number). An unknown model is left to the command."""
     from .. import api, errors
+    from ..families import family
 
     try:
-        if api.resolve(model, encoding, None).family != "openai":
-            return "auto"
+        res = api.resolve(model, encoding, None)
+        vocab = family(res.family).bundle_files(res)  # what it counts with offline
     except errors.OmnitokError:
+        return "auto"
+    if not vocab or any(f.kind != "tiktoken" for f in vocab):
         return "auto"
     if small is None:
         small = is_small(files, texts)

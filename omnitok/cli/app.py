@@ -105,9 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         plain = _plain_count(sys.argv[1:] if argv is None else argv)
         if plain is None:
-            from .commands import app
+            from .commands import main as run_click
 
-            result = app(args=argv, standalone_mode=False)
+            result = run_click(sys.argv[1:] if argv is None else argv)
         else:
             result = plain()
     except errors.OmnitokError as e:

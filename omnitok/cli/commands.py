@@ -3,6 +3,8 @@ command line goes to click (cli.app.main; a plain count does not need typer at a
 
 from __future__ import annotations
 
+import os
+
 import typer
 from typer.core import TyperGroup
 
@@ -51,15 +53,16 @@ class _Group(TyperGroup):
             raise Interrupted() from None
 
 
-app = typer.Typer(
-    cls=_Group,
-    name="omnitok",
-    help="Token counting for LLM workloads: exact, offline, fast enough to stream a corpus through.",
-    epilog=ROOT_EPILOG,
-    no_args_is_help=True,
-    add_completion=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+def _typer() -> typer.Typer:
+    return typer.Typer(
+        cls=_Group,
+        name="omnitok",
+        help="Token counting for LLM workloads: exact, offline, fast enough to stream a corpus through.",
+        epilog=ROOT_EPILOG,
+        no_args_is_help=True,
+        add_completion=True,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
 
 
 def _version(value: bool) -> None:
@@ -70,7 +73,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def root(
     version: bool = typer.Option(
         False, "--version", "-V", callback=_version, is_eager=True, help="Print omnitok's version and exit."
@@ -79,24 +81,54 @@ def root(
     """Token counting for LLM workloads: exact, offline, fast enough to stream a corpus through."""
 
 
-app.command("count", epilog=COUNT_EPILOG)(count)
-
-
-app.command("compress", epilog=COMPRESS_EPILOG)(compress_cmd)
-app.command("models", epilog=MODELS_EPILOG)(models_cmd)
-app.command("validate", epilog=VALIDATE_EPILOG)(validate_cmd)
-app.command("encode", epilog=ENCODE_EPILOG)(encode_cmd)
-app.command("decode", epilog=DECODE_EPILOG)(decode_cmd)
-app.command("truncate", epilog=TRUNCATE_EPILOG)(truncate_cmd)
-app.command("serve", epilog=SERVE_EPILOG)(serve_cmd)
-app.command("calibrate", epilog=CALIBRATE_EPILOG)(calibrate_cmd)
-app.add_typer(cache_app, name="cache")
-app.add_typer(bundle_app, name="bundle")
-
-
-@app.command("version", epilog="Example:\n\n  omnitok version                # omnitok 0.1.0, as omnitok --version\n")
 def version_cmd() -> None:
     """Print omnitok's version (as --version does)."""
     from .._version import __version__
 
     print_line(f"omnitok {__version__}")
+
+
+# Each command: (its function or sub-app, its epilog), in the order `omnitok --help` lists them.
+COMMANDS: dict[str, tuple] = {
+    "count": (count, COUNT_EPILOG),
+    "compress": (compress_cmd, COMPRESS_EPILOG),
+    "models": (models_cmd, MODELS_EPILOG),
+    "validate": (validate_cmd, VALIDATE_EPILOG),
+    "encode": (encode_cmd, ENCODE_EPILOG),
+    "decode": (decode_cmd, DECODE_EPILOG),
+    "truncate": (truncate_cmd, TRUNCATE_EPILOG),
+    "serve": (serve_cmd, SERVE_EPILOG),
+    "calibrate": (calibrate_cmd, CALIBRATE_EPILOG),
+    "cache": (cache_app, None),
+    "bundle": (bundle_app, None),
+    "version": (version_cmd, "Example:\n\n  omnitok version                # omnitok 0.1.0, as omnitok --version\n"),
+}
+
+
+def build(names=None) -> typer.Typer:
+    """The Typer app with the commands `names` (None: all). click builds every command an app has
+    on each run (typer reads each one's signature and types: ~0.05-0.1 s of CPU for all of them);
+    a command line that names its command needs only that one (main, below)."""
+    built = _typer()
+    built.callback()(root)
+    for name, (target, epilog) in COMMANDS.items():
+        if names is not None and name not in names:
+            continue
+        if isinstance(target, typer.Typer):
+            built.add_typer(target, name=name)
+        else:
+            built.command(name, epilog=epilog)(target)
+    return built
+
+
+app = build()
+
+
+def main(args: list[str]):
+    """Run a command line through click: with only its command's app where its first word names
+    one (anything else, shell completion included, goes to the whole app: help, a typo's
+    suggestions)."""
+    first = args[0] if args else None
+    if first in COMMANDS and "_OMNITOK_COMPLETE" not in os.environ:
+        return build((first,))(args=args, standalone_mode=False)
+    return app(args=args, standalone_mode=False)

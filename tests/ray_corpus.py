@@ -1,26 +1,56 @@
 """What the Ray tests (tests/test_ray.py, tests/test_ray_runs.py) share: the corpus they count,
 the local pipeline's rows it is checked against, and the settings of their runs. The cluster
 itself is tests/conftest.py's `ray_cluster`: one local Ray a test process, whichever Ray files
-it runs; `ray`, `oray` and `RayOptions` are None where the ray extra is not installed."""
+it runs. `ray`, `oray` and `RayOptions` are imported on first use: every test process collects
+these files, one runs them (Ray and Ray Data take ~1.5 s of CPU to import)."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
+import os
 import random
 
 import pytest
 
-try:
-    import ray
-    import ray.data
 
-    import omnitok.ray as oray
-    from omnitok.ray import RayOptions
-except ImportError:  # the ray extra is not installed: the engine-core tests still run
-    ray = oray = RayOptions = None
+class _OnFirstUse:
+    """A module, or a name in one, imported when first used (an attribute, a call)."""
 
-needs_ray = pytest.mark.skipif(
-    ray is None, reason="omnitok.ray needs Ray Data: pip install 'omnitok[ray]' (the test extra has it)"
+    def __init__(self, module: str, name: str | None = None, also: tuple[str, ...] = ()):
+        self._where = (module, name, also)
+
+    def _target(self):
+        module, name, also = self._where
+        for extra in also:
+            importlib.import_module(extra)
+        found = importlib.import_module(module)
+        return getattr(found, name) if name else found
+
+    def __getattr__(self, attr: str):
+        return getattr(self._target(), attr)
+
+    def __call__(self, *args, **kwargs):
+        return self._target()(*args, **kwargs)
+
+
+def _has_ray_data() -> bool:
+    """Whether Ray and its Data package are installed, found without importing them (finding a
+    submodule's spec imports its package)."""
+    spec = importlib.util.find_spec("ray")
+    return spec is not None and any(
+        os.path.isfile(os.path.join(d, "data", "__init__.py")) for d in spec.submodule_search_locations or ()
+    )
+
+
+ray = _OnFirstUse("ray", also=("ray.data",))
+oray = _OnFirstUse("omnitok.ray")
+RayOptions = _OnFirstUse("omnitok.ray", "RayOptions")
+
+needs_ray = pytest.mark.skipif(  # without the ray extra the engine-core tests still run
+    not _has_ray_data(),
+    reason="omnitok.ray needs Ray Data: pip install 'omnitok[ray]' (the test extra has it)",
 )
 
 MODEL = "gpt-4o"

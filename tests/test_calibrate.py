@@ -8,6 +8,7 @@ Bedrock's CountTokens) whose tokenizer is DeepSeek V3's BPE, which omnitok's est
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import io
 import json
@@ -28,8 +29,10 @@ MODEL = "claude-sonnet-4-5"
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
 
-def _texts() -> list[str]:
-    """~120 texts of four kinds, from this interpreter's standard library (deterministic)."""
+@functools.cache
+def texts() -> list[str]:
+    """~120 texts of four kinds, from this interpreter's standard library (deterministic); made
+    when first used, not at collection (every test process collects this file)."""
     prose, code = [], []
     for name in (
         "argparse",
@@ -64,9 +67,6 @@ def _texts() -> list[str]:
     return prose[:30] + code[:30] + cjk[:30] + numbers
 
 
-TEXTS = _texts()
-
-
 @pytest.fixture(scope="module")
 def api():
     with MockCountAPI() as m:
@@ -76,7 +76,7 @@ def api():
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "texts.jsonl"
-    path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(TEXTS)), encoding="utf-8")
+    path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts())), encoding="utf-8")
     return path
 
 
@@ -129,10 +129,10 @@ def test_offline_counts_use_the_calibration_and_name_it(calibrated, corpus, api,
     # the fitted weights over the reference tokenizers' tokens (tiktoken) and the texts' statistics
     data = json.loads((home / "assets" / "calibrations" / f"{out['id']}.json").read_text())
     est = data["estimator"]
-    expected = [by_hand_estimate(est, t, ref_o200k, ref_cl100k) for t in TEXTS]
+    expected = [by_hand_estimate(est, t, ref_o200k, ref_cl100k) for t in texts()]
     assert [x["tokens"] for x in rows] == expected
     # closer to the hidden tokenizer than the built-in estimate, which a model without one keeps
-    true = [api.count(t) for t in TEXTS]
+    true = [api.count(t) for t in texts()]
     r0 = omnitok("count", "-m", "claude-opus-4-1", str(corpus), "--format", "jsonl", env={"OMNITOK_HOME": str(home)})
     builtin = [json.loads(x) for x in r0.out.splitlines()]
     assert {(x["encoding"], x["error_band"]) for x in builtin} == {("claude-3~o200k_base", 0.20)}
@@ -298,7 +298,7 @@ def test_the_python_api_counts_with_an_installed_calibration(calibrated, monkeyp
 
     home, out = calibrated
     monkeypatch.setenv("OMNITOK_HOME", str(home))
-    r = omnitok.count(TEXTS[0], model=MODEL)
+    r = omnitok.count(texts()[0], model=MODEL)
     assert (r.encoding, r.strategy, r.exact, r.error_band) == (
         f"calibration:{out['id']}",
         "claude-calibrated",
@@ -306,4 +306,4 @@ def test_the_python_api_counts_with_an_installed_calibration(calibrated, monkeyp
         out["error_band"],
     )
     monkeypatch.setenv("OMNITOK_HOME", str(home / "elsewhere"))
-    assert omnitok.count(TEXTS[0], model=MODEL).encoding == "claude-3~o200k_base"
+    assert omnitok.count(texts()[0], model=MODEL).encoding == "claude-3~o200k_base"

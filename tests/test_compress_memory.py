@@ -87,18 +87,20 @@ QUERY = "who signed the treaty after the river flood in 1783? gralo kaminren"
 
 
 def cases():
-    """(name, method, kwargs for Compressor, context, query, budget kwargs)."""
+    """(name, method, kwargs for Compressor, context, query, budget kwargs); the context a
+    function that makes it, called by the test that runs the case: collection (on every test
+    process) makes none of them."""
     return [
-        ("short", "bm25", {}, "The 1998 final was won by Chicago. Rain fell. Chicago won again in 1998.", "who won in 1998", {"budget": 9}),
-        ("short-no-query", "bm25", {}, make_context(2_000, 1), None, {"ratio": 0.5}),
-        ("prose-1mb", "bm25", {}, make_context(1_000_000, 2), QUERY, {"ratio": 0.1}),
-        ("duplicates-1mb", "bm25", {"gap_marker": "[...]"}, make_context(1_000_000, 3, duplicates=0.3), QUERY, {"target_compression": 0.8}),
-        ("documents", "bm25", {}, make_documents(400, 4), QUERY, {"budget": 3000}),
-        ("no-query-200kb", "bm25", {}, make_context(200_000, 5, duplicates=0.2), None, {"ratio": 0.2}),
-        ("no-dedup", "bm25", {"dedup": False}, make_context(300_000, 6, duplicates=0.3), QUERY, {"ratio": 0.3}),
-        ("dense-300kb", "dense", {}, make_context(300_000, 7, duplicates=0.2), QUERY, {"ratio": 0.3}),
-        ("combined-no-query", "combined", {}, make_documents(300, 8), None, {"budget": 5000}),
-        ("combined-1mb", "combined", {"gap_marker": "[...]"}, make_context(1_000_000, 9, duplicates=0.1), QUERY, {"ratio": 0.1}),
+        ("short", "bm25", {}, lambda: "The 1998 final was won by Chicago. Rain fell. Chicago won again in 1998.", "who won in 1998", {"budget": 9}),
+        ("short-no-query", "bm25", {}, lambda: make_context(2_000, 1), None, {"ratio": 0.5}),
+        ("prose-1mb", "bm25", {}, lambda: make_context(1_000_000, 2), QUERY, {"ratio": 0.1}),
+        ("duplicates-1mb", "bm25", {"gap_marker": "[...]"}, lambda: make_context(1_000_000, 3, duplicates=0.3), QUERY, {"target_compression": 0.8}),
+        ("documents", "bm25", {}, lambda: make_documents(400, 4), QUERY, {"budget": 3000}),
+        ("no-query-200kb", "bm25", {}, lambda: make_context(200_000, 5, duplicates=0.2), None, {"ratio": 0.2}),
+        ("no-dedup", "bm25", {"dedup": False}, lambda: make_context(300_000, 6, duplicates=0.3), QUERY, {"ratio": 0.3}),
+        ("dense-300kb", "dense", {}, lambda: make_context(300_000, 7, duplicates=0.2), QUERY, {"ratio": 0.3}),
+        ("combined-no-query", "combined", {}, lambda: make_documents(300, 8), None, {"budget": 5000}),
+        ("combined-1mb", "combined", {"gap_marker": "[...]"}, lambda: make_context(1_000_000, 9, duplicates=0.1), QUERY, {"ratio": 0.1}),
     ]  # fmt: skip
 
 
@@ -138,7 +140,8 @@ def digest(result) -> str:
 
 @pytest.mark.parametrize("case", cases(), ids=lambda c: c[0])
 def test_same_output_as_before(case):
-    name, method, options, context, query, budget = case
+    name, method, options, make, query, budget = case
+    context = make()
     comp = Compressor("gpt-4o", method=method, cache="off", **options)
     comp._embedder = HashEmbedder()
     result = comp.compress(context, query, **budget)

@@ -24,11 +24,13 @@ import glob
 import json
 import os
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..cpu import cores  # noqa: F401 - the cores batches run on (onnx.py takes it from here)
 from ..errors import UsageError
+
+if TYPE_CHECKING:  # numpy is imported where a batch is padded: choosing a device (validate's
+    import numpy as np  # and compress's --device) needs none of it
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "int8", "fp16", "fused")
@@ -122,6 +124,8 @@ def batches(lengths: list[int], max_batch: int = MAX_BATCH, max_tokens: int = MA
 
 
 def pad(seqs: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
     width = max(len(s) for s in seqs)
     ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(seqs), width), dtype=np.int64)

@@ -106,3 +106,25 @@ def test_a_strategy_without_an_engine_says_null():
         "engine": None,
         "exact": True,
     }
+
+
+def test_cache_warm_and_verify_of_a_small_input_serve_every_engine(tmp_path):
+    """`cache warm` and `cache verify` follow count's small-input rule (pybpe for <= 64 KiB): the
+    cache keys do not depend on the engine, so what pybpe stored is what gigatoken's count reads,
+    and verify's recount agrees with it."""
+    rows = b"".join(orjson.dumps({"text": f"row {i}: café, naïve, 東京 {i * 7}"}) + b"\n" for i in range(5))
+    (tmp_path / "in.jsonl").write_bytes(rows)
+    env = {"OMNITOK_CACHE_DIR": str(tmp_path / "cache")}
+    r = run("cache", "warm", "-m", "gpt-4o", str(tmp_path / "in.jsonl"), env=env)
+    assert r.code == 0 and orjson.loads(r.out)["stored"] == 5, r.err
+    r = run("cache", "verify", "-m", "gpt-4o", str(tmp_path / "in.jsonl"), env=env)
+    assert r.code == 0 and orjson.loads(r.out) | {"examples": []} == {
+        "checked": 5,
+        "cached": 5,
+        "mismatched": 0,
+        "examples": [],
+        "l2_integrity": "ok",
+    }, r.out
+    args = ("count", "-m", "gpt-4o", "--engine", "gigatoken", "--cache", "on", "--summary", str(tmp_path / "in.jsonl"))
+    summary = orjson.loads(run(*args, env=env).out)
+    assert (summary["engine"], summary["cache"]["l2_hits"], summary["cache"]["misses"]) == ("gigatoken", 5, 0)

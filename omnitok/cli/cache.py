@@ -183,8 +183,12 @@ def warm_cmd(
     """Pre-fill the cache from a corpus (every count is cached, whatever the policy); exit 1 if a
     configured tier could not store them (down, damaged, read-only)."""
     from .. import api
+    from ._small import small_input_engine
 
-    counter = api.Counter(model, encoding=encoding, online=online, cache="on", cache_dir=cache_dir, l3_url=l3_url)
+    engine = small_input_engine(model, encoding, files, None)  # count's rule: pybpe for <= 64 KiB
+    counter = api.Counter(
+        model, encoding=encoding, engine=engine, online=online, cache="on", cache_dir=cache_dir, l3_url=l3_url
+    )
     cache = counter.cache
     s = cache.settings
     try:
@@ -222,10 +226,12 @@ def verify_cmd(
     import itertools
 
     from .. import api
+    from ._small import small_input_engine
 
     _existing("verify", cache_dir)
-    cached = api.Counter(model, encoding=encoding, cache="on", cache_dir=cache_dir, l3_url=l3_url)
-    fresh = api.Counter(model, encoding=encoding, cache="off")
+    engine = small_input_engine(model, encoding, files, None)  # count's rule: pybpe for <= 64 KiB
+    cached = api.Counter(model, encoding=encoding, engine=engine, cache="on", cache_dir=cache_dir, l3_url=l3_url)
+    fresh = api.Counter(model, encoding=encoding, engine=engine, cache="off")
     stream = api.open_inputs(files or [], api.Extractor(opt.split_fields(field), fresh.framing))
     checked = present = mismatched = 0
     examples = []

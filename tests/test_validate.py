@@ -253,6 +253,10 @@ def test_a_missing_only_input_gets_no_on_error_hint(tmp_path):
         (("--compressed-file", "{f}"), "give both --original-file and --compressed-file, or neither"),
         (("--original-file", "{f}"), "give both --original-file and --compressed-file, or neither"),
         (("--original", "a", "--compressed", "b", "{f}"), "give files or --original/--compressed, not both"),
+        (
+            ("--original", "a", "--compressed", "b", "--original-file", "{f}", "--compressed-file", "{f}"),
+            "give --original/--compressed or --original-file/--compressed-file, not both",
+        ),
     ],
 )
 def test_a_half_given_pair_is_a_usage_error_before_stdin_is_read(tmp_path, args, message):

@@ -127,14 +127,15 @@ def validate_cmd(
         fmt = "table" if (output is None and sys.stdout.isatty()) else "jsonl"
     if fmt not in REPORT_FORMATS:
         raise errors.UsageError(f"--format must be one of {', '.join(REPORT_FORMATS)}")
+    source = _source(files, original, compressed, original_file, compressed_file)  # before anything is read
     counter = None
     if "compression" in chosen:
-        engine = _small_engine(model, files, original, compressed, original_file, compressed_file)
+        engine = _small_engine(model, source, files, (original, compressed), (original_file, compressed_file))
         if engine != "auto" and options.count.engine == "auto":
             options = replace(options, count=replace(options.count, engine=engine))
         counter = api.Counter(model, options=options.count)
     texts = (original, compressed, original_file, compressed_file, original_field, compressed_field)
-    pairs = _pairs(files, *texts, id_field, align, input_format)
+    pairs = _pairs(source, files, *texts, id_field, align, input_format)
     if original is None:
         api.check_output(output, [original_file, compressed_file] if original_file is not None else files or ["-"])
 
@@ -154,42 +155,57 @@ def validate_cmd(
     return outcome.exit_code
 
 
-def _small_engine(model, files, original, compressed, original_file, compressed_file) -> str:
-    """count's rule for a small input (cli/_small.py: pybpe, no engine built for a few pairs),
-    where the options name one source of pairs; else auto, and _pairs reports the misuse (before
-    anything, stdin included, is read)."""
-    from ._small import small_input_engine
-
-    if original is not None and compressed is not None:
-        texts = None if files or original_file is not None else [original, compressed]
-        return small_input_engine(model, None, None, texts) if texts else "auto"
-    if original is not None or compressed is not None:
-        return "auto"
-    if original_file is not None and compressed_file is not None:
-        return "auto" if files else small_input_engine(model, None, [original_file, compressed_file], None)
-    if original_file is not None or compressed_file is not None:
-        return "auto"
-    return small_input_engine(model, None, files, None)
-
-
-def _pairs(
-    files, original, compressed, original_file, compressed_file, original_field, compressed_field, id_field, align, fmt
-):
-    """Where the pairs come from, checked: one pair, two aligned files, or records holding both
-    texts; (pos, id, where, original, compressed, error) tuples."""
-    from .. import api
-
+def _source(files, original, compressed, original_file, compressed_file) -> str:
+    """Where the pairs come from, checked before anything (stdin included) is read: "pair"
+    (--original/--compressed), "aligned" (--original-file/--compressed-file) or "records" (files,
+    else stdin, holding both texts)."""
     if (original is None) != (compressed is None):
         raise errors.UsageError("give both --original and --compressed, or neither")
     if (original_file is None) != (compressed_file is None):
         raise errors.UsageError("give both --original-file and --compressed-file, or neither")
+    if original is not None and original_file is not None:
+        raise errors.UsageError("give --original/--compressed or --original-file/--compressed-file, not both")
     if original is not None:
         if files:
             raise errors.UsageError("give files or --original/--compressed, not both")
-        return [(0, None, "--original/--compressed", original, compressed, None)]
+        return "pair"
     if original_file is not None:
         if files:
             raise errors.UsageError("give pair files or --original-file/--compressed-file, not both")
+        return "aligned"
+    return "records"
+
+
+def _small_engine(model, source: str, files, pair: tuple, pair_files: tuple) -> str:
+    """count's rule for a small input (cli/_small.py: pybpe, no engine built for a few pairs)."""
+    from ._small import small_input_engine
+
+    if source == "pair":
+        return small_input_engine(model, None, None, list(pair))
+    if source == "aligned":
+        return small_input_engine(model, None, list(pair_files), None)
+    return small_input_engine(model, None, files, None)
+
+
+def _pairs(
+    source,
+    files,
+    original,
+    compressed,
+    original_file,
+    compressed_file,
+    original_field,
+    compressed_field,
+    id_field,
+    align,
+    fmt,
+):
+    """The pairs of a checked source (_source): (pos, id, where, original, compressed, error) tuples."""
+    from .. import api
+
+    if source == "pair":
+        return [(0, None, "--original/--compressed", original, compressed, None)]
+    if source == "aligned":
         return _aligned(original_file, compressed_file, original_field, compressed_field, id_field, align, fmt)
     extractor = api.Extractor((original_field, compressed_field), None, id_field or None)
     stream = api.open_inputs(files or [], extractor, fmt)

@@ -4,7 +4,6 @@ The files are llama.cpp's `models/ggml-vocab-*.gguf` with their `.inp`/`.out` ve
 llama-cpp-python sdist on PyPI (fetched by `make install`, tests/assets/llama_vocab.py).
 """
 
-import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import omnitok
+from omnitok.families.gemini import HF_TOKENIZERS
 from omnitok.tokenizers import gguf
 
 from .assets import llama_vocab
@@ -33,17 +33,43 @@ KINDS = {
 }
 
 
+# Gemma 4's file is counted under the id Gemini 3.1 counts with (omnitok/families/gemini.py): the
+# same strategy (model id, directory, engine) for test_counts_through_omnitok, the Gemini test and
+# gemma4_pair, so its 262k vocabulary is loaded once, not three times (seconds of CPU).
+MODEL_IDS = {"gemma-4": HF_TOKENIZERS["gemma4"]}
+
+
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gguf")
-    return {name: gguf.convert(gguf.read_vocab(llama_vocab.path(name)), root / name) for name in KINDS}
+def converted(gguf_home):
+    """Each file as gguf.convert wrote it, in the run's shared home (tests/conftest.py gguf_home):
+    omnitok converts each file once a run, and the tests that count through omnitok read it there."""
+    out = {}
+    for name in KINDS:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("OMNITOK_HOME", gguf_home(name))
+            out[name] = gguf.converted_dir(llama_vocab.path(name))
+    return out
 
 
-def _encoder(directory):
+@pytest.fixture(scope="module")
+def references(converted):
+    """references(name): the tokenizers library's reading of a converted tokenizer.json, loaded once
+    a module (Gemma 4's is read by two tests; its 262k vocabulary takes seconds)."""
+    from tokenizers import Tokenizer
+
+    loaded = {}
+
+    def reference(name):
+        if name not in loaded:
+            loaded[name] = Tokenizer.from_file(str(converted[name] / "tokenizer.json"))
+        return loaded[name]
+
+    return reference
+
+
+def _encoder(directory, reference):
     if (directory / "tokenizer.json").is_file():
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        tok = reference
         return lambda text: tok.encode(text, add_special_tokens=False).ids
     import sentencepiece as spm
 
@@ -52,10 +78,10 @@ def _encoder(directory):
 
 
 @pytest.mark.parametrize("name", sorted(KINDS))
-def test_converted_ids_equal_llama_cpp_vectors(name, converted):
+def test_converted_ids_equal_llama_cpp_vectors(name, converted, references):
     directory = converted[name]
     assert sorted(p.name for p in directory.iterdir()) == sorted([KINDS[name][0], "tokenizer_config.json"])
-    encode = _encoder(directory)
+    encode = _encoder(directory, references(name) if KINDS[name][0] == "tokenizer.json" else None)
     vectors = llama_vocab.vectors(name)
     assert len(vectors) >= 45
     assert [(text, encode(text)) for text, _ in vectors] == vectors
@@ -70,12 +96,13 @@ def test_counts_through_omnitok(name, engine, monkeypatch, gguf_home):
         engine = "sentencepiece"
     texts, ids = zip(*llama_vocab.vectors(name), strict=True)
     path = str(llama_vocab.path(name))
-    counter = omnitok.Counter(f"local/{name}", tokenizer=path, engine=engine, special_tokens=False)
+    model = MODEL_IDS.get(name, f"local/{name}")
+    counter = omnitok.Counter(model, tokenizer=path, engine=engine, special_tokens=False)
     got = counter.count_batch(list(texts))
     assert [r.tokens for r in got] == [len(i) for i in ids]
     assert {(r.strategy, r.exact) for r in got} == {("hf-tokenizer", True)}
     bos = int(KINDS[name][1])
-    assert omnitok.count("", model=f"local/{name}", tokenizer=path, engine=engine).tokens == bos
+    assert omnitok.count("", model=model, tokenizer=path, engine=engine).tokens == bos
     expected_engine = {"tokenizer.json": "gigatoken", "tokenizer.model": "sentencepiece"}[KINDS[name][0]]
     assert counter.strategy.engine == (expected_engine if engine == "auto" else engine)
     # converted once, then read from $OMNITOK_HOME/assets/gguf/
@@ -95,17 +122,21 @@ def test_gemini_31_counts_googles_example_with_gemma4(monkeypatch, gguf_home):
 
 
 @pytest.fixture(scope="module")
-def gemma4_pair(converted, tmp_path_factory):
-    """Gemma 4 as converted (no pre-tokenizer, gigatoken) and with llama.cpp's newline split (tokenizers)."""
-    from tokenizers import Tokenizer
+def gemma4_pair(converted, references, gguf_home):
+    """Gemma 4 as converted (no pre-tokenizer, gigatoken), and the tokenizers reference of the file
+    with llama.cpp's newline split: the reference test_converted_ids_equal_llama_cpp_vectors reads,
+    not loaded again; the test puts the split on it for each example and takes it off after."""
+    from tokenizers import Regex, pre_tokenizers
 
-    doc = json.loads((converted["gemma-4"] / "tokenizer.json").read_text(encoding="utf-8"))
-    assert doc["pre_tokenizer"] is None
-    doc["pre_tokenizer"] = {"type": "Split", "pattern": {"Regex": r"\n+"}, "behavior": "Isolated", "invert": False}
-    split = Tokenizer.from_str(json.dumps(doc))
-    fast = omnitok.load_tokenizer("local/gemma-4", tokenizer=str(converted["gemma-4"]))
+    ref = references("gemma-4")
+    assert ref.pre_tokenizer is None  # as converted (the file's "pre_tokenizer" is null)
+    split = pre_tokenizers.Split(Regex(r"\n+"), "isolated", invert=False)
+    with pytest.MonkeyPatch.context() as mp:  # the strategy test_counts_through_omnitok loaded: not again
+        mp.setenv("OMNITOK_HOME", gguf_home("gemma-4"))
+        fast = omnitok.load_tokenizer(MODEL_IDS["gemma-4"], tokenizer=str(llama_vocab.path("gemma-4")))
+    assert fast.directory == converted["gemma-4"]
     assert fast.engine == "gigatoken"
-    return fast, split
+    return fast, ref, split
 
 
 @settings(max_examples=150, deadline=None)
@@ -114,8 +145,13 @@ def gemma4_pair(converted, tmp_path_factory):
 )
 @example(text="a\n\n\nb \n ")
 def test_gemma4_without_newline_split_is_the_same(gemma4_pair, text):
-    fast, split = gemma4_pair
-    assert fast.count(text) == len(split.encode(text, add_special_tokens=False).ids)
+    fast, ref, split = gemma4_pair
+    ref.pre_tokenizer = split
+    try:
+        expected = len(ref.encode(text, add_special_tokens=False).ids)
+    finally:
+        ref.pre_tokenizer = None  # the file as converted again
+    assert fast.count(text) == expected
 
 
 def test_spm_control_tokens_in_text_count_once(converted, monkeypatch, tmp_path):

@@ -20,6 +20,8 @@ import json
 import os
 import re
 import sys
+import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,7 +80,7 @@ class _Gigatoken(ReferenceGuarded):
         return getattr(tok, "_backend", tok).encode
 
     def _reference_factory(self):  # newer Unicode than gigatoken's tables: `tokenizers` decides
-        return _Tokenizers(self._path)
+        return _tokenizers_for(self._path)
 
 
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
@@ -181,6 +183,25 @@ class _Tokenizers:
     @property
     def vocab_size(self) -> int:
         return self.tok.get_vocab_size(with_added_tokens=True)
+
+
+# One _Tokenizers a tokenizer.json a process, while anything holds it: the `tokenizers` engine, the
+# specials probe of a gigatoken strategy and gigatoken's reference for rare text share one load
+# (seconds for a 150,000-token vocabulary) instead of one each. Keyed by the file's identity.
+_LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_LOADED_LOCK = threading.Lock()
+
+
+def _tokenizers_for(path: Path) -> _Tokenizers:
+    st = path.stat()
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    with _LOADED_LOCK:
+        found = _LOADED.get(key)
+    if found is None:
+        found = _Tokenizers(path)
+        with _LOADED_LOCK:
+            found = _LOADED.setdefault(key, found)
+    return found
 
 
 class _SentencePiece:
@@ -341,7 +362,7 @@ class HFStrategy(EngineStrategy):
             specials = _template_specials(doc.get("post_processor"))
             self._engine = self._load_json_engine(tj, engine, doc, data)
             if specials is None:
-                ref = self._engine if isinstance(self._engine, _Tokenizers) else _Tokenizers(tj)
+                ref = self._engine if isinstance(self._engine, _Tokenizers) else _tokenizers_for(tj)
                 specials = len(ref.tok.encode("").ids) - len(ref.tok.encode("", add_special_tokens=False).ids)
         else:
             spm = directory / "tokenizer.model"
@@ -374,7 +395,7 @@ class HFStrategy(EngineStrategy):
                     raise UsageError(f"gigatoken cannot load {path}: {e}") from None
         if engine == "transformers":
             return _Transformers(path.parent)
-        return _Tokenizers(path)
+        return _tokenizers_for(path)
 
     # count / count_batch (EngineStrategy) give counts without the post-processor's special
     # tokens: the framing adds them.

@@ -82,17 +82,26 @@ def test_model_without_chat_template_says_so(cli):
     assert "meta-llama/Llama-3.2-3B-Instruct has no chat template; count a text field instead (--field)" in r.err
 
 
+@pytest.fixture(scope="module")
+def engine_pairs():
+    """Each model's default (gigatoken) and tokenizers strategies, looked up once for the 200
+    examples below (load_tokenizer caches them per process: the same objects each time)."""
+    pairs = []
+    for label in ("llama3.2", "qwen2.5", "deepseek"):
+        directory, model_id = TOKENIZERS[label]
+        fast = omnitok.load_tokenizer(model_id, tokenizer=str(directory))
+        pairs.append((fast, omnitok.load_tokenizer(model_id, tokenizer=str(directory), engine="tokenizers")))
+    return pairs
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     text=st.one_of(
         st.text(), st.lists(st.sampled_from(["<|im_start|>", "<|endoftext|>", " ", "\n", "'s", "中"])).map("".join)
     )
 )
-def test_gigatoken_matches_tokenizers(text):
-    for label in ("llama3.2", "qwen2.5", "deepseek"):
-        directory, model_id = TOKENIZERS[label]
-        fast = omnitok.load_tokenizer(model_id, tokenizer=str(directory))
-        ref = omnitok.load_tokenizer(model_id, tokenizer=str(directory), engine="tokenizers")
+def test_gigatoken_matches_tokenizers(engine_pairs, text):
+    for fast, ref in engine_pairs:
         assert fast.engine == "gigatoken" and ref.engine == "tokenizers"
         assert fast.count(text) == ref.count(text)
 

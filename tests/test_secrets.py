@@ -7,6 +7,8 @@ its base64 form, or of the password in the base URL."""
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import json
 import os
 import secrets
@@ -23,6 +25,7 @@ import omnitok
 from omnitok import notices
 from omnitok.errors import EXIT_NOT_EXACT, NotExactError
 
+from ._seed_homes import derived_template, seed
 from .console import completed
 from .console import omnitok as omnitok_cli
 from .mock_providers import MockProviders, Recorder, credential, error_body, words
@@ -91,7 +94,8 @@ PROVIDER_VARS = (
 )
 
 
-def needles(case: Case) -> set[bytes]:
+@functools.cache
+def needles(case: Case) -> frozenset[bytes]:
     """Every 8-character piece of the case's secrets and the password, as is and base64-encoded
     at each alignment it could have inside a longer encoded text."""
     out: set[bytes] = set()
@@ -102,11 +106,47 @@ def needles(case: Case) -> set[bytes]:
             forms.add(enc[4 if pad else 0 : (pad + len(secret)) // 3 * 4])
         for form in forms:
             out.update(form[i : i + 8].encode() for i in range(len(form) - 7))
-    return out
+    return frozenset(out)
+
+
+# A large blob (a derived vocabulary file, the cache's bloom filter: 3-6 MB, ~0.5 s of CPU each to
+# search with `in` for a case's ~200 needles) is searched for a needle once a test process, by its
+# sha256 (the same bytes hold the same needles; the homes hold the same such files, the cases
+# share the password's needles), and all at once (windows_holding).
+_SEARCHED: dict[bytes, dict[bytes, bool]] = {}
+_LARGE = 1 << 20
+
+
+def windows_holding(blob: bytes, wanted: set[bytes]) -> set[bytes]:
+    """The 8-byte strings of `wanted` that occur in `blob`: every 8-byte window of the blob (at
+    offsets k, k + 8, ... for k in 0..7) read as a 64-bit integer and looked up among theirs."""
+    import numpy as np
+
+    assert all(len(n) == 8 for n in wanted)
+    keys = np.array(sorted({int.from_bytes(n, "little") for n in wanted}), dtype=np.uint64)
+    hits: set[bytes] = set()
+    for k in range(8):
+        count = (len(blob) - k) // 8
+        if count > 0 and len(keys):
+            windows = np.frombuffer(blob, dtype="<u8", count=count, offset=k)
+            at = np.minimum(np.searchsorted(keys, windows), len(keys) - 1)
+            hits.update(int(x).to_bytes(8, "little") for x in np.unique(windows[keys[at] == windows]))
+    return hits
+
+
+def found_in(case: Case, blob: bytes) -> list[bytes]:
+    """The case's needles that `blob` holds."""
+    if len(blob) < _LARGE:
+        return [n for n in needles(case) if n in blob]
+    seen = _SEARCHED.setdefault(hashlib.sha256(blob).digest(), {})
+    new = {n for n in needles(case) if n not in seen}
+    held = windows_holding(blob, new)
+    seen.update((n, n in held) for n in new)
+    return [n for n in needles(case) if seen[n]]
 
 
 def assert_clean(case: Case, blobs: dict[str, bytes]) -> None:
-    found = [(name, n.decode()) for name, blob in blobs.items() for n in needles(case) if n in blob]
+    found = [(name, n.decode()) for name, blob in blobs.items() for n in found_in(case, blob)]
     assert not found, f"secret pieces shown: {found[:5]}"
 
 
@@ -217,10 +257,19 @@ def servers():
     recorder.close()
 
 
+@pytest.fixture(scope="session")
+def derived_home(tmp_path_factory):
+    """A home whose assets/derived/ omnitok filled for o200k_base (the Claude models' offline
+    estimate), once a test process (tests/_seed_homes.py)."""
+    return derived_template(tmp_path_factory.mktemp("derived-home"))
+
+
 @pytest.fixture
-def home(tmp_path, monkeypatch):
+def home(tmp_path, monkeypatch, derived_home):
     """A clean environment: only this case's provider variables, omnitok's dirs under tmp_path
-    (the API in this process and the console script in a child see the same)."""
+    (the API in this process and the console script in a child see the same). The home holds the
+    derived vocabulary files a first count would write (none of these tests is about that
+    derivation: ~0.3 s of CPU a home); they are searched for secrets as every file there is."""
     for name in list(os.environ):
         if name.startswith(PROVIDER_VARS):
             monkeypatch.delenv(name)
@@ -234,6 +283,7 @@ def home(tmp_path, monkeypatch):
     for name, path in dirs.items():
         monkeypatch.setenv(name, str(path))
     (tmp_path / "config.toml").write_text("")
+    seed(tmp_path / "home", derived_home)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     return tmp_path

@@ -119,11 +119,9 @@ def small_input_engine(
     tiktoken's ids; else auto. `small` given: the input's size is not looked at (decode: a dict
     lookup per id, whatever their number). An unknown model is left to the command."""
     from .. import api, errors
-    from ..families import family
 
     try:
-        res = api.resolve(model, encoding, None)
-        vocab = family(res.family).bundle_files(res)  # what it counts with offline
+        vocab = api.offline_files(api.resolve(model, encoding, None))
     except errors.OmnitokError:
         return "auto"
     if not vocab or any(f.kind != "tiktoken" for f in vocab):

@@ -128,3 +128,23 @@ def test_cache_warm_and_verify_of_a_small_input_serve_every_engine(tmp_path):
     args = ("count", "-m", "gpt-4o", "--engine", "gigatoken", "--cache", "on", "--summary", str(tmp_path / "in.jsonl"))
     summary = orjson.loads(run(*args, env=env).out)
     assert (summary["engine"], summary["cache"]["l2_hits"], summary["cache"]["misses"]) == ("gigatoken", 5, 0)
+
+
+def test_cache_warm_reports_a_usage_error_with_stdin_left_open(tmp_path):
+    """The small-input rule must not read stdin ahead for warm: with nothing to warm (no L2, no
+    L3) the usage error comes at once, though the pipe feeding stdin stays open (a run that reads
+    it blocks, and the wait's timeout fails the test)."""
+    import subprocess
+
+    from tests.console import OMNITOK
+
+    with open(tmp_path / "err", "wb") as err:
+        p = subprocess.Popen(
+            [OMNITOK, "cache", "warm", "-m", "gpt-4o", "--cache-dir", "none"], stdin=subprocess.PIPE, stderr=err
+        )
+    try:
+        assert p.wait(timeout=60) == 2
+    finally:
+        p.kill()
+        p.stdin.close()
+    assert (tmp_path / "err").read_text().startswith("omnitok: error: cache warm: nothing to warm")

@@ -170,6 +170,17 @@ def clear_cmd(
     _report(out, cache, True, "clear", "not cleared")
 
 
+def _engine(model, encoding, files) -> str:
+    """count's small-input rule (pybpe for <= 64 KiB) for named files, judged by their size. stdin
+    is not read ahead: warm and verify report a usage error or a tier that is down before they
+    read any input (a pipe left open would hold the message back)."""
+    if not files:
+        return "auto"
+    from ._small import small_input_engine
+
+    return small_input_engine(model, encoding, files, None)
+
+
 @app.command("warm", epilog=WARM_EPILOG)
 def warm_cmd(
     files: opt.Files = None,
@@ -183,9 +194,8 @@ def warm_cmd(
     """Pre-fill the cache from a corpus (every count is cached, whatever the policy); exit 1 if a
     configured tier could not store them (down, damaged, read-only)."""
     from .. import api
-    from ._small import small_input_engine
 
-    engine = small_input_engine(model, encoding, files, None)  # count's rule: pybpe for <= 64 KiB
+    engine = _engine(model, encoding, files)
     counter = api.Counter(
         model, encoding=encoding, engine=engine, online=online, cache="on", cache_dir=cache_dir, l3_url=l3_url
     )
@@ -226,10 +236,9 @@ def verify_cmd(
     import itertools
 
     from .. import api
-    from ._small import small_input_engine
 
     _existing("verify", cache_dir)
-    engine = small_input_engine(model, encoding, files, None)  # count's rule: pybpe for <= 64 KiB
+    engine = _engine(model, encoding, files)
     cached = api.Counter(model, encoding=encoding, engine=engine, cache="on", cache_dir=cache_dir, l3_url=l3_url)
     fresh = api.Counter(model, encoding=encoding, engine=engine, cache="off")
     stream = api.open_inputs(files or [], api.Extractor(opt.split_fields(field), fresh.framing))

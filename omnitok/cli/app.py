@@ -21,6 +21,12 @@ class Interrupted(Exception):
     """Ctrl-C."""
 
 
+def completing() -> bool:
+    """Whether click is asked for shell completions (the variable click's completion sets): such a
+    run goes to the whole Typer app."""
+    return "_OMNITOK_COMPLETE" in os.environ
+
+
 def __getattr__(name: str):
     if name == "app":  # the Typer app, built when first asked for (typer is not imported before)
         from .commands import app
@@ -57,7 +63,7 @@ def _plain_count(args: list[str]):
     reads the line. typer reads every parameter through a pydantic TypeAdapter: importing typer
     and pydantic and building the command was ~0.2 s of a one-line count's CPU (0.50 -> 0.41 s
     when this took the first lines; tests/test_startup_count.py checks both readings answer alike)."""
-    if not args or args[0] != "count" or "_OMNITOK_COMPLETE" in os.environ:
+    if not args or args[0] != "count" or completing():
         return None
     given: dict = {}
     files: list[str] = []

@@ -3,13 +3,11 @@ command line goes to click (cli.app.main; a plain count does not need typer at a
 
 from __future__ import annotations
 
-import os
-
 import typer
 from typer.core import TyperGroup
 
 from ._output import print_line
-from .app import Interrupted, StdoutClosed
+from .app import Interrupted, StdoutClosed, completing
 from .bundle import app as bundle_app
 from .cache import app as cache_app
 from .calibrate import EPILOG as CALIBRATE_EPILOG
@@ -129,6 +127,6 @@ def main(args: list[str]):
     one (anything else, shell completion included, goes to the whole app: help, a typo's
     suggestions)."""
     first = args[0] if args else None
-    if first in COMMANDS and "_OMNITOK_COMPLETE" not in os.environ:
+    if first in COMMANDS and not completing():
         return build((first,))(args=args, standalone_mode=False)
     return app(args=args, standalone_mode=False)

@@ -63,10 +63,12 @@ class _Gigatoken(ReferenceGuarded):
         if doc is not None and _shapes_output(doc):
             # orjson: ~10x json.dumps on a 7 MB file; json for what only its parser read (NaN,
             # integers past 64 bits: orjson would write null or refuse them)
+            import orjson
+
             self._json: bytes | str | None = (
                 json.dumps(_unshaped(doc), ensure_ascii=False)
                 if isinstance(doc, _StdlibParsed)
-                else _orjson_dumps(_unshaped(doc))
+                else orjson.dumps(_unshaped(doc))
             )
         else:
             self._json = data  # the bytes already read: not read again (None: the file)
@@ -468,12 +470,6 @@ def _unshaped(doc: dict) -> dict:
 
 class _StdlibParsed(dict):
     """A JSON object only the standard library's parser accepted (see _parse_json)."""
-
-
-def _orjson_dumps(doc) -> bytes:
-    import orjson
-
-    return orjson.dumps(doc)
 
 
 def _parse_json(path: Path, data: bytes):

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from http.server import ThreadingHTTPServer
 
-from tests._http import JSONHandler
+from tests._http import JSONHandler, serve_in_thread
 from tests.hf_assets import TOKENIZERS
 
 API_KEY = "sk-test-CALIBRATE-0123456789"
@@ -52,8 +52,7 @@ class MockCountAPI:
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.thread = serve_in_thread(self.server)
 
     def close(self) -> None:
         self.server.shutdown()

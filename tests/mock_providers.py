@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from urllib.parse import unquote
 
-from tests._http import JSONHandler
+from tests._http import JSONHandler, serve_in_thread
 
 API_KEY = "sk-test-SECRET-0123456789"
 
@@ -114,8 +113,7 @@ class MockProviders:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.thread = serve_in_thread(self.server)
 
     def close(self):
         self.server.shutdown()
@@ -283,8 +281,7 @@ class Recorder:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.thread = serve_in_thread(self.server)
 
     def close(self):
         self.server.shutdown()

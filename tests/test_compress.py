@@ -2,7 +2,6 @@
 
 import json
 import math
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -14,6 +13,7 @@ import omnitok
 from omnitok.compression import Compressor, budget_of
 from omnitok.compression.dedup import near_duplicates, signatures
 from omnitok.compression.segment import render, segment
+from tests._http import serve_in_thread
 
 FILLER = [
     "The committee met on Tuesday to review the annual budget.",
@@ -401,7 +401,7 @@ class _Embeddings:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve_in_thread(self.server)
 
     def close(self):
         self.server.shutdown()

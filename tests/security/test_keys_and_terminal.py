@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote
 
@@ -24,6 +23,7 @@ import httpx
 import pytest
 
 from omnitok.errors import EXIT_OK, EXIT_USAGE
+from tests._http import serve_in_thread
 from tests.console import omnitok
 from tests.mock_providers import MockProviders, error_body
 from tests.serve_server import Server
@@ -100,7 +100,7 @@ class Embeddings:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve_in_thread(self.server)
 
     def close(self):
         self.server.shutdown()

@@ -29,6 +29,8 @@ class _OnFirstUse:
         return getattr(found, name) if name else found
 
     def __getattr__(self, attr: str):
+        if attr.startswith("_"):  # pytest's collection probes (__test__, _pytestfixturefunction, ...)
+            raise AttributeError(attr)
         return getattr(self._target(), attr)
 
     def __call__(self, *args, **kwargs):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 
-import pyarrow.dataset as pads
 import pytest
 
 from omnitok.errors import AssetError
@@ -189,6 +188,8 @@ def test_killed_run_leaves_no_dataset_and_the_rerun_says_so(ray_cluster, ray_dat
     killed = subprocess.run([sys.executable, "-c", KILLED_DRIVER, str(out), src], env=env, timeout=120)
     assert killed.returncode == -9
     assert os.listdir(out) == ["_temporary"]
+    import pyarrow.dataset as pads  # here, not at collection: it imports pandas
+
     assert pads.dataset(str(out), format="parquet").files == []  # nothing a reader takes for the data
     flag = str(tmp_path / "died")
     args = ["count", "--ray", "-m", MODEL, src, "--output", str(out), "--on-error", "record", "-q"]

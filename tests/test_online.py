@@ -64,16 +64,24 @@ def test_retry_after_honoured(cli, mock):
 
 
 @pytest.mark.parametrize(
-    "failure,reason",
+    "failure,reason,sent",
     [
-        ((401, {}, {"type": "error", "error": {"type": "authentication_error", "message": "no"}}), "HTTP 401"),
-        ((500, {"retry-after": "0"}, {"type": "error", "error": {"type": "api_error", "message": "boom"}}), "HTTP 500"),
-        ((200, {}, b"<html>not json</html>"), "not JSON"),
-        ((200, {}, {"unexpected": 1}), "no usable 'input_tokens'"),
-        ((200, {}, {"input_tokens": 5}, 3.0), "cannot reach"),  # answers after the timeout
+        ((401, {}, {"type": "error", "error": {"type": "authentication_error", "message": "no"}}), "HTTP 401", None),
+        (
+            (500, {"retry-after": "0"}, {"type": "error", "error": {"type": "api_error", "message": "boom"}}),
+            "HTTP 500",
+            3,
+        ),
+        ((200, {}, b"<html>not json</html>"), "not JSON", None),
+        ((200, {}, {"unexpected": 1}), "no usable 'input_tokens'", None),
+        ((200, {}, {"input_tokens": 5}, 3.0), "cannot reach", 3),  # answers after the timeout
     ],
 )
-def test_failures_fall_back_once(cli, mock, failure, reason, ref_o200k):
+def test_failures_fall_back_once(cli, mock, failure, reason, sent, ref_o200k):
+    """`sent`: the requests the API gets where a failure takes its retries' time: one framing
+    probe's 3 attempts while the other records' requests wait on it, not 3 more for each of them
+    (the run fell back 13 s after a timeout instead of 4). An instant failure may end before the
+    other records' threads start, so how many of them sent theirs is not fixed."""
     mock.fail("anthropic", *[failure] * 9)  # 3 records x 3 attempts, requests run concurrently
     rows = jsonl({"text": TEXT}, {"text": "second one"}, {"text": "third"})
     r = cli("count", "--online", "--timeout", "1", "--retries", "2", "-m", "claude-sonnet-4-5", stdin=rows)
@@ -86,6 +94,20 @@ def test_failures_fall_back_once(cli, mock, failure, reason, ref_o200k):
     warnings = [line for line in r.err.splitlines() if line.startswith("omnitok: warning")]
     assert len(warnings) == 1 and reason in warnings[0] and "counting the rest offline" in warnings[0]
     assert API_KEY not in r.err and API_KEY not in r.text
+    if sent is not None:
+        assert mock.count("anthropic") == sent
+
+
+def test_a_failure_stops_the_records_not_yet_sent(cli, mock):
+    """10 records, 8 in flight: the framing probe times out (3 attempts), the 7 records waiting
+    on it take its error, and records 9 and 10, which threads freed by those errors would start,
+    are never sent: 3 requests in all, not a probe per thread (24) nor a second round (6)."""
+    mock.fail("anthropic", *[(200, {}, {"input_tokens": 5}, 1.0)] * 30)
+    rows = jsonl(*({"text": f"record {i}"} for i in range(10)))
+    r = cli("count", "--online", "--timeout", "0.2", "--retries", "2", "-m", "claude-sonnet-4-5", stdin=rows)
+    assert r.code == 0, r.err
+    assert [x["strategy"] for x in r.jsonl()] == ["claude-calibrated"] * 10
+    assert "cannot reach" in r.err and mock.count("anthropic") == 3
 
 
 def test_connection_refused_falls_back(cli, mock, monkeypatch):

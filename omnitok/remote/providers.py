@@ -337,6 +337,10 @@ def fingerprint(strategy: str, model: str) -> str:
     return f"{strategy}:{model}:{rule}" if rule else f"{strategy}:{model}"
 
 
+class _NotSent(Exception):
+    """An item a batch did not send because another of its items had failed."""
+
+
 class RemoteStrategy:
     """Exact counts from a provider's API, several requests in flight at once."""
 
@@ -368,13 +372,23 @@ class RemoteStrategy:
         budget.need(sum(1 for item in items if item != ""))
         if len(items) <= 1 or self.concurrency <= 1:
             return [self.count_one(item) for item in items]
+        failures: list[BaseException] = []  # in the order they happened
+
+        def one(item):
+            if failures:  # a thread freed by a failure took the next item before the rest were cancelled
+                raise _NotSent
+            try:
+                return self.count_one(item)
+            except BaseException as e:
+                failures.append(e)
+                raise
+
         with ThreadPoolExecutor(min(self.concurrency, len(items))) as pool:
             # each call in a copy of this thread's context: the request's budget goes with it
-            futures = [pool.submit(contextvars.copy_context().run, self.count_one, item) for item in items]
+            futures = [pool.submit(contextvars.copy_context().run, one, item) for item in items]
             wait(futures, return_when=FIRST_EXCEPTION)
-            failed = next((f for f in futures if f.done() and not f.cancelled() and f.exception()), None)
-            if failed is not None:
+            if failures:
                 for f in futures:
                     f.cancel()
-                raise failed.exception()
+                raise failures[0]
             return [f.result() for f in futures]

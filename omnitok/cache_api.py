@@ -48,7 +48,11 @@ def cache_tags(model: str | None, special_tokens: bool = True, algorithm: str | 
     from .strategy_chain import Options, cache_options, offline, provider_model
 
     res = resolve(model)
-    fingerprints = [offline(res, Options()).fingerprint]
+    # A fingerprint names the vocabulary and the rule, never the engine: an OpenAI encoding's is
+    # taken from pybpe, which maps a derived table, instead of building gigatoken's (0.3 s a tag).
+    files = family(res.family).bundle_files(res)
+    engine = "pybpe" if files and all(f.kind == "tiktoken" for f in files) else "auto"
+    fingerprints = [offline(res, Options(engine=engine)).fingerprint]
     provider = family(res.family).provider(res)
     if provider is not None:
         fingerprints.append(fingerprint(provider.strategy, provider_model(res)))

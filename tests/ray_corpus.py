@@ -57,8 +57,10 @@ needs_ray = pytest.mark.skipif(  # without the ray extra the engine-core tests s
 
 MODEL = "gpt-4o"
 CPUS = 0.5  # a worker's share: 4 actors fit on 2 CPUs, reads keep room
-# Two actors a stage where the actor count is not what is tested: each actor is a new worker
-# process (~2 s of CPU to start); the bundle test keeps the 4 that fit.
+# Each actor is a new worker process (~2 s of CPU to start, more with a Hugging Face tokenizer to
+# build): two where shards spread over a pool is part of what is tested (parts in input order, a
+# worker that dies while the other goes on, a bundle installed once whatever the workers), one
+# where a stage's results are what is tested.
 ACTORS = 2
 # Several shards per file (3 per Parquet file, 13 of the JSONL one), not 76 tiny ones: with 4000,
 # test_count_paths_equals_local_pipeline took 12 s alone and 75 s in the parallel suite.

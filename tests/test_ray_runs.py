@@ -55,7 +55,8 @@ def test_airgapped_workers_count_exactly_from_a_bundle(ray_cluster, ray_data, qw
     bundle, directory = qwen_bundle
     paths = [ray_data / "chats.jsonl"]
     out = tmp_path / "out"
-    ro = RayOptions(num_cpus=CPUS, shard_bytes=20000, bundles=[bundle])
+    # Two actors (ACTORS) over 11 shards: more than one worker builds the core from the bundle.
+    ro = RayOptions(num_cpus=CPUS, concurrency=ACTORS, shard_bytes=20000, bundles=[bundle])
     r = oray.count_paths([str(p) for p in paths], str(out), QWEN, ray_options=ro)
     assert r.summary["exact"] is True and r.summary["strategy"] == "hf-tokenizer"
     local = _local(paths, QWEN, tokenizer=directory)
@@ -67,10 +68,13 @@ def test_airgapped_workers_count_exactly_from_a_bundle(ray_cluster, ray_data, qw
 
 
 @needs_ray
-def test_count_in_a_users_pipeline(ray_cluster, ray_data):
+def test_count_in_a_users_pipeline(ray_cluster, ray_data, monkeypatch):
+    # Ray Data reads Parquet footers with a pool of actors (32 by default, each a worker process to
+    # start, most killed unused): one reads the three small files' footers here.
+    monkeypatch.setenv("RAY_DATA_PARQUET_FOOTER_NUM_ACTORS", "1")
     ds = ray.data.read_parquet(str(ray_data / "pq"))
     rows = oray.count(
-        ds, MODEL, field="text", keep=True, ray_options=RayOptions(num_cpus=CPUS, concurrency=ACTORS)
+        ds, MODEL, field="text", keep=True, ray_options=RayOptions(num_cpus=CPUS, concurrency=1)
     ).take_all()
     local = {r[2]: r for r in _local(sorted((ray_data / "pq").iterdir()))}
     assert len(rows) == len(local)
@@ -127,7 +131,8 @@ def test_count_ray_through_the_console_script(ray_cluster, ray_data, tmp_path):
 # --- outputs: committed whole or not at all; stdout for the summary alone; one-line failures -----
 
 # A driver killed (kill -9) while its worker writes: the worker (one actor, shards in order) kills
-# it on shard 2, once two parts are written.
+# it on shard 2, once two parts are written. Three shards of the JSONL file (70000 bytes each), so
+# the job is cut before its last shard and commit, with 2 line-counting tasks to run, not 12.
 KILLED_DRIVER = """
 import os, signal, sys, time
 import omnitok.ray as oray
@@ -145,7 +150,7 @@ class KillsDriver(oray.ShardCounter):
 DRIVER = os.getpid()
 oray.count_paths(
     sys.argv[2:], sys.argv[1], "gpt-4o", batch_class=KillsDriver,
-    ray_options=oray.RayOptions(num_cpus=0.5, concurrency=1, shard_bytes=16000),
+    ray_options=oray.RayOptions(num_cpus=0.5, concurrency=1, shard_bytes=70000),
 )
 """
 

@@ -6,7 +6,6 @@ import importlib.util
 import json
 import os
 import random
-import shutil
 from pathlib import Path
 
 import pytest
@@ -111,36 +110,71 @@ def test_minilm_gigatoken_is_refused_not_wrong(minilm):
     assert r.code == 2 and "gigatoken cannot load" in r.err  # a WordPiece model
 
 
-def _copy(src_dir: Path, dest: Path, shape: bool) -> Path:
+# Qwen2.5's vocabulary cut to its first merges: what these tests check (padding and truncation in a
+# tokenizer.json change no count, in any engine) does not depend on the vocabulary's size, while
+# every engine loads the files (2 files x 4 engines in the test process, the 2 references, and the
+# 4 console runs each load one): with 151,643 tokens that was over half of this module's CPU time.
+# 10,000 merges still make multi-character tokens of every text here, the long one well over 64
+# (and a tokenizers load that keeps the file's padding and truncation gives 64 for every text).
+KEEP_MERGES = 10_000
+
+
+def _small_qwen(src_dir: Path) -> tuple[dict, dict]:
+    """Qwen2.5's tokenizer.json and tokenizer_config.json as shipped (normalizer, pre-tokenizer,
+    post-processor, decoder, added tokens), its BPE model cut to the first KEEP_MERGES merges: its
+    vocabulary's ids are merge ranks (256 bytes, then merge i is id 256 + i), so the tokens kept are
+    ids 0 to 256 + KEEP_MERGES - 1, and the added tokens move down to follow them."""
+    import orjson  # an 11 MB tokenizer.json: several times the standard library's speed
+
+    doc = orjson.loads((src_dir / "tokenizer.json").read_bytes())
+    config = json.loads((src_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    model = doc["model"]
+    size = 256 + KEEP_MERGES
+    merges = model["merges"][:KEEP_MERGES]
+    vocab = {token: i for token, i in model["vocab"].items() if i < size}
+    assert len(vocab) == size and all(vocab["".join(pair)] == 256 + i for i, pair in enumerate(merges))
+    model["merges"], model["vocab"] = merges, vocab
+    moved = {}
+    for i, added in enumerate(doc["added_tokens"]):
+        moved[str(added["id"])] = str(size + i)
+        added["id"] = size + i
+    config["added_tokens_decoder"] = {moved[k]: v for k, v in config["added_tokens_decoder"].items()}
+    return doc, config
+
+
+def _write(doc: dict, config: dict, dest: Path, shape: bool) -> Path:
+    import orjson
+
     dest.mkdir()
     if shape:
-        import orjson  # a 7 MB tokenizer.json: several times the standard library's speed both ways
-
-        doc = orjson.loads((src_dir / "tokenizer.json").read_bytes())
         pad = "<|endoftext|>"
         pad_id = next((t["id"] for t in doc.get("added_tokens", []) if t["content"] == pad), 0)
-        doc["padding"] = {
-            "strategy": {"Fixed": 64},
-            "direction": "Right",
-            "pad_to_multiple_of": None,
-            "pad_id": pad_id,
-            "pad_type_id": 0,
-            "pad_token": pad,
+        doc = {
+            **doc,
+            "padding": {
+                "strategy": {"Fixed": 64},
+                "direction": "Right",
+                "pad_to_multiple_of": None,
+                "pad_id": pad_id,
+                "pad_type_id": 0,
+                "pad_token": pad,
+            },
+            "truncation": {"direction": "Right", "max_length": 8, "strategy": "LongestFirst", "stride": 0},
         }
-        doc["truncation"] = {"direction": "Right", "max_length": 8, "strategy": "LongestFirst", "stride": 0}
-        (dest / "tokenizer.json").write_bytes(orjson.dumps(doc))
-    else:
-        shutil.copy(src_dir / "tokenizer.json", dest / "tokenizer.json")
-    shutil.copy(src_dir / "tokenizer_config.json", dest / "tokenizer_config.json")
+    (dest / "tokenizer.json").write_bytes(orjson.dumps(doc))
+    (dest / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
     return dest
 
 
 @pytest.fixture(scope="module")
 def qwen_pair(tmp_path_factory):
-    """Qwen2.5's tokenizer files as shipped, and the same with padding (to 64) and truncation (to 8)."""
+    """Qwen2.5's tokenizer files (their vocabulary cut: _small_qwen), and the same with padding (to
+    64) and truncation (to 8)."""
     src, model_id = TOKENIZERS["qwen2.5"]
+    doc, config = _small_qwen(src)
+    assert doc["padding"] is None and doc["truncation"] is None  # as shipped: the plain one
     base = tmp_path_factory.mktemp("qwen")
-    return model_id, _copy(src, base / "plain", False), _copy(src, base / "shaped", True)
+    return model_id, _write(doc, config, base / "plain", False), _write(doc, config, base / "shaped", True)
 
 
 @pytest.mark.parametrize("engine", JSON_ENGINES)

@@ -28,7 +28,10 @@ def _records(n: int) -> bytes:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     path = tmp_path_factory.mktemp("in") / "in.jsonl"
-    path.write_bytes(_records(20_000))  # 1.3 MB in; Parquet out is ~150 KB, written at close
+    # 10,000 records, 0.65 MB in: every output is over the 100,000-byte file-size limit and the
+    # 64 KiB disk (Parquet's, the smallest, is ~180 KB, written at close; JSONL's ~1.3 MB), and
+    # stdout's over a pipe's 64 KiB (`| head`).
+    path.write_bytes(_records(10_000))
     return path
 
 
@@ -43,12 +46,24 @@ def pairs(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def contexts(tmp_path_factory):
+def _contexts(tmp_path_factory, n: int):
     path = tmp_path_factory.mktemp("ctx") / "ctx.jsonl"
     text = "The quick brown fox jumps. It was sunny today. We went to the park. The dog barked at night. {}"
-    path.write_bytes(b"".join(orjson.dumps({"id": i, "context": text.format(i)}) + b"\n" for i in range(300)))
+    path.write_bytes(b"".join(orjson.dumps({"id": i, "context": text.format(i)}) + b"\n" for i in range(n)))
     return path
+
+
+@pytest.fixture(scope="module")
+def contexts(tmp_path_factory):
+    return _contexts(tmp_path_factory, 300)  # compress writes ~95 KB: over the 64 KiB disk
+
+
+@pytest.fixture(scope="module")
+def few_contexts(tmp_path_factory):
+    """For stdout on /dev/full, where the first write fails: 60 contexts, ~19 KB of JSONL and a
+    25 KB JSON document, both over the stdout buffer's 8 KiB as the 300's are (--format json
+    compresses every context before its one write: 300 were ~0.8 s of CPU more)."""
+    return _contexts(tmp_path_factory, 60)
 
 
 @pytest.fixture
@@ -108,7 +123,7 @@ def test_file_size_limit_new_file_not_created(tmp_path, corpus):
     import pyarrow.parquet as pq
 
     assert _limited(["count", str(corpus), "-o", str(target)], 50_000_000) == (0, "")
-    assert pq.read_table(target).num_rows == 20_000
+    assert pq.read_table(target).num_rows == 10_000
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -149,8 +164,8 @@ def test_full_disk_validate_and_compress(full_disk, pairs, contexts):
         ["compress", "{contexts}", "--budget", "10", "--format", "json"],
     ],
 )
-def test_stdout_on_a_full_device(args, corpus, pairs, contexts):
-    args = [a.format(corpus=corpus, pairs=pairs, contexts=contexts) for a in args]
+def test_stdout_on_a_full_device(args, corpus, pairs, few_contexts):
+    args = [a.format(corpus=corpus, pairs=pairs, contexts=few_contexts) for a in args]
     assert _to_dev_full(args) == (1, "omnitok: error: stdout: No space left on device\n")
 
 

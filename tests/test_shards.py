@@ -116,35 +116,62 @@ def test_hf_models_write_the_same_bytes_for_every_jobs_value(cli, tmp_path, labe
     assert runs["1"] == runs["2"]
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "csv", "number", "table"])
-def test_formats_and_summary_agree(cli, tmp_path, fmt):
-    p = tmp_path / "c.jsonl"
+@pytest.fixture(scope="module")
+def summaries():
+    """`count --summary` at -j 1 and at -j 2 of the same files, by file names: the command lines
+    are the same in every parametrization of a test (its files written once a module), so they
+    run once a module (each pair a shard pool, and its workers' forks), not once a test."""
+    runs = {}
+
+    def get(cli, *paths: str):
+        if paths not in runs:
+            args = ("count", "--on-error", "skip", "--summary", "--format", "json")
+            runs[paths] = tuple(cli(*args, "-j", jobs, *paths) for jobs in ("1", "2"))
+        return runs[paths]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def corpus_400(tmp_path_factory):
+    p = tmp_path_factory.mktemp("formats") / "c.jsonl"
     p.write_bytes(corpus(random.Random(7), 400))
+    return p
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "number", "table"])
+def test_formats_and_summary_agree(cli, corpus_400, fmt, summaries):
+    p = corpus_400
     one = cli("count", "--on-error", "record", "--format", fmt, "-j", "1", str(p))
     two = cli("count", "--on-error", "record", "--format", fmt, "-j", "2", str(p))
     assert (one.code, one.out, one.err) == (two.code, two.out, two.err)
-    one = cli("count", "--on-error", "skip", "--summary", "--format", "json", "-j", "1", str(p))
-    two = cli("count", "--on-error", "skip", "--summary", "--format", "json", "-j", "2", str(p))
+    one, two = summaries(cli, str(p))
     assert one.out == two.out and orjson.loads(one.out)["records"] > 300
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "number", "json"])
-def test_limit_offenders_and_summary_over_several_files_agree(cli, tmp_path, fmt, pools):
-    # Workers send plain results back as columns (records.CountedRun): the offenders' file:line,
-    # the totals and percentiles, and every row must still be what one job gives.
+@pytest.fixture(scope="module")
+def three_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("several")
     paths = []
     for k in range(3):
-        p = tmp_path / f"f{k}.jsonl"
+        p = d / f"f{k}.jsonl"
         p.write_bytes(corpus(random.Random(20 + k), 200))
         paths.append(str(p))
+    return paths
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "number", "json"])
+def test_limit_offenders_and_summary_over_several_files_agree(cli, three_files, fmt, pools, summaries):
+    # Workers send plain results back as columns (records.CountedRun): the offenders' file:line,
+    # the totals and percentiles, and every row must still be what one job gives.
+    paths = three_files
     args = ("count", "--on-error", "record", "--max-tokens", "60", "--format", fmt)
     one = cli(*args, "-j", "1", *paths)
     two = cli(*args, "-j", "2", *paths)
     assert pools == [2]
     assert one.code == 4 and (one.code, one.out, one.err) == (two.code, two.out, two.err)
     assert "records are over --max-tokens 60" in one.err and "f0.jsonl:" in one.err
-    one = cli("count", "--on-error", "skip", "--summary", "--format", "json", "-j", "1", *paths)
-    two = cli("count", "--on-error", "skip", "--summary", "--format", "json", "-j", "2", *paths)
+    one, two = summaries(cli, *paths)
     assert one.out == two.out and orjson.loads(one.out)["total_tokens"] > 1000
 
 
@@ -168,7 +195,8 @@ def test_stop_at_the_first_bad_record_in_input_order(cli, tmp_path):
 
 
 def test_truncated_gzip_is_reported_at_the_same_line(cli, tmp_path):
-    body = b"".join(orjson.dumps({"text": f"record {i} " * 5}) + b"\n" for i in range(4000))
+    # 1500 records (100 KB): the cut leaves ~1000 lines (70 KB), ~35 shards of a stream's 2 KB.
+    body = b"".join(orjson.dumps({"text": f"record {i} " * 5}) + b"\n" for i in range(1500))
     z = gzip.compress(body)
     p = tmp_path / "cut.jsonl.gz"
     p.write_bytes(z[: len(z) * 2 // 3])

@@ -21,6 +21,7 @@ import pytest
 
 from omnitok import calibration
 
+from ._seed_homes import derived_template, seed
 from .console import omnitok
 from .mock_count_api import API_KEY, MockCountAPI
 from .test_calibrate_features import by_hand_estimate
@@ -80,20 +81,52 @@ def corpus(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def derived(tmp_path_factory) -> Path:
+    """A template home whose assets/derived/ omnitok filled for o200k_base and cl100k_base (what
+    the estimate reads), linked into the fresh homes below (tests/_seed_homes.py): none of these
+    tests is about that first-run derivation (~0.2 s of CPU an encoding, each home); the bundle's
+    air-gapped host and the homes a bundle is installed into stay bare."""
+    return derived_template(tmp_path_factory.mktemp("derived"), ("o200k_base", "cl100k_base"))
+
+
+def _seeded(home: Path, template: Path) -> Path:
+    seed(home, template)
+    return home
+
+
 def _env(api, home, **extra) -> dict:
     return {"OMNITOK_HOME": str(home), "ANTHROPIC_API_KEY": API_KEY, "ANTHROPIC_BASE_URL": api.url, **extra}
 
 
 @pytest.fixture(scope="module")
-def calibrated(api, corpus, tmp_path_factory):
-    """One calibration of MODEL on the corpus (40 texts): (its home, the command's answer)."""
-    home = tmp_path_factory.mktemp("home")
+def calibrated(api, corpus, derived, tmp_path_factory):
+    """One calibration of MODEL on the corpus (40 texts): (its home, the command's answer).
+
+    Its own cache directory: a module fixture runs before conftest's per-test isolated_cache, so
+    without one the run would use the user's ~/.cache/omnitok, shared by every run. There the
+    framing base (claude_text) measured by an earlier run whose mock server had the same port is
+    found, its probe is not sent, and `calls` is 40 or 41 instead of 41..42 (the flake once seen)."""
+    home = _seeded(tmp_path_factory.mktemp("home"), derived)
+    cache = tmp_path_factory.mktemp("cache")
     before = api.requests
-    r = omnitok("calibrate", "-m", MODEL, str(corpus), "--sample", "40", "-q", env=_env(api, home))
+    r = omnitok(
+        "calibrate", "-m", MODEL, str(corpus), "--sample", "40", "-q", env=_env(api, home, OMNITOK_CACHE_DIR=str(cache))
+    )
     assert r.code == 0, r.err
     out = json.loads(r.out)
     out["served"] = api.requests - before
     return home, out
+
+
+@pytest.fixture(scope="module")
+def counted(calibrated, corpus, tmp_path_factory):
+    """`count -m MODEL CORPUS --format jsonl` in the calibrated home (an empty cache of its own, as
+    conftest gives each test): the same command line two tests check, run once."""
+    home, _ = calibrated
+    cache = tmp_path_factory.mktemp("count-cache")
+    env = {"OMNITOK_HOME": str(home), "OMNITOK_CACHE_DIR": str(cache)}
+    return omnitok("count", "-m", MODEL, str(corpus), "--format", "jsonl", env=env)
 
 
 def test_calibrate_counts_a_stratified_sample_and_stores_what_it_measured(calibrated, api):
@@ -118,9 +151,9 @@ def test_calibrate_counts_a_stratified_sample_and_stores_what_it_measured(calibr
     assert shown.code == 0 and json.loads(shown.out) == cal
 
 
-def test_offline_counts_use_the_calibration_and_name_it(calibrated, corpus, api, ref_o200k, ref_cl100k):
+def test_offline_counts_use_the_calibration_and_name_it(calibrated, counted, corpus, api, ref_o200k, ref_cl100k):
     home, out = calibrated
-    r = omnitok("count", "-m", MODEL, str(corpus), "--format", "jsonl", env={"OMNITOK_HOME": str(home)})
+    r = counted
     assert r.code == 0, r.err
     rows = [json.loads(x) for x in r.out.splitlines()]
     assert {(x["encoding"], x["strategy"], x["exact"], x["error_band"]) for x in rows} == {
@@ -150,7 +183,8 @@ def test_strict_still_refuses_a_calibrated_estimate(calibrated, corpus):
     assert "estimate (strategy claude-calibrated" in r.err and "Traceback" not in r.err
 
 
-def test_max_calls_bounds_every_provider_call(api, corpus, tmp_path):
+def test_max_calls_bounds_every_provider_call(api, corpus, derived, tmp_path):
+    _seeded(tmp_path, derived)
     before = api.requests
     r = omnitok(
         "calibrate", "-m", MODEL, str(corpus), "--sample", "40", "--max-calls", "25", "-q", env=_env(api, tmp_path)
@@ -164,7 +198,8 @@ def test_max_calls_bounds_every_provider_call(api, corpus, tmp_path):
     assert r.err.startswith("omnitok: error: --max-calls 10 leaves room for 8 texts") and r.err.count("\n") == 1
 
 
-def test_a_rate_limit_answer_is_retried_after_the_time_it_names(api, corpus, tmp_path):
+def test_a_rate_limit_answer_is_retried_after_the_time_it_names(api, corpus, derived, tmp_path):
+    _seeded(tmp_path, derived)
     body = {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
     api.fail((429, {"retry-after": "1"}, body))
     before = api.requests
@@ -199,7 +234,8 @@ def test_provider_failures_and_usage_errors_are_one_line(api, corpus, tmp_path):
         assert r.code == 2 and message in r.err and r.err.count("\n") == 1 and "Traceback" not in r.err, (args, r.err)
 
 
-def test_bedrock_claude_ids_calibrate_through_count_tokens(api, corpus, tmp_path):
+def test_bedrock_claude_ids_calibrate_through_count_tokens(api, corpus, derived, tmp_path):
+    _seeded(tmp_path, derived)
     env = _env(
         api,
         tmp_path,
@@ -217,7 +253,7 @@ def test_bedrock_claude_ids_calibrate_through_count_tokens(api, corpus, tmp_path
     assert json.loads(c.out)["encoding"] == f"calibration:{out['id']}"
 
 
-def test_a_bundle_carries_a_calibration_to_another_host(calibrated, corpus, tmp_path):
+def test_a_bundle_carries_a_calibration_to_another_host(calibrated, counted, corpus, tmp_path):
     home, out = calibrated
     bundle = tmp_path / "cal.tar.gz"
     r = omnitok("bundle", "create", "--calibration", out["id"], "-o", str(bundle), env={"OMNITOK_HOME": str(home)})
@@ -227,7 +263,7 @@ def test_a_bundle_carries_a_calibration_to_another_host(calibrated, corpus, tmp_
     r = omnitok("bundle", "install", str(bundle), env={"OMNITOK_HOME": str(other)})
     assert r.code == 0, r.err
     a = omnitok("count", "-m", MODEL, str(corpus), "--format", "jsonl", env={"OMNITOK_HOME": str(other)})
-    b = omnitok("count", "-m", MODEL, str(corpus), "--format", "jsonl", env={"OMNITOK_HOME": str(home)})
+    b = counted  # the same count in the calibrating home
     assert a.code == 0 and a.out == b.out and f"calibration:{out['id']}".encode() in a.out
     missing = omnitok(
         "bundle", "create", "--calibration", "nope-123", "-o", str(tmp_path / "x.tgz"), env={"OMNITOK_HOME": str(home)}
@@ -280,8 +316,9 @@ def test_install_refuses_a_calibration_that_counting_would_not_read(calibrated, 
         assert v.code == 1 and json.loads(v.out)["ok"] is False
 
 
-def test_a_damaged_calibration_is_named_and_not_used(calibrated, tmp_path):
+def test_a_damaged_calibration_is_named_and_not_used(calibrated, derived, tmp_path):
     home, out = calibrated
+    _seeded(tmp_path, derived)
     store = tmp_path / "assets" / "calibrations"
     store.mkdir(parents=True)
     (store / f"{out['id']}.json").write_text('{"format": "omnitok-calibration", "format_version": 1}')

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from html.parser import HTMLParser
+from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,7 +19,10 @@ import pytest
 from omnitok.options import METHODS, METRICS
 from tests.serve_server import Server
 
-pytest.importorskip("fastapi", reason="omnitok serve needs the serve extra: pip install 'omnitok[serve]'")
+# Looked up, not imported: each xdist worker collects this file, and only the server uses FastAPI.
+pytestmark = pytest.mark.skipif(
+    find_spec("fastapi") is None, reason="omnitok serve needs the serve extra: pip install 'omnitok[serve]'"
+)
 httpx = pytest.importorskip("httpx", reason="the serve tests drive the server with httpx (the test extra)")
 jsonschema_rs = pytest.importorskip("jsonschema_rs", reason="schemathesis's schema validator (the test extra)")
 
@@ -141,16 +145,14 @@ def test_errors_from_the_library_name_json_fields(client):
 
 
 @pytest.mark.skipif(not Path(sys.executable).with_name("st").exists(), reason="schemathesis is not installed")
-def test_schemathesis_every_check_finds_nothing(server, tmp_path):
+def test_schemathesis_every_check_finds_nothing(server, client, tmp_path):
     """`st run --checks all`, a short run (by hand: `--max-time 120`): no schema-valid body
     refused, no schema-invalid one accepted, no 5xx but the documented 503s, responses as
     documented. One worker: schemathesis's threads trip a CPython 3.11 ast bug ("AST constructor
     recursion depth mismatch") in hypothesis while it describes a strategy."""
     st = str(Path(sys.executable).with_name("st"))
     # BERTScore's model loads on its first use (seconds): before the run, not in a response it times.
-    warm = httpx.post(
-        f"{server.url}/validate", json={"original": "a b", "compressed": "a", "metrics": ["bertscore"]}, timeout=120
-    )
+    warm = client.post("/validate", json={"original": "a b", "compressed": "a", "metrics": ["bertscore"]}, timeout=120)
     assert warm.status_code == 200, warm.text
     p = subprocess.run(
         [st, "--config-file", str(ST_CONFIG), "run", f"{server.url}/openapi.json", "--checks", "all"]

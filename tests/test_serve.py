@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,12 @@ import omnitok
 from tests.console import omnitok as run_omnitok
 from tests.serve_server import Server, free_port
 
-pytest.importorskip("fastapi", reason="omnitok serve needs the serve extra: pip install 'omnitok[serve]'")
-pytest.importorskip("uvicorn", reason="omnitok serve needs the serve extra: pip install 'omnitok[serve]'")
+# Looked up, not imported: each xdist worker collects this file, and only the server and two tests
+# below use FastAPI (importing it here cost every worker ~0.25 s of CPU).
+pytestmark = pytest.mark.skipif(
+    find_spec("fastapi") is None or find_spec("uvicorn") is None,
+    reason="omnitok serve needs the serve extra: pip install 'omnitok[serve]'",
+)
 httpx = pytest.importorskip("httpx", reason="the serve tests drive the server with httpx (the test extra)")
 
 
@@ -81,9 +86,18 @@ def server(tmp_path_factory):
     assert "Traceback" not in log, log
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def client(server):
+    # One client for the module (each new one builds an SSL context: ~20 ms of CPU); no test changes
+    # its headers, and the server sets no cookies.
     with httpx.Client(base_url=server.url, headers=AUTH, timeout=60, event_hooks={"response": [_check]}) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def anonymous(server):
+    """A client without the token."""
+    with httpx.Client(base_url=server.url, event_hooks={"response": [_check]}) as c:
         yield c
 
 
@@ -277,12 +291,11 @@ def test_cache_stats_and_stats_fields(client):
     assert body["service"] == "omnitok" and "total_compressions" in body["metrics"]
 
 
-def test_probes_metrics_and_openapi(server, client):
-    with httpx.Client(base_url=server.url, event_hooks={"response": [_check]}) as anonymous:
-        assert anonymous.get("/healthz").json() == {"status": "ok"}
-        ready = anonymous.get("/readyz").json()
-        assert ready["status"] == "ready" and ready["model"] == "gpt-4o" and ready["exact"] is True
-        paths = set(anonymous.get("/openapi.json").json()["paths"])
+def test_probes_metrics_and_openapi(anonymous, client):
+    assert anonymous.get("/healthz").json() == {"status": "ok"}
+    ready = anonymous.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["model"] == "gpt-4o" and ready["exact"] is True
+    paths = set(anonymous.get("/openapi.json").json()["paths"])
     assert {
         "/count-tokens",
         "/count-tokens/batch",
@@ -303,20 +316,20 @@ def test_probes_metrics_and_openapi(server, client):
 # --- safety ------------------------------------------------------------------------------------------
 
 
-def test_auth(server):
+def test_auth(anonymous):
+    c = anonymous
     body = {"text": "hi"}
-    with httpx.Client(base_url=server.url, event_hooks={"response": [_check]}) as c:
-        err = error_of(c.post("/count-tokens", json=body), 401, "unauthorized")
-        assert TOKEN not in err["message"]
-        r = c.post("/count-tokens", json=body, headers={"Authorization": "Bearer wrong-token"})
-        assert error_of(r, 401) and r.headers["www-authenticate"] == "Bearer"
-        error_of(c.post("/count-tokens", json=body, headers={"Authorization": TOKEN}), 401)
-        error_of(c.post("/count-tokens", json=body, headers={"Authorization": f"Basic {TOKEN}"}), 401)
-        error_of(c.post("/count-tokens", json=body, headers={"Authorization": f"Bearer {TOKEN}x"}), 401)
-        error_of(c.get("/cache/stats"), 401)
-        error_of(c.get("/metrics"), 401)
-        assert c.post("/count-tokens", json=body, headers=AUTH).json()["token_count"] == 1
-        assert c.post("/count-tokens", json=body, headers={"authorization": f"bearer {TOKEN}"}).status_code == 200
+    err = error_of(c.post("/count-tokens", json=body), 401, "unauthorized")
+    assert TOKEN not in err["message"]
+    r = c.post("/count-tokens", json=body, headers={"Authorization": "Bearer wrong-token"})
+    assert error_of(r, 401) and r.headers["www-authenticate"] == "Bearer"
+    error_of(c.post("/count-tokens", json=body, headers={"Authorization": TOKEN}), 401)
+    error_of(c.post("/count-tokens", json=body, headers={"Authorization": f"Basic {TOKEN}"}), 401)
+    error_of(c.post("/count-tokens", json=body, headers={"Authorization": f"Bearer {TOKEN}x"}), 401)
+    error_of(c.get("/cache/stats"), 401)
+    error_of(c.get("/metrics"), 401)
+    assert c.post("/count-tokens", json=body, headers=AUTH).json()["token_count"] == 1
+    assert c.post("/count-tokens", json=body, headers={"authorization": f"bearer {TOKEN}"}).status_code == 200
 
 
 def test_body_limit(server, client):
@@ -453,7 +466,8 @@ def test_serve_command_line_errors(tmp_path):
 
 
 def test_graceful_shutdown_finishes_the_request_in_flight(tmp_path):
-    srv = Server(tmp_path, "--graceful-timeout", "20")
+    # One CPU worker (not one a core): this test counts tokens, in the server process.
+    srv = Server(tmp_path, "--graceful-timeout", "20", "--cpu-workers", "1")
     text = "slow upload " * 20_000
     payload = json.dumps({"text": text, "model_id": "gpt-4o"}).encode()
     parts = [payload[i : i + 16384] for i in range(0, len(payload), 16384)]
@@ -601,7 +615,8 @@ def test_request_timeout_is_a_504():
 
 
 def test_several_workers_serve_and_stop(tmp_path):
-    srv = Server(tmp_path, "--workers", "2")
+    # One CPU worker per server worker (the fewest): what is tested is the server workers.
+    srv = Server(tmp_path, "--workers", "2", "--cpu-workers", "1")
     try:
         with httpx.Client(base_url=srv.url, timeout=30, event_hooks={"response": [_check]}) as c:
             counts = {

@@ -18,6 +18,7 @@ import re
 import resource
 import socket
 import time
+from importlib.util import find_spec
 
 import httpx
 import pytest
@@ -25,7 +26,9 @@ import pytest
 from tests.console import omnitok
 from tests.serve_server import Server, free_port
 
-pytest.importorskip("fastapi", reason="omnitok serve needs the serve extra")
+# Looked up, not imported: each xdist worker collects this file, and only the servers and two
+# in-process tests below use FastAPI (importing it here cost every worker ~0.25 s of CPU).
+pytestmark = pytest.mark.skipif(find_spec("fastapi") is None, reason="omnitok serve needs the serve extra")
 
 TOKEN = "edge-test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -68,6 +71,14 @@ def edge(tmp_path_factory):
     yield srv
     srv.stop()
     assert "Traceback" not in srv.log(), srv.log()
+
+
+@pytest.fixture(scope="module")
+def client(edge):
+    """One keep-alive client for the module's plain requests (each new one builds an SSL context:
+    ~20 ms of CPU)."""
+    with httpx.Client(base_url=edge.url, timeout=30) as c:
+        yield c
 
 
 def head(method: str, path: str, host: str | None, headers: dict | None = None) -> bytes:
@@ -118,7 +129,7 @@ def error_code(body: bytes) -> str:
 # --- item 4: bodies ---------------------------------------------------------------------------------
 
 
-def test_a_body_that_does_not_arrive_in_time_is_408_and_the_connection_closed(edge):
+def test_a_body_that_does_not_arrive_in_time_is_408_and_the_connection_closed(edge, client):
     host = f"127.0.0.1:{edge.port}"
     post = {**AUTH, "Content-Type": "application/json"}
     # A body trickled a byte every 0.25 s: the deadline is the whole body's, not a gap's.
@@ -147,11 +158,11 @@ def test_a_body_that_does_not_arrive_in_time_is_408_and_the_connection_closed(ed
     s.close()
     assert status == 408 and headers["connection"] == "close" and closed
     # A body sent whole is unaffected.
-    r = httpx.post(f"{edge.url}/count-tokens", json={"text": "Hello, world!", "model_id": "gpt-4"}, headers=AUTH)
+    r = client.post("/count-tokens", json={"text": "Hello, world!", "model_id": "gpt-4"}, headers=AUTH)
     assert r.status_code == 200 and r.json()["token_count"] == 4
 
 
-def test_bodies_being_read_at_once_are_capped_and_released(edge):
+def test_bodies_being_read_at_once_are_capped_and_released(edge, client):
     host = f"127.0.0.1:{edge.port}"
     post = {**AUTH, "Content-Type": "application/json"}
     declared = int(0.9 * MB)
@@ -181,7 +192,7 @@ def test_bodies_being_read_at_once_are_capped_and_released(edge):
         assert status == 503 and headers["retry-after"] == "1" and closed
         # A small body still fits: the cap counts bytes, not connections.
         small = json.dumps({"text": "Hello, world!", "model_id": "gpt-4"})
-        r = httpx.post(f"{edge.url}/count-tokens", content=small, headers=post)
+        r = client.post("/count-tokens", content=small, headers=post)
         assert r.status_code == 200 and r.json()["token_count"] == 4
     finally:
         for s in held:
@@ -189,7 +200,7 @@ def test_bodies_being_read_at_once_are_capped_and_released(edge):
     # Once those clients have gone, their share is free again.
     big = json.dumps({"text": "a" * (MB // 2), "model_id": "gpt-4"})
     deadline = time.monotonic() + 10
-    while (r := httpx.post(f"{edge.url}/count-tokens", content=big, headers=post)).status_code == 503:
+    while (r := client.post("/count-tokens", content=big, headers=post)).status_code == 503:
         assert time.monotonic() < deadline, "the held bodies were never released"
         time.sleep(0.1)
     assert r.status_code == 200
@@ -387,6 +398,8 @@ def broken(tmp_path_factory):
         "gpt2",
         "--workers",
         "2",
+        "--cpu-workers",  # none of these requests reaches a CPU worker: the fewest, one a server worker
+        "1",
         "--l3-url",
         f"redis://omnitok:{L3_PASSWORD}@127.0.0.1:{dead}/0",
         env={
@@ -506,17 +519,17 @@ async def _post_all(port: int, path: str, bodies: list[bytes], connections: int 
     return statuses
 
 
-def test_3000_client_chosen_model_ids_do_not_grow_metrics(edge):
+def test_3000_client_chosen_model_ids_do_not_grow_metrics(edge, client):
     async def flood(ids: list[str]) -> list[int]:
         return await _post_all(
             edge.port, "/count-tokens", [json.dumps({"text": "hi", "model_id": m}).encode() for m in ids]
         )
 
     assert asyncio.run(flood(["hf:org0/m0", "gpt-4o", "gpt-4o-2024-08-06", "claude-3-5-sonnet-20241022"])) == [200] * 4
-    httpx.get(f"{edge.url}/metrics", headers=AUTH)  # /metrics' own series, made once
-    before = httpx.get(f"{edge.url}/metrics", headers=AUTH).text
+    client.get("/metrics", headers=AUTH)  # /metrics' own series, made once
+    before = client.get("/metrics", headers=AUTH).text
     assert asyncio.run(flood([f"hf:org{i}/m{i}" for i in range(1, 3001)])) == [200] * 3000
-    after = httpx.get(f"{edge.url}/metrics", headers=AUTH).text
+    after = client.get("/metrics", headers=AUTH).text
     assert series(after) == series(before)
     assert abs(len(after) - len(before)) < 500, (len(before), len(after))
     print(f"\n/metrics: {len(before)} bytes before 3,000 ids, {len(after)} after")

@@ -463,6 +463,18 @@ def test_serve_command_line_errors(tmp_path):
     assert run_omnitok("serve", "--workers", "0").code == 2
     r = run_omnitok("serve", "--help")
     assert r.code == 0 and b"--auth-token-file" in r.out
+    # FastAPI present but not importable (a broken install): the same one line as its absence, once
+    # the options are checked (they are, without importing it)
+    broken = tmp_path / "site" / "fastapi"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise ImportError("a broken install")\n')
+    r = run_omnitok("serve", "--port", "0", env={"PYTHONPATH": str(broken.parent)})
+    assert (r.code, r.err) == (
+        2,
+        "omnitok: error: omnitok serve needs FastAPI and uvicorn: pip install 'omnitok[serve]'\n",
+    )
+    r = run_omnitok("serve", "--log-level", "loud", env={"PYTHONPATH": str(broken.parent)})
+    assert r.code == 2 and r.err.startswith("omnitok: error: --log-level must be one of")
 
 
 def test_graceful_shutdown_finishes_the_request_in_flight(tmp_path):

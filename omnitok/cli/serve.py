@@ -7,6 +7,8 @@ import typer
 from .. import errors
 from . import _options as opt
 
+NEEDS_SERVE = "omnitok serve needs FastAPI and uvicorn: pip install 'omnitok[serve]'"
+
 EPILOG = """\
 Examples:
 
@@ -120,12 +122,13 @@ def serve_cmd(
 ) -> None:
     """Serve the library over HTTP: /count-tokens, /count-tokens/batch, /compress, /validate,
     /stats, /cache/stats, /healthz, /readyz, /metrics, /openapi.json."""
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn
-    except ImportError:
-        raise errors.UsageError("omnitok serve needs FastAPI and uvicorn: pip install 'omnitok[serve]'") from None
+    import importlib.util
     import os
+
+    # Looked up here, imported once the options are checked: a refused command line (a bad
+    # --host, an unknown model) answers without FastAPI's and uvicorn's imports (~0.2 s of CPU).
+    if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
+        raise errors.UsageError(NEEDS_SERVE)
 
     from ..serve.config import L3_ENV, ServeConfig
 
@@ -171,6 +174,11 @@ def serve_cmd(
         from ..api import cache_settings
 
         cache_settings(cache_dir, l3_url)
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError:
+        raise errors.UsageError(NEEDS_SERVE) from None
     os.environ.pop(L3_ENV, None)
     os.environ.update(config.to_env())  # what the workers read (ServeConfig.from_env)
     _run(uvicorn, config)

@@ -8,6 +8,7 @@ serve`; the worker processes are found under the server's pid in /proc."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -29,20 +30,21 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 TIMEOUT = 3.0  # the servers' --timeout: small, so that the tests are quick
 LATE = 7.0  # how long after the deadline an answer may come on a loaded machine (still far from minutes)
 MAX_BODY = 10 * 1024 * 1024  # the default --max-body-mb 10
+# The servers' default model, whose warm-up (/readyz) is all it is used for here: a heuristic one
+# loads in ~0.05 s of CPU where gpt-4o's tokenizer takes ~0.3 s, in each of the 7 servers' processes.
+MODEL = ("--model", "gemini-2.5-flash")
 SMALL = {"original": "the cat sat on the mat today", "compressed": "the cat sat", "metrics": ["rouge-l"]}
 JSON = {"content-type": "application/json"}
 
 
 def maximal_body() -> bytes:
     """A /validate body just under the default limit: two texts of random words (no common
-    prefix or suffix for the LCS to skip), whose ROUGE-L would take minutes."""
+    prefix or suffix for the LCS to skip), whose ROUGE-L would take minutes. The words are 4 hex
+    digits of random bytes (bytes.hex's separator: made in C, ~0.05 s of CPU where a join of
+    random.choices took ~0.2 s), about a million tokens a text."""
     rng = random.Random(23)
-    vocab = [f"w{i}" for i in range(5000)]
     half = (MAX_BODY - 100) // 2
-    texts = []
-    for _ in range(2):
-        text = " ".join(rng.choices(vocab, k=half // 5))
-        texts.append(text[: half - 10])
+    texts = [rng.randbytes(half // 5 * 2).hex(" ", 2)[: half - 10] for _ in range(2)]
     body = json.dumps({"original": texts[0], "compressed": texts[1], "metrics": ["rouge-l"]}).encode()
     assert MAX_BODY - 200 < len(body) <= MAX_BODY
     return body
@@ -72,8 +74,8 @@ def _procs() -> dict[int, tuple[int, str]]:
     return out
 
 
-def descendants(pid: int) -> set[int]:
-    procs = _procs()
+def descendants(pid: int, procs: dict | None = None) -> set[int]:
+    procs = _procs() if procs is None else procs
     found, frontier = set(), {pid}
     while frontier:
         frontier = {p for p, (ppid, _) in procs.items() if ppid in frontier} - found
@@ -81,21 +83,27 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def alive(pid: int) -> bool:
+def alive(pid: int, procs: dict | None = None) -> bool:
     """The process exists and is not a zombie (a zombie burns no CPU)."""
-    state = _procs().get(pid)
+    state = (_procs() if procs is None else procs).get(pid)
     return state is not None and state[1] not in ("Z", "X")
 
 
+def any_alive(pids) -> bool:
+    procs = _procs()  # one read of /proc for them all (~1.5 ms of CPU each, polled 20 times a second)
+    return any(alive(pid, procs) for pid in pids)
+
+
 def cpu_workers(server: Server) -> list[int]:
+    procs = _procs()
     pids = []
-    for pid in descendants(server.proc.pid):
+    for pid in descendants(server.proc.pid, procs):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmdline = f.read()
         except OSError:
             continue
-        if b"omnitok.serve.workers" in cmdline and alive(pid):
+        if b"omnitok.serve.workers" in cmdline and alive(pid, procs):
             pids.append(pid)
     return sorted(pids)
 
@@ -134,11 +142,27 @@ def wait_busy(pids: list[int]) -> int:
     return wait_for(busy, 20, "a busy CPU worker")
 
 
+@functools.cache
+def http() -> httpx.Client:
+    """The module's client for single requests: as httpx.post, a new connection for each request
+    (no keep-alive: each may reach another uvicorn worker), but one SSL context for them all
+    (httpx.post makes one a call, ~20 ms of CPU). Thread-safe: the threads below share it."""
+    return httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_http():
+    yield
+    if http.cache_info().currsize:
+        http().close()
+        http.cache_clear()
+
+
 def post_in_thread(url: str, body: bytes, results: list) -> threading.Thread:
     def go():
         started = time.monotonic()
         try:
-            r = httpx.post(url, content=body, headers=JSON, timeout=120)
+            r = http().post(url, content=body, headers=JSON, timeout=120)
         except httpx.TransportError as e:
             r = e
         results.append((r, time.monotonic() - started))
@@ -158,16 +182,21 @@ def assert_timeout(r, elapsed: float) -> None:
     assert TIMEOUT - 0.05 <= elapsed < TIMEOUT + LATE, elapsed
 
 
+@functools.cache
+def small_reference():
+    return omnitok.validate(SMALL["original"], SMALL["compressed"], metrics=["rouge-l"])
+
+
 def assert_small_validate(server: Server) -> None:
     # A worker just started may still be importing when the job reaches it: on a loaded 2-core
     # machine (a fresh-clone CI run) that took past the 3 s deadline once. A 504 then is tried
     # again; what is checked is that the workers answer, and answer right.
     for _ in range(5):
-        r = httpx.post(f"{server.url}/validate", json=SMALL, timeout=30)
+        r = http().post(f"{server.url}/validate", json=SMALL, timeout=30)
         if r.status_code != 504:
             break
     assert r.status_code == 200, r.text
-    lib = omnitok.validate(SMALL["original"], SMALL["compressed"], metrics=["rouge-l"])
+    lib = small_reference()
     assert r.json()["rouge_l_score"] == lib.rouge_l_score and r.json()["details"] == lib.details
 
 
@@ -176,7 +205,7 @@ def assert_small_validate(server: Server) -> None:
 
 @pytest.fixture(scope="module")
 def four(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("cpu4"), "--cpu-workers", "4", "--timeout", str(TIMEOUT))
+    srv = Server(tmp_path_factory.mktemp("cpu4"), *MODEL, "--cpu-workers", "4", "--timeout", str(TIMEOUT))
     yield srv
     srv.stop()
 
@@ -193,7 +222,9 @@ def test_healthz_answers_while_four_maximal_validates_run_then_workers_are_repla
             r = c.get("/healthz")
             latencies.append(time.perf_counter() - started)
             assert r.status_code == 200
-            time.sleep(0.01)
+            # A probe each 50 ms (each costs the server and this process ~2 ms of CPU): an event
+            # loop held for more than that is still seen, and the bound below is seconds.
+            time.sleep(0.05)
     for t in threads:
         t.join()
     latencies.sort()
@@ -210,7 +241,7 @@ def test_healthz_answers_while_four_maximal_validates_run_then_workers_are_repla
     for r, elapsed in results:
         assert_timeout(r, elapsed)
     # The jobs were killed with their deadline: no CPU burns on, and four fresh workers serve.
-    wait_for(lambda: not any(alive(pid) for pid in before), 30, "the killed workers to be gone")
+    wait_for(lambda: not any_alive(before), 30, "the killed workers to be gone")
     after = wait_workers(four, 4)
     assert not set(after) & set(before)
     assert_small_validate(four)
@@ -223,7 +254,7 @@ def test_healthz_answers_while_four_maximal_validates_run_then_workers_are_repla
 @pytest.fixture(scope="module")
 def one(tmp_path_factory, mock):
     env = {"GOOGLE_API_KEY": API_KEY, "GOOGLE_GEMINI_BASE_URL": mock.url}
-    srv = Server(tmp_path_factory.mktemp("cpu1"), "--cpu-workers", "1", "--timeout", str(TIMEOUT), env=env)
+    srv = Server(tmp_path_factory.mktemp("cpu1"), *MODEL, "--cpu-workers", "1", "--timeout", str(TIMEOUT), env=env)
     yield srv
     srv.stop()
 
@@ -236,7 +267,7 @@ def test_a_full_pool_answers_503_with_retry_after(one, heavy_body):
     wait_busy([pid])
     second = post_in_thread(f"{one.url}/validate", heavy_body, results)  # waits: the queue's one place
     time.sleep(0.8)
-    r = httpx.post(f"{one.url}/validate", json=SMALL, timeout=30)
+    r = http().post(f"{one.url}/validate", json=SMALL, timeout=30)
     # Refused at admission, not queued: the pool raises Busy (503) only there; a queued job that
     # met its deadline would be a 504. (Not timed: a CI run on a loaded 2-core machine took 4.2 s
     # for this answer, past the 2 s bound this test had.)
@@ -276,9 +307,8 @@ def test_count_routes_answer_504_at_the_deadline(one, mock):
 @pytest.mark.parametrize("server_workers", [1, 2])
 def test_kill_9_of_the_server_leaves_no_worker_alive(tmp_path, heavy_body, server_workers):
     # Under --workers 2 the uvicorn workers stop gracefully when their supervisor dies: 1 s.
-    srv = Server(
-        tmp_path, "--workers", str(server_workers), "--cpu-workers", "2", "--timeout", "60", "--graceful-timeout", "1"
-    )
+    args = ("--workers", str(server_workers), "--cpu-workers", "2", "--timeout", "60", "--graceful-timeout", "1")
+    srv = Server(tmp_path, *MODEL, *args)
     try:
         workers = wait_workers(srv, 2 * server_workers)
         tree = descendants(srv.proc.pid)
@@ -287,7 +317,7 @@ def test_kill_9_of_the_server_leaves_no_worker_alive(tmp_path, heavy_body, serve
         wait_busy(workers)
         srv.proc.send_signal(signal.SIGKILL)
         srv.proc.wait(10)
-        wait_for(lambda: not any(alive(pid) for pid in tree), 10, "every process under the server to end")
+        wait_for(lambda: not any_alive(tree), 10, "every process under the server to end")
         request.join(30)
         assert not request.is_alive()
     finally:
@@ -295,8 +325,10 @@ def test_kill_9_of_the_server_leaves_no_worker_alive(tmp_path, heavy_body, serve
 
 
 def test_sigterm_stops_every_workers_pool_within_the_graceful_timeout(tmp_path, heavy_body):
-    grace = 2
-    srv = Server(tmp_path, "--workers", "2", "--cpu-workers", "1", "--timeout", "60", "--graceful-timeout", str(grace))
+    grace = 1  # short: the busy worker burns a core until the graceful timeout ends its request
+    srv = Server(
+        tmp_path, *MODEL, "--workers", "2", "--cpu-workers", "1", "--timeout", "60", "--graceful-timeout", str(grace)
+    )
     try:
         workers = wait_workers(srv, 2)  # one pool per uvicorn worker
         for _ in range(6):
@@ -311,7 +343,7 @@ def test_sigterm_stops_every_workers_pool_within_the_graceful_timeout(tmp_path, 
         took = time.monotonic() - started
         assert code in (0, -signal.SIGTERM), srv.log()
         assert took < grace + 3, took
-        wait_for(lambda: not any(alive(pid) for pid in tree), 5, "every process under the server to end")
+        wait_for(lambda: not any_alive(tree), 5, "every process under the server to end")
         request.join(30)  # answered by uvicorn when the graceful timeout cancelled it
         assert not request.is_alive()
     finally:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.console import OMNITOK
 
@@ -19,6 +20,31 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class ModuleClient:
+    """One httpx.Client for a test module, made on first use: httpx.post and httpx.get make one
+    a call, ~20 ms of CPU for its SSL context. `client()` gives it (thread-safe to share); the
+    module's `closing()` fixture (autouse) closes it after the module."""
+
+    def __init__(self, **kwargs):
+        self._kwargs = kwargs
+        self._client: httpx.Client | None = None
+
+    def __call__(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(**self._kwargs)
+        return self._client
+
+    def closing(self):
+        @pytest.fixture(scope="module", autouse=True)
+        def close_client():
+            yield
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+        return close_client
 
 
 class Server:

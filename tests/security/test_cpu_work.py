@@ -21,7 +21,7 @@ import pytest
 
 import omnitok
 from tests.mock_providers import API_KEY
-from tests.serve_server import Server
+from tests.serve_server import ModuleClient, Server
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("rapidfuzz", reason="ROUGE-L needs the validate extra")
@@ -142,20 +142,10 @@ def wait_busy(pids: list[int]) -> int:
     return wait_for(busy, 20, "a busy CPU worker")
 
 
-@functools.cache
-def http() -> httpx.Client:
-    """The module's client for single requests: as httpx.post, a new connection for each request
-    (no keep-alive: each may reach another uvicorn worker), but one SSL context for them all
-    (httpx.post makes one a call, ~20 ms of CPU). Thread-safe: the threads below share it."""
-    return httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_http():
-    yield
-    if http.cache_info().currsize:
-        http().close()
-        http.cache_clear()
+# For single requests: as httpx.post, a new connection for each (no keep-alive: each may reach
+# another uvicorn worker), with one SSL context for them all; the threads below share it.
+http = ModuleClient(limits=httpx.Limits(max_keepalive_connections=0))
+_close_http = http.closing()
 
 
 def post_in_thread(url: str, body: bytes, results: list) -> threading.Thread:

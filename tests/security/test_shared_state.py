@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from unittest import mock
 
-import httpx
 import orjson
 import pytest
 
@@ -22,7 +21,7 @@ from omnitok.cache import CacheSettings
 from omnitok.errors import EXIT_GATE_FAILED, EXIT_USAGE
 from tests.console import omnitok as run
 from tests.redis_server import RedisServer
-from tests.serve_server import Server
+from tests.serve_server import ModuleClient, Server
 
 SECRET = "l3-secret-" + "7f3a9c" * 6  # what the operator configured
 OTHER_SECRET = "someone-else-" + "0" * 20
@@ -47,18 +46,8 @@ def truth(text: str) -> int:
     return omnitok.count(text, "gpt-4o").tokens
 
 
-@functools.cache
-def http() -> httpx.Client:
-    """The module's client: httpx.post and httpx.get make one a call, ~20 ms of CPU (its SSL context)."""
-    return httpx.Client(timeout=30)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_http():
-    yield
-    if http.cache_info().currsize:
-        http().close()
-        http.cache_clear()
+http = ModuleClient(timeout=30)
+_close_http = http.closing()
 
 
 def count(server: Server, text: str) -> dict:

@@ -100,9 +100,8 @@ class ClaudeText:
         self.place = _place()
         self._lock = threading.Lock()  # one measurement at a time for this model
         self._failed: str | None = None  # why its counts stopped being trusted
-        # The last measurement that failed (the API unreachable, refusing, ...) and how many have:
-        # the threads that waited on it get its error instead of each measuring again in turn.
-        self._failures = 0
+        # The error of the last measurement that failed (the API unreachable, refusing, ...): the
+        # threads that waited on it get it instead of each measuring again in turn.
         self._last_failure: RemoteError | None = None
 
     def count(self, text: str) -> int:
@@ -127,14 +126,14 @@ class ClaudeText:
         with _memo_lock:
             if key in _memo:
                 return _memo[key]
-        failures = self._failures
+        seen = self._last_failure
         with self._lock:
             if self._failed is not None:  # another thread found the counts untrustworthy while this one waited
                 raise RemoteError(self.provider, self._failed)
             with _memo_lock:
                 if key in _memo:  # another thread measured it while this one waited
                     return _memo[key]
-            if self._failures != failures and self._last_failure is not None:
+            if self._last_failure is not seen:
                 # the measurement this thread waited on failed after its retries: the same answer now,
                 # not one more round of retries per waiting thread (8 in flight: 8 rounds in a row
                 # before the run could fall back). A later call measures again.
@@ -144,8 +143,7 @@ class ClaudeText:
                 try:
                     base = self._measure(variant)
                 except RemoteError as e:
-                    self._failures += 1
-                    self._last_failure = copy.copy(e)
+                    self._last_failure = copy.copy(e)  # a new object each failure: waiters see it changed
                     raise
                 self._check_pair(variant, base)
                 _store(self.fingerprint, self.endpoint, variant, base)

@@ -22,7 +22,8 @@ The `omnitok` command imports nothing else of the package below this module (imp
   (`Encoder`, `parse_ids`), the embedding device (`set_default_device`);
 - the cache: `Cache` (omnitok.cache_api), `CacheSettings`, `CacheError`, `cache_settings`,
   `open_cache_tiers`, `recorded_cache_stats`, `cache_tags`, `redact_url`; `TokenizerSettings`;
-- what omnitok knows: `model_families`, `asset_rows`, `explain`, `offline_files` (omnitok.catalog).
+- what omnitok knows: `model_families`, `asset_rows`, `explain` (omnitok.catalog),
+  `rank_files_only` (omnitok.families).
 
 Everything past counting loads on first use (`_LAZY`; its `TYPE_CHECKING` imports name the same
 objects, which tests/test_public_objects.py checks), so `import omnitok.api` (every `omnitok
@@ -143,7 +144,7 @@ _LAZY = {
     "model_families": ("catalog", "model_families"),
     "asset_rows": ("catalog", "asset_rows"),
     "explain": ("catalog", "explain"),
-    "offline_files": ("catalog", "offline_files"),
+    "rank_files_only": ("families", "rank_files_only"),
 }
 
 __all__ += sorted(_LAZY)
@@ -166,11 +167,12 @@ if TYPE_CHECKING:  # the same objects as _LAZY names (grimp reads these imports 
     from .calibrate import calibrate  # noqa: F401
     from .calibration import installed as installed_calibrations  # noqa: F401
     from .calibration import load as load_calibration  # noqa: F401
-    from .catalog import asset_rows, explain, model_families, offline_files  # noqa: F401
+    from .catalog import asset_rows, explain, model_families  # noqa: F401
     from .compression import Compressor, check_budget, compress  # noqa: F401
     from .compression.stream import CompressExtractor  # noqa: F401
     from .config import TokenizerSettings  # noqa: F401
     from .embedding import set_default_device  # noqa: F401
+    from .families import rank_files_only  # noqa: F401
     from .io.formats import detect_format  # noqa: F401
     from .io.ids import dumps as json_dumps  # noqa: F401
     from .io.output import check_output, open_output  # noqa: F401

@@ -43,15 +43,14 @@ def cache_tags(model: str | None, special_tokens: bool = True, algorithm: str | 
     """The key tags a model's entries carry: its offline strategy's and its online one's (what
     `cache clear --model` removes)."""
     from .counter import resolve
-    from .families import family
+    from .families import family, rank_files_only
     from .remote.providers import fingerprint
     from .strategy_chain import Options, cache_options, offline, provider_model
 
     res = resolve(model)
     # A fingerprint names the vocabulary and the rule, never the engine: an OpenAI encoding's is
     # taken from pybpe, which maps a derived table, instead of building gigatoken's (0.3 s a tag).
-    files = family(res.family).bundle_files(res)
-    engine = "pybpe" if files and all(f.kind == "tiktoken" for f in files) else "auto"
+    engine = "pybpe" if rank_files_only(res) else "auto"
     fingerprints = [offline(res, Options(engine=engine)).fingerprint]
     provider = family(res.family).provider(res)
     if provider is not None:

@@ -11,14 +11,6 @@ def model_families() -> list[dict]:
     return [{"family": f.name, "order": f.order, "chain": f.chain, "models": f.rows()} for f in families()]
 
 
-def offline_files(res) -> tuple:
-    """The tokenizer files a resolved model (`resolve`) is counted with offline, by kind (what a
-    bundle of it carries: families.base.BundleFiles); () where its family counts without files."""
-    from .families import family
-
-    return family(res.family).bundle_files(res)
-
-
 def asset_rows() -> list[dict]:
     """What is present locally: embedded and stored OpenAI vocabularies, Gemma, HF cache models."""
     from .assets.hf import has_tokenizer, hf_cache_dir

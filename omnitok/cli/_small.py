@@ -121,10 +121,9 @@ def small_input_engine(
     from .. import api, errors
 
     try:
-        vocab = api.offline_files(api.resolve(model, encoding, None))
+        if not api.rank_files_only(api.resolve(model, encoding, None)):
+            return "auto"
     except errors.OmnitokError:
-        return "auto"
-    if not vocab or any(f.kind != "tiktoken" for f in vocab):
         return "auto"
     if small is None:
         small = is_small(files, texts)

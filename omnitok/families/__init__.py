@@ -93,6 +93,14 @@ def family(name: str) -> Family:
     raise UsageError(f"no model family {name!r} (known: {', '.join(f.name for f in families())})")
 
 
+def rank_files_only(res: Resolution) -> bool:
+    """Whether a resolved model is counted offline from OpenAI rank files alone (OpenAI's models;
+    Claude's estimate, o200k scaled): what pybpe reads, no engine to build. Its family says which
+    files it counts with (what a bundle of it carries: `Family.bundle_files`)."""
+    files = family(res.family).bundle_files(res)
+    return bool(files) and all(f.kind == "tiktoken" for f in files)
+
+
 def resolve(model: str) -> Resolution:
     """Map a model id to its family and what that family loads; raise UnknownModelError.
 

@@ -640,3 +640,50 @@ def test_several_workers_serve_and_stop(tmp_path):
         code = srv.stop()
     assert code in (0, -signal.SIGTERM), srv.log()
     assert srv.log().count("Started server process") == 2
+
+
+FORWARDED = {"x-forwarded-proto": "https", "x-forwarded-for": "203.0.113.7"}
+
+
+def _redirected_to(client, **kwargs) -> str:
+    """Where FastAPI redirects `/count-tokens/` (the URL it builds from the request's scheme)."""
+    r = client.post("/count-tokens/", content=b"{}", headers=FORWARDED, follow_redirects=False, **kwargs)
+    assert r.status_code == 307, r.text
+    return r.headers["location"]
+
+
+def test_a_trusted_proxys_forwarded_headers_are_read_at_every_log_level(client, tmp_path):
+    """X-Forwarded-Proto and -For from a trusted proxy (uvicorn's default: loopback) are read
+    whatever the log level: by uvicorn's own layer where the access log shows the client (the
+    module's server, --log-level info), else by the app, with the same layer, for what FastAPI
+    answers."""
+    assert _redirected_to(client).startswith("https://")
+    srv = Server(tmp_path, "--log-level", "warning", "--cpu-workers", "1")
+    try:
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            assert _redirected_to(c).startswith("https://")
+            r = c.post("/count-tokens", json={"text": "Hello, world!", "model_id": "gpt-4"}, headers=FORWARDED)
+            assert (
+                r.status_code == 200 and r.json()["token_count"] == omnitok.count("Hello, world!", model="gpt-4").tokens
+            )
+    finally:
+        srv.stop()
+
+
+def test_the_app_reads_forwarded_headers_only_from_the_addresses_it_trusts(monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from omnitok.serve import ServeConfig, create_app
+    from omnitok.serve.app import app_from_env
+
+    config = ServeConfig(cpu_workers=1)
+    for trusted, scheme in ((None, "http"), ("127.0.0.1", "http"), ("testclient", "https"), ("*", "https")):
+        with TestClient(create_app(config, forwarded_allow_ips=trusted), base_url="http://127.0.0.1") as c:
+            assert _redirected_to(c).startswith(f"{scheme}://"), trusted
+    # `omnitok serve`'s app reads them where uvicorn does not (no access log), trusting what it would.
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    for level, trusted in (("info", None), ("debug", None), ("warning", "127.0.0.1,::1"), ("error", "127.0.0.1,::1")):
+        monkeypatch.setenv("OMNITOK_SERVE_CONFIG", json.dumps({"log_level": level, "cpu_workers": 1}))
+        assert app_from_env().forwarded_allow_ips == trusted, level
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.1")
+    assert app_from_env().forwarded_allow_ips == "10.0.0.1"

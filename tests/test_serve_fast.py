@@ -142,6 +142,44 @@ def test_the_fast_path_keeps_the_limits_auth_and_metrics(tmp_path):
         assert c.get("/stats", headers=auth).json()["metrics"]["tokens_counted"] == 1
 
 
+def _series(metrics: str, name: str) -> float:
+    line = next(x for x in metrics.splitlines() if x.startswith(name + " "))
+    return float(line.rsplit(" ", 1)[1])
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["shapes-kept", "past-the-shapes-kept"])
+def test_metrics_and_stats_hold_every_fast_count_exactly(monkeypatch, kept):
+    """The fast path adds its counts to /metrics and /stats when they are read, not a request at
+    a time: every read, by either route, in any order, sees them all, with the route's own counts
+    of the same series beside them."""
+    import omnitok.serve.fast as fast_module
+
+    if not kept:
+        monkeypatch.setattr(fast_module, "_HEADERS_KEPT", 0)  # every answer's shape made anew
+    ok = 'omnitok_http_requests_total{method="POST",route="/count-tokens",status="200"}'
+    timed = 'omnitok_http_request_duration_seconds_count{method="POST",route="/count-tokens"}'
+    tokens = 'omnitok_tokens_counted_total{model="gpt-4",strategy="tiktoken"}'
+    texts = 'omnitok_texts_counted_total{model="gpt-4"}'
+    slow = {"content-type": "application/merge-patch+json"}  # FastAPI reads it; the fast path does not
+    with TestClient(create_app(ServeConfig()), base_url=LOCAL) as c:
+        answered = []
+        for n, headers in ((3, JSON), (1, slow), (2, JSON), (1, slow)):
+            for i in range(n):
+                body = json.dumps({"text": "hello world " * (i + 1), "model_id": "gpt-4"}).encode()
+                r = c.post("/count-tokens", content=body, headers=headers)
+                assert r.status_code == 200
+                answered.append(r.json()["token_count"])
+            stats_first = len(answered) % 2 == 0
+            for read in ("stats", "metrics") if stats_first else ("metrics", "stats"):
+                if read == "stats":
+                    totals = c.get("/stats").json()["metrics"]
+                    assert (totals["count_requests"], totals["tokens_counted"]) == (len(answered), sum(answered))
+                else:
+                    metrics = c.get("/metrics").text
+                    assert _series(metrics, ok) == _series(metrics, timed) == len(answered)
+                    assert (_series(metrics, texts), _series(metrics, tokens)) == (len(answered), sum(answered))
+
+
 def test_count_inline_only_counts_what_it_can_at_once(tmp_path):
     rt = default()
 
@@ -185,19 +223,23 @@ def test_an_unexpected_error_on_the_fast_path_is_a_json_500(clients):
     layer = fast.app.middleware_stack
     while not isinstance(layer, FastCount):
         layer = layer.app
-    count_text = layer.count_text
+    count_text, count_now = layer.count_text, layer.count_now
 
-    async def broken(*args):
+    def broken(*args):
         raise RuntimeError("a bug, with a detail the client must not see")
 
-    layer.count_text = broken
-    try:
-        r = fast.post("/count-tokens", content=b'{"text": "hi"}', headers=JSON)
-    finally:
-        layer.count_text = count_text
-    assert r.status_code == 500
-    assert r.json() == {"error": {"code": "internal", "message": "internal server error"}}
-    assert "detail" not in r.text
+    async def broken_later(*args):
+        broken()
+
+    for now, later in ((broken, count_text), (lambda *args: None, broken_later)):  # at once; in the pool
+        layer.count_now, layer.count_text = now, later
+        try:
+            r = fast.post("/count-tokens", content=b'{"text": "hi"}', headers=JSON)
+        finally:
+            layer.count_text, layer.count_now = count_text, count_now
+        assert r.status_code == 500
+        assert r.json() == {"error": {"code": "internal", "message": "internal server error"}}
+        assert "detail" not in r.text
 
 
 @pytest.mark.parametrize("fast_path", [True, False])

@@ -45,27 +45,35 @@ class App(FastAPI):
     _telemetry_on) or a root path is set, every request goes through FastAPI, the fast layer in
     its stack as before."""
 
-    _fast = None  # the stack's FastCount (found when the stack is built); False: none
+    _fast = None  # the ASGI callable of the stack's FastCount in front (made once); False: none
+    _inner = None  # FastAPI's own __call__, behind the app's proxy-header layer where it has one
     _otel_on = False
     _otel_next = 0.0
+    forwarded_allow_ips: str | None = None  # create_app's: the app reads X-Forwarded-* itself
 
     async def __call__(self, scope, receive, send):
         fast = self._fast
         if fast is None:
             fast = self._find_fast()
         if fast is False or scope["type"] != "http" or self.root_path or _telemetry_on(self):
-            await super().__call__(scope, receive, send)
+            await self._inner(scope, receive, send)
             return
         scope["app"] = self
-        await fast.front(scope, receive, send, super().__call__)
+        await fast(scope, receive, send)
 
     def _find_fast(self):
         if self.middleware_stack is None:
             self.middleware_stack = self.build_middleware_stack()
+        inner = super().__call__
+        if self.forwarded_allow_ips is not None:
+            from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+            inner = ProxyHeadersMiddleware(inner, trusted_hosts=self.forwarded_allow_ips)
+        self._inner = inner
         layer = self.middleware_stack
         while layer is not None and not isinstance(layer, FastCount):
             layer = getattr(layer, "app", None)
-        self._fast = layer if layer is not None else False
+        self._fast = layer.front(inner) if layer is not None else False
         return self._fast
 
 
@@ -90,12 +98,21 @@ def _telemetry_on(app: App) -> bool:
 TELEMETRY_RECHECK_S = 1.0
 
 
-def create_app(config: ServeConfig | None = None, *, fast_path: bool = True, freeze_gc: bool = False) -> FastAPI:
+def create_app(
+    config: ServeConfig | None = None,
+    *,
+    fast_path: bool = True,
+    freeze_gc: bool = False,
+    forwarded_allow_ips: str | None = None,
+) -> FastAPI:
     """The app for `config` (defaults: ServeConfig()). Reads the bearer token file now, so a bad
     one fails at start, not at the first request. fast_path=False leaves out omnitok.serve.fast
     (every request through FastAPI: the tests compare the two). freeze_gc=True (the server
     process's app, app_from_env) moves every object alive once the default model is loaded out of
     the garbage collector's generations (gc.freeze), for the life of the process.
+    forwarded_allow_ips: None where the server in front reads X-Forwarded-For and -Proto (uvicorn
+    does by default); else the app does, as uvicorn's own layer with these trusted addresses,
+    for every request FastAPI answers (the fast path's answers depend on neither).
 
     The app owns its runtime (app.state.service); what stays process-wide is the bounds on
     provider calls (omnitok.remote.budget: the last app made sets them)."""
@@ -115,6 +132,7 @@ def create_app(config: ServeConfig | None = None, *, fast_path: bool = True, fre
         redoc_url=None,
         strict_content_type=False,  # a body without Content-Type is read as JSON
     )
+    app.forwarded_allow_ips = forwarded_allow_ips
     app.state.service = service
     handlers.install(app)
     for router in (count.router, work.router, status.router, docs.router):
@@ -164,4 +182,7 @@ def app_from_env() -> FastAPI:
         parent = os.getppid()
         if workers.die_with_parent(signal.SIGTERM) and os.getppid() != parent:
             os.kill(os.getpid(), signal.SIGTERM)
-    return create_app(config, freeze_gc=True)
+    # Where uvicorn does not read X-Forwarded-* (omnitok.cli.serve: no access line), the app
+    # does, trusting what uvicorn would (its default, or FORWARDED_ALLOW_IPS).
+    trusted = None if config.access_log else os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+    return create_app(config, freeze_gc=True, forwarded_allow_ips=trusted)

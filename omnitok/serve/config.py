@@ -154,6 +154,11 @@ class ServeConfig:
             shown["l3_url"] = redact_url(self.l3_url, keep_user=True)
         return f"ServeConfig({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
+    @property
+    def access_log(self) -> bool:
+        """Whether uvicorn writes an access line per request (the levels that show it)."""
+        return self.log_level in ("trace", "debug", "info")
+
     def to_env(self) -> dict[str, str]:
         """The variables a worker process reads the config from (from_env): the JSON in ENV,
         and the L3 URL, if any, in L3_ENV (never in the JSON: it may hold a password)."""

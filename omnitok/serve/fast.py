@@ -86,7 +86,8 @@ def _plain(answer: dict) -> bool:
 
 class FastCount:
     """See the module's docstring. `service` is the app's Service; `count_text(text, model_id,
-    encoding, online, strict)` gives the CountResult or raises (the service's count_result);
+    encoding, online, strict)` gives the CountResult or raises (the service's count_result),
+    `count_now` the same at once or None (the service's count_now);
     `handlers` are the app's exception handlers; `dump` writes an answer as the route's response
     model would (for the answers orjson cannot write alike); `token` the bearer token (None: no
     auth), `hosts` the Host names answered (None: any), `cors` whether CORS is on (then every
@@ -108,6 +109,7 @@ class FastCount:
         self.app = app
         self.service = service
         self.count_text: Callable[..., Awaitable] = service.count_result
+        self.count_now: Callable[..., object] = service.count_now
         self.handlers = handlers
         self.dump = dump
         self.bodies = bodies
@@ -117,7 +119,30 @@ class FastCount:
         self.metrics = service.metrics
         self._ok = self.metrics.request_series("POST", PATH, 200)
         self._allowed_hosts: set[bytes] = set()
-        self._shapes: dict[tuple, tuple] = {}
+        self._shapes: dict[tuple, list] = {}
+        # What this layer counted and has not yet handed to /metrics' counters and /stats'
+        # totals (plain numbers the event loop's thread adds to, without prometheus_client's lock
+        # a series; ~2 us a request): handed over before either is read (flush).
+        self._ok_pending = 0  # 200s not yet in the requests counter (their latency is observed at once)
+        self._counted_pending = [0, 0]  # (texts, tokens) not yet in /stats' totals
+        self.metrics.before_read.append(self.flush)
+        service.totals.before_read.append(self.flush)
+
+    def flush(self) -> None:
+        """Hand what this layer counted to the metrics and totals. Called by Metrics.render and
+        Totals.view, on the event loop's thread (the routes of /metrics and /stats are async),
+        the thread that counts: nothing added between the read and the reset is lost."""
+        n, self._ok_pending = self._ok_pending, 0
+        if n:
+            self._ok[0].inc(n)
+        (texts, tokens), self._counted_pending = self._counted_pending, [0, 0]
+        if texts:
+            self.service.totals.counted_many(texts, tokens)
+        for made in self._shapes.values():
+            if made[4]:
+                made[1].inc(made[3])
+                made[2].inc(made[4])
+                made[3] = made[4] = 0
 
     def _host_ok(self, hosts: int, host: bytes | None) -> bool:
         if hosts != 1:
@@ -137,15 +162,19 @@ class FastCount:
             return
         await self._take(scope, receive, send, self.app)
 
-    async def front(self, scope, receive, send, outer) -> None:
-        """In front of the whole app (omnitok.serve.app.App): what it does not answer goes to
-        `outer` (the app's own __call__, FastAPI's), marked so that this layer passes it on."""
+    def front(self, outer) -> Callable[..., Awaitable]:
+        """The ASGI callable in front of the whole app (omnitok.serve.app.App): what it does not
+        answer goes to `outer` (the app's own __call__, FastAPI's), marked so that this layer
+        passes it on. Made once per app, not per request."""
 
-        async def app(scope, receive, send):
+        async def behind(scope, receive, send):
             scope[_BEHIND] = True
             await outer(scope, receive, send)
 
-        await self._take(scope, receive, send, app)
+        async def app(scope, receive, send):
+            await self._take(scope, receive, send, behind)
+
+        return app
 
     async def _take(self, scope, receive, send, app) -> None:
         if (
@@ -204,9 +233,8 @@ class FastCount:
             metrics.in_flight -= 1
             seconds = time.perf_counter() - started
             if status == 200:
-                requests, latency = self._ok
-                requests.inc()
-                latency.observe(seconds)
+                self._ok_pending += 1
+                self._ok[1].observe(seconds)
             elif status:  # 0: the app answered it (its layers count it)
                 metrics.answered("POST", PATH if status > 0 else "unmatched", abs(status), seconds)
 
@@ -225,7 +253,11 @@ class FastCount:
             await app(scope, _replay(body, receive), send)
             return 0
         try:
-            r = await self.count_text(*request)
+            # At once on the event loop where the service can (no coroutine made), else its
+            # thread pool under the timeout.
+            r = self.count_now(*request)
+            if r is None:
+                r = await self.count_text(*request)
         except (OmnitokError, ServeError) as exc:
             return await self._error(scope, receive, send, exc)
         data = self._body(r)
@@ -247,20 +279,26 @@ class FastCount:
         made = self._shapes.get(shape)
         if made is None:
             made = self._shape(shape)
-        suffix, counted, texts = made
-        service = self.service
-        service.totals.counted(tokens)
-        counted.inc(tokens)
-        texts.inc()
+        suffix = made[0]
+        pending = self._counted_pending
+        pending[0] += 1
+        pending[1] += tokens
+        if made[5]:
+            made[3] += tokens
+            made[4] += 1
+        else:  # past the shapes kept: its series now
+            made[1].inc(tokens)
+            made[2].inc()
         if suffix is not None and type(tokens) is int:
             return _PREFIX + b"%d" % tokens + suffix
-        answer = service.describe(tokens, r.model, r.encoding, r.strategy, r.exact, r.error_band)
+        answer = self.service.describe(tokens, r.model, r.encoding, r.strategy, r.exact, r.error_band)
         return orjson.dumps(answer) if _plain(answer) else self.dump(answer)
 
-    def _shape(self, shape: tuple) -> tuple:
-        """(the JSON after the token count, or None where orjson would not write it as pydantic
-        does; the tokens and texts series of /metrics) for an answer's (model, encoding,
-        strategy, exact, error band)."""
+    def _shape(self, shape: tuple) -> list:
+        """[the JSON after the token count, or None where orjson would not write it as pydantic
+        does; the tokens and texts series of /metrics; the tokens and texts not yet added to
+        them; whether it is kept (else counted into its series at once)] for an answer's (model,
+        encoding, strategy, exact, error band)."""
         model, encoding, strategy, exact, band = shape
         answer = self.service.describe(0, model, encoding, strategy, exact, band)
         suffix = None
@@ -268,8 +306,9 @@ class FastCount:
             data = orjson.dumps(answer)
             if data.startswith(_PREFIX + b"0,"):
                 suffix = data[len(_PREFIX) + 1 :]
-        made = (suffix, *self.metrics.count_series(model, strategy))
-        if len(self._shapes) < _HEADERS_KEPT:
+        kept = len(self._shapes) < _HEADERS_KEPT
+        made = [suffix, *self.metrics.count_series(model, strategy), 0, 0, kept]
+        if kept:
             self._shapes[shape] = made
         return made
 

@@ -108,6 +108,7 @@ class Metrics:
         self._models = set(known_models())
         self.keep_model(default_model)
         self._children: dict = {}  # bounded labels -> the metric children they name, looked up once
+        self.before_read: list = []  # called before render() (omnitok.serve.fast hands its counts)
 
     def keep_model(self, model: str | None) -> None:
         """Label `model` (the server's default model) as itself; None: the library's default."""
@@ -158,4 +159,6 @@ class Metrics:
         number.inc(texts)
 
     def render(self) -> bytes:
+        for flush in self.before_read:
+            flush()
         return generate_latest(self.registry)

@@ -244,7 +244,7 @@ class Bodies:
         refusal = None
         chunks: list[bytes] = []
         task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
+        loop = task.get_loop()  # not get_running_loop(): each asks the kernel for the pid (3.11)
         self._reading[task] = loop.time() + self.timeout
         if self._reaper is None or self._reaper_loop is not loop:
             self._reaper_loop = loop

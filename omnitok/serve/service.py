@@ -34,6 +34,7 @@ class Totals:
         self.quality_sum = 0.0
         self.count_requests = 0
         self.tokens_counted = 0
+        self.before_read: list = []  # called before view() reads (omnitok.serve.fast hands its counts)
 
     def compressed(self, r) -> None:
         with self._lock:
@@ -44,11 +45,16 @@ class Totals:
             self.quality_sum += r.quality_score
 
     def counted(self, tokens: int) -> None:
+        self.counted_many(1, tokens)
+
+    def counted_many(self, requests: int, tokens: int) -> None:
         with self._lock:
-            self.count_requests += 1
+            self.count_requests += requests
             self.tokens_counted += tokens
 
     def view(self) -> dict:
+        for flush in self.before_read:
+            flush()
         with self._lock:
             n = self.compressions
             saved = self.original_tokens - self.compressed_tokens
@@ -215,6 +221,12 @@ class Service:
         writes the same answer itself)."""
         r = await self.count_result(text, model_id, encoding, online, strict)
         return self.counted(r.tokens, r.model, r.encoding, r.strategy, r.exact, r.error_band)
+
+    def count_now(
+        self, text: str, model_id: str | None, encoding: str | None, online: bool | None, strict: bool | None
+    ):
+        """count_result's CountResult when the runtime counts it at once (count_inline), else None."""
+        return self.runtime.count_inline_key(text, self.count_plan(model_id, encoding, online, strict)[2])
 
     async def count_result(
         self, text: str, model_id: str | None, encoding: str | None, online: bool | None, strict: bool | None

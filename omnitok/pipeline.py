@@ -18,6 +18,7 @@ import itertools
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -67,6 +68,33 @@ def idle_jobs() -> int:
     return cpu.idle_cores()
 
 
+_MALLOC_TRIM: Callable[[int], int] | None | bool = None  # glibc's malloc_trim, once looked up
+
+
+def release_free_memory() -> None:
+    """Hand the C heap's free memory back to the kernel (glibc's malloc_trim) just before forking
+    the count's processes. Loading a tokenizer leaves tens of MB freed in the heap (gigatoken's
+    parse of Llama 3's 9 MB tokenizer.json: RSS 147 -> 101 MB after the trim); a forked child's
+    allocations otherwise start from those inherited free chunks and pages (copied on its first
+    write to each). Measured on 2 shared cores, Llama 3.2's tokenizer.json over 100 MB, --jobs 2,
+    interleaved runs: the process tree's CPU 2.33 -> 2.21 s (8 runs each) and 2.10 -> 2.05 s
+    (8 more, on top of the guard's warm-up); `tokenizers` loading in a process forked after the
+    trim: 0.42 -> 0.38 s. It costs ~2 ms here. It frees nothing in use: objects and counts are
+    untouched. A no-op where the C library has no malloc_trim (not glibc)."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        _MALLOC_TRIM = False
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes  # the children forked after this inherit it (cpu.die_with_parent's)
+
+                _MALLOC_TRIM = ctypes.CDLL(None).malloc_trim
+            except (OSError, AttributeError):  # a C library without it (musl)
+                pass
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
 # The strategy a forked worker counts with; set in the parent just before the fork.
 _WORKER_STRATEGY = None
 
@@ -102,6 +130,7 @@ class BatchCounter:
         prepare = getattr(self.strategy, "prepare_for_fork", None)
         if prepare is not None:
             prepare()
+        release_free_memory()
         self._pool = fork_pool(self.jobs, _worker_init)
         return True
 
@@ -350,6 +379,7 @@ def _count_shards(stream, strategy, jobs: int, on_batch, runs: bool = False) -> 
             warm = getattr(strategy, "warm", None)
             if warm is not None:
                 warm()  # what each worker would do first, done once before the fork
+            release_free_memory()
             reference.fork()  # before the pool: this process has no threads yet
             pool = _start_shard_pool(state, jobs)
             break

@@ -5,6 +5,7 @@ without count_batch's lists. Each gives exactly the answers of the slower path i
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import threading
@@ -97,6 +98,57 @@ def test_many_astral_characters_then_one_guarded(patterns):
         assert needs_reference(text, patterns) is False
         assert needs_reference(text + chr(guarded), patterns) is True
         assert needs_reference(chr(guarded) + text, patterns) is True
+
+
+@pytest.mark.parametrize("patterns", [ANY, OPENAI])
+def test_the_guarded_ranges_and_the_guards_table_are_the_rule(patterns):
+    """_guarded (read once a process, for the search and the table above U+FFFF) and numpy's table
+    give exactly the code points of the rule made here from the data files."""
+    ranges = unicode_guard._guarded(patterns)
+    assert ranges == tuple(sorted(ranges))
+    assert all(b < c for (_, b), (c, _) in itertools.pairwise(ranges))  # disjoint
+    table = np.zeros(0x110000, dtype=np.bool_)
+    for a, b in ranges:
+        table[a : b + 1] = True
+    assert np.array_equal(table, TABLES[patterns])
+    assert np.array_equal(unicode_guard._table(patterns), TABLES[patterns])
+
+
+@pytest.mark.parametrize(("model", "patterns"), [("gpt-4o", OPENAI), ("llama3.2", ANY)])
+def test_warm_builds_the_guard_that_forked_workers_share(model, patterns):
+    """The pipeline's warm-up (before it forks shard workers) builds the guard's search and tables
+    for the engine's patterns: its own text is Latin-1, which the guard answers without them, and
+    each worker (a fresh fork every few shards) built them again on its first other text. The
+    counts after are the reference library's."""
+    from tokenizers import Tokenizer
+
+    from omnitok.tokenizers.hf import HFStrategy
+
+    from .hf_assets import TOKENIZERS
+
+    if model == "llama3.2":
+        directory, model_id = TOKENIZERS[model]
+        strategy = HFStrategy(model_id, directory)
+        ref = Tokenizer.from_file(str(directory / "tokenizer.json"))
+
+        def want(text):
+            return len(ref.encode(text, add_special_tokens=False).ids)
+    else:
+        strategy = omnitok.Counter(model, cache="off", engine="gigatoken").strategy
+        enc = reference_encoding("o200k_base")
+
+        def want(text):
+            return len(enc.encode_ordinary(text))
+
+    assert strategy._engine._patterns == patterns
+    built = (unicode_guard._search, unicode_guard._astral, unicode_guard._table)
+    for cached in built:
+        cached.cache_clear()
+    strategy.warm()
+    for cached in built:
+        assert cached.cache_info().currsize == 1, cached.__name__
+    texts = [t for t in TEXTS if "\ud800" not in t] + ["\U0001f600" * 40 + " \u0378"]
+    assert strategy.count_batch(texts) == [want(t) for t in texts]
 
 
 def test_common_texts_do_not_reach_the_table(monkeypatch):

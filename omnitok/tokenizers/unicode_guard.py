@@ -112,8 +112,10 @@ def _width(text: str) -> int:
 _CPYTHON = sys.implementation.name == "cpython"
 
 
-def _guarded(patterns: str) -> list[tuple[int, int]]:
-    """The guarded code points as sorted, disjoint (first, last) ranges."""
+@functools.cache
+def _guarded(patterns: str) -> tuple[tuple[int, int], ...]:
+    """The guarded code points as sorted, disjoint (first, last) ranges (read once a process:
+    _search and _astral both start from them)."""
     ranges = [tuple(r) for r in json.loads(DATA.read_text())["ranges"]]
     if patterns == OPENAI:
         cut = sorted(tuple(r) for name in (NEW_OTHERS, KNOWN_LETTERS) for r in json.loads(name.read_text())["ranges"])
@@ -130,7 +132,7 @@ def _guarded(patterns: str) -> list[tuple[int, int]]:
             if a <= b:
                 out.append((a, b))
         ranges = out
-    return ranges
+    return tuple(ranges)
 
 
 @functools.cache
@@ -182,6 +184,16 @@ def _in_table(text: str, patterns: str) -> bool:
 
 
 _CHUNK = 1 << 18  # characters looked up at once (1 MB of code points)
+
+
+def prepare(patterns: str = ANY) -> None:
+    """Build now what needs_reference builds on first use for `patterns`: the search's regex
+    (~6-10 ms to compile), the table above U+FFFF and numpy's table. The pipeline's warm-up calls it
+    before forking its shard workers, so that each worker (a fresh fork every few shards) shares
+    them instead of building them again on its first text that is not Latin-1."""
+    _search(patterns)
+    _astral(patterns)
+    _table(patterns)
 
 
 CONTEXTS = (  # where OpenAI's patterns tell a character's class apart (letter case, digits, space)

@@ -11,7 +11,7 @@ The `omnitok` command imports nothing else of the package below this module (imp
 - the run driver (omnitok.run): `ErrorPolicy` (--on-error), `run_count`, `run_compress`,
   `run_validate`, `written` (an output committed only when the run ended well), `Outcome`;
 - records in and results out: `open_inputs` (files, stdin or texts -> a stream of records),
-  `Extractor`, `detect_format`, `count_stream`, `Summary`, `open_output` / `check_output` (stdout
+  `early_reference` (a large count's reference engine loaded beside the fast engine), `Extractor`, `detect_format`, `count_stream`, `Summary`, `open_output` / `check_output` (stdout
   or a file that appears whole), `output_format` / `make_sink` (JSONL, JSON, CSV, Parquet,
   table, number, --add-field), `json_dumps` (ids past 64 bits written exactly);
 - the stages: compression (`compress`, `Compressor`, `CompressExtractor`, `check_budget`),
@@ -50,6 +50,7 @@ __all__ = [
     "count_files",
     "count_stream",
     "default_model",
+    "early_reference",
     "load_tokenizer",
     "open_inputs",
     "resolve",
@@ -80,6 +81,27 @@ def count_stream(stream, counter: Counter, jobs: int | None = 1, progress=None, 
     from .pipeline import count_records
 
     return count_records(stream, counter.strategy, jobs, progress, runs=runs)
+
+
+def early_reference(paths, jobs: int | None):
+    """A context for making the Counter of a count over `paths` with `jobs` (None: auto) and
+    running it: where the input is large (tokenizers.early_reference.MIN_BYTES, files on disk)
+    and two cores or more may count it, the fast engine the Counter loads forks its reference
+    engine's process first, which loads the reference at once on a core that would otherwise
+    wait (omnitok.tokenizers.early_reference says why and what it costs). The Counter made keeps
+    the process only if its strategy uses it; the count's pipeline uses it and closes it, and so
+    does the context's end. Elsewhere the context does nothing."""
+    import contextlib
+    import os
+
+    from . import cpu
+    from .tokenizers import early_reference as early
+
+    total = 0
+    for path in paths:
+        with contextlib.suppress(OSError, ValueError):  # not there (the run reports it), or not a path
+            total += os.stat(path).st_size if path != "-" else 0
+    return early.started(enabled=total >= early.MIN_BYTES and jobs != 1 and cpu.cores() >= 2)
 
 
 # name -> (module, attribute): loaded on first use by __getattr__. The TYPE_CHECKING imports

@@ -17,6 +17,7 @@ from .errors import UsageError
 from .options import CountOptions, build
 from .pipeline import Counted, count_records
 from .records import ExtractError, Extractor
+from .tokenizers import early_reference
 
 if TYPE_CHECKING:
     from .config import TokenizerSettings
@@ -142,6 +143,7 @@ class Counter:
             strategy, self.cache = wrap(strategy, opts.cache, chosen, tag)
         self.strategy = strategy
         self._fields: tuple | None = None  # count_text's result fields (made at its first count)
+        early_reference.settle(strategy)  # a large count's reference process: kept if this strategy uses it
 
     def close(self) -> None:
         """Save cache statistics and the Bloom filter; release connections."""

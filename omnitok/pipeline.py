@@ -410,7 +410,11 @@ class _Reference:
     wait to hand over their results (measured: a 0.27 s load during which one shard of 8 MB
     came back instead of five), and not the workers: memory (80 MB for o200k) would grow with
     how many of them met such a text. Without that process (one shard, a strategy with nothing
-    to load, or an error from it) the counts are taken here, which reports any error."""
+    to load, or an error from it) the counts are taken here, which reports any error.
+
+    For a large count the engine may have forked its reference's process before it loaded
+    itself (tokenizers.early_reference: the reference loaded on a core that would have waited):
+    then that process counts them, and none is forked here."""
 
     def __init__(self, strategy):
         self._strategy = strategy
@@ -418,10 +422,15 @@ class _Reference:
         self._proc = None
         self._lock = threading.Lock()
         self._asked = False
+        self._early = None  # tokenizers.early_reference.EarlyReference, when the strategy has one
 
     def fork(self) -> None:
         defers = getattr(self._strategy, "defers", None)
         if defers is None or not defers():
+            return
+        early = getattr(self._strategy, "early_reference", None)
+        self._early = early() if early is not None else None
+        if self._early is not None:
             return
         ctx = multiprocessing.get_context("fork")
         self._conn, child = ctx.Pipe()
@@ -440,6 +449,12 @@ class _Reference:
                 self._lock.release()
 
     def count(self, texts: list[str]) -> list[int]:
+        if self._early is not None:
+            try:
+                return self._early.count(texts)
+            except Exception:  # noqa: BLE001 - gone or failed: counted here, which reports any error
+                self._early.close()
+                self._early = None
         if self._conn is not None:
             with self._lock:
                 try:
@@ -452,6 +467,9 @@ class _Reference:
         return self._strategy.count_batch(texts)  # here: the same counts, or the error said
 
     def close(self) -> None:
+        if self._early is not None:
+            self._early.close()
+            self._early = None
         if self._proc is None:
             return
         with contextlib.suppress(OSError):

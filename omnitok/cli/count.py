@@ -150,8 +150,7 @@ def count(
     _one_blas_thread()
     from .. import api
 
-    # a bad --on-error or --field is refused before anything is opened or read (--ray checks
-    # --on-error with its own rules): the small-input check below may wait on stdin
+    # --on-error (--ray's: its own rules) and --field checked before the small-input check may wait on stdin
     policy = None if ray_ else api.ErrorPolicy(on_error)
     fields = opt.split_fields(field)
     if engine == "auto" and not ray_ and tokenizer is None:
@@ -190,19 +189,20 @@ def count(
             verbose=verbose,
             options=options,
         )
-    counter = api.Counter(model, options=options)
-    try:
-        if explain:
-            info("; ".join(f"{k}: {v}" for k, v in api.explain(counter).items()))
-        extractor = api.Extractor(fields, counter.framing, id_field or None)
-        stream = api.open_inputs(list(files or []), extractor, input_format, lines, bool(add_field), text or None)
-        stats = api.Summary(max_tokens_limit=max_tokens)
-        outcome = _run(
-            api, stream, counter, policy, stats, output if summary else output or "-", fmt, add_field, jobs, quiet
-        )
-        cache_stats = counter.cache.run_stats() if counter.cache is not None else None
-    finally:
-        counter.close()
+    with api.early_reference(list(files or []), jobs):  # a large input's reference: beside the fast engine
+        counter = api.Counter(model, options=options)
+        try:
+            if explain:
+                info("; ".join(f"{k}: {v}" for k, v in api.explain(counter).items()))
+            extractor = api.Extractor(fields, counter.framing, id_field or None)
+            stream = api.open_inputs(list(files or []), extractor, input_format, lines, bool(add_field), text or None)
+            stats = api.Summary(max_tokens_limit=max_tokens)
+            outcome = _run(
+                api, stream, counter, policy, stats, output if summary else output or "-", fmt, add_field, jobs, quiet
+            )
+            cache_stats = counter.cache.run_stats() if counter.cache is not None else None
+        finally:
+            counter.close()
     return _finish(outcome, stats, counter.meta, cache_stats, fmt if summary else None, quiet)
 
 

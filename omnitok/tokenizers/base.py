@@ -68,6 +68,12 @@ class EngineStrategy:
         if isinstance(self._engine, ReferenceGuarded):
             prepare(self._engine._patterns)
 
+    def early_reference(self):
+        """The engine's reference loaded in a process of its own before the engine itself
+        (tokenizers.early_reference) while that process is open; else None."""
+        ref = getattr(self._engine, "_early", None)
+        return ref if ref is not None and ref.open else None
+
     def defers(self) -> bool:
         """Whether shard workers may leave texts for a reference engine not loaded yet
         (unicode_guard.DEFER_REFERENCE)."""

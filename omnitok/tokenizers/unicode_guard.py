@@ -32,6 +32,8 @@ import sys
 import threading
 from pathlib import Path
 
+from . import early_reference
+
 DATA = Path(__file__).resolve().parents[1] / "data" / "unassigned.json"
 NEW_OTHERS = DATA.with_name("new_others.json")
 KNOWN_LETTERS = DATA.with_name("openai_known_letters.json")
@@ -322,6 +324,7 @@ class ReferenceGuarded:
     _reference = None
     _patterns = ANY  # whose pre-tokenizer patterns the guard answers for (OPENAI: narrower)
     _encoders: Lent | None = None
+    _early = None  # early_reference.EarlyReference: the reference loaded in a process of its own
 
     def _reference_factory(self):
         raise NotImplementedError
@@ -334,6 +337,9 @@ class ReferenceGuarded:
         if self._encoders is None:
             with _LOAD:
                 if self._encoders is None:
+                    # A large count's reference, in a process forked before the fast engine loads
+                    # (early_reference: only within its started() block; else None).
+                    self._early = early_reference.start(self._reference_factory)
                     self._encoders = Lent(self._encoder, self._encoder())
         return self._encoders
 

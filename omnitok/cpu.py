@@ -4,7 +4,8 @@ The one-minute load average (what `--jobs auto` read before) lags: right after a
 it still counts that job for a minute, and a count then ran on one core of two idle ones (make
 bench's default run did, just after its baseline). Here the CPUs' busy time is read from
 /proc/stat (only the CPUs this process may run on; steal counts as busy: a hypervisor's other
-guests hold the core) at two moments, this process's own CPU time taken off, over the window
+guests hold the core) at two moments, this process's own CPU time (and its live children's)
+taken off, over the window
 between them: by default from `import omnitok` to the call, which for a command is the start-up
 it spends anyway (imports, loading the tokenizer), so the measure costs no extra time. A window
 shorter than MIN_WINDOW is waited out; one older than MAX_WINDOW is stale, and a fresh one of
@@ -39,8 +40,9 @@ def _allowed() -> set[int] | None:
 
 
 def sample(path: str = STAT) -> tuple[float, float, float] | None:
-    """(monotonic seconds, CPU-seconds the allowed CPUs have been busy since boot, this process's
-    CPU seconds), or None where /proc/stat cannot be read or parsed."""
+    """(monotonic seconds, CPU-seconds the allowed CPUs have been busy since boot, the CPU seconds
+    of this process and its live children (_own)), or None where /proc/stat cannot be read or
+    parsed."""
     try:
         with open(path, "rb") as f:
             lines = f.read().splitlines()
@@ -66,8 +68,33 @@ def sample(path: str = STAT) -> tuple[float, float, float] | None:
         seen = True
     if not seen or tick <= 0:
         return None
+    return time.monotonic(), busy / tick, _own(os.path.dirname(path) or "/proc", tick)
+
+
+def _own(proc: str, tick: int) -> float:
+    """CPU seconds of this process and of its live children, from the /proc at `proc`: work this
+    process started is not other work (tokenizers.early_reference's process loads its engine
+    while `--jobs auto` looks; counted as another's, it took a core from the count)."""
     own = os.times()
-    return time.monotonic(), busy / tick, own.user + own.system
+    total = 0
+    try:
+        tasks = os.listdir(os.path.join(proc, "self", "task"))
+    except OSError:
+        tasks = []
+    for tid in tasks:
+        try:
+            with open(os.path.join(proc, "self", "task", tid, "children"), "rb") as f:
+                children = f.read().split()
+        except OSError:
+            continue
+        for pid in children:
+            try:
+                with open(os.path.join(proc, pid.decode(), "stat"), "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime (stat's fields 14, 15)
+            except (OSError, ValueError, IndexError):  # ended meanwhile, or not a stat
+                continue
+    return own.user + own.system + total / tick
 
 
 _EPOCH = sample()  # when omnitok was imported: the start of the default window

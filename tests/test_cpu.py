@@ -55,6 +55,24 @@ def test_others_busy_takes_this_process_off(tmp_path, monkeypatch, own_s, others
     assert cpu.others_busy(start, end) == pytest.approx(others, abs=0.05)
 
 
+def test_this_process_s_live_children_are_not_other_work(tmp_path, monkeypatch):
+    """A child this process started (the early reference's process, loading its engine) is its
+    own work: its CPU time, read from /proc/PID/stat of the pids /proc/self/task/*/children
+    lists, is taken off with this process's."""
+    tick = os.sysconf("SC_CLK_TCK")
+    monkeypatch.setattr(cpu, "_allowed", lambda: {0, 1})
+    end = _stat(tmp_path, int(1.5 * tick) - 6, 0, 0, 0)  # 1.5 core-seconds busy in all
+    (tmp_path / "self" / "task" / "1").mkdir(parents=True)
+    (tmp_path / "self" / "task" / "1" / "children").write_text("4242 4343 9999\n")  # 9999: ended
+    for pid, (utime, stime) in {"4242": (tick // 2, tick // 4), "4343": (tick // 4, 0)}.items():
+        (tmp_path / pid).mkdir()
+        (tmp_path / pid / "stat").write_text(f"{pid} (py thon) R 1 " + " ".join(["0"] * 9) + f" {utime} {stime} 0 0\n")
+    mine = sum(os.times()[:2])
+    assert cpu.sample(end)[2] == pytest.approx(mine + 1.0, abs=0.05)  # the children's 1.0 s
+    start = (time.monotonic() - 1.0, 0.0, mine)  # the children began in the window
+    assert cpu.others_busy(start, end) == pytest.approx(0.5, abs=0.05)
+
+
 def test_a_short_window_is_waited_out_and_a_stale_one_renewed(monkeypatch):
     now = cpu.sample()
     if now is None:

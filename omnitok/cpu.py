@@ -68,7 +68,8 @@ def sample(path: str = STAT) -> tuple[float, float, float] | None:
         seen = True
     if not seen or tick <= 0:
         return None
-    return time.monotonic(), busy / tick, _own(os.path.dirname(path) or "/proc", tick)
+    own = _own(os.path.dirname(path) or "/proc", tick)
+    return time.monotonic(), busy / tick, own  # the time last: the window starts when sampling ends
 
 
 def _own(proc: str, tick: int) -> float:

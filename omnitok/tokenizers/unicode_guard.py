@@ -51,12 +51,8 @@ def _table(patterns: str = ANY):
     import numpy as np
 
     table = np.zeros(0x110000, dtype=np.bool_)
-    for a, b in json.loads(DATA.read_text())["ranges"]:
+    for a, b in _guarded(patterns):  # the same ranges _search and _astral start from
         table[a : b + 1] = True
-    if patterns == OPENAI:
-        for name in (NEW_OTHERS, KNOWN_LETTERS):
-            for a, b in json.loads(name.read_text())["ranges"]:
-                table[a : b + 1] = False
     return table
 
 

@@ -12,6 +12,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 
@@ -21,6 +22,34 @@ from .errors import WorkerLostError
 # This process's lifeline: (its pid, the read end, the write end) of a pipe that its forked
 # children watch (stay_with_parent) where PR_SET_PDEATHSIG does not serve.
 _LIFELINE: tuple[int, int, int] | None = None
+
+
+_MALLOC_TRIM: Callable[[int], int] | None | bool = None  # glibc's malloc_trim, once looked up
+
+
+def release_free_memory() -> None:
+    """Hand the C heap's free memory back to the kernel (glibc's malloc_trim) just before forking
+    the count's processes (omnitok.pipeline), or after a load in a process that will not load again
+    (tokenizers.early_reference's). Loading a tokenizer leaves tens of MB freed in the heap (gigatoken's
+    parse of Llama 3's 9 MB tokenizer.json: RSS 147 -> 101 MB after the trim); a forked child's
+    allocations otherwise start from those inherited free chunks and pages (copied on its first
+    write to each). Measured on 2 shared cores, Llama 3.2's tokenizer.json over 100 MB, --jobs 2,
+    interleaved runs: the process tree's CPU 2.33 -> 2.21 s (8 runs each) and 2.10 -> 2.05 s
+    (8 more, on top of the guard's warm-up); `tokenizers` loading in a process forked after the
+    trim: 0.42 -> 0.38 s. It costs ~2 ms here. It frees nothing in use: objects and counts are
+    untouched. A no-op where the C library has no malloc_trim (not glibc)."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        _MALLOC_TRIM = False
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes  # the children forked after this inherit it (cpu.die_with_parent's)
+
+                _MALLOC_TRIM = ctypes.CDLL(None).malloc_trim
+            except (OSError, AttributeError):  # a C library without it (musl)
+                pass
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
 
 
 def parent_handle() -> tuple[int, int, int, int]:

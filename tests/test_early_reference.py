@@ -50,6 +50,45 @@ def test_the_process_counts_as_the_reference_does_and_is_reaped():
         ref.count(TEXTS)
 
 
+def test_count_only_drops_the_rank_dict_and_keeps_every_count_and_decode():
+    """TiktokenEngine.count_only (what the reference's process calls after its load): tiktoken
+    keeps the rank dict only to pickle the Encoding; every count, encode and decode is the same."""
+    texts = [*TEXTS, "hello world", "naïve café 12345 \n\n  x", ""]
+    engine = _o200k()
+    counts, ids = engine.count_batch(texts), [engine.encode(t) for t in texts]
+    engine.count_only()
+    assert engine._enc._mergeable_ranks == {}
+    assert engine.count_batch(texts) == counts and [engine.encode(t) for t in texts] == ids
+    assert engine.decode(ids[3]) == texts[3] and engine.vocab_size == _o200k().vocab_size
+
+
+def test_the_process_sheds_and_trims_after_its_load_before_its_first_count(monkeypatch):
+    """early_reference._load: the engine's count_only (where it has one), then the heap's trim,
+    both before the process takes a text; an engine without count_only loads as before."""
+    import signal
+
+    calls = []
+
+    class Engine:
+        def count_only(self):
+            calls.append("count_only")
+
+        def count_batch(self, texts):
+            return [len(t) for t in texts]
+
+    monkeypatch.setattr(early, "release_free_memory", lambda: calls.append("trim"))
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        early._load(Engine)
+        assert calls == ["count_only", "trim"] and early._count(["ab", "c"]) == [2, 1]
+        calls.clear()
+        early._load(lambda: object())
+        assert calls == ["trim"]
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        early._ENGINE = None
+
+
 def _broken():
     raise RuntimeError("no reference here")
 

@@ -1,4 +1,4 @@
-"""pipeline.release_free_memory: the C heap's free pages go back to the kernel before the count's
+"""forks.release_free_memory (the pipeline's): the C heap's free pages go back to the kernel before the count's
 processes are forked (a tokenizer's load leaves tens of MB freed there), so that the children's
 allocations do not copy inherited pages. It frees nothing in use: every count is the same with
 it and without it, and with it each fork comes after it."""
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from omnitok import pipeline
+from omnitok import forks, pipeline
 from omnitok.io import shards
 
 from .hf_assets import TOKENIZERS
@@ -40,9 +40,9 @@ def _corpus(path, n: int = 200) -> None:
 
 
 def test_it_looks_up_malloc_trim_once_and_calls_it(monkeypatch):
-    monkeypatch.setattr(pipeline, "_MALLOC_TRIM", None)
-    pipeline.release_free_memory()
-    found = pipeline._MALLOC_TRIM
+    monkeypatch.setattr(forks, "_MALLOC_TRIM", None)
+    forks.release_free_memory()
+    found = forks._MALLOC_TRIM
     if sys.platform.startswith("linux") and sys.implementation.name == "cpython":
         import platform
 
@@ -50,12 +50,12 @@ def test_it_looks_up_malloc_trim_once_and_calls_it(monkeypatch):
             assert callable(found)
     calls = []
     if callable(found):
-        monkeypatch.setattr(pipeline, "_MALLOC_TRIM", lambda pad: calls.append(pad) or 1)
-        pipeline.release_free_memory()
+        monkeypatch.setattr(forks, "_MALLOC_TRIM", lambda pad: calls.append(pad) or 1)
+        forks.release_free_memory()
         assert calls == [0]
     else:
         assert found is False
-        pipeline.release_free_memory()  # a no-op where there is none
+        forks.release_free_memory()  # a no-op where there is none
 
 
 @pytest.mark.parametrize("label", ["llama3.2"])

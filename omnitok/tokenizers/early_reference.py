@@ -26,6 +26,8 @@ import contextlib
 import signal
 from collections.abc import Callable, Iterator
 
+from ..forks import release_free_memory
+
 MIN_BYTES = 64 * 1024 * 1024  # input size from which `omnitok count` starts the reference early
 
 _ON = False  # set by started(): the next fast engine to load starts its reference first
@@ -112,7 +114,14 @@ def _load(factory: Callable[[], object]) -> None:
     global _ENGINE
     # Ctrl-C reaches the whole process group: the parent reports it and stops this process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _ENGINE = factory()
+    engine = factory()
+    count_only = getattr(engine, "count_only", None)
+    if count_only is not None:
+        count_only()  # what only other uses keep: this process only counts
+    # The load's freed heap (the rank file's parse) back to the kernel: this process loads nothing
+    # more. tiktoken's o200k here: RSS 93 -> 66 MB with count_only.
+    release_free_memory()
+    _ENGINE = engine
 
 
 def _count(texts: list[str]) -> list[int]:

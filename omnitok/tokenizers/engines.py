@@ -76,6 +76,12 @@ class TiktokenEngine:
     def supports(cls, spec: EncodingSpec) -> bool:
         return True
 
+    def count_only(self) -> None:
+        """For a process that only counts (tokenizers.early_reference's): drop the Encoding's rank
+        dict, which tiktoken keeps only to pickle it (~25 MB for o200k); counting, encoding and
+        decoding go through its Rust core."""
+        self._enc._mergeable_ranks = {}
+
     def count_batch(self, texts: Sequence[str]) -> list[int]:
         if len(texts) == 1 or self.threads <= 1:
             enc = self._enc.encode_ordinary

@@ -336,3 +336,61 @@ def test_output_directory_rules(tmp_path):
     (out / "_SUCCESS").write_bytes(b"")
     with pytest.raises(UsageError, match=r"holds a complete dataset \(_SUCCESS, 1 part files\)"):
         parts.prepare_output(str(out))
+
+
+def test_a_failed_run_is_dropped_whole_while_its_workers_still_write(tmp_path, monkeypatch):
+    """Without Ray: discard_run while a worker's part lands in RUN. A file made during the
+    removal (ENOTEMPTY) sends it round again, so DIR ends empty; a worker that writes after the
+    removal fails (write_part never recreates RUN) and leaves nothing either."""
+    import errno
+    import threading
+
+    import pyarrow as pa
+
+    out = tmp_path / "out"
+    run = parts.prepare_output(str(out))
+    table = pa.table({"tokens": [1, 2]})
+    parts.write_part(table, run, 0)
+    real = parts.filesystem
+    races = []
+
+    class LateWriter:  # the local filesystem, with a worker's part landing in RUN at the first removal
+        def __init__(self, fs):
+            self.fs = fs
+
+        def __getattr__(self, name):
+            return getattr(self.fs, name)
+
+        def delete_dir(self, path):
+            if path == run and not races:
+                races.append(path)
+                with open(os.path.join(run, "part-00001.parquet"), "wb") as f:  # a part's rename landing
+                    f.write(b"PAR1")
+                raise OSError(errno.ENOTEMPTY, "Directory not empty")
+            return self.fs.delete_dir(path)
+
+    monkeypatch.setattr(parts, "filesystem", lambda path: (LateWriter(real(path)[0]), real(path)[1]))
+    parts.discard_run(str(out), run)
+    assert races == [run] and os.listdir(out) == []
+    monkeypatch.setattr(parts, "filesystem", real)
+
+    # A real writer thread, writing parts until its run is gone.
+    run = parts.prepare_output(str(out))
+    failed: list[BaseException] = []
+    started = threading.Event()
+
+    def worker():
+        for i in range(10_000):
+            try:
+                parts.write_part(table, run, i % 50)
+            except OSError as e:
+                failed.append(e)
+                return
+            started.set()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    started.wait(30)
+    parts.discard_run(str(out), run)
+    t.join(30)
+    assert failed and os.listdir(out) == []

@@ -141,15 +141,36 @@ def commit_parts(output: str, run: str, count: int) -> None:
         raise _output_error(output, e) from None
 
 
+# How long discard_run keeps trying to remove a failed run's directory while its workers' last
+# writes land in it.
+DISCARD_SECONDS = 5.0
+
+
 def discard_run(output: str, run: str) -> None:
-    """Drop a run that failed: its directory, and DIR/_temporary when no other run is left there."""
+    """Drop a run that failed: its directory, and DIR/_temporary when no other run is left there.
+    Workers may still be writing when the run fails (one shard's write raised while another's was
+    under way): a file they make while the directory is being removed fails that removal
+    (ENOTEMPTY), so it is tried again, every 50 ms for up to DISCARD_SECONDS. A write that starts
+    after the removal fails itself: nothing recreates RUN (write_part writes into it, never makes
+    it)."""
+    import time
+
     import pyarrow.fs as pafs
 
     fs, base = filesystem(output)
-    with contextlib.suppress(OSError):
-        fs.delete_dir(run)
-        if not fs.get_file_info(pafs.FileSelector(f"{base}/{TEMPORARY}")):
-            fs.delete_dir(f"{base}/{TEMPORARY}")
+    deadline = time.monotonic() + DISCARD_SECONDS
+    while True:
+        try:
+            if fs.get_file_info(run).type != pafs.FileType.NotFound:
+                fs.delete_dir(run)
+            if not fs.get_file_info(pafs.FileSelector(f"{base}/{TEMPORARY}", allow_not_found=True)):
+                with contextlib.suppress(FileNotFoundError):
+                    fs.delete_dir(f"{base}/{TEMPORARY}")
+            return
+        except OSError:
+            if time.monotonic() >= deadline:
+                return  # left as a stale _temporary: readers skip it, the next run removes it
+            time.sleep(0.05)
 
 
 def write_part(table, run: str, index: int) -> None:

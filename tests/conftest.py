@@ -93,9 +93,9 @@ def pools(monkeypatch):
 
     real = pipeline._start_shard_pool
 
-    def counting(strategy, jobs):
+    def counting(state, jobs, *rest):
         started.append(jobs)
-        return real(strategy, jobs)
+        return real(state, jobs, *rest)
 
     monkeypatch.setattr(pipeline, "_start_shard_pool", counting)
     return started

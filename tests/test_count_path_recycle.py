@@ -34,6 +34,7 @@ def test_workers_replaced_after_each_shard_write_the_same_bytes(cli, tmp_path, m
     noting.__module__, noting.__qualname__ = real.__module__, real.__qualname__  # sent to workers by name
     monkeypatch.setattr(pipeline, "_count_shard", noting)
     monkeypatch.setattr(pipeline, "SHARD_WORKER_TASKS", 1)
+    monkeypatch.setattr(pipeline, "WORKER_KEPT_BYTES", 0)  # a small input replaces them too
     rng = random.Random(11)
     paths = []
     for k in range(2):
@@ -55,6 +56,7 @@ def test_one_job_over_a_large_input_counts_in_a_worker_with_the_same_bytes(
     # --jobs 1 over LONE_WORKER_BYTES or more: one forked worker (replaced as shard workers
     # are), so the engine's cache does not grow with the input in the main process.
     monkeypatch.setattr(pipeline, "SHARD_WORKER_TASKS", 2)
+    monkeypatch.setattr(pipeline, "WORKER_KEPT_BYTES", 0)  # a small input replaces them too
     p = tmp_path / "c.jsonl"
     p.write_bytes(corpus(random.Random(12), 300))
     here = cli("count", "--on-error", "record", "-j", "1", str(p))
@@ -67,3 +69,42 @@ def test_one_job_over_a_large_input_counts_in_a_worker_with_the_same_bytes(
     assert (lone.code, lone.out, lone.err) == (here.code, here.out, here.err)
     assert (summary_lone.code, summary_lone.out) == (summary_here.code, summary_here.out)
     assert here.out.count(b"\n") > 200
+
+
+def test_workers_are_kept_to_the_end_over_an_input_of_at_most_worker_kept_bytes_a_job(
+    cli, tmp_path, monkeypatch, small_shards
+):
+    """pipeline.WORKER_KEPT_BYTES: an input of at most that many bytes a job is counted by the
+    same workers to its end (a fresh fork starts with a cold engine cache); a larger one, or a
+    stream of unknown size, replaces them every SHARD_WORKER_TASKS shards. The same bytes out."""
+    import os
+
+    assert pipeline._worker_tasks(2 * pipeline.WORKER_KEPT_BYTES, 2) is None
+    assert pipeline._worker_tasks(2 * pipeline.WORKER_KEPT_BYTES + 1, 2) == pipeline.SHARD_WORKER_TASKS
+    assert pipeline._worker_tasks(None, 2) == pipeline.SHARD_WORKER_TASKS
+    pids = tmp_path / "pids"
+    real = pipeline._count_shard
+
+    def noting(shard):
+        with open(pids, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return real(shard)
+
+    noting.__module__, noting.__qualname__ = real.__module__, real.__qualname__  # sent to workers by name
+    monkeypatch.setattr(pipeline, "_count_shard", noting)
+    monkeypatch.setattr(pipeline, "SHARD_WORKER_TASKS", 1)
+    p = tmp_path / "c.jsonl"
+    p.write_bytes(corpus(random.Random(13), 300))
+    one = cli("count", "--on-error", "record", "-j", "1", str(p))
+    size = p.stat().st_size
+    for kept, replaced in ((size // 2, False), (size // 2 - 1, True)):
+        monkeypatch.setattr(pipeline, "WORKER_KEPT_BYTES", kept)
+        pids.unlink(missing_ok=True)
+        two = cli("count", "--on-error", "record", "-j", "2", str(p))
+        assert (two.code, two.out, two.err) == (one.code, one.out, one.err)
+        seen = pids.read_text().split()
+        assert len(seen) > 10
+        if replaced:
+            assert len(set(seen)) == len(seen)  # every shard in a fresh worker
+        else:
+            assert len(set(seen)) <= 2  # the pool's two workers, to the end

@@ -55,6 +55,7 @@ def _totals(paths, models, monkeypatch, interleave):
     from omnitok.io import shards
 
     monkeypatch.setattr(pipeline, "SHARD_WORKER_TASKS", 1)  # every shard a fresh fork
+    monkeypatch.setattr(pipeline, "WORKER_KEPT_BYTES", 0)  # a small input replaces them too
     monkeypatch.setattr(shards, "shard_bytes", lambda total, jobs: 16 * 1024)
     gens = [
         api.count_stream(api.open_inputs([str(p)], api.Extractor()), api.Counter(m), jobs=2)

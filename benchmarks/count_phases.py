@@ -32,9 +32,9 @@ def _wrap() -> None:
     close_pool, ref_close = pipeline.close_pool, pipeline._Reference.close
     engine_init = engines.GigatokenEngine.__init__
 
-    def _start_pool(strategy, jobs):
+    def _start_pool(state, jobs, *rest):
         mark("warmed up, forking")
-        pool = start_pool(strategy, jobs)
+        pool = start_pool(state, jobs, *rest)
         mark("forked")
         return pool
 

@@ -20,19 +20,26 @@ def small_shards(monkeypatch):
     monkeypatch.setattr(shards, "SHARD_MAX", 2048)
 
 
-def test_workers_replaced_after_each_shard_write_the_same_bytes(cli, tmp_path, monkeypatch, small_shards):
+@pytest.fixture
+def shard_pids(tmp_path, monkeypatch):
+    """A file each shard's worker appends its pid to (pipeline._count_shard, wrapped)."""
+    import os
+
     pids = tmp_path / "pids"
     real = pipeline._count_shard
 
     def noting(shard):
-        import os
-
         with open(pids, "a") as f:
             f.write(f"{os.getpid()}\n")
         return real(shard)
 
     noting.__module__, noting.__qualname__ = real.__module__, real.__qualname__  # sent to workers by name
     monkeypatch.setattr(pipeline, "_count_shard", noting)
+    return pids
+
+
+def test_workers_replaced_after_each_shard_write_the_same_bytes(cli, tmp_path, monkeypatch, small_shards, shard_pids):
+    pids = shard_pids
     monkeypatch.setattr(pipeline, "SHARD_WORKER_TASKS", 1)
     monkeypatch.setattr(pipeline, "WORKER_KEPT_BYTES", 0)  # a small input replaces them too
     rng = random.Random(11)
@@ -72,26 +79,15 @@ def test_one_job_over_a_large_input_counts_in_a_worker_with_the_same_bytes(
 
 
 def test_workers_are_kept_to_the_end_over_an_input_of_at_most_worker_kept_bytes_a_job(
-    cli, tmp_path, monkeypatch, small_shards
+    cli, tmp_path, monkeypatch, small_shards, shard_pids
 ):
     """pipeline.WORKER_KEPT_BYTES: an input of at most that many bytes a job is counted by the
     same workers to its end (a fresh fork starts with a cold engine cache); a larger one, or a
     stream of unknown size, replaces them every SHARD_WORKER_TASKS shards. The same bytes out."""
-    import os
-
     assert pipeline._worker_tasks(2 * pipeline.WORKER_KEPT_BYTES, 2) is None
     assert pipeline._worker_tasks(2 * pipeline.WORKER_KEPT_BYTES + 1, 2) == pipeline.SHARD_WORKER_TASKS
     assert pipeline._worker_tasks(None, 2) == pipeline.SHARD_WORKER_TASKS
-    pids = tmp_path / "pids"
-    real = pipeline._count_shard
-
-    def noting(shard):
-        with open(pids, "a") as f:
-            f.write(f"{os.getpid()}\n")
-        return real(shard)
-
-    noting.__module__, noting.__qualname__ = real.__module__, real.__qualname__  # sent to workers by name
-    monkeypatch.setattr(pipeline, "_count_shard", noting)
+    pids = shard_pids
     monkeypatch.setattr(pipeline, "SHARD_WORKER_TASKS", 1)
     p = tmp_path / "c.jsonl"
     p.write_bytes(corpus(random.Random(13), 300))

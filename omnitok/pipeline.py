@@ -495,10 +495,11 @@ def _shard_worker_init(state) -> None:
 # with the distinct words it meets (+20-40 MB a 100 MB of distinct text) and only the process's
 # end gives it back (not a new tokenizer, not the end of the thread that counted, not
 # malloc_trim): a worker that counted 500 MB of a gigabyte held 100+ MB more than it started
-# with. 4 shards are 4-32 MB of input; the fork costs milliseconds. 1 GB of distinct text,
-# --jobs 2, interleaved: 6.39/6.09/6.38 s at 4 vs 6.38/6.27/5.73 s at 16 shards a worker; peak
-# PSS of the process tree 275 MB at 4, 304-317 at 8, 333 at 16, 452 never replaced.
-SHARD_WORKER_TASKS: int | None = 4
+# with. 16 shards are 16-32 MB of input (io.shards.SHARD_MAX); the fork costs milliseconds. With
+# 8 MB shards, 1 GB of distinct text, --jobs 2, interleaved: 6.39/6.09/6.38 s at 4 vs
+# 6.38/6.27/5.73 s at 16 shards a worker; peak PSS of the process tree 275 MB at 4, 304-317 at 8,
+# 333 at 16, 452 never replaced: what bounds the memory is the text a worker meets.
+SHARD_WORKER_TASKS: int | None = 16
 # An input of at most this many bytes a job keeps its shard workers to its end: they meet at most
 # that much text each, and a fresh fork starts with the engine's cache as the parent left it (cold
 # for this input's words) and costs the fork. 100 MB of text at --jobs 2 (106 MB on disk),

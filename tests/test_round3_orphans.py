@@ -20,7 +20,7 @@ from omnitok.io import output
 from tests.console import OMNITOK, omnitok
 
 ROW = b'{"id": 1, "text": "hello world number one two three four five six seven"}\n'
-# stdin has no size: it is cut in shards of 8 MB, and the workers start once two are read.
+# stdin has no size: it is cut in shards of io.shards.SHARD_MAX, and the workers start once two are read.
 STDIN_BYTES = 24_000_000
 
 

@@ -2,7 +2,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint bench clean
+.PHONY: install test lint bench bench-scaling clean
 
 install: $(BIN)/omnitok
 
@@ -30,6 +30,11 @@ lint: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run
+
+# Issue 26's many-core run (count --jobs 1..16 on 1 GB, serve --workers 1..16): for a machine with
+# many cores; writes benchmarks/RESULTS-scaling.md.
+bench-scaling: install
+	$(BIN)/python -m benchmarks.scaling --out benchmarks/RESULTS-scaling.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

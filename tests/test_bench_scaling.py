@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_scaling_counts_at_each_jobs_value_and_loads_each_serve_size(tmp_path):
     out = tmp_path / "scaling.md"
     cmd = [sys.executable, "-m", "benchmarks.scaling", "--mb", "2", "--jobs", "2,1", "--workers", "1"]
-    cmd += ["--runs", "1", "--duration", "0.5", "--work", str(tmp_path), "--out", str(out)]
+    cmd += ["--runs", "1", "--duration", "0.3", "--work", str(tmp_path), "--out", str(out)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     text = out.read_text()

@@ -175,11 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--duration", type=float, default=5.0, help="seconds of load a serve case (default 5)")
     ap.add_argument("--out", type=Path, help="also write the markdown here")
     ap.add_argument("--work", type=Path, default=WORK, help="where the corpus is built (default benchmarks/.work)")
-    args = ap.parse_args(argv)
-    if isinstance(args.jobs, str):
-        args.jobs = _numbers(args.jobs)
-    if isinstance(args.workers, str):
-        args.workers = _numbers(args.workers)
+    args = ap.parse_args(argv)  # (argparse converts the string defaults with _numbers too)
     if args.mb < 1 or args.runs < 1 or not args.duration > 0:
         ap.error("--mb and --runs must be at least 1, --duration above 0")
     path, _, text_bytes = corpus(args.work, args.mb)

@@ -97,7 +97,8 @@ class Shard:
 
 
 def shard_bytes(total: int | None, jobs: int) -> int:
-    """At least four shards a worker (so a slow shard does not idle the others), within bounds."""
+    """About four shards a worker for a small input (so a slow shard does not idle the others), more
+    for a large one: within [SHARD_MIN, SHARD_MAX]."""
     if not total:
         return SHARD_MAX
     return max(SHARD_MIN, min(SHARD_MAX, total // (4 * jobs) + 1))

@@ -13,8 +13,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
-# A number right after one of these words is a version (gigatoken 0.10, Llama 3.2), not a figure.
-_VERSION_OF = re.compile(r"(?:gigatoken|tiktoken|tokenizers|Python|Unicode|Llama|Qwen|Gemma|bert-score|PyTorch) $")
+# A number right after one of these words (and a space or a line break) is a version (gigatoken 0.10,
+# Llama 3.2), not a figure.
+_VERSION_OF = re.compile(r"(?:gigatoken|tiktoken|tokenizers|Python|Unicode|Llama|Qwen|Gemma|bert-score|PyTorch)\s$")
 _FIGURE = re.compile(r"(?<![\w.+-])(?:(\d[\d,]*\.\d+)x?(?![\w.])|(\d[\d,]*) MB(?!/s)\b)")
 
 
@@ -40,7 +41,7 @@ def missing(figs: list[str], results: str) -> list[str]:
 
 
 def test_figures_are_read_as_figures():
-    text = "gigatoken 0.10 and Llama 3.2: 4.36x, 113.5 MB/s, 0.40 s, 204 MB, 100 MB of text, 59,859 records"
+    text = "gigatoken 0.10 and Llama\n3.2: 4.36x, 113.5 MB/s, 0.40 s, 204 MB, 100 MB of text, 59,859 records"
     assert figures(text) == ["4.36", "113.5", "0.40", "204", "100"]
     assert missing(["4.36", "13.5", "204"], "| 4.36x | 113.5 | 1204 MB |") == ["13.5", "204"]
 

@@ -87,7 +87,7 @@ def test_new_others_file_is_what_unicodedata2_says():
     [
         ("shaking face \U0001fae8 pink heart \U0001fa77", True, False),  # Unicode 15 emoji: So
         ("idna: \u1c8a", True, False),  # a Unicode 16 letter both OpenAI engines know (known letters)
-        ("idna: \ua7cf", True, True),  # a Unicode 17 letter: gigatoken's tables do not know it
+        ("idna: \ua7cf", True, True),  # a Unicode 17 letter: tiktoken's tables do not know it
         ("CJK J \U000323b0", True, True),
         ("\U0010ffff", True, True),  # still unassigned: a later Unicode may make it a letter
         ("naïve 😀", False, False),

@@ -124,7 +124,7 @@ class GigatokenEngine(ReferenceGuarded):
             return False
         return spec.gigatoken_pretokenizer is not None
 
-    def _reference_factory(self):  # newer Unicode than gigatoken's tables: tiktoken decides
+    def _reference_factory(self):  # Unicode the two engines' tables class apart: tiktoken decides
         return TiktokenEngine(self._spec, self._path)
 
     def _encoder(self):

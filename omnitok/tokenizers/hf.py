@@ -87,7 +87,7 @@ class _Gigatoken(ReferenceGuarded):
         # The Rust backend's encode: the wrapper's adds a Python call to every text.
         return getattr(tok, "_backend", tok).encode
 
-    def _reference_factory(self):  # newer Unicode than gigatoken's tables: `tokenizers` decides
+    def _reference_factory(self):  # Unicode the two engines' tables class apart: `tokenizers` decides
         return _tokenizers_for(self._path)
 
 

@@ -2,8 +2,9 @@ r"""Which texts the fast engines may count differently from the reference.
 
 gigatoken's pre-tokenizer and the reference regex engines (tiktoken's, `tokenizers`') carry
 Unicode tables of different versions: a character assigned only recently (U+323B0, CJK Extension
-J, Unicode 17) is a letter to tiktoken and not to gigatoken, and the counts differ (the
-differential property test found it). Texts holding any code point unassigned in Unicode 14
+J, Unicode 17) is a letter to gigatoken 0.10 and not to tiktoken 0.14, whose tables predate it,
+and the counts differ (the differential property test found it; the reference's count is the
+one taken). Texts holding any code point unassigned in Unicode 14
 (omnitok/data/unassigned.json, from Python's unicodedata) are therefore counted by the
 reference engine. ASCII and Latin-1 texts skip the check; others cost one regex search
 (needs_reference says how).

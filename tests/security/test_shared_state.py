@@ -10,6 +10,7 @@ import hashlib
 import importlib.util
 import sqlite3
 import time
+import warnings
 from pathlib import Path
 from unittest import mock
 
@@ -222,22 +223,29 @@ def test_after_a_redis_restart_the_server_writes_l3_again_within_5_s(tmp_path):
 
 def test_l3_unreachable_at_start_is_used_once_it_answers(tmp_path):
     from omnitok.cache import TieredCache
+    from omnitok.notices import OmnitokWarning
     from tests.redis_server import free_port
 
     port = free_port()
-    cache = TieredCache(CacheSettings(None, l3_url=f"redis://127.0.0.1:{port}/0", l3_timeout=0.5))
-    assert not cache.l3_in_use()
-    with mock.patch("tests.redis_server.free_port", lambda: port):
-        redis = RedisServer(tmp_path)
-    try:
-        start = time.monotonic()
-        while not redis.client().exists(PREFIX + "t:k") and time.monotonic() - start < 10:
-            cache.set_many({"t:k": 5})
-            time.sleep(0.05)
-        assert redis.client().get(PREFIX + "t:k") == b"5" and time.monotonic() - start < 5
-    finally:
-        cache.close()
-        redis.stop()
+    # A write while the server is still starting may warn that L3 is unreachable (the tier's own
+    # notice, as at start): that one warning, and no other.
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        cache = TieredCache(CacheSettings(None, l3_url=f"redis://127.0.0.1:{port}/0", l3_timeout=0.5))
+        assert not cache.l3_in_use()
+        with mock.patch("tests.redis_server.free_port", lambda: port):
+            redis = RedisServer(tmp_path)
+        try:
+            start = time.monotonic()
+            while not redis.client().exists(PREFIX + "t:k") and time.monotonic() - start < 10:
+                cache.set_many({"t:k": 5})
+                time.sleep(0.05)
+            assert redis.client().get(PREFIX + "t:k") == b"5" and time.monotonic() - start < 5
+        finally:
+            cache.close()
+            redis.stop()
+    for w in seen:
+        assert w.category is OmnitokWarning and f"L3 cache redis://127.0.0.1:{port}/0 unreachable" in str(w.message)
 
 
 # --- L2: a checksum per entry ---------------------------------------------------------------------

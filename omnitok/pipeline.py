@@ -517,8 +517,8 @@ def _worker_tasks(total: int | None, jobs: int) -> int | None:
 
 
 def _start_shard_pool(state, jobs: int, worker_tasks: int | None):
-    # The reference engine for rare texts (code points newer than the fast engine's Unicode
-    # tables) is not loaded before the fork (0.3-0.5 s of serial start-up on every run) nor in
+    # The reference engine for rare texts (code points the two engines' Unicode tables may class
+    # apart: unicode_guard) is not loaded before the fork (0.3-0.5 s of serial start-up on every run) nor in
     # the workers (memory would depend on how many met such a text): workers send those texts
     # back and the merge has them counted by one process (_Reference), which loads the reference
     # once, only if one turns up. `worker_tasks`: _worker_tasks' answer for the input (None: the

@@ -4,9 +4,8 @@ gigatoken's pre-tokenizer and the reference regex engines (tiktoken's, `tokenize
 Unicode tables of different versions: a character assigned only recently (U+323B0, CJK Extension
 J, Unicode 17) is a letter to gigatoken 0.10 and not to tiktoken 0.14, whose tables predate it,
 and the counts differ (the differential property test found it; the reference's count is the
-one taken). Texts holding any code point unassigned in Unicode 14
-(omnitok/data/unassigned.json, from Python's unicodedata) are therefore counted by the
-reference engine. ASCII and Latin-1 texts skip the check; others cost one regex search
+one taken). Texts holding any code point unassigned in Unicode 14 (omnitok/data/unassigned.json,
+from Python's unicodedata) are therefore counted by the reference engine. ASCII and Latin-1 texts skip the check; others cost one regex search
 (needs_reference says how).
 
 For OpenAI's patterns (cl100k, o200k) only letters, marks, numbers and white space are told
@@ -63,8 +62,8 @@ def _clean_surrogates(text: str) -> str:
 
 
 def needs_reference(text: str, patterns: str = ANY) -> bool:
-    """True if the text holds a code point newer than the fast engine's Unicode tables that the
-    `patterns` (ANY, or OPENAI's) may split differently.
+    """True if the text holds a code point unassigned in Unicode 14, which the two engines'
+    tables may class apart, that the `patterns` (ANY, or OPENAI's) may split differently.
 
     The common texts are answered without a pass in Python over their characters: ASCII at once;
     a text whose every code point is below U+0100 (Latin-1, all assigned in Unicode 14) from its

@@ -339,9 +339,12 @@ def test_output_directory_rules(tmp_path):
 
 
 def test_a_failed_run_is_dropped_whole_while_its_workers_still_write(tmp_path, monkeypatch):
-    """Without Ray: discard_run while a worker's part lands in RUN. A file made during the
-    removal (ENOTEMPTY) sends it round again, so DIR ends empty; a worker that writes after the
-    removal fails (write_part never recreates RUN) and leaves nothing either."""
+    """Without Ray: discard_run while a worker's part lands in RUN. Where RUN cannot be renamed
+    aside (here: the local filesystem wrapped, as an object store is), a file made during the
+    removal (ENOTEMPTY) sends it round again, so DIR ends empty. On a local disk RUN is renamed
+    aside first: a worker still writing parts in a loop fails at its next write (write_part never
+    recreates RUN) and leaves nothing either. (Removal in place lost that race to such a writer for
+    DISCARD_SECONDS once in a while, leaving a stale _temporary.)"""
     import errno
     import threading
 

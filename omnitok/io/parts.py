@@ -149,15 +149,25 @@ DISCARD_SECONDS = 5.0
 def discard_run(output: str, run: str) -> None:
     """Drop a run that failed: its directory, and DIR/_temporary when no other run is left there.
     Workers may still be writing when the run fails (one shard's write raised while another's was
-    under way): a file they make while the directory is being removed fails that removal
-    (ENOTEMPTY), so it is tried again, every 50 ms for up to DISCARD_SECONDS. A write that starts
-    after the removal fails itself: nothing recreates RUN (write_part writes into it, never makes
-    it)."""
+    under way). On a local disk RUN is first renamed aside, within _temporary: a write that starts
+    after the rename fails, since nothing recreates RUN (write_part writes into it, never makes
+    it), so no file can land in what is being removed. Elsewhere (an object store has no atomic
+    rename) a file made while the directory is being removed fails that removal (ENOTEMPTY), so it
+    is tried again, every 50 ms for up to DISCARD_SECONDS; a writer that outlasts them leaves a
+    stale _temporary, which readers skip and the next run removes."""
     import time
+    import uuid
 
     import pyarrow.fs as pafs
 
     fs, base = filesystem(output)
+    if isinstance(fs, pafs.LocalFileSystem):
+        aside = f"{base}/{TEMPORARY}/.discarded-{uuid.uuid4().hex[:12]}"
+        try:
+            fs.move(run, aside)
+            run = aside
+        except OSError:
+            pass  # gone already, or not movable: removed in place below
     deadline = time.monotonic() + DISCARD_SECONDS
     while True:
         try:

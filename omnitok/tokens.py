@@ -21,6 +21,7 @@ SentencePiece included); an estimate (Claude offline, the heuristic) cannot, and
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 import re
 from collections.abc import Iterable
@@ -127,15 +128,18 @@ def _exact_local(res, opts, purpose: str):
     """The model's offline strategy, if it is exact and can encode; else a UsageError saying why."""
     from .strategy_chain import offline
 
+    directory = None
     if res.family == "hf":  # no files is the usual cause: say where omnitok looked, and how to get them
         from .tokenizers.hf import locate
 
         try:
-            locate(res.target, opts.tokenizer)
+            directory, _ = locate(res.target, opts.tokenizer)
         except AssetError as e:
             raise UsageError(
                 f"{res.model} has no local tokenizer ({e.message}); {purpose} needs an exact local one", hint=e.hint
             ) from None
+    if purpose == "decode" and opts.engine == "auto":
+        opts = dataclasses.replace(opts, engine=_decode_engine(res, directory))
     try:
         strategy = offline(res, opts)
     except NotExactError:  # only an estimate is available offline
@@ -152,6 +156,20 @@ def _exact_local(res, opts, purpose: str):
             f"{res.model}: its tokenizer ({strategy.name}, engine {strategy.engine}) counts but cannot {purpose}"
         )
     return strategy
+
+
+def _decode_engine(res, directory) -> str:
+    """What an `auto` decode reads: a fast engine decodes through its reference's vocabulary
+    (ReferenceGuarded.decode), so decode builds none. pybpe's table for an OpenAI encoding (the
+    same bytes as tiktoken's), `tokenizers` for a tokenizer.json (gigatoken's reference); else
+    auto (sentencepiece, transformers: nothing extra to skip)."""
+    from .families import rank_files_only
+
+    if rank_files_only(res):
+        return "pybpe"
+    if directory is not None and (directory / "tokenizer.json").is_file():
+        return "tokenizers"
+    return "auto"
 
 
 def _text(text: str) -> str:

@@ -111,13 +111,13 @@ def is_small(files: list[str] | None, texts: list[str] | None) -> bool:
 
 
 def small_input_engine(
-    model: str | None, encoding: str | None, files: list[str] | None, texts: list[str] | None, small: bool | None = None
+    model: str | None, encoding: str | None, files: list[str] | None, texts: list[str] | None
 ) -> str:
     """The engine a command asks for where none was named (`--engine auto`, no --tokenizer):
     pybpe for an input of at most SMALL bytes of a model whose offline count runs on an OpenAI
     encoding (OpenAI's own; Claude's estimate, o200k scaled), which needs no engine built, with
-    tiktoken's ids; else auto. `small` given: the input's size is not looked at (decode: a dict
-    lookup per id, whatever their number). An unknown model is left to the command."""
+    tiktoken's ids; else auto. An unknown model is left to the command. (decode builds no fast
+    engine whatever the input: tokens._decode_engine.)"""
     from .. import api, errors
 
     try:
@@ -125,6 +125,4 @@ def small_input_engine(
             return "auto"
     except errors.OmnitokError:
         return "auto"
-    if small is None:
-        small = is_small(files, texts)
-    return "pybpe" if small else "auto"
+    return "pybpe" if is_small(files, texts) else "auto"

@@ -59,12 +59,10 @@ TextFormat = typer.Option(
 def _encoder(model, encoding, engine, tokenizer, purpose: str, words: list[str] | None = None):
     from ..api import Encoder
 
-    if engine == "auto" and tokenizer is None:
+    if engine == "auto" and tokenizer is None and purpose != "decode":  # decode: the library's rule (tokens.py)
         from ._small import small_input_engine
 
-        # decode: pybpe whatever the size (a dict lookup an id: no engine built for nothing);
-        # encode, truncate: count's rule
-        engine = small_input_engine(model, encoding, None, words, small=True if purpose == "decode" else None)
+        engine = small_input_engine(model, encoding, None, words)  # encode, truncate: count's rule
     return Encoder(model, encoding=encoding, engine=engine, tokenizer=tokenizer, purpose=purpose)
 
 

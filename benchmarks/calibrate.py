@@ -6,6 +6,10 @@ even index calibrate; odd ones are held out and measure the error (median and p9
 percentage error). Writes omnitok/data/heuristic.json and benchmarks/CALIBRATION.md.
 
     .venv/bin/python -m benchmarks.calibrate
+
+With --check (`make bench`'s "heuristic" step) nothing is written: the table goes to stdout with a
+line saying whether the shipped omnitok/data/heuristic.json is this fit (the fit is deterministic:
+exact counts of fixed texts), so the README's table comes from the last full `make bench`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import gzip
 import json
 import os
 import statistics
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -68,7 +73,11 @@ def references() -> dict[str, object]:
     return refs
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args not in ([], ["--check"]):
+        sys.exit("usage: python -m benchmarks.calibrate [--check]")
+    check = args == ["--check"]
     sets = {"prose": prose_items(), "code": code_items(), "cjk": cjk_items()}
     refs = references()
     families: dict[str, dict] = {}
@@ -101,7 +110,9 @@ def main() -> None:
                     g_errs.append(abs(heuristic.estimate(t, generic) - r.tokens) / r.tokens)
     families["generic"] = {"cpt": {k: round(v, 4) for k, v in generic.items()}, "error_band": round(_p95(g_errs), 3)}
     out = {"version": VERSION, "families": families, "note": "made by benchmarks/calibrate.py; see its docstring"}
-    (ROOT / "omnitok" / "data" / "heuristic.json").write_text(json.dumps(out, indent=2) + "\n")
+    shipped_path = ROOT / "omnitok" / "data" / "heuristic.json"
+    if not check:
+        shipped_path.write_text(json.dumps(out, indent=2) + "\n")
     lines = [
         "## Heuristic calibration (held-out error)",
         "",
@@ -118,8 +129,21 @@ def main() -> None:
         f"| generic (median figures, all references) | {generic['prose']:.2f}, {generic['code']:.2f}, "
         f"{generic['cjk']:.2f} | | | | {families['generic']['error_band']:.1%} |"
     )
+    if check:
+        shipped = json.loads(shipped_path.read_text())["families"]
+        differ = sorted(f for f in set(shipped) | set(families) if shipped.get(f) != families.get(f))
+        lines += [
+            "",
+            "The shipped constants (omnitok/data/heuristic.json): "
+            + (
+                "this fit."
+                if not differ
+                else f"NOT this fit ({', '.join(differ)} differ): run benchmarks/calibrate.py."
+            ),
+        ]
     text = "\n".join(lines) + "\n"
-    (ROOT / "benchmarks" / "CALIBRATION.md").write_text(text)
+    if not check:
+        (ROOT / "benchmarks" / "CALIBRATION.md").write_text(text)
     print(text)
 
 

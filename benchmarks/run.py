@@ -724,6 +724,12 @@ def main() -> None:
                 str(Path(__file__).parent / "RESULTS-calibrate.md"),
             ),
         ),
+        (
+            "heuristic",
+            lambda: module_step(
+                "calibrate", "The heuristic's held-out error (benchmarks/calibrate.py --check)", results, "--check"
+            ),
+        ),
     ]
     failed = []
     for name, step in steps:

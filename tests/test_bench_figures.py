@@ -55,3 +55,15 @@ def test_readme_performance_figures_come_from_results_md():
         "figures in the README's Performance section that benchmarks/RESULTS.md (the last full "
         f"`make bench`) does not hold: {', '.join(gone)}"
     )
+
+
+def test_readme_heuristic_table_is_the_last_make_bench_s():
+    """The heuristic's table (README, "The heuristic") is the last full `make bench`'s heuristic
+    step (benchmarks/calibrate.py --check): each row as RESULTS.md has it, and that run found the
+    shipped constants (omnitok/data/heuristic.json) to be its fit."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("| family | chars/token prose, code, CJK |")
+    rows = readme[start:].split("\n\n", 1)[0].splitlines()
+    results = RESULTS.read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 8 and [r for r in rows if r not in results] == []
+    assert "The shipped constants (omnitok/data/heuristic.json): this fit." in results

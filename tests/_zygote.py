@@ -41,6 +41,9 @@ PRELOAD = (
     "omnitok.assets.rank_cache", "omnitok.tokenizers.pybpe", "regex", "omnitok.cache.tiered", "omnitok.cache.disk", "omnitok.cache.settings",
     "tiktoken", "tiktoken.core", "tiktoken.model", "tiktoken.registry", "pydantic", "click",
     "concurrent.futures.thread", "sqlite3", "csv", "logging",
+    # typer converts each parameter of a command it parses through a pydantic TypeAdapter: this
+    # module and the pydantic internals it imports were ~80 ms of each such child's CPU.
+    "typer._adapters",
 )  # fmt: skip
 
 _WORD = struct.Struct("=q")

@@ -357,7 +357,13 @@ def _by_characters(text: str, a: int, b: int, target: int, count) -> list[tuple[
                 ok = mid
             else:
                 bad = mid
-        ok = _grapheme_end(text, pos, ok, b)
+        cut = _grapheme_end(text, pos, ok, b)
+        # Moved back off a joined sequence, the run may no longer fit: a shorter prefix can take
+        # more tokens ("Markdown" is one token, "Markdow" two, before "n" + U+200D). Step back
+        # until it fits or is one character (or one sequence) from pos.
+        while pos + 1 < cut < ok and count(text[pos:cut]) > target:
+            cut = _grapheme_end(text, pos, cut - 1, b)
+        ok = cut
         out.append((pos, ok))
         guess = ok - pos
         pos = ok

@@ -43,7 +43,7 @@ PRELOAD = (
     "concurrent.futures.thread", "sqlite3", "csv", "logging",
     # typer converts each parameter of a command it parses through a pydantic TypeAdapter: this
     # module and the pydantic internals it imports were ~80 ms of each such child's CPU.
-    "typer._adapters",
+    "typer._adapters", "pydantic.plugin._loader",
 )  # fmt: skip
 
 _WORD = struct.Struct("=q")

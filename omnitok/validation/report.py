@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-from xml.sax.saxutils import escape as _escape_xml
-from xml.sax.saxutils import quoteattr as _quoteattr_xml
 
 import orjson
 
@@ -23,14 +21,22 @@ def _xml_text(text: str) -> str:
     return _NOT_XML.sub(lambda m: printable(m.group()), str(text))
 
 
+# xml.sax.saxutils is imported where JUnit XML is written, not with this module: it imports
+# urllib.request (ssl, email, http.client), ~25 ms of every `omnitok validate`'s start-up.
+
+
 def escape(text: str) -> str:
     """Text for an XML element: escaped, and every character XML 1.0 forbids written as its escape."""
-    return _escape_xml(_xml_text(text))
+    from xml.sax.saxutils import escape as escape_xml
+
+    return escape_xml(_xml_text(text))
 
 
 def quoteattr(text: str) -> str:
     """A quoted XML attribute value, likewise (tab, LF and CR kept, as character references)."""
-    return _quoteattr_xml(_xml_text(text))
+    from xml.sax.saxutils import quoteattr as quoteattr_xml
+
+    return quoteattr_xml(_xml_text(text))
 
 
 def _cell(value) -> str:

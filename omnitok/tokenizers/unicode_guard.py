@@ -5,8 +5,8 @@ Unicode tables of different versions: a character assigned only recently (U+323B
 J, Unicode 17) is a letter to gigatoken 0.10 and not to tiktoken 0.14, whose tables predate it,
 and the counts differ (the differential property test found it; the reference's count is the
 one taken). Texts holding any code point unassigned in Unicode 14 (omnitok/data/unassigned.json,
-from Python's unicodedata) are therefore counted by the reference engine. ASCII and Latin-1 texts skip the check; others cost one regex search
-(needs_reference says how).
+from Python's unicodedata) are therefore counted by the reference engine. ASCII and Latin-1 texts
+skip the check; others cost one regex search (needs_reference says how).
 
 For OpenAI's patterns (cl100k, o200k) only letters, marks, numbers and white space are told
 apart; every other character, unassigned (Cn) or assigned as a symbol, punctuation or format

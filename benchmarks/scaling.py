@@ -35,7 +35,7 @@ from pathlib import Path
 
 import orjson
 
-from .corpus import build_shifted
+from .corpus import build_shifted, into_page_cache
 
 WORK = Path(__file__).parent / ".work"
 OMNITOK_BIN = str(Path(sys.executable).parent / "omnitok")
@@ -55,9 +55,7 @@ def corpus(work: Path, mb: int) -> tuple[Path, int, int]:
     base = min(mb, BASE_MB)
     path = work / f"corpus-scaling-{mb}mb.jsonl"
     records, text_bytes = build_shifted(path, base * 1_000_000, math.ceil(mb / base))
-    with open(path, "rb") as f:  # into the page cache: every run reads it from memory
-        while f.read(1 << 24):
-            pass
+    into_page_cache(path)
     return path, records, text_bytes
 
 

@@ -104,10 +104,13 @@ class Encoder:
         return ""
 
     def checked_ids(self, ids: Iterable[int]) -> list[int]:
-        """The ids as a list, each one the vocabulary has; else a UsageError naming the first that is not."""
+        """The ids as a list, each one the vocabulary has; else a UsageError naming the first that is not.
+        A bool is no id, as parse_ids rules for the command line's JSON (`[true]`)."""
         out = []
         for value in ids:
             try:
+                if isinstance(value, bool):
+                    raise TypeError
                 i = operator.index(value)
             except TypeError:
                 raise UsageError(f"token ids are whole numbers, not {value!r}") from None

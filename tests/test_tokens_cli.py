@@ -271,6 +271,10 @@ def test_parse_ids():
     for bad in ("1.5", "x", "[1, true]", "[1, 2", '{"a": 1}', "0x10"):
         with pytest.raises(UsageError):
             parse_ids(bad)
+    # the library takes the command line's rule: a bool is no id (True is an int to Python)
+    for bad, shown in ((True, "True"), (1.0, "1.0"), ("1", "'1'")):
+        with pytest.raises(UsageError, match=rf"^token ids are whole numbers, not {shown}$"):
+            omnitok.decode([1, bad], model="gpt-4o")
 
 
 # --- the console script ---------------------------------------------------------------------------

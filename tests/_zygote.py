@@ -4,8 +4,11 @@ doing so (typer, the cli modules, omnitok.api), then forks one child per command
 becomes what a fresh `omnitok` process would be at that point: the given cwd, environment, umask
 and fds 0/1/2, the signal dispositions this interpreter had at its own start, stdio objects built
 as the interpreter builds them, `sys.argv` and `__main__` of the console script, whose code it
-then runs; it ends through the interpreter's own exit (SystemExit, threads joined, atexit, stdio
-flushed, exit 120 if that fails). The zygote reports each child's pid, then its wait status.
+then runs; it ends as that process would: the console script's main ends it once the command is
+done (cli/app.py's _leave: threads joined, atexit, stdio flushed, os._exit), and what main
+leaves to the interpreter ends through the interpreter's own exit (SystemExit, threads joined,
+atexit, stdio flushed, exit 120 if that fails). The zygote reports each child's pid, then its
+wait status.
 
 Protocol (Unix stream socket given as argv[1]): a request is sendmsg(8-byte length, fds =
 [stdin, stdout, stderr, reply]) then a marshal'ed dict {argv, env, cwd, umask, rlimits}; on `reply` the

@@ -156,20 +156,22 @@ def test_same_output_as_before(case):
 
 # Runs the installed console script in a child process and reports its peak resident memory:
 # VmHWM from /proc/self/status at exit, not ru_maxrss, which Linux carries over from the forking
-# parent (pytest, with whatever earlier tests loaded) into the child across exec.
+# parent (pytest, with whatever earlier tests loaded) into the child across exec. Read by an
+# atexit function registered before the run: the console script ends its process itself once its
+# atexit functions ran (cli/app.py's _leave).
 _PEAK = textwrap.dedent(
     """
-    import runpy, sys
+    import atexit, runpy, sys
     script = sys.argv.pop(1)
     sys.argv[0] = script
-    try:
-        runpy.run_path(script, run_name="__main__")
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    status = open("/proc/self/status").read()
-    sys.stderr.write("\\npeak_kb=" + status.split("VmHWM:", 1)[1].split()[0] + "\\n")
-    sys.exit(code)
+
+    def peak():
+        status = open("/proc/self/status").read()
+        sys.stderr.write("\\npeak_kb=" + status.split("VmHWM:", 1)[1].split()[0] + "\\n")
+        sys.stderr.flush()
+
+    atexit.register(peak)
+    runpy.run_path(script, run_name="__main__")
     """
 )
 # Peak above a small run's, per MB of context. Measured here: ~12.7 (the text read and its

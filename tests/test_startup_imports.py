@@ -23,16 +23,18 @@ from tests.console import OMNITOK
 
 HEAVY = {"typer", "click", "rich", "pydantic", "pyarrow", "awkward", "pandas", "tiktoken", "transformers"}
 
+# sys.modules read at exit, by an atexit function registered before the run (so run last): the
+# console script ends its process itself once its atexit functions ran (cli/app.py's _leave).
 _RUN = """
-import json, os, runpy, sys
+import atexit, json, os, runpy, sys
 sys.argv = sys.argv[1:]  # the console script, then its arguments
-code = 0
-try:
-    runpy.run_path(sys.argv[0], run_name="__main__")
-except SystemExit as e:
-    code = e.code
-with open(os.environ["_STARTUP_MODULES"], "w") as f:
-    json.dump({"code": code, "modules": sorted(sys.modules), "blas": os.environ.get("OPENBLAS_NUM_THREADS")}, f)
+
+def record():
+    with open(os.environ["_STARTUP_MODULES"], "w") as f:
+        json.dump({"modules": sorted(sys.modules), "blas": os.environ.get("OPENBLAS_NUM_THREADS")}, f)
+
+atexit.register(record)
+runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
@@ -50,6 +52,7 @@ def _run(tmp_path, *args: str, stdin: bytes = b"hello\n", env: dict | None = Non
     )
     assert r.stderr == b"", r.stderr.decode(errors="replace")
     seen = json.loads(record.read_text())
+    seen["code"] = r.returncode
     seen["packages"] = {*seen["modules"], *(name.split(".")[0] for name in seen["modules"])}
     return {**seen, "out": r.stdout}
 

@@ -60,9 +60,13 @@ def _stdin_is_small(limit: int) -> bool:
             return False
     if stdin.isatty():  # typed by hand: not read ahead
         return False
-    chunks, n = [], 0
+    chunks, n, failed = [], 0, False
     while n <= limit:
-        chunk = buffer.read1(limit + 1 - n)
+        try:
+            chunk = buffer.read1(limit + 1 - n)
+        except OSError:  # the run's own read meets it again and reports it (after what was read)
+            failed = True
+            break
         if not chunk:
             break
         chunks.append(chunk)
@@ -70,7 +74,7 @@ def _stdin_is_small(limit: int) -> bool:
     head = b"".join(chunks)
     reader = io.BufferedReader(_Prefixed(head, buffer, fd))
     sys.stdin = io.TextIOWrapper(reader, encoding=stdin.encoding, errors=stdin.errors)
-    return n <= limit and not head.startswith(PACKED)
+    return not failed and n <= limit and not head.startswith(PACKED)
 
 
 PACKED = (b"\x1f\x8b", b"PAR1")  # gzip, Parquet: a small file may hold far more text

@@ -1,0 +1,82 @@
+"""How an `omnitok` process starts and ends around its command (cli/app.py): descriptors closed
+at start (`>&-`, `<&-`, `2>&-`), and the end without tearing down the interpreter's modules.
+Fresh processes of the real console script: the test zygote starts with its descriptors open."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+OMNITOK = str(Path(sys.executable).with_name("omnitok"))
+
+
+def _run(args, closed=(), env=None, cwd=None):
+    def close():
+        for fd in closed:
+            os.close(fd)
+
+    r = subprocess.run(
+        [OMNITOK, *args],
+        preexec_fn=close,  # noqa: PLW1509 - a shell's `>&-`: the descriptor closed before exec
+        stdin=subprocess.DEVNULL,
+        stdout=None if 1 in closed else subprocess.PIPE,
+        stderr=None if 2 in closed else subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
+    return r.returncode, r.stdout, (r.stderr or b"").decode()
+
+
+def test_a_closed_stdout_is_one_error_line_and_exit_1_as_a_full_device(tmp_path):
+    for args in (["count", "-m", "gpt-4o", "--text", "hi"], ["--version"], ["models"], ["--help"]):
+        assert _run(args, closed=(1,)) == (1, None, "omnitok: error: stdout: Bad file descriptor\n"), args
+    # Nothing for stdout to take: the run is whole, and no file opened took descriptor 1.
+    out = tmp_path / "out.jsonl"
+    assert _run(["count", "-m", "gpt-4o", "--text", "hi", "-o", str(out)], closed=(1,)) == (0, None, "")
+    assert [row["tokens"] for row in map(orjson.loads, out.read_bytes().splitlines())] == [1]
+
+
+def test_a_closed_stdin_is_a_read_error_and_a_closed_stderr_takes_no_file(tmp_path):
+    code, out, err = _run(["count", "-m", "gpt-4o"], closed=(0,))
+    assert (code, out) == (
+        1,
+        b"",
+    ) and err == "omnitok: error: <stdin>: cannot read: OSError: [Errno 9] Bad file descriptor\n"
+    # stderr closed: a warning goes nowhere, not into the output file opened after it.
+    out = tmp_path / "out.jsonl"
+    code, _, _ = _run(["count", "-m", "gpt-4o", "--text", "hi", "--text", "", "-o", str(out)], closed=(2,))
+    assert code == 0 and out.read_bytes().count(b"\n") == 2 and b"omnitok:" not in out.read_bytes()
+
+
+SITE = """
+import atexit, os
+class _TornDown:
+    def __del__(self):
+        os.write(2, b"torn down\\n")
+_kept = _TornDown()  # a module global: its __del__ runs only when the modules are torn down
+atexit.register(lambda: os.write(2, b"atexit ran\\n"))
+"""
+
+
+def test_the_process_ends_after_atexit_without_tearing_down_its_modules(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(SITE)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    for args, code, out in (
+        (["count", "-m", "gpt-4o", "--text", "hello world"], 0, b"2\n"),
+        (["count", "-m", "no-such-model", "--text", "x"], 2, b""),
+        (["validate", "--original", "a cat", "--compressed", "a cat", "--format", "jsonl"], 0, None),
+    ):
+        c, o, err = _run(args, env=env)
+        assert c == code and (out is None or o.endswith(out)), (args, c, o, err)
+        assert err.endswith("atexit ran\n") and "torn down" not in err, (args, err)
+    # An in-process caller of main(argv) keeps its interpreter: the same exit code as SystemExit.
+    r = subprocess.run(
+        [sys.executable, "-c", "from omnitok.cli.app import main; main(['count', '-m', 'gpt-4o', '--text', 'hi'])"],
+        env=env, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == b"1" and b"torn down" in r.stderr

@@ -80,3 +80,43 @@ def test_the_process_ends_after_atexit_without_tearing_down_its_modules(tmp_path
         env=env, capture_output=True, timeout=120,
     )  # fmt: skip
     assert r.returncode == 0 and r.stdout.splitlines()[-1] == b"1" and b"torn down" in r.stderr
+
+
+def test_serve_with_stdout_closed_writes_its_access_lines_to_stderr(tmp_path):
+    """uvicorn's access lines go to stdout: with stdout closed at start (a write to it fails) they
+    go to stderr, with uvicorn's other lines, instead of a logging error a request."""
+    import signal
+    import time
+    import urllib.request
+
+    from tests.serve_server import free_port
+
+    port = free_port()
+    err = tmp_path / "err"
+    with open(err, "wb") as f:
+        proc = subprocess.Popen(
+            [OMNITOK, "serve", "--port", str(port)],
+            preexec_fn=lambda: os.close(1),  # noqa: PLW1509
+            stdin=subprocess.DEVNULL,
+            stderr=f,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+                time.sleep(0.1)
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/count-tokens", data=b'{"text": "hello world"}', method="POST",
+            headers={"content-type": "application/json"},
+        )  # fmt: skip
+        assert orjson.loads(urllib.request.urlopen(req, timeout=30).read())["token_count"] == 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    log = err.read_text()
+    assert code in (0, -signal.SIGTERM) and "Logging error" not in log, log  # uvicorn re-raises the signal
+    assert '"POST /count-tokens HTTP/1.1" 200' in log, log

@@ -116,6 +116,9 @@ def main(argv: list[str] | None = None) -> None:
         _leave(e.code)
 
 
+CLOSED_AT_START: set[int] = set()  # the descriptors _closed_stdio found closed (serve: its access log)
+
+
 def _closed_stdio() -> None:
     """Descriptors 0, 1 and 2 that were closed when the process started (`>&-`) opened on
     /dev/null so that no file opened later takes their number (results meant for stdout, or a
@@ -144,6 +147,7 @@ def _closed_stdio() -> None:
         if opened != fd:
             os.dup2(opened, fd)
             os.close(opened)
+        CLOSED_AT_START.add(fd)
         stream = open(fd, mode, encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
         setattr(sys, name, stream)
         setattr(sys, f"__{name}__", stream)  # as Python keeps its own: never closed by a replacement's collection

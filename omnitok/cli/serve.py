@@ -185,7 +185,19 @@ def serve_cmd(
 
 
 def _run(uvicorn, config) -> None:
-    """uvicorn serving the app each worker builds from the environment (ServeConfig.from_env)."""
+    """uvicorn serving the app each worker builds from the environment (ServeConfig.from_env).
+    uvicorn writes its access lines to stdout: where stdout was closed when omnitok started
+    (cli.app's _closed_stdio: a write to it fails), they go to stderr with its other lines."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    from .app import CLOSED_AT_START
+
+    log_config = LOGGING_CONFIG
+    if 1 in CLOSED_AT_START:
+        log_config = copy.deepcopy(LOGGING_CONFIG)
+        log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"
     uvicorn.run(
         "omnitok.serve.app:app_from_env",
         factory=True,
@@ -201,4 +213,5 @@ def _run(uvicorn, config) -> None:
         proxy_headers=config.access_log,
         timeout_graceful_shutdown=config.graceful_timeout,
         server_header=False,
+        log_config=log_config,
     )

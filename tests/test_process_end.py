@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 OMNITOK = str(Path(sys.executable).with_name("omnitok"))
 
@@ -82,9 +83,11 @@ def test_the_process_ends_after_atexit_without_tearing_down_its_modules(tmp_path
     assert r.returncode == 0 and r.stdout.splitlines()[-1] == b"1" and b"torn down" in r.stderr
 
 
-def test_serve_with_stdout_closed_writes_its_access_lines_to_stderr(tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_with_stdout_closed_writes_its_access_lines_to_stderr(tmp_path, workers):
     """uvicorn's access lines go to stdout: with stdout closed at start (a write to it fails) they
-    go to stderr, with uvicorn's other lines, instead of a logging error a request."""
+    go to stderr, with uvicorn's other lines, instead of a logging error a request; --workers'
+    spawned processes start too (their log formatters asked stdout whether it was a terminal)."""
     import signal
     import time
     import urllib.request
@@ -95,7 +98,7 @@ def test_serve_with_stdout_closed_writes_its_access_lines_to_stderr(tmp_path):
     err = tmp_path / "err"
     with open(err, "wb") as f:
         proc = subprocess.Popen(
-            [OMNITOK, "serve", "--port", str(port)],
+            [OMNITOK, "serve", "--port", str(port), "--workers", workers],
             preexec_fn=lambda: os.close(1),  # noqa: PLW1509
             stdin=subprocess.DEVNULL,
             stderr=f,

@@ -187,7 +187,8 @@ def serve_cmd(
 def _run(uvicorn, config) -> None:
     """uvicorn serving the app each worker builds from the environment (ServeConfig.from_env).
     uvicorn writes its access lines to stdout: where stdout was closed when omnitok started
-    (cli.app's _closed_stdio: a write to it fails), they go to stderr with its other lines."""
+    (cli.app's _closed_stdio: a write to it fails), they go to stderr with its other lines, in
+    no colour."""
     import copy
 
     from uvicorn.config import LOGGING_CONFIG
@@ -198,6 +199,9 @@ def _run(uvicorn, config) -> None:
     if 1 in CLOSED_AT_START:
         log_config = copy.deepcopy(LOGGING_CONFIG)
         log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+        for formatter in log_config["formatters"].values():
+            # Not asked of stdout (sys.isatty), which --workers' spawned processes start without.
+            formatter["use_colors"] = False
     uvicorn.run(
         "omnitok.serve.app:app_from_env",
         factory=True,

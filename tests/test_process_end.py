@@ -42,6 +42,15 @@ def test_a_closed_stdout_is_one_error_line_and_exit_1_as_a_full_device(tmp_path)
     assert [row["tokens"] for row in map(orjson.loads, out.read_bytes().splitlines())] == [1]
 
 
+def test_help_to_a_full_device_is_one_error_line():
+    """Help is written by rich inside click's parse, where io/output does not write: a failed
+    write there is the same one line and exit 1 (was a rich traceback)."""
+    for args in (["--help"], ["count", "--help"]):
+        with open("/dev/full", "wb") as full:
+            r = subprocess.run([OMNITOK, *args], stdout=full, stderr=subprocess.PIPE, timeout=120)
+        assert (r.returncode, r.stderr) == (1, b"omnitok: error: stdout: No space left on device\n"), args
+
+
 def test_a_closed_stdin_is_a_read_error_and_a_closed_stderr_takes_no_file(tmp_path):
     code, out, err = _run(["count", "-m", "gpt-4o"], closed=(0,))
     assert (code, out) == (

@@ -153,16 +153,28 @@ def _closed_stdio() -> None:
         setattr(sys, f"__{name}__", stream)  # as Python keeps its own: never closed by a replacement's collection
 
 
-def _stdout_failed() -> bool:
-    """Whether stdout cannot take what waits in its buffer (then the OSError just raised was its
-    write: a full device, a descriptor closed at start)."""
+# Libraries that write only to the terminal's streams (help, usage, echo): an OSError raised in
+# their code is a failed write of stdout (stderr's failures are not reported: it is where we would).
+_TERMINAL_WRITERS = ("rich", "click", "typer")
+
+
+def _stdout_failed(e: OSError) -> bool:
+    """Whether the OSError just raised was a write to stdout: stdout cannot take what waits in its
+    buffer (a full device, a descriptor closed at start), or the error came from a library that
+    writes only there (rich lost its buffer with the error, so a flush finds nothing waiting)."""
     try:
         sys.stdout.flush()
     except OSError:
         return True
     except Exception:  # noqa: BLE001 - no stdout to speak of
         return False
-    return False
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return False
+    parts = tb.tb_frame.f_code.co_filename.replace("\\", "/").split("/")
+    return "site-packages" in parts and any(name in parts for name in _TERMINAL_WRITERS)
 
 
 def _leave(code) -> None:
@@ -226,7 +238,7 @@ def _run(argv: list[str] | None) -> None:
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(0)
     except OSError as e:
-        if not _stdout_failed():
+        if not _stdout_failed(e):
             raise
         # A write to stdout that failed where our output layer does not write (click's help,
         # rich): the one error line a failed write gives anywhere else (io.output), exit 1.

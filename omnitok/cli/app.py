@@ -173,8 +173,23 @@ def _stdout_failed(e: OSError) -> bool:
         tb = tb.tb_next
     if tb is None:
         return False
-    parts = tb.tb_frame.f_code.co_filename.replace("\\", "/").split("/")
-    return "site-packages" in parts and any(name in parts for name in _TERMINAL_WRITERS)
+    return str(tb.tb_frame.f_globals.get("__name__", "")).split(".")[0] in _TERMINAL_WRITERS
+
+
+def _stdout_error(e: OSError) -> None:
+    """A failed write of stdout reported as io/output reports one: `omnitok: error: stdout: ...`."""
+    from ._output import error
+
+    error(f"stdout: {e.strerror or e}")
+
+
+def _stdout_to_devnull() -> None:
+    """What stdout still holds goes nowhere: its descriptor on /dev/null (the reader went away, or
+    a write failed and was reported), so the flush at exit neither fails nor writes again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _leave(code) -> None:
@@ -198,9 +213,7 @@ def _leave(code) -> None:
     try:
         sys.stdout.flush()
     except OSError as e:  # what was left in stdout's buffer (help, a usage message) not written
-        from ._output import error
-
-        error(f"stdout: {e.strerror or e}")
+        _stdout_error(e)
         status = status or 1
     except Exception:  # noqa: BLE001 - (no stdout: None) the interpreter's exit deals with it
         raise SystemExit(status) from None
@@ -234,19 +247,15 @@ def _run(argv: list[str] | None) -> None:
         sys.exit(errors.EXIT_INTERRUPTED)
     except (BrokenPipeError, StdoutClosed):
         # The reader went away (`| head`): stop quietly, as other Unix tools do.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _stdout_to_devnull()
         sys.exit(0)
     except OSError as e:
         if not _stdout_failed(e):
             raise
         # A write to stdout that failed where our output layer does not write (click's help,
         # rich): the one error line a failed write gives anywhere else (io.output), exit 1.
-        from ._output import error
-
-        error(f"stdout: {e.strerror or e}")
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # its buffer's rest: nowhere
+        _stdout_error(e)
+        _stdout_to_devnull()
         sys.exit(1)
     except Exception as e:
         code = _click_exit(e)

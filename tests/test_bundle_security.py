@@ -687,7 +687,9 @@ def mutate(data, manifest: dict, members: list, outside: Path):
                 e[data.draw(st.text(max_size=8))] = data.draw(value)
             else:
                 new = data.draw(value, label="entry value")
-                if key == "path" and type(new) is str and data.draw(st.booleans(), label="rename member"):
+                # (an entry a "file" change made has no path yet: no member to rename)
+                renames = key == "path" and "path" in e and type(new) is str
+                if renames and data.draw(st.booleans(), label="rename member"):
                     old = "files/" + str(e["path"])
                     members = [("files/" + new if n == old else n, d) for n, d in members]
                 e[key] = new

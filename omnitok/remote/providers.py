@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextvars
 import os
+import threading
 from collections.abc import Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from ..redact import redact_url, url_secrets
@@ -337,8 +337,58 @@ def fingerprint(strategy: str, model: str) -> str:
     return f"{strategy}:{model}:{rule}" if rule else f"{strategy}:{model}"
 
 
-class _NotSent(Exception):
-    """An item a batch did not send because another of its items had failed."""
+def _in_flight(call, items: Sequence, concurrency: int) -> list:
+    """`call(item)` for each item, in order, on at most `concurrency` threads, each in a copy of
+    the caller's context (the request's budget of provider calls goes with it). The first failure
+    (or a Ctrl-C here) stops the rest: items not yet sent are not sent. The calls already in
+    flight end on their own, bounded by the provider's timeout, on daemon threads that the
+    caller does not wait for: neither a fallback to the offline count nor the process's exit
+    waits on answers no one will read (a pool's threads, joined at exit, kept an `omnitok count`
+    that had fallen back or been interrupted up to the provider's timeout). Except in a server
+    (omnitok.remote.budget bounds set): there a request waits for the calls it started, so that
+    the threads working for requests stay bounded by the requests running."""
+    contexts = [contextvars.copy_context() for _ in items]
+    results: list = [None] * len(items)
+    failures: list[BaseException] = []  # in the order they happened
+    lock = threading.Lock()
+    finished = threading.Event()
+    state = {"next": 0, "left": len(items)}
+
+    def worker():
+        while True:
+            with lock:
+                i = state["next"]
+                if failures or i >= len(items):
+                    return
+                state["next"] = i + 1
+            try:
+                results[i] = contexts[i].run(call, items[i])
+            except BaseException as e:  # noqa: BLE001 - handed to the caller, which raises it
+                with lock:
+                    failures.append(e)
+                finished.set()
+                return
+            with lock:
+                state["left"] -= 1
+                if not state["left"]:
+                    finished.set()
+
+    n = min(concurrency, len(items))
+    threads = [threading.Thread(target=worker, name="omnitok-upstream", daemon=True) for _ in range(n)]
+    for t in threads:
+        t.start()
+    try:
+        finished.wait()
+    except BaseException:
+        with lock:  # a Ctrl-C: nothing more is sent
+            failures.append(KeyboardInterrupt())
+        raise
+    if failures:
+        if budget.limits() != (None, None):
+            for t in threads:
+                t.join()
+        raise failures[0]
+    return results
 
 
 class RemoteStrategy:
@@ -372,23 +422,4 @@ class RemoteStrategy:
         budget.need(sum(1 for item in items if item != ""))
         if len(items) <= 1 or self.concurrency <= 1:
             return [self.count_one(item) for item in items]
-        failures: list[BaseException] = []  # in the order they happened
-
-        def one(item):
-            if failures:  # a thread freed by a failure took the next item before the rest were cancelled
-                raise _NotSent
-            try:
-                return self.count_one(item)
-            except BaseException as e:
-                failures.append(e)
-                raise
-
-        with ThreadPoolExecutor(min(self.concurrency, len(items))) as pool:
-            # each call in a copy of this thread's context: the request's budget goes with it
-            futures = [pool.submit(contextvars.copy_context().run, one, item) for item in items]
-            wait(futures, return_when=FIRST_EXCEPTION)
-            if failures:
-                for f in futures:
-                    f.cancel()
-                raise failures[0]
-            return [f.result() for f in futures]
+        return _in_flight(self.count_one, items, self.concurrency)

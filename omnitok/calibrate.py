@@ -127,13 +127,19 @@ def count_online(
         if progress is not None:
             progress(1)
 
-    with ThreadPoolExecutor(max(1, concurrency)) as pool:
+    pool = ThreadPoolExecutor(max(1, concurrency))
+    try:
         futures = [pool.submit(ctx.copy().run, one, i) for i in range(len(texts))]
         first_error = None
         for f in futures:
             exc = f.exception()
             if exc is not None and first_error is None:
                 first_error = exc
+    except BaseException:  # a Ctrl-C: the calls not yet sent are not sent (a pool sends them all)
+        stop.append("interrupted")
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     counted = sum(1 for r in results if r is not None)
     if first_error is not None and counted < MIN_TEXTS:
         raise first_error

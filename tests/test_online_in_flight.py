@@ -35,6 +35,8 @@ class Held:
         self.release = threading.Event()
         self.arrived = threading.Semaphore(0)
         self.before_bad = before_bad
+        self.held = 0  # requests for held texts received
+        self.lock = threading.Lock()
         outer = self
 
         class Handler(JSONHandler):
@@ -42,6 +44,8 @@ class Held:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 text = json.dumps(json.loads(body))
                 if "held" in text:
+                    with outer.lock:
+                        outer.held += 1
                     outer.arrived.release()
                     outer.release.wait(60)
                     self._send(200, {"input_tokens": 7})
@@ -108,3 +112,27 @@ def test_ctrl_c_with_calls_in_flight_ends_at_once(held, tmp_path):
         p.wait()
     assert (p.returncode, out, err) == (errors.EXIT_INTERRUPTED, b"", b"omnitok: interrupted\n")
     assert not provider.release.is_set()
+
+
+def test_ctrl_c_during_calibrate_sends_no_more_calls(held, tmp_path):
+    """calibrate counts its sample on a pool: a Ctrl-C left every queued text to be sent, the
+    pool's exit waiting for all of them (the user's key spent after they asked to stop)."""
+    provider = held()
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_bytes(b"".join(orjson.dumps({"text": f"held text number {i}"}) + b"\n" for i in range(40)))
+    p = subprocess.Popen(
+        [OMNITOK, "calibrate", "-m", MODEL, "--sample", "40", "--concurrency", "4", "--timeout", "30", str(corpus)],
+        env={**os.environ, **provider.env, "OMNITOK_HOME": str(tmp_path / "home")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(4):  # the pool's four calls are in flight
+            assert provider.arrived.acquire(timeout=60)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=25)
+    finally:
+        p.kill()
+        p.wait()
+    assert (p.returncode, err.decode().splitlines()[-1]) == (errors.EXIT_INTERRUPTED, "omnitok: interrupted")
+    assert provider.held == 4 and not provider.release.is_set()

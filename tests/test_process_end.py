@@ -132,3 +132,49 @@ def test_serve_with_stdout_closed_writes_its_access_lines_to_stderr(tmp_path, wo
     log = err.read_text()
     assert code in (0, -signal.SIGTERM) and "Logging error" not in log, log  # uvicorn re-raises the signal
     assert '"POST /count-tokens HTTP/1.1" 200' in log, log
+
+
+# A thread still running when the command ends, and an atexit function that takes its time.
+SLOW_END = """
+import atexit, sys, threading, time
+threading.Thread(target=time.sleep, args=(60,), name="slow").start()
+_shutdown = threading._shutdown
+def shutdown():  # the threads are waited for from here on
+    sys.stderr.write("joining\\n"); sys.stderr.flush(); _shutdown()
+threading._shutdown = shutdown
+def slow_cleanup():
+    sys.stderr.write("cleaning up\\n"); sys.stderr.flush(); time.sleep(60)
+atexit.register(slow_cleanup)
+"""
+
+
+def test_ctrl_c_while_threads_are_waited_for_at_the_end_is_an_interruption(tmp_path):
+    """An error ends the command while a thread still runs: the process waits for it, as the
+    interpreter does. A Ctrl-C then was a KeyboardInterrupt traceback; it is "omnitok:
+    interrupted" and 130, the atexit clean-up still runs, and another Ctrl-C ends that at once."""
+    import queue
+    import signal
+    import threading
+
+    (tmp_path / "sitecustomize.py").write_text(SLOW_END)
+    p = subprocess.Popen(
+        [OMNITOK, "count", "-m", "no-such-model", "--text", "x"],
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x.decode()) for x in p.stderr], daemon=True).start()
+    try:
+        seen = [lines.get(timeout=60), lines.get(timeout=60)]
+        assert seen[0].startswith("omnitok: error: ") and "no-such-model" in seen[0] and seen[1] == "joining\n"
+        p.send_signal(signal.SIGINT)  # while the thread is waited for
+        seen += [lines.get(timeout=30), lines.get(timeout=30)]
+        assert seen[2:] == ["omnitok: interrupted\n", "cleaning up\n"]
+        p.send_signal(signal.SIGINT)  # during the clean-up
+        assert p.wait(timeout=30) == 130
+    finally:
+        p.kill()
+        p.wait()
+    assert p.stdout.read() == b""

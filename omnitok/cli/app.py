@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> None:
         _run(None)
     except SystemExit as e:
         _leave(e.code)
+    except KeyboardInterrupt:  # between the command's end and _leave (while an error is reported)
+        info("omnitok: interrupted")
+        _leave(errors.EXIT_INTERRUPTED)
 
 
 CLOSED_AT_START: set[int] = set()  # the descriptors _closed_stdio found closed (serve: its access log)
@@ -201,14 +204,26 @@ def _leave(code) -> None:
     modules only frees memory the kernel is about to take back: ~25 ms of a command's CPU
     (`omnitok validate` 0.26 -> 0.24 s), more where the process was forked from a loaded one.
     An exit status that is not a small int (a message to print), or a flush of stderr that
-    fails, is left to the interpreter, which reports it as before."""
+    fails, is left to the interpreter, which reports it as before. After a Ctrl-C (status 130)
+    threads are not waited for: the user asked to stop, and the work they were doing (a
+    provider's answer, say) would be thrown away; a Ctrl-C while they are waited for is one.
+    Another Ctrl-C during the clean-up that follows (atexit) ends the process at once, 130."""
     status = 0 if code is None else code
     if type(status) is not int or not 0 <= status <= 255:
         raise SystemExit(code)
     import atexit
     import threading
 
-    threading._shutdown()  # noqa: SLF001 - what Py_FinalizeEx calls first; a second call does nothing
+    if status != errors.EXIT_INTERRUPTED:  # after a Ctrl-C, no waiting on threads' unfinished work
+        try:
+            threading._shutdown()  # noqa: SLF001 - what Py_FinalizeEx calls first; a second call does nothing
+        except KeyboardInterrupt:  # a Ctrl-C while waiting on them: as one during the command
+            info("omnitok: interrupted")
+            status = errors.EXIT_INTERRUPTED
+    if status == errors.EXIT_INTERRUPTED:  # the clean-up below is quick; another Ctrl-C ends it now
+        import signal
+
+        signal.signal(signal.SIGINT, lambda *_: os._exit(errors.EXIT_INTERRUPTED))
     atexit._run_exitfuncs()  # noqa: SLF001 - then these; they are cleared once run
     try:
         sys.stdout.flush()

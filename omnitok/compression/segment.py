@@ -479,8 +479,11 @@ def split_over(units: list[Unit], limit: int, count, count_batch) -> tuple[list[
     pieces). Pieces are cut at
     lines, then sentence ends, clauses, words (CJK characters) and characters (see _SPLIT_LEVELS),
     keep the unit's passage and kind (a title's pieces are sentences), and tile its text: the first
-    takes the unit's separator, the others the text between them, so rendering every piece gives
-    the unit back. A unit over the limit only with its separator stays whole. Indexes are
+    takes the unit's separator, the others the text between them with the white space that begins
+    them (an indentation, whose tokens would put a piece over the target), so rendering every
+    piece gives the unit back. The first keeps the white space that begins the unit (a code
+    block's indentation: a separator is not rendered before the first unit kept), which may put
+    it over the target by that white space's tokens. A unit over the limit only with its separator stays whole. Indexes are
     renumbered; the pieces' tokens (with their separators, as units') are left for the caller.
     `count(text)` and `count_batch(texts)`: the model's token counts."""
     over = [u for u in units if u.tokens > limit]
@@ -499,7 +502,11 @@ def split_over(units: list[Unit], limit: int, count, count_batch) -> tuple[list[
         kind = "sentence" if u.kind == "title" else u.kind
         prev = None
         for x, y in spans:
-            sep = u.sep if prev is None else u.text[prev:x]
+            if prev is None:
+                sep = u.sep
+            else:  # an indentation goes with the separator
+                x += len(u.text[x:y]) - len(u.text[x:y].lstrip())
+                sep = u.text[prev:x]
             piece = Unit(len(out), u.passage, u.text[x:y], sep, kind)
             out.append(piece)
             new.append(piece)

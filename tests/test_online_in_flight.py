@@ -80,6 +80,26 @@ def held():
         s.close()
 
 
+def interrupted(provider: Held, args: list[str], in_flight: int, env: dict | None = None) -> tuple[int, bytes, bytes]:
+    """Run `omnitok ARGS`, Ctrl-C it once `in_flight` held calls have reached the provider; its
+    exit status, stdout and stderr (the call fails if it does not end within 25 s of the signal)."""
+    p = subprocess.Popen(
+        [OMNITOK, *args],
+        env={**os.environ, **provider.env, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(in_flight):
+            assert provider.arrived.acquire(timeout=60)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=25)
+    finally:
+        p.kill()
+        p.wait()
+    return p.returncode, out, err
+
+
 def test_a_failed_batch_falls_back_without_waiting_for_the_calls_in_flight(held):
     provider = held(before_bad=3)  # the 400 comes once three held calls are in flight
     rows = b"".join(orjson.dumps({"text": t}) + b"\n" for t in ("held one", "held two", "held three", "bad four"))
@@ -96,21 +116,9 @@ def test_ctrl_c_with_calls_in_flight_ends_at_once(held, tmp_path):
     provider = held()
     rows = tmp_path / "rows.jsonl"
     rows.write_bytes(b"".join(orjson.dumps({"text": f"held {i}"}) + b"\n" for i in range(4)))
-    p = subprocess.Popen(
-        [OMNITOK, "count", "--online", "--timeout", "30", "-m", MODEL, str(rows)],
-        env={**os.environ, **provider.env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        for _ in range(4):  # every record's call is in flight
-            assert provider.arrived.acquire(timeout=60)
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=25)
-    finally:
-        p.kill()
-        p.wait()
-    assert (p.returncode, out, err) == (errors.EXIT_INTERRUPTED, b"", b"omnitok: interrupted\n")
+    args = ["count", "--online", "--timeout", "30", "-m", MODEL, str(rows)]
+    code, out, err = interrupted(provider, args, in_flight=4)  # every record's call
+    assert (code, out, err) == (errors.EXIT_INTERRUPTED, b"", b"omnitok: interrupted\n")
     assert not provider.release.is_set()
 
 
@@ -120,19 +128,8 @@ def test_ctrl_c_during_calibrate_sends_no_more_calls(held, tmp_path):
     provider = held()
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_bytes(b"".join(orjson.dumps({"text": f"held text number {i}"}) + b"\n" for i in range(40)))
-    p = subprocess.Popen(
-        [OMNITOK, "calibrate", "-m", MODEL, "--sample", "40", "--concurrency", "4", "--timeout", "30", str(corpus)],
-        env={**os.environ, **provider.env, "OMNITOK_HOME": str(tmp_path / "home")},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        for _ in range(4):  # the pool's four calls are in flight
-            assert provider.arrived.acquire(timeout=60)
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=25)
-    finally:
-        p.kill()
-        p.wait()
-    assert (p.returncode, err.decode().splitlines()[-1]) == (errors.EXIT_INTERRUPTED, "omnitok: interrupted")
+    args = ["calibrate", "-m", MODEL, "--sample", "40", "--concurrency", "4", "--timeout", "30", str(corpus)]
+    home = {"OMNITOK_HOME": str(tmp_path / "home")}
+    code, _, err = interrupted(provider, args, in_flight=4, env=home)  # the pool's four calls
+    assert (code, err.decode().splitlines()[-1]) == (errors.EXIT_INTERRUPTED, "omnitok: interrupted")
     assert provider.held == 4 and not provider.release.is_set()

@@ -16,6 +16,30 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def pytest_configure(config):
+    """The suite's OMNITOK_HOME, unless one is set: a directory of its own for the run, shared by
+    the test processes (set here, in the process that starts them), removed at the end. Tests
+    that need other homes set theirs; what the rest write there (ONNX exports, ~270 MB; derived
+    rank tables) went into the user's own ~/.local/share/omnitok."""
+    if "OMNITOK_HOME" in os.environ or hasattr(config, "workerinput"):
+        return
+    import tempfile
+
+    home = tempfile.mkdtemp(prefix="omnitok-tests-home-")
+    os.environ["OMNITOK_HOME"] = home
+    config._omnitok_home = home
+
+
+def pytest_unconfigure(config):
+    home = getattr(config, "_omnitok_home", None)
+    if home is not None:
+        import shutil
+
+        shutil.rmtree(home, ignore_errors=True)
+        if os.environ.get("OMNITOK_HOME") == home:
+            del os.environ["OMNITOK_HOME"]
+
+
 @dataclass
 class CliResult:
     code: int

@@ -164,3 +164,33 @@ def test_compress_stopped_at_a_bad_record_leaves_output_untouched(tmp_path):
     assert r.code == EXIT_ERROR, r.err
     assert prev.read_bytes() == b"precious\n"
     assert sorted(os.listdir(tmp_path)) == ["ctx.jsonl", "prev.jsonl"]
+
+
+def _sh(command: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", command], cwd=cwd, capture_output=True, timeout=120)
+
+
+def test_a_descriptor_named_by_o_is_written_through_not_replaced(f, tmp_path, ref_o200k):
+    """`-o /dev/stdout >> log` renamed a file over log (what /proc/self/fd/1 pointed to): what log
+    held was lost, a summary printed to stdout went to the old file, and into a pipe it was
+    "No such file or directory". A descriptor's path is written through the descriptor."""
+    counts = b"".join(b"%d\n" % len(ref_o200k.encode_ordinary(t)) for t in ("hello world", "second record"))
+    (tmp_path / "log").write_bytes(b"kept\n")
+    (tmp_path / "link").symlink_to("/dev/stderr")
+    for command in (
+        f"'{OMNITOK}' count f.jsonl --format number -o /dev/stdout >> log",
+        f"'{OMNITOK}' count f.jsonl --format number -o /proc/self/fd/1 >> log",
+        f"'{OMNITOK}' count f.jsonl --format number -o /dev/fd/3 3>> log",
+        f"'{OMNITOK}' count f.jsonl --format number -o link 2>> log",
+    ):
+        r = _sh(command, tmp_path)
+        assert (r.returncode, r.stderr) == (EXIT_OK, b""), command
+    assert (tmp_path / "log").read_bytes() == b"kept\n" + counts * 4
+    r = _sh(f"'{OMNITOK}' count f.jsonl --format number --summary -o /dev/stdout | cat", tmp_path)
+    assert r.returncode == EXIT_OK and r.stdout.startswith(counts) and b'"total_tokens"' in r.stdout
+    # Open on the input: refused before anything is read, the input as it was.
+    r = _sh(f"'{OMNITOK}' count f.jsonl -o /dev/stdout >> f.jsonl", tmp_path)
+    assert r.returncode == EXIT_USAGE and b"is also an input" in r.stderr and f.read_bytes() == ROWS
+    r = _sh(f"'{OMNITOK}' count f.jsonl -o /dev/fd/9", tmp_path)
+    assert (r.returncode, r.stderr) == (EXIT_USAGE, b"omnitok: error: cannot write /dev/fd/9: Bad file descriptor\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.jsonl", "link", "log"]  # no temporary file left

@@ -7,7 +7,11 @@ is also an input (the same file, through any name, link or stdin redirection) is
 `omnitok count f.jsonl --add-field n -o f.jsonl` cannot empty its input.
 
 Targets that are not regular files (/dev/null, a FIFO, a terminal) are written in place: a
-rename would replace the device with a file.
+rename would replace the device with a file. A path that names one of this process's open
+descriptors (/dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N, or a link to one) is written
+through that descriptor, whatever it is open on: `-o /dev/stdout >> log` appends to log (a
+rename over the file the descriptor is open on replaced it, losing what it held, and a pipe has
+no path to rename to).
 
 A write, flush, fsync or close that fails (a full disk, a file-size limit, /dev/full as stdout)
 is an `OutputError`: one line naming the output and the reason, exit 1; the temporary file is
@@ -169,6 +173,25 @@ def sweep_stale(directory: str, name: str) -> list[str]:
     return removed
 
 
+_FD_PATH = re.compile(r"/(?:dev/fd|proc/(self|thread-self|\d+)/fd)/(\d+)")
+
+
+def _descriptor(path: str) -> int | None:
+    """The descriptor of this process that `path` names (/dev/stdout is a link to
+    /proc/self/fd/1), following its links; None for any other path."""
+    p = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on links followed
+        m = _FD_PATH.fullmatch(p)
+        if m is not None and m.group(1) in (None, "self", "thread-self", str(os.getpid())):
+            return int(m.group(2))
+        try:
+            link = os.readlink(p)
+        except OSError:  # not a link (or not there): a path like any other
+            return None
+        p = os.path.normpath(os.path.join(os.path.dirname(p), link))
+    return None
+
+
 class Output:
     """A binary output stream; `close(commit)` publishes or drops what was written."""
 
@@ -180,6 +203,10 @@ class Output:
         self.failure: OutputError | None = None
         if self.path is None:
             self.stream: IO[bytes] = self._stdout()
+            return
+        fd = _descriptor(self.path)
+        if fd is not None:
+            self.stream = self._dup(fd, inputs, option)
             return
         target = os.path.realpath(self.path)
         try:
@@ -224,6 +251,22 @@ class Output:
         except (OSError, ValueError, AttributeError):
             return sys.stdout.buffer
         return io.BufferedWriter(_Raw(fd, self, closefd=False))
+
+    def _dup(self, fd: int, inputs: Iterable[str], option: str) -> IO[bytes]:
+        """A descriptor of this process named by -o (_descriptor), written as it is open
+        (appending where it appends); refused where it is open on an input."""
+        try:
+            existing = os.fstat(fd)
+            mine = os.dup(fd)
+        except OSError as e:
+            raise UsageError(f"cannot write {self.path}: {e.strerror}") from None
+        try:
+            _refuse_input(self.path, existing, inputs, option)
+        except BaseException:
+            os.close(mine)
+            raise
+        os.set_inheritable(mine, False)
+        return io.BufferedWriter(_Raw(mine, self))
 
     def _open(self, path: str, flags: int, mode: int = 0o666) -> IO[bytes]:
         try:

@@ -149,3 +149,31 @@ def test_compress_and_validate_keep_wide_ids(tmp_path):
     assert r.code == 0, r.err
     assert [row["id"] for row in json.loads(r.out)["records"]] == [-(2**63) - 1, 10**30]
     assert orjson.loads(r.out)  # still JSON an ordinary parser takes
+
+
+def test_integers_too_large_for_a_float_are_read_exactly(tmp_path):
+    """An integer of 309 digits or more is infinity to orjson, which refused the line as invalid
+    JSON (the README: ids are kept exactly past 64 bits). Such a line is read again by the
+    standard library, as a JSON document is; it keeps orjson's other rules."""
+    huge = 10**400
+    lines = [_line(huge), _line(-huge, "second"), b'{"n": 1e400, "text": "a float past a double"}\n']
+    lines.append(json.dumps({"id": huge + 1, "messages": [{"role": "user", "content": "hi"}]}).encode() + b"\n")
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"".join(lines))
+    expected = [huge, -huge, None, huge + 1]
+    for args in ((str(path),), (str(path), "--jobs", "2"), ("-",)):
+        r = omnitok("count", *args, stdin=path.read_bytes())
+        assert r.code == 0, (args, r.err)
+        assert _jsonl_ids(r.out) == expected, args
+    doc = tmp_path / "in.json"
+    doc.write_bytes(b"[" + b",".join(x.strip() for x in lines) + b"]")
+    r = omnitok("count", str(doc))
+    assert r.code == 0 and _jsonl_ids(r.out) == expected, r.err
+    # orjson's other rules still hold on such a line: each is the error it was
+    for bad in (
+        b'{"n": 1e400, "text": NaN}\n',
+        b'{"n": 1e400, "text": "x\\ud800"}\n',
+        b'{"id": 1' + b"0" * 5000 + b', "text": "x"}\n',  # past Python's own limit on digits
+    ):
+        r = omnitok("count", "--on-error", "record", stdin=bad)
+        assert r.code == 4 and orjson.loads(r.out)["error"].startswith("invalid JSON"), (bad[:30], r.out)

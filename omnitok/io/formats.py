@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from ..errors import InputError
+from .ids import reread
 from .inputs import Progress, open_input
 
 FORMATS = ("auto", "jsonl", "json", "parquet", "text")
@@ -84,8 +85,8 @@ def _parses(data: bytes) -> bool:
         return False
     try:
         orjson.loads(data.removeprefix(BOM))
-    except orjson.JSONDecodeError:
-        return False
+    except orjson.JSONDecodeError as e:
+        return reread(data.removeprefix(BOM), e)[0]
     return True
 
 
@@ -107,8 +108,8 @@ def jsonl_named_json(path: str) -> bool:
         return False
     try:
         orjson.loads(head[-1].removeprefix(BOM))
-    except orjson.JSONDecodeError:
-        return False
+    except orjson.JSONDecodeError as e:
+        return reread(head[-1].removeprefix(BOM), e)[0]
     return True
 
 

@@ -3,8 +3,10 @@
 JSON: orjson reads an integer past 64 bits (above 2**64 - 1 or below -2**63) as a float, so such an
 id would come out rounded, or (being no integer) not at all. The JSONL reader notices the one float
 that can be such an integer and reads that line again with the standard library, whose integers
-have no bound (`lost_integer`, `exact_id`); every other line costs nothing more. orjson cannot
-write those integers either: `json_id` and `dumps` write them as their decimal digits.
+have no bound (`lost_integer`, `exact_id`); every other line costs nothing more. An integer of
+309 digits or more is past even a float: orjson refuses the line, and `reread` reads it with the
+standard library instead. orjson cannot write those integers either: `json_id` and `dumps` write
+them as their decimal digits.
 
 Parquet output: the `id` column's Arrow type is fixed when the writer opens, before any row is seen,
 so it is decided from what the inputs declare (`id_type`): where every input is a Parquet file
@@ -53,6 +55,41 @@ def exact_id(extractor, obj: Any, line: bytes) -> Any:
         return extractor.record_id(json.loads(line))
     except (ValueError, RecursionError):  # a number past Python's digit limit; nesting too deep
         return None
+
+
+def reread(data: bytes | str, error: ValueError) -> tuple[bool, Any]:
+    """(True, the value) of JSON text that orjson refused with `error` only because a number in
+    it is too large for a float (an integer of 309 digits or more, `1e400`), read again by the
+    standard library under orjson's other rules: integers exact (up to Python's 4,300 digits), no
+    NaN or Infinity literals, no lone surrogates; (False, None) where orjson's error stands. Only
+    lines orjson refused come here: the others cost nothing more."""
+    if "infinity" not in str(getattr(error, "msg", "")):
+        return False, None
+    try:
+        value = json.loads(data, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return False, None
+    return (False, None) if _has_surrogate(value) else (True, value)
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _has_surrogate(value: Any) -> bool:
+    """Whether a string anywhere in `value` (keys included) holds a lone surrogate."""
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if type(v) is str:
+            if not v.isascii() and any("\ud800" <= ch <= "\udfff" for ch in v):
+                return True
+        elif type(v) is dict:
+            todo += v.keys()
+            todo += v.values()
+        elif type(v) is list:
+            todo += v
+    return False
 
 
 def _wide(value: Any) -> bool:

@@ -31,7 +31,7 @@ from .. import notices
 from ..errors import InputError, UsageError
 from ..records import ExtractError, Extractor, Record, record_id, record_of
 from .formats import BOM, FORMATS, JSON_DOC_MAX, detect_format, head_lines, jsonl_named_json, sniff
-from .ids import exact_id, id_type
+from .ids import exact_id, id_type, reread
 from .inputs import GZIP_MAGIC, STDIN, GzipReader, Progress, is_stream, open_input, read_error, source_name
 
 if TYPE_CHECKING:
@@ -343,9 +343,10 @@ class InputStream:
             # all records or one error; the objects are dropped at once: the peak is this check's.
             orjson.loads(text)
         except orjson.JSONDecodeError as e:
-            # The whole document is refused: no line of its own (--on-error has no record to go on to).
-            yield self._error(source, None, f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}")
-            return
+            if not reread(text, e)[0]:  # (a number too large for orjson is not an error: io.ids)
+                # The whole document is refused: no line of its own (--on-error has no record to go on to).
+                yield self._error(source, None, f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}")
+                return
         # The stdlib decoder, element by element: where each starts (its line) and exact integers.
         decoder = json.JSONDecoder()
         i = _skip_ws(text, 0)
@@ -404,8 +405,10 @@ class InputStream:
             try:
                 obj = loads(line)
             except orjson.JSONDecodeError as e:
-                yield self._error(source, lineno, _json_error(line, e), raw=_raw_line(line))
-                continue
+                ok, obj = reread(line, e)  # a number too large for orjson (io.ids)
+                if not ok:
+                    yield self._error(source, lineno, _json_error(line, e), raw=_raw_line(line))
+                    continue
             if plain and type(obj) is dict and "messages" not in obj:  # Extractor.extract's fast path
                 value = obj.get("text")
                 if type(value) is str:

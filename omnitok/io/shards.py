@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import IO, Any
 
 from ..errors import InputError, UsageError
+from .ids import reread
 
 SHARD_MIN = 1 << 20
 # The largest shard. Small shards keep both the workers' transient memory (a shard's bytes, its
@@ -205,8 +206,9 @@ def _json_kind(pfs, where: str) -> str:
         if line.strip():
             try:
                 return "jsonl" if isinstance(orjson.loads(line), dict) else "json"
-            except orjson.JSONDecodeError:
-                return "json"
+            except orjson.JSONDecodeError as e:
+                ok, value = reread(line, e)  # a number too large for orjson (io.ids)
+                return "jsonl" if ok and isinstance(value, dict) else "json"
     return "jsonl"
 
 

@@ -201,16 +201,19 @@ def parse_ids(text: str) -> list[int]:
     text = text.strip()
     if text.startswith("["):
         import json
+        import reprlib
 
         try:
             values = json.loads(text)
         except ValueError as e:
             raise UsageError(f"token ids: not a JSON array: {e}") from None
+        except RecursionError:  # arrays nested past the interpreter's depth: not ids either
+            raise UsageError("token ids: not a JSON array of numbers: nested too deep") from None
         if not isinstance(values, list):
             raise UsageError("token ids: not a JSON array")
         for v in values:
             if not isinstance(v, int) or isinstance(v, bool):
-                raise UsageError(f"token ids are whole numbers, not {v!r}")
+                raise UsageError(f"token ids are whole numbers, not {reprlib.repr(v)}")
         return values
     out = []
     for word in _ID_SEPARATORS.split(text):

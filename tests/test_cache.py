@@ -279,7 +279,11 @@ def test_verify_finds_a_wrong_entry(cli, tmp_path):
     key = next(k for k in raw.iterkeys() if isinstance(k, str) and not k.startswith("__"))
     raw.set(key, 999_999)  # without its checksum: never read as a count (tests/security/test_shared_state.py)
     r = cli("cache", "verify", "-m", "gpt-4o", "--cache-dir", d, f)
-    assert r.code == 0 and orjson.loads(r.out)["cached"] == 9
+    # damage found, and said: a count reads it as a miss, but verify is there to find it
+    assert r.code == 1 and orjson.loads(r.out) | {"examples": []} == {
+        "checked": 10, "cached": 9, "mismatched": 0, "damaged": 1, "examples": [], "l2_integrity": "ok",
+    }  # fmt: skip
+    assert "an entry in l2 failed its checksum" in r.err
     raw.set(key, seal(key, 999_999))  # a wrong count stored as omnitok stores it (an older tokenizer's, say)
     raw.close()
     r = cli("cache", "verify", "-m", "gpt-4o", "--cache-dir", d, f)

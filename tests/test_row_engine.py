@@ -122,6 +122,7 @@ def test_cache_warm_and_verify_of_a_small_input_serve_every_engine(tmp_path):
         "checked": 5,
         "cached": 5,
         "mismatched": 0,
+        "damaged": 0,
         "examples": [],
         "l2_integrity": "ok",
     }, r.out

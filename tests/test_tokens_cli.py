@@ -339,6 +339,17 @@ def test_cli_empty_text_is_empty_output():
     [
         (["decode", "-m", "gpt-4o", "24912", "300000"], b"", "token id 300000 is not in o200k_base's vocabulary"),
         (["decode", "-m", "gpt-4o"], b"1 2 x3", "token ids are whole numbers, not 'x3'"),
+        # nested past the interpreter's depth: was a RecursionError traceback
+        (
+            ["decode", "-m", "gpt-4o"],
+            b"[" * 3000 + b"]" * 3000,
+            "token ids: not a JSON array of numbers: nested too deep",
+        ),
+        (
+            ["decode", "-m", "gpt-4o"],
+            b"[[" + b"1," * 5000 + b"1]]",
+            "token ids are whole numbers, not [1, 1, 1, 1, 1, 1, ...]",
+        ),
         (["encode", "-m", "claude-sonnet-4-5", "hi"], b"", "claude-sonnet-4-5 has no local tokenizer; encode needs"),
         (["truncate", "-m", "gpt-4o", "hi"], b"", "Missing option '--max-tokens'"),
         (["truncate", "-m", "gpt-4o", "-t", "-1", "hi"], b"", "--max-tokens must be a whole number"),

@@ -232,7 +232,7 @@ def verify_cmd(
     l3_url: opt.L3Url = None,
 ) -> None:
     """Re-count a sample of a corpus and compare with what the cache holds; check the disk
-    cache's database. Exit 1 on a mismatch, a damaged database or a tier that is down."""
+    cache's database. Exit 1 on a mismatch, a damaged entry or database, or a tier that is down."""
     import itertools
 
     from .. import api
@@ -264,9 +264,12 @@ def verify_cmd(
                         examples.append({"where": rec.where, "cached": value, "recounted": truth})
     finally:
         cached.close()
-    out = {"checked": checked, "cached": present, "mismatched": mismatched, "examples": examples}
+    # entries that failed their checksum (L2) or tag (L3), or held no count: read as misses by
+    # a count, and damage found here
+    damaged = sum(cache.stats.get(k, 0) for k in ("l2_errors", "l3_errors", "malformed"))
+    out = {"checked": checked, "cached": present, "mismatched": mismatched, "damaged": damaged, "examples": examples}
     if integrity is not None:
         out["l2_integrity"] = integrity
     _report(out, cache, True, "verify", "not verified")
-    if mismatched:
+    if mismatched or damaged:
         raise typer.Exit(errors.EXIT_ERROR)

@@ -7,6 +7,7 @@ library on shipped Hugging Face files (tests/hf_assets.py), and llama.cpp's test
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import unicodedata
 
@@ -369,6 +370,36 @@ def test_cli_usage_errors(args, stdin, message):
 def test_cli_invalid_utf8_on_stdin_is_an_input_error():
     r = run("encode", "-m", "gpt-4o", stdin=b"ok\n\xff")
     assert (r.code, r.err) == (1, "omnitok: error: <stdin>:2: invalid UTF-8 (byte 0xff at column 1)\n")
+
+
+def test_invalid_utf8_in_a_text_argument_is_an_input_error_as_on_stdin(tmp_path):
+    """Bytes that are not UTF-8 in a text given as an argument reach Python as lone surrogates
+    (surrogateescape): they were counted, encoded and truncated as U+FFFD without a word, where
+    the same bytes from a file or stdin are an error naming the byte. Now the same error."""
+    bad = os.fsdecode(b"a\xffb")  # what Python makes of argv's bytes
+    (tmp_path / "ctx.txt").write_text("some context")
+    for args, where in (
+        (["count", "-m", "gpt-4o", "--text", bad], "--text"),
+        (["encode", "-m", "gpt-4o", bad], "<argument>"),
+        (["truncate", "-m", "gpt-4o", "-t", "5", "ok", bad], "<argument>"),
+        (["validate", "--original", bad, "--compressed", "ab"], "--original"),
+        (["compress", "--context", str(tmp_path / "ctx.txt"), "--query", bad, "--budget", "5"], "--query"),
+    ):
+        r = run(*args)
+        column = 5 if args[0] == "truncate" else 2  # arguments joined by a space
+        assert (r.code, r.out, r.err) == (
+            1,
+            b"",
+            f"omnitok: error: {where}: invalid UTF-8 (byte 0xff at column {column})\n",
+        )
+    # one --text of several: a bad record, as a bad line is
+    r = run("count", "-m", "gpt-4o", "--text", "ok", "--text", bad, "--on-error", "record")
+    assert r.code == 4 and json.loads(r.out.splitlines()[1])["error"] == "invalid UTF-8 (byte 0xff at column 2)"
+    # text that is UTF-8 is unchanged, whatever its script
+    assert (
+        run("encode", "-m", "gpt-4o", "café 中文").out
+        == " ".join(map(str, omnitok.encode("café 中文", model="gpt-4o"))).encode() + b"\n"
+    )
 
 
 @pytest.mark.parametrize("command", ["encode", "decode", "truncate"])

@@ -151,6 +151,8 @@ def compress_cmd(
     )
     comp = api.Compressor(model, options=options)
     try:
+        if query is not None:
+            query = api.argument_text(query, "--query")
         extractor = api.CompressExtractor(context_field, query_field, query, id_field or None)
         stream = api.open_inputs(files or [], extractor, input_format)
         if fmt == "auto":

@@ -69,7 +69,9 @@ def _encoder(model, encoding, engine, tokenizer, purpose: str, words: list[str] 
 def _read_text(words: list[str] | None) -> str:
     """The arguments joined by spaces, or stdin decoded as UTF-8 (an error names the bad byte)."""
     if words:
-        return " ".join(words)
+        from .. import api
+
+        return api.argument_text(" ".join(words), "<argument>")
     data = sys.stdin.buffer.read()
     try:
         return data.decode("utf-8")

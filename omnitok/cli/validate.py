@@ -128,6 +128,8 @@ def validate_cmd(
     if fmt not in REPORT_FORMATS:
         raise errors.UsageError(f"--format must be one of {', '.join(REPORT_FORMATS)}")
     source = _source(files, original, compressed, original_file, compressed_file)  # before anything is read
+    if original is not None:
+        original, compressed = api.argument_text(original, "--original"), api.argument_text(compressed, "--compressed")
     counter = None
     if "compression" in chosen:
         engine = _small_engine(model, source, files, (original, compressed), (original_file, compressed_file))

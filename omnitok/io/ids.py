@@ -69,27 +69,13 @@ def reread(data: bytes | str, error: ValueError) -> tuple[bool, Any]:
         value = json.loads(data, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         return False, None
-    return (False, None) if _has_surrogate(value) else (True, value)
+    from ..records import lone_surrogate
+
+    return (False, None) if lone_surrogate(value) else (True, value)
 
 
 def _no_constant(name: str):
     raise ValueError(f"{name} is not JSON")
-
-
-def _has_surrogate(value: Any) -> bool:
-    """Whether a string anywhere in `value` (keys included) holds a lone surrogate."""
-    todo = [value]
-    while todo:
-        v = todo.pop()
-        if type(v) is str:
-            if not v.isascii() and any("\ud800" <= ch <= "\udfff" for ch in v):
-                return True
-        elif type(v) is dict:
-            todo += v.keys()
-            todo += v.values()
-        elif type(v) is list:
-            todo += v
-    return False
 
 
 def _wide(value: Any) -> bool:

@@ -18,6 +18,34 @@ STDIN = "-"
 GZIP_MAGIC = b"\x1f\x8b"
 
 
+def argument_error(text: str) -> str | None:
+    """Why a text given on the command line is not UTF-8, as stdin's reader says it ("invalid
+    UTF-8 (byte 0xff at column 2)"), or None. Python hands argv's bytes that are not UTF-8 over
+    as lone surrogates (U+DC80-U+DCFF, its surrogateescape): counted as they stood, they were
+    replaced by U+FFFD without a word, where the same bytes from a file or stdin are an error."""
+    if text.isascii():
+        return None
+    try:
+        data = os.fsencode(text)  # argv's own bytes again
+    except UnicodeEncodeError:  # a lone surrogate that no byte gave (the Python API's): not this rule
+        return None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        line = data.count(b"\n", 0, e.start)
+        where = f"line {line + 1}, " if line else ""
+        return f"invalid UTF-8 (byte 0x{data[e.start]:02x} at {where}column {column})"
+    return None
+
+
+def argument_text(text: str, where: str) -> str:
+    """`text`, given on the command line as `where`; an InputError (exit 1) if it is not UTF-8."""
+    if (error := argument_error(text)) is not None:
+        raise InputError(where, None, error)
+    return text
+
+
 def source_name(path: str) -> str:
     return "<stdin>" if path == STDIN else path
 

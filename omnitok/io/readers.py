@@ -32,7 +32,17 @@ from ..errors import InputError, UsageError
 from ..records import ExtractError, Extractor, Record, record_id, record_of
 from .formats import BOM, FORMATS, JSON_DOC_MAX, detect_format, head_lines, jsonl_named_json, sniff
 from .ids import exact_id, id_type, reread
-from .inputs import GZIP_MAGIC, STDIN, GzipReader, Progress, is_stream, open_input, read_error, source_name
+from .inputs import (
+    GZIP_MAGIC,
+    STDIN,
+    GzipReader,
+    Progress,
+    argument_error,
+    is_stream,
+    open_input,
+    read_error,
+    source_name,
+)
 
 if TYPE_CHECKING:
     from .shards import Shard
@@ -232,7 +242,9 @@ class InputStream:
     def __iter__(self) -> Iterator[Record]:
         if self.texts is not None:  # texts given on the command line: one record each
             for i, text in enumerate(self.texts, 1):
-                yield self._record("--text", i if len(self.texts) > 1 else None, text)
+                n = i if len(self.texts) > 1 else None
+                error = argument_error(text) if isinstance(text, str) else None
+                yield self._record("--text", n, text) if error is None else self._error("--text", n, error)
             return
         for path in self.paths:
             yield from self._read(path)

@@ -15,7 +15,18 @@ BAD = [
     (["count", "--max-tokens", "-5"], "--max-tokens must be a whole number"),
     (["count", "--max-tokens", "100000000000000000000000"], "--max-tokens must be a whole number from 0 to"),
     (["count", "-m"], "Option '-m' requires an argument"),
-    (["count", "--jobs", "0"], "--jobs must be a whole number from 1 to 1024, not 0"),
+    (["count", "--jobs", "0"], "--jobs must be auto or a whole number from 1 to 1024, not '0'"),
+    (["count", "-j", "nan"], "--jobs must be auto or a whole number from 1 to 1024, not 'nan'"),
+    # an empty value (`-o "$OUT"`, OUT unset) was no value: results to stdout, the default field
+    (["count", "-o", ""], "--output is empty; give a value or leave the option out"),
+    (["count", "--output="], "--output is empty; give a value or leave the option out"),
+    (["count", "-f", "text", "-f", ""], "--field is empty; give a value or leave the option out"),
+    (["count", "--add-field", ""], "--add-field is empty; give a value or leave the option out"),
+    (["validate", "--original", "a", "--compressed", "a", "-o", ""], "--output is empty"),
+    (
+        ["validate", "--jobs", "99999999999999999999"],
+        "--jobs must be auto or a whole number from 1 to 1024, not '99999999999999999999'",
+    ),
     (["count", "--timeout", "nan"], "--timeout must be a finite number from 0.1 to 3600, not nan"),
     (["count", "--timeout", "inf"], "--timeout must be a finite number"),
     (["count", "--retries", "-1"], "--retries must be a whole number from 0 to 100, not -1"),
@@ -64,3 +75,21 @@ def test_a_gate_turns_its_metric_on():
     )
     assert r.code == EXIT_GATE_FAILED
     assert b'"failures":["ratio 0.3333 > 0.1"]' in r.out
+
+
+def test_jobs_auto_is_the_default_spelled_out(tmp_path):
+    """The help and README give `auto` as --jobs' default; `-j auto` was refused as not an
+    integer. Each command that takes --jobs writes the same bytes with it as without."""
+    f = tmp_path / "in.jsonl"
+    f.write_bytes(b'{"id": 1, "text": "hello world"}\n{"id": 2, "text": "second record"}\n')
+    for args in (
+        ["count", "-m", "gpt-4o", str(f)],
+        ["count", "-m", "gpt-4o", "--format", "json", str(f)],  # not the plain command line: click reads it
+        ["validate", "--original", "a cat sat", "--compressed", "a cat", "--format", "jsonl"],
+        ["compress", "--context", str(f), "--budget", "5", "--format", "text"],
+    ):
+        default = omnitok(*args)
+        assert default.code == 0, (args, default.err)
+        for spelled in (["-j", "auto"], ["--jobs=auto"]):
+            r = omnitok(*args, *spelled)
+            assert (r.code, r.out, r.err) == (0, default.out, default.err), (args, spelled)

@@ -58,6 +58,28 @@ def number(low=None, high=None, *, low_open: bool = False, integer: bool = False
     return callback
 
 
+def not_empty(_ctx, param, value):
+    """A callback refusing an empty value (`-o "$OUT"` with OUT unset): it was taken as no value
+    at all, the results going to stdout or the default field counted without a word."""
+    if value == "" or (isinstance(value, (list, tuple)) and "" in value):
+        from ..errors import UsageError
+
+        name = max(param.opts, key=len) if param.opts else param.name
+        raise UsageError(f"{name} is empty; give a value or leave the option out")
+    return value
+
+
+def jobs_value(value: str | None) -> int | None:
+    """--jobs: "auto" (None: the library's rule) or a whole number from 1 to 1024."""
+    if value is None or value == "auto":
+        return None
+    if value.isascii() and value.isdigit() and 1 <= int(value) <= 1024:
+        return int(value)
+    from ..errors import UsageError, shown
+
+    raise UsageError(f"--jobs must be auto or a whole number from 1 to 1024, not {shown(value)}")
+
+
 def cache_mode(cache: str, no_cache: bool) -> str:
     """The one --cache value of a command that takes --cache and --no-cache (every command that
     caches takes both, spelled the same)."""
@@ -118,6 +140,7 @@ _DECLARED: dict[str, tuple] = {
         list[str] | None,
         "--field",
         "-f",
+        callback=not_empty,
         help="Field to count: a name, a dotted path (meta.body), or a chat "
         "'messages' array. Repeat or comma-separate to count several. Default: 'messages', "
         "else 'text'.",
@@ -141,7 +164,14 @@ _DECLARED: dict[str, tuple] = {
         "number, jsonl, json, csv, parquet, table.",
         autocompletion=complete(OUTPUT_FORMATS),
     ),
-    "Output": _option(str | None, "--output", "-o", help="Write results here instead of stdout.", show_default=False),
+    "Output": _option(
+        str | None,
+        "--output",
+        "-o",
+        callback=not_empty,
+        help="Write results here instead of stdout.",
+        show_default=False,
+    ),
     "OnError": _option(
         str,
         "--on-error",
@@ -150,11 +180,13 @@ _DECLARED: dict[str, tuple] = {
         autocompletion=complete(ON_ERROR),
     ),
     "Jobs": _option(
-        int | None,
+        str | None,
         "--jobs",
         "-j",
-        callback=number(1, 1024, integer=True),
-        help="Worker processes. Default: auto (all cores for large inputs; small ones stay in-process).",
+        callback=lambda _ctx, _param, value: jobs_value(value),
+        metavar="auto|N",
+        help="Worker processes: auto (the default: the idle cores for large inputs; small ones stay "
+        "in-process) or 1 to 1024.",
         show_default=False,
     ),
     "Quiet": _option(bool, "--quiet", "-q", help="No progress bar or notes on stderr."),

@@ -78,9 +78,12 @@ def _plain_count(args: list[str]):
             if not value or value.startswith("-"):
                 return None
             if name == "jobs":
-                if not (value.isascii() and value.isdigit() and value == str(int(value)) and 1 <= int(value) <= 1024):
+                if value == "auto":
+                    value = None
+                elif value.isascii() and value.isdigit() and value == str(int(value)) and 1 <= int(value) <= 1024:
+                    value = int(value)
+                else:
                     return None
-                value = int(value)
         elif arg == "-" or not arg.startswith("-"):
             files.append(arg)
             continue

@@ -60,6 +60,7 @@ def count(
         str | None,
         opt.Option(
             "--add-field",
+            callback=opt.not_empty,
             help="Write each input record back with its count added under this name (JSONL).",
             show_default=False,
         ),

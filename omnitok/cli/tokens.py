@@ -76,11 +76,10 @@ def _read_text(words: list[str] | None) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
+        from .. import api
         from ..errors import InputError
 
-        line = 1 + data.count(b"\n", 0, e.start)
-        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise InputError("<stdin>", line, f"invalid UTF-8 (byte 0x{data[e.start]:02x} at column {column})") from None
+        raise InputError("<stdin>", *api.utf8_error(data, e)) from None
 
 
 def _write_text(text: str) -> None:

@@ -18,6 +18,14 @@ STDIN = "-"
 GZIP_MAGIC = b"\x1f\x8b"
 
 
+def utf8_error(data: bytes, err: UnicodeDecodeError, first_line: int = 1) -> tuple[int, str]:
+    """(the line, the message) of `data`'s first byte that is not UTF-8: "invalid UTF-8 (byte
+    0xff at column 2)", the one wording of every reader (lines numbered from `first_line`)."""
+    line = first_line + data.count(b"\n", 0, err.start)
+    col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+    return line, f"invalid UTF-8 (byte 0x{data[err.start]:02x} at column {col})"
+
+
 def argument_error(text: str) -> str | None:
     """Why a text given on the command line is not UTF-8, as stdin's reader says it ("invalid
     UTF-8 (byte 0xff at column 2)"), or None. Python hands argv's bytes that are not UTF-8 over
@@ -32,10 +40,8 @@ def argument_error(text: str) -> str | None:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as e:
-        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        line = data.count(b"\n", 0, e.start)
-        where = f"line {line + 1}, " if line else ""
-        return f"invalid UTF-8 (byte 0x{data[e.start]:02x} at {where}column {column})"
+        line, message = utf8_error(data, e)
+        return message if line == 1 else message.replace(" at column", f" at line {line}, column")
     return None
 
 

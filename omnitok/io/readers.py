@@ -42,16 +42,11 @@ from .inputs import (
     open_input,
     read_error,
     source_name,
+    utf8_error,
 )
 
 if TYPE_CHECKING:
     from .shards import Shard
-
-
-def _utf8_error(data: bytes, err: UnicodeDecodeError, first_line: int = 1) -> tuple[int, str]:
-    line = first_line + data.count(b"\n", 0, err.start)
-    col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-    return line, f"invalid UTF-8 (byte 0x{data[err.start]:02x} at column {col})"
 
 
 _WS = None
@@ -280,7 +275,7 @@ class InputStream:
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as e:
-            line, message = _utf8_error(data, e, first_line)
+            line, message = utf8_error(data, e, first_line)
             return self._error(source, line, message, raw=_raw_line(data) if line_raw else None)
 
     def _read(self, path: str) -> Iterator[Record]:
@@ -540,7 +535,7 @@ def _json_error(line: bytes, err: Exception) -> str:
     try:
         line.decode("utf-8")
     except UnicodeDecodeError as e:
-        return _utf8_error(line, e)[1]
+        return utf8_error(line, e)[1]
     col = getattr(err, "colno", None)
     reason = getattr(err, "msg", str(err))
     if "surrogate" in reason:  # one message in every front end (records.LONE_SURROGATE)

@@ -9,12 +9,15 @@ attempt is one call of the request's budget and holds one of the process's slots
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.utils
 import functools
 import http.client
 import json
 import math
 import random
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -48,9 +51,64 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+# The deadline (monotonic) of the request this thread is sending, and the timers that hold it.
+_REQUEST = threading.local()
+
+
+def _shut(sock) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)  # a read waiting on it ends at once
+
+
+class _Deadline:
+    """A connection whose socket is shut down at its request's deadline (_REQUEST.deadline):
+    the socket's own timeout bounds each read, not the answer, so a server sending its status
+    line and headers a byte at a time (or `100 Continue` after `100 Continue`) held a request,
+    and its slot, for ever. The body is held to the deadline by _read as well."""
+
+    def connect(self):
+        super().connect()
+        deadline = getattr(_REQUEST, "deadline", None)
+        if deadline is not None:
+            timer = threading.Timer(max(0.0, deadline - time.monotonic()), _shut, (self.sock,))
+            timer.daemon = True
+            timer.start()
+            _REQUEST.timers.append(timer)
+
+
+class _HTTPConnection(_Deadline, http.client.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Deadline, http.client.HTTPSConnection):
+    pass
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req):
+        return self.do_open(_HTTPConnection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req):
+        return self.do_open(_HTTPSConnection, req, context=self._context, check_hostname=self._check_hostname)
+
+
 @functools.cache
 def _opener() -> urllib.request.OpenerDirector:
-    return urllib.request.build_opener(_NoRedirect)
+    return urllib.request.build_opener(_NoRedirect, _HTTPHandler, _HTTPSHandler)
+
+
+@contextlib.contextmanager
+def _until(deadline: float):
+    """The connections opened in this block are shut down at `deadline` (_Deadline)."""
+    _REQUEST.deadline, _REQUEST.timers = deadline, []
+    try:
+        yield
+    finally:
+        for timer in _REQUEST.timers:
+            timer.cancel()
+        _REQUEST.deadline, _REQUEST.timers = None, []
 
 
 def _retry_after(headers) -> float | None:
@@ -116,6 +174,8 @@ def _read(resp, limit: int, deadline: float) -> bytes:
     while size <= limit:
         chunk = read(min(65536, limit + 1 - size))
         if not chunk:
+            if time.monotonic() > deadline:  # the end of the socket _Deadline shut, not of the body
+                raise TimeoutError("the answer took longer than the timeout to arrive")
             break
         chunks.append(chunk)
         size += len(chunk)
@@ -143,6 +203,8 @@ def post_json(
     shown = origin(url)
     if not url.lower().startswith(("http://", "https://")):
         raise RemoteError(provider, f"the base URL {shown or '(empty)'} does not start with http:// or https://")
+    if "?" in url or "#" in url:  # the API's path, added after the base, went into its query or was cut off
+        raise RemoteError(provider, f"the base URL {shown} has a query or a fragment ('?', '#'); give the base alone")
     url, basic = _basic_auth(url)
     data = json.dumps(body).encode()
     attempt = 0
@@ -152,12 +214,13 @@ def post_json(
             hdrs["authorization"] = basic
         wait = None
         with budget.call(provider, policy.timeout):  # one call of the request's budget, one slot
+            deadline = math.inf
             try:
                 if sign is not None:
                     hdrs = sign("POST", url, hdrs, data)
                 req = urllib.request.Request(url, data=data, headers=hdrs, method="POST")
                 deadline = time.monotonic() + policy.timeout
-                with _opener().open(req, timeout=policy.timeout) as resp:
+                with _until(deadline), _opener().open(req, timeout=policy.timeout) as resp:
                     raw = _read(resp, MAX_BODY, deadline)
                 if len(raw) > MAX_BODY:
                     raise RemoteError(provider, f"the API answered with more than {MAX_BODY // 2**20} MB; refused")
@@ -169,7 +232,8 @@ def post_json(
                 status = e.code
                 if 300 <= status < 400:
                     location = e.headers.get("location") if e.headers else None
-                    where = f" to {origin(location)}" if location and "://" in location else ""
+                    # (a Location is the provider's text: scrubbed as any, the key in a host name too)
+                    where = f" to {excerpt(origin(location), secrets)}" if location and "://" in location else ""
                     raise RemoteError(
                         provider,
                         f"HTTP {status}: the API redirected{where}; redirects are not followed "
@@ -184,16 +248,22 @@ def post_json(
                     hint = " (check the API key)" if status in (401, 403) else ""
                     raise RemoteError(provider, f"HTTP {status}: {text}{hint}", status) from None
                 wait = _retry_after(e.headers)
+                if wait is not None and wait > policy.max_retry_after:
+                    # more than a run waits on (a quota's reset, `retry-after: 86400`): the
+                    # ordinary backoff, as the providers' SDKs do, and the retries then say so
+                    wait = None
             except (ValueError, http.client.InvalidURL) as e:  # a bad port or host, a header it cannot encode
                 # urllib's own words quote the URL: only the kind of error is shown
                 raise RemoteError(provider, f"the request to {shown} could not be sent ({type(e).__name__})") from None
             except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, resets, bad answers
                 if attempt >= policy.retries:
-                    raise RemoteError(provider, f"cannot reach {shown}: {_reason(e, secrets)}") from None
+                    late = time.monotonic() >= deadline  # (_Deadline shut the socket)
+                    reason = "timed out" if late else _reason(e, secrets)
+                    raise RemoteError(provider, f"cannot reach {shown}: {reason}") from None
         attempt += 1
         if wait is None:
             wait = min(policy.max_backoff, policy.backoff * 2 ** (attempt - 1)) * (0.75 + random.random() / 2)
-        time.sleep(min(wait, policy.max_retry_after))
+        time.sleep(wait)
 
 
 def _reason(e: BaseException, secrets) -> str:

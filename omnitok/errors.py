@@ -12,6 +12,7 @@ EXIT_BAD_RECORDS = 4  # --on-error skip|record: the run finished but some record
 EXIT_NOT_EXACT = 5  # --strict: a count would not be exact (no exact strategy, or a fallback)
 EXIT_GATE_FAILED = 6  # validate: a quality threshold failed
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15), as a shell reports a process it ended
 
 VALUE_LIMIT = 200  # characters of one value from data (a model id, a field, an encoding) a message shows
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}

@@ -80,9 +80,11 @@ def test_count_jobs_children_die_with_the_parent(tmp_path, sig):
         p.wait(timeout=10)
         left = _gone_within(kids, 2.0)
         assert not left, [(k.pid, k.status()) for k in left]
+        tmps = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
         if sig == signal.SIGKILL:  # the run's temporary output is left, named by its pid
-            tmps = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
             assert len(tmps) == 1 and f".out.jsonl.omnitok.{p.pid}." in tmps[0], tmps
+        else:  # SIGTERM unwinds as Ctrl-C does: the temporary output removed, one line, 143
+            assert (p.returncode, p.stderr.read(), tmps) == (143, b"omnitok: terminated\n", [])
     finally:
         for k in _alive(kids):
             k.kill()

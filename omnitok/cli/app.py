@@ -19,7 +19,31 @@ class StdoutClosed(Exception):
 
 
 class Interrupted(Exception):
-    """Ctrl-C."""
+    """Ctrl-C, or SIGTERM (`terminated`), passed through click."""
+
+    def __init__(self, terminated: bool = False):
+        super().__init__()
+        self.terminated = terminated
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`timeout`, systemd, `docker stop`, `kill`), raised in the main thread where
+    Ctrl-C's KeyboardInterrupt is: the run unwinds the same way (workers stopped, a temporary
+    output removed, which the signal's default action left behind), then "omnitok: terminated",
+    exit 143. `omnitok serve` leaves SIGTERM to uvicorn (a graceful shutdown)."""
+
+
+def _on_sigterm(_signum, _frame):
+    raise Terminated()
+
+
+def _stopped(e: BaseException) -> int:
+    """The line and exit status of a run stopped by Ctrl-C or SIGTERM."""
+    if isinstance(e, Terminated) or getattr(e, "terminated", False):
+        info("omnitok: terminated")
+        return errors.EXIT_TERMINATED
+    info("omnitok: interrupted")
+    return errors.EXIT_INTERRUPTED
 
 
 def completing() -> bool:
@@ -113,13 +137,16 @@ def main(argv: list[str] | None = None) -> None:
         _run(argv)
         return
     _closed_stdio()
+    import signal
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # (one its starter ignored stays ignored)
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         _run(None)
     except SystemExit as e:
         _leave(e.code)
-    except KeyboardInterrupt:  # between the command's end and _leave (while an error is reported)
-        info("omnitok: interrupted")
-        _leave(errors.EXIT_INTERRUPTED)
+    except KeyboardInterrupt as e:  # between the command's end and _leave (while an error is reported)
+        _leave(_stopped(e))
 
 
 CLOSED_AT_START: set[int] = set()  # the descriptors _closed_stdio found closed (serve: its access log)
@@ -208,25 +235,26 @@ def _leave(code) -> None:
     (`omnitok validate` 0.26 -> 0.24 s), more where the process was forked from a loaded one.
     An exit status that is not a small int (a message to print), or a flush of stderr that
     fails, is left to the interpreter, which reports it as before. After a Ctrl-C (status 130)
-    threads are not waited for: the user asked to stop, and the work they were doing (a
-    provider's answer, say) would be thrown away; a Ctrl-C while they are waited for is one.
-    Another Ctrl-C during the clean-up that follows (atexit) ends the process at once, 130."""
+    or SIGTERM (143) threads are not waited for: the user asked to stop, and the work they were
+    doing (a provider's answer, say) would be thrown away; a Ctrl-C or SIGTERM while they are
+    waited for is one. Another during the clean-up that follows (atexit) ends the process at once."""
     status = 0 if code is None else code
     if type(status) is not int or not 0 <= status <= 255:
         raise SystemExit(code)
     import atexit
     import threading
 
-    if status != errors.EXIT_INTERRUPTED:  # after a Ctrl-C, no waiting on threads' unfinished work
+    stopped = (errors.EXIT_INTERRUPTED, errors.EXIT_TERMINATED)
+    if status not in stopped:  # after a Ctrl-C or SIGTERM, no waiting on threads' unfinished work
         try:
             threading._shutdown()  # noqa: SLF001 - what Py_FinalizeEx calls first; a second call does nothing
-        except KeyboardInterrupt:  # a Ctrl-C while waiting on them: as one during the command
-            info("omnitok: interrupted")
-            status = errors.EXIT_INTERRUPTED
-    if status == errors.EXIT_INTERRUPTED:  # the clean-up below is quick; another Ctrl-C ends it now
+        except KeyboardInterrupt as e:  # a Ctrl-C (SIGTERM) while waiting on them: as during the command
+            status = _stopped(e)
+    if status in stopped:  # the clean-up below is quick; another Ctrl-C or SIGTERM ends it now
         import signal
 
-        signal.signal(signal.SIGINT, lambda *_: os._exit(errors.EXIT_INTERRUPTED))
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_, s=status: os._exit(s))
     atexit._run_exitfuncs()  # noqa: SLF001 - then these; they are cleared once run
     try:
         sys.stdout.flush()
@@ -260,9 +288,8 @@ def _run(argv: list[str] | None) -> None:
         from ._output import report
 
         sys.exit(report(e))
-    except (KeyboardInterrupt, Interrupted):
-        info("omnitok: interrupted")
-        sys.exit(errors.EXIT_INTERRUPTED)
+    except (KeyboardInterrupt, Interrupted) as e:
+        sys.exit(_stopped(e))
     except (BrokenPipeError, StdoutClosed):
         # The reader went away (`| head`): stop quietly, as other Unix tools do.
         _stdout_to_devnull()

@@ -7,7 +7,7 @@ import typer
 from typer.core import TyperGroup
 
 from ._output import print_line
-from .app import Interrupted, StdoutClosed, completing
+from .app import Interrupted, StdoutClosed, Terminated, completing
 from .bundle import app as bundle_app
 from .cache import app as cache_app
 from .calibrate import EPILOG as CALIBRATE_EPILOG
@@ -47,8 +47,8 @@ class _Group(TyperGroup):
             return super().invoke(ctx)
         except BrokenPipeError:
             raise StdoutClosed() from None
-        except KeyboardInterrupt:
-            raise Interrupted() from None
+        except KeyboardInterrupt as e:
+            raise Interrupted(terminated=isinstance(e, Terminated)) from None
 
 
 def _typer() -> typer.Typer:

@@ -190,10 +190,16 @@ def _run(uvicorn, config) -> None:
     (cli.app's _closed_stdio: a write to it fails), they go to stderr with its other lines, in
     no colour."""
     import copy
+    import signal
 
     from uvicorn.config import LOGGING_CONFIG
 
-    from .app import CLOSED_AT_START
+    from .app import CLOSED_AT_START, _on_sigterm
+
+    # SIGTERM is uvicorn's (a graceful shutdown, then the signal raised again with the handler it
+    # found): the default action, not the command line's Terminated (cli.app).
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     log_config = LOGGING_CONFIG
     if 1 in CLOSED_AT_START:

@@ -71,6 +71,8 @@ def stay_with_parent(parent: tuple[int, int, int, int]) -> None:
     pid, main_thread, read_end, write_end = parent
     with contextlib.suppress(OSError):
         os.close(write_end)
+    if callable(signal.getsignal(signal.SIGTERM)):  # the console script's Terminated (cli.app) is the
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # parent's: a worker that gets SIGTERM just ends
     if not (threading.get_ident() == main_thread and cpu.die_with_parent(signal.SIGKILL)):
         threading.Thread(target=_watch_lifeline, args=(read_end,), name="omnitok-lifeline", daemon=True).start()
     if os.getppid() != pid:

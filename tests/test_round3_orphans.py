@@ -53,14 +53,19 @@ def _children(parent: psutil.Process, n: int, proc: subprocess.Popen) -> list[ps
     return kids
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-def test_count_jobs_children_die_with_the_parent(tmp_path, sig):
+@pytest.mark.parametrize(
+    ("sig", "group"),
+    [(signal.SIGKILL, False), (signal.SIGTERM, False), (signal.SIGTERM, True)],
+    ids=["SIGKILL", "SIGTERM", "SIGTERM-to-the-group"],  # the group: as systemd and `kill -- -PGID` send it
+)
+def test_count_jobs_children_die_with_the_parent(tmp_path, sig, group):
     out = tmp_path / "out.jsonl"
     p = subprocess.Popen(
         [OMNITOK, "count", "-m", "gpt-4o", "--jobs", "2", "-o", str(out)],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        start_new_session=group,
     )
 
     def feed():  # stdin stays open after it: the run cannot end before the kill
@@ -76,14 +81,14 @@ def test_count_jobs_children_die_with_the_parent(tmp_path, sig):
     try:
         kids = _children(psutil.Process(p.pid), 3, p)
         assert len(kids) >= 3, (p.poll(), p.stderr.read() if p.poll() is not None else "")  # 2 workers, the reference
-        os.kill(p.pid, sig)
+        os.killpg(p.pid, sig) if group else os.kill(p.pid, sig)
         p.wait(timeout=10)
         left = _gone_within(kids, 2.0)
         assert not left, [(k.pid, k.status()) for k in left]
         tmps = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
         if sig == signal.SIGKILL:  # the run's temporary output is left, named by its pid
             assert len(tmps) == 1 and f".out.jsonl.omnitok.{p.pid}." in tmps[0], tmps
-        else:  # SIGTERM unwinds as Ctrl-C does: the temporary output removed, one line, 143
+        else:  # SIGTERM unwinds as Ctrl-C does: the temporary output removed, one line (no worker's), 143
             assert (p.returncode, p.stderr.read(), tmps) == (143, b"omnitok: terminated\n", [])
     finally:
         for k in _alive(kids):

@@ -52,10 +52,14 @@ def number(low=None, high=None, *, low_open: bool = False, integer: bool = False
     from ..numbers import checked
 
     def callback(_ctx, param, value):  # typer passes the click context and parameter by position
-        name = max(param.opts, key=len) if param.opts else param.name
-        return checked(name, value, low, high, low_open=low_open, integer=integer)
+        return checked(_name(param), value, low, high, low_open=low_open, integer=integer)
 
     return callback
+
+
+def _name(param) -> str:
+    """How an option is named in a message: its long form (`--jobs`)."""
+    return max(param.opts, key=len) if param.opts else param.name
 
 
 def not_empty(_ctx, param, value):
@@ -64,8 +68,7 @@ def not_empty(_ctx, param, value):
     if value == "" or (isinstance(value, (list, tuple)) and "" in value):
         from ..errors import UsageError
 
-        name = max(param.opts, key=len) if param.opts else param.name
-        raise UsageError(f"{name} is empty; give a value or leave the option out")
+        raise UsageError(f"{_name(param)} is empty; give a value or leave the option out")
     return value
 
 

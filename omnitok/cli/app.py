@@ -102,11 +102,11 @@ def _plain_count(args: list[str]):
             if not value or value.startswith("-"):
                 return None
             if name == "jobs":
-                if value == "auto":
-                    value = None
-                elif value.isascii() and value.isdigit() and value == str(int(value)) and 1 <= int(value) <= 1024:
-                    value = int(value)
-                else:
+                from ._options import jobs_value  # (the count command imports it in any case)
+
+                try:
+                    value = jobs_value(value)
+                except errors.UsageError:  # click reads it again and says why
                     return None
         elif arg == "-" or not arg.startswith("-"):
             files.append(arg)

@@ -265,8 +265,7 @@ class Output:
         except BaseException:
             os.close(mine)
             raise
-        os.set_inheritable(mine, False)
-        return io.BufferedWriter(_Raw(mine, self))
+        return io.BufferedWriter(_Raw(mine, self))  # (os.dup's descriptor is not inherited)
 
     def _open(self, path: str, flags: int, mode: int = 0o666) -> IO[bytes]:
         try:

@@ -184,6 +184,25 @@ def _read(resp, limit: int, deadline: float) -> bytes:
     return b"".join(chunks)
 
 
+def _exchange(req, timeout: float, deadline: float):
+    """(None, the body) of a 2xx answer, or (its HTTPError, the error's body or None where it
+    could not be read) of any other: the headers, the body and an error's body all end at
+    `deadline` (_until). (A TLS handshake ends within the socket's timeout: CPython bounds it
+    whole.)"""
+    with _until(deadline):
+        try:
+            with _opener().open(req, timeout=timeout) as resp:
+                return None, _read(resp, MAX_BODY, deadline)
+        except urllib.error.HTTPError as e:
+            try:
+                return e, (b"" if 300 <= e.code < 400 else _read(e, MAX_ERROR_BODY, deadline))
+            except (OSError, http.client.HTTPException):
+                return e, None
+            finally:
+                with contextlib.suppress(Exception):
+                    e.close()
+
+
 def post_json(
     provider: str,
     url: str,
@@ -220,18 +239,17 @@ def post_json(
                     hdrs = sign("POST", url, hdrs, data)
                 req = urllib.request.Request(url, data=data, headers=hdrs, method="POST")
                 deadline = time.monotonic() + policy.timeout
-                with _until(deadline), _opener().open(req, timeout=policy.timeout) as resp:
-                    raw = _read(resp, MAX_BODY, deadline)
-                if len(raw) > MAX_BODY:
-                    raise RemoteError(provider, f"the API answered with more than {MAX_BODY // 2**20} MB; refused")
-                try:
-                    return json.loads(raw)
-                except (ValueError, RecursionError):  # not JSON, not UTF-8, too deep, 4300+ digit ints
-                    raise RemoteError(provider, "the API answered with a body that is not JSON") from None
-            except urllib.error.HTTPError as e:
-                status = e.code
+                error, raw = _exchange(req, policy.timeout, deadline)
+                if error is None:
+                    if len(raw) > MAX_BODY:
+                        raise RemoteError(provider, f"the API answered with more than {MAX_BODY // 2**20} MB; refused")
+                    try:
+                        return json.loads(raw)
+                    except (ValueError, RecursionError):  # not JSON, not UTF-8, too deep, 4300+ digit ints
+                        raise RemoteError(provider, "the API answered with a body that is not JSON") from None
+                status = error.code
                 if 300 <= status < 400:
-                    location = e.headers.get("location") if e.headers else None
+                    location = error.headers.get("location") if error.headers else None
                     # (a Location is the provider's text: scrubbed as any, the key in a host name too)
                     where = f" to {excerpt(origin(location), secrets)}" if location and "://" in location else ""
                     raise RemoteError(
@@ -239,15 +257,12 @@ def post_json(
                         f"HTTP {status}: the API redirected{where}; redirects are not followed "
                         f"(is the base URL {shown} right?)",
                         status,
-                    ) from None
-                try:
-                    text = excerpt(_error_text(_read(e, MAX_ERROR_BODY, time.monotonic() + policy.timeout)), secrets)
-                except (OSError, http.client.HTTPException):
-                    text = "the error body could not be read"
+                    )
+                text = "the error body could not be read" if raw is None else excerpt(_error_text(raw), secrets)
                 if status not in RETRY_STATUSES or attempt >= policy.retries:
                     hint = " (check the API key)" if status in (401, 403) else ""
-                    raise RemoteError(provider, f"HTTP {status}: {text}{hint}", status) from None
-                wait = _retry_after(e.headers)
+                    raise RemoteError(provider, f"HTTP {status}: {text}{hint}", status)
+                wait = _retry_after(error.headers)
                 if wait is not None and wait > policy.max_retry_after:
                     # more than a run waits on (a quota's reset, `retry-after: 86400`): the
                     # ordinary backoff, as the providers' SDKs do, and the retries then say so

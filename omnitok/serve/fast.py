@@ -176,20 +176,14 @@ class FastCount:
 
         return app
 
-    async def _take(self, scope, receive, send, app) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["path"] != PATH
-            or scope["method"] != "POST"
-            or scope.get("root_path")
-            or self.cors
-        ):
-            await app(scope, receive, send)
-            return
+    def declared(self, headers) -> int | None:
+        """The body's declared size (Content-Length) where a request's headers let the fast
+        path take it, else None (it goes on to the app): one Content-Length of digits, no
+        Transfer-Encoding, a Host answered, the bearer token where one is set, a JSON content
+        type, a body within the size and in-flight limits."""
         length = kind = host = auth = None
         lengths = hosts = 0
-        other = False  # a header that sends the request the slow way
-        for name, value in scope["headers"]:
+        for name, value in headers:
             name = name.lower()
             if name == b"content-length":
                 length = value
@@ -202,22 +196,59 @@ class FastCount:
             elif name == b"authorization":
                 auth = value if auth is None else auth
             elif name == b"transfer-encoding":
-                other = True
-        bodies = self.bodies
+                return None
         if (
-            other
-            or lengths != 1
+            lengths != 1
             or not length.isdigit()
             or len(length.lstrip(b"0")) > 18  # past any limit (and int() refuses 4,300 digits)
             or (self.hosts is not None and not self._host_ok(hosts, host))
             or (self.token is not None and not bearer_ok(auth, self.token))
             or not _json_content_type(kind)
         ):
+            return None
+        declared = int(length.lstrip(b"0") or b"0")
+        bodies = self.bodies
+        if not declared or declared > bodies.max_bytes or bodies.inflight + declared > bodies.max_inflight:
+            return None  # no body, or BodyLimit's refusal
+        return declared
+
+    def answer_now(self, body: bytes) -> bytes | None:
+        """The JSON answer to a request whose headers passed `declared` and whose body has come
+        whole, counted at once on this thread (the service's count_now) and recorded as _take
+        records it; None where it cannot be (a body the fast path does not take, a count for the
+        thread pool, any error): the caller hands the request to the app unchanged, which
+        answers it as it would have (omnitok.serve.protocol)."""
+        request = parse(body)
+        if request is None:
+            return None
+        started = time.perf_counter()
+        metrics = self.metrics
+        metrics.in_flight += 1
+        try:
+            r = self.count_now(*request)
+            data = None if r is None else self._body(r)
+        except Exception:  # noqa: BLE001 - the app answers it (the same error, or its 500)
+            return None
+        finally:
+            metrics.in_flight -= 1
+        if data is not None:
+            self._ok_pending += 1
+            self._ok[1].observe(time.perf_counter() - started)
+        return data
+
+    async def _take(self, scope, receive, send, app) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != PATH
+            or scope["method"] != "POST"
+            or scope.get("root_path")
+            or self.cors
+        ):
             await app(scope, receive, send)
             return
-        declared = int(length.lstrip(b"0") or b"0")
-        if not declared or declared > bodies.max_bytes or bodies.inflight + declared > bodies.max_inflight:
-            await app(scope, receive, send)  # no body, or BodyLimit's refusal
+        declared = self.declared(scope["headers"])
+        if declared is None:
+            await app(scope, receive, send)
             return
         started = time.perf_counter()
         metrics = self.metrics

@@ -11,10 +11,11 @@ from fastapi import APIRouter, Request
 
 from ...errors import InputError, UsageError
 from ..errors import ServeError
+from ..jsonbody import JSONRoute, records_form
 from ..schemas import BatchRequest, BatchResponse, CountRequest, CountResponse
 from . import POST_ERRORS, service
 
-router = APIRouter()
+router = APIRouter(route_class=JSONRoute)  # bodies read by the command line's JSON rules
 
 
 class _Expired(Exception):
@@ -60,6 +61,7 @@ async def count_tokens(req: CountRequest, request: Request) -> dict:
 
 
 @router.post("/count-tokens/batch", response_model=BatchResponse, responses=POST_ERRORS)
+@records_form  # a lone surrogate escape is its record's error, as a JSONL line's
 async def count_tokens_batch(req: BatchRequest, request: Request) -> dict:
     """Count many texts or records in one call: rows as `omnitok count --format jsonl` writes
     them (pos, id, tokens, model, encoding, strategy, exact), in input order."""

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from .. import workers
+from ..jsonbody import JSONRoute
 from ..schemas import (
     DEFAULT_TARGET_COMPRESSION,
     CompressRequest,
@@ -18,7 +19,7 @@ from ..schemas import (
 )
 from . import POST_ERRORS, service
 
-router = APIRouter()
+router = APIRouter(route_class=JSONRoute)  # bodies read by the command line's JSON rules
 
 
 def _finite(value):

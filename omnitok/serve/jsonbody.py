@@ -1,0 +1,95 @@
+"""How the app's routes read a JSON request body: by the command line's rules for a JSON line
+(README, "Input rules"), not Python's json module's more lenient ones.
+
+FastAPI reads a body with `json.loads(bytes)`, which takes what the command line's reader
+refuses: the UTF-8 bytes of a surrogate (ED A0 80, which no UTF-8 text holds) read as one,
+`NaN`, `Infinity` and `-Infinity` as numbers. Here a body is UTF-8 or the app's "not valid
+JSON in UTF-8" (one BOM before it allowed, as before), and those literals are malformed JSON.
+Integers stay exact (up to Python's 4,300 digits), as in JSONL.
+
+A lone surrogate escape (`"\\ud800"`) is not Unicode text: in a batch (`records`, `texts`) it
+makes its record a bad one, as a JSONL line holding it is (the routes' records_of); anywhere in
+any other body the request is malformed JSON, with the README's message. The fast path
+(omnitok.serve.fast) reads with orjson, which refuses all of these, and hands such bodies to
+the routes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import orjson
+from fastapi import Request
+from fastapi.routing import APIRoute
+
+from ..records import LONE_SURROGATE, lone_surrogate
+
+_BOM = "\ufeff"
+
+
+class _Constant(ValueError):
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+def _constant(name: str):
+    raise _Constant(name)
+
+
+def _position(body: bytes) -> int:
+    """Where orjson, which refuses every such body, stops reading it (0 where it reads it)."""
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        return e.pos
+    return 0
+
+
+def loads(body: bytes, keep_lone_surrogates: bool = False):
+    """A request body's JSON value by the rules above: UnicodeDecodeError for a body that is not
+    UTF-8, json.JSONDecodeError for one that is not JSON (NaN and Infinity included, and a lone
+    surrogate escape unless `keep_lone_surrogates`)."""
+    text = body.decode("utf-8")
+    if text.startswith(_BOM):
+        text = text[1:]
+    try:
+        value = json.loads(text, parse_constant=_constant)
+    except _Constant as e:
+        raise json.JSONDecodeError(f"{e.name} is not a JSON value", text, _position(body)) from None
+    if not keep_lone_surrogates and lone_surrogate(value):
+        raise json.JSONDecodeError(LONE_SURROGATE, text, _position(body))
+    return value
+
+
+class _Body(Request):
+    keep_lone_surrogates = False
+
+    async def json(self):
+        if not hasattr(self, "_json"):
+            self._json = loads(await self.body(), self.keep_lone_surrogates)
+        return self._json
+
+
+class _Records(_Body):
+    keep_lone_surrogates = True
+
+
+def records_form(endpoint: Callable) -> Callable:
+    """Mark a route whose body holds records (a batch): a lone surrogate escape is its record's
+    error, not the request's."""
+    endpoint.keeps_lone_surrogates = True
+    return endpoint
+
+
+class JSONRoute(APIRoute):
+    """The routes' class: their bodies read by `loads`."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+        kind = _Records if getattr(self.endpoint, "keeps_lone_surrogates", False) else _Body
+
+        async def route(request: Request):
+            return await handler(kind(request.scope, request.receive))
+
+        return route

@@ -98,3 +98,18 @@ def test_what_stays_as_before(client):
     body = b'{"model_id": "gpt-4o", "records": [{"id": ' + big.encode() + b', "text": "a"}]}'
     r = client.post("/count-tokens/batch", content=body, headers=JSON)
     assert r.status_code == 200 and f'"id":{big},'.encode() in r.content
+
+
+@pytest.mark.parametrize("name,item", [("texts", 0), ("records", 0), ("messages", 0), ("tools", 0)])
+def test_a_list_past_max_records_is_413_before_its_items_are_checked(client, name, item):
+    """pydantic checked every item before the route counted them: 2,000,000 numbers under
+    `texts` held the event loop 22 s for a 422. Now the count comes first, whatever the items."""
+    body = {name: [item] * 10_001, "model_id": "claude-sonnet-4-5"}
+    if name == "tools":
+        body["messages"] = [{"role": "user", "content": "hi"}]
+    path = "/count-tokens/batch" if name in ("texts", "records") else "/count-tokens"
+    assert _error(client.post(path, json=body)) == (
+        413,
+        "too_many_records",
+        f"10001 {name}; the server takes at most 10000 a request",
+    )

@@ -292,10 +292,38 @@ def test_a_connection_lost_mid_body_hands_nothing_on():
     assert run(main()) == b""
 
 
-def test_serve_runs_it_where_no_access_line_is_written():
-    """uvicorn writes access lines from its ASGI cycle: with them (--log-level info and below),
-    its own protocol; else this one, by its import path (spawned --workers import it)."""
+def test_serve_runs_it():
+    """By its import path (spawned --workers import it); with access lines on (--log-level info
+    and below) it answers nothing itself (uvicorn writes those lines from its cycle)."""
     from omnitok.cli.serve import _http_protocol
 
-    assert _http_protocol(access_log=False) == "omnitok.serve.protocol:FastProtocol"
-    assert _http_protocol(access_log=True) == "auto"
+    assert _http_protocol() == "omnitok.serve.protocol:FastProtocol"
+
+
+def test_a_request_head_over_the_limit_is_431_and_the_connection_closed():
+    """A header value sent without end: refused once the head passes MAX_HEAD (plus one read at
+    most), where httptools kept copying it; a head just under it is read as any."""
+    from omnitok.serve.protocol import MAX_HEAD
+
+    async def main():
+        async with Server(create_app(ServeConfig())) as server:
+            protocol, transport = server.connect()
+            protocol.data_received(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1:8000\r\nx-pad: ")
+            sent = 0
+            while not transport.closed and sent < 10 * MAX_HEAD:
+                protocol.data_received(b"a" * 4096)
+                sent += 4096
+            refused = bytes(transport.out), transport.closed, sent
+            protocol, transport = server.connect()
+            pad = b"a" * (MAX_HEAD - 200)
+            protocol.data_received(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1:8000\r\nx-pad: ")
+            for i in range(0, len(pad), 4096):
+                protocol.data_received(pad[i : i + 4096])
+            protocol.data_received(b"\r\n\r\n")
+            await server.settle()
+            return refused, bytes(transport.out)
+
+    (out, closed, sent), fine = run(main())
+    assert out.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n") and closed, out
+    assert b'"code":"headers_too_large"' in out and MAX_HEAD <= sent <= MAX_HEAD + 4096
+    assert fine.startswith(b"HTTP/1.1 200 OK") and fine.endswith(b'{"status":"ok"}')

@@ -223,19 +223,17 @@ def _run(uvicorn, config) -> None:
         proxy_headers=config.access_log,
         timeout_graceful_shutdown=config.graceful_timeout,
         server_header=False,
-        http=_http_protocol(config.access_log),
+        http=_http_protocol(),
         log_config=log_config,
     )
 
 
-def _http_protocol(access_log: bool) -> str:
-    """uvicorn's HTTP protocol: omnitok.serve.protocol's, which answers plain counts without an
-    ASGI cycle, where no access line is written (uvicorn writes those from its cycle) and the
-    installed uvicorn has the class it extends; else uvicorn's own choice."""
-    if access_log:
-        return "auto"
+def _http_protocol() -> str:
+    """uvicorn's HTTP protocol: omnitok.serve.protocol's (a bound on a request's head; plain
+    counts answered without an ASGI cycle where no access line is written), where the installed
+    uvicorn has the class it extends; else uvicorn's own choice."""
     try:
         from ..serve import protocol
-    except ImportError:  # no httptools: uvicorn's h11
+    except ImportError:  # no httptools: uvicorn's h11, which bounds a head itself
         return "auto"
     return "omnitok.serve.protocol:FastProtocol" if protocol.usable() else "auto"

@@ -1,5 +1,6 @@
-"""The HTTP protocol `omnitok serve` runs where uvicorn shows no access line: uvicorn's own
-httptools protocol, answering the fast path's requests (omnitok.serve.fast: a plain
+"""The HTTP protocol `omnitok serve` runs: uvicorn's own httptools protocol, refusing a request
+line and headers over MAX_HEAD (431; httptools has no bound) and, where uvicorn shows no access
+line, answering the fast path's requests (omnitok.serve.fast: a plain
 `POST /count-tokens`) in the protocol itself when a request's headers and body have come in
 one read, instead of through an ASGI cycle (a task, an event, a receive and two sends, two
 writes). Measured with benchmarks/serve_bench.py's raw client, 8 clients, 1 KB texts: 75-77 ->
@@ -12,20 +13,22 @@ go to the app as uvicorn would have handed them (the ASGI fast path, its limits 
 answers, errors included). A candidate is a `POST /count-tokens` (that exact target) over a
 keep-alive HTTP/1.1 connection with no `Expect`, no upgrade and no earlier request still being
 answered (pipelined requests are answered in order), on a connection whose writes are not
-paused, at most PER_READ of them a read, where the app's fast path would take it (FastCount.declared: the Host, the bearer
-token, the body's size and type, the in-flight limit; App's rule: no root path, FastAPI's
-telemetry off, CORS off). Its answer is the bytes uvicorn writes for the ASGI fast path's
+paused, at most PER_READ of them a read, where the app's fast path would take it
+(FastCount.declared: the Host, the bearer token, the body's size and type, the in-flight
+limit; App's rule: no root path, FastAPI's telemetry off, CORS off). Its answer is the bytes uvicorn writes for the ASGI fast path's
 answer: the status line, uvicorn's default headers (Date), Content-Length, Content-Type, the
 JSON; its metrics and /stats totals are the fast path's (FastCount.answer_now).
 
 It depends on uvicorn's protocol class (its parser callbacks, `cycle`, `pipeline`, `flow`,
-`server_state`, `on_response_complete`); `omnitok serve` uses it only where that class has
-them all (usable), else uvicorn's own."""
+`server_state`, `on_response_complete`); `omnitok serve` uses it where that class has its
+methods (usable), else uvicorn's own."""
 
 from __future__ import annotations
 
+import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from .errors import error_body
 from .fast import PATH
 
 _PATH = PATH.encode()
@@ -35,7 +38,23 @@ _TAIL = b"content-type: application/json\r\n\r\n"
 # answers one at a time between other connections' work (a read of 256 KB holds ~1,700 small
 # requests; 16 of the longest inline count, ~0.6 ms each, hold the event loop ~10 ms).
 PER_READ = 16
-_NEEDED = ("on_headers_complete", "on_body", "on_message_complete", "on_response_complete", "data_received")
+# A request's line and headers, at most (h11's default is 16 KB, nginx's 4 x 8 KB): httptools has
+# no bound, and builds a long header value by copying it again with every read (a header sent
+# for 12 s reached 100 MB, held /healthz 5 s and the memory grew by 500 MB).
+MAX_HEAD = 64 * 1024
+_HEAD_REFUSED = orjson.dumps(
+    error_body(
+        "headers_too_large", f"the request line and headers are over the server's limit of {MAX_HEAD // 1024} KB"
+    )
+)
+_NEEDED = (
+    "on_message_begin",
+    "on_headers_complete",
+    "on_body",
+    "on_message_complete",
+    "on_response_complete",
+    "data_received",
+)
 
 
 def usable() -> bool:
@@ -63,6 +82,7 @@ class FastProtocol(HttpToolsProtocol):
     """See the module's docstring."""
 
     _held: list[bytes] | None = None  # the body of the candidate being read, or None
+    _head = -1  # bytes read of the current request's line and headers since its first read (-1: not in one)
     _answered = 0  # requests answered here in the current read
     _fast = None  # the app's FastCount (found on the connection's first candidate), or False: none
 
@@ -92,7 +112,12 @@ class FastProtocol(HttpToolsProtocol):
         app = self.app
         return not (app.root_path or self.root_path or _telemetry_on(app)) and fast.declared(self.headers) is not None
 
+    def on_message_begin(self) -> None:
+        self._head = 0
+        super().on_message_begin()
+
     def on_headers_complete(self) -> None:
+        self._head = -1
         if self._candidate():
             self._held = []
             return
@@ -135,6 +160,11 @@ class FastProtocol(HttpToolsProtocol):
             super().on_body(chunk)
 
     def data_received(self, data: bytes) -> None:
+        if self._head >= 0:
+            self._head += len(data)
+            if self._head > MAX_HEAD:
+                self._refuse_head()
+                return
         self._answered = 0
         super().data_received(data)
         held = self._held
@@ -142,6 +172,17 @@ class FastProtocol(HttpToolsProtocol):
             self._held = None
             if not self.transport.is_closing():  # (else a bad request was refused: nobody to answer)
                 self._to_app(held)
+
+    def _refuse_head(self) -> None:
+        """431, as uvicorn refuses a request it cannot parse (its 400): the connection closed."""
+        self._head = -1
+        if self.transport.is_closing():
+            return
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_HEAD_REFUSED), _HEAD_REFUSED)
+        )
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._held = None

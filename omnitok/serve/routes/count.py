@@ -10,7 +10,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from ...errors import InputError, UsageError
-from ..errors import ServeError
 from ..jsonbody import JSONRoute, records_form
 from ..schemas import BatchRequest, BatchResponse, CountRequest, CountResponse
 from . import POST_ERRORS, service
@@ -67,10 +66,7 @@ async def count_tokens_batch(req: BatchRequest, request: Request) -> dict:
     them (pos, id, tokens, model, encoding, strategy, exact), in input order."""
     svc = service(request)
     model, options = svc.count_options(req.model_id, req.encoding, req.online, req.strict)
-    items = req.texts if req.texts is not None else req.records
-    limit = svc.config.max_records
-    if len(items) > limit:
-        raise ServeError(413, "too_many_records", f"{len(items)} items; the server takes at most {limit} a request")
+    items = req.texts if req.texts is not None else req.records  # at most --max-records (JSONRoute)
     fields = [req.field] if isinstance(req.field, str) else req.field  # with records (BatchRequest)
     # In the thread pool, not a worker process: the engines release the GIL while they encode,
     # the per-record work gives it up every switch interval, and a batch's records would cost the

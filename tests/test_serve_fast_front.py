@@ -161,9 +161,9 @@ def _scope(headers: list, path: str = "/count-tokens") -> dict:
 
 @pytest.mark.parametrize("fast_path", [True, False])
 def test_the_body_timeout_and_the_inflight_cap_hold_on_the_front(fast_path):
-    """A body that never arrives: 408 within --body-timeout, the connection closed; while it is
-    being waited for, its declared size counts against --max-inflight-mb (another body that would
-    pass it: 503 with Retry-After), and no longer once the 408 is sent."""
+    """A body that never arrives whole: 408 within --body-timeout, the connection closed; while
+    it is being waited for, the bytes of it that came count against --max-inflight-mb (another
+    body that would pass it: 503 with Retry-After), and no longer once the 408 is sent."""
     config = ServeConfig(max_body_mb=1, max_inflight_mb=1, body_timeout=0.3)
     app = create_app(config, fast_path=fast_path)
     json_type = (b"content-type", b"application/json")
@@ -172,7 +172,12 @@ def test_the_body_timeout_and_the_inflight_cap_hold_on_the_front(fast_path):
         async def lifespan_receive():
             await asyncio.sleep(3600)
 
-        async def never():
+        sent = []
+
+        async def never():  # all but the last byte of its 800,000, then nothing
+            if not sent:
+                sent.append(1)
+                return {"type": "http.request", "body": b"x" * 799_999, "more_body": True}
             await asyncio.sleep(3600)
 
         first, second, third = [], [], []

@@ -208,7 +208,7 @@ class FastCount:
             return None
         declared = int(length.lstrip(b"0") or b"0")
         bodies = self.bodies
-        if not declared or declared > bodies.max_bytes or bodies.inflight + declared > bodies.max_inflight:
+        if not declared or declared > bodies.max_bytes or not bodies.admits(declared):
             return None  # no body, or BodyLimit's refusal
         return declared
 

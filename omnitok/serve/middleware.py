@@ -234,13 +234,17 @@ class Bodies:
             "body_timeout", f"the request body did not arrive within the server's limit of {self.timeout:g} s"
         )
 
+    def admits(self, declared: int) -> bool:
+        """Whether a body of `declared` bytes would fit in the in-flight total as it is now (the
+        bytes of the bodies being read that have come): the caller's 503 where it would not."""
+        return self.inflight + declared <= self.max_inflight
+
     async def read(self, receive, declared: int) -> tuple[bytes | None, tuple | None]:
         """(the whole body, None), or (None, (status, body, headers)) for a refusal while reading
-        (413, 503, 408), or (None, None) when the client left. `declared` (its Content-Length,
-        0 for a chunked body) counts in the in-flight total while it is read; the caller has
-        checked that it fits."""
-        self.inflight += declared
-        held = declared
+        (413, 503, 408), or (None, None) when the client left. Its bytes count in the in-flight
+        total as they come (not its declared size: idle uploads that only declare large bodies
+        held the whole total, and every POST got 503 for --body-timeout), until it is read."""
+        held = 0
         refusal = None
         chunks: list[bytes] = []
         task = asyncio.current_task()
@@ -261,7 +265,7 @@ class Bodies:
                     if received > self.max_bytes:
                         refusal = (413, self.too_large(), [])
                         break
-                    if received > held:  # a chunked body: counted as it arrives
+                    if received > held:  # counted as it arrives
                         more = received - held
                         if self.inflight + more > self.max_inflight:
                             refusal = (503, self.busy(), [(b"retry-after", self.RETRY_AFTER)])
@@ -292,10 +296,11 @@ class BodyLimit:
       as soon as the bytes received pass it (a chunked upload);
     - 408 when the whole body has not arrived within `timeout` seconds of the request's headers
       (a client trickling a body holds a connection and its buffer no longer than that);
-    - 503 with Retry-After when the bodies being read at once, each counted at its declared
-      Content-Length (a chunked one at the bytes received so far), would pass `max_inflight`
-      bytes: a crowd of slow uploads cannot hold the server's memory. A body stops counting
-      once it is read.
+    - 503 with Retry-After when the bytes received of the bodies being read at once would pass
+      `max_inflight`: at once where a body's Content-Length would not fit in what they hold now
+      (nothing read), else as soon as its bytes would pass it. A crowd of slow uploads cannot
+      hold the server's memory, and one of uploads that only declare large bodies holds none
+      of it. A body stops counting once it is read.
     Each refusal closes the connection. Limits are per worker process; the state is `bodies`
     (Bodies), shared with the fast path, or one of its own."""
 
@@ -336,7 +341,7 @@ class BodyLimit:
         if declared > bodies.max_bytes:
             await send_json(send, 413, bodies.too_large(), [(b"connection", b"close")])
             return
-        if bodies.inflight + declared > bodies.max_inflight:
+        if not bodies.admits(declared):
             await send_json(send, 503, bodies.busy(), [(b"retry-after", bodies.RETRY_AFTER), (b"connection", b"close")])
             return
         whole, refusal = await bodies.read(receive, declared)

@@ -1,7 +1,7 @@
 """Issue 23, items 4, 5 and 6: the server's edge, driven through a real `omnitok serve`.
 
 Bodies: a body that has not arrived whole within --body-timeout gets 408 and its connection
-closed; the bodies being read at once are capped (--max-inflight-mb: 503 with Retry-After); 1,000
+closed; the bytes of the bodies being read at once are capped (--max-inflight-mb: 503 with Retry-After); 1,000
 connections trickling bodies do not stop other clients being served, and are all dropped.
 Secure defaults: a non-loopback --host without a token file is refused; Host headers other than
 the names answered get 400 before auth and before the body; no file path in any response; the L3
@@ -166,12 +166,29 @@ def test_bodies_being_read_at_once_are_capped_and_released(edge, client):
     host = f"127.0.0.1:{edge.port}"
     post = {**AUTH, "Content-Type": "application/json"}
     declared = int(0.9 * MB)
-    # Four bodies of a declared 0.9 MB being read: 3.6 MB of the 4 MB.
-    held = [
-        connect(edge.port, head("POST", "/count-tokens", host, {**post, "Content-Length": str(declared)}) + b"{")
+    # Uploads that only declare large bodies hold nothing: four declaring 1 MB each (the whole
+    # 4 MB, a byte sent) denied every POST for --body-timeout when the declared sizes counted.
+    idle = [
+        connect(edge.port, head("POST", "/count-tokens", host, {**post, "Content-Length": str(MB)}) + b"{")
         for _ in range(4)
     ]
     time.sleep(0.3)  # the server has read their headers
+    small = json.dumps({"text": "Hello, world!", "model_id": "gpt-4"})
+    r = client.post("/count-tokens", content=small, headers=post)
+    assert r.status_code == 200 and r.json()["token_count"] == 4
+    for s in idle:
+        s.close()
+    # Four bodies of 0.9 MB with all but their last byte sent: 3.6 MB of the 4 MB held.
+    held = [
+        connect(
+            edge.port,
+            head("POST", "/count-tokens", host, {**post, "Content-Length": str(declared)})
+            + b"{"
+            + b"a" * (declared - 2),
+        )
+        for _ in range(4)
+    ]
+    time.sleep(0.5)  # the server has read them
     try:
         # A fifth declaring 0.5 MB would pass 4 MB: 503 with Retry-After, nothing read, closed.
         s = connect(edge.port, head("POST", "/count-tokens", host, {**post, "Content-Length": str(MB // 2)}))
@@ -191,7 +208,6 @@ def test_bodies_being_read_at_once_are_capped_and_released(edge, client):
         s.close()
         assert status == 503 and headers["retry-after"] == "1" and closed
         # A small body still fits: the cap counts bytes, not connections.
-        small = json.dumps({"text": "Hello, world!", "model_id": "gpt-4"})
         r = client.post("/count-tokens", content=small, headers=post)
         assert r.status_code == 200 and r.json()["token_count"] == 4
     finally:

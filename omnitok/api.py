@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from .counter import Counter, CountResult, count, count_batch, count_files, default_model, load_tokenizer, resolve
 from .options import CompressOptions, CountOptions, ValidateOptions
-from .records import Extractor
+from .records import Extractor, fields_given
 
 __all__ = [
     "CompressOptions",
@@ -47,6 +47,7 @@ __all__ = [
     "CountResult",
     "Counter",
     "Extractor",
+    "fields_given",
     "count",
     "count_batch",
     "count_files",

@@ -16,7 +16,7 @@ from . import families
 from .errors import UsageError
 from .options import CountOptions, build
 from .pipeline import Counted, count_records
-from .records import ExtractError, Extractor
+from .records import ExtractError, Extractor, fields_given
 from .tokenizers import early_reference
 
 if TYPE_CHECKING:
@@ -254,7 +254,7 @@ def count_files(
     counter = Counter(model, **options)  # options=CountOptions(...), or its fields as keywords
     stream = InputStream(
         paths,
-        Extractor(tuple(fields) if fields else None, counter.framing, id_field),
+        Extractor(fields_given(fields, "fields"), counter.framing, id_field),
         input_format,
         lines,
         keep_raw,

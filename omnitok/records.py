@@ -115,6 +115,34 @@ class TextOnly:
         raise ExtractError(f"{where} is a chat messages array; only a text field can be read here")
 
 
+def fields_given(fields: Any, what: str = "field") -> tuple[str, ...] | None:
+    """The field names `fields` gives, by `-f`'s rule in every front end: a string is one or
+    more names separated by commas (`"a,b"`; never its characters), a list or tuple holds such
+    strings; names are stripped; None or an empty list means the default (auto). A value that
+    names no field (`""`, `","`), a name that is not a string, or one given twice (its text
+    would be counted twice) is a UsageError naming `what`."""
+    from .errors import UsageError
+
+    if fields is None:
+        return None
+    given = [fields] if isinstance(fields, str) else fields
+    if not isinstance(given, (list, tuple)):
+        raise UsageError(f"{what}: a name or a list of names, not {type(fields).__name__}")
+    if not given:
+        return None
+    names = []
+    for value in given:
+        if not isinstance(value, str):
+            raise UsageError(f"{what}: a name is a string, not {type(value).__name__}")
+        names += [part.strip() for part in value.split(",") if part.strip()]
+    if not names:
+        raise UsageError(f"{what} {shown(fields)} names no field")
+    twice = next((name for i, name in enumerate(names) if name in names[:i]), None)
+    if twice is not None:
+        raise UsageError(f"{what} {shown(twice)} is given twice; give each field once")
+    return tuple(names)
+
+
 @dataclass(frozen=True, slots=True)
 class Extractor:
     """Takes the countable text out of a record.

@@ -321,13 +321,13 @@ class Runtime:
         input order; the summary as `--summary` gives it. on_error: stop (an InputError at the
         first bad record, `source:line`), skip (no row), record (an error row)."""
         from . import run
-        from .records import Extractor
+        from .records import Extractor, fields_given
         from .summary import Summary
 
         check_rows(items)
         policy = run.ErrorPolicy(on_error, name="on_error")
         with self.counter_lease(model, **options) as counter:
-            extractor = Extractor(tuple(fields) if fields else None, counter.framing, id_field or None)
+            extractor = Extractor(fields_given(fields, "fields"), counter.framing, id_field or None)
             sink, stats = run.RowSink(counter.meta), Summary()
             outcome = run.count(run.records_of(items, extractor, source), counter, policy, stats, sink)
             if outcome.stopped is not None:

@@ -94,17 +94,11 @@ def cache_mode(cache: str, no_cache: bool) -> str:
 
 
 def split_fields(values: list[str] | None) -> tuple[str, ...] | None:
-    """The --field names, repeated or comma-separated; a name given twice is a usage error (its
-    text would be counted twice)."""
-    if not values:
-        return None
-    out = tuple(part.strip() for v in values for part in v.split(",") if part.strip())
-    twice = next((name for i, name in enumerate(out) if name in out[:i]), None)
-    if twice is not None:
-        from ..errors import UsageError, shown
+    """The --field names, repeated or comma-separated (records.field_names' rule); a name given
+    twice is a usage error (its text would be counted twice)."""
+    from .. import api
 
-        raise UsageError(f"--field {shown(twice)} is given twice; give each field once")
-    return out or None
+    return api.fields_given(values or None, "--field")
 
 
 def _option(annotation, *decls: str, **settings) -> tuple:

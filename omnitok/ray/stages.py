@@ -136,10 +136,9 @@ def options_of(cls, options, kwargs: dict):
 
 
 def fields_of(field: str | Sequence[str] | None) -> tuple[str, ...] | None:
-    if field is None:
-        return None
-    parts = [f.strip() for f in field.split(",")] if isinstance(field, str) else list(field)
-    return tuple(p for p in parts if p) or None
+    from ..records import fields_given
+
+    return fields_given(list(field) if isinstance(field, (list, tuple)) else field, "field")
 
 
 def count(

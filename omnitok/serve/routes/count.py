@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from ...errors import InputError, UsageError
+from ...records import fields_given
 from ..jsonbody import JSONRoute, records_form
 from ..schemas import BatchRequest, BatchResponse, CountRequest, CountResponse
 from . import POST_ERRORS, service
@@ -67,7 +68,7 @@ async def count_tokens_batch(req: BatchRequest, request: Request) -> dict:
     svc = service(request)
     model, options = svc.count_options(req.model_id, req.encoding, req.online, req.strict)
     items = req.texts if req.texts is not None else req.records  # at most --max-records (JSONRoute)
-    fields = [req.field] if isinstance(req.field, str) else req.field  # with records (BatchRequest)
+    fields = fields_given(req.field)  # with records (BatchRequest): `-f`'s rule, commas included
     # In the thread pool, not a worker process: the engines release the GIL while they encode,
     # the per-record work gives it up every switch interval, and a batch's records would cost the
     # loop more to pickle than to count (omnitok.serve.workers). At the deadline the thread stops

@@ -161,6 +161,15 @@ def table_rows(exact: dict[str, str], prefixes: dict[str, str]) -> list[dict]:
 # --- chat framing helpers ---------------------------------------------------------------------
 
 
+def check_role(msg: dict, where: str, i: int) -> None:
+    """A message's role, where it has one, is a string (README, Input rules): in every family,
+    whether or not its framing counts the role."""
+    if "role" in msg and not isinstance(msg["role"], str):
+        from ..records import type_name
+
+        raise ExtractError(f"{where}[{i}].role is {type_name(msg['role'])}; a role is a string")
+
+
 def message_texts(messages: list, where: str = "messages", unit: str = "part") -> list[str]:
     """The texts of a chat's messages: string contents and text parts/blocks (`{"text": ...}`,
     with `type` absent or "text"). Anything else (images, documents, audio) cannot be counted
@@ -169,6 +178,7 @@ def message_texts(messages: list, where: str = "messages", unit: str = "part") -
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict):
             raise ExtractError(f"{where}[{i}] is not an object")
+        check_role(msg, where, i)
         content = msg.get("content", msg.get("parts"))
         if isinstance(content, str):
             texts.append(content)

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ..errors import AssetError, ExtractError
-from .base import BEDROCK_REGIONS, BundleFiles, Family, Resolution, step_down
+from .base import BEDROCK_REGIONS, BundleFiles, Family, Resolution, check_role, step_down
 
 # Bedrock ids of open-weight models -> the Hugging Face repo with the same tokenizer.
 BEDROCK_HF: dict[str, str] = {
@@ -73,6 +73,7 @@ class HFFraming:
         for i, msg in enumerate(messages):
             if not isinstance(msg, dict):
                 raise ExtractError(f"{where}[{i}] is not an object")
+            check_role(msg, where, i)
         try:
             return [self.strategy.render_chat(messages, tools)], 0
         except ExtractError:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..errors import ExtractError, UsageError
 from ..records import type_name
-from .base import BundleFiles, Family, Resolution, check_id, lookup, no_tools, table_rows
+from .base import BundleFiles, Family, Resolution, check_id, check_role, lookup, no_tools, table_rows
 
 # Chat framing rules (OpenAI cookbook, "How to count tokens with tiktoken"): each message costs
 # `per_message` tokens plus its fields' tokens, plus `per_name` if it has a name; every reply is
@@ -121,11 +121,12 @@ def chat_texts(messages: list, rule: str = "openai-chat", where: str = "messages
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict):
             raise ExtractError(f"{where}[{i}] is {type_name(msg)}, expected an object")
+        check_role(msg, where, i)
         overhead += per_message
         for key, value in msg.items():
             if isinstance(value, str):
                 texts.append(value)
-            elif value is None:
+            elif value is None:  # (a null content: an assistant's tool calls)
                 continue
             elif key == "content" and isinstance(value, list):
                 for j, part in enumerate(value):

@@ -113,3 +113,18 @@ def test_a_list_past_max_records_is_413_before_its_items_are_checked(client, nam
         "too_many_records",
         f"10001 {name}; the server takes at most 10000 a request",
     )
+
+
+def test_json_errors_say_what_is_wrong(client):
+    """An integer past Python's 4,300 digits and nesting too deep were "not valid JSON in UTF-8"
+    (a body that is UTF-8); a control character read "... at at character N"."""
+    for body, why in (
+        (b'{"text": "a", "model_id": "gpt-4o", "x": ' + b"9" * 5000 + b"}", "an integer of more than 4,300 digits"),
+        (b'{"text": "a", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deep"),
+        (b'{"text": "a\nb"}', "Invalid control character at character 11"),
+    ):
+        status, code, message = _error(client.post("/count-tokens", content=body, headers=JSON))
+        assert (status, code) == (422, "malformed_json") and message.startswith(f"the body is not valid JSON ({why}"), (
+            message
+        )
+        assert " at at " not in message

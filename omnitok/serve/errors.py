@@ -147,7 +147,7 @@ def validation_message(errs: list) -> tuple[str, str]:
     """(code, message) for pydantic's errors: where and what, never the input's value."""
     if any(err.get("type") == "json_invalid" for err in errs):
         err = next(err for err in errs if err.get("type") == "json_invalid")
-        why = (err.get("ctx") or {}).get("error") or "invalid JSON"
+        why = ((err.get("ctx") or {}).get("error") or "invalid JSON").removesuffix(" at")  # json's "... at"
         pos = err.get("loc", ("body", None))[-1]
         return "malformed_json", f"the body is not valid JSON ({why} at character {pos})"
     parts = []

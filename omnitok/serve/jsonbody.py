@@ -57,6 +57,12 @@ def loads(body: bytes, keep_lone_surrogates: bool = False):
         value = json.loads(text, parse_constant=_constant)
     except _Constant as e:
         raise json.JSONDecodeError(f"{e.name} is not a JSON value", text, _position(body)) from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # an integer past Python's 4,300 digits (the command line's reader: the same)
+        raise json.JSONDecodeError("an integer of more than 4,300 digits", text, _position(body)) from None
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deep", text, _position(body)) from None
     if not keep_lone_surrogates and lone_surrogate(value):
         raise json.JSONDecodeError(LONE_SURROGATE, text, _position(body))
     return value

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from ..errors import InputError
-from .ids import reread
+from .ids import loads_keeping_surrogates, reread
 from .inputs import Progress, open_input
 
 FORMATS = ("auto", "jsonl", "json", "parquet", "text")
@@ -61,11 +61,12 @@ def sniff(f: IO[bytes], documents: bool = True) -> tuple[str, list[bytes]]:
         line = f.readline(_SNIFF_BLANK_BYTES - len(blank))
         if not line:
             break
-        s = (line.removeprefix(BOM) if not blank else line).strip()
+        # (a BOM after blank lines too: the JSONL reader then refuses that line, as a file's)
+        s = line.removeprefix(BOM).strip()
         if s:
             if not line.endswith(b"\n"):  # cut at the bound: the first record is read whole
                 line += f.readline()
-                s = line.removeprefix(BOM).strip() if not blank else line.strip()
+                s = line.removeprefix(BOM).strip()
             head = [bytes(blank), line] if blank else [line]
             if s.startswith(b"{") and s.endswith(b"}"):
                 return "jsonl", head
@@ -86,7 +87,8 @@ def _parses(data: bytes) -> bool:
     try:
         orjson.loads(data.removeprefix(BOM))
     except orjson.JSONDecodeError as e:
-        return reread(data.removeprefix(BOM), e)[0]
+        # A lone surrogate escape is its record's error (the document reader's), not text's sign.
+        return reread(data.removeprefix(BOM), e)[0] or loads_keeping_surrogates(data.removeprefix(BOM))
     return True
 
 

@@ -74,6 +74,17 @@ def reread(data: bytes | str, error: ValueError) -> tuple[bool, Any]:
     return (False, None) if lone_surrogate(value) else (True, value)
 
 
+def loads_keeping_surrogates(data: bytes | str) -> bool:
+    """Whether the standard library reads `data` as JSON under orjson's other rules (no NaN or
+    Infinity literals), its lone surrogate escapes kept: JSON whose only fault is such an
+    escape, which is then its record's error, not the input's (README, Input rules)."""
+    try:
+        json.loads(data, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
 def _no_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 

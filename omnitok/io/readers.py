@@ -29,9 +29,9 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .. import notices
 from ..errors import InputError, UsageError
-from ..records import ExtractError, Extractor, Record, record_id, record_of
+from ..records import LONE_SURROGATE, ExtractError, Extractor, Record, lone_surrogate, record_id, record_of
 from .formats import BOM, FORMATS, JSON_DOC_MAX, detect_format, head_lines, jsonl_named_json, sniff
-from .ids import exact_id, id_type, reread
+from .ids import exact_id, id_type, loads_keeping_surrogates, reread
 from .inputs import (
     GZIP_MAGIC,
     STDIN,
@@ -265,6 +265,13 @@ class InputStream:
             rec.raw, rec.raw_json = obj, text
         return rec
 
+    def _document_record(self, source: str, line: int, obj: Any, raw: bytes | None) -> Record:
+        """A JSON document's record (read by the standard library, which keeps lone surrogate
+        escapes): one holding such an escape is a bad record, as a JSONL line holding it is."""
+        if lone_surrogate(obj):
+            return self._error(source, line, f"invalid JSON: {LONE_SURROGATE}", raw=raw.decode() if raw else None)
+        return self._record(source, line, obj, text=raw)
+
     def _error(self, source: str, line: int | None, message: str, raw: Any = None) -> Record:
         return Record(self.next_pos(), source, line, error=message, raw=raw)
 
@@ -350,7 +357,9 @@ class InputStream:
             # all records or one error; the objects are dropped at once: the peak is this check's.
             orjson.loads(text)
         except orjson.JSONDecodeError as e:
-            if not reread(text, e)[0]:  # (a number too large for orjson is not an error: io.ids)
+            # (a number too large for orjson is not an error: io.ids; a lone surrogate escape is
+            # its record's, below)
+            if not reread(text, e)[0] and not loads_keeping_surrogates(text):
                 # The whole document is refused: no line of its own (--on-error has no record to go on to).
                 yield self._error(source, None, f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}")
                 return
@@ -360,7 +369,7 @@ class InputStream:
         if text[i] != "[":
             obj, end = decoder.raw_decode(text, i)
             raw = _one_line(text[i:end]) if self.keep_raw else None
-            yield self._record(source, 1 + text.count("\n", 0, i), obj, text=raw)
+            yield self._document_record(source, 1 + text.count("\n", 0, i), obj, raw)
             return
         i, line, seen, index = _skip_ws(text, i + 1), 1, 0, 0
         while text[i] != "]":
@@ -368,7 +377,7 @@ class InputStream:
             line += text.count("\n", seen, i)
             seen = i
             raw = _one_line(text[i:end]) if self.keep_raw else None
-            rec = self._record(source, line, obj, text=raw)
+            rec = self._document_record(source, line, obj, raw)
             if rec.error is not None:
                 rec.error = f"[{index}]: {rec.error}"
             yield rec

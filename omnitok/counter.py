@@ -254,7 +254,7 @@ def count_files(
     counter = Counter(model, **options)  # options=CountOptions(...), or its fields as keywords
     stream = InputStream(
         paths,
-        Extractor(fields_given(fields, "fields"), counter.framing, id_field),
+        Extractor(fields_given(fields), counter.framing, id_field),
         input_format,
         lines,
         keep_raw,

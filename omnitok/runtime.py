@@ -327,7 +327,7 @@ class Runtime:
         check_rows(items)
         policy = run.ErrorPolicy(on_error, name="on_error")
         with self.counter_lease(model, **options) as counter:
-            extractor = Extractor(fields_given(fields, "fields"), counter.framing, id_field or None)
+            extractor = Extractor(fields_given(fields), counter.framing, id_field or None)
             sink, stats = run.RowSink(counter.meta), Summary()
             outcome = run.count(run.records_of(items, extractor, source), counter, policy, stats, sink)
             if outcome.stopped is not None:

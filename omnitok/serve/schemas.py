@@ -288,6 +288,10 @@ class CountResponse(BaseModel):
     metadata: dict[str, Any]
 
 
+# A field value names at least one field: something besides commas and white space (records.fields_given).
+_NAMES = r"[^,\s]"
+
+
 class BatchRequest(_CountOptions):
     """Exactly one of `texts` and `records`; `field` only with `records`."""
 
@@ -320,11 +324,12 @@ class BatchRequest(_CountOptions):
     )
     field: str | list[str] | None = Field(
         None,
-        description="What to count in each record: a (dotted) field or fields, each once.",
+        description="What to count in each record: a (dotted) field or fields, each once; a string holds one "
+        "or more names separated by commas, as `omnitok count -f` takes them.",
         json_schema_extra={
             "anyOf": [
-                {"type": "string"},
-                {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+                {"type": "string", "pattern": _NAMES},
+                {"type": "array", "items": {"type": "string", "pattern": _NAMES}, "uniqueItems": True},
                 {"type": "null"},
             ]
         },

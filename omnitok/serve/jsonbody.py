@@ -70,10 +70,19 @@ def loads(body: bytes, keep_lone_surrogates: bool = False):
 
 class _Body(Request):
     keep_lone_surrogates = False
+    _json_error: Exception | None = None
 
     async def json(self):
+        """The body's value, read once: its error too (JSONRoute reads it before FastAPI does, and
+        a malformed 10 MB body is not parsed twice)."""
         if not hasattr(self, "_json"):
-            self._json = loads(await self.body(), self.keep_lone_surrogates)
+            if self._json_error is not None:
+                raise self._json_error
+            try:
+                self._json = loads(await self.body(), self.keep_lone_surrogates)
+            except Exception as e:
+                self._json_error = e
+                raise
         return self._json
 
 

@@ -83,6 +83,15 @@ class Server:
         protocol.connection_made(transport)
         return protocol, transport
 
+    async def warm(self, body: bytes) -> tuple[FastProtocol, Transport]:
+        """A connection that has had one count of `body` answered (its counter loaded and idle:
+        the next such count can be answered in the read), its output cleared."""
+        protocol, transport = self.connect()
+        protocol.data_received(request(body, {}))
+        await self.settle()
+        transport.out.clear()
+        return protocol, transport
+
     async def settle(self) -> None:
         """Until the app's tasks for the connections are done."""
         for _ in range(2000):
@@ -203,10 +212,7 @@ def test_pipelined_requests_are_answered_in_order_and_the_connection_kept():
 
     async def main():
         async with Server(create_app(ServeConfig())) as server:
-            protocol, transport = server.connect()
-            protocol.data_received(request(body, {}))
-            await server.settle()
-            transport.out.clear()
+            protocol, transport = await server.warm(body)
             healthz = b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1:8000\r\n\r\n"
             protocol.data_received(
                 request(body, {}, "/count-tokens?x=1") + request(body, {}) + healthz + request(body, {})
@@ -241,10 +247,7 @@ def test_a_pipelined_burst_is_answered_in_order_a_few_at_a_time_here():
 
     async def main():
         async with Server(create_app(ServeConfig())) as server:
-            protocol, transport = server.connect()
-            protocol.data_received(request(body, {}))
-            await server.settle()
-            transport.out.clear()
+            protocol, transport = await server.warm(body)
             protocol.data_received(request(body, {}) * 40)
             at_once = responses(bytes(transport.out))
             await server.settle()

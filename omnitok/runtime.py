@@ -250,6 +250,9 @@ class Runtime:
         if threads is not None and threads < 1:
             raise ValueError("threads must be at least 1")
         self.threads = threads or default_threads()
+        from .tokenizers.unicode_guard import release_long_texts
+
+        release_long_texts()  # its callers wait on an event loop: long texts counted without the GIL
         self.counters = Pool(_make_counter, size=counters)
         self.compressors = Pool(_make_compressor, size=compressors)
         self._executor: ThreadPoolExecutor | None = None

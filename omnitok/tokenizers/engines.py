@@ -140,9 +140,9 @@ class GigatokenEngine(ReferenceGuarded):
     @staticmethod
     def _count_fast(encode, text: str) -> int:
         try:
-            return len(encode(text))
+            return ReferenceGuarded._count_fast(encode, text)
         except (UnicodeEncodeError, TypeError):  # lone surrogates
-            return len(encode(_clean_surrogates(text)))
+            return ReferenceGuarded._count_fast(encode, _clean_surrogates(text))
 
     @staticmethod
     def _encode_fast(encode, text: str) -> list[int]:

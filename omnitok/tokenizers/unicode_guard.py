@@ -310,6 +310,36 @@ class Lent:
                 self._cond.notify()
 
 
+# Texts longer than this (characters) are counted by gigatoken's batch call, which gives up the
+# GIL while it encodes, once release_long_texts() has been called; its one-text encode holds it,
+# and for one long piece (a run of one letter, space or punctuation mark, or of Han characters)
+# that is 0.1-0.18 s a MB: in `omnitok serve` a body of such a run held the event loop, /healthz
+# included, for its whole count (~1.4 s for 9 MB; now 2 ms). The same speed either way (a 2 MB
+# run: 0.13-0.20 s each); at 64K characters one piece holds the GIL ~10 ms at most.
+RELEASED_CHARS = 1 << 16
+_RELEASE = False  # release_long_texts() was called
+
+
+def release_long_texts() -> None:
+    """From now on, count texts over RELEASED_CHARS without holding the GIL (count_long): for the
+    front ends whose callers wait on an event loop (omnitok.runtime: `omnitok serve` and
+    omnitok.aio). Not for the command line's: the batch call imports awkward (~0.3 s) at its
+    first use, a third more time for a one-file count of a few MB, and there no loop waits."""
+    global _RELEASE
+    _RELEASE = True
+
+
+def count_long(encode, text: str) -> int:
+    """The count of a long `text` by the batch call of `encode`'s tokenizer, without the GIL
+    (`encode(text)`'s length where its tokenizer has no such call)."""
+    batch = getattr(getattr(encode, "__self__", None), "encode_batch", None)
+    if batch is None:
+        return len(encode(text))
+    import awkward
+
+    return int(awkward.num(batch([text], parallel=False), axis=1)[0])
+
+
 class ReferenceGuarded:
     """A fast engine with a reference engine behind it for the texts it may count differently
     (needs_reference). Subclasses give `_reference_factory`, `_encoder` (a new instance of the fast
@@ -341,7 +371,7 @@ class ReferenceGuarded:
 
     @staticmethod
     def _count_fast(encode, text: str) -> int:
-        return len(encode(text))
+        return count_long(encode, text) if _RELEASE and len(text) > RELEASED_CHARS else len(encode(text))
 
     @staticmethod
     def _encode_fast(encode, text: str) -> list[int]:

@@ -193,3 +193,26 @@ def test_an_output_name_near_the_limit_is_written(tmp_path):
     r = omnitok("count", "-m", "gpt-4o", "--format", "jsonl", str(src), "-o", str(out))
     assert r.code == 0, r.err
     assert sorted(os.listdir(tmp_path)) == sorted(["in.jsonl", out.name])
+
+
+def test_a_sigterm_reaching_a_fresh_fork_before_its_reset_takes_the_default_action():
+    """A SIGTERM to the whole group can reach a worker forked a moment before, while it still has
+    the command line's handler (forks.stay_with_parent sets the default action back): it raised
+    Terminated inside threading's after-fork hook, and a fresh-clone CI run's
+    SIGTERM-to-the-group case above printed "Exception ignored in: <function _after_fork ...>"
+    and a traceback beside "omnitok: terminated". Such a process now dies by the signal, silent."""
+    code = (
+        "import os, signal, time\n"
+        "from omnitok.cli import app\n"
+        "app._MAIN_PID = os.getpid()\n"
+        "signal.signal(signal.SIGTERM, app._on_sigterm)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(2)\n"
+        "    os._exit(7)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "True\n", "")

@@ -33,7 +33,21 @@ class Terminated(KeyboardInterrupt):
     exit 143. `omnitok serve` leaves SIGTERM to uvicorn (a graceful shutdown)."""
 
 
-def _on_sigterm(_signum, _frame):
+_MAIN_PID: int | None = None  # the process that set _on_sigterm (main)
+
+
+def _on_sigterm(signum, _frame):
+    if os.getpid() != _MAIN_PID:
+        # A process forked from this one, reached before it set SIGTERM back to the default
+        # action (forks.stay_with_parent): a SIGTERM to the whole group (systemd, `kill --
+        # -PGID`) raised Terminated inside threading's after-fork hook, and the fresh worker
+        # printed "Exception ignored in: <function _after_fork ...>" and its traceback beside the
+        # run's "omnitok: terminated". The default action now, as once it is set.
+        import signal
+
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     raise Terminated()
 
 
@@ -133,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: turns user errors into a message and an exit code, never a traceback. As the
     process's entry point (no `argv`) it ends the process once the command is done (_leave);
     an in-process caller gets SystemExit as raised."""
+    global _MAIN_PID
     if argv is not None:
         _run(argv)
         return
@@ -140,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     import signal
 
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # (one its starter ignored stays ignored)
+        _MAIN_PID = os.getpid()
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         _run(None)

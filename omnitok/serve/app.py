@@ -46,6 +46,7 @@ class App(FastAPI):
     its stack as before."""
 
     _fast = None  # the ASGI callable of the stack's FastCount in front (made once); False: none
+    fast_count: FastCount | None = None  # that FastCount (omnitok.serve.protocol answers with it)
     _inner = None  # FastAPI's own __call__, behind the app's proxy-header layer where it has one
     _otel_on = False
     _otel_next = 0.0
@@ -73,6 +74,7 @@ class App(FastAPI):
         layer = self.middleware_stack
         while layer is not None and not isinstance(layer, FastCount):
             layer = getattr(layer, "app", None)
+        self.fast_count = layer
         self._fast = layer.front(inner) if layer is not None else False
         return self._fast
 

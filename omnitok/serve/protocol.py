@@ -28,6 +28,7 @@ from __future__ import annotations
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from .app import App, _telemetry_on
 from .errors import error_body
 from .fast import PATH
 
@@ -65,17 +66,11 @@ def usable() -> bool:
 def _fast_of(app):
     """The app's FastCount where uvicorn hands requests to omnitok's App itself (no layer of
     uvicorn's between them), else None."""
-    from .app import App
-
     if not isinstance(app, App):
         return None
-    front = app._fast if app._fast is not None else app._find_fast()
-    if front is False:
-        return None
-    layer = app.middleware_stack
-    while layer is not None and not hasattr(layer, "answer_now"):
-        layer = getattr(layer, "app", None)
-    return layer
+    if app._fast is None:
+        app._find_fast()
+    return app.fast_count
 
 
 class FastProtocol(HttpToolsProtocol):
@@ -107,8 +102,6 @@ class FastProtocol(HttpToolsProtocol):
             fast = self._fast = _fast_of(self.app) or False
         if fast is False or fast.cors:
             return False
-        from .app import _telemetry_on
-
         app = self.app
         return not (app.root_path or self.root_path or _telemetry_on(app)) and fast.declared(self.headers) is not None
 

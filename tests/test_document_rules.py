@@ -45,3 +45,21 @@ def test_a_bom_after_blank_lines_is_its_lines_error_from_a_file_or_stdin(tmp_pat
         rows = _rows(r)
         assert rows[0]["line"] == 2 and "byte order mark (BOM) is not supported" in rows[0]["error"]
         assert rows[1]["id"] == 2 and rows[1]["tokens"] == 1
+
+
+def test_a_json_file_holding_jsonl_with_a_lone_surrogate_first_is_read_as_jsonl(tmp_path):
+    """The twin of the document case, found by rereading the change: a file named .json whose
+    first line is a JSONL record holding a lone surrogate was taken for one JSON document (its
+    first line did not parse for orjson), and the whole file was one error; the local reader and
+    Ray's shards (io.shards._json_kind) now decide as the stdin sniffer does."""
+    import pyarrow.fs
+
+    from omnitok.io.shards import _json_kind
+
+    path = tmp_path / "r.json"
+    path.write_bytes(b'{"id": 1, "text": "\\ud800"}\n{"id": 2, "text": "ab"}\n')
+    r = console("count", "-m", "gpt-4o", "--format", "jsonl", "--on-error", "record", str(path))
+    rows = _rows(r)
+    assert r.code == 4 and [row.get("id") for row in rows] == [None, 2]
+    assert rows[0]["error"] == f"invalid JSON: {LONE_SURROGATE}" and rows[0]["line"] == 1
+    assert _json_kind(pyarrow.fs.LocalFileSystem(), str(path)) == "jsonl"

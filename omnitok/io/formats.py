@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from ..errors import InputError
-from .ids import loads_keeping_surrogates, reread
+from .ids import read_keeping_surrogates
 from .inputs import Progress, open_input
 
 FORMATS = ("auto", "jsonl", "json", "parquet", "text")
@@ -86,9 +86,9 @@ def _parses(data: bytes) -> bool:
         return False
     try:
         orjson.loads(data.removeprefix(BOM))
-    except orjson.JSONDecodeError as e:
+    except orjson.JSONDecodeError:
         # A lone surrogate escape is its record's error (the document reader's), not text's sign.
-        return reread(data.removeprefix(BOM), e)[0] or loads_keeping_surrogates(data.removeprefix(BOM))
+        return read_keeping_surrogates(data.removeprefix(BOM))[0]
     return True
 
 
@@ -110,8 +110,8 @@ def jsonl_named_json(path: str) -> bool:
         return False
     try:
         orjson.loads(head[-1].removeprefix(BOM))
-    except orjson.JSONDecodeError as e:
-        return reread(head[-1].removeprefix(BOM), e)[0]
+    except orjson.JSONDecodeError:
+        return read_keeping_surrogates(head[-1].removeprefix(BOM))[0]
     return True
 
 

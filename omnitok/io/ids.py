@@ -74,15 +74,16 @@ def reread(data: bytes | str, error: ValueError) -> tuple[bool, Any]:
     return (False, None) if lone_surrogate(value) else (True, value)
 
 
-def loads_keeping_surrogates(data: bytes | str) -> bool:
-    """Whether the standard library reads `data` as JSON under orjson's other rules (no NaN or
-    Infinity literals), its lone surrogate escapes kept: JSON whose only fault is such an
-    escape, which is then its record's error, not the input's (README, Input rules)."""
+def read_keeping_surrogates(data: bytes | str) -> tuple[bool, Any]:
+    """(True, the value) where the standard library reads `data` as JSON under orjson's other
+    rules (no NaN or Infinity literals), its lone surrogate escapes kept, else (False, None):
+    for telling what an input is after orjson refused it. JSON whose only fault is a number too
+    large for orjson, or such an escape (then its record's error, not the input's: README, Input
+    rules), is JSON."""
     try:
-        json.loads(data, parse_constant=_no_constant)
+        return True, json.loads(data, parse_constant=_no_constant)
     except (ValueError, RecursionError):
-        return False
-    return True
+        return False, None
 
 
 def _no_constant(name: str):

@@ -31,7 +31,7 @@ from .. import notices
 from ..errors import InputError, UsageError
 from ..records import LONE_SURROGATE, ExtractError, Extractor, Record, lone_surrogate, record_id, record_of
 from .formats import BOM, FORMATS, JSON_DOC_MAX, detect_format, head_lines, jsonl_named_json, sniff
-from .ids import exact_id, id_type, loads_keeping_surrogates, reread
+from .ids import exact_id, id_type, read_keeping_surrogates, reread
 from .inputs import (
     GZIP_MAGIC,
     STDIN,
@@ -359,7 +359,7 @@ class InputStream:
         except orjson.JSONDecodeError as e:
             # (a number too large for orjson is not an error: io.ids; a lone surrogate escape is
             # its record's, below)
-            if not reread(text, e)[0] and not loads_keeping_surrogates(text):
+            if not read_keeping_surrogates(text)[0]:
                 # The whole document is refused: no line of its own (--on-error has no record to go on to).
                 yield self._error(source, None, f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}")
                 return

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import IO, Any
 
 from ..errors import InputError, UsageError
-from .ids import reread
+from .ids import read_keeping_surrogates
 
 SHARD_MIN = 1 << 20
 # The largest shard. Small shards keep both the workers' transient memory (a shard's bytes, its
@@ -206,8 +206,8 @@ def _json_kind(pfs, where: str) -> str:
         if line.strip():
             try:
                 return "jsonl" if isinstance(orjson.loads(line), dict) else "json"
-            except orjson.JSONDecodeError as e:
-                ok, value = reread(line, e)  # a number too large for orjson (io.ids)
+            except orjson.JSONDecodeError:
+                ok, value = read_keeping_surrogates(line)  # a number too large, a lone surrogate (io.ids)
                 return "jsonl" if ok and isinstance(value, dict) else "json"
     return "jsonl"
 

@@ -137,10 +137,17 @@ def fields_given(fields: Any, what: str = "field") -> tuple[str, ...] | None:
         names += [part.strip() for part in value.split(",") if part.strip()]
     if not names:
         raise UsageError(f"{what} {shown(fields)} names no field")
+    _once(names, what)
+    return tuple(names)
+
+
+def _once(names, what: str) -> None:
+    """A UsageError for a field named twice (its text would be counted twice)."""
     twice = next((name for i, name in enumerate(names) if name in names[:i]), None)
     if twice is not None:
+        from .errors import UsageError
+
         raise UsageError(f"{what} {shown(twice)} is given twice; give each field once")
-    return tuple(names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,11 +165,7 @@ class Extractor:
 
     def __post_init__(self):
         if self.fields is not None:
-            twice = next((name for i, name in enumerate(self.fields) if name in self.fields[:i]), None)
-            if twice is not None:  # its text would be counted twice
-                from .errors import UsageError
-
-                raise UsageError(f"field {shown(twice)} is given twice; give each field once")
+            _once(self.fields, "field")
         if self.framing is None:  # no model: texts are counted as they are, chats need a model
             object.__setattr__(self, "framing", TextOnly())
 

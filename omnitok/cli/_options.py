@@ -94,7 +94,7 @@ def cache_mode(cache: str, no_cache: bool) -> str:
 
 
 def split_fields(values: list[str] | None) -> tuple[str, ...] | None:
-    """The --field names, repeated or comma-separated (records.field_names' rule); a name given
+    """The --field names, repeated or comma-separated (records.fields_given's rule); a name given
     twice is a usage error (its text would be counted twice)."""
     from .. import api
 

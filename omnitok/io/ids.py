@@ -66,7 +66,7 @@ def reread(data: bytes | str, error: ValueError) -> tuple[bool, Any]:
     if "infinity" not in str(getattr(error, "msg", "")):
         return False, None
     try:
-        value = json.loads(data, parse_constant=_no_constant)
+        value = json.loads(data, parse_constant=no_constant)
     except (ValueError, RecursionError):
         return False, None
     from ..records import lone_surrogate
@@ -81,13 +81,23 @@ def read_keeping_surrogates(data: bytes | str) -> tuple[bool, Any]:
     large for orjson, or such an escape (then its record's error, not the input's: README, Input
     rules), is JSON."""
     try:
-        return True, json.loads(data, parse_constant=_no_constant)
+        return True, json.loads(data, parse_constant=no_constant)
     except (ValueError, RecursionError):
         return False, None
 
 
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not JSON")
+class NotAJSONValue(ValueError):
+    """NaN, Infinity or -Infinity: literals the standard library reads as numbers, which JSON
+    has not (orjson refuses them, and so does every reader here)."""
+
+    def __init__(self, name: str):
+        super().__init__(f"{name} is not a JSON value")
+        self.name = name
+
+
+def no_constant(name: str):
+    """json.loads' parse_constant: NotAJSONValue for each of those literals."""
+    raise NotAJSONValue(name)
 
 
 def _wide(value: Any) -> bool:

@@ -138,7 +138,7 @@ def options_of(cls, options, kwargs: dict):
 def fields_of(field: str | Sequence[str] | None) -> tuple[str, ...] | None:
     from ..records import fields_given
 
-    return fields_given(list(field) if isinstance(field, (list, tuple)) else field, "field")
+    return fields_given(field, "field")
 
 
 def count(

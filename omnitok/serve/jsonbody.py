@@ -22,19 +22,10 @@ import orjson
 from fastapi import Request
 from fastapi.routing import APIRoute
 
+from ..io.ids import NotAJSONValue, no_constant
 from ..records import LONE_SURROGATE, lone_surrogate
 
 _BOM = "\ufeff"
-
-
-class _Constant(ValueError):
-    def __init__(self, name: str):
-        super().__init__(name)
-        self.name = name
-
-
-def _constant(name: str):
-    raise _Constant(name)
 
 
 def _position(body: bytes) -> int:
@@ -54,9 +45,9 @@ def loads(body: bytes, keep_lone_surrogates: bool = False):
     if text.startswith(_BOM):
         text = text[1:]
     try:
-        value = json.loads(text, parse_constant=_constant)
-    except _Constant as e:
-        raise json.JSONDecodeError(f"{e.name} is not a JSON value", text, _position(body)) from None
+        value = json.loads(text, parse_constant=no_constant)
+    except NotAJSONValue as e:
+        raise json.JSONDecodeError(str(e), text, _position(body)) from None
     except json.JSONDecodeError:
         raise
     except ValueError:  # an integer past Python's 4,300 digits (the command line's reader: the same)

@@ -101,11 +101,13 @@ def _provider_keys(settings: TokenizerSettings | None):
 class Counter:
     """A model's tokenizer plus its framing: counts texts and chat message lists."""
 
-    def __init__(self, model: str | None = None, *, options: CountOptions | None = None, **kwargs):
+    def __init__(self, model: str | None = None, *, options: CountOptions | None = None, caches=None, **kwargs):
         """`options` (a CountOptions): how to count; keyword options (encoding=, engine=,
         tokenizer=, special_tokens=, online=, strict=, concurrency=, timeout=, retries=, cache=,
         cache_dir=, l3_url=, settings=, cache_settings=: CountOptions' fields) build one, or
-        change those fields of `options`. The object used is `self.count_options`."""
+        change those fields of `options`. The object used is `self.count_options`. `caches` (a
+        cache.shared.SharedCaches): where its cache comes from, shared with others and never
+        closed here; by default it opens one of its own."""
         from .strategy_chain import Options, plan
 
         if model is not None and not isinstance(model, str):
@@ -140,7 +142,7 @@ class Counter:
             chosen = (
                 opts.cache_settings if opts.cache_settings is not None else settings_from(opts.cache_dir, opts.l3_url)
             )
-            strategy, self.cache = wrap(strategy, opts.cache, chosen, tag)
+            strategy, self.cache = wrap(strategy, opts.cache, chosen, tag, caches)
         self.strategy = strategy
         self._fields: tuple | None = None  # count_text's result fields (made at its first count)
         early_reference.settle(strategy)  # a large count's reference process: kept if this strategy uses it
@@ -148,7 +150,8 @@ class Counter:
     def close(self) -> None:
         """Save cache statistics and the Bloom filter; release connections."""
         if self.cache is not None:
-            self.cache.close()
+            if not self.cache.shared:
+                self.cache.close()
             self.cache = None
 
     def __enter__(self):

@@ -7,10 +7,11 @@ app of `omnitok serve` has a Runtime of its own (omnitok.serve.service), so two 
 process neither share nor close each other's pools.
 
 Counter and Compressor objects are kept per (model, options) and lent to one call at a time: a
-tokenizer loads once per runtime, and no two threads share an object's per-call state (a cache's
-statistics, a fallback's `last_meta`). A counter whose online strategy fell back offline is
-retired after the call, so the next call tries the provider again instead of staying offline for
-the life of the process.
+tokenizer loads once per runtime, and no two threads share an object's per-call state (a
+fallback's `last_meta`). A counter whose online strategy fell back offline is retired after the
+call, so the next call tries the provider again instead of staying offline for the life of the
+process. Their caches are the runtime's, one per cache settings (omnitok.cache.shared, safe
+across threads), so the memory a cache takes does not grow with the model ids callers choose.
 
 One exception to "in the thread pool", where the hop to a thread costs more than the work:
 `count_inline` counts a text of at most INLINE_MAX_CHARS characters on the calling thread when a
@@ -175,18 +176,20 @@ class Pool:
             cache = _cache_of(obj)
             if cache is None:
                 continue
-            counts.update(dict(cache.stats))
+            counts.update(cache.counts())
             l1 += cache.l1.size()
-            if l2 is None and cache.l2 is not None:
+            tier = cache.l2
+            if l2 is None and tier is not None:
                 with contextlib.suppress(Exception):  # a failing L2 reports itself in tier_errors
-                    l2 = cache.l2.size()
+                    l2 = tier.size()
         return counts, l1, l2
 
     def _close(self, obj) -> None:
         cache = _cache_of(obj)
         if cache is not None:
+            counts = cache.counts()
             with self._lock:
-                self.retired.update(dict(cache.stats))
+                self.retired.update(counts)
         with contextlib.suppress(Exception):  # closing never fails a request
             obj.close()
 
@@ -199,8 +202,10 @@ class Pool:
 
 
 def _cache_of(obj):
-    """The TieredCache an object uses, if any (a Counter's or a Compressor's)."""
-    return getattr(obj, "cache", None) or getattr(obj, "_tiered", None)
+    """The TieredCache an object uses and owns, if any (a Counter's or a Compressor's); a shared
+    one (cache.shared) is its runtime's to report and close."""
+    cache = getattr(obj, "cache", None) or getattr(obj, "_tiered", None)
+    return None if cache is None or cache.shared else cache
 
 
 def key(model: str | None, options: dict) -> tuple:
@@ -208,18 +213,18 @@ def key(model: str | None, options: dict) -> tuple:
     return (model, tuple(sorted(options.items())))
 
 
-def _make_counter(k: tuple):
+def _make_counter(caches, k: tuple):
     from .api import Counter
 
     model, options = k
-    return Counter(model, **dict(options))
+    return Counter(model, caches=caches, **dict(options))
 
 
-def _make_compressor(k: tuple):
+def _make_compressor(caches, k: tuple):
     from .compression import Compressor
 
     model, options = k
-    return Compressor(model, **dict(options))
+    return Compressor(model, caches=caches, **dict(options))
 
 
 def _counts_locally(counter) -> bool:
@@ -253,8 +258,12 @@ class Runtime:
         from .tokenizers.unicode_guard import release_long_texts
 
         release_long_texts()  # its callers wait on an event loop: long texts counted without the GIL
-        self.counters = Pool(_make_counter, size=counters)
-        self.compressors = Pool(_make_compressor, size=compressors)
+        from .cache.shared import SharedCaches
+
+        # One cache per settings for every object lent (cache.shared: memory not set by model ids)
+        self.caches = SharedCaches()
+        self.counters = Pool(functools.partial(_make_counter, self.caches), size=counters)
+        self.compressors = Pool(functools.partial(_make_compressor, self.caches), size=compressors)
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -355,7 +364,7 @@ class Runtime:
         counts = Tally()
         l1 = 0
         l2 = None
-        for pool in (self.counters, self.compressors):
+        for pool in (self.caches, self.counters, self.compressors):
             c, n1, n2 = pool.stats()
             counts.update(c)
             l1 += n1
@@ -366,6 +375,7 @@ class Runtime:
         """Close every lent object (saving cache statistics) and stop the thread pool."""
         self.counters.close()
         self.compressors.close()
+        self.caches.close()
         with self._lock:
             executor, self._executor = self._executor, None
         if executor is not None:

@@ -11,8 +11,9 @@ __all__ = ["CacheError", "CacheSettings", "TieredCache", "default_dir", "redact_
 MODES = ("auto", "on", "off")
 
 
-def wrap(strategy, mode: str, settings: CacheSettings, options: str = ""):
-    """The strategy behind the cache if its policy (or --cache on) says so; else unchanged.
+def wrap(strategy, mode: str, settings: CacheSettings, options: str = "", caches=None):
+    """The strategy behind the cache if its policy (or --cache on) says so; else unchanged. The
+    cache is `caches`' for these settings when given (a shared.SharedCaches), else a new one.
 
     Policy from measured costs (README, "Cache"): online counts (tens of ms) are cached; local
     engines count a 2 KB text in ~15 us, less than an L2 read, so with `auto` they are not.
@@ -21,5 +22,5 @@ def wrap(strategy, mode: str, settings: CacheSettings, options: str = ""):
         return strategy, None
     from .cached_strategy import CachedStrategy
 
-    cache = TieredCache(settings)
+    cache = caches.get(settings) if caches is not None else TieredCache(settings)
     return CachedStrategy(strategy, cache, options), cache

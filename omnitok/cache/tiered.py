@@ -11,8 +11,10 @@ checks but is not a count (type, range) is `malformed`, also a miss."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sqlite3
+import threading
 from collections import Counter as Tally
 
 from .. import notices
@@ -43,8 +45,27 @@ class CacheError(OmnitokError):
     """A cache command that could not do what was asked of a tier (down, damaged, read-only)."""
 
 
+def _locked(method):
+    """`method` under the cache's lock: one TieredCache may serve several threads at once
+    (shared.SharedCaches lends one per settings to every Counter and Compressor of a runtime)."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return run
+
+
 class TieredCache:
+    """Safe to use from several threads: every public operation holds the cache's lock (a tier's
+    round trip included, so its statistics and failure state stay whole). `shared` marks one that
+    a SharedCaches owns: its users neither close it nor report its statistics as their own."""
+
+    shared = False
+
     def __init__(self, settings: CacheSettings):
+        self._lock = threading.RLock()
         self.settings = settings
         self.algorithm = settings.hash_algorithm
         self.l1 = MemoryTier(settings.l1_max_entries, settings.l1_ttl)
@@ -192,6 +213,7 @@ class TieredCache:
 
     # --- the interface --------------------------------------------------------------------------
 
+    @_locked
     def get_many(self, keys: list[str], decode=parse_count) -> list:
         """Values for keys (None for a miss). `decode` validates what L2/L3 return: counts by
         default; a malformed or foreign value is a miss and a warning. A value longer than
@@ -271,6 +293,7 @@ class TieredCache:
         except (OSError, sqlite3.Error) as e:
             self._l2_failed(e)
 
+    @_locked
     def set_many(self, items: dict) -> None:
         if not items:
             return
@@ -284,6 +307,7 @@ class TieredCache:
             except Exception as e:
                 self._l3_failed(e)
 
+    @_locked
     def clear(self, tier: str = "all", tag: str | None = None) -> dict[str, int]:
         """Entries removed per tier. A tier that could not be cleared is left out and its reason
         is in `failures()`; a damaged L2 database is removed and made afresh when all of L2 is
@@ -323,6 +347,7 @@ class TieredCache:
         notices.warn_once("cache-l2-rebuilt", f"cache: {self.rebuilt['l2']}")
         return 0
 
+    @_locked
     def integrity(self) -> str | None:
         """SQLite's quick check of L2's database ('ok', or the problems, also recorded as L2's
         failure); None without L2. Reads the whole file."""
@@ -340,6 +365,7 @@ class TieredCache:
 
     # --- statistics ------------------------------------------------------------------------
 
+    @_locked
     def sizes(self) -> dict:
         """Entries and bytes in L2, keys in L3 (None for a tier not in use)."""
         out = {"l2_size": None, "l2_bytes": None, "l3_size": None}
@@ -355,6 +381,12 @@ class TieredCache:
                 self._l3_failed(e)
         return out
 
+    @_locked
+    def counts(self) -> Tally:
+        """A copy of this cache's statistics so far (taken under its lock)."""
+        return Tally(self.stats)
+
+    @_locked
     def run_stats(self) -> dict:
         """This run's statistics (`stats_view`): hits per tier, misses, totals, hit rate in
         percent, L1's and L2's sizes, then omnitok's own counts (malformed, tier_errors, bloom)."""
@@ -389,6 +421,7 @@ class TieredCache:
             return {}
         return parsed
 
+    @_locked
     def stored_stats(self) -> dict:
         """Counts kept across runs: in L2 (JSON under a reserved key) and in L3 (a hash)."""
         out = {}
@@ -411,6 +444,7 @@ class TieredCache:
                 self._l3_failed(e)
         return out
 
+    @_locked
     def close(self) -> None:
         run = {f: self.stats.get(f, 0) for f in STAT_FIELDS}
         if self.l2 is not None:

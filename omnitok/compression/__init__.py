@@ -138,11 +138,14 @@ def budget_of(original_tokens: int, budget=None, ratio=None, target_compression=
 class Compressor:
     """One model's compressor: its token counter, its scorer, its cache."""
 
-    def __init__(self, model: str | None = None, *, options: CompressOptions | None = None, **kwargs):
+    def __init__(self, model: str | None = None, *, options: CompressOptions | None = None, caches=None, **kwargs):
         """`options` (a CompressOptions): how to compress; keyword options (method=,
         embedding_url=, embedding_model=, embedding_key_env=, embedding_dir=, gap_marker=, dedup=, weights=,
         tokenizer=, engine=, cache=, cache_dir=: CompressOptions' fields) build one, or change
-        those fields of `options`. The object used is `self.compress_options`."""
+        those fields of `options`. The object used is `self.compress_options`. `caches` (a
+        cache.shared.SharedCaches): where its cache comes from, shared with others and never
+        closed here; by default it opens one of its own."""
+        self._caches = caches
         opts = self.compress_options = build(CompressOptions, options, kwargs)
         method = opts.method
         embedding_url, embedding_dir = opts.embedding_url, opts.embedding_dir
@@ -219,7 +222,8 @@ class Compressor:
             from ..cache import TieredCache, settings_from
             from ..cache.keys import KeyMaker
 
-            self._tiered = TieredCache(settings_from(self._cache_dir))
+            chosen = settings_from(self._cache_dir)
+            self._tiered = self._caches.get(chosen) if self._caches is not None else TieredCache(chosen)
             emb = self._embedding[0] or self._embedding[2] or "local-minilm"
             rule = f"compress-v{ALGORITHM_VERSION}:{self.method}:{emb}:{self.weights}:{self.gap_marker}:{self.dedup}"
             self._keys = KeyMaker(f"compress:{self.strategy.fingerprint}", rule, self._tiered.algorithm)
@@ -324,7 +328,8 @@ class Compressor:
 
     def close(self):
         if self._tiered is not None:
-            self._tiered.close()
+            if not self._tiered.shared:
+                self._tiered.close()
             self._tiered = None
 
 

@@ -1,0 +1,101 @@
+"""A runtime's lent Counters and Compressors share one cache per settings (omnitok.cache.shared):
+its memory does not grow with the model ids callers choose, and its statistics stay exact when
+objects are retired, closed, or used from several threads at once."""
+
+from __future__ import annotations
+
+import threading
+
+import omnitok
+from omnitok.cache import CacheSettings, TieredCache
+from omnitok.runtime import Runtime
+
+
+def _ids(n: int) -> list[str]:
+    return [f"claude-3-5-sonnet-2024{i:04d}" for i in range(n)]  # distinct ids, one pattern
+
+
+def test_every_counter_of_a_runtime_uses_one_cache_whatever_the_model_ids(tmp_path):
+    rt = Runtime(threads=2)
+    options = {"cache": "on", "cache_dir": str(tmp_path)}
+    try:
+        for model in _ids(12):
+            rt.count_batch(["hello world"], model, options)
+        objects = rt.counters.objects()
+        assert len(objects) == 12
+        caches = {id(c.cache) for c in objects}
+        assert len(caches) == 1  # one L1, one SQLite database handle, one Bloom filter
+        (cache,) = {c.cache for c in objects}
+        assert cache.shared
+        stats = rt.cache_stats()
+        # The ids share one rule (claude-3's estimate): one key, counted once, found 11 times.
+        assert (stats["misses"], stats["l1_hits"], stats["l1_size"], stats["l2_size"]) == (1, 11, 1, 1)
+    finally:
+        rt.close()
+
+
+def test_statistics_stay_exact_when_objects_are_retired_and_when_the_runtime_closes(tmp_path):
+    rt = Runtime(threads=2)
+    rt.counters.max_keys = 2  # the third model evicts (closes) the least recently used counter
+    options = {"cache": "on", "cache_dir": str(tmp_path)}
+    models = _ids(3)
+    for model in models:
+        rt.count_batch(["one", "two"], model, options)
+    assert len(rt.counters.objects()) == 2
+    for model in models:
+        rt.count_batch(["one"], model, options)  # L1 hits, the evicted model's included
+    stats = rt.cache_stats()
+    assert (stats["misses"], stats["l1_hits"], stats["total_requests"]) == (2, 7, 9)
+    rt.close()  # the shared cache closes once: its statistics are added to L2's once
+    stored = TieredCache(CacheSettings(tmp_path)).stored_stats()["l2"]
+    assert (stored["misses"], stored["l1_hits"]) == (2, 7)
+    rt.count_batch(["one"], models[0], options)  # a closed runtime starts again, its L2 still there
+    assert rt.cache_stats()["l2_hits"] == 1
+    rt.close()
+
+
+def test_a_compressor_and_a_counter_with_the_same_settings_share_the_cache(tmp_path):
+    rt = Runtime(threads=2)
+    try:
+        rt.count_batch(["hello"], "gpt-4o", {"cache": "on", "cache_dir": str(tmp_path)})
+        text = "First sentence here. " * 40
+        rt.compress(text, None, "gpt-4o", {"ratio": 0.5}, {"method": "bm25", "cache": "on", "cache_dir": str(tmp_path)})
+        (counter,) = rt.counters.objects()
+        (compressor,) = rt.compressors.objects()
+        assert compressor._tiered is counter.cache
+        compressor.close()
+        again = rt.count_batch(["hello"], "gpt-4o", {"cache": "on", "cache_dir": str(tmp_path)})
+        assert [r.tokens for r in again] == [1] and rt.cache_stats()["l1_hits"] == 1  # still open
+    finally:
+        rt.close()
+
+
+def test_one_shared_cache_used_by_many_threads_at_once_keeps_every_count_and_statistic(tmp_path):
+    rt = Runtime(threads=8)
+    options = {"cache": "on", "cache_dir": str(tmp_path)}
+    texts = [f"text number {i}" for i in range(40)]
+    expected = [r.tokens for r in omnitok.Counter("gpt-4o").count_batch(texts)]
+    errors: list[BaseException] = []
+    results: list[list[int]] = []
+
+    def work(model: str) -> None:
+        try:
+            for _ in range(5):
+                results.append([r.tokens for r in rt.count_batch(texts, model, options)])
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(m,)) for m in ("gpt-4o", "gpt-4o-mini", "gpt-4.1") * 2]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert results == [expected] * 30
+        stats = rt.cache_stats()
+        assert stats["total_requests"] == 30 * 40
+        assert stats["misses"] + stats["l1_hits"] + stats["l2_hits"] == 30 * 40
+        assert stats["l1_size"] == 40  # one entry per (rule, text): the three ids count by one rule
+    finally:
+        rt.close()

@@ -106,8 +106,8 @@ class Counter:
         tokenizer=, special_tokens=, online=, strict=, concurrency=, timeout=, retries=, cache=,
         cache_dir=, l3_url=, settings=, cache_settings=: CountOptions' fields) build one, or
         change those fields of `options`. The object used is `self.count_options`. `caches` (a
-        cache.shared.SharedCaches): where its cache comes from, shared with others and never
-        closed here; by default it opens one of its own."""
+        cache.shared.SharedCaches): its cache is a view of the one there for its settings
+        (shared with others, its tiers left open by close()); by default it opens its own."""
         from .strategy_chain import Options, plan
 
         if model is not None and not isinstance(model, str):
@@ -150,8 +150,7 @@ class Counter:
     def close(self) -> None:
         """Save cache statistics and the Bloom filter; release connections."""
         if self.cache is not None:
-            if not self.cache.shared:
-                self.cache.close()
+            self.cache.close()
             self.cache = None
 
     def __enter__(self):

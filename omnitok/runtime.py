@@ -10,8 +10,8 @@ Counter and Compressor objects are kept per (model, options) and lent to one cal
 tokenizer loads once per runtime, and no two threads share an object's per-call state (a
 fallback's `last_meta`). A counter whose online strategy fell back offline is retired after the
 call, so the next call tries the provider again instead of staying offline for the life of the
-process. Their caches are the runtime's, one per cache settings (omnitok.cache.shared, safe
-across threads), so the memory a cache takes does not grow with the model ids callers choose.
+process. Their caches are views of the runtime's, one per cache settings (omnitok.cache.shared),
+so the memory a cache takes does not grow with the model ids callers choose.
 
 One exception to "in the thread pool", where the hop to a thread costs more than the work:
 `count_inline` counts a text of at most INLINE_MAX_CHARS characters on the calling thread when a
@@ -177,6 +177,8 @@ class Pool:
             if cache is None:
                 continue
             counts.update(cache.counts())
+            if cache.shared:  # a view of its runtime's cache (cache.shared): sized there, once
+                continue
             l1 += cache.l1.size()
             tier = cache.l2
             if l2 is None and tier is not None:
@@ -202,10 +204,8 @@ class Pool:
 
 
 def _cache_of(obj):
-    """The TieredCache an object uses and owns, if any (a Counter's or a Compressor's); a shared
-    one (cache.shared) is its runtime's to report and close."""
-    cache = getattr(obj, "cache", None) or getattr(obj, "_tiered", None)
-    return None if cache is None or cache.shared else cache
+    """The TieredCache an object uses, if any (a Counter's or a Compressor's)."""
+    return getattr(obj, "cache", None) or getattr(obj, "_tiered", None)
 
 
 def key(model: str | None, options: dict) -> tuple:

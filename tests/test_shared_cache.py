@@ -23,10 +23,10 @@ def test_every_counter_of_a_runtime_uses_one_cache_whatever_the_model_ids(tmp_pa
             rt.count_batch(["hello world"], model, options)
         objects = rt.counters.objects()
         assert len(objects) == 12
-        caches = {id(c.cache) for c in objects}
-        assert len(caches) == 1  # one L1, one SQLite database handle, one Bloom filter
-        (cache,) = {c.cache for c in objects}
-        assert cache.shared
+        # each its own view (statistics), all of one L1, one L2 connection, one Bloom filter
+        assert len({id(c.cache) for c in objects}) == 12 and all(c.cache.shared for c in objects)
+        for tier in ("l1", "l2", "bloom"):
+            assert len({id(getattr(c.cache, tier)) for c in objects}) == 1, tier
         stats = rt.cache_stats()
         # The ids share one rule (claude-3's estimate): one key, counted once, found 11 times.
         assert (stats["misses"], stats["l1_hits"], stats["l1_size"], stats["l2_size"]) == (1, 11, 1, 1)
@@ -62,10 +62,9 @@ def test_a_compressor_and_a_counter_with_the_same_settings_share_the_cache(tmp_p
         rt.compress(text, None, "gpt-4o", {"ratio": 0.5}, {"method": "bm25", "cache": "on", "cache_dir": str(tmp_path)})
         (counter,) = rt.counters.objects()
         (compressor,) = rt.compressors.objects()
-        assert compressor._tiered is counter.cache
-        compressor.close()
-        again = rt.count_batch(["hello"], "gpt-4o", {"cache": "on", "cache_dir": str(tmp_path)})
-        assert [r.tokens for r in again] == [1] and rt.cache_stats()["l1_hits"] == 1  # still open
+        assert compressor._tiered.l1 is counter.cache.l1 and compressor._tiered.l2 is counter.cache.l2
+        assert compressor._tiered is not counter.cache  # a view each: statistics apart
+        assert rt.cache_stats()["l1_size"] == counter.cache.l1.size() >= 2  # the count's and the compression's, once
     finally:
         rt.close()
 

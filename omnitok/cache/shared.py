@@ -7,7 +7,9 @@ SQLite connections and its own Bloom filter (~6 MB at the default capacity): 64 
 a process from 26 to 495 MB, and a counter retired after a provider's failure reopened L2 and
 reread the filter for the next request. Shared, the cache's memory is what its settings say,
 whatever the ids; the keys already name the model and the rule (cache.keys), so one cache holds
-every model's counts without mixing them."""
+every model's counts without mixing them. Each user gets a view (TieredCache.view): the shared
+tiers with statistics of its own, so no lock is held across a tier's round trip and a slow L3
+delays only the requests that wait on it."""
 
 from __future__ import annotations
 
@@ -20,9 +22,10 @@ from .tiered import TieredCache
 
 
 class SharedCaches:
-    """TieredCaches made on first use, one per CacheSettings, lent to any number of users at
-    once (TieredCache is safe across threads) and closed by `close()` (statistics and the Bloom
-    filter saved), after which the next `get` opens afresh."""
+    """One TieredCache per CacheSettings, opened on first use; `get` hands each user a view of it
+    (TieredCache.view: the same tiers, statistics of its own, closed by its user). `stats()` is
+    what the caches themselves counted (a tier that failed on opening); `close()` closes them
+    (statistics and the Bloom filter saved), after which the next `get` opens afresh."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -33,8 +36,7 @@ class SharedCaches:
             cache = self._caches.get(settings)
             if cache is None:
                 cache = self._caches[settings] = TieredCache(settings)
-                cache.shared = True
-            return cache
+        return cache.view()
 
     def stats(self) -> tuple[Tally, int, int | None]:
         """(statistics summed over the caches, L1 entries summed, the first L2's entries or None)."""

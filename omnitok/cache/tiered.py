@@ -11,10 +11,8 @@ checks but is not a count (type, range) is `malformed`, also a miss."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import sqlite3
-import threading
 from collections import Counter as Tally
 
 from .. import notices
@@ -45,42 +43,40 @@ class CacheError(OmnitokError):
     """A cache command that could not do what was asked of a tier (down, damaged, read-only)."""
 
 
-def _locked(method):
-    """`method` under the cache's lock: one TieredCache may serve several threads at once
-    (shared.SharedCaches lends one per settings to every Counter and Compressor of a runtime)."""
-
-    @functools.wraps(method)
-    def run(self, *args, **kwargs):
-        with self._lock:
-            return method(self, *args, **kwargs)
-
-    return run
-
-
 class TieredCache:
-    """Safe to use from several threads: every public operation holds the cache's lock (a tier's
-    round trip included, so its statistics and failure state stay whole). `shared` marks one that
-    a SharedCaches owns: its users neither close it nor report its statistics as their own."""
+    """The tiers `settings` name, opened here; or, with `tiers` (another TieredCache), a view of
+    that one's tiers (`view()`): the same L1, L2 connection, Bloom filter and L3 client, with
+    statistics, failures and writes of its own. A view's close() saves its statistics and leaves
+    the tiers open for the others; the owner's closes them. The tiers are safe across threads
+    (L1 locks, diskcache's connections are per thread, RedisTier locks its state), so views on
+    several threads need no lock of their own; one view is one thread's at a time."""
 
-    shared = False
-
-    def __init__(self, settings: CacheSettings):
-        self._lock = threading.RLock()
+    def __init__(self, settings: CacheSettings, *, tiers: TieredCache | None = None):
         self.settings = settings
         self.algorithm = settings.hash_algorithm
+        self.shared = tiers is not None  # a view: its close() leaves the tiers open
+        self.stats: Tally = Tally()
+        self.writes: Tally = Tally()  # entries stored per tier this run
+        self.rebuilt: dict[str, str] = {}  # tier -> what `clear` rebuilt
+        if tiers is not None:
+            self.l1, self.l2, self.l3, self.bloom = tiers.l1, tiers.l2, tiers.l3, tiers.bloom
+            self.failed: dict[str, str] = dict(tiers.failed)  # tier -> why it is not in use
+            self.damaged: DamagedCache | None = tiers.damaged
+            return
         self.l1 = MemoryTier(settings.l1_max_entries, settings.l1_ttl)
         self.l2: DiskTier | None = None
         self.l3 = None
         self.bloom: Bloom | None = None
-        self.stats: Tally = Tally()
-        self.writes: Tally = Tally()  # entries stored per tier this run
-        self.failed: dict[str, str] = {}  # tier -> why it is not in use (its first failure)
-        self.damaged: DamagedCache | None = None  # L2's database is damaged: `clear` rebuilds it
-        self.rebuilt: dict[str, str] = {}  # tier -> what `clear` rebuilt
+        self.failed = {}  # tier -> why it is not in use (its first failure)
+        self.damaged = None  # L2's database is damaged: `clear` rebuilds it
         if settings.directory is not None:
             self._open_l2()
         if settings.l3_url:
             self._open_l3()
+
+    def view(self) -> TieredCache:
+        """A view of this cache's tiers (see the class), for one more user of them."""
+        return TieredCache(self.settings, tiers=self)
 
     # --- set-up and failure handling ---------------------------------------------------------
 
@@ -213,7 +209,6 @@ class TieredCache:
 
     # --- the interface --------------------------------------------------------------------------
 
-    @_locked
     def get_many(self, keys: list[str], decode=parse_count) -> list:
         """Values for keys (None for a miss). `decode` validates what L2/L3 return: counts by
         default; a malformed or foreign value is a miss and a warning. A value longer than
@@ -293,7 +288,6 @@ class TieredCache:
         except (OSError, sqlite3.Error) as e:
             self._l2_failed(e)
 
-    @_locked
     def set_many(self, items: dict) -> None:
         if not items:
             return
@@ -307,7 +301,6 @@ class TieredCache:
             except Exception as e:
                 self._l3_failed(e)
 
-    @_locked
     def clear(self, tier: str = "all", tag: str | None = None) -> dict[str, int]:
         """Entries removed per tier. A tier that could not be cleared is left out and its reason
         is in `failures()`; a damaged L2 database is removed and made afresh when all of L2 is
@@ -347,7 +340,6 @@ class TieredCache:
         notices.warn_once("cache-l2-rebuilt", f"cache: {self.rebuilt['l2']}")
         return 0
 
-    @_locked
     def integrity(self) -> str | None:
         """SQLite's quick check of L2's database ('ok', or the problems, also recorded as L2's
         failure); None without L2. Reads the whole file."""
@@ -365,7 +357,6 @@ class TieredCache:
 
     # --- statistics ------------------------------------------------------------------------
 
-    @_locked
     def sizes(self) -> dict:
         """Entries and bytes in L2, keys in L3 (None for a tier not in use)."""
         out = {"l2_size": None, "l2_bytes": None, "l3_size": None}
@@ -381,12 +372,11 @@ class TieredCache:
                 self._l3_failed(e)
         return out
 
-    @_locked
     def counts(self) -> Tally:
-        """A copy of this cache's statistics so far (taken under its lock)."""
+        """A copy of this run's statistics (one C-level dict copy: whole, even while another
+        thread counts with this cache)."""
         return Tally(self.stats)
 
-    @_locked
     def run_stats(self) -> dict:
         """This run's statistics (`stats_view`): hits per tier, misses, totals, hit rate in
         percent, L1's and L2's sizes, then omnitok's own counts (malformed, tier_errors, bloom)."""
@@ -421,7 +411,6 @@ class TieredCache:
             return {}
         return parsed
 
-    @_locked
     def stored_stats(self) -> dict:
         """Counts kept across runs: in L2 (JSON under a reserved key) and in L3 (a hash)."""
         out = {}
@@ -444,8 +433,9 @@ class TieredCache:
                 self._l3_failed(e)
         return out
 
-    @_locked
     def close(self) -> None:
+        """Add this run's statistics to those kept in L2 and L3; then, unless this is a view,
+        save the Bloom filter and close the tiers."""
         run = {f: self.stats.get(f, 0) for f in STAT_FIELDS}
         if self.l2 is not None:
             try:
@@ -454,9 +444,10 @@ class TieredCache:
                     for k, v in run.items():
                         total[k] = total.get(k, 0) + v
                     self.l2.cache.set(STATS_KEY, json.dumps(total))
-                if self.bloom is not None:
-                    self.bloom.save()
-                self.l2.close()
+                if not self.shared:
+                    if self.bloom is not None:
+                        self.bloom.save()
+                    self.l2.close()
             except (OSError, sqlite3.Error) as e:
                 self._warn("l2", f"could not save cache statistics to {self.settings.directory} ({_why(e)})", "skipped")
         if self.l3 is not None:
@@ -467,8 +458,9 @@ class TieredCache:
                     )
             except Exception as e:
                 self._l3_failed(e)
-            with contextlib.suppress(Exception):  # closing sockets that may already be gone
-                self.l3.close()
+            if not self.shared:
+                with contextlib.suppress(Exception):  # closing sockets that may already be gone
+                    self.l3.close()
 
 
 def _why(e: BaseException) -> str:

@@ -143,8 +143,8 @@ class Compressor:
         embedding_url=, embedding_model=, embedding_key_env=, embedding_dir=, gap_marker=, dedup=, weights=,
         tokenizer=, engine=, cache=, cache_dir=: CompressOptions' fields) build one, or change
         those fields of `options`. The object used is `self.compress_options`. `caches` (a
-        cache.shared.SharedCaches): where its cache comes from, shared with others and never
-        closed here; by default it opens one of its own."""
+        cache.shared.SharedCaches): its cache is a view of the one there for its settings
+        (shared with others, its tiers left open by close()); by default it opens its own."""
         self._caches = caches
         opts = self.compress_options = build(CompressOptions, options, kwargs)
         method = opts.method
@@ -328,8 +328,7 @@ class Compressor:
 
     def close(self):
         if self._tiered is not None:
-            if not self._tiered.shared:
-                self._tiered.close()
+            self._tiered.close()
             self._tiered = None
 
 

@@ -26,6 +26,9 @@ RECORDS = [
     (b'{"id": "pair", "text": "\\ud83d\\ude00 ok"}', "a surrogate pair: the emoji"),
     (b'{"id": 3, "text": null}', "a null text: an error"),
     (b'{"id": 4, "text": 5}', "a number as text: an error"),
+    (b'{"id": 7, "text": {}}', "an object as text: an error"),
+    (b'{"id": 8, "text": []}', "a list as text: a chat, here empty (the reply's priming)"),
+    (b'{"id": 9, "text": [1]}', "a list as text whose item is no message: an error"),
     (b'{"id": 5, "messages": [{"role": "wizard", "content": "hi"}]}', "an unknown role: counted as its text"),
     (b'{"id": 6, "messages": [{"role": 7, "content": "hi"}]}', "a role that is no string: an error"),
     (b'{"text": "no id"}', "no id"),
@@ -89,6 +92,9 @@ def test_the_rules_themselves(cli_rows, ref_o200k):
     assert by_id["pair"][2] == len(ref_o200k.encode_ordinary("\U0001f600 ok"))
     assert "null" in by_id[3][3] and "int" in by_id[4][3]
     assert by_id[5][2] is not None and by_id[6][3] is not None
+    assert by_id[7][3] == "field 'text' is object, expected a string or a messages array"
+    assert by_id[8][2] == 3  # an empty chat: <|start|>assistant<|message|>, the cookbook's priming
+    assert by_id[9][3] == "text[0] is int, expected an object"
     assert [row[1] for row in cli_rows][-2:] == [None, None]  # no id; a float id is left out
 
 

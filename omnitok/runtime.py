@@ -86,28 +86,29 @@ class Pool:
         self._lock = threading.Lock()
         self.retired: Tally = Tally()
 
-    def _slot(self, key: tuple) -> _Slot:
+    def _evictable(self, key: tuple) -> list:
+        """Under the lock: the objects of the least recently used slots past max_keys that nobody
+        holds or waits for (never `key`'s), their slots dropped; the caller closes them."""
+        evict: list = []
+        if len(self._slots) > self.max_keys:
+            for k, s in list(self._slots.items()):
+                if len(self._slots) <= self.max_keys:
+                    break
+                if k != key and s.free == self.size and not s.waiting and len(s.idle) == len(s.all):
+                    evict += s.all
+                    del self._slots[k]
+        return evict
+
+    @contextlib.contextmanager
+    def lease(self, key: tuple) -> Iterator[Any]:
+        # The slot is found (or made) and its permit taken under one hold of the lock: in between,
+        # another lease's eviction could drop it (it looked idle) and close its objects, lending
+        # a closed object or making one in a slot no longer kept (its cache statistics lost).
         with self._lock:
             slot = self._slots.get(key)
             if slot is None:
                 slot = self._slots[key] = _Slot(self.size, self._lock)
             self._slots.move_to_end(key)
-            evict = []
-            if len(self._slots) > self.max_keys:
-                for k, s in list(self._slots.items()):
-                    if len(self._slots) <= self.max_keys:
-                        break
-                    if k != key and s.free == self.size and len(s.idle) == len(s.all):
-                        evict += s.all
-                        del self._slots[k]
-        for obj in evict:
-            self._close(obj)
-        return slot
-
-    @contextlib.contextmanager
-    def lease(self, key: tuple) -> Iterator[Any]:
-        slot = self._slot(key)
-        with self._lock:
             while not slot.free:
                 slot.waiting += 1
                 try:
@@ -116,7 +117,10 @@ class Pool:
                     slot.waiting -= 1
             slot.free -= 1
             obj = slot.idle.pop() if slot.idle else None
+            evict = self._evictable(key)
         try:
+            for old in evict:
+                self._close(old)
             if obj is None:
                 obj = self.factory(key)  # may raise (unknown model, ...): nothing is kept
                 with self._lock:
@@ -155,7 +159,7 @@ class Pool:
         if slot is None or not slot.idle:
             return None
         with self._lock:
-            if not slot.free or not slot.idle:
+            if not slot.free or not slot.idle or self._slots.get(key) is not slot:  # (evicted meanwhile)
                 return None
             slot.free -= 1
             obj = slot.idle.pop()
@@ -188,7 +192,7 @@ class Pool:
 
     def _close(self, obj) -> None:
         cache = _cache_of(obj)
-        if cache is not None:
+        if cache is not None and not cache.shared:  # a view's close hands its counts to its owner
             counts = cache.counts()
             with self._lock:
                 self.retired.update(counts)

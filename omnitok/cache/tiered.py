@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import threading
 from collections import Counter as Tally
 
 from .. import notices
@@ -44,17 +45,21 @@ class CacheError(OmnitokError):
 
 
 class TieredCache:
-    """The tiers `settings` name, opened here; or, with `tiers` (another TieredCache), a view of
-    that one's tiers (`view()`): the same L1, L2 connection, Bloom filter and L3 client, with
-    statistics, failures and writes of its own. A view's close() saves its statistics and leaves
-    the tiers open for the others; the owner's closes them. The tiers are safe across threads
-    (L1 locks, diskcache's connections are per thread, RedisTier locks its state), so views on
-    several threads need no lock of their own; one view is one thread's at a time."""
+    """The tiers `settings` name, opened here; or, with `tiers` (another TieredCache, the owner),
+    a view of that one's tiers (`view()`): the same L1, L2 connection, Bloom filter and L3
+    client, with statistics, failures and writes of its own. A view's close() hands its
+    statistics to the owner (in memory: no tier is written on the caller's thread, which may be
+    serving a request) and leaves the tiers open; the owner's close() saves them all and closes
+    the tiers. The tiers are safe across threads (L1 locks, diskcache's connections are per
+    thread, RedisTier locks its state), so views on several threads need no lock of their own;
+    one view is one thread's at a time."""
 
     def __init__(self, settings: CacheSettings, *, tiers: TieredCache | None = None):
         self.settings = settings
         self.algorithm = settings.hash_algorithm
         self.shared = tiers is not None  # a view: its close() leaves the tiers open
+        self._owner = tiers
+        self._absorbing = threading.Lock()  # an owner's: views close on several threads
         self.stats: Tally = Tally()
         self.writes: Tally = Tally()  # entries stored per tier this run
         self.rebuilt: dict[str, str] = {}  # tier -> what `clear` rebuilt
@@ -434,8 +439,16 @@ class TieredCache:
         return out
 
     def close(self) -> None:
-        """Add this run's statistics to those kept in L2 and L3; then, unless this is a view,
-        save the Bloom filter and close the tiers."""
+        """A view: hand this run's statistics to the owner. Else add them to those kept in L2 and
+        L3, save the Bloom filter and close the tiers."""
+        if self.shared:
+            owner, self._owner = self._owner, None
+            if owner is not None:  # (once: a view closed again hands nothing twice)
+                with owner._absorbing:
+                    owner.stats.update(self.stats)
+                    owner.writes.update(self.writes)
+                self.stats, self.writes = Tally(), Tally()
+            return
         run = {f: self.stats.get(f, 0) for f in STAT_FIELDS}
         if self.l2 is not None:
             try:
@@ -444,10 +457,9 @@ class TieredCache:
                     for k, v in run.items():
                         total[k] = total.get(k, 0) + v
                     self.l2.cache.set(STATS_KEY, json.dumps(total))
-                if not self.shared:
-                    if self.bloom is not None:
-                        self.bloom.save()
-                    self.l2.close()
+                if self.bloom is not None:
+                    self.bloom.save()
+                self.l2.close()
             except (OSError, sqlite3.Error) as e:
                 self._warn("l2", f"could not save cache statistics to {self.settings.directory} ({_why(e)})", "skipped")
         if self.l3 is not None:
@@ -458,9 +470,8 @@ class TieredCache:
                     )
             except Exception as e:
                 self._l3_failed(e)
-            if not self.shared:
-                with contextlib.suppress(Exception):  # closing sockets that may already be gone
-                    self.l3.close()
+            with contextlib.suppress(Exception):  # closing sockets that may already be gone
+                self.l3.close()
 
 
 def _why(e: BaseException) -> str:

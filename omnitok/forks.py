@@ -62,8 +62,37 @@ def parent_handle() -> tuple[int, int, int, int]:
     return pid, threading.main_thread().ident, _LIFELINE[1], _LIFELINE[2]
 
 
+# The signals a process group gets as one (Ctrl-C; systemd's and `kill -- -PGID`'s SIGTERM), held
+# in the forking thread across a fork (signals_held) until the child has set its own dispositions.
+_HELD = frozenset({signal.SIGINT, signal.SIGTERM})
+_MASK_BEFORE: set | None = None  # the forking thread's mask before signals_held: the child's own
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Around a fork, in the parent: SIGINT and SIGTERM held (blocked) in this thread, so that a
+    child forked now gets none until stay_with_parent has set its dispositions and lets them
+    through. Otherwise one sent to the group a moment after the fork reached the child with
+    the parent's handler, inside the interpreter's after-fork hooks (threading's _after_fork):
+    a KeyboardInterrupt or Terminated there printed "Exception ignored in ..." and a traceback
+    beside the parent's "interrupted". The parent gets any that came meanwhile as the block ends;
+    a child holds none of them (pending signals are not inherited)."""
+    global _MASK_BEFORE
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    _MASK_BEFORE = old
+    pid = os.getpid()
+    try:
+        yield
+    finally:
+        if os.getpid() == pid:  # a child never returns here (it leaves by os._exit)
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def stay_with_parent(parent: tuple[int, int, int, int]) -> None:
-    """In a child just forked: end with the parent (the module's docstring). PR_SET_PDEATHSIG fires
+    """In a child just forked (under signals_held): end with the parent (the module's docstring),
+    ignore SIGINT and take SIGTERM's default action (Ctrl-C and a SIGTERM to the group reach the
+    parent too, which reports them and stops its children: a child that took them would only
+    print a traceback), then let signals through. PR_SET_PDEATHSIG fires
     when the forking *thread* exits, so it is used only where that thread was the parent's main
     one (a thread's id survives the fork: the child's thread is the forking one's copy); any
     other fork (a pool's handler thread refilling the pool, a caller's own thread) watches the
@@ -71,8 +100,11 @@ def stay_with_parent(parent: tuple[int, int, int, int]) -> None:
     pid, main_thread, read_end, write_end = parent
     with contextlib.suppress(OSError):
         os.close(write_end)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if callable(signal.getsignal(signal.SIGTERM)):  # the console script's Terminated (cli.app) is the
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # parent's: a worker that gets SIGTERM just ends
+    if _MASK_BEFORE is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, _MASK_BEFORE)
     if not (threading.get_ident() == main_thread and cpu.die_with_parent(signal.SIGKILL)):
         threading.Thread(target=_watch_lifeline, args=(read_end,), name="omnitok-lifeline", daemon=True).start()
     if os.getppid() != pid:
@@ -99,22 +131,24 @@ def _status(status: int) -> str:
 class _Worker:
     """A forked worker: the parent's ends of its two pipes (tasks in, results out)."""
 
-    def __init__(self, parent, initializer: Callable[[], None], limit: int | None, others: list[_Worker]):
+    def __init__(self, parent, initializer: Callable[[], None] | None, limit: int | None, others: list[_Worker]):
         task_r, self.tasks = multiprocessing.Pipe(duplex=False)
         self.results, result_w = multiprocessing.Pipe(duplex=False)
         self.key: int | None = None  # the task it holds
         self.done = 0
-        self.pid = os.fork()
-        if self.pid == 0:  # the child: never returns into the caller's frames
-            code = 1
-            try:
-                for conn in (self.tasks, self.results, *(c for w in others for c in (w.tasks, w.results))):
-                    conn.close()
-                stay_with_parent(parent)
-                initializer()
-                code = _serve(task_r, result_w, limit)
-            finally:
-                os._exit(code)
+        with signals_held():
+            self.pid = os.fork()
+            if self.pid == 0:  # the child: never returns into the caller's frames
+                code = 1
+                try:
+                    for conn in (self.tasks, self.results, *(c for w in others for c in (w.tasks, w.results))):
+                        conn.close()
+                    stay_with_parent(parent)
+                    if initializer is not None:
+                        initializer()
+                    code = _serve(task_r, result_w, limit)
+                finally:
+                    os._exit(code)
         task_r.close()
         result_w.close()
 
@@ -153,7 +187,7 @@ class ForkPool:
     threads); one with `worker_tasks` done (None: never) is replaced by a fresh fork (Pool's
     maxtasksperchild). Results are taken as they come; `callback` runs then, in that thread."""
 
-    def __init__(self, jobs: int, initializer: Callable[[], None], worker_tasks: int | None = None):
+    def __init__(self, jobs: int, initializer: Callable[[], None] | None = None, worker_tasks: int | None = None):
         self._initializer = initializer
         self._limit = worker_tasks
         self._parent = parent_handle()
@@ -255,7 +289,7 @@ class Task:
         return self._pool.result(self.key)
 
 
-def fork_pool(jobs: int, initializer: Callable[[], None], worker_tasks: int | None = None) -> ForkPool:
+def fork_pool(jobs: int, initializer: Callable[[], None] | None = None, worker_tasks: int | None = None) -> ForkPool:
     """A ForkPool of `jobs` forked workers, with this process's objects frozen out of the garbage
     collector (gc.freeze, as CPython's docs advise before a fork) until close_pool: collections
     here and in the workers then never walk what was loaded before (modules, the tokenizer, the

@@ -17,12 +17,11 @@ import functools
 import itertools
 import multiprocessing
 import os
-import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from . import cpu
-from .forks import close_pool, fork_pool, parent_handle, release_free_memory, stay_with_parent
+from .forks import close_pool, fork_pool, parent_handle, release_free_memory, signals_held, stay_with_parent
 from .records import Counted, CountedRun, Record
 
 BATCH_BYTES = 1 << 20  # characters of text per batch
@@ -71,13 +70,6 @@ def idle_jobs() -> int:
 _WORKER_STRATEGY = None
 
 
-def _worker_init() -> None:
-    # Ctrl-C reaches the whole process group: the parent says "interrupted" and stops the pool;
-    # a worker that took the signal too would only print a KeyboardInterrupt traceback.
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _count_in_worker(texts: list[str]) -> list[int]:
     return _WORKER_STRATEGY.count_batch(texts)
 
@@ -103,7 +95,7 @@ class BatchCounter:
         if prepare is not None:
             prepare()
         release_free_memory()
-        self._pool = fork_pool(self.jobs, _worker_init)
+        self._pool = fork_pool(self.jobs)
         return True
 
     def close(self) -> None:
@@ -407,7 +399,8 @@ class _Reference:
         ctx = multiprocessing.get_context("fork")
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_reference_main, args=(child, self._strategy, parent_handle()), daemon=True)
-        self._proc.start()
+        with signals_held():
+            self._proc.start()
         child.close()
 
     def early(self, result) -> None:  # the pool's result callback, in its result thread: never waits
@@ -461,7 +454,6 @@ def _reference_main(conn, strategy, parent) -> None:
     a second time."""
     try:
         stay_with_parent(parent)
-        _worker_init()
         while True:
             try:
                 msg = conn.recv()
@@ -487,7 +479,6 @@ def _shard_worker_init(state) -> None:
     from .tokenizers import unicode_guard
 
     _SHARD_WORKER = state  # this run's, bound when its pool began: not the module's latest
-    _worker_init()
     unicode_guard.DEFER_REFERENCE = True
 
 
@@ -548,7 +539,7 @@ def ordered_map(fn: Callable, items: Iterable, jobs: int | None = None, chunk: i
         yield from map(fn, itertools.chain(first, second, it))
         return
     _MAP_FN = fn
-    pool = fork_pool(jobs, _worker_init)
+    pool = fork_pool(jobs)
     try:
         pending: collections.deque = collections.deque()
         chunks = itertools.chain((first, second), iter(lambda: list(itertools.islice(it, chunk)), []))

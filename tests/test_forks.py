@@ -31,7 +31,7 @@ def _die(x: int) -> int:
 def test_a_lost_worker_is_not_signalled_again_once_reaped(monkeypatch):
     # _lost() reaps the dead worker but leaves it in the pool: close() then sent SIGKILL to a
     # reaped pid, which the kernel may have given to an unrelated process meanwhile.
-    pool = fork_pool(2, pipeline._worker_init)
+    pool = fork_pool(2)
     try:
         with pytest.raises(errors.WorkerLostError):
             pool.submit(_die, (1,)).get()
@@ -84,3 +84,41 @@ def test_two_counts_consumed_side_by_side_each_count_with_their_own_tokenizer(tm
     alone = [_totals([data], [m], monkeypatch, False)[0] for m in models]
     assert alone[0] != alone[1]
     assert _totals([data, data], models, monkeypatch, True) == alone
+
+
+# A child forked a moment before Ctrl-C got it with the parent's handler inside the interpreter's
+# after-fork hooks: "Exception ignored in ..." and a KeyboardInterrupt traceback beside the
+# parent's "interrupted". (SIGTERM's twin is cli.app._on_sigterm's, tests/test_round3_orphans.py.)
+# An after-fork hook that sends the child SIGINT stands for that moment, at both fork sites:
+# ForkPool's workers and the count's reference process (pipeline._Reference, a multiprocessing
+# fork). The child ignores it (forks.signals_held, stay_with_parent) and does its work.
+_SIGNALLED_AT_FORK = """
+import os, signal, sys
+from omnitok.forks import ForkPool
+os.register_at_fork(after_in_child=lambda: os.kill(os.getpid(), signal.SIGINT))
+if sys.argv[1] == "pool":
+    pool = ForkPool(1, lambda: None)
+    print(pool.submit(pow, (2, 10)).get())
+    pool.close()
+else:
+    from omnitok.pipeline import _Reference
+    class Strategy:
+        def defers(self):
+            return True
+        def count_batch(self, texts):
+            return [len(t) for t in texts]
+    ref = _Reference(Strategy())
+    ref.fork()
+    print(ref._proc.pid != os.getpid(), ref.count(["abcd", "ef", "x" * 1000]))
+    ref.close()
+"""
+
+
+@pytest.mark.parametrize("site", ["pool", "reference"])
+def test_ctrl_c_at_the_moment_of_a_fork_leaves_the_child_silent_and_working(site):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", _SIGNALLED_AT_FORK, site], capture_output=True, text=True, timeout=60)
+    want = "1024\n" if site == "pool" else "True [4, 2, 1000]\n"
+    assert (r.returncode, r.stdout, r.stderr) == (0, want, "")

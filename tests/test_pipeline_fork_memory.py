@@ -102,7 +102,7 @@ def test_the_batch_pool_trims_before_it_forks(monkeypatch):
     """BatchCounter's pool (batches of a stream counted in workers) is forked after the trim too."""
     order = []
     monkeypatch.setattr(pipeline, "release_free_memory", lambda: order.append("trim"))
-    monkeypatch.setattr(pipeline, "fork_pool", lambda jobs, init: order.append("fork") or _NoPool())
+    monkeypatch.setattr(pipeline, "fork_pool", lambda jobs, init=None: order.append("fork") or _NoPool())
 
     class Strategy:
         def count_batch(self, texts):

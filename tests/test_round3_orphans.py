@@ -105,7 +105,7 @@ LIFELINE_SCRIPT = """
 import os, threading, time
 from omnitok import pipeline
 box = {}
-t = threading.Thread(target=lambda: box.setdefault("pool", pipeline.fork_pool(2, pipeline._worker_init)))
+t = threading.Thread(target=lambda: box.setdefault("pool", pipeline.fork_pool(2)))
 t.start(); t.join()  # the forking thread is gone: PR_SET_PDEATHSIG would have killed the workers
 pool = box["pool"]
 print(*[w.pid for w in pool._workers], flush=True)

@@ -23,7 +23,6 @@ workers left through it, and closes it."""
 from __future__ import annotations
 
 import contextlib
-import signal
 from collections.abc import Callable, Iterator
 
 from ..forks import release_free_memory
@@ -112,8 +111,6 @@ class EarlyReference:
 def _load(factory: Callable[[], object]) -> None:
     """In the reference's process, first: load the reference."""
     global _ENGINE
-    # Ctrl-C reaches the whole process group: the parent reports it and stops this process.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     engine = factory()
     count_only = getattr(engine, "count_only", None)
     if count_only is not None:

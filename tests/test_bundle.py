@@ -201,12 +201,12 @@ def hash_mismatch_bundle(path):
     """A bundle whose one file does not match the sha256 its manifest lists."""
     return make_bundle(
         path,
-        [("files/x", b"12345", "reg")],
+        [("files/gemini/x", b"12345", "reg")],
         manifest={
             "format": "omnitok-bundle",
             "format_version": 1,
             "name": "b",
-            "files": [{"path": "x", "size": 5, "sha256": "0" * 64}],
+            "files": [{"path": "gemini/x", "size": 5, "sha256": "0" * 64}],
         },
     )
 
@@ -215,25 +215,25 @@ def test_unlisted_and_mismatched_and_limits(tmp_path):
     store = tmp_path / "store"
     path = make_bundle(
         tmp_path / "a.tar.gz",
-        [("files/x", b"1", "reg")],
+        [("files/gemini/x", b"1", "reg")],
         manifest={"format": "omnitok-bundle", "format_version": 1, "name": "a", "files": []},
     )
-    with pytest.raises(BundleError, match="'files/x' refused: not listed in the manifest"):
+    with pytest.raises(BundleError, match="'files/gemini/x' refused: not listed in the manifest"):
         install(path, store=store)
     path = hash_mismatch_bundle(tmp_path / "b.tar.gz")
-    with pytest.raises(BundleError, match="'files/x' refused: hash mismatch"):
+    with pytest.raises(BundleError, match="'files/gemini/x' refused: hash mismatch"):
         install(path, store=store)
     assert verify(path) and "hash mismatch" in verify(path)[0]
-    path = make_bundle(tmp_path / "c.tar.gz", [("files/big", b"y" * 5000, "reg")])
-    with pytest.raises(BundleError, match="'files/big' refused: 5000 bytes is over the member limit"):
+    path = make_bundle(tmp_path / "c.tar.gz", [("files/gemini/big", b"y" * 5000, "reg")])
+    with pytest.raises(BundleError, match="'files/gemini/big' refused: 5000 bytes is over the member limit"):
         install(path, Limits(max_member_bytes=4096), store=store)
-    path = make_bundle(tmp_path / "d.tar.gz", [(f"files/p{i}", b"z" * 3000, "reg") for i in range(5)])
+    path = make_bundle(tmp_path / "d.tar.gz", [(f"files/gemini/p{i}", b"z" * 3000, "reg") for i in range(5)])
     with pytest.raises(BundleError, match="unpacks past the total limit"):
         install(path, Limits(max_total_bytes=10_000), store=store)
-    path = make_bundle(tmp_path / "e.tar.gz", [("files/x", b"1", "reg")], version=99)
+    path = make_bundle(tmp_path / "e.tar.gz", [("files/gemini/x", b"1", "reg")], version=99)
     with pytest.raises(BundleError, match="manifest format version 99 is not one this omnitok reads"):
         install(path, store=store)
-    assert not (store / "x").exists() and not [p for p in store.iterdir() if p.name.startswith(".staging")]
+    assert not (store / "gemini" / "x").exists() and not [p for p in store.iterdir() if p.name.startswith(".staging")]
 
 
 def test_verify_cli_exit_code(tmp_path, cli):

@@ -188,7 +188,7 @@ def assert_refused(bundle: str, world: Path, field: str | None = None) -> Bundle
 @pytest.mark.parametrize("rev", ["ABSOLUTE", "../../../x", "../../../outside", "main/../../x", ".hidden", "a/b"])
 def test_hf_revision_used_as_a_path_is_refused(world, tmp_path, cli, rev):
     rev = str(world / "outside") if rev == "ABSOLUTE" else rev
-    files = {"hf/evil--model/cron.d/job": b"* * * * * root sh -c evil"}
+    files = {"hf/evil--model/tokenizer.json": b'{"model": {}}'}
     manifest, members = legit("evil", files, {"evil/model": rev})
     bundle = pack(tmp_path / "evil.tar.gz", manifest, members)
     assert_refused(bundle, world, "hf_revisions['evil/model']")
@@ -297,12 +297,15 @@ def test_file_unit_where_a_directory_is(world, tmp_path):
 @pytest.mark.parametrize(
     "blocker,files",
     [
-        ("extra", {"extra/f": b"f", "gemini/new.model": b"n"}),  # a file where a directory must be
+        ("gemini", {"gemini/new.model": b"n"}),  # a file where a directory must be
         ("hf/other--model", {"hf/other--model/tokenizer.json": b"{}"}),  # a file where a model dir goes
     ],
 )
 def test_directory_unit_where_a_file_is(world, tmp_path, blocker, files):
-    (store_of(world) / blocker).write_text("mine")
+    target = store_of(world) / blocker
+    if target.is_dir():
+        shutil.rmtree(target)
+    target.write_text("mine")
     manifest, members = legit("c", files, {})
     bundle = pack(tmp_path / "c.tar.gz", manifest, members)
     before = tree(world)
@@ -338,7 +341,7 @@ def test_symlinks_on_the_way_are_refused(world, tmp_path):
 UPDATE = {
     "hf/good--model/tokenizer.json": b'{"model": {"new": 1}}',  # a model dir that replaces one
     "tiktoken/test_base.tiktoken": b"new ranks",  # a file that replaces one
-    "newdir/sub/f.bin": b"f",  # new directories
+    "hf/new--model/tokenizer.json": b"{}",  # a new directory
 }
 
 
@@ -427,7 +430,7 @@ install(sys.argv[1], store=sys.argv[3])
 def test_killed_install_is_rolled_back_by_the_next(template, tmp_path, monkeypatch):
     manifest, members = legit("u", UPDATE)
     bundle = pack(tmp_path / "u.tar.gz", manifest, members)
-    other_manifest, other_members = legit("o", {"other/o.txt": b"o"}, {})
+    other_manifest, other_members = legit("o", {"gemini/o.model": b"o"}, {})
     other = pack(tmp_path / "o.tar.gz", other_manifest, other_members)
     with world_env(fresh(template, tmp_path / "w")), monkeypatch.context() as mp:
         calls = _counting(mp)
@@ -721,7 +724,7 @@ def try_pack(path: Path, manifest, members) -> str | None:
 @given(data=st.data())
 def test_fuzzed_manifests(template, tmp_path, data):
     w = fresh(template, tmp_path / "w")
-    manifest, members = legit("fuzz", UPDATE | {"hf/evil--model/cron.d/job": b"job"}, {"good/model": "c" * 40})
+    manifest, members = legit("fuzz", UPDATE | {"hf/evil--model/tokenizer.json": b"job"}, {"good/model": "c" * 40})
     manifest, members = mutate(data, manifest, members, w / "outside")
     bundle = try_pack(tmp_path / "fuzz.tar.gz", manifest, members)
     if bundle is None:
@@ -761,3 +764,86 @@ def test_limits_still_apply_to_legit_bundles(world, tmp_path):
     with pytest.raises(BundleError, match="over the member limit"):
         install(bundle, Limits(max_member_bytes=4096))
     assert tree(world) == before
+
+
+# --- places a bundle may not fill; metadata bombs; create's output ---------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        # omnitok's own cache of a rank file, trusted by a hash it carries: a bundle forging one
+        # changed gpt-4o's counts (11 -> 13 tokens on a test text) while still "exact"
+        "derived/o200k_base-446a9538cb6c348e-m4.ranks",
+        "onnx/model.onnx",
+        "gguf/x.gguf",
+        "hf/good--model/model.safetensors",  # weights: never
+        "hf/good--model/modeling_evil.py",  # code transformers may run: never
+        "hf/good--model/sub/tokenizer.json",
+        "tiktoken/sub/o200k_base.tiktoken",
+        "calibrations/a/b.json",
+    ],
+)
+def test_a_bundle_fills_only_the_places_counting_reads_from_it(world, tmp_path, path):
+    manifest, members = legit("p", {path: b"forged"}, {})
+    bundle = pack(tmp_path / "p.tar.gz", manifest, members)
+    err = assert_refused(bundle, world, "files[0].path")
+    assert "unsafe path" in str(err)
+
+
+def _metadata_bomb(path: Path, kind: bytes, size: int) -> str:
+    """A gzip tar whose first header is a GNU long name (kind b"L") or a pax header (b"x") of
+    `size` bytes, then a tiny regular member: a few KB on disk."""
+    head = tarfile.TarInfo("././@LongLink" if kind == b"L" else "././@PaxHeader")
+    head.size, head.type = size, kind
+    body = b"a" * size if kind == b"L" else (b"%d comment=%s\n" % (size, b"c" * (size - 20))).ljust(size, b"c")
+    member = tarfile.TarInfo("manifest.json")
+    raw = head.tobuf(format=tarfile.USTAR_FORMAT) + body + b"\0" * (-size % 512)
+    raw += member.tobuf(format=tarfile.USTAR_FORMAT) + b"\0" * 1024
+    path.write_bytes(gzip.compress(raw))
+    return str(path)
+
+
+@pytest.mark.parametrize("kind,what", [(b"L", "GNU long name"), (b"x", "pax")])
+def test_a_metadata_header_over_its_bound_is_refused_before_it_is_read(world, tmp_path, cli, kind, what):
+    """tarfile reads a long-name or pax header's data whole before any member limit applies: a
+    204 KB gzip held a 200 MB name, ~1 GB of memory for inspect, verify or install, and the name
+    came back whole in the error (200 MB on stderr)."""
+    from omnitok.bundle.reading import MAX_HEADER_BYTES
+
+    bundle = _metadata_bomb(tmp_path / "bomb.tar.gz", kind, 4 * MAX_HEADER_BYTES)
+    before = tree(world)
+    for command in ("inspect", "verify", "install"):
+        r = cli("bundle", command, bundle)
+        assert r.code == 1, (command, r.err)
+        said = r.err + r.text
+        assert f"a {what} header of {4 * MAX_HEADER_BYTES} bytes" in said and len(said) < 600, (command, said[:300])
+    assert tree(world) == before
+
+
+def test_create_never_writes_over_an_input_or_through_a_stale_name(tmp_path, cli):
+    """`bundle create -o` wrote DIR.part then renamed it: -o naming a --local input replaced that
+    input with the bundle, and a user's own OUT.part (or a link there) was overwritten. It now
+    writes as every -o does (omnitok.io.output): a temporary name of its own, an input refused."""
+    local = tmp_path / "m"
+    local.mkdir()
+    (local / "tokenizer.json").write_text('{"model": {"type": "WordLevel", "vocab": {"a": 0}, "unk_token": "a"}}')
+    config = local / "tokenizer_config.json"
+    config.write_text('{"model_max_length": 8}')
+    before = config.read_bytes()
+    r = cli("bundle", "create", "--models", "good/model", "--local", f"good/model={local}", "-o", str(config))
+    assert r.code == 2 and "is also an input" in r.err and "Traceback" not in r.err, r.err
+    assert config.read_bytes() == before
+    (tmp_path / "out.tar.gz.part").write_text("mine")
+    (tmp_path / "precious").write_text("precious")
+    (tmp_path / "o2.tar.gz.part").symlink_to(tmp_path / "precious")
+    for name in ("out.tar.gz", "o2.tar.gz"):
+        r = cli(
+            "bundle", "create", "--models", "good/model", "--local", f"good/model={local}", "-o", str(tmp_path / name)
+        )
+        assert r.code == 0, r.err
+        assert verify(str(tmp_path / name)) == [] and not (tmp_path / name).is_symlink()
+    assert (tmp_path / "out.tar.gz.part").read_text() == "mine" and (tmp_path / "precious").read_text() == "precious"
+    for where, why in ((tmp_path, "it is a directory"), (tmp_path / "no" / "x.tar.gz", "No such file or directory")):
+        r = cli("bundle", "create", "--models", "good/model", "--local", f"good/model={local}", "-o", str(where))
+        assert r.code == 2 and why in r.err and "Traceback" not in r.err, r.err

@@ -90,19 +90,28 @@ def _compressor(f, kind: str):
 
 
 def create(recipe, output: str, compression: str | None = None, workdir: str | None = None) -> Path:
-    """Gather the recipe's files and write the bundle to `output`; returns its path."""
-    out = Path(output)
-    kind = compression_for(str(out), compression)
+    """Gather the recipe's files and write the bundle to `output` (whole or not at all, never
+    over one of its own inputs: omnitok.io.output); returns its path."""
+    from ..errors import UsageError
+    from ..io.output import Output, check_output
+    from .sources import HF_FILES
+
+    if output in ("", "-"):
+        raise UsageError("a bundle is written to a file: give -o PATH")
+    kind = compression_for(output, compression)
     if not is_name(recipe.name):
         raise BundleError(
             f"bundle name {recipe.name!r} must be [A-Za-z0-9._-], 1-128 characters, not starting with '.'"
         )
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+    # Checked before anything is fetched: the output's place, and the --local files it must not be.
+    local = [str(Path(d).expanduser() / n) for d in recipe.local_dirs.values() for n in HF_FILES]
+    with Output(output, local) as out, tempfile.TemporaryDirectory(dir=workdir) as tmp:
         assets, by_model, revisions = gather(recipe, Path(tmp))
         for cal_id in dict.fromkeys(recipe.calibrations):
             asset, model = calibration_asset(cal_id)
             assets.append(asset)
             by_model.setdefault(model, []).append(asset.path)
+        check_output(output, [str(a.local) for a in assets])  # a calibration's file, say
         files = []
         for a in assets:
             sha, b3, size = _hashes(a.local)
@@ -126,20 +135,17 @@ def create(recipe, output: str, compression: str | None = None, workdir: str | N
             "hf_revisions": dict(sorted(revisions.items())),
             "files": files,
         }
-        check(manifest, str(out))  # never write a bundle that install would refuse
+        check(manifest, output)  # never write a bundle that install would refuse
         data = json.dumps(manifest, indent=1, sort_keys=True).encode()
-        tmp_out = out.with_name(out.name + ".part")
         with (
-            open(tmp_out, "wb") as f,
-            _compressor(f, kind) as stream,
+            _compressor(out.stream, kind) as stream,
             tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar,
         ):
             tar.addfile(_info("manifest.json", len(data)), io.BytesIO(data))
             for a in assets:
                 with open(a.local, "rb") as src:
                     tar.addfile(_info("files/" + a.path, os.path.getsize(a.local)), src)
-        os.replace(tmp_out, out)
-    return out
+    return Path(output)
 
 
 def inspect(path: str) -> dict:

@@ -7,8 +7,10 @@ schema is exact:
 - `format` "omnitok-bundle", `format_version` 1 (an int, never a bool);
 - `name`: a safe token, `[A-Za-z0-9._-]`, 1-128 characters, not starting with '.';
 - `files`: a list of objects with `path` (relative, '/'-separated segments of `[A-Za-z0-9._-]`,
-  none starting with '.', not `bundles/...` (the store's records), `hf/<repo dir>/<file>` for
-  Hugging Face files), `size` (an int, 0 to 1 TiB), `sha256` and optional `blake3` (64 lowercase
+  none starting with '.', in one of the places a bundle fills (PLACES): `hf/<repo dir>/<file>`
+  with <file> one of the tokenizer files (sources.HF_FILES), `tiktoken/<name>.tiktoken`,
+  `gemini/<file>` (those omnitok pins must match the pin: reading.pinned_sha256),
+  `calibrations/<id>.json`), `size` (an int, 0 to 1 TiB), `sha256` and optional `blake3` (64 lowercase
   hex), optional `source` (text), `revision` and `license` (text or null); no path listed twice,
   none inside another (a file where a directory must be);
 - optional `omnitok_version` (text), `models` (model id -> list of listed paths) and
@@ -47,6 +49,9 @@ MAX_FILES = 100_000
 MAX_SIZE = 1 << 40
 MAX_PATH = 1024
 MAX_TEXT = 4096
+
+# Where a bundle's files may go in the store: tokenizer files, pinned vocabularies, calibrations.
+PLACES = ("hf", "tiktoken", "gemini", "calibrations")
 
 _TOP = {
     "format": True,
@@ -187,13 +192,29 @@ def path_problem(path: object) -> str | None:
     for p in parts:
         if not SEGMENT.fullmatch(p):
             return f"segment {shown(p)} is not [A-Za-z0-9._-] (1-200 characters, not starting with '.')"
-    if parts[0] == "bundles":
+    top = parts[0]
+    if top == "bundles":
         return "bundles/ holds the store's records"
-    if parts[0] == "hf":
-        if len(parts) < 3:
+    if top not in PLACES:
+        # derived/ (rank tables trusted by a hash they carry), onnx/, gguf/: omnitok's own making
+        return f"{shown(top + '/')} is not a place a bundle fills ({', '.join(p + '/' for p in PLACES)})"
+    if top == "hf":
+        from .sources import HF_FILES
+
+        if len(parts) != 3:
             return "a Hugging Face file is hf/<org>--<name>/<file>"
         if not is_repo_id(hf_repo(path)):
             return f"{shown(parts[1])} is not a Hugging Face repo directory (<org>--<name>)"
+        if parts[2] not in HF_FILES:
+            return f"{shown(parts[2])} is not a tokenizer file ({', '.join(HF_FILES)}): never weights or code"
+    elif top == "calibrations":
+        if len(parts) != 2 or not parts[1].endswith(".json"):
+            return "a calibration is calibrations/<id>.json"
+    elif top == "tiktoken":
+        if len(parts) != 2 or not parts[1].endswith(".tiktoken"):
+            return "a rank file is tiktoken/<name>.tiktoken"
+    elif len(parts) != 2:
+        return "a Gemma vocabulary is gemini/<file>"
     return None
 
 

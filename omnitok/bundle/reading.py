@@ -18,10 +18,34 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .manifest import MAX_MANIFEST_BYTES, inside, parse
+from .manifest import MAX_MANIFEST_BYTES, inside, parse, shown
 from .sources import BundleError
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# A long-name (GNU) or extended (pax) header's data is read whole by tarfile before any member
+# limit applies: a 204 KB gzip held a 200 MB name (~0.9-1.3 GB of memory, the name echoed in the
+# error). A bundle's names are at most manifest.MAX_PATH characters.
+MAX_HEADER_BYTES = 64 << 10
+_HEADERS = {
+    tarfile.GNUTYPE_LONGNAME: "GNU long name",
+    tarfile.GNUTYPE_LONGLINK: "GNU long link",
+    tarfile.XHDTYPE: "pax",
+    tarfile.XGLTYPE: "pax global",
+    tarfile.SOLARIS_XHDTYPE: "Solaris extended",
+}
+
+
+class _BoundedInfo(tarfile.TarInfo):
+    """tarfile's member header, refusing a header whose data is over MAX_HEADER_BYTES before it
+    is read (a SubsequentHeaderError: tarfile reports it as a ReadError, a damaged archive)."""
+
+    def _proc_member(self, tarfile_):
+        kind = _HEADERS.get(self.type)
+        if kind is not None and self.size > MAX_HEADER_BYTES:
+            raise tarfile.SubsequentHeaderError(
+                f"a {kind} header of {self.size} bytes (at most {MAX_HEADER_BYTES} are read)"
+            )
+        return super()._proc_member(tarfile_)
 
 
 @dataclass(frozen=True)
@@ -68,7 +92,7 @@ def open_stream(path: str):
     else:
         stream, mode = f, "r|*"
     try:
-        return f, tarfile.open(fileobj=stream, mode=mode)
+        return f, tarfile.open(fileobj=stream, mode=mode, tarinfo=_BoundedInfo)
     except stream_errors() as e:
         f.close()
         raise BundleError(f"{path}: not a bundle archive ({e})") from None
@@ -235,17 +259,17 @@ def _admitted(path: str, m: tarfile.TarInfo, limits: Limits, tally: _Tally) -> s
         raise BundleError(f"{path}: more than {limits.max_members} members (limit)")
     name = _safe_name(m.name)
     if name is None:
-        raise BundleError(f"{path}: entry {m.name!r} refused: absolute path or '..'")
+        raise BundleError(f"{path}: entry {shown(m.name)} refused: absolute path or '..'")
     if not m.isreg():
-        raise BundleError(f"{path}: entry {m.name!r} refused: {_kind(m)}")
+        raise BundleError(f"{path}: entry {shown(m.name)} refused: {_kind(m)}")
     if m.size > limits.max_member_bytes:
         raise BundleError(
-            f"{path}: entry {m.name!r} refused: {m.size} bytes is over the member limit ({limits.max_member_bytes})"
+            f"{path}: entry {shown(m.name)} refused: {m.size} bytes is over the member limit ({limits.max_member_bytes})"
         )
     tally.bytes += m.size
     if tally.bytes > limits.max_total_bytes:
         raise BundleError(
-            f"{path}: entry {m.name!r} refused: the archive unpacks past the total limit "
+            f"{path}: entry {shown(m.name)} refused: the archive unpacks past the total limit "
             f"({limits.max_total_bytes} bytes)"
         )
     return name
@@ -254,7 +278,7 @@ def _admitted(path: str, m: tarfile.TarInfo, limits: Limits, tally: _Tally) -> s
 def _first_manifest(path: str, tar: tarfile.TarFile, m: tarfile.TarInfo, name: str) -> dict:
     """The first member: manifest.json, of a plausible size, through the one schema."""
     if name != "manifest.json":
-        raise BundleError(f"{path}: entry {m.name!r} refused: manifest.json must come first")
+        raise BundleError(f"{path}: entry {shown(m.name)} refused: manifest.json must come first")
     if m.size > MAX_MANIFEST_BYTES:
         raise BundleError(f"{path}: manifest.json is implausibly large")
     return parse(tar.extractfile(m).read(), path)
@@ -265,13 +289,13 @@ def _listed(path: str, m: tarfile.TarInfo, name: str, expected: dict[str, dict],
     size the manifest says."""
     rel = name.removeprefix("files/")
     if not name.startswith("files/") or rel not in expected:
-        raise BundleError(f"{path}: entry {m.name!r} refused: not listed in the manifest")
+        raise BundleError(f"{path}: entry {shown(m.name)} refused: not listed in the manifest")
     if rel in seen:
-        raise BundleError(f"{path}: entry {m.name!r} refused: it appears twice")
+        raise BundleError(f"{path}: entry {shown(m.name)} refused: it appears twice")
     seen.add(rel)
     entry = expected[rel]
     if m.size != entry["size"]:
-        raise BundleError(f"{path}: entry {m.name!r} refused: {m.size} bytes, the manifest says {entry['size']}")
+        raise BundleError(f"{path}: entry {shown(m.name)} refused: {m.size} bytes, the manifest says {entry['size']}")
     return rel, entry
 
 
@@ -314,14 +338,14 @@ def _content_problem(
     if "blake3" in entry and b3 != entry["blake3"]:
         bad.append(f"blake3 {b3} != {entry['blake3']}")
     if bad:
-        return f"{path}: entry {m.name!r} refused: hash mismatch ({'; '.join(bad)})"
+        return f"{path}: entry {shown(m.name)} refused: hash mismatch ({'; '.join(bad)})"
     if (pin := pins.get(rel)) and sha != pin[1]:
         return (
-            f"{path}: entry {m.name!r} refused: sha256 {sha} is not the pinned sha256 of "
+            f"{path}: entry {shown(m.name)} refused: sha256 {sha} is not the pinned sha256 of "
             f"{pin[0]} ({pin[1]}), which omnitok checks before using it"
         )
     if content is not None and (problem := _calibration_problem(rel, content)):
-        return f"{path}: entry {m.name!r} refused: {problem}"
+        return f"{path}: entry {shown(m.name)} refused: {problem}"
     return None
 
 
@@ -330,6 +354,6 @@ def read_manifest(path: str, limits: Limits) -> dict:
     with _archive(path) as tar:
         for m in tar:
             if m.name != "manifest.json" or not m.isreg() or m.size > MAX_MANIFEST_BYTES:
-                raise BundleError(f"{path}: the first entry is {m.name!r}, not manifest.json")
+                raise BundleError(f"{path}: the first entry is {shown(m.name)}, not manifest.json")
             return parse(tar.extractfile(m).read(), path)
     raise BundleError(f"{path}: empty archive")

@@ -13,7 +13,8 @@ The `omnitok` command imports nothing else of the package below this module (imp
 - records in and results out: `open_inputs` (files, stdin or texts -> a stream of records),
   `early_reference` (a large count's reference engine loaded beside the fast engine), `Extractor`, `detect_format`,
   `argument_text` (a text from the command line, refused if its bytes are not UTF-8), `utf8_error` (where
-  bytes stop being UTF-8, as every reader says it), `count_stream`, `Summary`, `open_output` / `check_output` (stdout
+  bytes stop being UTF-8, as every reader says it), `read_error` (a failed read in words, as every
+  reader says it), `count_stream`, `Summary`, `open_output` / `check_output` (stdout
   or a file that appears whole), `output_format` / `make_sink` (JSONL, JSON, CSV, Parquet,
   table, number, --add-field), `json_dumps` (ids past 64 bits written exactly);
 - the stages: compression (`compress`, `Compressor`, `CompressExtractor`, `check_budget`),
@@ -121,6 +122,7 @@ _LAZY = {
     "detect_format": ("io.formats", "detect_format"),
     "argument_text": ("io.inputs", "argument_text"),
     "utf8_error": ("io.inputs", "utf8_error"),
+    "read_error": ("io.inputs", "read_error"),
     "Summary": ("summary", "Summary"),
     "open_output": ("io.output", "open_output"),
     "check_output": ("io.output", "check_output"),
@@ -202,7 +204,7 @@ if TYPE_CHECKING:  # the same objects as _LAZY names (grimp reads these imports 
     from .families import rank_files_only  # noqa: F401
     from .io.formats import detect_format  # noqa: F401
     from .io.ids import dumps as json_dumps  # noqa: F401
-    from .io.inputs import argument_text, utf8_error  # noqa: F401
+    from .io.inputs import argument_text, read_error, utf8_error  # noqa: F401
     from .io.output import check_output, open_output  # noqa: F401
     from .io.writers import format_for_output as output_format  # noqa: F401
     from .io.writers import make_sink  # noqa: F401

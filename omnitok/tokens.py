@@ -26,7 +26,7 @@ import operator
 import re
 from collections.abc import Iterable
 
-from .errors import AssetError, NotExactError, UsageError
+from .errors import AssetError, NotExactError, UsageError, shown
 from .numbers import checked
 
 
@@ -196,6 +196,9 @@ def _shown(data: bytes) -> str | bytes:
 _ID_SEPARATORS = re.compile(r"[\s,]+")
 
 
+TOO_LONG_ID = "token ids: an id of more than 4,300 digits (no vocabulary has one)"
+
+
 def parse_ids(text: str) -> list[int]:
     """Token ids written as a JSON array (`[1, 2]`) or separated by whitespace and/or commas."""
     text = text.strip()
@@ -206,6 +209,8 @@ def parse_ids(text: str) -> list[int]:
         try:
             values = json.loads(text)
         except ValueError as e:
+            if "integer string conversion" in str(e):  # an id of more than 4,300 digits
+                raise UsageError(TOO_LONG_ID) from None
             raise UsageError(f"token ids: not a JSON array: {e}") from None
         except RecursionError:  # arrays nested past the interpreter's depth: not ids either
             raise UsageError("token ids: not a JSON array of numbers: nested too deep") from None
@@ -220,8 +225,11 @@ def parse_ids(text: str) -> list[int]:
         if not word:
             continue
         if not re.fullmatch(r"[+-]?[0-9]+", word):
-            raise UsageError(f"token ids are whole numbers, not {word!r}")
-        out.append(int(word))
+            raise UsageError(f"token ids are whole numbers, not {shown(word)}")
+        try:
+            out.append(int(word))
+        except ValueError:  # past Python's 4,300 digits
+            raise UsageError(TOO_LONG_ID) from None
     return out
 
 

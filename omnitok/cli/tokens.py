@@ -57,7 +57,9 @@ TextFormat = typer.Option(
 
 
 def _encoder(model, encoding, engine, tokenizer, purpose: str, words: list[str] | None = None):
-    from ..api import Encoder
+    from ..api import Encoder, TokenizerSettings
+
+    TokenizerSettings.load()  # the config file and environment, checked as count checks them (exit 2)
 
     if engine == "auto" and tokenizer is None and purpose != "decode":  # decode: the library's rule (tokens.py)
         from ._small import small_input_engine
@@ -72,7 +74,13 @@ def _read_text(words: list[str] | None) -> str:
         from .. import api
 
         return api.argument_text(" ".join(words), "<argument>")
-    data = sys.stdin.buffer.read()
+    try:
+        data = sys.stdin.buffer.read()
+    except (OSError, ValueError, AttributeError) as e:  # a closed stdin (`<&-`), a directory
+        from ..api import read_error
+        from ..errors import InputError
+
+        raise InputError("<stdin>", None, f"cannot read: {read_error(e)}") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -113,8 +121,9 @@ def encode_cmd(
 ) -> None:
     """Print a text's token ids, as count counts it (tiktoken's encode_ordinary for OpenAI models).
 
-    Text that looks like a special token (<|endoftext|>) is plain text, and no BOS is added: the
-    number of ids is what `count --no-special-tokens` gives. Needs an exact local tokenizer
+    For an OpenAI encoding, text that looks like a special token (<|endoftext|>) is plain text; a
+    Hugging Face tokenizer reads its own special tokens' text as those tokens, as count does. No
+    BOS is added: the number of ids is what `count --no-special-tokens` gives. Needs an exact local tokenizer
     (OpenAI models, Hugging Face tokenizer files, GGUF); Claude offline is only an estimate.
     Empty text prints nothing (--format json: []).
     """

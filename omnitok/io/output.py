@@ -11,7 +11,8 @@ rename would replace the device with a file. A path that names one of this proce
 descriptors (/dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N, or a link to one) is written
 through that descriptor, whatever it is open on: `-o /dev/stdout >> log` appends to log (a
 rename over the file the descriptor is open on replaced it, losing what it held, and a pipe has
-no path to rename to).
+no path to rename to). Stdout itself, redirected onto an input (`count f.jsonl >> f.jsonl`), is
+refused as that input named by -o is: the run would read back what it writes.
 
 A write, flush, fsync or close that fails (a full disk, a file-size limit, /dev/full as stdout)
 is an `OutputError`: one line naming the output and the reason, exit 1; the temporary file is
@@ -94,6 +95,19 @@ def _refuse_input(path: str, existing: os.stat_result, inputs: Iterable[str], op
     for name, st in _input_stats(inputs):
         if _same_file(existing, st):
             raise UsageError(f"{option} {path} is also an input ({name}); write the results to another file")
+
+
+def _refuse_stdout(inputs: Iterable[str]) -> None:
+    """Refuse a stdout redirected onto an input (`count f.jsonl >> f.jsonl`): the run would read
+    back what it writes, growing the file until the disk is full (GNU cat refuses it too)."""
+    try:
+        st = os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        return
+    if stat.S_ISREG(st.st_mode):
+        for name, other in _input_stats(inputs):
+            if _same_file(st, other):
+                raise UsageError(f"stdout is also an input ({name}); write the results to another file")
 
 
 def check_output(path: str | None, inputs: Iterable[str], option: str = "-o") -> None:
@@ -202,6 +216,7 @@ class Output:
         self._closed = False
         self.failure: OutputError | None = None
         if self.path is None:
+            _refuse_stdout(inputs)
             self.stream: IO[bytes] = self._stdout()
             return
         fd = _descriptor(self.path)

@@ -46,12 +46,44 @@ def plan_hf_cache(manifest: dict, root: Path) -> tuple[Path, list[tuple]]:
             link = dest(f"{base}/snapshots/{rev}/{rest}")
             actions.append(("copy", blob, root / e["path"], e["sha256"]))
             actions.append(("link", link, os.path.relpath(blob, link.parent), None))
-        # As huggingface_hub records a 404: these files do not exist, so offline lookups stop here.
+        # As huggingface_hub records a 404: these files do not exist, so offline lookups stop here;
+        # never for a file that revision's snapshot already holds (a model the user downloaded
+        # whole, config.json and weights included, at the bundle's own revision).
         for name in HF_FILES:
             marker = dest(f"{base}/.no_exist/{rev}/{name}")
-            actions.append(("unlink" if name in present else "touch", marker, "", None))
-        actions.append(("write", dest(f"{base}/refs/main"), rev, None))
+            if name in present:
+                actions.append(("unlink", marker, "", None))
+            elif not os.path.lexists(cache / base / "snapshots" / rev / name):
+                actions.append(("touch", marker, "", None))
+        current = _ref(cache / base / "refs" / "main")
+        if current is not None and current != rev and (cache / base / "snapshots" / current).is_dir():
+            # The cache already serves this model at another revision (often the whole model, weights
+            # and all): moving refs/main would hide it from transformers offline. Left as it is;
+            # omnitok reads the bundle's files from its own store.
+            from .. import notices
+
+            notices.warn_once(
+                f"hf-cache-ref:{repo}",
+                f"Hugging Face cache: {repo} is at revision {current[:12]} there; its refs/main is left "
+                f"as it is (this bundle's files are in snapshots/{rev[:12]})",
+            )
+        else:
+            actions.append(("write", dest(f"{base}/refs/main"), rev, None))
     return cache, actions
+
+
+def _ref(path: Path) -> str | None:
+    """The revision a refs/ file names, if it is a plain file holding one."""
+    from .manifest import is_revision
+
+    try:
+        if not os.path.isfile(path) or os.path.islink(path):
+            return None
+        with open(path, "rb") as f:
+            value = f.read(256).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return value if is_revision(value) else None
 
 
 def plan_tiktoken_cache(manifest: dict, root: Path) -> tuple[Path, list[tuple]]:

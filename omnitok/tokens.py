@@ -69,6 +69,8 @@ class Encoder:
         """The longest prefix of the text that is whole tokens of it and counts at most max_tokens:
         the text of its first tokens (as ttok's -t N), never a cut character (a token that ends
         inside one is left out with it), and rechecked: count(result) <= max_tokens."""
+        if max_tokens is None:  # (checked lets None through: an option not given)
+            raise UsageError("max_tokens must be a whole number >= 0, not None")
         checked("max_tokens", max_tokens, 0, integer=True)
         text = _text(text)
         found = self.strategy.encode_cuts(text)
@@ -105,7 +107,13 @@ class Encoder:
 
     def checked_ids(self, ids: Iterable[int]) -> list[int]:
         """The ids as a list, each one the vocabulary has; else a UsageError naming the first that is not.
-        A bool is no id, as parse_ids rules for the command line's JSON (`[true]`)."""
+        A bool is no id, as parse_ids rules for the command line's JSON (`[true]`); a string is
+        no list of ids (parse_ids reads the command line's forms)."""
+        if isinstance(ids, (str, bytes, bytearray)):
+            raise UsageError(
+                f"token ids are a list of whole numbers, not a {type(ids).__name__} "
+                "(omnitok.api.parse_ids reads '24912 2375' or '[24912, 2375]')"
+            )
         out = []
         for value in ids:
             try:

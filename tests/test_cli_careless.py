@@ -75,3 +75,19 @@ def test_the_token_commands_check_the_config_as_count_does(command, env, said):
     for argv in (command, ("count", "--text", "hi")):
         r = run(*argv, env=env)
         assert r.code == 2 and said in r.err, (argv, r.err)
+
+
+@pytest.mark.parametrize(
+    "typo,meant",
+    [
+        ("claud-sonnet-4-5", "claude-sonnet-4-5"),  # no hint at all before: Claude's ids are patterns
+        ("cluade-3-opus", "claude-3-opus"),
+        ("claude-sonet-4-5", "claude-sonnet-4-5"),  # suggested "claude-*-4-7 and later" before
+        ("claude-hiaku-4-5", "claude-haiku-4-5"),
+        ("gemni-2.5-pro", "gemini-2.5-pro"),
+    ],
+)
+def test_a_misspelled_model_id_suggests_the_id_meant_first(typo, meant):
+    r = run("count", "-m", typo, "--text", "hi")
+    assert r.code == 2 and f"did you mean: {meant}" in r.err and "*" not in r.err, r.err
+    assert run("count", "-m", meant, "--text", "hi").code == 0

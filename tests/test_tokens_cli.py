@@ -406,3 +406,14 @@ def test_invalid_utf8_in_a_text_argument_is_an_input_error_as_on_stdin(tmp_path)
 def test_cli_help_has_examples(command):
     r = run(command, "--help")
     assert r.code == 0 and b"Examples:" in r.out and b"--model" in r.out
+
+
+def test_the_library_refuses_a_string_of_ids_and_a_missing_budget_in_words():
+    """decode("24912 2375") iterated the string's characters ("not '2'"), and truncate(text, None)
+    raised Python's own TypeError ('<' not supported ...)."""
+    for ids in ("24912 2375", b"24912"):
+        with pytest.raises(UsageError, match=r"token ids are a list of whole numbers, not a (str|bytes) \(omnitok.api"):
+            omnitok.decode(ids, model="gpt-4o")
+    assert omnitok.decode(parse_ids("24912 2375"), model="gpt-4o") == "hello world"
+    with pytest.raises(UsageError, match="max_tokens must be a whole number >= 0, not None"):
+        omnitok.truncate("hello world", None, model="gpt-4o")

@@ -119,10 +119,47 @@ def resolve(model: str) -> Resolution:
     raise UnknownModelError(model, suggest(model.strip()))
 
 
+# Words of model ids a family matches by pattern (Claude's), beside the words of the listed ids.
+_PATTERN_WORDS = ("claude", "opus", "sonnet", "haiku", "instant")
+
+
 def suggest(name: str, n: int = 3) -> list[str]:
-    """Known ids close to a near-miss, for the unknown-model error."""
-    candidates = dict.fromkeys(c.rstrip("-.") for fam in families() for c in fam.names())
-    return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.5)
+    """Ids close to a near-miss, for the unknown-model error: the id with each misspelled word
+    put right, when that resolves (`claud-sonnet-4-5` -> `claude-sonnet-4-5`: Claude's ids are
+    patterns, so no list holds them), then the listed ids nearest to it (never a pattern's
+    description)."""
+    names = [c.rstrip("-.") for fam in families() for c in fam.names()]
+    candidates = list(dict.fromkeys(c for c in names if not any(ch in c for ch in "*, ")))
+    out = difflib.get_close_matches(name, candidates, n=n, cutoff=0.5)
+    fixed = _respelled(name, candidates)
+    if fixed is not None:
+        out = [fixed, *(c for c in out if c != fixed)]
+    return out[:n]
+
+
+def _respelled(name: str, ids: list[str]) -> str | None:
+    """`name` with each alphabetic word that is no model-id word replaced by the closest one, if
+    that changes it and the result resolves; else None."""
+    words = set(_PATTERN_WORDS)
+    for i in ids:
+        words.update(w for w in i.replace(".", "-").split("-") if w.isalpha())
+    parts = name.split("-")
+    for k, part in enumerate(parts):
+        if part.isalpha() and part.lower() not in words:
+            close = difflib.get_close_matches(part.lower(), sorted(words), n=1, cutoff=0.75)
+            if close:
+                parts[k] = close[0]
+    fixed = "-".join(parts)
+    if fixed == name:
+        return None
+    try:
+        check_id(fixed)
+        for fam in resolution_order():
+            if fam.name != "hf" and fam.resolve(fixed) is not None:  # (any org/name is an HF id)
+                return fixed
+    except Exception:  # noqa: BLE001 - a candidate that does not resolve is no suggestion
+        return None
+    return None
 
 
 def default_framing():

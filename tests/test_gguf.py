@@ -121,6 +121,17 @@ def test_gemini_31_counts_googles_example_with_gemma4(monkeypatch, gguf_home):
     assert [g.tokens for g in got] == [len(i) for i in ids]
 
 
+def test_gemini_31_refuses_a_tokenizer_that_is_not_gemma_4s(monkeypatch, gguf_home):
+    """A Llama 3 vocabulary given to gemini-3.1 was counted and labelled Gemma 4's, exact (21
+    tokens where Gemma 4 gives 16, "encoding": "hf:google/gemma-4-E4B-it")."""
+    from omnitok.errors import UsageError
+
+    monkeypatch.setenv("OMNITOK_HOME", gguf_home("llama-bpe"))
+    path = str(llama_vocab.path("llama-bpe"))
+    with pytest.raises(UsageError, match="has 128,256 tokens, not the 262,144 of google/gemma-4-E4B-it's"):
+        omnitok.count("hi", model="gemini-3.1-pro-preview", tokenizer=path)
+
+
 @pytest.fixture(scope="module")
 def gemma4_pair(converted, references, gguf_home):
     """Gemma 4 as converted (no pre-tokenizer, gigatoken), and the tokenizers reference of the file

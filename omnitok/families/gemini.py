@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..assets.store import omnitok_home, sha256_file
-from ..errors import AssetError
+from ..errors import AssetError, UsageError, shown
 from .base import BundleFiles, Family, Resolution, lookup, message_texts, no_tools, step_down, table_rows
 
 
@@ -43,6 +43,9 @@ SENTENCEPIECE = {
     ),
 }
 HF_TOKENIZERS = {"gemma4": "google/gemma-4-E4B-it"}
+# Their vocabularies' sizes (added tokens included): a --tokenizer given for such a Gemini model
+# must have it. A Llama 3 file was taken and its counts labelled Gemma 4's, exact.
+HF_VOCAB_SIZES = {"gemma4": 262_144}
 
 # google-genai's table, plus prefixes for the families it names.
 MODELS = {
@@ -158,7 +161,15 @@ class GeminiFamily(Family):
             if name in HF_TOKENIZERS:
                 from .hf import local_tokenizer
 
-                return local_tokenizer(HF_TOKENIZERS[name], opts.tokenizer, opts.engine)
+                strategy = local_tokenizer(HF_TOKENIZERS[name], opts.tokenizer, opts.engine)
+                want = HF_VOCAB_SIZES[name]
+                if opts.tokenizer is not None and (size := strategy.vocab_size) != want:
+                    raise UsageError(
+                        f"--tokenizer {shown(opts.tokenizer)} has {size:,} tokens, not the {want:,} of "
+                        f"{HF_TOKENIZERS[name]}'s vocabulary, which {res.target} counts with",
+                        hint=f"give {HF_TOKENIZERS[name]}'s tokenizer files or a Gemma 4 GGUF file",
+                    )
+                return strategy
             path, where = find_spm(name)
             return _gemma_spm(name, str(path), where)
         except AssetError as e:

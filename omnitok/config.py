@@ -23,6 +23,7 @@ import difflib
 import functools
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -373,6 +374,9 @@ def config_path() -> Path:
     return Path(base) / "omnitok" / "config.toml"
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def _read_file(path: Path, named: bool) -> dict:
     """The parsed file; {} when the default file is absent. A file named by OMNITOK_CONFIG must
     exist, and whichever path is used must be a readable file."""
@@ -381,14 +385,20 @@ def _read_file(path: Path, named: bool) -> dict:
         if named:
             raise UsageError(f"{where}: no such file")
         return {}
-    if not path.is_file():
-        raise UsageError(f"{where}: not a file (a directory?); a TOML file is expected")
     try:
         import tomllib
     except ImportError:  # Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):  # a FIFO would hold the read forever, a device has no end
+            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise UsageError(f"{where}: {kind}, not a file; a TOML file is expected")
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:  # (a 100 MB file took 18 s and 776 MB to be read)
+            raise UsageError(f"{where}: over {MAX_CONFIG_BYTES:,} bytes; a config file is at most 1 MiB")
+        return tomllib.loads(data.decode("utf-8"))
     except OSError as e:
         raise UsageError(f"{where}: cannot read it ({e.strerror or e})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

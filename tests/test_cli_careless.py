@@ -91,3 +91,31 @@ def test_a_misspelled_model_id_suggests_the_id_meant_first(typo, meant):
     r = run("count", "-m", typo, "--text", "hi")
     assert r.code == 2 and f"did you mean: {meant}" in r.err and "*" not in r.err, r.err
     assert run("count", "-m", meant, "--text", "hi").code == 0
+
+
+def test_bytes_that_are_not_utf8_in_decode_s_arguments_are_the_error_stdin_gives():
+    r = run("decode", "-m", "gpt-4o", "\udcff")  # b"\xff" on the command line
+    assert (r.code, r.err) == (1, "omnitok: error: <argument>: invalid UTF-8 (byte 0xff at column 1)\n")
+
+
+@pytest.mark.parametrize("what", ["fifo", "device", "directory", "huge"])
+def test_a_config_file_that_is_no_small_regular_file_is_refused_in_one_line(tmp_path, what):
+    """A FIFO or /dev/null was "not a file (a directory?)"; a 100 MB file took 18 s and 776 MB."""
+    path = {"fifo": tmp_path / "fifo", "device": "/dev/null", "directory": tmp_path, "huge": tmp_path / "big.toml"}[
+        what
+    ]
+    if what == "fifo":
+        os.mkfifo(path)
+    if what == "huge":
+        path.write_text("a = 1\n" + "# padding\n" * 120_000)
+    said = {
+        "fifo": "a FIFO, not a file",
+        "device": "a device or socket, not a file",
+        "directory": "a directory, not a file",
+        "huge": "over 1,048,576 bytes; a config file is at most 1 MiB",
+    }[what]
+    r = run("count", "--text", "hi", env={"OMNITOK_CONFIG": str(path)}, timeout=30)
+    assert (r.code, r.err) == (
+        2,
+        f"omnitok: error: OMNITOK_CONFIG={path}: {said}" + ("\n" if what == "huge" else "; a TOML file is expected\n"),
+    )

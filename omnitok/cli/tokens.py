@@ -166,7 +166,7 @@ def decode_cmd(
     from ..api import parse_ids
 
     enc = _encoder(model, encoding, engine, tokenizer, "decode")
-    values = parse_ids(" ".join(ids) if ids else _read_text(None))
+    values = parse_ids(_read_text(ids))  # arguments' bytes checked as UTF-8, as stdin's are
     _write_text(enc.decode(values))
 
 

@@ -847,3 +847,32 @@ def test_create_never_writes_over_an_input_or_through_a_stale_name(tmp_path, cli
     for where, why in ((tmp_path, "it is a directory"), (tmp_path / "no" / "x.tar.gz", "No such file or directory")):
         r = cli("bundle", "create", "--models", "good/model", "--local", f"good/model={local}", "-o", str(where))
         assert r.code == 2 and why in r.err and "Traceback" not in r.err, r.err
+
+
+def test_a_killed_install_is_rolled_back_by_the_next_reader_too(template, tmp_path, monkeypatch):
+    """Killed between its moves, an install left half of its bundle in place (or a model moved
+    aside) and `count` used that state until the next install: an adversarial run counted with
+    the half-installed tokenizer (39 tokens where 11). A reader of the store now settles it first
+    (omnitok.assets.transactions.settled), once a process, when no install holds the lock."""
+    manifest, members = legit("u", UPDATE)
+    bundle = pack(tmp_path / "u.tar.gz", manifest, members)
+    w = fresh(template, tmp_path / "w")
+    with world_env(w), monkeypatch.context() as mp:
+        calls = _counting(mp)
+        install(bundle, store=store_of(w))
+    moves, whole = calls[0], tree(w)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    read = "from omnitok.assets.store import asset_store; asset_store()"
+    for n, committed in [(1, False), (moves // 2, False), (moves, False), (0, True)]:
+        w = fresh(template, tmp_path / "w")
+        before = tree(w)
+        r = subprocess.run(
+            [sys.executable, "-c", KILL, bundle, str(n), str(store_of(w))], env=env, capture_output=True, cwd=tmp_path
+        )
+        assert r.returncode == 137, r.stderr.decode()[-2000:]
+        assert [p for p in os.listdir(store_of(w)) if p.startswith(".staging-")], "the kill left nothing to recover"
+        r = subprocess.run(
+            [sys.executable, "-c", read], env={**env, "OMNITOK_HOME": str(w / "home")}, capture_output=True
+        )
+        assert r.returncode == 0, r.stderr.decode()[-2000:]
+        assert tree(w) == (whole if committed else before), f"killed at move {n}"

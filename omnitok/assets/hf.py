@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..config import settings
 from ..errors import AssetError, shown
-from .store import omnitok_home
+from .store import asset_store
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 
@@ -53,7 +53,7 @@ def candidates(model_id: str) -> list[tuple[Path, str]]:
     out = []
     if model_id in settings().local_model_dirs:
         out.append((Path(settings().local_model_dirs[model_id]).expanduser(), "local_model_dirs"))
-    out.append((omnitok_home() / "assets" / "hf" / model_id.replace("/", "--"), "omnitok asset store"))
+    out.append((asset_store() / "hf" / model_id.replace("/", "--"), "omnitok asset store"))
     return out
 
 

@@ -50,12 +50,20 @@ def _tiktoken_cache_dirs() -> list[Path]:
     return dirs
 
 
+def asset_store() -> Path:
+    """$OMNITOK_HOME/assets for reading: settled first, once a process (transactions.settled: what
+    an install killed midway left is rolled back, so no reader sees half of a bundle)."""
+    from .transactions import settled
+
+    return settled(omnitok_home() / "assets")
+
+
 def tiktoken_candidates(encoding: str, url: str) -> list[tuple[Path, str]]:
     """(path, where) pairs to try, in search order."""
     name = f"{encoding}.tiktoken"
     out = [
         (EMBEDDED_DIR / "openai" / name, "embedded"),
-        (omnitok_home() / "assets" / "tiktoken" / name, "omnitok asset store"),
+        (asset_store() / "tiktoken" / name, "omnitok asset store"),
     ]
     cache_key = hashlib.sha1(url.encode()).hexdigest()
     out += [(d / cache_key, f"tiktoken cache {d}") for d in _tiktoken_cache_dirs()]

@@ -11,8 +11,9 @@
    `.staging-<id>/old/`; then the transaction is marked committed.
 
 A failure while moving (an exception, Ctrl-C, a full disk) rolls back from the journal at once;
-a kill leaves the journal, and the next install rolls back before it starts. Either way the store
-ends byte-for-byte as it was, or with the whole bundle in place. The caches are filled after the
+a kill leaves the journal, and the next install rolls back before it starts, or the next reader
+of the store does (omnitok.assets.transactions, where the transaction code lives: below the
+readers). Either way the store ends byte-for-byte as it was, or with the whole bundle in place. The caches are filled after the
 commit, each file written under a temporary name and renamed.
 
 Reading and checking the archive is reading.py, planning the destinations plan.py, the standard
@@ -21,7 +22,6 @@ caches caches.py, the records of installed bundles records.py.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -29,38 +29,15 @@ import shutil
 import uuid
 from pathlib import Path
 
+from ..assets import transactions
+from ..assets.transactions import COMMITTED, JOURNAL, STAGING, Unit, finish, rollback
 from .caches import apply_cache, plan_hf_cache, plan_tiktoken_cache
 from .manifest import inside, unit
-from .plan import Unit, kind_of, plan_store, store_dir
+from .plan import plan_store, store_dir
 from .reading import Limits, Staged, check_members, read_manifest
 from .sources import BundleError
 
-STAGING = ".staging-"
-LEGACY_TRASH = ".old-"
-JOURNAL = "journal.json"
-COMMITTED = "committed"
-
-
-@contextlib.contextmanager
-def _store_lock(root: Path):
-    """The store's directory itself is the lock (flock on its descriptor): no lock file, so a
-    refused install leaves the store exactly as it was."""
-    import fcntl
-
-    fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 # --- the transaction --------------------------------------------------------------------------
-
-
-def _discard(path: Path, trash: Path) -> None:
-    trash.mkdir(exist_ok=True)
-    os.rename(path, trash / uuid.uuid4().hex)
 
 
 def _apply(root: Path, txn: Path, dirs: list[str], units: list[Unit]) -> None:
@@ -83,58 +60,12 @@ def _apply(root: Path, txn: Path, dirs: list[str], units: list[Unit]) -> None:
             os.replace(new, dest)
 
 
-def _rollback(root: Path, txn: Path) -> None:
-    """Undo a transaction that did not commit, from its journal (idempotent: a rollback that was
-    itself interrupted is finished by the next one)."""
-    try:
-        journal = json.loads((txn / JOURNAL).read_text())
-        dirs, units = journal["dirs"], [Unit(*u) for u in journal["units"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # no complete journal: nothing was moved
-    trash = txn / "trash"
-    for u in reversed(units):
-        dest = inside(root, u.rel)
-        new, aside = txn / "new" / u.rel, txn / "old" / u.rel
-        if u.had_old:
-            if not os.path.lexists(aside):
-                continue  # never moved aside: dest is the original
-            if u.is_dir:
-                if os.path.lexists(dest):
-                    _discard(dest, trash)
-                os.rename(aside, dest)
-            else:
-                os.replace(aside, dest)
-        elif not os.path.lexists(new) and os.path.lexists(dest):
-            _discard(dest, trash)
-    for d in reversed(dirs):
-        with contextlib.suppress(OSError):
-            os.rmdir(inside(root, d))
-
-
 def recover(root: Path) -> None:
     """Roll back and remove what killed installs left; call with the store's lock held."""
-    for name in sorted(os.listdir(root)):
-        p = root / name
-        if name.startswith(STAGING):
-            if kind_of(p) != "a directory":
-                os.unlink(p)
-                continue
-            if not (p / COMMITTED).exists():
-                try:
-                    _rollback(root, p)
-                except OSError as e:
-                    raise BundleError(f"{root}: cannot roll back the interrupted install in {name} ({e})") from None
-            _finish(p)
-        elif name.startswith(LEGACY_TRASH) and kind_of(p) == "a directory":
-            shutil.rmtree(p, ignore_errors=True)
-
-
-def _finish(txn: Path) -> None:
-    """Remove a transaction that committed or was rolled back: the journal first, so that a kill
-    halfway through never leaves a journal without what it describes."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(txn / JOURNAL)
-    shutil.rmtree(txn, ignore_errors=True)
+    try:
+        transactions.recover(root)
+    except transactions.RecoveryError as e:
+        raise BundleError(str(e)) from None
 
 
 def _commit(path: str, root: Path, txn: Path, dirs: list[str], units: list[Unit]) -> None:
@@ -144,23 +75,23 @@ def _commit(path: str, root: Path, txn: Path, dirs: list[str], units: list[Unit]
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
-        _finish(txn)
+        finish(txn)
         raise BundleError(f"{path}: cannot write the install journal in {root} ({e.strerror or e})") from None
     try:
         _apply(root, txn, dirs, units)
         open(txn / COMMITTED, "x").close()
     except BaseException as e:
         try:
-            _rollback(root, txn)
+            rollback(root, txn)
         except BaseException as e2:
             raise BundleError(
                 f"{path}: install failed ({e}) and so did its rollback ({e2}); the next install finishes the rollback"
             ) from e
-        _finish(txn)
+        finish(txn)
         if isinstance(e, OSError):
             raise BundleError(f"{path}: install failed and was rolled back ({type(e).__name__}: {e})") from None
         raise
-    _finish(txn)
+    finish(txn)
 
 
 def install(
@@ -175,7 +106,7 @@ def install(
     read_manifest(path, limits)  # a refused manifest writes nothing, not even the store's directory
     try:
         root.mkdir(parents=True, exist_ok=True)
-        with _store_lock(root):
+        with transactions.store_lock(root):
             recover(root)
             manifest, caches = _transaction(path, limits, root, hf_cache, tiktoken_cache)
             done = {"bundle": path, "name": manifest["name"], "files": len(manifest["files"]), "store": str(root)}

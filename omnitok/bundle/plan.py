@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import os
-import stat
-from dataclasses import dataclass
 from pathlib import Path
 
+from ..assets.transactions import Unit, kind_of
 from .manifest import inside
 from .sources import BundleError
 
@@ -16,20 +15,6 @@ def store_dir() -> Path:
     from ..assets.store import omnitok_home
 
     return omnitok_home() / "assets"
-
-
-def kind_of(p: Path) -> str | None:
-    try:
-        mode = os.lstat(p).st_mode
-    except FileNotFoundError:
-        return None
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISREG(mode):
-        return "a file"
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
-    return "a special file"
 
 
 def must_be_dir(root: Path, what: str) -> None:
@@ -57,13 +42,6 @@ def check_free(root: Path, rel: str, want_dir: bool, what: str, created: dict[st
         wanted = "a directory" if want_dir else "a file"
         raise BundleError(f"cannot write {rel!r} into the {what} ({root}): {kind} is there, the bundle brings {wanted}")
     return kind is not None
-
-
-@dataclass(frozen=True)
-class Unit:
-    rel: str
-    is_dir: bool
-    had_old: bool
 
 
 def plan_store(root: Path, units: list[tuple[str, bool]]) -> tuple[list[str], list[Unit]]:

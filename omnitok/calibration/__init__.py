@@ -304,9 +304,9 @@ def dumps(cal: Calibration) -> bytes:
 
 
 def store_dir() -> Path:
-    from ..assets.store import omnitok_home
+    from ..assets.store import asset_store
 
-    return omnitok_home() / "assets" / "calibrations"
+    return asset_store() / "calibrations"
 
 
 def check_id(cal_id: str) -> str:

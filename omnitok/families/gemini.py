@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..assets.store import omnitok_home, sha256_file
+from ..assets.store import asset_store, omnitok_home, sha256_file
 from ..errors import AssetError, UsageError, shown
 from .base import BundleFiles, Family, Resolution, lookup, message_texts, no_tools, step_down, table_rows
 
@@ -79,7 +79,7 @@ def tokenizer_name(model: str) -> str | None:
 def spm_candidates(vocab: SpmVocabulary) -> list[tuple[Path, str]]:
     sdk_cache = Path(tempfile.gettempdir()) / "vertexai_tokenizer_model" / hashlib.sha1(vocab.url.encode()).hexdigest()
     return [
-        (omnitok_home() / "assets" / "gemini" / vocab.filename, "omnitok asset store"),
+        (asset_store() / "gemini" / vocab.filename, "omnitok asset store"),
         (sdk_cache, "google-genai cache"),
     ]
 

@@ -98,6 +98,13 @@ def _provider_keys(settings: TokenizerSettings | None):
                     os.environ[name] = value
 
 
+def check_batch(items) -> None:
+    """A TypeError for a batch that is one text, bytes or a mapping (not one character, byte or
+    key a text): count_batch's and acount_batch's rule."""
+    if isinstance(items, (str, bytes, bytearray, dict)):
+        raise TypeError(f"count_batch takes a list of texts or message lists, not one {type(items).__name__}")
+
+
 class Counter:
     """A model's tokenizer plus its framing: counts texts and chat message lists."""
 
@@ -203,8 +210,7 @@ class Counter:
         return CountResult(tokens, model, encoding, strategy, engine, exact, band)
 
     def count_batch(self, items: Iterable[str | Sequence[dict]]) -> list[CountResult]:
-        if isinstance(items, (str, bytes, dict)):  # not one character, byte or key a text
-            raise TypeError(f"count_batch takes a list of texts or message lists, not one {type(items).__name__}")
+        check_batch(items)
         pieces = [self._pieces(item) for item in items]
         counts = self.strategy.count_batch([t for texts, _ in pieces for t in texts])
         metas = getattr(self.strategy, "last_meta", None)

@@ -33,6 +33,7 @@ import contextvars
 import functools
 import os
 import threading
+import weakref
 from collections import Counter as Tally
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -262,12 +263,22 @@ class Runtime:
         from .tokenizers.unicode_guard import release_long_texts
 
         release_long_texts()  # its callers wait on an event loop: long texts counted without the GIL
+        self._sizes = counters, compressors
+        self._fresh()
+        _RUNTIMES.add(self)
+
+    def _fresh(self) -> None:
+        """No thread pool yet, no object lent, no cache open: at the start, and in a process
+        forked from one that used this runtime (_forked), where the parent's pool threads do not
+        exist (an executor that believes they do never runs what it is given: a forked child's
+        call hung), objects may be half-way through another thread's call, locks held, and
+        cache connections are the parent's."""
         from .cache.shared import SharedCaches
 
         # One cache per settings for every object lent (cache.shared: memory not set by model ids)
         self.caches = SharedCaches()
-        self.counters = Pool(functools.partial(_make_counter, self.caches), size=counters)
-        self.compressors = Pool(functools.partial(_make_compressor, self.caches), size=compressors)
+        self.counters = Pool(functools.partial(_make_counter, self.caches), size=self._sizes[0])
+        self.compressors = Pool(functools.partial(_make_compressor, self.caches), size=self._sizes[1])
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -388,6 +399,20 @@ class Runtime:
 
 _default: Runtime | None = None
 _default_lock = threading.Lock()
+_RUNTIMES: weakref.WeakSet[Runtime] = weakref.WeakSet()
+
+
+def _forked() -> None:
+    """In a child just forked: every runtime starts afresh (Runtime._fresh), nothing of the
+    parent's closed or touched (its sockets and files are the parent's too); tokenizers load
+    again at first use."""
+    global _default_lock
+    _default_lock = threading.Lock()
+    for rt in list(_RUNTIMES):
+        rt._fresh()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def default() -> Runtime:

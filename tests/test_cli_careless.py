@@ -119,3 +119,68 @@ def test_a_config_file_that_is_no_small_regular_file_is_refused_in_one_line(tmp_
         2,
         f"omnitok: error: OMNITOK_CONFIG={path}: {said}" + ("\n" if what == "huge" else "; a TOML file is expected\n"),
     )
+
+
+def test_a_failed_gate_keeps_its_exit_code_when_the_reader_goes_away(tmp_path):
+    """validate judges every pair before it writes a row: `| head` cutting the output short had
+    turned a failed gate into exit 0, so a CI step with set -o pipefail passed it."""
+    pairs = tmp_path / "pairs.jsonl"
+    with open(pairs, "w") as f:
+        for i in range(20_000):
+            f.write(f'{{"id": {i}, "original": "the cat sat on the mat number {i}", "compressed": "the cat"}}\n')
+    r = _sh('set -o pipefail; "$OMNITOK" validate pairs.jsonl --format jsonl --min-rouge-l 0.9 | head -1', tmp_path)
+    assert r.returncode == 6, (r.returncode, r.stderr)
+    assert "quality gate failed" in r.stderr and "Traceback" not in r.stderr
+    assert r.stdout.startswith('{"pos":0')
+    r = _sh('set -o pipefail; "$OMNITOK" validate pairs.jsonl --format jsonl --min-rouge-l 0.1 | head -1', tmp_path)
+    assert (r.returncode, r.stderr) == (0, "")  # a gate that passed: the reader going away is no error
+
+
+def test_fail_on_p10_judges_the_ratio_at_its_worse_end(tmp_path):
+    """For a score the 10th percentile is the strict end; for the ratio (lower is better) it is
+    the lenient one: ten pairs of ratios 0.1 .. 1.0 passed --max-ratio 0.5 --fail-on p10."""
+    import orjson
+
+    pairs = tmp_path / "rr.jsonl"
+    with open(pairs, "wb") as f:
+        for k in range(1, 11):
+            words = " ".join(f"w{j}" for j in range(10))  # ten tokens of gpt-4o? counted below
+            f.write(orjson.dumps({"original": words, "compressed": " ".join(words.split()[:k])}) + b"\n")
+    r = run(
+        "validate", str(pairs), "--metrics", "compression", "--max-ratio", "0.5", "--fail-on", "p10", "--format", "json"
+    )
+    assert r.code == 6, r.err
+    agg = orjson.loads(r.out)["summary"]["aggregate"]["ratio"]
+    assert agg["p90"] == agg["max"] > 0.5 and agg["p10"] == agg["min"] < 0.5
+    r = run(
+        "validate", str(pairs), "--metrics", "compression", "--max-ratio", "1.0", "--fail-on", "p10", "--format", "json"
+    )
+    assert r.code == 0, r.err
+
+
+def test_a_gap_marker_that_is_not_utf8_is_the_error_every_text_argument_gives(tmp_path):
+    ctx = tmp_path / "ctx.txt"
+    ctx.write_text("Hello world. This is a test. Another sentence here.\n")
+    r = run("compress", "--method", "bm25", "--context", str(ctx), "--budget", "5", "--gap-marker", "\udcff")
+    assert (r.code, r.err) == (1, "omnitok: error: --gap-marker: invalid UTF-8 (byte 0xff at column 1)\n")
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "github"])
+def test_the_summary_reports_list_bad_records_too(tmp_path, fmt):
+    pairs = tmp_path / "w.jsonl"
+    pairs.write_text('{"original": "the cat sat", "compressed": "the cat sat"}\n{"original": "no compressed field"}\n')
+    r = run("validate", str(pairs), "--min-rouge-l", "0.9", "--on-error", "record", "--format", fmt)
+    assert r.code == 4, r.err
+    text = r.out.decode()
+    line = [ln for ln in text.splitlines() if "field 'compressed' missing" in ln]
+    assert len(line) == 1, text
+    assert line[0].startswith("::error title=omnitok validate::") if fmt == "github" else line[0].startswith("| 1 |")
+
+
+def test_a_blank_line_of_crlf_text_separates_passages_as_an_lf_one_does():
+    from omnitok.compression import Compressor
+
+    comp = Compressor("gpt-4o", method="bm25")
+    lf = "First passage about cats. Cats purr.\n\nSecond passage about dogs. Dogs bark.\n"
+    for text in (lf, lf.replace("\n", "\r\n")):
+        assert comp.compress(text, "dogs", budget=8).kept_passages == [0, 1]

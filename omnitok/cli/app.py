@@ -15,7 +15,12 @@ from ._output import info
 
 
 class StdoutClosed(Exception):
-    """The reader of stdout went away (`| head`)."""
+    """The reader of stdout went away (`| head`); `code`: the exit code the run had already
+    earned (validate's gate, judged before its rows are written), else 0."""
+
+    def __init__(self, code: int = 0):
+        super().__init__()
+        self.code = code
 
 
 class Interrupted(Exception):
@@ -306,10 +311,11 @@ def _run(argv: list[str] | None) -> None:
         sys.exit(report(e))
     except (KeyboardInterrupt, Interrupted) as e:
         sys.exit(_stopped(e))
-    except (BrokenPipeError, StdoutClosed):
-        # The reader went away (`| head`): stop quietly, as other Unix tools do.
+    except (BrokenPipeError, StdoutClosed) as e:
+        # The reader went away (`| head`): stop quietly, as other Unix tools do, with what the run
+        # already earned (StdoutClosed.code), else 0.
         _stdout_to_devnull()
-        sys.exit(0)
+        sys.exit(e.code if isinstance(e, StdoutClosed) else 0)
     except OSError as e:
         if not _stdout_failed(e):
             raise

@@ -137,6 +137,8 @@ def compress_cmd(
         from ._small import small_input_engine
 
         engine = small_input_engine(model, None, files, None)
+    if gap_marker is not None:  # its bytes checked as every text argument's are (it goes into the output)
+        gap_marker = api.argument_text(gap_marker, "--gap-marker")
     options = api.CompressOptions(  # how to compress: one object, here and in --jobs workers
         method=method,
         embedding_url=embedding_url,

@@ -145,8 +145,15 @@ def validate_cmd(
     if outcome.stopped is not None:
         report(outcome, quiet)
         return outcome.exit_code
-    with api.open_output(output) as out:
-        api.write_report(fmt, rows, summary, out.stream)
+    reader_gone = False
+    try:
+        with api.open_output(output) as out:
+            api.write_report(fmt, rows, summary, out.stream)
+    except BrokenPipeError:
+        # The reader went away (`| head`). Every pair was judged before a row was written, so the
+        # gate's verdict stands: a failed gate is still exit 6 (it was 0, and a CI step with
+        # `| head` passed a failed gate).
+        reader_gone = True
     report(outcome, quiet)
     if gate_fail and not quiet:
         n = len(gate_fail)
@@ -154,6 +161,10 @@ def validate_cmd(
             f"quality gate failed ({fail_on}): "
             + (f"{n} of {outcome.done} pairs below threshold" if fail_on == "any" else "; ".join(gate_fail))
         )
+    if reader_gone:
+        from .app import StdoutClosed
+
+        raise StdoutClosed(outcome.exit_code)
     return outcome.exit_code
 
 

@@ -37,7 +37,7 @@ class SegmentError(UsageError):
 
 
 _FENCE = re.compile(r"^(```|~~~)[^\n]*\n.*?^\1[ \t]*$", re.S | re.M)
-_BLANK = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)*")
+_BLANK = re.compile(r"\n[ \t\r]*\n(?:[ \t\r]*\n)*")  # (\r: a blank line of CRLF text is one too)
 _ITEM = re.compile(r"^\s*(?:[-*+\u2022]|\d{1,3}[.)])\s+\S")
 _CODE_LINE = re.compile(r"^(?: {4}|\t)")
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"

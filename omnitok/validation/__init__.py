@@ -243,9 +243,24 @@ def validate(
     return ValidationResult(not fails, scores.get("rouge_l_f1"), scores, fails)
 
 
-def aggregate(values: list[float]) -> dict:
+def aggregate(values: list[float], lower_is_better: bool = False) -> dict:
+    """mean, p10 and min of a metric over the pairs; for one where lower is better (the ratio)
+    also p90 and max, its worse end, which `--fail-on p10` judges (`gate_point`)."""
     if not values:
-        return {"mean": None, "p10": None, "min": None}
+        out = {"mean": None, "p10": None, "min": None}
+        return {**out, "p90": None, "max": None} if lower_is_better else out
     ordered = sorted(values)
-    p10 = ordered[max(0, math.ceil(0.10 * len(ordered)) - 1)]
-    return {"mean": sum(values) / len(values), "p10": p10, "min": ordered[0]}
+    n = len(ordered)
+    out = {"mean": sum(values) / n, "p10": ordered[max(0, math.ceil(0.10 * n) - 1)], "min": ordered[0]}
+    if lower_is_better:
+        out.update(p90=ordered[min(n - 1, n - math.ceil(0.10 * n))], max=ordered[-1])
+    return out
+
+
+def gate_point(agg: dict, fail_on: str, lower_is_better: bool = False):
+    """The aggregate a gate over the pairs judges: the mean, or for `p10` the worse 10% end (the
+    10th percentile of a score, the 90th of the ratio: p10 of a ratio is its *best* end, and
+    judging it passed a --max-ratio gate that half the pairs broke)."""
+    if fail_on == "p10" and lower_is_better:
+        return agg["p90"]
+    return agg[fail_on]

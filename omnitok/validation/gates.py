@@ -1,15 +1,16 @@
 """The closing step of a validate run over many pairs: BERTScore for the scored pairs (in one
 batch), each pair's pass or fail, the aggregates, the gate (`fail_on`: any pair, the mean, or the
-10th percentile) and the summary every report ends with. `omnitok validate` calls it after
+10th percentile: the worse 10% end of each metric, the 90th percentile of the ratio) and the summary every report ends with. `omnitok validate` calls it after
 scoring; a Python user with rows from `score_pair` can too."""
 
 from __future__ import annotations
 
-from . import FAIL_ON, Thresholds, ValidateOptions, add_bertscore, aggregate, failures
+from . import FAIL_ON, Thresholds, ValidateOptions, add_bertscore, aggregate, failures, gate_point
 
 # The scores aggregated (mean, p10, min over the pairs: for BLEU and chrF the mean of sentence
-# scores, not sacrebleu's corpus score).
+# scores, not sacrebleu's corpus score; the ratio, where lower is better, also p90 and max).
 AGGREGATED = ("rouge_l_f1", "bertscore_f1", "ratio", "bleu", "chrf")
+LOWER_IS_BETTER = ("ratio",)
 
 
 def judge(
@@ -52,10 +53,10 @@ def judge(
     for key in AGGREGATED:
         values = [r[key] for r in scored if key in r]
         if values:
-            agg[key] = aggregate(values)
+            agg[key] = aggregate(values, key in LOWER_IS_BETTER)
     gate_fail = [r for r in scored if r["failures"]] if fail_on == "any" else []
     if fail_on in ("mean", "p10"):
-        point = {k: v[fail_on] for k, v in agg.items()}
+        point = {k: gate_point(v, fail_on, k in LOWER_IS_BETTER) for k, v in agg.items()}
         gate_fail = failures(point, thresholds)
     summary = {
         "records": len(rows),

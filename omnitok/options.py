@@ -301,6 +301,8 @@ class ValidateOptions:
                 )
             if m not in METRICS:
                 raise UsageError(f"unknown metric {m!r}; available: {', '.join(METRICS)}")
+        if not self.scored:  # `--metrics ""` and no gate: a run that scores nothing and passes
+            raise UsageError(f"--metrics names no metric and no gate asks for one; available: {', '.join(METRICS)}")
         checked("--min-rouge-l", self.min_rouge_l, 0, 1)
         checked("--max-ratio", self.max_ratio, 0)
         checked("--min-bertscore", self.min_bertscore, -1, 1)

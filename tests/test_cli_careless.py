@@ -184,3 +184,22 @@ def test_a_blank_line_of_crlf_text_separates_passages_as_an_lf_one_does():
     lf = "First passage about cats. Cats purr.\n\nSecond passage about dogs. Dogs bark.\n"
     for text in (lf, lf.replace("\n", "\r\n")):
         assert comp.compress(text, "dogs", budget=8).kept_passages == [0, 1]
+
+
+def test_validate_with_nothing_to_score_is_a_usage_error():
+    """`--metrics ""` scored nothing and passed (exit 0)."""
+    r = run("validate", "--original", "a b c", "--compressed", "a b", "--metrics", "")
+    assert r.code == 2 and "--metrics names no metric" in r.err, r.err
+    assert (
+        run("validate", "--original", "a b c", "--compressed", "a b", "--metrics", "", "--min-rouge-l", "0.1").code == 0
+    )
+
+
+def test_a_failed_threshold_shows_the_score_to_the_digits_that_make_it_fail():
+    """ "rouge-l f1 0.6667 < 0.66667" read as a pass."""
+    r = run(
+        "validate", "--original", "the cat sat on the mat", "--compressed", "the cat sat", "--min-rouge-l", "0.66667"
+    )
+    assert r.code == 6 and '"failures":["rouge-l f1 0.666667 < 0.66667"]' in r.out.decode(), r.out
+    r = run("validate", "--original", "the cat sat on the mat", "--compressed", "the cat sat", "--min-rouge-l", "0.9")
+    assert '"failures":["rouge-l f1 0.6667 < 0.9"]' in r.out.decode()

@@ -177,8 +177,18 @@ def failures(scores: dict, t: Thresholds) -> list[str]:
         if value is None:
             out.append(f"{label} not scored")
         elif (value < threshold) if fails_when == "<" else (value > threshold):
-            out.append(f"{label} {value:.4f} {fails_when} {threshold}")
+            out.append(f"{label} {_beside(value, threshold)} {fails_when} {threshold}")
     return out
+
+
+def _beside(value: float, threshold: float) -> str:
+    """`value` to 4 decimals, or to as many more as it takes to differ from `threshold` as it
+    does ("0.6667 < 0.66667" read as a pass; "0.666667 < 0.66667" does not)."""
+    for digits in range(4, 17):
+        shown = f"{value:.{digits}f}"
+        if float(shown) != float(threshold) and (float(shown) < threshold) == (value < threshold):
+            return shown
+    return repr(value)
 
 
 def validate_options(arguments: Mapping, **fixed) -> ValidateOptions:

@@ -173,22 +173,12 @@ class Pool:
 
     def stats(self) -> tuple[Tally, int, int | None]:
         """(cache counts of the objects kept and retired, L1 entries summed, L2 entries or None)."""
+        from .cache.shared import summed
+
         with self._lock:
-            counts = Tally(self.retired)
-        l1 = 0
-        l2 = None
-        for obj in self.objects():
-            cache = _cache_of(obj)
-            if cache is None:
-                continue
-            counts.update(cache.counts())
-            if cache.shared:  # a view of its runtime's cache (cache.shared): sized there, once
-                continue
-            l1 += cache.l1.size()
-            tier = cache.l2
-            if l2 is None and tier is not None:
-                with contextlib.suppress(Exception):  # a failing L2 reports itself in tier_errors
-                    l2 = tier.size()
+            retired = Tally(self.retired)
+        counts, l1, l2 = summed(c for obj in self.objects() if (c := _cache_of(obj)) is not None)
+        counts.update(retired)
         return counts, l1, l2
 
     def _close(self, obj) -> None:

@@ -34,7 +34,6 @@ refuses anything that does not stay under its root.
 from __future__ import annotations
 
 import json
-import os
 import re
 import reprlib
 import unicodedata
@@ -299,9 +298,9 @@ def check(manifest: object, source: str) -> dict:
 
 def inside(root: Path, rel: str, what: str = "store") -> Path:
     """root/rel, proven to stay under root (symbolic links on the way included), else refused."""
-    base = os.path.realpath(root)
-    dest = os.path.join(base, rel)
-    real_parent = os.path.realpath(os.path.dirname(dest))
-    if os.path.commonpath([base, real_parent]) != base or os.path.basename(dest) in ("", ".", ".."):
-        raise BundleError(f"{rel!r} would be written outside the {what} ({root})")
-    return Path(real_parent) / os.path.basename(dest)
+    from ..assets.transactions import under
+
+    try:
+        return under(root, rel)
+    except ValueError:
+        raise BundleError(f"{rel!r} would be written outside the {what} ({root})") from None

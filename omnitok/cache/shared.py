@@ -39,20 +39,10 @@ class SharedCaches:
         return cache.view()
 
     def stats(self) -> tuple[Tally, int, int | None]:
-        """(statistics summed over the caches, L1 entries summed, the first L2's entries or None)."""
+        """What the caches themselves counted, as summed() sums it."""
         with self._lock:
             caches = list(self._caches.values())
-        counts: Tally = Tally()
-        l1 = 0
-        l2 = None
-        for cache in caches:
-            counts.update(cache.counts())
-            l1 += cache.l1.size()
-            tier = cache.l2
-            if l2 is None and tier is not None:
-                with contextlib.suppress(Exception):  # a failing L2 reports itself in tier_errors
-                    l2 = tier.size()
-        return counts, l1, l2
+        return summed(caches)
 
     def close(self) -> None:
         with self._lock:
@@ -60,3 +50,21 @@ class SharedCaches:
         for cache in caches:
             with contextlib.suppress(Exception):  # closing never fails a request
                 cache.close()
+
+
+def summed(caches) -> tuple[Tally, int, int | None]:
+    """(statistics summed over `caches`, L1 entries summed, the first L2's entries or None); a
+    view's tiers are its owner's, sized there, so a view adds its statistics alone."""
+    counts: Tally = Tally()
+    l1 = 0
+    l2 = None
+    for cache in caches:
+        counts.update(cache.counts())
+        if cache.shared:
+            continue
+        l1 += cache.l1.size()
+        tier = cache.l2
+        if l2 is None and tier is not None:
+            with contextlib.suppress(Exception):  # a failing L2 reports itself in tier_errors
+                l2 = tier.size()
+    return counts, l1, l2

@@ -284,8 +284,12 @@ class Runtime:
         """`fn(*args, **kwargs)` in the thread pool, awaited, in a copy of the caller's context
         (run_in_executor alone would run it in the pool thread's own)."""
         loop = asyncio.get_running_loop()
-        ctx = contextvars.copy_context()
-        return await loop.run_in_executor(self.executor(), functools.partial(ctx.run, fn, *args, **kwargs))
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        try:
+            future = loop.run_in_executor(self.executor(), call)
+        except RuntimeError:  # close() shut the pool down since we took it: the next one starts anew
+            future = loop.run_in_executor(self.executor(), call)
+        return await future
 
     async def request(self, fn: Callable, /, *args, **kwargs):
         """run_sync as one request: under a fresh budget of provider calls when bounds are set

@@ -69,3 +69,21 @@ def test_acount_batch_refuses_one_text_as_count_batch_does(items):
         asyncio.run(aio.acount_batch(items, model="gpt-4o"))
     with pytest.raises(TypeError, match="count_batch takes a list of texts or message lists, not one"):
         omnitok.Counter("gpt-4o").count_batch(items)
+
+
+def test_a_call_racing_close_runs_on_a_fresh_pool():
+    """aio.close() between a call taking the pool and submitting to it made that call fail with
+    "cannot schedule new futures after shutdown" (18 calls of an adversarial run), though the
+    runtime is documented to start again at its next use."""
+    from omnitok.runtime import Runtime
+
+    rt = Runtime(threads=1)
+    stale = rt.executor()
+    rt.close()  # shuts `stale` down
+    fresh = rt.executor
+    handed = iter([stale])
+    rt.executor = lambda: next(handed, None) or fresh()
+    try:
+        assert asyncio.run(rt.run_sync(lambda: 7)) == 7
+    finally:
+        rt.close()

@@ -228,6 +228,16 @@ def _counts_locally(counter) -> bool:
     return counter.cache is None and not getattr(counter.strategy, "in_process", False)
 
 
+def _at_once(counter, text: str) -> bool:
+    """Whether `counter` counts `text` now with nothing to wait for: it counts locally
+    (_counts_locally) and loads nothing for this text (a strategy's counts_at_once: a reference
+    engine not loaded yet for a text that needs one)."""
+    if not _counts_locally(counter):
+        return False
+    at_once = getattr(counter.strategy, "counts_at_once", None)
+    return at_once is None or at_once(text)
+
+
 def check_rows(items) -> None:
     """A TypeError for rows that are no list of records: one text, one record (a mapping, whose
     keys would be taken for rows) or no iterable at all."""
@@ -323,7 +333,7 @@ class Runtime:
         """count_inline for the Pool key `k` (key(model, options)), made once by the caller."""
         if type(text) is not str or len(text) > INLINE_MAX_CHARS:
             return None
-        return self.counters.try_inline(k, lambda c: c.count_text(text), _counts_locally)
+        return self.counters.try_inline(k, lambda c: c.count_text(text), lambda c: _at_once(c, text))
 
     def count_rows(
         self,

@@ -74,6 +74,15 @@ class EngineStrategy:
         ref = getattr(self._engine, "_early", None)
         return ref if ref is not None and ref.open else None
 
+    def counts_at_once(self, text: str) -> bool:
+        """Whether counting `text` now loads nothing: no reference engine, not loaded yet, for a
+        text that needs one (runtime.count_inline asks, on an event loop's thread: the lazy load
+        of o200k's reference held the loop ~0.2 s)."""
+        from .unicode_guard import ReferenceGuarded, needs_reference
+
+        e = self._engine
+        return not isinstance(e, ReferenceGuarded) or e._reference is not None or not needs_reference(text, e._patterns)
+
     def defers(self) -> bool:
         """Whether shard workers may leave texts for a reference engine not loaded yet
         (unicode_guard.DEFER_REFERENCE)."""

@@ -244,8 +244,9 @@ def validate(
         if err is not None:  # `more`: whether input follows a bad pair (default: it may)
             if not policy.bad(where, err, policy.keeps_rows(), more[0] if more else True):
                 break
-            if policy.keeps_rows():
-                rows.append({"pos": pos, "where": where, "error": err, "passed": False, "failures": []})
+            if policy.keeps_rows():  # the id where it was read, as compress's and count's error rows keep it
+                ident = {"id": rid} if rid is not None else {}
+                rows.append({"pos": pos, **ident, "where": where, "error": err, "passed": False, "failures": []})
             continue
         rows.append({"pos": pos, **({"id": rid} if rid is not None else {}), "where": where, **scores})
         texts.append((orig, comp))

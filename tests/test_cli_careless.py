@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 
+import orjson
 import pytest
 
 from .console import OMNITOK
@@ -139,12 +140,10 @@ def test_a_failed_gate_keeps_its_exit_code_when_the_reader_goes_away(tmp_path):
 def test_fail_on_p10_judges_the_ratio_at_its_worse_end(tmp_path):
     """For a score the 10th percentile is the strict end; for the ratio (lower is better) it is
     the lenient one: ten pairs of ratios 0.1 .. 1.0 passed --max-ratio 0.5 --fail-on p10."""
-    import orjson
-
     pairs = tmp_path / "rr.jsonl"
     with open(pairs, "wb") as f:
         for k in range(1, 11):
-            words = " ".join(f"w{j}" for j in range(10))  # ten tokens of gpt-4o? counted below
+            words = " ".join(f"w{j}" for j in range(10))
             f.write(orjson.dumps({"original": words, "compressed": " ".join(words.split()[:k])}) + b"\n")
     r = run(
         "validate", str(pairs), "--metrics", "compression", "--max-ratio", "0.5", "--fail-on", "p10", "--format", "json"
@@ -203,3 +202,12 @@ def test_a_failed_threshold_shows_the_score_to_the_digits_that_make_it_fail():
     assert r.code == 6 and '"failures":["rouge-l f1 0.666667 < 0.66667"]' in r.out.decode(), r.out
     r = run("validate", "--original", "the cat sat on the mat", "--compressed", "the cat sat", "--min-rouge-l", "0.9")
     assert '"failures":["rouge-l f1 0.6667 < 0.9"]' in r.out.decode()
+
+
+def test_a_bad_pair_s_error_row_keeps_its_id(tmp_path):
+    """compress's and count's error rows carry the id read; validate's left it out."""
+    pairs = tmp_path / "p.jsonl"
+    pairs.write_text('{"id": "x", "original": "a b"}\n{"id": "y", "original": "a b", "compressed": "a"}\n')
+    r = run("validate", str(pairs), "--on-error", "record", "--format", "jsonl")
+    rows = [orjson.loads(line) for line in r.out.splitlines()]
+    assert r.code == 4 and [row.get("id") for row in rows[:2]] == ["x", "y"] and "error" in rows[0]

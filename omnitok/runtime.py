@@ -406,17 +406,23 @@ _default_lock = threading.Lock()
 _RUNTIMES: weakref.WeakSet[Runtime] = weakref.WeakSet()
 
 
+_LEFT: list = []  # in a forked child: what its runtimes held in the parent, kept, never freed
+
+
 def _forked() -> None:
     """In a child just forked: every runtime starts afresh (Runtime._fresh), nothing of the
-    parent's closed or touched (its sockets and files are the parent's too); tokenizers load
-    again at first use."""
+    parent's closed or touched (its sockets and files are the parent's too: what the runtimes
+    held is kept referenced, so that no deallocation closes an SQLite connection the parent still
+    uses); tokenizers load again at first use."""
     global _default_lock
     _default_lock = threading.Lock()
     for rt in list(_RUNTIMES):
+        _LEFT.append((rt.caches, rt.counters, rt.compressors, rt._executor))
         rt._fresh()
 
 
-os.register_at_fork(after_in_child=_forked)
+if hasattr(os, "register_at_fork"):  # (POSIX; elsewhere there is no fork)
+    os.register_at_fork(after_in_child=_forked)
 
 
 def default() -> Runtime:

@@ -876,3 +876,23 @@ def test_a_killed_install_is_rolled_back_by_the_next_reader_too(template, tmp_pa
         )
         assert r.returncode == 0, r.stderr.decode()[-2000:]
         assert tree(w) == (whole if committed else before), f"killed at move {n}"
+
+
+def test_a_chain_of_extended_headers_is_refused_not_a_recursion_error(world, tmp_path, cli):
+    """tarfile takes each pax or long-name header by recursion: 3,000 small chained global pax
+    headers (a 3 KB gzip) were a RecursionError traceback from inspect, verify and install."""
+    raw = b""
+    for _ in range(3000):
+        head = tarfile.TarInfo("././@PaxHeader")
+        body = b"10 a=bcde\n"
+        head.size, head.type = len(body), tarfile.XGLTYPE
+        raw += head.tobuf(format=tarfile.USTAR_FORMAT) + body + b"\0" * (-len(body) % 512)
+    raw += tarfile.TarInfo("manifest.json").tobuf(format=tarfile.USTAR_FORMAT) + b"\0" * 1024
+    bundle = tmp_path / "chain.tar.gz"
+    bundle.write_bytes(gzip.compress(raw))
+    before = tree(world)
+    for command in ("inspect", "verify", "install"):
+        r = cli("bundle", command, str(bundle))
+        said = r.err + r.text
+        assert r.code == 1 and "more than 8 extended headers in a row" in said and "Traceback" not in said, said[:500]
+    assert tree(world) == before

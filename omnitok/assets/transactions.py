@@ -153,8 +153,8 @@ def settled(root: Path) -> Path:
         left = any(name.startswith(STAGING) for name in os.listdir(root))
     except OSError:
         return root  # no store (yet), or unreadable: the readers say what they find
-    if left:
-        with contextlib.suppress(OSError, ValueError), store_lock(root, wait=False) as held:
+    if left:  # (ImportError: no fcntl on this platform, so no lock to take: left as it is)
+        with contextlib.suppress(OSError, ValueError, ImportError), store_lock(root, wait=False) as held:
             if held:
                 recover(root)
     return root

@@ -35,16 +35,28 @@ _HEADERS = {
 }
 
 
+# Extended headers in a row before a member: tarfile takes each by recursion (3,000 chained
+# global pax headers in a 3 KB gzip were a RecursionError traceback), and a bundle has none.
+MAX_HEADERS_IN_A_ROW = 8
+
+
 class _BoundedInfo(tarfile.TarInfo):
     """tarfile's member header, refusing a header whose data is over MAX_HEADER_BYTES before it
-    is read (a SubsequentHeaderError: tarfile reports it as a ReadError, a damaged archive)."""
+    is read, and a run of more than MAX_HEADERS_IN_A_ROW extended headers (a
+    SubsequentHeaderError: tarfile reports it as a ReadError, a damaged archive)."""
 
     def _proc_member(self, tarfile_):
         kind = _HEADERS.get(self.type)
-        if kind is not None and self.size > MAX_HEADER_BYTES:
-            raise tarfile.SubsequentHeaderError(
-                f"a {kind} header of {self.size} bytes (at most {MAX_HEADER_BYTES} are read)"
-            )
+        if kind is None:
+            tarfile_._omnitok_run = 0
+        else:
+            run = tarfile_._omnitok_run = getattr(tarfile_, "_omnitok_run", 0) + 1
+            if run > MAX_HEADERS_IN_A_ROW:
+                raise tarfile.SubsequentHeaderError(f"more than {MAX_HEADERS_IN_A_ROW} extended headers in a row")
+            if self.size > MAX_HEADER_BYTES:
+                raise tarfile.SubsequentHeaderError(
+                    f"a {kind} header of {self.size} bytes (at most {MAX_HEADER_BYTES} are read)"
+                )
         return super()._proc_member(tarfile_)
 
 

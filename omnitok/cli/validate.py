@@ -96,7 +96,7 @@ def validate_cmd(
     fail_on: str = typer.Option(
         "any",
         "--fail-on",
-        help="any (every pair), mean, or p10 (the 10th percentile).",
+        help="any (every pair), mean, or p10 (each metric's worse 10% end: the ratio's 90th percentile).",
         autocompletion=opt.complete(("any", "mean", "p10")),
     ),
     fmt: str = typer.Option(

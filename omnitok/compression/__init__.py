@@ -34,7 +34,7 @@ from .segment import Unit, segment, split_over
 from .select import select
 
 MEASURE_BATCH = 4096  # units counted per count_batch call
-ALGORITHM_VERSION = 2  # 2: sentences of small letters; units over the budget split
+ALGORITHM_VERSION = 3  # 2: sentences of small letters; units over the budget split; 3: CRLF blank lines
 
 
 # Tuned by benchmarks/compress_bench.py on 100 NQ-open dev questions (never the reported ones):

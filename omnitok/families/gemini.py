@@ -163,7 +163,7 @@ class GeminiFamily(Family):
 
                 strategy = local_tokenizer(HF_TOKENIZERS[name], opts.tokenizer, opts.engine)
                 want = HF_VOCAB_SIZES[name]
-                if opts.tokenizer is not None and (size := strategy.vocab_size) != want:
+                if opts.tokenizer is not None and (size := strategy.known_vocab_size()) != want:
                     raise UsageError(
                         f"--tokenizer {shown(opts.tokenizer)} has {size:,} tokens, not the {want:,} of "
                         f"{HF_TOKENIZERS[name]}'s vocabulary, which {res.target} counts with",

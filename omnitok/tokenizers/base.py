@@ -74,6 +74,11 @@ class EngineStrategy:
         ref = getattr(self._engine, "_early", None)
         return ref if ref is not None and ref.open else None
 
+    def known_vocab_size(self) -> int:
+        """The vocabulary's size, from the fast engine where it knows it (vocab_size may load a
+        reference engine to answer: 1.3 s for Gemma 4)."""
+        return getattr(self._engine, "fast_vocab_size", None) or self.vocab_size
+
     def counts_at_once(self, text: str) -> bool:
         """Whether counting `text` now loads nothing: no reference engine, not loaded yet, for a
         text that needs one (runtime.count_inline asks, on an event loop's thread: the lazy load

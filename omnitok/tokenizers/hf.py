@@ -84,6 +84,7 @@ class _Gigatoken(ReferenceGuarded):
             if self._json is not None
             else gigatoken.Tokenizer(str(self._path))
         )
+        self.fast_vocab_size = tok.vocab_size  # without loading the reference (families.gemini's check)
         # The Rust backend's encode: the wrapper's adds a Python call to every text.
         return getattr(tok, "_backend", tok).encode
 

@@ -65,7 +65,10 @@ def parent_handle() -> tuple[int, int, int, int]:
 # The signals a process group gets as one (Ctrl-C; systemd's and `kill -- -PGID`'s SIGTERM), held
 # in the forking thread across a fork (signals_held) until the child has set its own dispositions.
 _HELD = frozenset({signal.SIGINT, signal.SIGTERM})
-_MASK_BEFORE: set | None = None  # the forking thread's mask before signals_held: the child's own
+# The forking thread's mask before signals_held, the child's own: per thread, as masks are (two
+# threads forking at once must not hand a child the other's); a child is a copy of its forking
+# thread, so it reads that thread's value.
+_MASK_BEFORE = threading.local()
 
 
 @contextlib.contextmanager
@@ -77,9 +80,8 @@ def signals_held():
     a KeyboardInterrupt or Terminated there printed "Exception ignored in ..." and a traceback
     beside the parent's "interrupted". The parent gets any that came meanwhile as the block ends;
     a child holds none of them (pending signals are not inherited)."""
-    global _MASK_BEFORE
     old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
-    _MASK_BEFORE = old
+    _MASK_BEFORE.mask = old
     pid = os.getpid()
     try:
         yield
@@ -103,8 +105,9 @@ def stay_with_parent(parent: tuple[int, int, int, int]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if callable(signal.getsignal(signal.SIGTERM)):  # the console script's Terminated (cli.app) is the
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # parent's: a worker that gets SIGTERM just ends
-    if _MASK_BEFORE is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, _MASK_BEFORE)
+    mask = getattr(_MASK_BEFORE, "mask", None)
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     if not (threading.get_ident() == main_thread and cpu.die_with_parent(signal.SIGKILL)):
         threading.Thread(target=_watch_lifeline, args=(read_end,), name="omnitok-lifeline", daemon=True).start()
     if os.getppid() != pid:

@@ -122,3 +122,21 @@ def test_ctrl_c_at_the_moment_of_a_fork_leaves_the_child_silent_and_working(site
     r = subprocess.run([sys.executable, "-c", _SIGNALLED_AT_FORK, site], capture_output=True, text=True, timeout=60)
     want = "1024\n" if site == "pool" else "True [4, 2, 1000]\n"
     assert (r.returncode, r.stdout, r.stderr) == (0, want, "")
+
+
+def _mask() -> list[int]:
+    import signal
+
+    return sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+
+def test_a_worker_gets_its_parents_signal_mask_back_once_its_handlers_are_set():
+    """SIGINT and SIGTERM are held across the fork (forks.signals_held); a worker that kept them
+    blocked would never die by a SIGTERM to the group."""
+    from omnitok.forks import ForkPool
+
+    pool = ForkPool(1)
+    try:
+        assert pool.submit(_mask, ()).get() == _mask()
+    finally:
+        pool.close()

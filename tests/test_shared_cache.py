@@ -154,3 +154,29 @@ def test_a_retired_counter_writes_no_tier_on_the_requests_thread(tmp_path):
     rt.close()
     stored = TieredCache(CacheSettings(tmp_path)).stored_stats()["l2"]
     assert stored["misses"] == 2
+
+
+def test_a_shared_cache_whose_l2_failed_to_open_is_opened_again_later(tmp_path, monkeypatch, warnings_seen):
+    """Shared for the runtime's life, a cache whose L2 could not be opened at first use (here: its
+    directory is a file for a moment) had stayed memory-only until the runtime closed."""
+    from omnitok.cache import shared
+
+    where = tmp_path / "l2"
+    where.write_text("not a directory yet")
+    rt = Runtime(threads=1)
+    options = {"cache": "on", "cache_dir": str(where)}
+    try:
+        rt.count_batch(["one"], "gpt-4o", options)
+        (first,) = rt.counters.objects()
+        assert first.cache.l2 is None and any("unusable" in w for w in warnings_seen)
+        where.unlink()
+        where.mkdir()
+        monkeypatch.setattr(shared, "RETRY_S", 0.0)
+        rt.count_batch(["two"], "gpt-4", options)  # a new Counter: the next user of the settings
+        second = next(c for c in rt.counters.objects() if c is not first)
+        assert second.cache.l2 is not None and first.cache.l2 is None
+        assert rt.cache_stats()["total_requests"] == 2
+    finally:
+        rt.close()
+    # what was counted with L2 is saved there, once; the memory-only cache had nowhere to save
+    assert TieredCache(CacheSettings(where)).stored_stats()["l2"]["misses"] == 1

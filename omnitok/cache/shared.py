@@ -15,10 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import Counter as Tally
 
 from .settings import CacheSettings
 from .tiered import TieredCache
+
+# A cache whose L2 could not be opened (a database locked a moment by another process's `cache
+# clear`, a directory not there yet) is opened again by the next user after this many seconds;
+# until then its users count with L1 (and L3). Without it, one failure lasted the runtime's life.
+RETRY_S = 30.0
 
 
 class SharedCaches:
@@ -30,26 +36,39 @@ class SharedCaches:
     def __init__(self):
         self._lock = threading.Lock()
         self._caches: dict[CacheSettings, TieredCache] = {}
+        self._opened: dict[CacheSettings, float] = {}
+        self._replaced: list[TieredCache] = []  # opened without their L2, then again (RETRY_S)
 
     def get(self, settings: CacheSettings) -> TieredCache:
         with self._lock:
             cache = self._caches.get(settings)
+            now = time.monotonic()
+            if cache is not None and _without_l2(cache) and now - self._opened[settings] >= RETRY_S:
+                self._replaced.append(cache)  # its views go on as they are; closed with the rest
+                cache = None
             if cache is None:
                 cache = self._caches[settings] = TieredCache(settings)
+                self._opened[settings] = now
         return cache.view()
 
     def stats(self) -> tuple[Tally, int, int | None]:
         """What the caches themselves counted, as summed() sums it."""
         with self._lock:
-            caches = list(self._caches.values())
+            caches = [*self._caches.values(), *self._replaced]
         return summed(caches)
 
     def close(self) -> None:
         with self._lock:
-            caches, self._caches = list(self._caches.values()), {}
+            caches = [*self._caches.values(), *self._replaced]
+            self._caches, self._opened, self._replaced = {}, {}, []
         for cache in caches:
             with contextlib.suppress(Exception):  # closing never fails a request
                 cache.close()
+
+
+def _without_l2(cache: TieredCache) -> bool:
+    """Whether a cache asked for an L2 has none (it could not be opened)."""
+    return cache.settings.directory is not None and cache.l2 is None
 
 
 def summed(caches) -> tuple[Tally, int, int | None]:

@@ -211,3 +211,17 @@ def test_a_bad_pair_s_error_row_keeps_its_id(tmp_path):
     r = run("validate", str(pairs), "--on-error", "record", "--format", "jsonl")
     rows = [orjson.loads(line) for line in r.out.splitlines()]
     assert r.code == 4 and [row.get("id") for row in rows[:2]] == ["x", "y"] and "error" in rows[0]
+
+
+def test_the_markdown_report_shows_each_metric_s_worse_end(tmp_path):
+    """Its p10 column showed the ratio's best end while --fail-on p10 judges its 90th percentile."""
+    pairs = tmp_path / "rr.jsonl"
+    with open(pairs, "wb") as f:
+        for k in (1, 5, 10):
+            words = " ".join(f"w{j}" for j in range(10))
+            f.write(orjson.dumps({"original": words, "compressed": " ".join(words.split()[:k])}) + b"\n")
+    r = run("validate", str(pairs), "--metrics", "compression", "--format", "markdown")
+    lines = r.out.decode().splitlines()
+    assert "| metric | mean | worse 10% | worst |" in lines
+    (row,) = [ln for ln in lines if ln.startswith("| ratio")]
+    assert row.startswith("| ratio (p90, max) |") and row.endswith("| 1.0000 | 1.0000 |"), row

@@ -6,7 +6,16 @@ from ..config import redact_url
 from .settings import CacheSettings, default_dir, settings_from
 from .tiered import CacheError, TieredCache
 
-__all__ = ["CacheError", "CacheSettings", "TieredCache", "default_dir", "redact_url", "settings_from", "wrap"]
+__all__ = [
+    "CacheError",
+    "CacheSettings",
+    "TieredCache",
+    "default_dir",
+    "open_cache",
+    "redact_url",
+    "settings_from",
+    "wrap",
+]
 
 MODES = ("auto", "on", "off")
 
@@ -22,5 +31,11 @@ def wrap(strategy, mode: str, settings: CacheSettings, options: str = "", caches
         return strategy, None
     from .cached_strategy import CachedStrategy
 
-    cache = caches.get(settings) if caches is not None else TieredCache(settings)
+    cache = open_cache(settings, caches)
     return CachedStrategy(strategy, cache, options), cache
+
+
+def open_cache(settings: CacheSettings, caches=None) -> TieredCache:
+    """A view of `caches`' cache for these settings (a shared.SharedCaches: a runtime's), else a
+    cache of its own: how a Counter (wrap) and a Compressor take theirs."""
+    return caches.get(settings) if caches is not None else TieredCache(settings)

@@ -219,11 +219,10 @@ class Compressor:
         if self._cache_mode == "off" or (self._cache_mode == "auto" and self.method == "bm25"):
             return None
         if self._tiered is None:
-            from ..cache import TieredCache, settings_from
+            from ..cache import open_cache, settings_from
             from ..cache.keys import KeyMaker
 
-            chosen = settings_from(self._cache_dir)
-            self._tiered = self._caches.get(chosen) if self._caches is not None else TieredCache(chosen)
+            self._tiered = open_cache(settings_from(self._cache_dir), self._caches)
             emb = self._embedding[0] or self._embedding[2] or "local-minilm"
             rule = f"compress-v{ALGORITHM_VERSION}:{self.method}:{emb}:{self.weights}:{self.gap_marker}:{self.dedup}"
             self._keys = KeyMaker(f"compress:{self.strategy.fingerprint}", rule, self._tiered.algorithm)
